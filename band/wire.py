@@ -1,0 +1,242 @@
+"""The wire contract: every subject, header, queue group and JSON body band puts on NATS.
+
+This module is the only place those names live. ``band/`` (the services) and
+``broker/`` (the edge) both import it; ``docs/protocol.md`` describes it section by
+section. A service written in another language that follows this file takes part.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import re
+from typing import Any, Final, Mapping
+
+# --- revision ---------------------------------------------------------------
+PROTOCOL_VERSION: Final = "1"
+
+# --- subjects ----------------------------------------------------------------
+ENRICH_PREFIX: Final = "band.enrich"  # band.enrich.<key>        scatter-gather
+HANDLE_PREFIX: Final = "band.handle"  # band.handle.<key>        request/reply
+RPC_PREFIX: Final = "band.rpc"  # band.rpc.<service>.<method>    request/reply
+WS_PREFIX: Final = "band.ws"  # band.ws.<uid>                    server push to sockets
+DLQ_PREFIX: Final = "band.dlq"  # band.dlq.<service>             dead letters
+EVENTS_ROOT: Final = "in"  # routing keys: in.gen.<service>.<name>
+EVENTS_SUBJECTS: Final = "in.>"
+KEY_PREFIX: Final = "in.gen"
+
+# --- JetStream ---------------------------------------------------------------
+STREAM: Final = "BAND_EVENTS"
+
+# --- micro protocol (ADR-32) -----------------------------------------------------
+SRV_PREFIX: Final = "$SRV"
+MICRO_PING_TYPE: Final = "io.nats.micro.v1.ping_response"
+MICRO_INFO_TYPE: Final = "io.nats.micro.v1.info_response"
+MICRO_STATS_TYPE: Final = "io.nats.micro.v1.stats_response"
+
+# --- headers -----------------------------------------------------------------
+ERROR_HEADER: Final = "Nats-Service-Error"  # ADR-32: error description
+ERROR_CODE_HEADER: Final = "Nats-Service-Error-Code"  # ADR-32: numeric code
+MSG_ID_HEADER: Final = "Nats-Msg-Id"  # JetStream de-duplication
+SERVICE_HEADER: Final = "Band-Service"  # who answered (enricher replies, dead letters)
+
+# --- endpoint metadata (values are strings, as ADR-32 requires) -------------------
+ROLE_HANDLER: Final = "handler"
+ROLE_ENRICHER: Final = "enricher"
+ROLE_LISTENER: Final = "listener"
+ROLE_RPC: Final = "rpc"
+ROLES: Final = (ROLE_HANDLER, ROLE_ENRICHER, ROLE_LISTENER, ROLE_RPC)
+
+# --- the message -------------------------------------------------------------
+MESSAGE_FIELDS: Final = ("key", "service", "name", "channel", "projectId", "uid", "td", "data", "id", "time")
+DEFAULT_HANDLER_TIMEOUT_MS: Final = 200
+DEFAULT_ENRICH_TIMEOUT_MS: Final = 200
+
+_TOKEN = re.compile(r"^[A-Za-z0-9_\-]+$")
+_NAME = re.compile(r"^[A-Za-z0-9_\-]+$")
+UID_RE: Final = re.compile(r"^[0-9]{10,22}$")
+
+
+def is_token(value: object) -> bool:
+    """True when ``value`` can stand as one NATS subject token in a routing key.
+
+    Letters, digits, ``_`` and ``-`` only: no ``.``, ``*``, ``>``, whitespace or empty.
+    """
+    return isinstance(value, str) and bool(_TOKEN.match(value))
+
+
+def is_service_name(value: object) -> bool:
+    """ADR-32 service names: letters, digits, ``_`` and ``-``."""
+    return isinstance(value, str) and bool(_NAME.match(value))
+
+
+def routing_key(service: str, name: str) -> str:
+    """``in.gen.<service>.<name>``; both must be tokens (see :func:`is_token`)."""
+    if not is_token(service) or not (is_token(name) or name == "*"):
+        raise ValueError(f"not a valid routing key part: service={service!r} name={name!r}")
+    return f"{KEY_PREFIX}.{service}.{name}"
+
+
+def enrich_subject(key: str) -> str:
+    return f"{ENRICH_PREFIX}.{key}"
+
+
+def handle_subject(key: str) -> str:
+    return f"{HANDLE_PREFIX}.{key}"
+
+
+def rpc_subject(service: str, method: str) -> str:
+    return f"{RPC_PREFIX}.{service}.{method}"
+
+
+def ws_subject(uid: str) -> str:
+    return f"{WS_PREFIX}.{uid}"
+
+
+def dlq_subject(service: str) -> str:
+    return f"{DLQ_PREFIX}.{service}"
+
+
+def key_prefix_subjects(prefix: str) -> list[str]:
+    """Subjects matching a routing-key prefix by whole tokens: ``p`` and ``p.>``.
+
+    ``in.gen.track`` matches ``in.gen.track.page`` but not ``in.gen.tracker.x``.
+    """
+    return [prefix, f"{prefix}.>"]
+
+
+def key_matches(prefix: str, key: str) -> bool:
+    """Whole-token prefix match, the same rule NATS applies to ``prefix.>``."""
+    return key == prefix or key.startswith(prefix + ".")
+
+
+def queue_group(service: str) -> str:
+    """Every subscription of a service uses its name as the queue group."""
+    return service
+
+
+# --- JSON --------------------------------------------------------------------------
+def _default(value: Any) -> Any:
+    if isinstance(value, (_dt.datetime, _dt.date, _dt.time)):
+        return value.isoformat()
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    to_wire = getattr(value, "to_wire", None)
+    if callable(to_wire):
+        return to_wire()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def encode(value: Any) -> bytes:
+    """JSON, UTF-8, compact. Datetimes become ISO strings, sets lists."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=_default).encode()
+
+
+class DecodeError(ValueError):
+    """A body that is not the JSON this contract expects."""
+
+
+def decode(data: bytes) -> Any:
+    """Parse a JSON body; an empty body is ``None``."""
+    if not data:
+        return None
+    try:
+        return json.loads(data)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise DecodeError(f"body is not valid JSON: {exc}") from None
+
+
+def decode_object(data: bytes) -> dict[str, Any]:
+    """Parse a JSON object body (requests to handlers, enrichers, RPC methods)."""
+    value = decode(data)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise DecodeError(f"body must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+# --- errors on the wire (ADR-32 headers) ----------------------------------------
+def error_headers(code: int, description: str) -> dict[str, str]:
+    """The two micro error headers; CR/LF are folded so no header can be injected."""
+    clean = " ".join(str(description).split()) or "error"
+    return {ERROR_HEADER: clean[:1024], ERROR_CODE_HEADER: str(int(code))}
+
+
+def error_from_headers(headers: Mapping[str, str] | None) -> tuple[int, str] | None:
+    """``(code, description)`` when a reply carries the micro error headers."""
+    if not headers:
+        return None
+    description = headers.get(ERROR_HEADER)
+    code = headers.get(ERROR_CODE_HEADER)
+    if description is None and code is None:
+        return None
+    try:
+        number = int(code or 500)
+    except ValueError:
+        number = 500
+    return number, description or "error"
+
+
+# --- the message -------------------------------------------------------------------
+def get_path(message: Mapping[str, Any], path: str) -> Any:
+    """Value at a dot-path such as ``td.ip``; a missing step gives ``None``."""
+    value: Any = message
+    for part in path.split("."):
+        if isinstance(value, Mapping) and part in value:
+            value = value[part]
+        else:
+            return None
+    return value
+
+
+# --- discovery metadata (ADR-32 ``metadata``: string → string) ----------------------
+# Service metadata: {"band": PROTOCOL_VERSION}. Endpoint metadata keys below; ``keys``
+# and ``props`` are JSON text because ADR-32 metadata values must be strings.
+MD_ROLE: Final = "role"  # handler | enricher | listener | rpc
+MD_KEY: Final = "key"  # handler: its routing key (``in.gen.go.*`` for a wildcard)
+MD_KEYS: Final = "keys"  # enricher/listener: JSON list of key prefixes ([] = every key)
+MD_PROPS: Final = "props"  # enricher: JSON object, argument name -> dot-path
+MD_ALIAS: Final = "alias"  # handler: the service name it answers for, if not its own
+MD_PATH: Final = "path"  # handler: custom HTTP path such as ``/x/:id`` ("" if none)
+MD_TIMEOUT: Final = "timeout"  # handler: milliseconds the edge waits
+MD_METHOD: Final = "method"  # the Python function's name
+MD_DURABLE: Final = "durable"  # listener: "true" for a JetStream durable consumer
+
+
+def endpoint_metadata(role: str, **fields: Any) -> dict[str, str]:
+    """Metadata for one endpoint; lists/dicts become JSON text, None becomes ""."""
+    md = {MD_ROLE: role}
+    for name, value in fields.items():
+        if value is None:
+            md[name] = ""
+        elif isinstance(value, (list, dict)):
+            md[name] = json.dumps(value, separators=(",", ":"))
+        elif isinstance(value, bool):
+            md[name] = "true" if value else "false"
+        else:
+            md[name] = str(value)
+    return md
+
+
+def metadata_list(md: Mapping[str, str], name: str) -> list[str]:
+    """Read a JSON-list metadata value; anything malformed reads as ``[]``."""
+    try:
+        value = json.loads(md.get(name) or "[]")
+    except ValueError:
+        return []
+    return [str(v) for v in value] if isinstance(value, list) else []
+
+
+def prefix_subject(prefix_root: str, key_prefix: str) -> str:
+    """The subscription subject for a key prefix under ``band.enrich`` etc.
+
+    Routing keys always have four tokens (``in.gen.<service>.<name>``): a full key
+    subscribes exactly, a shorter prefix with ``.>``, and no prefix means every key.
+    """
+    if not key_prefix:
+        return f"{prefix_root}.{EVENTS_ROOT}.>" if prefix_root else EVENTS_SUBJECTS
+    base = f"{prefix_root}.{key_prefix}" if prefix_root else key_prefix
+    return base if key_prefix.count(".") >= 3 else f"{base}.>"

