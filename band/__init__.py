@@ -1,0 +1,56 @@
+"""band: small Python services for event pipelines on NATS.
+
+The documented API::
+
+    from band import settings, logger, expose, worker, cleanup, response, rpc, scheduler, blocking, redis_factory
+
+``response`` and ``blocking`` stand alone. The others belong to a service: they
+resolve against the app being loaded by ``band run`` (or a test), else a default app
+made on first use. Importing band does nothing else: no loop, no file, no connection.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .app import App, current_app
+from .blocking import blocking
+from .errors import BandError, ConfigError, NoResponders, RemoteError, RPCError, RPCTimeout, ServiceUnavailable
+from .response import response
+
+__version__ = "0.1.0"
+
+_APP_BOUND = ("settings", "logger", "expose", "worker", "cleanup", "rpc", "scheduler", "redis_factory")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _APP_BOUND:
+        return getattr(current_app(), name)
+    raise AttributeError(f"module 'band' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_APP_BOUND))
+
+
+__all__ = [
+    "settings",
+    "logger",
+    "expose",
+    "worker",
+    "cleanup",
+    "response",
+    "rpc",
+    "scheduler",
+    "blocking",
+    "redis_factory",
+    "App",
+    "current_app",
+    "BandError",
+    "ConfigError",
+    "RPCError",
+    "RPCTimeout",
+    "ServiceUnavailable",
+    "NoResponders",
+    "RemoteError",
+]

@@ -1,0 +1,70 @@
+"""One way to connect to NATS for services, the edge and the CLI.
+
+Reconnects forever with backoff and logs each change, so a restarted nats-server is
+survived without anyone's help; subscriptions resume with the connection.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+from typing import Any
+
+import nats
+from nats.aio.client import Client
+
+from .log import Logger
+
+DEFAULT_URL = "nats://127.0.0.1:4222"
+
+
+def servers_from(url: str | list[str] | None = None) -> list[str]:
+    """``NATS_URL`` (comma-separated for a cluster) unless given, else localhost."""
+    if isinstance(url, list):
+        return url
+    raw = url or os.environ.get("NATS_URL") or DEFAULT_URL
+    return [part.strip() for part in raw.split(",") if part.strip()]
+
+
+def tls_from_env() -> ssl.SSLContext | None:
+    """``NATS_CA`` (a CA file for a self-signed server cert) turns TLS verification on."""
+    ca = os.environ.get("NATS_CA")
+    if not ca:
+        return None
+    context = ssl.create_default_context(cafile=ca)
+    cert, key = os.environ.get("NATS_CERT"), os.environ.get("NATS_KEY")
+    if cert and key:
+        context.load_cert_chain(cert, key)
+    return context
+
+
+async def connect(url: str | list[str] | None = None, *, name: str, logger: Logger | None = None, **options: Any) -> Client:
+    """A client that never gives up reconnecting (``max_reconnect_attempts=-1``)."""
+    log = logger or Logger(component="nats")
+
+    async def disconnected() -> None:
+        log.warning("NATS disconnected; reconnecting")
+
+    async def reconnected() -> None:
+        log.info("NATS reconnected", server=str(nc.connected_url.netloc if nc.connected_url else ""))
+
+    async def error(exc: Exception) -> None:
+        log.warning("NATS connection error", error=f"{type(exc).__name__}: {exc}")
+
+    settings: dict[str, Any] = {
+        "name": name,
+        "max_reconnect_attempts": -1,
+        "reconnect_time_wait": 0.5,
+        "connect_timeout": 2,
+        "ping_interval": 10,
+        "max_outstanding_pings": 3,
+        "disconnected_cb": disconnected,
+        "reconnected_cb": reconnected,
+        "error_cb": error,
+    }
+    context = tls_from_env()
+    if context is not None:
+        settings["tls"] = context
+    settings.update(options)
+    nc = await nats.connect(servers_from(url), **settings)
+    return nc

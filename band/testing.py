@@ -1,0 +1,29 @@
+"""Helpers for testing services against a real nats-server.
+
+``async with serve(app, url):`` runs a service until the block ends; ready means
+subscribed and answering discovery, so a test can call it right away.
+"""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import AsyncIterator
+
+from .app import App
+from .connect import connect
+from .loader import load_service
+from .service import Service, ServiceOptions
+
+
+@asynccontextmanager
+async def serve(app: App | str | Path, nats_url: str, options: ServiceOptions | None = None) -> AsyncIterator[Service]:
+    """Run ``app`` (an App, or a path ``band run`` would take) on its own connection."""
+    if not isinstance(app, App):
+        app = load_service(app)
+    nc = await connect(nats_url, name=app.name, logger=app.logger)
+    try:
+        async with Service(app, nc, options) as service:
+            yield service
+    finally:
+        await nc.close()
