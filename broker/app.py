@@ -1,0 +1,260 @@
+"""The edge as an aiohttp ``web.Application``: routes, shared state, lifecycle.
+
+The app only describes; a runner runs it (``broker.cli``, or aiohttp's ``TestServer``
+in the tests). NATS, discovery and the pipeline live in one cleanup context, so
+shutdown runs in aiohttp's order: stop accepting → finish in-flight hits → drain NATS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import AsyncIterator
+
+import nats
+import nats.errors
+from aiohttp import web
+from nats.aio.client import Client
+from nats.aio.subscription import Subscription
+from nats.js import JetStreamContext
+
+from band import wire
+from band.stream import ensure_stream
+
+from .config import EdgeConfig
+from .discovery import Discovery
+from .metrics import Metrics
+from .pipeline import INTERNAL_ERROR, Pipeline
+from .render import json_response, render
+from .request import BadHit, read_hit
+from .ws import Sockets, handle_socket
+
+log = logging.getLogger("broker")
+
+ALLOWED_METHODS = "GET, POST, OPTIONS"
+NO_CACHE = {
+    "Cache-Control": "no-cache, no-store, must-revalidate, max-age=0",
+    "Pragma": "no-cache",
+    "Expires": "0",
+}
+ROOT_PAGE = (
+    "band edge: send hits to /<service>/<name>[/<projectId>] (GET or POST); "
+    "/health for load balancers, /metrics for Prometheus, /wss for WebSocket.\n"
+)
+
+
+class Edge:
+    """Per-app state. NATS-side parts exist only while the app runs; reading them
+    before start raises ``AttributeError`` (no silent ``None``)."""
+
+    nc: Client
+    js: JetStreamContext
+    discovery: Discovery
+    pipeline: Pipeline
+
+    def __init__(self, config: EdgeConfig) -> None:
+        self.config = config
+        self.metrics = Metrics()
+        self.sockets = Sockets()
+        self.trusted = config.proxy_networks()
+        self.stream_ready = False
+        cookie = f"; Path=/; Max-Age={config.cookie_max_age_s}; HttpOnly"
+        if config.cookie_secure:
+            cookie += "; Secure; SameSite=None"
+        if config.cookie_domain:
+            cookie += f"; Domain={config.cookie_domain}"
+        self._cookie_prefix = f"{config.cookie_name}="
+        self._cookie_suffix = cookie
+
+    # --- every answer -------------------------------------------------------------
+    def finish(self, request: web.Request, resp: web.StreamResponse, started: float, uid: str | None = None) -> None:
+        """CORS, no-cache, timing and the uid cookie, on every answer."""
+        headers = resp.headers
+        origin = request.headers.get("Origin")
+        if origin:
+            headers["Access-Control-Allow-Origin"] = origin
+            headers["Access-Control-Allow-Credentials"] = "true"
+            headers["Vary"] = "Origin"
+        else:
+            headers["Access-Control-Allow-Origin"] = "*"
+        headers.update(NO_CACHE)
+        if uid is not None:
+            headers["Set-Cookie"] = self._cookie_prefix + uid + self._cookie_suffix
+        headers["X-Response-Time"] = f"{(time.perf_counter() - started) * 1000:.3f}ms"
+        self.metrics.answered(resp.status)
+
+    # --- routes -----------------------------------------------------------------------
+    async def dispatch(self, request: web.Request) -> web.StreamResponse:
+        """The one route: fixed paths, then hits; anything unexpected is a bare 500."""
+        started = time.perf_counter()
+        uid: str | None = None
+        try:
+            method = request.method
+            if method == "OPTIONS":
+                resp: web.StreamResponse = self.preflight(request)
+            elif method != "GET" and method != "POST":
+                resp = json_response({"message": f"method {method} not allowed"}, 405)
+                resp.headers["Allow"] = ALLOWED_METHODS
+            else:
+                path = request.path
+                if path == "/wss":
+                    return await handle_socket(request, pipeline=self.pipeline, sockets=self.sockets, config=self.config, trusted=self.trusted, metrics=self.metrics)
+                if path == "/":
+                    resp = web.Response(text=ROOT_PAGE, content_type="text/plain")
+                elif path == "/health":
+                    resp = await self.health()
+                elif path == "/metrics":
+                    resp = web.Response(body=self.metrics.render(), headers={"Content-Type": self.metrics.content_type})
+                else:
+                    try:
+                        hit = await read_hit(request, self.config, self.discovery.snapshot, self.trusted)
+                    except BadHit as bad:
+                        resp = json_response({"message": bad.message}, bad.status)
+                    else:
+                        uid = hit.message["uid"]
+                        resp = render(await self.pipeline.run(hit.message, hit.image), hit.native)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("hit failed: %s %s", request.method, request.path)
+            resp = json_response({"message": INTERNAL_ERROR}, 500)
+        self.finish(request, resp, started, uid)
+        return resp
+
+    def preflight(self, request: web.Request) -> web.Response:
+        resp = web.Response(status=204)
+        resp.headers["Access-Control-Allow-Methods"] = ALLOWED_METHODS
+        asked = request.headers.get("Access-Control-Request-Headers")
+        resp.headers["Access-Control-Allow-Headers"] = asked or "Content-Type"
+        resp.headers["Access-Control-Max-Age"] = "86400"
+        return resp
+
+    async def health(self) -> web.Response:
+        """200 when NATS is connected and JetStream answers; else 503 saying which."""
+        nats_ok = hasattr(self, "nc") and self.nc.is_connected
+        js_ok = False
+        if nats_ok:
+            try:
+                await self.js.account_info()
+                js_ok = True
+            except Exception:
+                js_ok = False
+        body = {"nats": nats_ok, "jetstream": js_ok, "inflight": self.pipeline.inflight if hasattr(self, "pipeline") else 0}
+        return json_response(body, 200 if nats_ok and js_ok else 503)
+
+    # --- lifecycle --------------------------------------------------------------------
+    async def connect(self) -> Client:
+        """Connect, retrying until NATS answers; afterwards nats-py reconnects forever."""
+        while True:
+            try:
+                return await nats.connect(
+                    servers=list(self.config.nats_urls),
+                    name=self.config.name,
+                    allow_reconnect=True,
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=0.5,  # type: ignore[arg-type]
+                    connect_timeout=2,
+                    error_cb=self._nats_error,
+                    disconnected_cb=self._nats_disconnected,
+                    reconnected_cb=self._nats_reconnected,
+                )
+            except (OSError, nats.errors.Error) as exc:
+                log.warning("NATS %s not reachable (%r); retrying", ",".join(self.config.nats_urls), exc)
+                await asyncio.sleep(1.0)
+
+    async def _nats_error(self, exc: Exception) -> None:
+        log.warning("NATS: %r", exc)
+
+    async def _nats_disconnected(self) -> None:
+        log.warning("NATS disconnected; hits answer 503 until it is back")
+
+    async def _nats_reconnected(self) -> None:
+        log.info("NATS reconnected")
+
+    async def _keep_stream(self) -> None:
+        """Create the events stream; retry in the background while JetStream is away."""
+        while not self.stream_ready:
+            try:
+                await ensure_stream(self.js, self.config.stream_limits())
+                self.stream_ready = True
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("events stream %s not ready: %r", wire.STREAM, exc)
+                await asyncio.sleep(2.0)
+
+    async def nats_context(self, app: web.Application) -> AsyncIterator[None]:
+        """NATS, stream, discovery, pipeline, push subscription; torn down in reverse."""
+        self.nc = await self.connect()
+        self.js = self.nc.jetstream()
+        self.discovery = Discovery(
+            self.nc,
+            interval_s=self.config.discovery_interval_s,
+            window_s=self.config.discovery_window_s,
+            keep_polls=self.config.discovery_keep_polls,
+            default_timeout_ms=self.config.handler_timeout_ms,
+        )
+        self.pipeline = Pipeline(self.nc, self.js, self.discovery, self.config, self.metrics)
+        tasks: list[asyncio.Task[None]] = []
+        push: Subscription | None = None
+        try:
+            stream = asyncio.ensure_future(self._keep_stream())
+            tasks.append(stream)
+            await asyncio.wait([stream], timeout=self.config.publish_timeout_ms / 1000)
+            await self.pipeline.start()
+            push = await self.nc.subscribe(f"{wire.WS_PREFIX}.>", cb=self.sockets.on_push)
+            first_poll = asyncio.Event()
+            tasks.append(asyncio.create_task(self.discovery.run(first_poll)))
+            await first_poll.wait()
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            if push is not None and not self.nc.is_closed:
+                with contextlib.suppress(nats.errors.Error):
+                    await push.unsubscribe()
+            await self.pipeline.stop()
+            if not self.nc.is_closed:
+                try:
+                    await self.nc.drain()
+                except (nats.errors.Error, asyncio.TimeoutError):
+                    await self.nc.close()
+
+    async def on_shutdown(self, app: web.Application) -> None:
+        """Open sockets would hold shutdown forever: close them first."""
+        await self.sockets.close_all()
+
+
+EDGE = web.AppKey("band_edge", Edge)
+CONFIG = web.AppKey("band_edge_config", EdgeConfig)
+METRICS = web.AppKey("band_edge_metrics", Metrics)
+
+
+def make_app(config: EdgeConfig | None = None) -> web.Application:
+    """Build the edge's application (no I/O until a runner starts it)."""
+    config = config or EdgeConfig()
+    edge = Edge(config)
+    app = web.Application(
+        client_max_size=config.max_body_bytes,
+        client_max_fields=config.max_fields,
+        handler_args={
+            "keepalive_timeout": config.keepalive_timeout_s,
+            "max_line_size": config.max_line_bytes,
+            "max_field_size": config.max_line_bytes,
+        },
+    )
+    app[EDGE] = edge
+    app[CONFIG] = config
+    app[METRICS] = edge.metrics
+    app.cleanup_ctx.append(edge.nats_context)
+    app.on_shutdown.append(edge.on_shutdown)
+    app.router.add_route("*", "/{tail:.*}", edge.dispatch)
+    return app
+
+
+__all__ = ["make_app", "Edge", "EDGE", "CONFIG", "METRICS"]

@@ -1,0 +1,179 @@
+"""Every knob of the edge in one frozen dataclass, read from arguments and the environment.
+
+Nothing is read at import: :func:`from_env` and :func:`broker.cli.main` build a
+:class:`EdgeConfig` when asked. Environment names are ``EDGE_<FIELD>`` (upper case),
+plus the conventional ``HOST``, ``PORT`` and ``NATS_URL``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from band import wire
+from band.stream import StreamLimits
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+DEFAULT_ALIASES: dict[str, str] = {"t4k": "track", "gif": "pixel", "away": "redir"}
+DEFAULT_TRUSTED_PROXIES: tuple[str, ...] = ("127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
+THREE_YEARS_S = 3 * 365 * 24 * 3600
+
+
+class ConfigError(ValueError):
+    """A knob has a value the edge cannot use (names the knob)."""
+
+
+@dataclass(frozen=True)
+class EdgeConfig:
+    """All settings of one edge process; defaults are what `python -m broker` runs with."""
+
+    host: str = "0.0.0.0"
+    port: int = 8080
+    workers: int = 1
+    nats_urls: tuple[str, ...] = ("nats://127.0.0.1:4222",)
+    name: str = "band-edge"
+
+    # pipeline
+    enrich_timeout_ms: int = wire.DEFAULT_ENRICH_TIMEOUT_MS
+    enrich_timeouts: Mapping[str, int] = field(default_factory=dict)  # key prefix -> ms, longest prefix wins
+    handler_timeout_ms: int = wire.DEFAULT_HANDLER_TIMEOUT_MS  # when discovery does not know the handler
+    publish_timeout_ms: int = 2000  # JetStream ack wait before answering 503
+    max_inflight: int = 4096  # hits in the pipeline at once; more answer 503
+
+    # discovery
+    discovery_interval_s: float = 1.5
+    discovery_window_s: float = 0.25
+    discovery_keep_polls: int = 2  # an instance unseen for this many polls is dropped
+
+    # HTTP surface
+    aliases: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_ALIASES))
+    cookie_name: str = "uid"
+    cookie_domain: str = ""
+    cookie_max_age_s: int = THREE_YEARS_S
+    cookie_secure: bool = True
+    trusted_proxies: tuple[str, ...] = DEFAULT_TRUSTED_PROXIES
+    redirect_hosts: tuple[str, ...] = ()  # allow-list for the built-in `redir`; empty = any http(s) host
+
+    # limits
+    max_body_bytes: int = 1024 * 1024
+    max_fields: int = 1000  # query + body fields
+    max_depth: int = 32  # JSON nesting
+    max_line_bytes: int = 8190  # request line (so the query string) and each header line
+    body_timeout_s: float = 10.0  # reading a body slower than this answers 408
+    keepalive_timeout_s: float = 15.0  # also bounds a client that never finishes its headers
+    shutdown_timeout_s: float = 10.0  # in-flight hits get this long to finish on stop
+    ws_max_inflight: int = 16  # frames of one socket in the pipeline at once
+
+    # JetStream stream, when the edge creates it
+    stream_max_age_s: float = 7 * 24 * 3600.0
+    stream_max_bytes: int = -1
+    stream_max_msgs: int = -1
+    stream_replicas: int = 1
+    stream_storage: str = "file"
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"port must be 0..65535, got {self.port}")
+        if self.workers < 1:
+            raise ConfigError(f"workers must be >= 1, got {self.workers}")
+        if not self.nats_urls:
+            raise ConfigError("nats_urls is empty")
+        for knob in ("enrich_timeout_ms", "handler_timeout_ms", "publish_timeout_ms", "max_body_bytes", "max_fields", "max_depth", "max_inflight"):
+            if getattr(self, knob) <= 0:
+                raise ConfigError(f"{knob} must be > 0, got {getattr(self, knob)}")
+        for alias, service in self.aliases.items():
+            if not wire.is_token(alias) or not wire.is_token(service):
+                raise ConfigError(f"aliases: {alias!r} -> {service!r} is not a pair of subject tokens")
+        for prefix, ms in self.enrich_timeouts.items():
+            if not isinstance(ms, int) or ms <= 0:
+                raise ConfigError(f"enrich_timeouts[{prefix!r}] must be a positive integer (ms)")
+        self.proxy_networks()  # validates
+        if self.stream_storage not in ("file", "memory"):
+            raise ConfigError(f"stream_storage must be file or memory, got {self.stream_storage!r}")
+
+    def proxy_networks(self) -> tuple[IPNetwork, ...]:
+        try:
+            return tuple(ipaddress.ip_network(n, strict=False) for n in self.trusted_proxies)
+        except ValueError as exc:
+            raise ConfigError(f"trusted_proxies: {exc}") from None
+
+    def stream_limits(self) -> StreamLimits:
+        return StreamLimits(
+            max_age_s=self.stream_max_age_s,
+            max_bytes=self.stream_max_bytes,
+            max_msgs=self.stream_max_msgs,
+            replicas=self.stream_replicas,
+            storage=self.stream_storage,
+        )
+
+    def enrich_timeout_for(self, key: str) -> float:
+        """Seconds the edge waits for enrichers of ``key`` (longest matching prefix wins)."""
+        best, ms = -1, self.enrich_timeout_ms
+        for prefix, value in self.enrich_timeouts.items():
+            if wire.key_matches(prefix, key) and len(prefix) > best:
+                best, ms = len(prefix), value
+        return ms / 1000
+
+    def replace(self, **changes: Any) -> "EdgeConfig":
+        return dataclasses.replace(self, **changes)
+
+
+def _parse(name: str, kind: Any, text: str) -> Any:
+    """One environment value as the field's type; lists are comma-separated, maps JSON."""
+    try:
+        if kind in ("int", int):
+            return int(text)
+        if kind in ("float", float):
+            return float(text)
+        if kind in ("bool", bool):
+            lowered = text.strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(f"not a boolean: {text!r}")
+        if "tuple" in str(kind):
+            return tuple(p.strip() for p in text.split(",") if p.strip())
+        if "Mapping" in str(kind):
+            value = json.loads(text)
+            if not isinstance(value, dict):
+                raise ValueError("expected a JSON object")
+            return value
+        return text
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+
+
+def split_urls(text: str) -> tuple[str, ...]:
+    """``NATS_URL`` may list several servers separated by commas."""
+    return tuple(u.strip() for u in text.split(",") if u.strip())
+
+
+def from_env(env: Mapping[str, str] | None = None, **overrides: Any) -> EdgeConfig:
+    """Defaults, then ``EDGE_*``/``HOST``/``PORT``/``NATS_URL``, then ``overrides``.
+
+    Raises:
+        ConfigError: a value does not parse or is out of range (names the variable).
+    """
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(EdgeConfig):
+        var = f"EDGE_{f.name.upper()}"
+        if var in env:
+            values[f.name] = _parse(var, f.type, env[var])
+    if "HOST" in env:
+        values["host"] = env["HOST"]
+    if "PORT" in env:
+        values["port"] = _parse("PORT", int, env["PORT"])
+    if "NATS_URL" in env:
+        values["nats_urls"] = split_urls(env["NATS_URL"])
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return EdgeConfig(**values)
+
+
+__all__ = ["EdgeConfig", "ConfigError", "from_env", "split_urls", "DEFAULT_ALIASES"]

@@ -1,0 +1,213 @@
+"""The live registry: which handlers, enrichers and custom paths exist right now.
+
+It polls ``$SRV.INFO`` (ADR-32) every couple of seconds and keeps what answered in
+the last few polls, so a new service is routed within seconds and a stopped one
+stops costing the enrich deadline within seconds. Only handler and enricher
+endpoints are used; listener and rpc endpoints are never routed from HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from band import wire
+
+log = logging.getLogger("broker.discovery")
+
+
+@dataclass(frozen=True)
+class HandlerRoute:
+    """One handler as the edge routes to it."""
+
+    service: str  # the micro service that registered it
+    key: str  # in.gen.<svc>.<name> or in.gen.<alias>.*
+    timeout_s: float
+    path: str = ""
+
+
+@dataclass(frozen=True)
+class PathRoute:
+    """A custom path such as ``/x/:id`` and the handler key it leads to."""
+
+    parts: tuple[str, ...]  # literal segments, or ":name" for a parameter
+    key: str
+
+    def match(self, segments: list[str]) -> dict[str, str] | None:
+        if len(segments) != len(self.parts):
+            return None
+        params: dict[str, str] = {}
+        for part, seg in zip(self.parts, segments):
+            if part.startswith(":"):
+                params[part[1:]] = seg
+            elif part != seg:
+                return None
+        return params
+
+
+@dataclass
+class Instance:
+    service: str
+    id: str
+    endpoints: list[dict[str, Any]]
+    seen_poll: int
+
+
+@dataclass
+class Snapshot:
+    """Routing tables built from the instances alive now (rebuilt on change only)."""
+
+    handlers: dict[str, HandlerRoute] = field(default_factory=dict)  # exact key -> route
+    wildcards: dict[str, HandlerRoute] = field(default_factory=dict)  # service alias -> route
+    enrichers: list[tuple[str, str]] = field(default_factory=list)  # (key prefix, service)
+    paths: list[PathRoute] = field(default_factory=list)
+    _enrich_cache: dict[str, frozenset[str]] = field(default_factory=dict)
+
+    def handler(self, key: str) -> HandlerRoute | None:
+        """The handler of ``key``: a specific key wins over a wildcard."""
+        route = self.handlers.get(key)
+        if route is not None:
+            return route
+        parts = key.split(".")
+        return self.wildcards.get(parts[2]) if len(parts) == 4 else None
+
+    def enricher_services(self, key: str) -> frozenset[str]:
+        """Distinct services with an enricher matching ``key`` (each answers once)."""
+        cached = self._enrich_cache.get(key)
+        if cached is None:
+            cached = frozenset(svc for prefix, svc in self.enrichers if not prefix or wire.key_matches(prefix, key))
+            if len(self._enrich_cache) > 10_000:
+                self._enrich_cache.clear()
+            self._enrich_cache[key] = cached
+        return cached
+
+    def path_route(self, segments: list[str]) -> tuple[PathRoute, dict[str, str]] | None:
+        for route in self.paths:
+            params = route.match(segments)
+            if params is not None:
+                return route, params
+        return None
+
+
+def _timeout_s(md: dict[str, str], default_ms: int) -> float:
+    try:
+        ms = float(md.get(wire.MD_TIMEOUT) or default_ms)
+    except ValueError:
+        ms = default_ms
+    return max(ms, 1.0) / 1000
+
+
+def build_snapshot(instances: list[Instance], default_timeout_ms: int) -> Snapshot:
+    """Routing tables from ADR-32 info responses (malformed endpoints are skipped)."""
+    snap = Snapshot()
+    enrichers: set[tuple[str, str]] = set()
+    for inst in sorted(instances, key=lambda i: (i.service, i.id)):
+        for ep in inst.endpoints:
+            md = ep.get("metadata") or {}
+            if not isinstance(md, dict):
+                continue
+            role = md.get(wire.MD_ROLE)
+            if role == wire.ROLE_HANDLER:
+                key = md.get(wire.MD_KEY) or ""
+                parts = key.split(".")
+                if len(parts) != 4 or f"{parts[0]}.{parts[1]}" != wire.KEY_PREFIX or not wire.is_token(parts[2]):
+                    continue
+                route = HandlerRoute(inst.service, key, _timeout_s(md, default_timeout_ms), md.get(wire.MD_PATH) or "")
+                if parts[3] == "*":
+                    snap.wildcards.setdefault(parts[2], route)
+                elif wire.is_token(parts[3]):
+                    snap.handlers.setdefault(key, route)
+                    if route.path and route.path.startswith("/"):
+                        segs = tuple(s for s in route.path.split("/") if s)
+                        if segs and not any(p.startswith(":") and not wire.is_token(p[1:]) for p in segs):
+                            snap.paths.append(PathRoute(segs, key))
+            elif role == wire.ROLE_ENRICHER:
+                prefixes = wire.metadata_list(md, wire.MD_KEYS)
+                for prefix in prefixes or [""]:
+                    enrichers.add((prefix, inst.service))
+    snap.enrichers = sorted(enrichers)
+    # more literal segments first, so /x/new wins over /x/:id
+    snap.paths.sort(key=lambda r: (-len(r.parts), sum(p.startswith(":") for p in r.parts)))
+    return snap
+
+
+class Discovery:
+    """Keeps :attr:`snapshot` current by polling ``$SRV.INFO``; start with :meth:`run`."""
+
+    def __init__(self, nc: Client, *, interval_s: float = 1.5, window_s: float = 0.25, keep_polls: int = 2, default_timeout_ms: int = wire.DEFAULT_HANDLER_TIMEOUT_MS) -> None:
+        self._nc = nc
+        self._interval = interval_s
+        self._window = window_s
+        self._keep = max(1, keep_polls)
+        self._default_timeout_ms = default_timeout_ms
+        self._instances: dict[tuple[str, str], Instance] = {}
+        self._poll = 0
+        self._signature: object = None
+        self.snapshot = Snapshot()
+        self.polls_done = 0
+
+    async def poll_once(self) -> None:
+        """One ``$SRV.INFO`` round: collect answers for the window, then rebuild."""
+        self._poll += 1
+        replies: list[Msg] = []
+        inbox = self._nc.new_inbox()
+
+        async def collect(msg: Msg) -> None:
+            replies.append(msg)
+
+        sub = await self._nc.subscribe(inbox, cb=collect)
+        try:
+            await self._nc.publish(f"{wire.SRV_PREFIX}.INFO", b"", reply=inbox)
+            await asyncio.sleep(self._window)
+        finally:
+            await sub.unsubscribe()
+        for msg in replies:
+            self._record(msg)
+        self._expire()
+        self.polls_done += 1
+
+    def _record(self, msg: Msg) -> None:
+        try:
+            info = json.loads(msg.data)
+        except ValueError:
+            return
+        if not isinstance(info, dict) or info.get("type") != wire.MICRO_INFO_TYPE:
+            return
+        name, iid, endpoints = info.get("name"), info.get("id"), info.get("endpoints") or []
+        if not isinstance(name, str) or not isinstance(iid, str) or not isinstance(endpoints, list):
+            return
+        eps = [ep for ep in endpoints if isinstance(ep, dict)]
+        self._instances[(name, iid)] = Instance(name, iid, eps, self._poll)
+
+    def _expire(self) -> None:
+        for ident, inst in list(self._instances.items()):
+            if self._poll - inst.seen_poll >= self._keep:
+                del self._instances[ident]
+        signature = sorted((k, json.dumps(v.endpoints, sort_keys=True)) for k, v in self._instances.items())
+        if signature != self._signature:
+            self._signature = signature
+            self.snapshot = build_snapshot(list(self._instances.values()), self._default_timeout_ms)
+            log.info("discovery: %d instances, %d handlers, %d enricher prefixes", len(self._instances), len(self.snapshot.handlers) + len(self.snapshot.wildcards), len(self.snapshot.enrichers))
+
+    async def run(self, started: asyncio.Event | None = None) -> None:
+        """Poll until cancelled; ``started`` is set after the first poll."""
+        while True:
+            try:
+                if self._nc.is_connected:
+                    await self.poll_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a failed poll keeps the last snapshot
+                log.exception("discovery poll failed")
+            if started is not None and not started.is_set():
+                started.set()
+            await asyncio.sleep(self._interval)
+
+
+__all__ = ["Discovery", "Snapshot", "HandlerRoute", "PathRoute", "build_snapshot"]

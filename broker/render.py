@@ -1,0 +1,61 @@
+"""Typed band responses as HTTP answers: one small renderer per kind.
+
+The native form (a ``band`` path segment, and every WebSocket answer) is the whole
+typed response as JSON, which is what the Rockstat web SDK reads.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from aiohttp import web
+
+from band import wire
+from band.response import PIXEL_GIF, DataResponse, ErrorResponse, PixelResponse, RedirectResponse, Response
+
+JSON = "application/json"
+
+
+def json_response(value: Any, status: int = 200) -> web.Response:
+    return web.Response(body=wire.encode(value), status=status, content_type=JSON)
+
+
+def render_pixel(resp: PixelResponse) -> web.Response:
+    return web.Response(body=PIXEL_GIF, status=resp.statusCode if 200 <= resp.statusCode < 300 else 200, content_type="image/gif")
+
+
+def render_redirect(resp: RedirectResponse) -> web.Response:
+    return web.Response(status=resp.statusCode, headers={"Location": resp.location})
+
+
+def render_error(resp: ErrorResponse) -> web.Response:
+    return json_response({"message": resp.message}, resp.statusCode)
+
+
+def render_data(resp: DataResponse) -> web.Response:
+    if isinstance(resp.data, str):
+        return web.Response(text=resp.data, status=resp.statusCode, content_type="text/plain")
+    return json_response(resp.data, resp.statusCode)
+
+
+def render_native(resp: Response) -> web.Response:
+    """The typed response as JSON; a redirect answers 200 so the SDK can follow it itself."""
+    status = 200 if isinstance(resp, (RedirectResponse, PixelResponse)) else resp.statusCode
+    return json_response(resp.to_wire(), status)
+
+
+_RENDERERS: dict[type, Callable[[Any], web.Response]] = {
+    PixelResponse: render_pixel,
+    RedirectResponse: render_redirect,
+    ErrorResponse: render_error,
+    DataResponse: render_data,
+}
+
+
+def render(resp: Response, native: bool = False) -> web.Response:
+    if native:
+        return render_native(resp)
+    return _RENDERERS[type(resp)](resp)
+
+
+__all__ = ["render", "render_native", "json_response", "render_pixel", "render_redirect", "render_error", "render_data"]

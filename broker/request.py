@@ -1,0 +1,335 @@
+"""From an HTTP hit to a band message: path, aliases, extensions, band mark, fields, uid, td.
+
+Everything that can be wrong with a hit is found here and raised as :class:`BadHit`
+(status + a message naming the problem) before anything reaches NATS: only subject-safe
+tokens ever become part of a routing key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Mapping
+from urllib.parse import parse_qsl, unquote
+
+from aiohttp import web
+
+from band import wire
+from band.ids import new_id
+
+from .config import EdgeConfig, IPNetwork
+from .discovery import Snapshot
+
+EXTENSIONS = frozenset({"json", "gif", "js", "html"})
+NATIVE_MARK = "band"
+
+
+class BadHit(Exception):
+    """A hit the edge refuses; ``status`` is 400, 404, 408 or 413."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass
+class Hit:
+    """A parsed hit: the message plus how the answer must be shaped."""
+
+    message: dict[str, Any]
+    native: bool  # a `band` segment: answer with the whole typed response as JSON
+    image: bool  # an image request (`.gif` or Accept: image/*): channel `pixel`
+
+
+@dataclass(frozen=True)
+class Target:
+    """What the path says: native mode, extension, and the remaining segments."""
+
+    segments: list[str]
+    native: bool
+    extension: str
+
+
+# --- path ---------------------------------------------------------------------
+def parse_path(raw_path: str) -> Target:
+    """Split and decode a raw path; drop ``band`` marks and a known extension.
+
+    Raises:
+        BadHit: a segment is not valid percent-encoded UTF-8.
+    """
+    path = raw_path.split("?", 1)[0]
+    segments: list[str] = []
+    for raw in path.split("/"):
+        if not raw:
+            continue
+        try:
+            segments.append(unquote(raw, errors="strict"))
+        except UnicodeDecodeError:
+            raise BadHit(400, "path is not valid UTF-8") from None
+    native = NATIVE_MARK in segments
+    if native:
+        segments = [s for s in segments if s != NATIVE_MARK]
+    extension = ""
+    if segments and "." in segments[-1]:
+        base, ext = segments[-1].rsplit(".", 1)
+        if ext.lower() in EXTENSIONS:
+            extension = ext.lower()
+            segments[-1] = base
+            if not base:
+                segments.pop()
+    return Target(segments, native, extension)
+
+
+# --- fields ---------------------------------------------------------------------
+def parse_query(raw_query: str, max_fields: int) -> dict[str, str]:
+    """Query fields (last value wins).
+
+    Raises:
+        BadHit: invalid UTF-8 or more than ``max_fields`` fields.
+    """
+    if not raw_query:
+        return {}
+    try:
+        return dict(parse_qsl(raw_query, keep_blank_values=True, errors="strict", max_num_fields=max_fields))
+    except UnicodeDecodeError:
+        raise BadHit(400, "query string is not valid UTF-8") from None
+    except ValueError:
+        raise BadHit(400, f"too many query fields (limit {max_fields})") from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _too_deep(value: Any, max_depth: int) -> bool:
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > max_depth:
+            return True
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values() if isinstance(v, (dict, list)))
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item if isinstance(v, (dict, list)))
+    return False
+
+
+def parse_json_object(body: bytes, max_depth: int, max_fields: int) -> dict[str, Any]:
+    """A JSON object body; empty is ``{}``.
+
+    Raises:
+        BadHit: not JSON (the parser's message), not an object, not UTF-8, too deep.
+    """
+    if not body.strip():
+        return {}
+    try:
+        value = json.loads(body, parse_constant=_no_constant)
+    except UnicodeDecodeError:
+        raise BadHit(400, "body is not valid UTF-8") from None
+    except RecursionError:
+        raise BadHit(400, f"JSON nested deeper than {max_depth} levels") from None
+    except ValueError as exc:
+        raise BadHit(400, f"malformed JSON body: {exc}") from None
+    if not isinstance(value, dict):
+        raise BadHit(400, f"JSON body must be an object, got {type(value).__name__}")
+    if len(value) > max_fields:
+        raise BadHit(400, f"too many body fields (limit {max_fields})")
+    # nesting deeper than max_depth needs at least that many brackets: skip the walk otherwise
+    if body.count(b"{") + body.count(b"[") > max_depth and _too_deep(value, max_depth):
+        raise BadHit(400, f"JSON nested deeper than {max_depth} levels")
+    return value
+
+
+def parse_form(body: bytes, max_fields: int) -> dict[str, str]:
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadHit(400, "form body is not valid UTF-8") from None
+    try:
+        return dict(parse_qsl(text, keep_blank_values=True, errors="strict", max_num_fields=max_fields))
+    except UnicodeDecodeError:
+        raise BadHit(400, "form body is not valid UTF-8") from None
+    except ValueError:
+        raise BadHit(400, f"too many form fields (limit {max_fields})") from None
+
+
+async def read_body(request: web.Request, target: Target, config: EdgeConfig) -> dict[str, Any]:
+    """Body fields by content type (or by the ``.json`` extension), within size and time limits.
+
+    Raises:
+        BadHit: 413 over the size limit, 408 too slow, 400 malformed.
+    """
+    if request.method != "POST" or (request.content_length == 0):
+        return {}
+    ctype = request.content_type
+    try:
+        async with asyncio.timeout(config.body_timeout_s):
+            if ctype == "multipart/form-data" and target.extension != "json":
+                return await _read_multipart(request, config)
+            body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise BadHit(413, f"body larger than {config.max_body_bytes} bytes") from None
+    except TimeoutError:
+        raise BadHit(408, "body not received in time") from None
+    except ValueError as exc:  # aiohttp's multipart/form parsing
+        raise BadHit(400, f"malformed body: {exc}") from None
+    if target.extension == "json" or ctype == "application/json" or ctype.endswith("+json"):
+        return parse_json_object(body, config.max_depth, config.max_fields)
+    if ctype == "application/x-www-form-urlencoded":
+        return parse_form(body, config.max_fields)
+    if body.lstrip()[:1] == b"{":  # a JSON object sent as text/plain or without a type
+        return parse_json_object(body, config.max_depth, config.max_fields)
+    return {}
+
+
+async def _read_multipart(request: web.Request, config: EdgeConfig) -> dict[str, Any]:
+    form = await request.post()
+    if len(form) > config.max_fields:
+        raise BadHit(400, f"too many form fields (limit {config.max_fields})")
+    fields: dict[str, Any] = {}
+    for name, value in form.items():
+        if isinstance(value, str):
+            fields[name] = value
+        else:  # a file part: not a field; release its temp file
+            value.file.close()
+    return fields
+
+
+# --- who ---------------------------------------------------------------------------
+def _valid_ip(text: str | None) -> str | None:
+    if not text:
+        return None
+    try:
+        return str(ipaddress.ip_address(text.strip()))
+    except ValueError:
+        return None
+
+
+def client_ip(peer: str | None, headers: Mapping[str, str], trusted: tuple[IPNetwork, ...]) -> str:
+    """X-Real-IP, else the first X-Forwarded-For hop — only when the peer is a trusted proxy."""
+    peer_ip = _valid_ip(peer)
+    if peer_ip is None:
+        return peer or ""
+    addr = ipaddress.ip_address(peer_ip)
+    if any(addr in net for net in trusted):
+        real = _valid_ip(headers.get("X-Real-IP"))
+        if real:
+            return real
+        forwarded = headers.get("X-Forwarded-For")
+        if forwarded:
+            first = _valid_ip(forwarded.split(",", 1)[0])
+            if first:
+                return first
+    return peer_ip
+
+
+def pick_uid(*candidates: Any) -> str:
+    """The first candidate that is a valid uid (``^[0-9]{10,22}$``), else a new id."""
+    for value in candidates:
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        if isinstance(value, str) and wire.UID_RE.match(value):
+            return value
+    return new_id()
+
+
+def project_id(*candidates: Any) -> int:
+    """The first candidate given; an integer or 0."""
+    for value in candidates:
+        if value is None or value == "":
+            continue
+        if isinstance(value, bool):
+            return 0
+        if isinstance(value, int):
+            return value
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit() and len(value) < 20:
+            return int(value)
+        return 0
+    return 0
+
+
+def check_token(what: str, value: Any) -> str:
+    if value is None or value == "":
+        raise BadHit(400, f"{what} is missing: use /<service>/<name>")
+    if not wire.is_token(value):
+        shown = repr(value)[:64]
+        raise BadHit(400, f"{what} {shown} is not valid: letters, digits, '_' and '-' only")
+    return str(value)
+
+
+def build_message(*, key: str, service: str, name: str, channel: str, project: int, uid: str, td: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+    """The message in its documented field order (design.md)."""
+    return {
+        "key": key,
+        "service": service,
+        "name": name,
+        "channel": channel,
+        "projectId": project,
+        "uid": uid,
+        "td": td,
+        "data": data,
+        "id": new_id(),
+        "time": time.time_ns() // 1_000_000,
+    }
+
+
+def td_of(request: web.Request, trusted: tuple[IPNetwork, ...]) -> dict[str, Any]:
+    headers = request.headers
+    return {
+        "ip": client_ip(request.remote, headers, trusted),
+        "ua": headers.get("User-Agent", ""),
+        "ref": headers.get("Referer", ""),
+        "host": headers.get("Host", ""),
+    }
+
+
+async def read_hit(request: web.Request, config: EdgeConfig, snapshot: Snapshot, trusted: tuple[IPNetwork, ...]) -> Hit:
+    """Turn one HTTP request into a :class:`Hit`.
+
+    Raises:
+        BadHit: the hit cannot become a message (nothing is published).
+    """
+    target = parse_path(request.raw_path)
+    query = parse_query(request.rel_url.raw_query_string, config.max_fields)
+    body = await read_body(request, target, config)
+    if len(query) + len(body) > config.max_fields:
+        raise BadHit(400, f"too many fields (limit {config.max_fields})")
+    data: dict[str, Any] = {**body, **query}
+    segments = target.segments
+
+    routed = snapshot.path_route(segments) if snapshot.paths else None
+    if routed is not None:
+        route, params = routed
+        data.update(params)
+        _, _, service, name = route.key.split(".")
+        pid: Any = data.get("projectId")
+    else:
+        if len(segments) > 3:
+            raise BadHit(404, "no route: use /<service>/<name>[/<projectId>]")
+        path_service = segments[0] if segments else None
+        service = query.get("service") or body.get("service") or path_service
+        service = config.aliases.get(service, service) if isinstance(service, str) else service
+        service = check_token("service", service)
+        name = check_token("name", (segments[1] if len(segments) > 1 else None) or query.get("name") or body.get("name"))
+        pid = segments[2] if len(segments) > 2 else (query.get("projectId") if "projectId" in query else body.get("projectId"))
+
+    image = target.extension == "gif" or request.headers.get("Accept", "").startswith("image/")
+    uid = pick_uid(query.get("uid"), body.get("uid"), request.cookies.get(config.cookie_name))
+    message = build_message(
+        key=f"{wire.KEY_PREFIX}.{service}.{name}",
+        service=service,
+        name=name,
+        channel="pixel" if image else "http",
+        project=project_id(pid),
+        uid=uid,
+        td=td_of(request, trusted),
+        data=data,
+    )
+    return Hit(message, target.native, image)
+
+
+__all__ = ["BadHit", "Hit", "Target", "read_hit", "parse_path", "parse_query", "parse_json_object", "parse_form", "client_ip", "pick_uid", "project_id", "build_message", "check_token", "td_of"]

@@ -1,0 +1,220 @@
+"""The edge end to end: real nats-server, real HTTP, raw contract services."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from band import wire
+from band.response import PIXEL_GIF, response
+from test_broker_fakes import FakeService, enriches, fails, raw, returns, routed, running_edge, typed, unique
+
+
+async def test_root_health_metrics(nats_url: str) -> None:
+    async with running_edge(nats_url) as (client, edge):
+        root = await client.get("/")
+        assert root.status == 200 and "band edge" in await root.text()
+        health = await client.get("/health")
+        assert health.status == 200
+        assert (await health.json())["jetstream"] is True
+        await client.get("/pixel/hit.gif")
+        metrics = await client.get("/metrics")
+        text = await metrics.text()
+        assert "band_edge_requests_total" in text and "band_edge_stage_seconds" in text
+
+
+async def test_pixel_default_gif_cookie_cors(nats_url: str) -> None:
+    async with running_edge(nats_url) as (client, edge):
+        resp = await client.get("/gif/open", headers={"Origin": "https://shop.example"})
+        assert resp.status == 200
+        assert resp.content_type == "image/gif"
+        assert await resp.read() == PIXEL_GIF
+        cookie = resp.headers["Set-Cookie"]
+        assert cookie.startswith("uid=") and "Max-Age=94608000" in cookie and "HttpOnly" in cookie and "SameSite=None" in cookie
+        assert resp.headers["Access-Control-Allow-Origin"] == "https://shop.example"
+        assert resp.headers["Access-Control-Allow-Credentials"] == "true"
+        assert "no-store" in resp.headers["Cache-Control"]
+        assert resp.headers["X-Response-Time"].endswith("ms")
+
+
+async def test_default_answers(nats_url: str) -> None:
+    svc = unique("hook")
+    async with running_edge(nats_url) as (client, edge):
+        resp = await client.post(f"/{svc}/event", json={"a": 1})
+        body = await resp.json()
+        assert resp.status == 200 and body["key"] == f"in.gen.{svc}.event" and wire.UID_RE.match(body["id"])
+        track = await client.get("/t4k/page")
+        assert set(await track.json()) == {"id"}
+        redir = await client.get("/away/go?to=https://example.com/x", allow_redirects=False)
+        assert redir.status == 302 and redir.headers["Location"] == "https://example.com/x"
+        bad = await client.get("/redir/go?to=javascript:alert(1)", allow_redirects=False)
+        assert bad.status == 400
+        assert (await client.get("/redir/go", allow_redirects=False)).status == 400
+        preflight = await client.options("/track/page", headers={"Origin": "https://a.example", "Access-Control-Request-Headers": "content-type"})
+        assert preflight.status == 204 and "POST" in preflight.headers["Access-Control-Allow-Methods"]
+        assert preflight.headers["Access-Control-Allow-Headers"] == "content-type"
+
+
+async def test_redirect_allow_list(nats_url: str) -> None:
+    async with running_edge(nats_url, redirect_hosts=("example.com",)) as (client, edge):
+        ok = await client.get("/redir/go?to=https://www.example.com/", allow_redirects=False)
+        assert ok.status == 302
+        no = await client.get("/redir/go?to=https://evil.test/", allow_redirects=False)
+        assert no.status == 400
+
+
+async def test_handler_gets_message_and_answers(nc, nats_url: str) -> None:
+    svc = unique("shop")
+    seen: list[dict[str, Any]] = []
+
+    async def page(message: dict[str, Any]) -> Any:
+        seen.append(message)
+        return typed(response.data({"hello": message["data"]["who"]}).to_wire())
+
+    async with running_edge(nats_url) as (client, edge), FakeService(nc, svc).handler("page", page):
+        resp = await client.post(f"/{svc}/page/42?who=query&x=1", data={"who": "body", "y": "2"}, headers={"User-Agent": "UA/1", "Referer": "https://r.example/", "X-Real-IP": "203.0.113.9"})
+        assert resp.status == 200
+        assert await resp.json() == {"hello": "query"}
+        message = seen[0]
+        assert message["key"] == f"in.gen.{svc}.page" and message["service"] == svc and message["name"] == "page"
+        assert message["projectId"] == 42 and message["channel"] == "http"
+        assert message["data"] == {"who": "query", "x": "1", "y": "2"}
+        assert message["td"]["ua"] == "UA/1" and message["td"]["ref"] == "https://r.example/" and message["td"]["ip"] == "203.0.113.9"
+        assert wire.UID_RE.match(message["uid"]) and wire.UID_RE.match(message["id"])
+        assert resp.cookies["uid"].value == message["uid"]
+
+
+async def test_native_mark_and_json_extension(nc, nats_url: str) -> None:
+    svc = unique("sdk")
+    seen: list[dict[str, Any]] = []
+
+    async def hit(message: dict[str, Any]) -> Any:
+        seen.append(message)
+        return typed(response.data({"ok": True}).to_wire())
+
+    async with running_edge(nats_url) as (client, edge), FakeService(nc, svc).handler("hit", hit):
+        resp = await client.post(f"/band/{svc}/hit.json", data=json.dumps({"uid": "1234567890123", "n": 1}), headers={"Content-Type": "text/plain"})
+        assert resp.status == 200
+        assert await resp.json() == {"type__": "data", "statusCode": 200, "data": {"ok": True}}
+        assert seen[0]["uid"] == "1234567890123" and seen[0]["data"]["n"] == 1
+
+
+async def test_uid_from_cookie_and_invalid_uid_replaced(nc, nats_url: str) -> None:
+    svc = unique("u")
+    seen: list[dict[str, Any]] = []
+
+    async def hit(message: dict[str, Any]) -> Any:
+        seen.append(message)
+        return typed({"type__": "data", "statusCode": 200, "data": {}})
+
+    async with running_edge(nats_url) as (client, edge), FakeService(nc, svc).handler("hit", hit):
+        await client.get(f"/{svc}/hit", headers={"Cookie": "uid=6462464730849083392"})
+        await client.get(f"/{svc}/hit?uid=not-a-uid", headers={"Cookie": "uid=12"})
+        assert seen[0]["uid"] == "6462464730849083392"
+        assert seen[1]["uid"] != "not-a-uid" and wire.UID_RE.match(seen[1]["uid"])
+
+
+async def test_handler_errors_and_garbage(nc, nats_url: str) -> None:
+    svc = unique("err")
+    service = (
+        FakeService(nc, svc)
+        .handler("boom", fails(500, "KeyError('secret stuff')"))
+        .handler("bad", fails(400, "missing param x"))
+        .handler("garbage", raw(b"not json"))
+        .handler("notyped", raw(b'{"hello": 1}'))
+        .handler("crlf", returns({"type__": "redirect", "statusCode": 302, "location": "https://a.example/\r\nSet-Cookie: x=1", "data": {}}))
+        .handler("scheme", returns({"type__": "redirect", "statusCode": 302, "location": "javascript:alert(1)", "data": {}}))
+        .handler("go", returns({"type__": "redirect", "statusCode": 301, "location": "https://a.example/", "data": {}}))
+        .handler("teapot", returns({"type__": "error", "statusCode": 418, "message": "short and stout", "data": {}}))
+        .handler("text", returns({"type__": "data", "statusCode": 201, "data": "plain text"}))
+    )
+    async with running_edge(nats_url) as (client, edge), service:
+        boom = await client.get(f"/{svc}/boom")
+        assert boom.status == 500 and await boom.json() == {"message": "Internal Server Error"}
+        bad = await client.get(f"/{svc}/bad")
+        assert bad.status == 400 and await bad.json() == {"message": "missing param x"}
+        for name in ("garbage", "notyped", "crlf", "scheme"):
+            resp = await client.get(f"/{svc}/{name}", allow_redirects=False)
+            assert resp.status == 502, name
+            assert "Location" not in resp.headers
+        go = await client.get(f"/{svc}/go", allow_redirects=False)
+        assert go.status == 301 and go.headers["Location"] == "https://a.example/"
+        teapot = await client.get(f"/{svc}/teapot")
+        assert teapot.status == 418 and await teapot.json() == {"message": "short and stout"}
+        text = await client.get(f"/{svc}/text")
+        assert text.status == 201 and await text.text() == "plain text"
+        native = await client.get(f"/band/{svc}/go")
+        assert native.status == 200 and (await native.json())["location"] == "https://a.example/"
+
+
+async def test_handler_timeout_is_504(nc, nats_url: str) -> None:
+    svc = unique("slow")
+
+    async def never(message: dict[str, Any]) -> None:
+        return None  # no reply at all
+
+    async with FakeService(nc, svc).handler("wait", never, timeout_ms=50), running_edge(nats_url) as (client, edge):
+        await routed(edge, f"in.gen.{svc}.wait")
+        resp = await client.get(f"/{svc}/wait")
+        assert resp.status == 504
+        assert "message" in await resp.json()
+
+
+async def test_enrichers_merged_under_service(nc, nats_url: str) -> None:
+    svc, geo, ua, broken = unique("trk"), unique("geo"), unique("ua"), unique("brk")
+    key = f"in.gen.{svc}.page"
+    seen: list[dict[str, Any]] = []
+
+    async def page(message: dict[str, Any]) -> Any:
+        seen.append(message)
+        return typed({"type__": "data", "statusCode": 200, "data": message["data"]})
+
+    services = [
+        FakeService(nc, svc).handler("page", page),
+        FakeService(nc, geo).enricher(enriches({"country": "NL"}), keys=[f"in.gen.{svc}"]),
+        FakeService(nc, ua).enricher(enriches({"os": "Linux"}), keys=[key]),
+        FakeService(nc, broken).enricher(fails(500, "boom"), keys=[f"in.gen.{svc}"]),
+    ]
+    for s in services:
+        await s.start()
+    try:
+        async with running_edge(nats_url) as (client, edge):
+            from test_broker_fakes import enrichers_seen
+
+            await enrichers_seen(edge, key, {geo, ua, broken})
+            resp = await client.get(f"/{svc}/page?a=1")
+            body = await resp.json()
+            assert body == {"a": "1", geo: {"country": "NL"}, ua: {"os": "Linux"}}
+            assert broken not in seen[0]["data"]
+            metrics = await (await client.get("/metrics")).text()
+            assert f'band_edge_enricher_errors_total{{service="{broken}"}} 1.0' in metrics
+    finally:
+        for s in services:
+            await s.stop()
+
+
+async def test_listen_publishes_to_jetstream(nc, nats_url: str) -> None:
+    svc = unique("store")
+    async with running_edge(nats_url) as (client, edge):
+        js = nc.jetstream()
+        sub = await js.subscribe(f"in.gen.{svc}.>", ordered_consumer=True)
+        resp = await client.post(f"/{svc}/event", json={"v": 7})
+        body = await resp.json()
+        msg = await sub.next_msg(timeout=5)
+        stored = json.loads(msg.data)
+        assert stored["id"] == body["id"] and stored["data"] == {"v": 7}
+        assert msg.headers and msg.headers[wire.MSG_ID_HEADER] == body["id"]
+        await sub.unsubscribe()
+
+
+@pytest.mark.parametrize("alias,service", [("t4k", "track"), ("gif", "pixel"), ("away", "redir")])
+async def test_aliases(nc, nats_url: str, alias: str, service: str) -> None:
+    async with running_edge(nats_url) as (client, edge):
+        js = nc.jetstream()
+        sub = await js.subscribe(f"in.gen.{service}.alias-{alias}", ordered_consumer=True)
+        await client.get(f"/{alias}/alias-{alias}?to=https://example.com/", allow_redirects=False)
+        msg = await sub.next_msg(timeout=5)
+        assert json.loads(msg.data)["service"] == service
+        await sub.unsubscribe()
