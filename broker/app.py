@@ -101,7 +101,7 @@ class Edge:
                 path = request.path
                 if path == "/wss":
                     return await handle_socket(request, pipeline=self.pipeline, sockets=self.sockets, config=self.config, trusted=self.trusted, metrics=self.metrics)
-                if path == "/":
+                if path == "/" and method == "GET" and not request.query_string:
                     resp = web.Response(text=ROOT_PAGE, content_type="text/plain")
                 elif path == "/health":
                     resp = await self.health()
@@ -168,6 +168,8 @@ class Edge:
         log.warning("NATS: %r", exc)
 
     async def _nats_disconnected(self) -> None:
+        if self.nc.is_closed or self.nc.is_draining:
+            return
         log.warning("NATS disconnected; hits answer 503 until it is back")
 
     async def _nats_reconnected(self) -> None:

@@ -329,6 +329,9 @@ async def read_hit(request: web.Request, config: EdgeConfig, snapshot: Snapshot,
         td=td_of(request, trusted),
         data=data,
     )
+    if routed is not None:  # path parameters also travel as top-level keywords for the handler
+        for pname, pvalue in routed[1].items():
+            message.setdefault(pname, pvalue)
     return Hit(message, target.native, image)
 
 

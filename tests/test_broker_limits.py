@@ -1,0 +1,157 @@
+"""Bad input: each gets a clear answer, nothing crashes, nothing unsafe reaches NATS."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from nats.aio.msg import Msg
+
+from conftest import wait_for
+from test_broker_fakes import FakeService, returns, running_edge, unique
+
+
+async def test_body_over_limit_is_413(nats_url: str) -> None:
+    async with running_edge(nats_url, max_body_bytes=1024) as (client, edge):
+        resp = await client.post("/track/big", data=json.dumps({"x": "a" * 5000}), headers={"Content-Type": "application/json"})
+        assert resp.status == 413
+        assert "1024" in (await resp.json())["message"]
+        form = await client.post("/track/big", data={"x": "a" * 5000})
+        assert form.status == 413
+        ok = await client.post("/track/small", json={"x": 1})
+        assert ok.status == 200
+
+
+@pytest.mark.parametrize(
+    "body,problem",
+    [
+        (b'{"a": ', "malformed JSON"),
+        (b"[1, 2]", "must be an object"),
+        (b'{"a": NaN}', "malformed JSON"),
+        (b'{"a": "\xff"}', "UTF-8"),
+        (b"[" * 100_000, "nested"),
+        (json.dumps(json.loads('{"a":' * 40 + "1" + "}" * 40)).encode(), "nested deeper than 32"),
+        (json.dumps({f"k{i}": i for i in range(5000)}).encode(), "too many"),
+    ],
+)
+async def test_bad_json_is_400_naming_the_problem(nats_url: str, body: bytes, problem: str) -> None:
+    async with running_edge(nats_url) as (client, edge):
+        resp = await client.post("/track/json", data=body, headers={"Content-Type": "application/json"})
+        assert resp.status == 400
+        assert problem in (await resp.json())["message"]
+
+
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH", "HEAD"])
+async def test_other_methods_are_405(nats_url: str, method: str) -> None:
+    async with running_edge(nats_url) as (client, edge):
+        resp = await client.request(method, "/track/page")
+        assert resp.status == 405
+        assert resp.headers["Allow"] == "GET, POST, OPTIONS"
+
+
+BAD_PATHS = [
+    "/a.b/page",
+    "/track/pa.ge",
+    "/tr*ck/page",
+    "/track/>",
+    "/track/pa%20ge",
+    "/track/%2E",
+    "/tr%00ck/page",
+    "/track/p%C3%A4ge",
+    "/track",
+    "/track/page?service=a.b",
+    "/?service=track",
+    "/?name=x",
+    "/band.rpc.svc/method",
+]
+
+
+async def test_unsafe_tokens_are_400_and_never_published(nc: Any, nats_url: str) -> None:
+    seen: list[str] = []
+
+    async def spy(msg: Msg) -> None:
+        seen.append(msg.subject)
+        if msg.reply and msg.subject.startswith("band.handle."):  # answer like a handler would
+            await nc.publish(msg.reply, b'{"type__":"data","statusCode":200,"data":{}}')
+
+    subs = [await nc.subscribe(s, cb=spy) for s in ("in.>", "band.>")]
+    await nc.flush()
+    async with running_edge(nats_url) as (client, edge):
+        for path in BAD_PATHS:
+            resp = await client.get(path)
+            assert resp.status == 400, path
+            assert "message" in await resp.json()
+        marker = unique("marker")
+        assert (await client.get(f"/{marker}/done")).status == 200
+        await wait_for(lambda: f"in.gen.{marker}.done" in seen, what="the marker event")
+    for sub in subs:
+        await sub.unsubscribe()
+    assert all(marker in subject for subject in seen if not subject.startswith("band.ws")), seen
+
+
+async def test_invalid_utf8_is_400(nats_url: str) -> None:
+    async with running_edge(nats_url) as (client, edge):
+        assert (await client.get("/track/%FF")).status == 400
+        query = await client.get("/track/page?a=%FF%FE")
+        assert query.status == 400 and "UTF-8" in (await query.json())["message"]
+        form = await client.post("/track/page", data=b"a=%FF", headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert form.status == 400
+        raw_form = await client.post("/track/page", data=b"a=\xff", headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert raw_form.status == 400
+
+
+async def test_huge_query_string_is_refused(nats_url: str) -> None:
+    async with running_edge(nats_url) as (client, edge):
+        huge = await client.get("/track/page?x=" + "a" * 100_000)
+        assert huge.status in (400, 413, 414)
+        assert (await client.get("/track/page?a=1")).status == 200
+
+
+async def test_many_fields_are_400(nats_url: str) -> None:
+    async with running_edge(nats_url, max_line_bytes=65536) as (client, edge):
+        many = await client.get("/track/page?" + "&".join(f"f{i}=1" for i in range(1500)))
+        assert many.status == 400 and "too many" in (await many.json())["message"]
+        form = await client.post("/track/page", data="&".join(f"f{i}=1" for i in range(5000)), headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert form.status == 400
+        ok = await client.get("/track/page?a=1")
+        assert ok.status == 200
+
+
+async def test_slow_headers_connection_is_closed(nats_url: str) -> None:
+    async with running_edge(nats_url, keepalive_timeout_s=0.5) as (client, edge):
+        reader, writer = await asyncio.open_connection(client.host, client.port)
+        writer.write(b"GET /track/page HTTP/1.1\r\nHost: x\r\n")  # and never the end of the headers
+        await writer.drain()
+        data = await asyncio.wait_for(reader.read(), timeout=10)  # EOF: the edge hung up
+        assert b"200" not in data
+        writer.close()
+
+
+async def test_slow_body_is_408(nats_url: str) -> None:
+    async with running_edge(nats_url, body_timeout_s=0.3) as (client, edge):
+        reader, writer = await asyncio.open_connection(client.host, client.port)
+        writer.write(b"POST /track/page HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"a\":")
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readline(), timeout=10)
+        assert b" 408 " in head
+        writer.close()
+
+
+async def test_rpc_endpoints_unreachable_from_http(nc: Any, nats_url: str) -> None:
+    svc = unique("sec")
+    called: list[Any] = []
+
+    async def secret(message: dict[str, Any]) -> Any:
+        called.append(message)
+        return None, b'{"secret": true}'
+
+    async with FakeService(nc, svc).rpc("secret", secret).handler("open", returns({"type__": "data", "statusCode": 200, "data": {"open": 1}})) as service:
+        async with running_edge(nats_url) as (client, edge):
+            await wait_for(lambda: edge.discovery.snapshot.handler(f"in.gen.{svc}.open") is not None, what="discovery")
+            resp = await client.get(f"/{svc}/secret")
+            assert resp.status == 200 and "secret" not in (await resp.json())
+            assert (await client.get(f"/band/{svc}/secret")).status == 200
+            assert (await client.get(f"/{svc}/open")).status == 200
+    assert called == []
