@@ -60,6 +60,7 @@ class Edge:
         self.sockets = Sockets()
         self.trusted = config.proxy_networks()
         self.stream_ready = False
+        self._stream_task: asyncio.Task[None] | None = None
         cookie = f"; Path=/; Max-Age={config.cookie_max_age_s}; HttpOnly"
         if config.cookie_secure:
             cookie += "; Secure; SameSite=None"
@@ -137,10 +138,11 @@ class Edge:
         js_ok = False
         if nats_ok:
             try:
-                await self.js.account_info()
+                await self.js.stream_info(wire.STREAM)
                 js_ok = True
             except Exception:
                 js_ok = False
+                self.stream_missing()
         body = {"nats": nats_ok, "jetstream": js_ok, "inflight": self.pipeline.inflight if hasattr(self, "pipeline") else 0}
         return json_response(body, 200 if nats_ok and js_ok else 503)
 
@@ -174,6 +176,13 @@ class Edge:
 
     async def _nats_reconnected(self) -> None:
         log.info("NATS reconnected")
+        self.stream_missing()
+
+    def stream_missing(self) -> None:
+        """(Re)create the events stream in the background, once at a time."""
+        self.stream_ready = False
+        if self._stream_task is None or self._stream_task.done():
+            self._stream_task = asyncio.ensure_future(self._keep_stream())
 
     async def _keep_stream(self) -> None:
         """Create the events stream; retry in the background while JetStream is away."""
@@ -198,13 +207,13 @@ class Edge:
             keep_polls=self.config.discovery_keep_polls,
             default_timeout_ms=self.config.handler_timeout_ms,
         )
-        self.pipeline = Pipeline(self.nc, self.js, self.discovery, self.config, self.metrics)
+        self.pipeline = Pipeline(self.nc, self.js, self.discovery, self.config, self.metrics, self.stream_missing)
         tasks: list[asyncio.Task[None]] = []
         push: Subscription | None = None
         try:
-            stream = asyncio.ensure_future(self._keep_stream())
-            tasks.append(stream)
-            await asyncio.wait([stream], timeout=self.config.publish_timeout_ms / 1000)
+            self.stream_missing()
+            assert self._stream_task is not None
+            await asyncio.wait([self._stream_task], timeout=self.config.publish_timeout_ms / 1000)
             await self.pipeline.start()
             push = await self.nc.subscribe(f"{wire.WS_PREFIX}.>", cb=self.sockets.on_push)
             first_poll = asyncio.Event()
@@ -212,6 +221,8 @@ class Edge:
             await first_poll.wait()
             yield
         finally:
+            if self._stream_task is not None:
+                tasks.append(self._stream_task)
             for task in tasks:
                 task.cancel()
             for task in tasks:

@@ -13,7 +13,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
 import nats.errors
@@ -21,6 +21,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
+from nats.js.errors import NoStreamResponseError
 
 from band import wire
 from band.response import BadResponse, DataResponse, ErrorResponse, PixelResponse, RedirectResponse, Response, from_wire
@@ -77,7 +78,8 @@ class _Gather:
 class Pipeline:
     """Runs hits through NATS; :meth:`start` before use, :meth:`stop` after."""
 
-    def __init__(self, nc: Client, js: JetStreamContext, discovery: Discovery, config: EdgeConfig, metrics: Metrics) -> None:
+    def __init__(self, nc: Client, js: JetStreamContext, discovery: Discovery, config: EdgeConfig, metrics: Metrics, on_stream_missing: Callable[[], None] | None = None) -> None:
+        self._on_stream_missing = on_stream_missing
         self._nc = nc
         self._js = js
         self._discovery = discovery
@@ -263,6 +265,8 @@ class Pipeline:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            if isinstance(exc, NoStreamResponseError) and self._on_stream_missing is not None:
+                self._on_stream_missing()  # e.g. a restarted server lost an in-memory stream
             self._metrics.publish_errors.inc()
             log.warning("event %s not stored: %r", msg_id, exc)
             return False

@@ -1,0 +1,101 @@
+"""Faults and lifecycle: NATS down answers 503 fast; shutdown finishes in-flight hits."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+import nats
+from band.natsserver import NatsServer, free_port
+from broker.app import EDGE, make_app
+from conftest import wait_for
+from test_broker_fakes import FakeService, edge_config, running_edge, typed, unique
+
+
+@pytest.mark.slow
+async def test_nats_down_answers_503_then_recovers(tmp_path: Path) -> None:
+    server = NatsServer(store_dir=tmp_path / "js").start()
+    try:
+        async with running_edge(server.url, publish_timeout_ms=500) as (client, edge):
+            assert (await client.get("/track/a")).status == 200
+            server.stop()
+            await wait_for(lambda: not edge.nc.is_connected, timeout=10, what="edge sees NATS down")
+            down = await client.get("/track/b")
+            assert down.status == 503 and "message" in await down.json()
+            assert (await client.get("/health")).status == 503
+            server.start()  # same port, same store
+            await wait_for(lambda: edge.nc.is_connected, timeout=15, what="edge reconnects")
+
+            async def healthy() -> bool:
+                return (await client.get("/health")).status == 200
+
+            await wait_for(healthy, timeout=15, what="health back to 200")
+            assert (await client.get("/track/c")).status == 200
+    finally:
+        server.stop()
+
+
+async def test_shutdown_finishes_in_flight_hits(nc: Any, nats_url: str) -> None:
+    svc = unique("slowh")
+    release = asyncio.Event()
+    entered = asyncio.Event()
+
+    async def wait(message: dict[str, Any]) -> Any:
+        entered.set()
+        await release.wait()
+        return typed({"type__": "data", "statusCode": 200, "data": {"done": True}})
+
+    async with FakeService(nc, svc).handler("wait", wait, timeout_ms=5000):
+        server = TestServer(make_app(edge_config(nats_url, handler_timeout_ms=5000)), host="127.0.0.1", port=0)
+        await server.start_server()
+        edge = server.app[EDGE]
+        await wait_for(lambda: edge.discovery.snapshot.handler(f"in.gen.{svc}.wait") is not None, what="route")
+        async with aiohttp.ClientSession() as session:
+            pending = asyncio.create_task(session.get(f"http://127.0.0.1:{server.port}/{svc}/wait"))
+            await asyncio.wait_for(entered.wait(), 10)
+            closing = asyncio.create_task(server.close())
+            await wait_for(lambda: not server.runner.sites, what="listening socket closed")  # type: ignore[union-attr]
+            with pytest.raises(aiohttp.ClientConnectionError):
+                await session.get(f"http://127.0.0.1:{server.port}/track/new", timeout=aiohttp.ClientTimeout(total=5))
+            release.set()
+            resp = await asyncio.wait_for(pending, 10)
+            assert resp.status == 200 and await resp.json() == {"done": True}
+            await asyncio.wait_for(closing, 15)
+        assert edge.nc.is_closed
+
+
+@pytest.mark.slow
+def test_cli_workers_serve_and_stop(nats_url: str, tmp_path: Path) -> None:
+    """`python -m broker --workers 2` answers on one port and exits cleanly on SIGTERM."""
+    import subprocess
+    import time
+    import urllib.request
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "broker", "--host", "127.0.0.1", "--port", str(port), "--workers", "2", "--nats-url", nats_url], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as resp:
+                    assert json.loads(resp.read())["nats"] is True
+                    break
+            except OSError:
+                assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+                assert time.monotonic() < deadline, "edge workers did not start"
+                time.sleep(0.1)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/track/page", timeout=5) as resp:
+            assert "id" in json.loads(resp.read())
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
