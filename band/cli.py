@@ -73,6 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return edge_main(argv[1:])
     parser = _parser()
     args = parser.parse_args(argv)
+    from . import log
+
+    log.configure()  # to stderr: stdout carries the command's own output
     if args.command is None:
         parser.print_help()
         return 2

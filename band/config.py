@@ -72,17 +72,21 @@ def substitute(text: str, env: Mapping[str, str], source: str = "config") -> str
         ConfigError: a variable with no value and no default (names it, the file and line).
     """
 
-    def replace(match: re.Match[str]) -> str:
+    def replace(match: re.Match[str], line_index: int) -> str:
         name, single, double = match.group(1), match.group(2), match.group(3)
         if name in env:
             return env[name]
         default = single if single is not None else double
         if default is not None:
             return default
-        line = text.count("\n", 0, match.start()) + 1
-        raise ConfigError(f"{source}:{line}: environment variable {name} is not set and has no default")
+        raise ConfigError(f"{source}:{line_index + 1}: environment variable {name} is not set and has no default")
 
-    return _VAR.sub(replace, text)
+    # whole-line comments are left alone, so a config can document its variables
+    out = []
+    for index, line in enumerate(text.splitlines(keepends=True)):
+        keep = line.lstrip().startswith("#")
+        out.append(line if keep else _VAR.sub(lambda m: replace(m, index), line))
+    return "".join(out)
 
 
 def find_config(service_path: Path) -> Path | None:

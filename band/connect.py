@@ -43,7 +43,8 @@ async def connect(url: str | list[str] | None = None, *, name: str, logger: Logg
     log = logger or Logger(component="nats")
 
     async def disconnected() -> None:
-        log.warning("NATS disconnected; reconnecting")
+        if not (nc.is_closed or nc.is_draining):  # a close we asked for is not news
+            log.warning("NATS disconnected; reconnecting")
 
     async def reconnected() -> None:
         log.info("NATS reconnected", server=str(nc.connected_url.netloc if nc.connected_url else ""))

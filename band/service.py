@@ -355,7 +355,7 @@ class Service:
                 ack_wait=ep.ack_wait_s,
                 max_deliver=ep.max_deliver + 1,  # our own loop dead-letters at max_deliver
                 deliver_policy=DeliverPolicy.NEW if ep.deliver == "new" else DeliverPolicy.ALL,
-                filter_subjects=[wire.prefix_subject("", p) for p in ep.keys] or [wire.EVENTS_SUBJECTS],
+                **_filters([wire.prefix_subject("", p) for p in ep.keys] or [wire.EVENTS_SUBJECTS]),
                 max_ack_pending=self.options.max_inflight * 4,
             )
             try:
@@ -385,7 +385,8 @@ class Service:
                 self._inflight.add(task)
                 task.add_done_callback(self._release)
                 tasks.append(task)
-            await asyncio.gather(*tasks, return_exceptions=True)
+            if tasks:  # wait, not gather: stopping the loop must not cancel in-flight events
+                await asyncio.wait(tasks)
 
     async def _consume_one(self, ep: Endpoint, msg: Msg) -> None:
         attempt = msg.metadata.num_delivered
@@ -414,6 +415,11 @@ class Service:
             self.app.logger.error("event moved to the dead-letter subject", method=ep.method, key=msg.subject, error=error)
         except Exception:
             self.app.logger.exception("dead-lettering failed; the event will be redelivered", method=ep.method)
+
+
+def _filters(subjects: list[str]) -> dict[str, Any]:
+    """One filter as ``filter_subject`` (nats-server 2.9 knows no other), several as a list."""
+    return {"filter_subject": subjects[0]} if len(subjects) == 1 else {"filter_subjects": subjects}
 
 
 async def _quiet(awaitable: Awaitable[Any]) -> None:

@@ -1,0 +1,147 @@
+"""``band up``: the whole pipeline on one machine, in one command.
+
+NATS (the one at ``NATS_URL`` if it answers, else the wheel's nats-server with
+JetStream under ``./.band/``), then the edge, then every service as its own process,
+logs prefixed by name. Ctrl-C stops them in reverse order, each cleanly (SIGTERM).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import nats
+
+from .connect import servers_from
+from .natsserver import NatsServer, free_port, port_open
+
+STOP_TIMEOUT_S = 15.0
+
+
+def find_services(paths: list[Path]) -> list[Path]:
+    """Service directories (with main.py) and .py files named by ``paths`` or one level below."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_file() and path.suffix == ".py":
+            found.append(path)
+        elif (path / "main.py").is_file():
+            found.append(path)
+        elif path.is_dir():
+            found += sorted(child for child in path.iterdir() if (child / "main.py").is_file())
+        else:
+            raise FileNotFoundError(f"{path}: no service there")
+    return found
+
+
+async def nats_answers(url: str) -> bool:
+    try:
+        nc = await nats.connect(servers_from(url), connect_timeout=1, max_reconnect_attempts=0, allow_reconnect=False)
+    except Exception:
+        return False
+    await nc.close()
+    return True
+
+
+@dataclass
+class Child:
+    """One process of the stack, with its output prefixed by name."""
+
+    name: str
+    args: list[str]
+    env: dict[str, str]
+    process: asyncio.subprocess.Process | None = None
+    pump: asyncio.Task[None] | None = None
+
+    async def start(self, width: int) -> None:
+        self.process = await asyncio.create_subprocess_exec(
+            *self.args, env=self.env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C reaches us only; we stop children in order
+        )
+        self.pump = asyncio.get_running_loop().create_task(self._pump(width))
+
+    async def _pump(self, width: int) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        prefix = f"{self.name:>{width}} | "
+        async for line in self.process.stdout:
+            sys.stdout.write(prefix + line.decode("utf-8", "replace").rstrip("\n") + "\n")
+            sys.stdout.flush()
+        code = await self.process.wait()
+        sys.stdout.write(f"{prefix}exited with {code}\n")
+
+    async def stop(self) -> None:
+        if self.process is None or self.process.returncode is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(self.process.wait(), STOP_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            self.process.kill()
+            await self.process.wait()
+        if self.pump is not None:
+            await asyncio.wait([self.pump], timeout=2)
+
+
+async def _wait_port(port: int, child: Child, timeout: float = 20.0) -> bool:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        if child.process is not None and child.process.returncode is not None:
+            return False
+        if port_open("127.0.0.1", port):
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
+async def _up(services: list[Path], port: int, data: Path) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    url = ",".join(servers_from(None))
+    server: NatsServer | None = None
+    if not await nats_answers(url):
+        nats_port = 4222 if not port_open("127.0.0.1", 4222) else free_port()
+        server = NatsServer(store_dir=data / "nats", port=nats_port, log_file=data / "nats.log")
+        await asyncio.to_thread(server.start)
+        url = server.url
+        print(f"started nats-server with JetStream at {url} (data in {data / 'nats'})", flush=True)
+    else:
+        print(f"using NATS at {url}", flush=True)
+    env = {**os.environ, "NATS_URL": url, "PYTHONUNBUFFERED": "1"}
+    width = max([4] + [len(p.stem if p.is_file() else p.name) for p in services])
+    edge = Child("edge", [sys.executable, "-m", "broker", "--port", str(port)], {**env, "PORT": str(port)})
+    children = [edge] + [
+        Child(p.stem if p.is_file() else p.name, [sys.executable, "-m", "band", "run", str(p)], env) for p in services
+    ]
+    try:
+        await edge.start(width)
+        if not await _wait_port(port, edge):
+            print(f"the edge did not start on :{port}", file=sys.stderr)
+            return 1
+        for child in children[1:]:
+            await child.start(width)
+        print(f"\nband is up\n  NATS: {url}\n  edge: http://127.0.0.1:{port}/\n  services: "
+              f"{', '.join(c.name for c in children[1:]) or 'none'}\nCtrl-C stops everything.\n", flush=True)
+        await stop.wait()
+        print("\nstopping…", flush=True)
+    finally:
+        for child in reversed(children):
+            await child.stop()
+        if server is not None:
+            await asyncio.to_thread(server.stop)
+    return 0
+
+
+def up(paths: list[Path], port: int | None = None, data: Path = Path(".band")) -> int:
+    """Entry point of ``band up``; returns the exit code."""
+    try:
+        services = find_services(paths)
+    except FileNotFoundError as exc:
+        print(f"band up: {exc}", file=sys.stderr)
+        return 2
+    return asyncio.run(_up(services, port or int(os.environ.get("PORT") or 8080), data))
