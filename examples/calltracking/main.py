@@ -1,0 +1,39 @@
+"""Dynamic call tracking: which visitor called, and who they are in the CRM.
+
+/calltracking/number shows the visitor (uid) a phone number from the pool; the
+number stays theirs until the pool wraps around. When a call comes in, telephony
+calls /calltracking/who?number=<tracked number>&caller=<caller's phone>: we find
+the visitor the number was shown to and ask the `crm` service for the caller.
+"""
+
+from collections import OrderedDict
+from typing import Any
+
+from band import RPCTimeout, ServiceUnavailable, expose, logger, response, rpc, settings
+
+# number -> uid, least recently assigned first. In-process for brevity: run one
+# replica, or keep it in a KV bucket as examples/shortlink does.
+shown: OrderedDict[str, str] = OrderedDict((str(n), '') for n in settings.pool)
+
+
+@expose.handler()
+async def number(uid: str, **params: Any) -> Any:
+    """The visitor's number: the one they had, else the least recently shown one."""
+    phone = next((n for n, owner in shown.items() if owner == uid), None) or next(iter(shown))
+    shown[phone] = uid
+    shown.move_to_end(phone)
+    return {'phone': phone}
+
+
+@expose.handler(timeout=1000)
+async def who(data: dict[str, Any], **params: Any) -> Any:
+    tracked, caller = str(data.get('number', '')), str(data.get('caller', ''))
+    if tracked not in shown or not caller:
+        return response.error('number (one of the pool) and caller are required', 400)
+    try:
+        customer = await rpc.request('crm', 'by_phone', phone=caller, timeout__=settings.crm_timeout)
+        crm = 'ok'
+    except (RPCTimeout, ServiceUnavailable) as exc:  # answer the call anyway, without the CRM
+        logger.warning('crm did not answer', error=str(exc))
+        customer, crm = None, 'unavailable'
+    return {'visitor': shown[tracked] or None, 'customer': customer or None, 'crm': crm}

@@ -1,0 +1,70 @@
+"""Every event, stored once, in SQLite; query it over RPC.
+
+The listener is a JetStream durable consumer: an event is acked only after its row
+is written, so a crash or restart redelivers it. The message id is the primary key
+and rows are INSERT OR IGNORE, so a redelivery never stores an event twice.
+"""
+
+import json
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+from band import blocking, expose, settings
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    id TEXT PRIMARY KEY,
+    key TEXT NOT NULL,
+    uid TEXT,
+    time INTEGER,
+    message TEXT NOT NULL
+)"""
+
+
+def connect(path: str) -> sqlite3.Connection:
+    """One connection per call: @blocking runs each call in whichever thread is free."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path, timeout=10)
+    db.execute('PRAGMA journal_mode=WAL')  # readers do not block the writer
+    db.execute(SCHEMA)
+    return db
+
+
+@blocking()
+def store(path: str, message: dict[str, Any]) -> None:
+    with closing(connect(path)) as db, db:
+        db.execute(
+            'INSERT OR IGNORE INTO events (id, key, uid, time, message) VALUES (?, ?, ?, ?, ?)',
+            (message['id'], message['key'], message.get('uid'), message.get('time'), json.dumps(message)),
+        )
+
+
+@blocking()
+def query(path: str, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    with closing(connect(path)) as db:
+        return db.execute(sql, args).fetchall()
+
+
+@expose.listener(durable=True)
+async def broadcast(attempt__: int = 1, **message: Any) -> None:
+    """Raising here (a full disk) leaves the event unacked: it is delivered again."""
+    await store(settings.db, message)
+
+
+@expose()
+async def count(key: str | None = None) -> int:
+    """Events stored; `key` narrows by routing-key prefix (in.gen.track counts in.gen.track.*)."""
+    if key is None:
+        rows = await query(settings.db, 'SELECT COUNT(*) FROM events', ())
+    else:
+        rows = await query(settings.db, 'SELECT COUNT(*) FROM events WHERE key = ? OR key GLOB ?', (key, f'{key}.*'))
+    return int(rows[0][0])
+
+
+@expose()
+async def recent(limit: int = 10) -> list[dict[str, Any]]:
+    """The last `limit` events stored (at most 1000), newest first."""
+    rows = await query(settings.db, 'SELECT message FROM events ORDER BY rowid DESC LIMIT ?', (max(1, min(int(limit), 1000)),))
+    return [json.loads(row[0]) for row in rows]
