@@ -4,6 +4,7 @@ each credential is held to what it needs (issue 4 "Real deployment files", issue
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -13,8 +14,10 @@ from typing import Any, Iterator
 
 import aiohttp
 import pytest
+import yaml
 
 from band import App, response, wire
+from band.response import from_wire
 from band.natsserver import NatsServer, free_port
 from band.stream import StreamLimits, ensure_stream
 from band.testing import serve
@@ -248,3 +251,81 @@ async def real_edge_hit(server: NatsServer, env: dict[str, str], tmp_path: Path,
             proc.kill()
             proc.wait()
         log.close()
+
+
+def example_names() -> dict[str, Path]:
+    """``service name -> examples/<dir>`` from each example's config.yml."""
+    out = {}
+    for config in sorted((REPO / "examples").glob("*/config.yml")):
+        name = yaml.safe_load(config.read_text().replace("{{", "#").replace("}}", "#")).get("name") or config.parent.name
+        out[str(name)] = config.parent
+    return out
+
+
+async def test_every_example_runs_under_its_own_credential(own_server: NatsServer, env: dict[str, str], tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each examples/* service logs in as svc_<name> and does its job; nothing is refused."""
+    server = own_server
+    examples = example_names()
+    users = conf_users()
+    assert examples, "no examples/*/config.yml"
+    assert not [n for n in examples if f"svc_{n}" not in users], "an example has no user in nats.conf"
+    monkeypatch.setenv("EVENTS_DB", str(tmp_path / "events.sqlite"))
+    edge = await client(url("edge", env, server.port))
+    admin = await client(url("admin", env, server.port))
+    try:
+        js = edge.jetstream()
+        await ensure_stream(js, StreamLimits(storage="memory"))
+        async with contextlib.AsyncExitStack() as stack:
+            for name, folder in examples.items():
+                await stack.enter_async_context(serve(folder, url(f"svc_{name}", env, server.port)))
+            # the edge sees them all
+            inbox, infos = edge.new_inbox(), set()
+
+            async def collect(msg: Any) -> None:
+                infos.add(json.loads(msg.data)["name"])
+
+            sub = await edge.subscribe(inbox, cb=collect)
+            await edge.publish(f"{wire.SRV_PREFIX}.INFO", b"", reply=inbox)
+            await eventually(lambda: infos == set(examples), what=f"all examples discovered, saw {infos}")
+            await sub.unsubscribe()
+            if "redirects" in examples:  # a handler answering by alias
+                reply = await edge.request(wire.handle_subject("in.gen.go.nats"),
+                                           wire.encode(message("go", "nats", "6462464730849083500")), timeout=2)
+                assert json.loads(reply.data).get("location") == "https://nats.io", reply.data
+            if "shortlink" in examples:  # JetStream KV under the service's grant
+                made = await admin.request(wire.rpc_subject("shortlink", "create"),
+                                           wire.encode({"link": "promo", "url": "https://example.com/p"}), timeout=5)
+                assert wire.error_from_headers(made.headers) is None, made.headers
+                reply = await edge.request(wire.handle_subject("in.gen.s.promo"),
+                                           wire.encode(message("s", "promo", "6462464730849083501")), timeout=5)
+                assert json.loads(reply.data).get("location") == "https://example.com/p", reply.data
+            if "crm" in examples:
+                found = await admin.request(wire.rpc_subject("crm", "by_phone"), wire.encode({"phone": "79161234567"}), timeout=2)
+                assert wire.error_from_headers(found.headers) is None, found.headers
+            # an event: enrichers answer the edge, the durable writer stores it
+            msg = message("track", "page", "6462464730849083502")
+            answers: list[str] = []
+
+            async def enriched(reply_msg: Any) -> None:
+                answers.append((reply_msg.headers or {}).get(wire.SERVICE_HEADER, ""))
+
+            enrich_inbox = edge.new_inbox()
+            esub = await edge.subscribe(enrich_inbox, cb=enriched)
+            await edge.publish(wire.enrich_subject(msg["key"]), wire.encode(msg), reply=enrich_inbox)
+            expected = {n for n in ("geoip", "uaparser", "docs") if n in examples}
+            await eventually(lambda: expected <= set(answers), what=f"enrichers {expected} answered, got {answers}")
+            await esub.unsubscribe()
+            await js.publish(msg["key"], wire.encode(msg), headers={wire.MSG_ID_HEADER: msg["id"]}, timeout=2)
+            if "eventwriter" in examples:
+                async def stored() -> bool:
+                    reply = await admin.request(wire.rpc_subject("eventwriter", "count"), b"{}", timeout=2)
+                    assert wire.error_from_headers(reply.headers) is None, reply.headers
+                    return from_wire(json.loads(reply.data)).data == 1  # type: ignore[attr-defined, no-any-return]
+
+                await eventually(stored, what="eventwriter stored the event", step=0.1)
+        log = (tmp_path / "nats-server.log").read_text()
+        assert "Violation" not in log, [line for line in log.splitlines() if "Violation" in line]
+    finally:
+        await edge.close()
+        await admin.close()
