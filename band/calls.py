@@ -24,6 +24,7 @@ class RPC:
 
     def __init__(self, connection: Callable[[], Client]) -> None:
         self._connection = connection
+        self._subjects: dict[tuple[str, str], str] = {}
 
     async def request(self, service: str, name: str, timeout__: float = DEFAULT_TIMEOUT_S, **params: Any) -> Any:
         """Call ``service.name(**params)`` and return its result.
@@ -36,9 +37,7 @@ class RPC:
             RPCTimeout: no answer within ``timeout__`` seconds.
             RemoteError: the method raised or refused the parameters.
         """
-        subject = wire.rpc_subject(service, name)
-        if not (wire.is_service_name(service) and wire.is_token(name)):
-            raise ValueError(f"not a valid service/method: {service!r}/{name!r}")
+        subject = self._subject(service, name)
         nc = self._connection()
         try:
             msg = await nc.request(subject, wire.encode(params), timeout=timeout__)
@@ -51,16 +50,26 @@ class RPC:
             code, description = failure
             raise RemoteError(description, code)
         try:
-            answer: Response = from_wire(wire.decode(msg.data))
+            value = wire.decode(msg.data)
+            if isinstance(value, dict) and value.get("type__") == "data" and "data" in value:
+                return value["data"]  # the common case, without building a response object
+            answer: Response = from_wire(value)
         except (wire.DecodeError, BadResponse) as exc:
             raise RemoteError(f"{service}.{name} answered garbage: {exc}", 502) from None
         return answer.data if isinstance(answer, DataResponse) else answer
 
+    def _subject(self, service: str, name: str) -> str:
+        """The RPC subject, validated once per (service, name)."""
+        subject = self._subjects.get((service, name))
+        if subject is None:
+            if not (wire.is_service_name(service) and wire.is_token(name)):
+                raise ValueError(f"not a valid service/method: {service!r}/{name!r}")
+            subject = self._subjects[(service, name)] = wire.rpc_subject(service, name)
+        return subject
+
     async def notify(self, service: str, name: str, **params: Any) -> None:
         """Fire and forget: publish the call, wait for nothing."""
-        if not (wire.is_service_name(service) and wire.is_token(name)):
-            raise ValueError(f"not a valid service/method: {service!r}/{name!r}")
-        await self._connection().publish(wire.rpc_subject(service, name), wire.encode(params))
+        await self._connection().publish(self._subject(service, name), wire.encode(params))
 
     async def push(self, uid: str, data: Any) -> None:
         """Send ``data`` to every WebSocket of user ``uid`` on every edge."""

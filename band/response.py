@@ -124,6 +124,13 @@ def coerce(result: Any) -> Response:
     return DataResponse(data=_extra(result))
 
 
+def to_wire(result: Any) -> dict[str, Any]:
+    """The wire form of a handler's return value (``coerce(result).to_wire()``, faster)."""
+    if isinstance(result, Response):
+        return result.to_wire()
+    return {"type__": "data", "statusCode": 200, "data": _extra(result)}
+
+
 _KINDS: dict[str, type[Response]] = {
     cls.type__: cls for cls in (DataResponse, PixelResponse, RedirectResponse, ErrorResponse)
 }
@@ -178,5 +185,6 @@ __all__ = [
     "BadResponse",
     "PIXEL_GIF",
     "coerce",
+    "to_wire",
     "from_wire",
 ]

@@ -16,7 +16,7 @@ import asyncio
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Any, Awaitable, Callable, Coroutine, Mapping
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -30,7 +30,7 @@ from .app import App, reset_current, set_current
 from .errors import ConfigError
 from .micro import EndpointStats, ServiceIdentity, serve_discovery
 from .registry import Endpoint
-from .response import ErrorResponse, coerce
+from .response import ErrorResponse, to_wire
 from .stream import StreamLimits, ensure_stream
 
 DEFAULT_MAX_INFLIGHT = 256
@@ -84,11 +84,13 @@ class Service:
         self._subs: list[Subscription] = []
         self._discovery: list[Subscription] = []
         self._inflight: set[asyncio.Task[Any]] = set()
-        self._slots = asyncio.Semaphore(self.options.max_inflight)
+        self._room = asyncio.Event()  # set while fewer than max_inflight requests run
+        self._room.set()
         self._workers: list[asyncio.Task[Any]] = []
         self._consumers: list[asyncio.Task[Any]] = []
         self._started = False
         self._stopped = False
+        self._rpc = app.registry.rpc_methods()
 
     # --- lifecycle ---------------------------------------------------------------
     async def __aenter__(self) -> "Service":
@@ -176,16 +178,29 @@ class Service:
 
     async def _subscribe(self, subject: str, handler: Callable[[Msg], Awaitable[None]]) -> None:
         async def schedule(msg: Msg) -> None:
-            await self._slots.acquire()
-            task = asyncio.get_running_loop().create_task(handler(msg))
-            self._inflight.add(task)
-            task.add_done_callback(self._release)
+            await self._spawn(handler(msg))
 
         self._subs.append(await self.nc.subscribe(subject, queue=wire.queue_group(self.app.name), cb=schedule))
 
+    async def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run ``work`` in its own task; wait first while ``max_inflight`` tasks run.
+
+        Waiting here holds back this subscription's delivery: backpressure reaches
+        NATS (pending limits) instead of growing memory without bound.
+        """
+        while not self._room.is_set():
+            await self._room.wait()
+        task = _start_task(work)
+        self._inflight.add(task)
+        if len(self._inflight) >= self.options.max_inflight:
+            self._room.clear()
+        task.add_done_callback(self._release)
+        return task
+
     def _release(self, task: asyncio.Task[Any]) -> None:
         self._inflight.discard(task)
-        self._slots.release()
+        if len(self._inflight) < self.options.max_inflight:
+            self._room.set()
 
     async def _subscribe_endpoints(self) -> None:
         name, registry = self.app.name, self.app.registry
@@ -242,7 +257,7 @@ class Service:
         try:
             if ep is None or params is None:
                 raise _Reject(404, f"nothing serves {msg.subject}")
-            body = wire.encode(coerce(await self._call(ep, params)).to_wire())
+            body = wire.encode(to_wire(await self._call(ep, params)))
             if msg.reply:
                 await self.nc.publish(msg.reply, body)
         except _Reject as exc:
@@ -276,7 +291,7 @@ class Service:
         params = self._decode(msg)
         if params is None:
             return await self._reply_error(msg, 400, "request body must be a JSON object of parameters")
-        return await self._answer(msg, self.app.registry.rpc_methods().get(method), params, wire.ROLE_RPC)
+        return await self._answer(msg, self._rpc.get(method), params, wire.ROLE_RPC)
 
     async def _on_enrich(self, msg: Msg) -> None:
         """Call every matching enricher; reply once with what they add (or null)."""
@@ -378,13 +393,7 @@ class Service:
                 self.app.logger.warning("durable fetch failed; retrying", method=ep.method, error=_describe(exc))
                 await asyncio.sleep(1.0)
                 continue
-            tasks = []
-            for msg in msgs:
-                await self._slots.acquire()
-                task = asyncio.get_running_loop().create_task(self._consume_one(ep, msg))
-                self._inflight.add(task)
-                task.add_done_callback(self._release)
-                tasks.append(task)
+            tasks = [await self._spawn(self._consume_one(ep, msg)) for msg in msgs]
             if tasks:  # wait, not gather: stopping the loop must not cancel in-flight events
                 await asyncio.wait(tasks)
 
@@ -415,6 +424,18 @@ class Service:
             self.app.logger.error("event moved to the dead-letter subject", method=ep.method, key=msg.subject, error=error)
         except Exception:
             self.app.logger.exception("dead-lettering failed; the event will be redelivered", method=ep.method)
+
+
+def _start_task(work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    """A task for one request. On Python 3.12+ it starts eagerly: a handler that never
+    waits finishes inside the NATS callback, without a trip through the event loop."""
+    loop = asyncio.get_running_loop()
+    if _EAGER is not None:
+        return _EAGER(loop, work)  # type: ignore[no-any-return]
+    return loop.create_task(work)
+
+
+_EAGER = getattr(asyncio, "eager_task_factory", None)
 
 
 def _filters(subjects: list[str]) -> dict[str, Any]:

@@ -129,9 +129,12 @@ def _default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=_default)  # built once: hot path
+
+
 def encode(value: Any) -> bytes:
     """JSON, UTF-8, compact. Datetimes become ISO strings, sets lists."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=_default).encode()
+    return _ENCODER.encode(value).encode()
 
 
 class DecodeError(ValueError):
