@@ -35,6 +35,7 @@ from .stream import StreamLimits, ensure_stream
 
 DEFAULT_MAX_INFLIGHT = 256
 DEFAULT_DRAIN_TIMEOUT_S = 10.0
+FETCH_WAIT_S = 0.5  # how long one pull of a durable listener waits for events
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,7 @@ class Service:
         self._subs: list[Subscription] = []
         self._discovery: list[Subscription] = []
         self._inflight: set[asyncio.Task[Any]] = set()
+        self._stopping = asyncio.Event()
         self._room = asyncio.Event()  # set while fewer than max_inflight requests run
         self._room.set()
         self._workers: list[asyncio.Task[Any]] = []
@@ -130,9 +132,11 @@ class Service:
             await _quiet(sub.unsubscribe())
         for sub in self._subs:  # stop taking requests; queued ones still run
             await _quiet(sub.drain())
-        for task in self._consumers:
-            task.cancel()
-        await asyncio.gather(*self._consumers, return_exceptions=True)
+        self._stopping.set()  # consumers finish their current pull (≤ FETCH_WAIT_S), then exit
+        if self._consumers:
+            _, late = await asyncio.wait(self._consumers, timeout=FETCH_WAIT_S + self.options.drain_timeout_s)
+            for task in late:
+                task.cancel()
         if self._inflight:
             done, pending = await asyncio.wait(set(self._inflight), timeout=self.options.drain_timeout_s)
             if pending:
@@ -382,9 +386,11 @@ class Service:
 
     async def _consume(self, ep: Endpoint, psub: Any) -> None:
         batch = max(1, min(64, self.options.max_inflight))
-        while True:
+        # A pull is never cancelled half-way: a pull request the server still holds
+        # after we left would take events to a dead inbox until their ack_wait.
+        while not self._stopping.is_set():
             try:
-                msgs = await psub.fetch(batch, timeout=1.0)
+                msgs = await psub.fetch(batch, timeout=FETCH_WAIT_S)
             except (NatsTimeout, asyncio.TimeoutError):
                 continue
             except asyncio.CancelledError:
