@@ -104,6 +104,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(commands[args.command](args))
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `band tail | head`: the reader left
+        sys.stderr.close()
+        return 0
 
 
 def print_json(value: Any, raw: bool = False) -> None:

@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import nats
+from urllib.parse import urlparse
 
 from .connect import servers_from
 from .natsserver import NatsServer, free_port, port_open
@@ -37,13 +37,25 @@ def find_services(paths: list[Path]) -> list[Path]:
     return found
 
 
-async def nats_answers(url: str) -> bool:
-    try:
-        nc = await nats.connect(servers_from(url), connect_timeout=1, max_reconnect_attempts=0, allow_reconnect=False)
-    except Exception:
-        return False
-    await nc.close()
-    return True
+async def nats_answers(url: str, timeout: float = 1.0) -> bool:
+    """True when a NATS server greets us (its ``INFO`` line) at any of ``url``'s servers."""
+    for server in servers_from(url):
+        parsed = urlparse(server if "://" in server else f"nats://{server}")
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(parsed.hostname or "127.0.0.1", parsed.port or 4222), timeout
+            )
+        except (OSError, asyncio.TimeoutError):
+            continue
+        try:
+            greeting = await asyncio.wait_for(reader.readline(), timeout)
+        except (OSError, asyncio.TimeoutError):
+            greeting = b""
+        finally:
+            writer.close()
+        if greeting.startswith(b"INFO"):
+            return True
+    return False
 
 
 @dataclass

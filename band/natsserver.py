@@ -78,7 +78,8 @@ class NatsServer:
             self.port = free_port(self.host)
         self.store_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
-        self.process = subprocess.Popen(self.command(), stdout=log, stderr=log)
+        # its own session: a Ctrl-C meant for `band up` must not kill NATS before the services
+        self.process = subprocess.Popen(self.command(), stdout=log, stderr=log, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

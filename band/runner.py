@@ -38,7 +38,10 @@ async def serve_until_stopped(app: App, url: str | None = None, stop: asyncio.Ev
                 await stop.wait()
                 app.logger.info("stopping")
         finally:
-            await nc.close()
+            try:
+                await nc.close()
+            except OSError as exc:  # the server went first; nothing is left to flush
+                app.logger.warning("NATS connection lost while closing", error=str(exc))
     finally:
         for sig in installed:
             loop.remove_signal_handler(sig)
