@@ -30,7 +30,7 @@ from .app import App, reset_current, set_current
 from .errors import ConfigError
 from .micro import EndpointStats, ServiceIdentity, serve_discovery
 from .registry import Endpoint
-from .response import ErrorResponse, to_wire
+from .response import ErrorResponse, Response, to_wire
 from .stream import StreamLimits, ensure_stream
 
 DEFAULT_MAX_INFLIGHT = 256
@@ -131,7 +131,7 @@ class Service:
         for sub in self._discovery:  # leave discovery first: the edge stops routing here
             await _quiet(sub.unsubscribe())
         for sub in self._subs:  # stop taking requests; queued ones still run
-            await _quiet(sub.drain())
+            await _quiet(sub.drain())  # type: ignore[no-untyped-call]
         self._stopping.set()  # consumers finish their current pull (≤ FETCH_WAIT_S), then exit
         if self._consumers:
             _, late = await asyncio.wait(self._consumers, timeout=FETCH_WAIT_S + self.options.drain_timeout_s)
@@ -180,7 +180,7 @@ class Service:
         self.identity.endpoints.append(stats)
         self._stats.setdefault((role, ep.method), stats)
 
-    async def _subscribe(self, subject: str, handler: Callable[[Msg], Awaitable[None]]) -> None:
+    async def _subscribe(self, subject: str, handler: Callable[[Msg], Coroutine[Any, Any, None]]) -> None:
         async def schedule(msg: Msg) -> None:
             await self._spawn(handler(msg))
 
@@ -208,7 +208,7 @@ class Service:
 
     async def _subscribe_endpoints(self) -> None:
         name, registry = self.app.name, self.app.registry
-        subjects: dict[str, Callable[[Msg], Awaitable[None]]] = {}
+        subjects: dict[str, Callable[[Msg], Coroutine[Any, Any, None]]] = {}
         for ep in registry.by_role("handler"):
             key = ep.handler_key(name)
             md = wire.endpoint_metadata(
@@ -309,25 +309,15 @@ class Service:
         for ep in self.app.registry.by_role("enricher"):
             if ep.keys and not any(wire.key_matches(p, key) for p in ep.keys):
                 continue
-            started = time.perf_counter_ns()
-            stats = self._stats_for(wire.ROLE_ENRICHER, ep)
-            error: str | None = None
-            try:
-                args = {arg: wire.get_path(message, path) for arg, path in ep.props.items()}
-                args["key"] = key
-                result = await ep.call(args)
-                if isinstance(result, ErrorResponse):
-                    error = f"enricher answered error {result.statusCode}: {result.message}"
-                    self.app.logger.warning("enricher returned an error", method=ep.method, key=key, message=result.message)
-                elif result is not None:
-                    value = result.data if hasattr(result, "to_wire") and hasattr(result, "data") else result
-                    merged = {**merged, **value} if isinstance(merged, dict) and isinstance(value, dict) else value
-            except Exception as exc:
-                error = _describe(exc)
-                self.app.logger.exception("enricher failed", method=ep.method, key=key, id=message.get("id"))
-            finally:
-                if stats is not None:
-                    stats.record(started, error)
+            args = {arg: wire.get_path(message, path) for arg, path in ep.props.items()}
+            args["key"] = key
+            result, error = await self._invoke(wire.ROLE_ENRICHER, ep, args, key, message.get("id"))
+            if isinstance(result, ErrorResponse):
+                error = f"enricher answered error {result.statusCode}: {result.message}"
+                self.app.logger.warning("enricher returned an error", method=ep.method, key=key, message=result.message)
+            elif result is not None:
+                value = result.data if isinstance(result, Response) else result
+                merged = {**merged, **value} if isinstance(merged, dict) and isinstance(value, dict) else value
             failed = failed or error
         if merged is None and failed is not None:
             return await self._reply_error(msg, 500, failed, service)
@@ -346,18 +336,25 @@ class Service:
             await self._listen(ep, msg.subject, message)
 
     async def _listen(self, ep: Endpoint, subject: str, message: Mapping[str, Any], **extra: Any) -> str | None:
+        _, error = await self._invoke(wire.ROLE_LISTENER, ep, {**message, **extra}, subject, message.get("id"))
+        return error
+
+    async def _invoke(
+        self, role: str, ep: Endpoint, params: Mapping[str, Any], key: str, msg_id: Any
+    ) -> tuple[Any, str | None]:
+        """Call an enricher or listener: count it, log a failure, never raise."""
         started = time.perf_counter_ns()
-        stats = self._stats_for(wire.ROLE_LISTENER, ep)
+        result: Any = None
         error: str | None = None
         try:
-            await ep.call({**message, **extra})
+            result = await ep.call(params)
         except Exception as exc:
             error = _describe(exc)
-            self.app.logger.exception("listener failed", method=ep.method, key=subject, id=message.get("id"))
-        finally:
-            if stats is not None:
-                stats.record(started, error)
-        return error
+            self.app.logger.exception(f"{role} failed", method=ep.method, key=key, id=msg_id)
+        stats = self._stats_for(role, ep)
+        if stats is not None:
+            stats.record(started, error)
+        return result, error
 
     # --- durable listeners (JetStream) ----------------------------------------------
     async def _start_durable_listeners(self) -> None:
