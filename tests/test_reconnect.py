@@ -1,0 +1,69 @@
+"""A lost NATS connection is reconnected and subscriptions resume."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import band
+from band import App
+from band.natsserver import NatsServer
+from band.service import ServiceOptions
+from band.testing import serve
+from conftest import wait_for
+
+
+@pytest.mark.slow
+async def test_service_survives_a_nats_restart(tmp_path: Path) -> None:
+    server = NatsServer(store_dir=tmp_path / "js").start()
+    try:
+        app, caller = App("survivor"), App("survivor-caller")
+
+        @app.expose()
+        async def ping(**params: Any) -> str:
+            return "pong"
+
+        async with serve(app, server.url), serve(caller, server.url):
+            assert await caller.rpc.request("survivor", "ping") == "pong"
+            server.kill()
+            with pytest.raises(band.RPCError):  # down: a typed error, not a hang or a None
+                await caller.rpc.request("survivor", "ping", timeout__=0.5)
+            server.process = None
+            await asyncio.to_thread(server.start)  # same port, same store
+
+            async def answers() -> bool:
+                try:
+                    return await caller.rpc.request("survivor", "ping", timeout__=0.5) == "pong"
+                except band.RPCError:
+                    return False
+
+            await wait_for(answers, timeout=20, what="RPC after the restart")
+    finally:
+        server.stop()
+
+
+async def test_in_flight_work_is_bounded(nats_url: str) -> None:
+    app, caller = App("bounded", settings={"max_inflight": 3}), App("bounded-caller")
+    running = 0
+    peak = 0
+    gate = asyncio.Event()
+
+    @app.expose()
+    async def work(**params: Any) -> int:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await gate.wait()
+        running -= 1
+        return 1
+
+    assert ServiceOptions.from_app(app).max_inflight == 3
+    async with serve(app, nats_url), serve(caller, nats_url):
+        calls = [asyncio.ensure_future(caller.rpc.request("bounded", "work", timeout__=10)) for _ in range(12)]
+        await wait_for(lambda: running == 3, what="three requests running")
+        gate.set()
+        assert await asyncio.gather(*calls) == [1] * 12
+    assert peak == 3
