@@ -44,8 +44,12 @@ def conf_variables(path: Path = NATS_CONF) -> list[str]:
 
 
 def password_env(path: Path = NATS_CONF) -> dict[str, str]:
-    """A fresh random value for each password variable of the conf."""
-    return {var: secrets.token_hex(12) for var in conf_variables(path)}
+    """A fresh random value for each password variable of the conf.
+
+    Each starts with letters: nats-server parses an environment value like a conf
+    value, so an all-digit password would become a number (or overflow).
+    """
+    return {var: "pw" + secrets.token_hex(12) for var in conf_variables(path)}
 
 
 def url(user: str, env: dict[str, str], port: int, scheme: str = "nats", host: str = "127.0.0.1") -> str:
