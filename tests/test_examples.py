@@ -7,16 +7,18 @@ import json
 import os
 import signal
 import sys
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, AsyncIterator
 
 import nats
 import pytest
 
-from band import wire
+from band import App, wire
 from band.calls import RPC
 from band.response import ErrorResponse, PixelResponse, RedirectResponse, Response, from_wire
 from band.stream import ensure_stream
+from band.service import Service
 from band.testing import serve
 from conftest import wait_for
 
@@ -47,6 +49,29 @@ async def enrich(nc: Any, key: str, /, **fields: Any) -> Any:
     return json.loads(msg.data)
 
 
+@asynccontextmanager
+async def running(service: str | App, nats_url: str, nc: Any) -> AsyncIterator[Service]:
+    """``serve`` an example (by directory name) and wait until ``nc`` sees it answer.
+
+    ``serve`` returns once the service's own connection flushed its subscriptions, yet
+    a request from another connection right after can still get "no responders"
+    (about 1 in 50 here); once its discovery PING answers, everything subscribed
+    before it is visible too.
+    """
+    async with serve(EXAMPLES / service if isinstance(service, str) else service, nats_url) as svc:
+        subject = f"$SRV.PING.{svc.app.name}.{svc.identity.id}"
+
+        async def answers() -> bool:
+            try:
+                await nc.request(subject, b"", timeout=1)
+                return True
+            except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
+                return False
+
+        await wait_for(answers, what=f"{svc.app.name} to answer {subject}")
+        yield svc
+
+
 def example(name: str) -> Path:
     return EXAMPLES / name
 
@@ -54,7 +79,7 @@ def example(name: str) -> Path:
 # --- the documented snippets ------------------------------------------------------
 async def test_docs_snippets(nats_url: str, nc: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LONG_METHOD_SECONDS", "0.05")
-    async with serve(example("docs"), nats_url) as svc:
+    async with running("docs", nats_url, nc) as svc:
         state = svc.app.module.state  # type: ignore[attr-defined]
         await wait_for(lambda: state.loaded, what="the worker's first pass")
         assert await handle(nc, "in.gen.docs.pix") == PixelResponse()
@@ -77,7 +102,7 @@ async def test_docs_snippets(nats_url: str, nc: Any, monkeypatch: pytest.MonkeyP
 
 async def test_docs_api_key_from_environment(nats_url: str, nc: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("API_KEY", "s3cret")
-    async with serve(example("docs"), nats_url) as svc:
+    async with running("docs", nats_url, nc) as svc:
         assert svc.app.settings.api_key == "s3cret"
         assert isinstance(await handle(nc, "in.gen.docs.protected", key="s3cret"), Response)
         denied = await handle(nc, "in.gen.docs.protected", key="dev-key")
@@ -85,7 +110,7 @@ async def test_docs_api_key_from_environment(nats_url: str, nc: Any, monkeypatch
 
 
 async def test_go_wildcard_redirect_with_alias(nats_url: str, nc: Any) -> None:
-    async with serve(example("go"), nats_url) as svc:
+    async with running("go", nats_url, nc) as svc:
         assert svc.app.name == "redirects"
         assert await handle(nc, "in.gen.go.docs") == RedirectResponse(
             location="https://github.com/rockstat/band", data={"link": "docs"})
@@ -96,7 +121,7 @@ async def test_go_wildcard_redirect_with_alias(nats_url: str, nc: Any) -> None:
 
 # --- enrichers --------------------------------------------------------------------------
 async def test_uaparser_enricher(nats_url: str, nc: Any) -> None:
-    async with serve(example("uaparser"), nats_url) as svc:
+    async with running("uaparser", nats_url, nc) as svc:
         found = await enrich(nc, "in.gen.track.page")
         assert found["os_family"] == "Mac OS X" and found["os_version"] == [10, 13, 6]
         assert found["browser_family"] == "Chrome" and found["browser_version"] == [70, 0, 3538]
@@ -109,7 +134,7 @@ async def test_uaparser_enricher(nats_url: str, nc: Any) -> None:
 
 
 async def test_geoip_enricher(nats_url: str, nc: Any) -> None:
-    async with serve(example("geoip"), nats_url):
+    async with running("geoip", nats_url, nc):
         found = await enrich(nc, "in.gen.track.page", ip="109.252.93.158")
         assert found["country_code"] == "RU" and found["country_name"] == "Russia"
         v6 = await enrich(nc, "in.gen.track.page", ip="2a00:1450:4001:80b::200e")
@@ -122,7 +147,7 @@ async def test_geoip_enricher(nats_url: str, nc: Any) -> None:
 async def test_shortlink_kv(nats_url: str, nc: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SHORTLINK_BUCKET", "test_shortlinks")
     rpc = RPC(lambda: nc)
-    async with serve(example("shortlink"), nats_url):
+    async with running("shortlink", nats_url, nc):
         assert await rpc.request("shortlink", "create", link="promo", url="https://example.com/sale?x=1") == {
             "link": "promo", "url": "https://example.com/sale?x=1"}
         exists = await rpc.request("shortlink", "create", link="promo", url="https://example.com/other")
@@ -141,7 +166,7 @@ async def test_shortlink_kv(nats_url: str, nc: Any, monkeypatch: pytest.MonkeyPa
 # --- cookiesync ---------------------------------------------------------------------------
 async def test_cookiesync_chain_ends_with_pixel(nats_url: str, nc: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EDGE_URL", "https://t.example.com/")
-    async with serve(example("cookiesync"), nats_url) as svc:
+    async with running("cookiesync", nats_url, nc) as svc:
         partners = svc.app.settings.partners
         first = await handle(nc, "in.gen.cookiesync.step")
         assert isinstance(first, RedirectResponse) and first.data == {"partner": 0}
@@ -164,7 +189,7 @@ async def test_eventwriter_stores_each_event_once_across_restarts(
 
     async def publish(n: int) -> None:
         key = f"in.gen.ewtest.e{n % 2}"
-        event = {**message(key), "id": f"77000000000{n:05d}"}
+        event = {**message(key), "id": f"77000000000{n:05d}", "time": 1_700_000_000_000 + n}
         await js.publish(key, wire.encode(event), headers={wire.MSG_ID_HEADER: event["id"]})
 
     async def count(expected: int) -> bool:
@@ -174,18 +199,24 @@ async def test_eventwriter_stores_each_event_once_across_restarts(
         info = await js.consumer_info(wire.STREAM, "eventwriter_broadcast")
         return info.num_pending == 0 and info.num_ack_pending == 0
 
-    async with serve(example("eventwriter"), nats_url):
+    async def no_pull_waiting() -> bool:
+        # A stopped instance leaves its last fetch open on the server (up to 1 s); an event
+        # published meanwhile goes to that dead inbox and comes back only after ack_wait (30 s).
+        return (await js.consumer_info(wire.STREAM, "eventwriter_broadcast")).num_waiting == 0
+
+    async with running("eventwriter", nats_url, nc):
         for n in range(3):
             await publish(n)
         await wait_for(lambda: count(3), timeout=10, what="three events stored")
+    await wait_for(no_pull_waiting, what="the stopped writer's fetch to expire")
     for n in range(3, 5):  # published while the writer is down
         await publish(n)
-    async with serve(example("eventwriter"), nats_url):
+    async with running("eventwriter", nats_url, nc):
         await wait_for(lambda: count(5), timeout=10, what="events published while down")
         recent = await rpc.request("eventwriter", "recent", limit=2)
         assert [e["id"] for e in recent if e["key"].startswith("in.gen.ewtest")][:1] == ["7700000000000004"]
     await js.delete_consumer(wire.STREAM, "eventwriter_broadcast")  # the whole stream is delivered again
-    async with serve(example("eventwriter"), nats_url):
+    async with running("eventwriter", nats_url, nc):
         await wait_for(caught_up, timeout=10, what="the replay acked")
         assert await count(5), "a replay stores nothing twice"
         assert await rpc.request("eventwriter", "count", key="in.gen.ewtest.e0") == 3
@@ -193,7 +224,7 @@ async def test_eventwriter_stores_each_event_once_across_restarts(
 
 # --- two services talking by rpc.request -----------------------------------------------------
 async def test_calltracking_asks_crm(nats_url: str, nc: Any) -> None:
-    async with serve(example("calltracking"), nats_url) as svc:
+    async with running("calltracking", nats_url, nc) as svc:
         pool = [str(n) for n in svc.app.settings.pool]
         mine = await handle(nc, "in.gen.calltracking.number")
         assert isinstance(mine, Response) and mine.data["phone"] in pool
@@ -205,7 +236,7 @@ async def test_calltracking_asks_crm(nats_url: str, nc: Any) -> None:
         down = await handle(nc, "in.gen.calltracking.who", number=phone, caller="79161234567")
         assert isinstance(down, Response)
         assert down.data == {"visitor": UID, "customer": None, "crm": "unavailable"}, "ServiceUnavailable at once"
-        async with serve(example("crm"), nats_url):
+        async with running("crm", nats_url, nc):
             known = await handle(nc, "in.gen.calltracking.who", number=phone, caller="+7 (916) 123-45-67")
             assert isinstance(known, Response) and known.data["crm"] == "ok"
             assert known.data["visitor"] == UID and known.data["customer"]["name"] == "Anna Petrova"
@@ -216,18 +247,17 @@ async def test_calltracking_asks_crm(nats_url: str, nc: Any) -> None:
 
 
 async def test_calltracking_survives_a_slow_crm(nats_url: str, nc: Any) -> None:
-    from band import App
-
-    slow_crm = App("crm")
+    slow_crm, release = App("crm"), asyncio.Event()
 
     @slow_crm.expose()
     async def by_phone(phone: str) -> None:
-        await asyncio.sleep(5)
+        await release.wait()  # slower than calltracking's crm_timeout
 
-    async with serve(example("calltracking"), nats_url) as svc, serve(slow_crm, nats_url):
+    async with running("calltracking", nats_url, nc) as svc, running(slow_crm, nats_url, nc):
         phone = str(svc.app.settings.pool[0])
         answer = await handle(nc, "in.gen.calltracking.who", number=phone, caller="79161234567")
         assert isinstance(answer, Response) and answer.data["crm"] == "unavailable", "RPCTimeout handled"
+        release.set()
 
 
 # --- band run, as a real process --------------------------------------------------------------

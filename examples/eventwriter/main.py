@@ -65,6 +65,7 @@ async def count(key: str | None = None) -> int:
 
 @expose()
 async def recent(limit: int = 10) -> list[dict[str, Any]]:
-    """The last `limit` events stored (at most 1000), newest first."""
-    rows = await query(settings.db, 'SELECT message FROM events ORDER BY rowid DESC LIMIT ?', (max(1, min(int(limit), 1000)),))
+    """The newest `limit` events (at most 1000), by event time."""
+    sql = 'SELECT message FROM events ORDER BY time DESC, rowid DESC LIMIT ?'
+    rows = await query(settings.db, sql, (max(1, min(int(limit), 1000)),))
     return [json.loads(row[0]) for row in rows]
