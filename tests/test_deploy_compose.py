@@ -141,3 +141,27 @@ def test_stateful_examples_keep_data_on_a_volume(compose: dict[str, Any]) -> Non
     db = writer["environment"]["EVENTS_DB"]
     mounts = {v.split(":")[1]: v.split(":")[0] for v in writer["volumes"]}
     assert any(Path(db).is_relative_to(target) and source in compose["volumes"] for target, source in mounts.items())
+
+
+def test_cluster_compose_runs_node_conf_on_three_nodes() -> None:
+    path = REPO / "deploy" / "cluster" / "docker-compose.yml"
+    data = interpolate(yaml.safe_load(path.read_text()))
+    nodes = {n: s for n, s in data["services"].items() if n.startswith("nats-")}
+    assert sorted(nodes) == ["nats-1", "nats-2", "nats-3"]
+    for name, node in nodes.items():
+        assert node["environment"]["NATS_SERVER_NAME"] == name
+        mounts = {v.split(":")[1]: v.split(":")[0] for v in node["volumes"]}
+        conf_in_container = Path(node["command"][1])
+        # the node conf's include "../../nats.conf" lands on the mounted nats.conf
+        assert (conf_in_container.parent / "../../nats.conf").resolve() == Path("/etc/nats/nats.conf")
+        assert (path.parent / mounts[str(conf_in_container)]).resolve() == REPO / "deploy" / "cluster" / "node.conf"
+        assert (path.parent / mounts["/etc/nats/nats.conf"]).resolve() == NATS_CONF
+        assert [v for v in conf_variables() if v not in node["environment"]] == []
+        assert f"nats-route://{name}:6222" in (REPO / "deploy" / "cluster" / "node.conf").read_text()
+    edge = data["services"]["edge"]
+    urls = edge["environment"]["NATS_URL"].split(",")
+    assert sorted(urlsplit(u).hostname or "" for u in urls) == sorted(nodes)
+    assert all(urlsplit(u).username == "edge" for u in urls)
+    assert all(urlsplit(u).password == nodes["nats-1"]["environment"]["EDGE_PASSWORD"] for u in urls)
+    assert edge["environment"]["EDGE_STREAM_REPLICAS"] == "3"
+    assert (path.parent / edge["build"]).resolve() == REPO
