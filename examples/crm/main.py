@@ -21,5 +21,6 @@ async def by_phone(phone: str) -> dict[str, Any] | None:
     wanted = digits(phone)
     for customer in settings.customers:
         if digits(customer.phone) == wanted:
-            return customer.to_dict()
+            record: dict[str, Any] = customer.to_dict()
+            return record
     return None
