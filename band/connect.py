@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import ssl
+from urllib.parse import unquote, urlsplit, urlunsplit
 from typing import Any
 
 import nats
@@ -24,6 +25,32 @@ def servers_from(url: str | list[str] | None = None) -> list[str]:
         return url
     raw = url or os.environ.get("NATS_URL") or DEFAULT_URL
     return [part.strip() for part in raw.split(",") if part.strip()]
+
+
+def split_credentials(servers: list[str]) -> tuple[list[str], dict[str, str]]:
+    """Move ``user:password@`` out of the URLs into connect options.
+
+    nats-py adds the servers a cluster gossips without the credentials of the URL it
+    came from, so failing over to one would be refused; options apply to every server.
+    """
+    plain: list[str] = []
+    options: dict[str, str] = {}
+    for server in servers:
+        parsed = urlsplit(server if "://" in server else f"nats://{server}")
+        if parsed.username is not None:
+            found = (
+                {"token": unquote(parsed.username)}  # nats://token@host
+                if parsed.password is None
+                else {"user": unquote(parsed.username), "password": unquote(parsed.password)}
+            )
+            if options and options != found:
+                raise ValueError("every URL in NATS_URL must carry the same credentials")
+            options = found
+            netloc = parsed.hostname or ""
+            netloc = f"[{netloc}]" if ":" in netloc else netloc
+            server = urlunsplit(parsed._replace(netloc=f"{netloc}:{parsed.port}" if parsed.port else netloc))
+        plain.append(server)
+    return plain, options
 
 
 def tls_from_env() -> ssl.SSLContext | None:
@@ -66,6 +93,8 @@ async def connect(url: str | list[str] | None = None, *, name: str, logger: Logg
     context = tls_from_env()
     if context is not None:
         settings["tls"] = context
+    servers, credentials = split_credentials(servers_from(url))
+    settings.update(credentials)
     settings.update(options)
-    nc = await nats.connect(servers_from(url), **settings)
+    nc = await nats.connect(servers, **settings)
     return nc

@@ -66,9 +66,13 @@ class NatsServer:
         return f"nats://{self.host}:{self.port}"
 
     def command(self) -> list[str]:
-        args = [find_binary(), "-a", self.host, "-p", str(self.port), "-js", "-sd", str(self.store_dir)]
+        """Flags set host and ports; JetStream comes from ``config`` when there is one
+        (nats-server refuses ``-sd`` beside a conf that sets ``store_dir``)."""
+        args = [find_binary(), "-a", self.host, "-p", str(self.port)]
         if self.config is not None:
             args += ["-c", str(self.config)]
+        else:
+            args += ["-js", "-sd", str(self.store_dir)]
         if self.monitor_port:
             args += ["-m", str(self.monitor_port)]
         return args + self.extra_args

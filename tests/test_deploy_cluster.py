@@ -23,7 +23,8 @@ from band.errors import RPCError
 from band.natsserver import free_port
 from band.stream import StreamLimits, ensure_stream
 from band.testing import serve
-from test_deploy_support import DEPLOY, ConfServer, check_conf, copy_conf, environment, eventually, password_env, url
+from band.natsserver import NatsServer
+from test_deploy_support import DEPLOY, check_conf, copy_conf, environment, eventually, password_env, url
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not (DEPLOY / "cluster" / "node.conf").exists(), reason="no cluster conf")]
 
@@ -39,14 +40,14 @@ def env() -> dict[str, str]:
 
 
 @pytest.fixture
-def cluster(env: dict[str, str], tmp_path: Path) -> Iterator[dict[str, ConfServer]]:
+def cluster(env: dict[str, str], tmp_path: Path) -> Iterator[dict[str, NatsServer]]:
     """Three nodes from the deploy file: hostnames become 127.0.0.1 with free ports."""
     ports: set[int] = set()
     while len(ports) < 3 * len(NODES):  # distinct: client, route and monitoring port per node
         ports.add(free_port())
     pool = sorted(ports)
     route_ports = {name: pool.pop() for name in NODES}
-    servers: dict[str, ConfServer] = {}
+    servers: dict[str, NatsServer] = {}
     try:
         for name in NODES:
             root = tmp_path / name
@@ -56,7 +57,7 @@ def cluster(env: dict[str, str], tmp_path: Path) -> Iterator[dict[str, ConfServe
                 text = text.replace(f"nats-route://{other}:6222", f"nats-route://127.0.0.1:{port}")
             assert not re.search(r"\b6222\b", text.split("# The cluster port")[0]), "a route was not rewritten"
             node_conf.write_text(text)
-            server = ConfServer(store_dir=root / "js", config=node_conf, port=pool.pop(), monitor_port=pool.pop(),
+            server = NatsServer(store_dir=root / "js", config=node_conf, port=pool.pop(), monitor_port=pool.pop(),
                                 log_file=root / "nats-server.log")
             with environment({**env, "NATS_SERVER_NAME": name}):
                 try:
@@ -70,7 +71,7 @@ def cluster(env: dict[str, str], tmp_path: Path) -> Iterator[dict[str, ConfServe
             server.stop()
 
 
-def urls(user: str, env: dict[str, str], servers: list[ConfServer]) -> str:
+def urls(user: str, env: dict[str, str], servers: list[NatsServer]) -> str:
     return ",".join(url(user, env, s.port) for s in servers)
 
 
@@ -79,7 +80,7 @@ def test_cluster_node_conf_is_valid(env: dict[str, str]) -> None:
     assert done.returncode == 0, done.stderr
 
 
-async def test_replicated_stream_survives_a_node(cluster: dict[str, ConfServer], env: dict[str, str]) -> None:
+async def test_replicated_stream_survives_a_node(cluster: dict[str, NatsServer], env: dict[str, str]) -> None:
     crm = App("crm")
 
     @crm.expose()

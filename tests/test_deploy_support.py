@@ -84,21 +84,6 @@ def environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ[key] = old
 
 
-class ConfServer(NatsServer):
-    """nats-server run by its conf file; only the ports come from flags.
-
-    (``NatsServer`` adds ``-js -sd``, which nats-server refuses next to a conf that
-    sets ``store_dir`` itself: "Duplicate 'store_dir' configuration".)
-    """
-
-    def command(self) -> list[str]:
-        assert self.config is not None
-        args = [find_binary(), "-a", self.host, "-p", str(self.port), "-c", str(self.config)]
-        if self.monitor_port:
-            args += ["-m", str(self.monitor_port)]
-        return args + self.extra_args
-
-
 STORE_DIR = '"/data/jetstream"'
 
 
@@ -124,7 +109,7 @@ def conf_server(tmp: Path, env: dict[str, str], files: tuple[str, ...] = ("nats.
     client and monitoring ports and its JetStream store in ``tmp``."""
     tmp.mkdir(parents=True, exist_ok=True)
     config = copy_conf(tmp / "conf", tmp / "js", files)
-    server = ConfServer(
+    server = NatsServer(
         store_dir=tmp / "js",
         config=config,
         monitor_port=free_port(),

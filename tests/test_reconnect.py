@@ -67,3 +67,14 @@ async def test_in_flight_work_is_bounded(nats_url: str) -> None:
         gate.set()
         assert await asyncio.gather(*calls) == [1] * 12
     assert peak == 3
+
+
+def test_credentials_move_out_of_urls() -> None:
+    from band.connect import split_credentials
+
+    servers, options = split_credentials(["nats://svc:p%40ss@h1:4222", "nats://svc:p%40ss@h2:4223"])
+    assert servers == ["nats://h1:4222", "nats://h2:4223"] and options == {"user": "svc", "password": "p@ss"}
+    assert split_credentials(["nats://tok@h:1"]) == (["nats://h:1"], {"token": "tok"})
+    assert split_credentials(["h:1"]) == (["h:1"], {})  # left as given when there is nothing to move
+    with pytest.raises(ValueError, match="same credentials"):
+        split_credentials(["nats://a:b@h:1", "nats://c:d@h:2"])
