@@ -193,16 +193,17 @@ async def test_eventwriter_stores_each_event_once_across_restarts(
         await js.publish(key, wire.encode(event), headers={wire.MSG_ID_HEADER: event["id"]})
 
     async def count(expected: int) -> bool:
-        return await rpc.request("eventwriter", "count", key="in.gen.ewtest") == expected
+        stored: int = await rpc.request("eventwriter", "count", key="in.gen.ewtest")
+        return stored == expected
 
     async def caught_up() -> bool:
         info = await js.consumer_info(wire.STREAM, "eventwriter_broadcast")
-        return info.num_pending == 0 and info.num_ack_pending == 0
+        return bool(info.num_pending == 0 and info.num_ack_pending == 0)
 
     async def no_pull_waiting() -> bool:
         # A stopped instance leaves its last fetch open on the server (up to 1 s); an event
         # published meanwhile goes to that dead inbox and comes back only after ack_wait (30 s).
-        return (await js.consumer_info(wire.STREAM, "eventwriter_broadcast")).num_waiting == 0
+        return bool((await js.consumer_info(wire.STREAM, "eventwriter_broadcast")).num_waiting == 0)
 
     async with running("eventwriter", nats_url, nc):
         for n in range(3):

@@ -54,7 +54,7 @@ async def protected(data: dict[str, Any], **params: Any) -> Any:
 
 
 @expose.enricher(props={'ip': 'td.ip', 'ua': 'td.ua', 'uid': 'uid'}, keys=['in.gen.track'])
-async def enrich(ip: str, ua: str, uid: str, **params: Any) -> Any:
+async def enrich(ip: str | None, ua: str | None, uid: str | None, **params: Any) -> Any:
     """Added to every in.gen.track.* message as data.docs."""
     return {'param1': 'value1'}
 
