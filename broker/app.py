@@ -28,7 +28,7 @@ from .discovery import Discovery
 from .metrics import Metrics
 from .pipeline import INTERNAL_ERROR, Pipeline
 from .render import json_response, render
-from .request import BadHit, read_hit
+from .request import BadHit, ClientIP, read_hit
 from .ws import Sockets, handle_socket
 
 log = logging.getLogger("broker")
@@ -58,7 +58,7 @@ class Edge:
         self.config = config
         self.metrics = Metrics()
         self.sockets = Sockets()
-        self.trusted = config.proxy_networks()
+        self.client_ip = ClientIP(config.proxy_networks())
         self.stream_ready = False
         self._stream_task: asyncio.Task[None] | None = None
         cookie = f"; Path=/; Max-Age={config.cookie_max_age_s}; HttpOnly"
@@ -101,7 +101,7 @@ class Edge:
             else:
                 path = request.path
                 if path == "/wss":
-                    return await handle_socket(request, pipeline=self.pipeline, sockets=self.sockets, config=self.config, trusted=self.trusted, metrics=self.metrics)
+                    return await handle_socket(request, pipeline=self.pipeline, sockets=self.sockets, config=self.config, client_ip=self.client_ip, metrics=self.metrics)
                 if path == "/" and method == "GET" and not request.query_string:
                     resp = web.Response(text=ROOT_PAGE, content_type="text/plain")
                 elif path == "/health":
@@ -110,7 +110,7 @@ class Edge:
                     resp = web.Response(body=self.metrics.render(), headers={"Content-Type": self.metrics.content_type})
                 else:
                     try:
-                        hit = await read_hit(request, self.config, self.discovery.snapshot, self.trusted)
+                        hit = await read_hit(request, self.config, self.discovery.snapshot, self.client_ip)
                     except BadHit as bad:
                         resp = json_response({"message": bad.message}, bad.status)
                     else:

@@ -21,7 +21,6 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
-from nats.js.errors import NoStreamResponseError
 
 from band import wire
 from band.response import BadResponse, DataResponse, ErrorResponse, PixelResponse, RedirectResponse, Response, from_wire
@@ -75,30 +74,50 @@ class _Gather:
     results: dict[str, Any] = field(default_factory=dict)
 
 
+class _Timeout(Exception):
+    """A request of the mux got no reply in time."""
+
+
+class _NoResponders(Exception):
+    """Nobody subscribes to the subject (NATS status 503)."""
+
+
+def _expire(fut: asyncio.Future[Msg]) -> None:
+    if not fut.done():
+        fut.set_exception(_Timeout())
+
+
 class Pipeline:
-    """Runs hits through NATS; :meth:`start` before use, :meth:`stop` after."""
+    """Runs hits through NATS; :meth:`start` before use, :meth:`stop` after.
+
+    Every reply the edge waits for (enricher answers, handler replies, JetStream acks)
+    arrives on one long-lived wildcard inbox and is matched by token: no subscription,
+    task or random token per hit.
+    """
 
     def __init__(self, nc: Client, js: JetStreamContext, discovery: Discovery, config: EdgeConfig, metrics: Metrics, on_stream_missing: Callable[[], None] | None = None) -> None:
-        self._on_stream_missing = on_stream_missing
         self._nc = nc
         self._js = js
         self._discovery = discovery
         self._config = config
         self._metrics = metrics
+        self._on_stream_missing = on_stream_missing
         self._gathers: dict[str, _Gather] = {}
+        self._waiting: dict[str, asyncio.Future[Msg]] = {}
         self._tokens = itertools.count(1)
         self._inbox = ""
         self._sub: Subscription | None = None
         self._inflight = 0
+        self._publish_timeout = config.publish_timeout_ms / 1000
 
     @property
     def inflight(self) -> int:
         return self._inflight
 
     async def start(self) -> None:
-        """One long-lived wildcard inbox receives every enricher answer of this edge."""
-        self._inbox = self._nc.new_inbox()
-        self._sub = await self._nc.subscribe(f"{self._inbox}.*", cb=self._on_enrich_reply)
+        """Subscribe the edge's reply inbox."""
+        self._inbox = self._nc.new_inbox() + "."
+        self._sub = await self._nc.subscribe(self._inbox + "*", cb=self._on_reply)
 
     async def stop(self) -> None:
         if self._sub is not None:
@@ -128,34 +147,71 @@ class Pipeline:
         metrics = self._metrics
         key: str = message["key"]
         started = time.perf_counter()
-        snapshot = self._discovery.snapshot
-        services = snapshot.enricher_services(key)
+        services = self._discovery.snapshot.enricher_services(key)
         if services:
             await self._enrich(message, services, self._config.enrich_timeout_for(key))
-            now = time.perf_counter()
-            metrics.observe("enrich", now - started)
+            metrics.observe("enrich", time.perf_counter() - started)
         payload = wire.encode(message)
-        publish = asyncio.ensure_future(self._publish(key, payload, message["id"]))
+        # ③ is sent before ② so both travel in one write; the answer waits for both.
         try:
-            handle_started = time.perf_counter()
+            stored = await self._send(key, payload, {wire.MSG_ID_HEADER: message["id"]})
+        except nats.errors.Error as exc:
+            return self._not_stored(message["id"], exc)
+        handle_started = time.perf_counter()
+        try:
             answer = await self._handle(message, payload, image)
             metrics.observe("handle", time.perf_counter() - handle_started)
-            stored = await publish
+            ok = await self._stored(stored, message["id"])
         finally:
-            if not publish.done():
-                publish.cancel()
+            self._waiting.pop(stored[0], None)
+        metrics.observe("publish", time.perf_counter() - handle_started)
         metrics.observe("total", time.perf_counter() - started)
-        if not stored:
+        if not ok:
             return ErrorResponse(message="event store unavailable, try again", statusCode=503)
         return answer
 
+    # --- the reply mux ----------------------------------------------------------------
+    async def _send(self, subject: str, payload: bytes, headers: dict[str, str] | None = None) -> tuple[str, asyncio.Future[Msg]]:
+        token = "r" + str(next(self._tokens))
+        fut: asyncio.Future[Msg] = asyncio.get_running_loop().create_future()
+        self._waiting[token] = fut
+        try:
+            await self._nc.publish(subject, payload, reply=self._inbox + token, headers=headers)
+        except BaseException:
+            del self._waiting[token]
+            raise
+        return token, fut
+
+    async def _wait(self, sent: tuple[str, asyncio.Future[Msg]], timeout: float) -> Msg:
+        """The reply, or :class:`_Timeout` / :class:`_NoResponders`."""
+        token, fut = sent
+        timer = asyncio.get_running_loop().call_later(timeout, _expire, fut)
+        try:
+            msg = await fut
+        finally:
+            timer.cancel()
+            self._waiting.pop(token, None)
+        headers = msg.headers
+        if headers and headers.get(_STATUS) == _NO_RESPONDERS and not msg.data:
+            raise _NoResponders()
+        return msg
+
+    async def _on_reply(self, msg: Msg) -> None:
+        token = msg.subject[len(self._inbox) :]
+        if token[:1] == "r":
+            fut = self._waiting.get(token)
+            if fut is not None and not fut.done():
+                fut.set_result(msg)
+        else:
+            self._on_enrich_reply(token, msg)
+
     # --- ① enrich -------------------------------------------------------------------
     async def _enrich(self, message: dict[str, Any], services: frozenset[str], timeout: float) -> None:
-        token = str(next(self._tokens))
+        token = "e" + str(next(self._tokens))
         gather = _Gather(services, asyncio.get_running_loop().create_future())
         self._gathers[token] = gather
         try:
-            await self._nc.publish(wire.enrich_subject(message["key"]), wire.encode(message), reply=f"{self._inbox}.{token}")
+            await self._nc.publish(wire.enrich_subject(message["key"]), wire.encode(message), reply=self._inbox + token)
             async with asyncio.timeout(timeout):
                 await gather.done
         except TimeoutError:
@@ -170,8 +226,8 @@ class Pipeline:
             for service, value in gather.results.items():
                 data[service] = value
 
-    async def _on_enrich_reply(self, msg: Msg) -> None:
-        gather = self._gathers.get(msg.subject.rsplit(".", 1)[-1])
+    def _on_enrich_reply(self, token: str, msg: Msg) -> None:
+        gather = self._gathers.get(token)
         if gather is None or gather.done.done():
             return  # late: the hit went on without it
         headers = msg.headers
@@ -202,10 +258,10 @@ class Pipeline:
         route = self._discovery.snapshot.handler(key)
         timeout = route.timeout_s if route is not None else self._config.handler_timeout_ms / 1000
         try:
-            reply = await self._nc.request(wire.handle_subject(key), payload, timeout=timeout)
-        except nats.errors.NoRespondersError:
+            reply = await self._wait(await self._send(wire.handle_subject(key), payload), timeout)
+        except _NoResponders:
             return self.default(message, image)
-        except nats.errors.TimeoutError:
+        except _Timeout:
             self._metrics.handler_error("timeout")
             return ErrorResponse(message="the handler did not answer in time", statusCode=504)
         except nats.errors.Error:
@@ -255,23 +311,28 @@ class Pipeline:
         return DataResponse(data={"key": message["key"], "id": message["id"]})
 
     # --- ③ publish ------------------------------------------------------------------
-    async def _publish(self, key: str, payload: bytes, msg_id: str) -> bool:
-        """Store the event; ``True`` once JetStream acknowledged it."""
-        started = time.perf_counter()
+    async def _stored(self, sent: tuple[str, asyncio.Future[Msg]], msg_id: str) -> bool:
+        """``True`` once JetStream acknowledged the event (a JetStream publish is a request
+        on the subject itself; the stream answers with a PubAck)."""
         try:
-            if not self._nc.is_connected:
-                raise nats.errors.ConnectionReconnectingError
-            await self._js.publish(key, payload, timeout=self._config.publish_timeout_ms / 1000, headers={wire.MSG_ID_HEADER: msg_id})
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            if isinstance(exc, NoStreamResponseError) and self._on_stream_missing is not None:
-                self._on_stream_missing()  # e.g. a restarted server lost an in-memory stream
-            self._metrics.publish_errors.inc()
-            log.warning("event %s not stored: %r", msg_id, exc)
+            ack = await self._wait(sent, self._publish_timeout)
+        except _NoResponders as exc:  # no stream over the subject (e.g. a restarted server lost it)
+            if self._on_stream_missing is not None:
+                self._on_stream_missing()
+            self._not_stored(msg_id, exc)
             return False
-        self._metrics.observe("publish", time.perf_counter() - started)
+        except _Timeout as exc:
+            self._not_stored(msg_id, exc)
+            return False
+        if b'"error"' in ack.data:
+            self._not_stored(msg_id, ack.data[:200].decode("utf-8", "replace"))
+            return False
         return True
+
+    def _not_stored(self, msg_id: str, why: object) -> ErrorResponse:
+        self._metrics.publish_errors.inc()
+        log.warning("event %s not stored: %r", msg_id, why)
+        return ErrorResponse(message="event store unavailable, try again", statusCode=503)
 
 
 __all__ = ["Pipeline", "unsafe_location", "host_allowed", "INTERNAL_ERROR"]

@@ -209,22 +209,40 @@ def _valid_ip(text: str | None) -> str | None:
         return None
 
 
-def client_ip(peer: str | None, headers: Mapping[str, str], trusted: tuple[IPNetwork, ...]) -> str:
-    """X-Real-IP, else the first X-Forwarded-For hop — only when the peer is a trusted proxy."""
-    peer_ip = _valid_ip(peer)
-    if peer_ip is None:
-        return peer or ""
-    addr = ipaddress.ip_address(peer_ip)
-    if any(addr in net for net in trusted):
-        real = _valid_ip(headers.get("X-Real-IP"))
-        if real:
-            return real
-        forwarded = headers.get("X-Forwarded-For")
-        if forwarded:
-            first = _valid_ip(forwarded.split(",", 1)[0])
-            if first:
-                return first
-    return peer_ip
+class ClientIP:
+    """Who sent a hit: X-Real-IP, else the first X-Forwarded-For hop — only when the peer
+    is a trusted proxy; else the peer. Peer decisions are cached (peers repeat)."""
+
+    def __init__(self, trusted: tuple[IPNetwork, ...]) -> None:
+        self.trusted = trusted
+        self._peers: dict[str, tuple[str, bool]] = {}
+
+    def _peer(self, peer: str) -> tuple[str, bool]:
+        known = self._peers.get(peer)
+        if known is None:
+            ip = _valid_ip(peer)
+            known = (ip, any(ipaddress.ip_address(ip) in net for net in self.trusted)) if ip else (peer, False)
+            if len(self._peers) > 50_000:
+                self._peers.clear()
+            self._peers[peer] = known
+        return known
+
+    def __call__(self, peer: str | None, headers: Mapping[str, str]) -> str:
+        if not peer:
+            return ""
+        peer_ip, is_proxy = self._peer(peer)
+        if is_proxy:
+            real = headers.get("X-Real-IP")
+            if real:
+                real = _valid_ip(real)
+                if real:
+                    return real
+            forwarded = headers.get("X-Forwarded-For")
+            if forwarded:
+                first = _valid_ip(forwarded.split(",", 1)[0])
+                if first:
+                    return first
+        return peer_ip
 
 
 def pick_uid(*candidates: Any) -> str:
@@ -277,17 +295,17 @@ def build_message(*, key: str, service: str, name: str, channel: str, project: i
     }
 
 
-def td_of(request: web.Request, trusted: tuple[IPNetwork, ...]) -> dict[str, Any]:
+def td_of(request: web.Request, client_ip: ClientIP) -> dict[str, Any]:
     headers = request.headers
     return {
-        "ip": client_ip(request.remote, headers, trusted),
+        "ip": client_ip(request.remote, headers),
         "ua": headers.get("User-Agent", ""),
         "ref": headers.get("Referer", ""),
         "host": headers.get("Host", ""),
     }
 
 
-async def read_hit(request: web.Request, config: EdgeConfig, snapshot: Snapshot, trusted: tuple[IPNetwork, ...]) -> Hit:
+async def read_hit(request: web.Request, config: EdgeConfig, snapshot: Snapshot, client_ip: ClientIP) -> Hit:
     """Turn one HTTP request into a :class:`Hit`.
 
     Raises:
@@ -326,7 +344,7 @@ async def read_hit(request: web.Request, config: EdgeConfig, snapshot: Snapshot,
         channel="pixel" if image else "http",
         project=project_id(pid),
         uid=uid,
-        td=td_of(request, trusted),
+        td=td_of(request, client_ip),
         data=data,
     )
     if routed is not None:  # path parameters also travel as top-level keywords for the handler
@@ -335,4 +353,4 @@ async def read_hit(request: web.Request, config: EdgeConfig, snapshot: Snapshot,
     return Hit(message, target.native, image)
 
 
-__all__ = ["BadHit", "Hit", "Target", "read_hit", "parse_path", "parse_query", "parse_json_object", "parse_form", "client_ip", "pick_uid", "project_id", "build_message", "check_token", "td_of"]
+__all__ = ["BadHit", "Hit", "Target", "read_hit", "parse_path", "parse_query", "parse_json_object", "parse_form", "ClientIP", "pick_uid", "project_id", "build_message", "check_token", "td_of"]

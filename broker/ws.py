@@ -15,10 +15,10 @@ from nats.aio.msg import Msg
 
 from band import wire
 
-from .config import EdgeConfig, IPNetwork
+from .config import EdgeConfig
 from .metrics import Metrics
 from .pipeline import Pipeline
-from .request import BadHit, build_message, check_token, parse_json_object, pick_uid, project_id, td_of
+from .request import BadHit, ClientIP, build_message, check_token, parse_json_object, pick_uid, project_id, td_of
 
 log = logging.getLogger("broker.ws")
 
@@ -90,12 +90,12 @@ def frame_message(frame: dict[str, Any], uid: str, td: dict[str, Any], config: E
     )
 
 
-async def handle_socket(request: web.Request, *, pipeline: Pipeline, sockets: Sockets, config: EdgeConfig, trusted: tuple[IPNetwork, ...], metrics: Metrics) -> web.WebSocketResponse:
+async def handle_socket(request: web.Request, *, pipeline: Pipeline, sockets: Sockets, config: EdgeConfig, client_ip: ClientIP, metrics: Metrics) -> web.WebSocketResponse:
     """Serve one ``/wss?uid=…`` connection until it closes."""
     ws = web.WebSocketResponse(max_msg_size=config.max_body_bytes, heartbeat=30.0)
     uid = pick_uid(request.query.get("uid"), request.cookies.get(config.cookie_name))
     await ws.prepare(request)
-    td = td_of(request, trusted)
+    td = td_of(request, client_ip)
     sockets.add(uid, ws)
     metrics.ws_sockets.inc()
     slots = asyncio.Semaphore(config.ws_max_inflight)
