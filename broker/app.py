@@ -156,7 +156,7 @@ class Edge:
                     name=self.config.name,
                     allow_reconnect=True,
                     max_reconnect_attempts=-1,
-                    reconnect_time_wait=0.5,  # type: ignore[arg-type]
+                    reconnect_time_wait=0.5,
                     connect_timeout=2,
                     error_cb=self._nats_error,
                     disconnected_cb=self._nats_disconnected,

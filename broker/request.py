@@ -194,7 +194,7 @@ async def _read_multipart(request: web.Request, config: EdgeConfig) -> dict[str,
     for name, value in form.items():
         if isinstance(value, str):
             fields[name] = value
-        else:  # a file part: not a field; release its temp file
+        elif isinstance(value, web.FileField):  # a file part: not a field; release its temp file
             value.file.close()
     return fields
 
@@ -329,9 +329,9 @@ async def read_hit(request: web.Request, config: EdgeConfig, snapshot: Snapshot,
         if len(segments) > 3:
             raise BadHit(404, "no route: use /<service>/<name>[/<projectId>]")
         path_service = segments[0] if segments else None
-        service = query.get("service") or body.get("service") or path_service
-        service = config.aliases.get(service, service) if isinstance(service, str) else service
-        service = check_token("service", service)
+        asked: Any = query.get("service") or body.get("service") or path_service
+        asked = config.aliases.get(asked, asked) if isinstance(asked, str) else asked
+        service = check_token("service", asked)
         name = check_token("name", (segments[1] if len(segments) > 1 else None) or query.get("name") or body.get("name"))
         pid = segments[2] if len(segments) > 2 else (query.get("projectId") if "projectId" in query else body.get("projectId"))
 

@@ -218,3 +218,22 @@ async def test_aliases(nc, nats_url: str, alias: str, service: str) -> None:
         msg = await sub.next_msg(timeout=5)
         assert json.loads(msg.data)["service"] == service
         await sub.unsubscribe()
+
+
+async def test_multipart_fields_and_project_from_query(nc: Any, nats_url: str) -> None:
+    import aiohttp
+
+    svc = unique("mp")
+    seen: list[dict[str, Any]] = []
+
+    async def hook(message: dict[str, Any]) -> Any:
+        seen.append(message)
+        return typed({"type__": "data", "statusCode": 200, "data": {}})
+
+    async with FakeService(nc, svc).handler("hook", hook), running_edge(nats_url) as (client, edge):
+        form = aiohttp.FormData()
+        form.add_field("a", "1")
+        form.add_field("upload", b"\x00\x01binary", filename="x.bin", content_type="application/octet-stream")
+        resp = await client.post(f"/{svc}/hook?projectId=5", data=form)
+        assert resp.status == 200
+        assert seen[0]["data"] == {"a": "1", "projectId": "5"} and seen[0]["projectId"] == 5
