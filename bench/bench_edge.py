@@ -7,6 +7,8 @@ Not a test: run it by hand on a quiet machine and read the ratios.
 
 Scenarios (32 connections each):
   bare    aiohttp answering the 43-byte GIF (the yardstick)
+  floor   aiohttp + one nats-py request to the pixel handler + one JetStream publish,
+          nothing else: what the client library alone costs per hit
   pixel   GET /benchpix/hit through the edge; the handler is a band service
   track   GET /benchtrack/page: two enricher services, one handler, one listener, JetStream
   p99     the track scenario at half its measured rate, open loop, for --soak seconds;
@@ -47,6 +49,42 @@ def bare_server(port: int) -> None:
     app = web.Application()
     app.router.add_get("/{tail:.*}", gif)
     web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
+
+
+def floor_server(port: int, nats_url: str) -> None:
+    """The client-library floor: aiohttp + one nats-py request + one JetStream publish per
+    hit, none of the edge's own work (parsing, ids, cookies, metrics, discovery)."""
+    import itertools
+
+    import nats
+    from aiohttp import web
+
+    from band.response import PIXEL_GIF
+
+    async def main() -> None:
+        nc = await nats.connect(nats_url)
+        js = nc.jetstream()
+        ids = itertools.count()
+
+        async def hit(request: web.Request) -> web.Response:
+            await nc.request("band.handle.in.gen.benchpix.hit", b'{"key":"in.gen.benchpix.hit","data":{}}', timeout=1)
+            await js.publish("in.gen.floor.hit", b"{}", headers={"Nats-Msg-Id": f"floor-{next(ids)}"})
+            return web.Response(body=PIXEL_GIF, content_type="image/gif")
+
+        app = web.Application()
+        app.router.add_get("/{tail:.*}", hit)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        await asyncio.Event().wait()
+
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    asyncio.run(main())
 
 
 def services(nats_url: str) -> None:
@@ -187,13 +225,21 @@ def _ms(text: str) -> float:
 
 def wrk_rate(url: str, duration: float, rate: float) -> dict[str, Any]:
     """wrk at about ``rate`` req/s: each connection waits 32/rate s between requests."""
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
-        f.write(f"function delay() return {CONNECTIONS * 1000.0 / rate:.3f} end\n")
-        script = f.name
-    try:
-        out = subprocess.run(["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{int(duration)}s", "--latency", "-s", script, url], capture_output=True, text=True, check=True).stdout
-    finally:
-        os.unlink(script)
+
+    def run(delay_ms: float, seconds: float) -> str:
+        with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+            f.write(f"function delay() return {max(delay_ms, 0.0):.3f} end\n")
+            script = f.name
+        try:
+            return subprocess.run(["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{int(seconds)}s", "--latency", "-s", script, url], capture_output=True, text=True, check=True).stdout
+        finally:
+            os.unlink(script)
+
+    # a connection's cycle is latency + delay: calibrate the delay for the wanted rate
+    cycle_ms = CONNECTIONS * 1000.0 / rate
+    probe = float(re.search(r"Requests/sec:\s+([\d.]+)", run(cycle_ms, 3)).group(1))  # type: ignore[union-attr]
+    overhead = CONNECTIONS * 1000.0 / probe - cycle_ms
+    out = run(cycle_ms - overhead, duration)
     pct = dict(re.findall(r"^\s+(50|99)%\s+(\S+)", out, re.M))
     achieved = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -287,8 +333,11 @@ def main() -> int:
         env = {**os.environ, "EDGE_STREAM_STORAGE": "file"}
         edge = subprocess.Popen([sys.executable, "-m", "broker", "--host", "127.0.0.1", "--port", str(edge_port), "--nats-url", nats_server.url, "--log-level", "WARNING", "--workers", str(args.workers)], cwd=ROOT, env=env)
         procs.append(edge)
-        bare, base = f"http://127.0.0.1:{bare_port}", f"http://127.0.0.1:{edge_port}"
+        floor_port = free_port()
+        procs.append(subprocess.Popen([sys.executable, "-c", f"import sys; sys.path.insert(0, {here!r}); import bench_edge as b; b.floor_server({floor_port}, {nats_server.url!r})"]))
+        bare, base, floor = f"http://127.0.0.1:{bare_port}", f"http://127.0.0.1:{edge_port}", f"http://127.0.0.1:{floor_port}"
         wait_http(bare + "/x.gif")
+        wait_http(floor + "/x.gif")
         wait_http(base + "/health")
         wait_routed(base)
 
@@ -296,6 +345,8 @@ def main() -> int:
         rss_peak = edge_rss(edge.pid)
         bare_rps = rps(bare + "/pixel/hit.gif", args.duration, use_wrk)
         print(f"  bare aiohttp GIF        {bare_rps:9.0f} req/s", flush=True)
+        floor_rps = rps(floor + "/x.gif", args.duration, use_wrk)
+        print(f"  floor: aiohttp + nats-py request + JetStream publish, no edge logic {floor_rps:9.0f} req/s   ratio {floor_rps / bare_rps:.2f}", flush=True)
         pixel_rps = rps(base + "/benchpix/hit", args.duration, use_wrk)
         rss_peak = max(rss_peak, edge_rss(edge.pid))
         print(f"  edge pixel (band)       {pixel_rps:9.0f} req/s   ratio {pixel_rps / bare_rps:.2f}  (goal >= 0.5)", flush=True)
