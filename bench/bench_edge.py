@@ -337,9 +337,9 @@ def main() -> int:
         procs.append(subprocess.Popen([sys.executable, "-c", f"import sys; sys.path.insert(0, {here!r}); import bench_edge as b; b.floor_server({floor_port}, {nats_server.url!r})"]))
         bare, base, floor = f"http://127.0.0.1:{bare_port}", f"http://127.0.0.1:{edge_port}", f"http://127.0.0.1:{floor_port}"
         wait_http(bare + "/x.gif")
-        wait_http(floor + "/x.gif")
-        wait_http(base + "/health")
+        wait_http(base + "/health")  # the edge has created the events stream
         wait_routed(base)
+        wait_http(floor + "/x.gif")
 
         print(f"load generator: {'wrk' if use_wrk else 'python aiohttp client'}, {CONNECTIONS} connections, {args.duration:.0f}s each; {os.cpu_count()} CPUs", flush=True)
         rss_peak = edge_rss(edge.pid)
