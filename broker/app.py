@@ -100,9 +100,11 @@ class Edge:
                 resp.headers["Allow"] = ALLOWED_METHODS
             else:
                 path = request.path
-                if path == "/wss":
+                if path == "/wss" and not web.WebSocketResponse().can_prepare(request).ok:
+                    resp = json_response({"message": "/wss expects a WebSocket upgrade"}, 400)
+                elif path == "/wss":
                     return await handle_socket(request, pipeline=self.pipeline, sockets=self.sockets, config=self.config, client_ip=self.client_ip, metrics=self.metrics)
-                if path == "/" and method == "GET" and not request.query_string:
+                elif path == "/" and method == "GET" and not request.query_string:
                     resp = web.Response(text=ROOT_PAGE, content_type="text/plain")
                 elif path == "/health":
                     resp = await self.health()

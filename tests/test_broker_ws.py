@@ -52,3 +52,9 @@ async def test_push_reaches_every_socket_of_the_uid_on_every_edge(nc: Any, nats_
             await nc.publish(wire.ws_subject("1111111111111"), b'{"n":2}')
             assert (await other.receive(timeout=5)).data == '{"n":2}'
         await wait_for(lambda: len(edge_a.sockets) == 0, what="sockets removed")
+
+
+async def test_plain_get_on_wss_is_400(nats_url: str) -> None:
+    async with running_edge(nats_url) as (client, edge):
+        resp = await client.get("/wss")
+        assert resp.status == 400 and "WebSocket" in (await resp.json())["message"]
