@@ -136,7 +136,7 @@ class Edge:
 
     async def health(self) -> web.Response:
         """200 when NATS is connected and JetStream answers; else 503 saying which."""
-        nats_ok = hasattr(self, "nc") and self.nc.is_connected
+        nats_ok = hasattr(self, "nc") and self.nc.is_connected and self.pipeline.is_connected
         js_ok = False
         if nats_ok:
             try:
@@ -209,14 +209,14 @@ class Edge:
             keep_polls=self.config.discovery_keep_polls,
             default_timeout_ms=self.config.handler_timeout_ms,
         )
-        self.pipeline = Pipeline(self.nc, self.js, self.discovery, self.config, self.metrics, self.stream_missing)
+        self.pipeline = Pipeline(self.discovery, self.config, self.metrics, self.stream_missing)
         tasks: list[asyncio.Task[None]] = []
         push: Subscription | None = None
         try:
             self.stream_missing()
             assert self._stream_task is not None
             await asyncio.wait([self._stream_task], timeout=self.config.publish_timeout_ms / 1000)
-            await self.pipeline.start()
+            await self.pipeline.start(self.nc)
             push = await self.nc.subscribe(f"{wire.WS_PREFIX}.>", cb=self.sockets.on_push)
             first_poll = asyncio.Event()
             tasks.append(asyncio.create_task(self.discovery.run(first_poll)))

@@ -16,23 +16,19 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
-import nats.errors
 from nats.aio.client import Client
-from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
-from nats.js import JetStreamContext
 
 from band import wire
 from band.response import BadResponse, DataResponse, ErrorResponse, PixelResponse, RedirectResponse, Response, from_wire
 
 from .config import EdgeConfig
 from .discovery import Discovery
+from .link import LeanLink, Link, LinkDown, NatsPyLink, Reply
 from .metrics import Metrics
 
 log = logging.getLogger("broker.pipeline")
 
-_STATUS = "Status"  # NATS status header: "503" means no responders
-_NO_RESPONDERS = "503"
+_NO_RESPONDERS = "503"  # NATS status of a request nobody subscribes to
 
 INTERNAL_ERROR = "Internal Server Error"
 
@@ -82,7 +78,7 @@ class _NoResponders(Exception):
     """Nobody subscribes to the subject (NATS status 503)."""
 
 
-def _expire(fut: asyncio.Future[Msg]) -> None:
+def _expire(fut: asyncio.Future[Reply]) -> None:
     if not fut.done():
         fut.set_exception(_Timeout())
 
@@ -91,22 +87,20 @@ class Pipeline:
     """Runs hits through NATS; :meth:`start` before use, :meth:`stop` after.
 
     Every reply the edge waits for (enricher answers, handler replies, JetStream acks)
-    arrives on one long-lived wildcard inbox and is matched by token: no subscription,
-    task or random token per hit.
+    arrives on one long-lived wildcard inbox of the :mod:`~broker.link` and is matched
+    by token: no subscription, task or random token per hit.
     """
 
-    def __init__(self, nc: Client, js: JetStreamContext, discovery: Discovery, config: EdgeConfig, metrics: Metrics, on_stream_missing: Callable[[], None] | None = None) -> None:
-        self._nc = nc
-        self._js = js
+    _link: Link
+
+    def __init__(self, discovery: Discovery, config: EdgeConfig, metrics: Metrics, on_stream_missing: Callable[[], None] | None = None) -> None:
         self._discovery = discovery
         self._config = config
         self._metrics = metrics
         self._on_stream_missing = on_stream_missing
         self._gathers: dict[str, _Gather] = {}
-        self._waiting: dict[str, asyncio.Future[Msg]] = {}
+        self._waiting: dict[str, asyncio.Future[Reply]] = {}
         self._tokens = itertools.count(1)
-        self._inbox = ""
-        self._sub: Subscription | None = None
         self._inflight = 0
         self._publish_timeout = config.publish_timeout_ms / 1000
 
@@ -114,18 +108,27 @@ class Pipeline:
     def inflight(self) -> int:
         return self._inflight
 
-    async def start(self) -> None:
-        """Subscribe the edge's reply inbox."""
-        self._inbox = self._nc.new_inbox() + "."
-        self._sub = await self._nc.subscribe(self._inbox + "*", cb=self._on_reply)
+    async def start(self, nc: Client) -> None:
+        """Open the link: the lean one on its own connection, else over ``nc``."""
+        if self._config.lean_link:
+            lean = LeanLink(self._config.nats_urls, self._on_reply, name=self._config.name)
+            try:
+                await lean.connect()
+                self._link = lean
+                return
+            except ConnectionError as exc:
+                log.warning("lean NATS link unavailable (%s); using nats-py for hits", exc)
+        link = NatsPyLink(nc, self._on_reply)
+        await link.connect()
+        self._link = link
 
     async def stop(self) -> None:
-        if self._sub is not None:
-            try:
-                await self._sub.unsubscribe()
-            except nats.errors.Error:
-                pass
-            self._sub = None
+        if hasattr(self, "_link"):
+            await self._link.close()
+
+    @property
+    def is_connected(self) -> bool:
+        return hasattr(self, "_link") and self._link.is_connected
 
     # --- the run ------------------------------------------------------------------
     async def run(self, message: dict[str, Any], image: bool = False) -> Response:
@@ -133,7 +136,7 @@ class Pipeline:
 
         ``image`` marks an image request: built-in defaults then answer the GIF.
         """
-        if not self._nc.is_connected:
+        if not self._link.is_connected:
             return ErrorResponse(message="NATS is not reachable", statusCode=503)
         if self._inflight >= self._config.max_inflight:
             return ErrorResponse(message="edge is overloaded", statusCode=503)
@@ -152,10 +155,12 @@ class Pipeline:
             await self._enrich(message, services, self._config.enrich_timeout_for(key))
             metrics.observe("enrich", time.perf_counter() - started)
         payload = wire.encode(message)
+        if len(payload) > self._link.max_payload - 1024:
+            return ErrorResponse(message="event too large for NATS", statusCode=413)
         # ③ is sent before ② so both travel in one write; the answer waits for both.
         try:
-            stored = await self._send(key, payload, {wire.MSG_ID_HEADER: message["id"]})
-        except nats.errors.Error as exc:
+            stored = self._send(key, payload, {wire.MSG_ID_HEADER: message["id"]})
+        except LinkDown as exc:
             return self._not_stored(message["id"], exc)
         handle_started = time.perf_counter()
         try:
@@ -171,18 +176,14 @@ class Pipeline:
         return answer
 
     # --- the reply mux ----------------------------------------------------------------
-    async def _send(self, subject: str, payload: bytes, headers: dict[str, str] | None = None) -> tuple[str, asyncio.Future[Msg]]:
+    def _send(self, subject: str, payload: bytes, headers: dict[str, str] | None = None) -> tuple[str, asyncio.Future[Reply]]:
         token = "r" + str(next(self._tokens))
-        fut: asyncio.Future[Msg] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        self._link.publish(subject, payload, self._link.inbox + token, headers)
         self._waiting[token] = fut
-        try:
-            await self._nc.publish(subject, payload, reply=self._inbox + token, headers=headers)
-        except BaseException:
-            del self._waiting[token]
-            raise
         return token, fut
 
-    async def _wait(self, sent: tuple[str, asyncio.Future[Msg]], timeout: float) -> Msg:
+    async def _wait(self, sent: tuple[str, asyncio.Future[Reply]], timeout: float) -> Reply:
         """The reply, or :class:`_Timeout` / :class:`_NoResponders`."""
         token, fut = sent
         timer = asyncio.get_running_loop().call_later(timeout, _expire, fut)
@@ -191,19 +192,17 @@ class Pipeline:
         finally:
             timer.cancel()
             self._waiting.pop(token, None)
-        headers = msg.headers
-        if headers and headers.get(_STATUS) == _NO_RESPONDERS and not msg.data:
+        if msg.status == _NO_RESPONDERS and not msg.data:
             raise _NoResponders()
         return msg
 
-    async def _on_reply(self, msg: Msg) -> None:
-        token = msg.subject[len(self._inbox) :]
+    def _on_reply(self, token: str, reply: Reply) -> None:
         if token[:1] == "r":
             fut = self._waiting.get(token)
             if fut is not None and not fut.done():
-                fut.set_result(msg)
+                fut.set_result(reply)
         else:
-            self._on_enrich_reply(token, msg)
+            self._on_enrich_reply(token, reply)
 
     # --- ① enrich -------------------------------------------------------------------
     async def _enrich(self, message: dict[str, Any], services: frozenset[str], timeout: float) -> None:
@@ -211,14 +210,14 @@ class Pipeline:
         gather = _Gather(services, asyncio.get_running_loop().create_future())
         self._gathers[token] = gather
         try:
-            await self._nc.publish(wire.enrich_subject(message["key"]), wire.encode(message), reply=self._inbox + token)
+            self._link.publish(wire.enrich_subject(message["key"]), wire.encode(message), self._link.inbox + token)
             async with asyncio.timeout(timeout):
                 await gather.done
         except TimeoutError:
             for service in services - gather.answered:
                 self._metrics.enricher_timeouts.labels(service).inc()
-        except nats.errors.Error:
-            log.warning("enrich request for %s failed", message["key"], exc_info=True)
+        except LinkDown:
+            log.warning("enrich request for %s not sent: NATS link down", message["key"])
         finally:
             del self._gathers[token]
         if gather.results:
@@ -226,12 +225,12 @@ class Pipeline:
             for service, value in gather.results.items():
                 data[service] = value
 
-    def _on_enrich_reply(self, token: str, msg: Msg) -> None:
+    def _on_enrich_reply(self, token: str, msg: Reply) -> None:
         gather = self._gathers.get(token)
         if gather is None or gather.done.done():
             return  # late: the hit went on without it
         headers = msg.headers
-        if headers and headers.get(_STATUS) == _NO_RESPONDERS:
+        if msg.status == _NO_RESPONDERS:
             gather.done.set_result(None)  # nobody subscribes any more: don't wait the deadline
             return
         service = headers.get(wire.SERVICE_HEADER) if headers else None
@@ -258,18 +257,18 @@ class Pipeline:
         route = self._discovery.snapshot.handler(key)
         timeout = route.timeout_s if route is not None else self._config.handler_timeout_ms / 1000
         try:
-            reply = await self._wait(await self._send(wire.handle_subject(key), payload), timeout)
+            reply = await self._wait(self._send(wire.handle_subject(key), payload), timeout)
         except _NoResponders:
             return self.default(message, image)
         except _Timeout:
             self._metrics.handler_error("timeout")
             return ErrorResponse(message="the handler did not answer in time", statusCode=504)
-        except nats.errors.Error:
+        except LinkDown:
             self._metrics.handler_error("nats")
             return ErrorResponse(message="NATS is not reachable", statusCode=503)
         return self.interpret(reply)
 
-    def interpret(self, reply: Msg) -> Response:
+    def interpret(self, reply: Reply) -> Response:
         """A handler's reply as the response to send: errors mapped, garbage refused (502)."""
         error = wire.error_from_headers(reply.headers)
         if error is not None:
@@ -311,7 +310,7 @@ class Pipeline:
         return DataResponse(data={"key": message["key"], "id": message["id"]})
 
     # --- ③ publish ------------------------------------------------------------------
-    async def _stored(self, sent: tuple[str, asyncio.Future[Msg]], msg_id: str) -> bool:
+    async def _stored(self, sent: tuple[str, asyncio.Future[Reply]], msg_id: str) -> bool:
         """``True`` once JetStream acknowledged the event (a JetStream publish is a request
         on the subject itself; the stream answers with a PubAck)."""
         try:

@@ -237,3 +237,22 @@ async def test_multipart_fields_and_project_from_query(nc: Any, nats_url: str) -
         resp = await client.post(f"/{svc}/hook?projectId=5", data=form)
         assert resp.status == 200
         assert seen[0]["data"] == {"a": "1", "projectId": "5"} and seen[0]["projectId"] == 5
+
+
+@pytest.mark.parametrize("lean", [True, False], ids=["lean-link", "nats-py-link"])
+async def test_both_links_run_the_pipeline(nc: Any, nats_url: str, lean: bool) -> None:
+    svc, geo = unique("lk"), unique("lkgeo")
+    key = f"in.gen.{svc}.page"
+
+    async def page(message: dict[str, Any]) -> Any:
+        return typed(response.data(message["data"]).to_wire())
+
+    async with FakeService(nc, svc).handler("page", page).handler("boom", fails(503, "busy")), FakeService(nc, geo).enricher(enriches({"c": "NL"}), keys=[key]):
+        async with running_edge(nats_url, lean_link=lean) as (client, edge):
+            from test_broker_fakes import enrichers_seen
+
+            await enrichers_seen(edge, key, {geo})
+            assert await (await client.get(f"/{svc}/page?a=1")).json() == {"a": "1", geo: {"c": "NL"}}
+            busy = await client.get(f"/{svc}/boom")
+            assert busy.status == 503 and await busy.json() == {"message": "busy"}
+            assert (await (await client.get(f"/{svc}/nobody")).json())["key"] == f"in.gen.{svc}.nobody"
