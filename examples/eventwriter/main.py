@@ -53,19 +53,23 @@ async def broadcast(attempt__: int = 1, **message: Any) -> None:
     await store(settings.db, message)
 
 
+def where(key: str | None) -> tuple[str, tuple[Any, ...]]:
+    """SQL for a routing-key prefix by whole tokens (in.gen.track matches in.gen.track.page); values are bound."""
+    return ('', ()) if key is None else (' WHERE key = ? OR key GLOB ?', (key, f'{key}.*'))
+
+
 @expose()
 async def count(key: str | None = None) -> int:
-    """Events stored; `key` narrows by routing-key prefix (in.gen.track counts in.gen.track.*)."""
-    if key is None:
-        rows = await query(settings.db, 'SELECT COUNT(*) FROM events', ())
-    else:
-        rows = await query(settings.db, 'SELECT COUNT(*) FROM events WHERE key = ? OR key GLOB ?', (key, f'{key}.*'))
+    """Events stored, all or under the routing-key prefix `key`."""
+    sql, args = where(key)
+    rows = await query(settings.db, f'SELECT COUNT(*) FROM events{sql}', args)
     return int(rows[0][0])
 
 
 @expose()
-async def recent(limit: int = 10) -> list[dict[str, Any]]:
-    """The newest `limit` events (at most 1000), by event time."""
-    sql = 'SELECT message FROM events ORDER BY time DESC, rowid DESC LIMIT ?'
-    rows = await query(settings.db, sql, (max(1, min(int(limit), 1000)),))
+async def recent(limit: int = 10, key: str | None = None) -> list[dict[str, Any]]:
+    """The newest `limit` events (at most 1000) by event time, all or under `key`."""
+    sql, args = where(key)
+    order = ' ORDER BY time DESC, rowid DESC LIMIT ?'
+    rows = await query(settings.db, f'SELECT message FROM events{sql}{order}', (*args, max(1, min(int(limit), 1000))))
     return [json.loads(row[0]) for row in rows]
