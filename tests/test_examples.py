@@ -152,7 +152,7 @@ async def test_shortlink_kv(nats_url: str, nc: Any, monkeypatch: pytest.MonkeyPa
             "link": "promo", "url": "https://example.com/sale?x=1"}
         exists = await rpc.request("shortlink", "create", link="promo", url="https://example.com/other")
         assert isinstance(exists, ErrorResponse) and exists.statusCode == 409
-        for bad in ("javascript:alert(1)", "ftp://example.com/x", "/relative"):
+        for bad in ("javascript:alert(1)", "ftp://example.com/x", "/relative", "https://x.example/\r\nSet-Cookie: a=b"):
             refused = await rpc.request("shortlink", "create", link="x", url=bad)
             assert isinstance(refused, ErrorResponse) and refused.statusCode == 400, bad
         assert await handle(nc, "in.gen.s.promo") == RedirectResponse(

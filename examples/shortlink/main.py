@@ -52,8 +52,8 @@ async def create(link: str, url: str) -> Any:
     parts = urlsplit(url)
     if not NAME.match(link):
         return response.error('link must be 1-64 letters, digits, "_" or "-"', 400)
-    if parts.scheme not in ('http', 'https') or not parts.netloc:
-        return response.error('url must be an absolute http(s) URL', 400)
+    if parts.scheme not in ('http', 'https') or not parts.netloc or any(c.isspace() or ord(c) < 32 for c in url):
+        return response.error('url must be an absolute http(s) URL without spaces', 400)
     try:
         await (await links()).create(link, url.encode())
     except KeyWrongLastSequenceError:
