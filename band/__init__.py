@@ -11,7 +11,7 @@ made on first use. Importing band does nothing else: no loop, no file, no connec
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from .app import App, current_app
 from .blocking import blocking
@@ -19,6 +19,25 @@ from .errors import BandError, ConfigError, NoResponders, RemoteError, RPCError,
 from .response import response
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:  # what the module __getattr__ below hands out, for type checkers
+    from .calls import RPC
+    from .config import Settings
+    from .log import Logger
+    from .redis import RedisFactory
+    from .registry import Expose
+    from .tasks import Scheduler
+
+    settings: Settings
+    logger: Logger
+    expose: Expose
+    from .app import F
+
+    def worker() -> Callable[[F], F]: ...
+    def cleanup(timeout: float | None = None) -> Callable[[F], F]: ...
+    rpc: RPC
+    scheduler: Scheduler
+    redis_factory: RedisFactory
 
 _APP_BOUND = ("settings", "logger", "expose", "worker", "cleanup", "rpc", "scheduler", "redis_factory")
 

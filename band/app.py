@@ -8,6 +8,7 @@ first use. Nothing here does I/O; :mod:`band.service` runs an app on NATS.
 from __future__ import annotations
 
 import contextvars
+from types import ModuleType
 from typing import Any, Callable, TypeVar
 
 from nats.aio.client import Client
@@ -43,6 +44,7 @@ class App:
         self.scheduler = Scheduler(self.logger)
         self.redis_factory = RedisFactory(self.settings)
         self.nc: Client | None = None
+        self.module: ModuleType | None = None  # the service's code, once loaded
 
     def worker(self) -> Callable[[F], F]:
         """``@worker()``: started with the service, cancelled at stop."""

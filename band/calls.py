@@ -26,11 +26,12 @@ class RPC:
         self._connection = connection
         self._subjects: dict[tuple[str, str], str] = {}
 
-    async def request(self, service: str, name: str, timeout__: float = DEFAULT_TIMEOUT_S, **params: Any) -> Any:
+    async def request(self, service: str, name: str, /, timeout__: float = DEFAULT_TIMEOUT_S, **params: Any) -> Any:
         """Call ``service.name(**params)`` and return its result.
 
-        ``response.data(x)`` and plain values arrive as ``x``; pixel, redirect and
-        error responses arrive as response objects.
+        ``response.data(x)`` and plain values arrive as ``x`` (``None`` as ``None``);
+        pixel, redirect and error responses arrive as response objects. ``service`` and
+        ``name`` are positional, so the method may take parameters of those names.
 
         Raises:
             ServiceUnavailable: no instance of ``service`` serves ``name``.
@@ -67,7 +68,7 @@ class RPC:
             subject = self._subjects[(service, name)] = wire.rpc_subject(service, name)
         return subject
 
-    async def notify(self, service: str, name: str, **params: Any) -> None:
+    async def notify(self, service: str, name: str, /, **params: Any) -> None:
         """Fire and forget: publish the call, wait for nothing."""
         await self._connection().publish(self._subject(service, name), wire.encode(params))
 

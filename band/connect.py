@@ -98,3 +98,13 @@ async def connect(url: str | list[str] | None = None, *, name: str, logger: Logg
     settings.update(options)
     nc = await nats.connect(servers, **settings)
     return nc
+
+
+async def flush(nc: Client, timeout: float = 5.0) -> None:
+    """Make sure the server has everything sent so far (subscriptions above all).
+
+    Flushed twice: nats-py writes a flush's PING ahead of commands still queued, so
+    the first PONG can come back before the last SUBs are read; the second cannot.
+    """
+    await nc.flush(timeout=timeout)  # type: ignore[arg-type]
+    await nc.flush(timeout=timeout)  # type: ignore[arg-type]

@@ -59,5 +59,5 @@ def load_service(path: str | Path, name: str | None = None) -> App:
             sys.path.remove(folder)
         except ValueError:
             pass
-    app.module = module  # type: ignore[attr-defined]
+    app.module = module
     return app

@@ -128,7 +128,8 @@ def to_wire(result: Any) -> dict[str, Any]:
     """The wire form of a handler's return value (``coerce(result).to_wire()``, faster)."""
     if isinstance(result, Response):
         return result.to_wire()
-    return {"type__": "data", "statusCode": 200, "data": _extra(result)}
+    # null stays null on the wire: an RPC caller gets None back; the edge answers {}
+    return {"type__": "data", "statusCode": 200, "data": result}
 
 
 _KINDS: dict[str, type[Response]] = {

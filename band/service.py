@@ -27,7 +27,8 @@ from nats.js.errors import BadRequestError
 
 from . import wire
 from .app import App, reset_current, set_current
-from .errors import ConfigError
+from .connect import flush
+from .errors import ConfigError, RPCError
 from .micro import EndpointStats, ServiceIdentity, serve_discovery
 from .registry import Endpoint
 from .response import ErrorResponse, Response, to_wire
@@ -113,7 +114,7 @@ class Service:
             await self._subscribe_endpoints()
             await self._start_durable_listeners()
             self._discovery = await serve_discovery(self.nc, self.identity)
-            await self.nc.flush()
+            await flush(self.nc)
             for fn in self.app.registry.workers:
                 self._workers.append(asyncio.get_running_loop().create_task(self._run_worker(fn)))
         finally:
@@ -267,6 +268,10 @@ class Service:
         except _Reject as exc:
             error = str(exc)
             await self._reply_error(msg, exc.code, error)
+        except RPCError as exc:  # a deliberate refusal, or a failed call to another service
+            error = f"{exc.code}: {exc.message}"
+            self.app.logger.warning("request refused", subject=msg.subject, code=exc.code, message=exc.message)
+            await self._reply_error(msg, exc.code, exc.message)
         except Exception as exc:
             error = _describe(exc)
             self.app.logger.exception(

@@ -141,12 +141,24 @@ async def test_rpc_request_notify_and_failures(nats_url: str) -> None:
     async def null(**params: Any) -> None:
         return None
 
+    @server.expose()
+    async def named(name: str, service: str) -> list[str]:
+        return [name, service]
+
+    @server.expose()
+    async def refuse(**params: Any) -> None:
+        raise band.RPCError("already there", 409)
+
     async with serve(server, nats_url), serve(client, nats_url):
         rpc = client.rpc
         assert await rpc.request("calc", "add", a=2, b=3) == 5
         assert await rpc.request("calc", "plain", x=[1, 2]) == {"x": [1, 2]}
         assert await rpc.request("calc", "pixel") == PixelResponse(data={"x": 1})
-        assert await rpc.request("calc", "null") == {}
+        assert await rpc.request("calc", "null") is None, "None means the remote returned null"
+        assert await rpc.request("calc", "named", name="n", service="s") == ["n", "s"]
+        with pytest.raises(band.RemoteError) as refused:
+            await rpc.request("calc", "refuse")
+        assert (refused.value.code, refused.value.message) == (409, "already there")
         with pytest.raises(band.RemoteError) as remote:
             await rpc.request("calc", "broken")
         assert remote.value.code == 500 and "bad thing" in remote.value.message
