@@ -8,6 +8,7 @@ typed errors (502, 503, 504), never exceptions the caller has to know about.
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import json
 import logging
@@ -78,9 +79,43 @@ class _NoResponders(Exception):
     """Nobody subscribes to the subject (NATS status 503)."""
 
 
-def _expire(fut: asyncio.Future[Reply]) -> None:
-    if not fut.done():
-        fut.set_exception(_Timeout())
+class Deadlines:
+    """Timeouts for many futures with one timer: a FIFO per timeout length, swept every
+    ``tick_s`` while anything waits. A timer handle per request costs more than the
+    request's own work at the rates the edge serves; ±``tick_s`` is fine for deadlines
+    of hundreds of milliseconds."""
+
+    def __init__(self, tick_s: float = 0.005) -> None:
+        self._tick = tick_s
+        self._queues: dict[float, collections.deque[tuple[float, asyncio.Future[Any]]]] = {}
+        self._handle: asyncio.TimerHandle | None = None
+
+    def add(self, fut: asyncio.Future[Any], timeout: float) -> None:
+        """``fut`` fails with :class:`_Timeout` unless done within ``timeout`` seconds."""
+        loop = asyncio.get_running_loop()
+        queue = self._queues.get(timeout)
+        if queue is None:
+            queue = self._queues[timeout] = collections.deque()
+        queue.append((loop.time() + timeout, fut))
+        if self._handle is None:
+            self._handle = loop.call_later(self._tick, self._sweep)
+
+    def _sweep(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        pending = False
+        for queue in self._queues.values():
+            while queue and queue[0][0] <= now:
+                fut = queue.popleft()[1]
+                if not fut.done():
+                    fut.set_exception(_Timeout())
+            pending = pending or bool(queue)
+        self._handle = loop.call_later(self._tick, self._sweep) if pending else None
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
 
 
 class Pipeline:
@@ -102,6 +137,7 @@ class Pipeline:
         self._waiting: dict[str, asyncio.Future[Reply]] = {}
         self._tokens = itertools.count(1)
         self._inflight = 0
+        self._deadlines = Deadlines()
         self._publish_timeout = config.publish_timeout_ms / 1000
 
     @property
@@ -123,6 +159,7 @@ class Pipeline:
         self._link = link
 
     async def stop(self) -> None:
+        self._deadlines.close()
         if hasattr(self, "_link"):
             await self._link.close()
 
@@ -186,11 +223,10 @@ class Pipeline:
     async def _wait(self, sent: tuple[str, asyncio.Future[Reply]], timeout: float) -> Reply:
         """The reply, or :class:`_Timeout` / :class:`_NoResponders`."""
         token, fut = sent
-        timer = asyncio.get_running_loop().call_later(timeout, _expire, fut)
+        self._deadlines.add(fut, timeout)
         try:
             msg = await fut
         finally:
-            timer.cancel()
             self._waiting.pop(token, None)
         if msg.status == _NO_RESPONDERS and not msg.data:
             raise _NoResponders()
@@ -211,9 +247,9 @@ class Pipeline:
         self._gathers[token] = gather
         try:
             self._link.publish(wire.enrich_subject(message["key"]), wire.encode(message), self._link.inbox + token)
-            async with asyncio.timeout(timeout):
-                await gather.done
-        except TimeoutError:
+            self._deadlines.add(gather.done, timeout)
+            await gather.done
+        except _Timeout:
             for service in services - gather.answered:
                 self._metrics.enricher_timeouts.labels(service).inc()
         except LinkDown:

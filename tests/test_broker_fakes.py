@@ -50,7 +50,7 @@ class FakeService:
     subs: list[Subscription] = field(default_factory=list)
     calls: list[dict[str, Any]] = field(default_factory=list)
 
-    def handler(self, name: str, fn: Fn, *, timeout_ms: int = 200, path: str = "", alias: str | None = None) -> "FakeService":
+    def handler(self, name: str, fn: Fn, *, timeout_ms: int = 2000, path: str = "", alias: str | None = None) -> "FakeService":
         key = f"{wire.KEY_PREFIX}.{alias or self.name}.{name}"
         md = wire.endpoint_metadata(wire.ROLE_HANDLER, key=key, timeout=timeout_ms, path=path, alias=alias, method=name)
         self.endpoints.append(Endpoint(name, wire.handle_subject(key), md, fn))
@@ -170,6 +170,7 @@ def edge_config(nats_url: str, **changes: Any) -> EdgeConfig:
         nats_urls=(nats_url,),
         discovery_interval_s=0.2,
         discovery_window_s=0.1,
+        handler_timeout_ms=2000,  # a loaded CI box must not turn slow fakes into 504s
         stream_storage="memory",
         stream_max_msgs=100_000,
     )
