@@ -39,6 +39,8 @@ NO_CACHE = {
     "Pragma": "no-cache",
     "Expires": "0",
 }
+_CORS_ANY = {"Access-Control-Allow-Origin": "*", **NO_CACHE}
+_CORS_CREDENTIALS = {"Access-Control-Allow-Credentials": "true", "Vary": "Origin", **NO_CACHE}
 ROOT_PAGE = (
     "band edge: send hits to /<service>/<name>[/<projectId>] (GET or POST); "
     "/health for load balancers, /metrics for Prometheus, /wss for WebSocket.\n"
@@ -72,18 +74,12 @@ class Edge:
     # --- every answer -------------------------------------------------------------
     def finish(self, request: web.Request, resp: web.StreamResponse, started: float, uid: str | None = None) -> None:
         """CORS, no-cache, timing and the uid cookie, on every answer."""
-        headers = resp.headers
         origin = request.headers.get("Origin")
-        if origin:
-            headers["Access-Control-Allow-Origin"] = origin
-            headers["Access-Control-Allow-Credentials"] = "true"
-            headers["Vary"] = "Origin"
-        else:
-            headers["Access-Control-Allow-Origin"] = "*"
-        headers.update(NO_CACHE)
+        extra = dict(_CORS_ANY) if not origin else {"Access-Control-Allow-Origin": origin, **_CORS_CREDENTIALS}
         if uid is not None:
-            headers["Set-Cookie"] = self._cookie_prefix + uid + self._cookie_suffix
-        headers["X-Response-Time"] = f"{(time.perf_counter() - started) * 1000:.3f}ms"
+            extra["Set-Cookie"] = self._cookie_prefix + uid + self._cookie_suffix
+        extra["X-Response-Time"] = f"{(time.perf_counter() - started) * 1000:.3f}ms"
+        resp.headers.update(extra)  # one update: cheaper than a setitem per header
         self.metrics.answered(resp.status)
 
     # --- routes -----------------------------------------------------------------------

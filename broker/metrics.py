@@ -1,44 +1,80 @@
 """Prometheus metrics of one edge, in their own registry.
 
 A per-app :class:`~prometheus_client.CollectorRegistry` (not the global one) lets
-several edges live in one process, as the tests run them.
+several edges live in one process, as the tests run them. The per-hit numbers
+(answers by status, stage latencies) are plain counters the hot path bumps without a
+lock (one event loop owns them); a custom collector hands them to prometheus-client
+at scrape time, which renders them. Rare events use prometheus-client's own metrics.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from bisect import bisect_left
+from typing import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 
 STAGES = ("enrich", "handle", "publish", "total")
-_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class _Histogram:
+    """Bucket counts (non-cumulative) and the sum of one stage."""
+
+    __slots__ = ("counts", "total")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(BUCKETS) + 1)  # the last one is +Inf
+        self.total = 0.0
+
+
+class _HotCollector(Collector):
+    def __init__(self, metrics: "Metrics") -> None:
+        self._m = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        answers = CounterMetricFamily("band_edge_requests", "HTTP answers by status code", labels=["status"])
+        for status, count in sorted(self._m.status_counts.items()):
+            answers.add_metric([str(status)], count)
+        yield answers
+        stages = HistogramMetricFamily("band_edge_stage_seconds", "Latency of each pipeline stage", labels=["stage"])
+        for stage, hist in self._m.stages.items():
+            running, buckets = 0, []
+            for bound, count in zip((*(str(b) for b in BUCKETS), "+Inf"), hist.counts):
+                running += count
+                buckets.append((bound, running))
+            stages.add_metric([stage], buckets, hist.total)
+        yield stages
 
 
 class Metrics:
-    """The edge's counters and histograms; children are cached so a hit costs little."""
+    """The edge's counters and histograms."""
 
     content_type = CONTENT_TYPE_LATEST
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.requests = Counter("band_edge_requests", "HTTP answers by status code", ["status"], registry=r)
-        self.stage = Histogram("band_edge_stage_seconds", "Latency of each pipeline stage", ["stage"], buckets=_BUCKETS, registry=r)
+        self.status_counts: dict[int, int] = {}
+        self.stages = {s: _Histogram() for s in STAGES}
+        r.register(_HotCollector(self))
         self.enricher_timeouts = Counter("band_edge_enricher_timeouts", "Enricher services that missed the deadline", ["service"], registry=r)
         self.enricher_errors = Counter("band_edge_enricher_errors", "Enricher services that answered an error or garbage", ["service"], registry=r)
         self.handler_errors = Counter("band_edge_handler_errors", "Handler failures by kind", ["kind"], registry=r)
         self.publish_errors = Counter("band_edge_publish_errors", "Events JetStream did not acknowledge", registry=r)
         self.ws_sockets = Gauge("band_edge_websockets", "Open WebSocket connections", registry=r)
-        self._status: dict[int, Counter] = {}
-        self._stage = {s: self.stage.labels(s) for s in STAGES}
 
     def answered(self, status: int) -> None:
-        child = self._status.get(status)
-        if child is None:
-            child = self._status[status] = self.requests.labels(str(status))
-        child.inc()
+        counts = self.status_counts
+        counts[status] = counts.get(status, 0) + 1
 
     def observe(self, stage: str, seconds: float) -> None:
-        self._stage[stage].observe(seconds)
+        hist = self.stages[stage]
+        hist.counts[bisect_left(BUCKETS, seconds)] += 1
+        hist.total += seconds
 
     def handler_error(self, kind: str) -> None:
         self.handler_errors.labels(kind).inc()
@@ -47,4 +83,4 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-__all__ = ["Metrics", "STAGES"]
+__all__ = ["Metrics", "STAGES", "BUCKETS"]

@@ -14,14 +14,18 @@ from band import wire
 from band.response import PIXEL_GIF, DataResponse, ErrorResponse, PixelResponse, RedirectResponse, Response
 
 JSON = "application/json"
+# Content-Type given as a header, not content_type=: aiohttp then skips parsing it per answer.
+_JSON_TYPE = {"Content-Type": "application/json; charset=utf-8"}
+_GIF_TYPE = {"Content-Type": "image/gif"}
+_TEXT_TYPE = {"Content-Type": "text/plain; charset=utf-8"}
 
 
 def json_response(value: Any, status: int = 200) -> web.Response:
-    return web.Response(body=wire.encode(value), status=status, content_type=JSON)
+    return web.Response(body=wire.encode(value), status=status, headers=_JSON_TYPE)
 
 
 def render_pixel(resp: PixelResponse) -> web.Response:
-    return web.Response(body=PIXEL_GIF, status=resp.statusCode if 200 <= resp.statusCode < 300 else 200, content_type="image/gif")
+    return web.Response(body=PIXEL_GIF, status=resp.statusCode if 200 <= resp.statusCode < 300 else 200, headers=_GIF_TYPE)
 
 
 def render_redirect(resp: RedirectResponse) -> web.Response:
@@ -34,7 +38,7 @@ def render_error(resp: ErrorResponse) -> web.Response:
 
 def render_data(resp: DataResponse) -> web.Response:
     if isinstance(resp.data, str):
-        return web.Response(text=resp.data, status=resp.statusCode, content_type="text/plain")
+        return web.Response(body=resp.data.encode(), status=resp.statusCode, headers=_TEXT_TYPE)
     return json_response(resp.data, resp.statusCode)
 
 

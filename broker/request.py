@@ -62,14 +62,17 @@ def parse_path(raw_path: str) -> Target:
         BadHit: a segment is not valid percent-encoded UTF-8.
     """
     path = raw_path.split("?", 1)[0]
-    segments: list[str] = []
-    for raw in path.split("/"):
-        if not raw:
-            continue
-        try:
-            segments.append(unquote(raw, errors="strict"))
-        except UnicodeDecodeError:
-            raise BadHit(400, "path is not valid UTF-8") from None
+    if "%" not in path:  # the common case: nothing to decode
+        segments = [seg for seg in path.split("/") if seg]
+    else:
+        segments = []
+        for raw in path.split("/"):
+            if not raw:
+                continue
+            try:
+                segments.append(unquote(raw, errors="strict"))
+            except UnicodeDecodeError:
+                raise BadHit(400, "path is not valid UTF-8") from None
     native = NATIVE_MARK in segments
     if native:
         segments = [s for s in segments if s != NATIVE_MARK]
@@ -336,7 +339,8 @@ async def read_hit(request: web.Request, config: EdgeConfig, snapshot: Snapshot,
         pid = segments[2] if len(segments) > 2 else (query.get("projectId") if "projectId" in query else body.get("projectId"))
 
     image = target.extension == "gif" or request.headers.get("Accept", "").startswith("image/")
-    uid = pick_uid(query.get("uid"), body.get("uid"), request.cookies.get(config.cookie_name))
+    cookie = request.cookies.get(config.cookie_name) if "Cookie" in request.headers else None
+    uid = pick_uid(query.get("uid"), body.get("uid"), cookie)
     message = build_message(
         key=f"{wire.KEY_PREFIX}.{service}.{name}",
         service=service,
