@@ -209,6 +209,7 @@ class Answer:
     seconds: float
     phase: str
     error: str = ""
+    done_at: float = field(default_factory=time.monotonic)  # when the answer was complete
 
     def json(self) -> Any:
         return json.loads(self.body)
