@@ -243,7 +243,8 @@ def wrk_rate(url: str, duration: float, rate: float) -> dict[str, Any]:
     pct = dict(re.findall(r"^\s+(50|99)%\s+(\S+)", out, re.M))
     achieved = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"rate": achieved, "p50_ms": _ms(pct["50"]), "p99_ms": _ms(pct["99"]), "max_ms": 0.0, "errors": int(errors.group(1)) if errors else 0}
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    return {"rate": achieved, "requests": total, "p50_ms": _ms(pct["50"]), "p99_ms": _ms(pct["99"]), "max_ms": 0.0, "errors": int(errors.group(1)) if errors else 0}
 
 
 def in_child(kind: str, url: str, duration: float, rate: float = 0.0) -> Any:
@@ -266,6 +267,16 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process and its children so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    own = (int(fields[11]) + int(fields[12])) / ticks
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    kids = [int(c) for c in children.read_text().split()] if children.exists() else []
+    return own + sum(cpu_s(k) for k in kids if Path(f"/proc/{k}").exists())
 
 
 def edge_rss(pid: int) -> float:
@@ -368,8 +379,15 @@ def main() -> int:
                 await asyncio.sleep(0.5)
             result = await task
 
+        assert nats_server.process is not None
+        who = {"edge": edge.pid, "services": svc.pid, "nats-server": nats_server.process.pid}
+        cpu_before = {name: cpu_s(pid) for name, pid in who.items()}
         asyncio.run(soak())
+        cpu_after = {name: cpu_s(pid) for name, pid in who.items()}
         print(f"  /track/page at ~{result.get('rate', half):.0f} req/s (half of {track_rps:.0f}) for {args.soak:.0f}s: p50 {result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms (goal <= 10), errors {result['errors']}", flush=True)
+        if result.get("requests"):
+            per_hit = ", ".join(f"{name} {(cpu_after[name] - cpu_before[name]) / result['requests'] * 1e6:.0f} us" for name in who)
+            print(f"  CPU per /track/page hit during that run: {per_hit}", flush=True)
         print(f"  edge RSS peak {rss_peak:.1f} MB (goal < 150)", flush=True)
     finally:
         for proc in reversed(procs):
