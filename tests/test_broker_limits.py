@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 from typing import Any
 
@@ -155,3 +156,18 @@ async def test_rpc_endpoints_unreachable_from_http(nc: Any, nats_url: str) -> No
             assert (await client.get(f"/band/{svc}/secret")).status == 200
             assert (await client.get(f"/{svc}/open")).status == 200
     assert called == []
+
+
+async def test_big_events_cross_nats_whole_and_too_big_is_413(nc: Any, nats_url: str) -> None:
+    svc = unique("big")
+
+    async def echo(message: dict[str, Any]) -> Any:
+        return None, json.dumps({"type__": "data", "statusCode": 200, "data": message["data"]}).encode()
+
+    async with FakeService(nc, svc).handler("echo", echo), running_edge(nats_url, max_body_bytes=4 * 1024 * 1024) as (client, edge):
+        big = {"blob": "x" * 600_000, "n": list(range(1000))}
+        as_json = {"Content-Type": "application/json"}
+        resp = await client.post(f"/{svc}/echo", data=io.BytesIO(json.dumps(big).encode()), headers=as_json)
+        assert resp.status == 200 and await resp.json() == big  # split across many TCP reads both ways
+        huge = await client.post(f"/{svc}/echo", data=io.BytesIO(json.dumps({"blob": "y" * 2_000_000}).encode()), headers=as_json)
+        assert huge.status == 413 and "too large" in (await huge.json())["message"]
