@@ -156,6 +156,8 @@ class LeanLink:
         """
         if not self._connected:
             raise LinkDown("NATS link is down")
+        if len(payload) > self.max_payload:  # the server would close the connection
+            raise ValueError(f"payload of {len(payload)} bytes exceeds the server's max_payload")
         if headers:
             hdr = _HDR_LINE + _CRLF + "".join(f"{k}: {v}\r\n" for k, v in headers.items()).encode() + _CRLF
             head = f"HPUB {subject} {reply} {len(hdr)} {len(hdr) + len(payload)}\r\n".encode()

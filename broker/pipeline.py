@@ -32,6 +32,7 @@ log = logging.getLogger("broker.pipeline")
 _NO_RESPONDERS = "503"  # NATS status of a request nobody subscribes to
 
 INTERNAL_ERROR = "Internal Server Error"
+_TOO_LARGE = ErrorResponse(message="event too large for NATS", statusCode=413)
 
 
 def unsafe_location(location: str) -> str | None:
@@ -187,13 +188,17 @@ class Pipeline:
         metrics = self._metrics
         key: str = message["key"]
         started = time.perf_counter()
+        limit = self._link.max_payload - 1024  # room for subject and headers
         services = self._discovery.snapshot.enricher_services(key)
         if services:
-            await self._enrich(message, services, self._config.enrich_timeout_for(key))
+            original = wire.encode(message)
+            if len(original) > limit:
+                return _TOO_LARGE
+            await self._enrich(message, original, services, self._config.enrich_timeout_for(key))
             metrics.observe("enrich", time.perf_counter() - started)
         payload = wire.encode(message)
-        if len(payload) > self._link.max_payload - 1024:
-            return ErrorResponse(message="event too large for NATS", statusCode=413)
+        if len(payload) > limit:  # a server closes a connection that sends more than max_payload
+            return _TOO_LARGE
         # ③ is sent before ② so both travel in one write; the answer waits for both.
         try:
             stored = self._send(key, payload, {wire.MSG_ID_HEADER: message["id"]})
@@ -241,12 +246,12 @@ class Pipeline:
             self._on_enrich_reply(token, reply)
 
     # --- ① enrich -------------------------------------------------------------------
-    async def _enrich(self, message: dict[str, Any], services: frozenset[str], timeout: float) -> None:
+    async def _enrich(self, message: dict[str, Any], payload: bytes, services: frozenset[str], timeout: float) -> None:
         token = "e" + str(next(self._tokens))
         gather = _Gather(services, asyncio.get_running_loop().create_future())
         self._gathers[token] = gather
         try:
-            self._link.publish(wire.enrich_subject(message["key"]), wire.encode(message), self._link.inbox + token)
+            self._link.publish(wire.enrich_subject(message["key"]), payload, self._link.inbox + token)
             self._deadlines.add(gather.done, timeout)
             await gather.done
         except _Timeout:

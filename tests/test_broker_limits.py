@@ -171,3 +171,16 @@ async def test_big_events_cross_nats_whole_and_too_big_is_413(nc: Any, nats_url:
         assert resp.status == 200 and await resp.json() == big  # split across many TCP reads both ways
         huge = await client.post(f"/{svc}/echo", data=io.BytesIO(json.dumps({"blob": "y" * 2_000_000}).encode()), headers=as_json)
         assert huge.status == 413 and "too large" in (await huge.json())["message"]
+
+
+async def test_too_big_for_enrichers_is_413_and_link_survives(nc: Any, nats_url: str) -> None:
+    from test_broker_fakes import enrichers_seen, enriches
+
+    svc, geo = unique("bigen"), unique("bigeo")
+    key = f"in.gen.{svc}.x"
+    async with FakeService(nc, geo).enricher(enriches({"c": 1}), keys=[key]), running_edge(nats_url, max_body_bytes=4 * 1024 * 1024) as (client, edge):
+        await enrichers_seen(edge, key, {geo})
+        huge = await client.post(f"/{svc}/x", data=io.BytesIO(json.dumps({"blob": "z" * 2_000_000}).encode()), headers={"Content-Type": "application/json"})
+        assert huge.status == 413
+        assert edge.pipeline.is_connected
+        assert (await client.get(f"/{svc}/x")).status == 200
