@@ -29,6 +29,7 @@ log = logging.getLogger("broker.link")
 
 _CRLF = b"\r\n"
 _HDR_LINE = b"NATS/1.0"
+_MAX_BACKLOG = 64 * 1024 * 1024  # unsent bytes before hits answer 503 instead of queueing more
 
 
 @dataclass(slots=True)
@@ -129,6 +130,7 @@ class LeanLink:
         self._tasks: list[asyncio.Task[None]] = []
         self._outstanding_pings = 0
         self._info_waiter: asyncio.Future[None] | None = None
+        self._backlog = 0  # bytes the transport could not send yet, as of the last flush
 
     # --- public ---------------------------------------------------------------------
     @property
@@ -156,6 +158,8 @@ class LeanLink:
         """
         if not self._connected:
             raise LinkDown("NATS link is down")
+        if self._backlog > _MAX_BACKLOG:
+            raise LinkDown("NATS link backlog is full (the server does not keep up)")
         if len(payload) > self.max_payload:  # the server would close the connection
             raise ValueError(f"payload of {len(payload)} bytes exceeds the server's max_payload")
         if headers:
@@ -255,6 +259,7 @@ class LeanLink:
     def _lost(self, wire: _Wire) -> None:
         if wire is self._wire:
             self._connected = False
+            self._backlog = 0
             self._out.clear()
             for pong in self._pongs:
                 if not pong.done():
@@ -268,6 +273,7 @@ class LeanLink:
         wire = self._wire
         if self._out and wire is not None and wire.transport is not None and self._connected:
             wire.transport.write(b"".join(self._out))
+            self._backlog = wire.transport.get_write_buffer_size()
         self._out.clear()
 
     # --- parsing ------------------------------------------------------------------------

@@ -6,16 +6,21 @@ slow enrichers) and while band's own service runtime is not needed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
 
+from aiohttp.test_utils import TestClient, TestServer
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from band import wire
+from broker.app import EDGE, Edge, make_app
+from broker.config import EdgeConfig
+from conftest import wait_for
 
 Reply = tuple[dict[str, str] | None, bytes]
 Fn = Callable[[dict[str, Any]], Awaitable[Reply | None]]
@@ -155,13 +160,6 @@ def raw(body: bytes) -> Fn:
 
 
 # --- a running edge -------------------------------------------------------------------
-import contextlib  # noqa: E402
-from typing import AsyncIterator  # noqa: E402
-
-from aiohttp.test_utils import TestClient, TestServer  # noqa: E402
-
-from broker.app import EDGE, Edge, make_app  # noqa: E402
-from broker.config import EdgeConfig  # noqa: E402
 
 
 def edge_config(nats_url: str, **changes: Any) -> EdgeConfig:
@@ -192,12 +190,8 @@ async def running_edge(nats_url: str, **changes: Any) -> AsyncIterator[tuple[Tes
 
 async def routed(edge: Edge, key: str, present: bool = True) -> None:
     """Wait until discovery knows (or forgot) the handler of ``key``."""
-    from conftest import wait_for
-
     await wait_for(lambda: (edge.discovery.snapshot.handler(key) is not None) == present, timeout=10, what=f"handler {key} routed={present}")
 
 
 async def enrichers_seen(edge: Edge, key: str, services: set[str]) -> None:
-    from conftest import wait_for
-
     await wait_for(lambda: edge.discovery.snapshot.enricher_services(key) == frozenset(services), timeout=10, what=f"enrichers {services} for {key}")
