@@ -36,6 +36,7 @@ from .stream import StreamLimits, ensure_stream
 
 DEFAULT_MAX_INFLIGHT = 256
 DEFAULT_DRAIN_TIMEOUT_S = 10.0
+DEFAULT_CALL_TIMEOUT_S = 60.0  # a hung call is cut here, so it cannot hold a slot forever
 FETCH_WAIT_S = 0.5  # how long one pull of a durable listener waits for events
 
 
@@ -45,6 +46,7 @@ class ServiceOptions:
 
     max_inflight: int = DEFAULT_MAX_INFLIGHT
     drain_timeout_s: float = DEFAULT_DRAIN_TIMEOUT_S
+    call_timeout_s: float = DEFAULT_CALL_TIMEOUT_S  # RPC methods, enrichers, listeners
 
     @classmethod
     def from_app(cls, app: App) -> "ServiceOptions":
@@ -53,6 +55,9 @@ class ServiceOptions:
             max_inflight=int(app.settings.get("max_inflight") or env.get("BAND_MAX_INFLIGHT") or DEFAULT_MAX_INFLIGHT),
             drain_timeout_s=float(
                 app.settings.get("drain_timeout") or env.get("BAND_DRAIN_TIMEOUT") or DEFAULT_DRAIN_TIMEOUT_S
+            ),
+            call_timeout_s=float(
+                app.settings.get("call_timeout") or env.get("BAND_CALL_TIMEOUT") or DEFAULT_CALL_TIMEOUT_S
             ),
         )
 
@@ -131,19 +136,23 @@ class Service:
         log = self.app.logger
         for sub in self._discovery:  # leave discovery first: the edge stops routing here
             await _quiet(sub.unsubscribe())
-        for sub in self._subs:  # stop taking requests; queued ones still run
-            await _quiet(sub.drain())  # type: ignore[no-untyped-call]
         self._stopping.set()  # consumers finish their current pull (≤ FETCH_WAIT_S), then exit
-        if self._consumers:
-            _, late = await asyncio.wait(self._consumers, timeout=FETCH_WAIT_S + self.options.drain_timeout_s)
-            for task in late:
-                task.cancel()
+        # Stop taking requests: a drain returns once the messages NATS already handed
+        # us were scheduled, which may wait for room among the in-flight ones.
+        drains = [asyncio.ensure_future(_quiet(sub.drain())) for sub in self._subs]  # type: ignore[no-untyped-call]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.options.drain_timeout_s
+        if drains or self._consumers:
+            await asyncio.wait(drains + self._consumers, timeout=FETCH_WAIT_S + self.options.drain_timeout_s)
+        while self._inflight and loop.time() < deadline:
+            await asyncio.wait(set(self._inflight), timeout=deadline - loop.time())
         if self._inflight:
-            done, pending = await asyncio.wait(set(self._inflight), timeout=self.options.drain_timeout_s)
-            if pending:
-                log.warning("in-flight requests cancelled at stop", count=len(pending))
-                for task in pending:
-                    task.cancel()
+            log.warning("in-flight requests cancelled at stop", count=len(self._inflight))
+            for task in list(self._inflight):
+                task.cancel()
+            await asyncio.wait(set(self._inflight), timeout=1.0)
+        for task in [t for t in drains + self._consumers if not t.done()]:
+            task.cancel()
         for task in self._workers:
             task.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
@@ -262,7 +271,16 @@ class Service:
         try:
             if ep is None or params is None:
                 raise _Reject(404, f"nothing serves {msg.subject}")
-            body = wire.encode(to_wire(await self._call(ep, params)))
+            limit = ep.timeout_ms / 1000 if role == wire.ROLE_HANDLER else self.options.call_timeout_s
+            cut = asyncio.timeout(limit)
+            try:
+                async with cut:
+                    result = await self._call(ep, params)
+            except TimeoutError:
+                if not cut.expired():
+                    raise  # the function's own timeout, not ours
+                raise _Reject(504, f"{ep.method}() did not finish within {limit:g}s and was cancelled") from None
+            body = wire.encode(to_wire(result))
             if msg.reply:
                 await self.nc.publish(msg.reply, body)
         except _Reject as exc:
@@ -351,11 +369,18 @@ class Service:
         started = time.perf_counter_ns()
         result: Any = None
         error: str | None = None
+        limit = ep.ack_wait_s if ep.durable else self.options.call_timeout_s
+        cut = asyncio.timeout(limit)
         try:
-            result = await ep.call(params)
+            async with cut:
+                result = await ep.call(params)
         except Exception as exc:
-            error = _describe(exc)
-            self.app.logger.exception(f"{role} failed", method=ep.method, key=key, id=msg_id)
+            if isinstance(exc, TimeoutError) and cut.expired():
+                error = f"cancelled after {limit:g}s"
+                self.app.logger.warning(f"{role} cancelled at its time limit", method=ep.method, key=key, id=msg_id, limit=limit)
+            else:
+                error = _describe(exc)
+                self.app.logger.exception(f"{role} failed", method=ep.method, key=key, id=msg_id)
         stats = self._stats_for(role, ep)
         if stats is not None:
             stats.record(started, error)

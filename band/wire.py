@@ -149,6 +149,8 @@ def decode(data: bytes) -> Any:
         return json.loads(data)
     except (UnicodeDecodeError, ValueError) as exc:
         raise DecodeError(f"body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise DecodeError("body is nested too deeply") from None
 
 
 def decode_object(data: bytes) -> dict[str, Any]:
