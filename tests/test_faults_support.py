@@ -268,3 +268,34 @@ class Load:
             self.answers.append(answer)
             if not 200 <= answer.status < 300:
                 await asyncio.sleep(0.01)  # pace the error path; not a synchronisation
+
+
+# --- raw HTTP ----------------------------------------------------------------------
+@dataclass
+class RawAnswer:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+    def header(self, name: str) -> list[str]:
+        return [v for k, v in self.headers if k.lower() == name.lower()]
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def raw_http(port: int, target: str | bytes, method: str = "GET", headers: dict[str, str] | None = None, body: bytes = b"") -> RawAnswer:
+    """One request as raw bytes on a fresh socket (no client-side normalisation),
+    the answer parsed strictly by ``http.client`` (a malformed answer raises)."""
+    import http.client
+    import socket
+
+    path = target if isinstance(target, bytes) else target.encode()
+    lines = [method.encode() + b" " + path + b" HTTP/1.1", b"Host: edge.test"]
+    lines += [f"{k}: {v}".encode("latin-1") for k, v in (headers or {}).items()]
+    lines += [f"Content-Length: {len(body)}".encode(), b"Connection: close"]
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+        sock.sendall(b"\r\n".join(lines) + b"\r\n\r\n" + body)
+        resp = http.client.HTTPResponse(sock, method=method)
+        resp.begin()
+        return RawAnswer(resp.status, resp.getheaders(), resp.read())
