@@ -21,6 +21,7 @@ from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 
 from band import wire
+from band.connect import connect
 from band.stream import ensure_stream
 
 from .config import EdgeConfig
@@ -149,13 +150,10 @@ class Edge:
         """Connect, retrying until NATS answers; afterwards nats-py reconnects forever."""
         while True:
             try:
-                return await nats.connect(
-                    servers=list(self.config.nats_urls),
+                # band's connect: credentials out of the URLs (cluster failover), NATS_CA for TLS
+                return await connect(
+                    list(self.config.nats_urls),
                     name=self.config.name,
-                    allow_reconnect=True,
-                    max_reconnect_attempts=-1,
-                    reconnect_time_wait=0.5,
-                    connect_timeout=2,
                     error_cb=self._nats_error,
                     disconnected_cb=self._nats_disconnected,
                     reconnected_cb=self._nats_reconnected,

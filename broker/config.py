@@ -44,7 +44,6 @@ class EdgeConfig:
     handler_timeout_ms: int = wire.DEFAULT_HANDLER_TIMEOUT_MS  # when discovery does not know the handler
     publish_timeout_ms: int = 2000  # JetStream ack wait before answering 503
     max_inflight: int = 4096  # hits in the pipeline at once; more answer 503
-    lean_link: bool = True  # hits on the edge's own lean NATS connection (broker/link.py); false = nats-py
 
     # discovery
     discovery_interval_s: float = 1.5

@@ -24,7 +24,7 @@ from band.response import BadResponse, DataResponse, ErrorResponse, PixelRespons
 
 from .config import EdgeConfig
 from .discovery import Discovery
-from .link import LeanLink, Link, LinkDown, NatsPyLink, Reply
+from .link import Link, LinkDown, Reply
 from .metrics import Metrics
 
 log = logging.getLogger("broker.pipeline")
@@ -146,16 +146,8 @@ class Pipeline:
         return self._inflight
 
     async def start(self, nc: Client) -> None:
-        """Open the link: the lean one on its own connection, else over ``nc``."""
-        if self._config.lean_link:
-            lean = LeanLink(self._config.nats_urls, self._on_reply, name=self._config.name)
-            try:
-                await lean.connect()
-                self._link = lean
-                return
-            except ConnectionError as exc:
-                log.warning("lean NATS link unavailable (%s); using nats-py for hits", exc)
-        link = NatsPyLink(nc, self._on_reply)
+        """Open the link: one reply inbox on ``nc`` for every hit of this edge."""
+        link = Link(nc, self._on_reply)
         await link.connect()
         self._link = link
 

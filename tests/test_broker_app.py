@@ -239,8 +239,7 @@ async def test_multipart_fields_and_project_from_query(nc: Any, nats_url: str) -
         assert seen[0]["data"] == {"a": "1", "projectId": "5"} and seen[0]["projectId"] == 5
 
 
-@pytest.mark.parametrize("lean", [True, False], ids=["lean-link", "nats-py-link"])
-async def test_both_links_run_the_pipeline(nc: Any, nats_url: str, lean: bool) -> None:
+async def test_the_link_runs_the_pipeline(nc: Any, nats_url: str) -> None:
     svc, geo = unique("lk"), unique("lkgeo")
     key = f"in.gen.{svc}.page"
 
@@ -248,7 +247,7 @@ async def test_both_links_run_the_pipeline(nc: Any, nats_url: str, lean: bool) -
         return typed(response.data(message["data"]).to_wire())
 
     async with FakeService(nc, svc).handler("page", page).handler("boom", fails(503, "busy")), FakeService(nc, geo).enricher(enriches({"c": "NL"}), keys=[key]):
-        async with running_edge(nats_url, lean_link=lean) as (client, edge):
+        async with running_edge(nats_url) as (client, edge):
             from test_broker_fakes import enrichers_seen
 
             await enrichers_seen(edge, key, {geo})

@@ -102,14 +102,11 @@ def test_cli_workers_serve_and_stop(nats_url: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-async def test_lean_link_with_user_and_password(tmp_path: Path) -> None:
+async def test_edge_with_user_and_password(tmp_path: Path) -> None:
     server = NatsServer(store_dir=tmp_path / "js", extra_args=["--user", "edge", "--pass", "s3cret"]).start()
     try:
         url = f"nats://edge:s3cret@127.0.0.1:{server.port}"
         async with running_edge(url) as (client, edge):
-            from broker.link import LeanLink
-
-            assert isinstance(edge.pipeline._link, LeanLink)
             resp = await client.get("/track/auth")
             assert resp.status == 200 and "id" in await resp.json()
     finally:

@@ -61,9 +61,3 @@ def test_config_from_env() -> None:
     assert tuned.enrich_timeout_for("in.gen.other.x") == 0.2
 
 
-def test_parse_headers() -> None:
-    from broker.link import parse_headers
-
-    assert parse_headers(b"NATS/1.0 503\r\n\r\n") == ({"Status": "503"}, "503")
-    headers, status = parse_headers(b"NATS/1.0\r\nBand-Service: geo\r\nNats-Service-Error-Code: 500\r\n\r\n")
-    assert status == "" and headers == {"Band-Service": "geo", "Nats-Service-Error-Code": "500"}
