@@ -311,6 +311,9 @@ class Service:
         params = self._decode(msg)
         if params is None:
             return await self._reply_error(msg, 400, "request body must be a JSON object (the message)")
+        path_params = params.get(wire.PARAMS_FIELD)
+        if isinstance(path_params, dict):  # /x/:id → id=..., over the message's own id
+            params = {**params, **path_params}
         return await self._answer(msg, self.app.registry.find_handler(self.app.name, key), params, wire.ROLE_HANDLER)
 
     async def _on_rpc(self, msg: Msg) -> None:

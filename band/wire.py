@@ -49,6 +49,9 @@ ROLES: Final = (ROLE_HANDLER, ROLE_ENRICHER, ROLE_LISTENER, ROLE_RPC)
 
 # --- the message -------------------------------------------------------------
 MESSAGE_FIELDS: Final = ("key", "service", "name", "channel", "projectId", "uid", "td", "data", "id", "time")
+# Path parameters of a custom route (``path='/x/:id'``): an object the edge adds to the
+# message; the service passes them to the handler as keywords over the message fields.
+PARAMS_FIELD: Final = "params"
 DEFAULT_HANDLER_TIMEOUT_MS: Final = 200
 DEFAULT_ENRICH_TIMEOUT_MS: Final = 200
 

@@ -351,9 +351,8 @@ async def read_hit(request: web.Request, config: EdgeConfig, snapshot: Snapshot,
         td=td_of(request, client_ip),
         data=data,
     )
-    if routed is not None:  # path parameters also travel as top-level keywords for the handler
-        for pname, pvalue in routed[1].items():
-            message.setdefault(pname, pvalue)
+    if routed is not None:  # the handler gets them as keywords, over the message's own fields
+        message[wire.PARAMS_FIELD] = routed[1]
     return Hit(message, target.native, image)
 
 

@@ -75,6 +75,10 @@ async def test_band_handler_kinds(nats_url: str) -> None:
     async def item(item_id: str, **_: Any) -> Any:
         return response.data({"item": item_id})
 
+    @app.expose.handler(path="/mymethod/:id")  # the documented example: :id is not the event id
+    async def mymethod(id: str, params: dict[str, str], **_: Any) -> Any:
+        return response.data({"id": id, "params": params})
+
     async with serve(app, nats_url), running_edge(nats_url) as (client, edge):
         await routed(edge, f"in.gen.{svc}.item")
         pixel = await client.get(f"/{svc}/pix")
@@ -89,3 +93,6 @@ async def test_band_handler_kinds(nats_url: str) -> None:
         assert needs.status == 400 and "required_arg" in (await needs.json())["message"]
         routed_item = await client.get(f"/{svc}-item/42")
         assert await routed_item.json() == {"item": "42"}
+        await routed(edge, f"in.gen.{svc}.mymethod")
+        documented = await client.get("/mymethod/7")
+        assert await documented.json() == {"id": "7", "params": {"id": "7"}}

@@ -70,7 +70,7 @@ async def test_custom_path_route(nc: Any, nats_url: str) -> None:
         await wait_for(lambda: bool(edge.discovery.snapshot.paths), what="path routes")
         resp = await client.get(f"/{svc}-items/abc?q=1")
         assert resp.status == 200 and await resp.json() == {"thing": "abc"}
-        assert seen[0]["key"] == f"in.gen.{svc}.item" and seen[0]["thing"] == "abc" and seen[0]["data"]["q"] == "1"
+        assert seen[0]["key"] == f"in.gen.{svc}.item" and seen[0]["params"] == {"thing": "abc"} and seen[0]["data"]["q"] == "1"
 
 
 async def test_late_enricher_skipped_and_counted(nc: Any, nats_url: str) -> None:
