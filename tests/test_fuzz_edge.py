@@ -36,6 +36,8 @@ CONTENT_TYPES = ["application/json", "text/plain", "application/x-www-form-urlen
                  "multipart/form-data; boundary=XyZ", "multipart/form-data", "application/ld+json",
                  "application/json; charset=latin-1", "image/gif", "", "*/*", ";;;", "text/plain; charset=\"utf-8\""]
 QUERY_KEYS = ["service", "name", "uid", "projectId", "to", "band", "data", "id", "key", "td", ""]
+# almost valid: one trailing control character after a valid token or uid
+NEAR_MISSES = ["track\n", "page\n", "track\r\n", "pixel\n", "12345678901\n", "6462464730849083392\r\n", "page\t", "track\x00"]
 
 # printable latin-1 without CR/LF (a header value that is still one header line)
 header_text = st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"), max_size=60)
@@ -58,7 +60,7 @@ json_values = st.recursive(
 body = st.one_of(
     st.just(b""),
     st.binary(max_size=300),
-    st.dictionaries(st.sampled_from(QUERY_KEYS) | st.text(max_size=8), json_values, max_size=6).map(lambda d: json.dumps(d).encode()),
+    st.dictionaries(st.sampled_from(QUERY_KEYS) | st.text(max_size=8), json_values | st.sampled_from(NEAR_MISSES), max_size=6).map(lambda d: json.dumps(d).encode()),
     json_values.map(lambda v: json.dumps(v).encode()),
     st.lists(st.tuples(st.sampled_from(QUERY_KEYS) | anything, anything), max_size=5).map(lambda kv: urlencode(kv).encode()),
     st.lists(st.tuples(st.sampled_from(QUERY_KEYS), anything), max_size=3).map(
@@ -67,7 +69,7 @@ body = st.one_of(
 )
 query = st.one_of(
     st.just(""),
-    st.lists(st.tuples(st.sampled_from(QUERY_KEYS) | anything, st.sampled_from(WORDS) | anything), max_size=6).map(urlencode),
+    st.lists(st.tuples(st.sampled_from(QUERY_KEYS) | anything, st.sampled_from(WORDS + NEAR_MISSES) | anything), max_size=6).map(urlencode),
     st.lists(st.sampled_from(GARBAGE + ["=", "&", "a", "service=", "name=", "uid=", "+", ";"]), max_size=10).map("".join),
 )
 cookie = st.one_of(
@@ -93,6 +95,8 @@ def requests(draw: Any) -> tuple[str, bytes]:
         path = "/band" + path
     path += draw(st.sampled_from(EXTENSIONS))
     q = draw(query)
+    if draw(st.integers(0, 9)) == 0:  # one field with a near-miss value, where it matters most
+        q += ("&" if q else "") + urlencode([(draw(st.sampled_from(["service", "name", "uid"])), draw(st.sampled_from(NEAR_MISSES)))])
     target = path + ("?" + q if q else "")
     lines = [f"{verb} {target} HTTP/1.1", "Host: edge.test"]
     ctype = draw(st.sampled_from(CONTENT_TYPES) | header_text)
