@@ -39,6 +39,8 @@ ERROR_HEADER: Final = "Nats-Service-Error"  # ADR-32: error description
 ERROR_CODE_HEADER: Final = "Nats-Service-Error-Code"  # ADR-32: numeric code
 MSG_ID_HEADER: Final = "Nats-Msg-Id"  # JetStream de-duplication
 SERVICE_HEADER: Final = "Band-Service"  # who answered (enricher replies, dead letters)
+STATUS_HEADER: Final = "Status"  # set by NATS itself on status messages
+NO_RESPONDERS_STATUS: Final = "503"  # ...such as "nobody subscribes to that request subject"
 
 # --- endpoint metadata (values are strings, as ADR-32 requires) -------------------
 ROLE_HANDLER: Final = "handler"
@@ -55,9 +57,10 @@ PARAMS_FIELD: Final = "params"
 DEFAULT_HANDLER_TIMEOUT_MS: Final = 200
 DEFAULT_ENRICH_TIMEOUT_MS: Final = 200
 
-_TOKEN = re.compile(r"^[A-Za-z0-9_\-]+$")
-_NAME = re.compile(r"^[A-Za-z0-9_\-]+$")
-UID_RE: Final = re.compile(r"^[0-9]{10,22}$")
+# \Z, not $: "$" also matches before a trailing newline ("track\n" would pass)
+_TOKEN = re.compile(r"^[A-Za-z0-9_\-]+\Z")
+_NAME = _TOKEN
+UID_RE: Final = re.compile(r"^[0-9]{10,22}\Z")
 
 
 def is_token(value: object) -> bool:

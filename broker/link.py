@@ -16,6 +16,8 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+from band import wire
+
 log = logging.getLogger("broker.link")
 
 
@@ -63,7 +65,7 @@ class Link:
 
     async def _cb(self, msg: Msg) -> None:
         headers = dict(msg.headers) if msg.headers else None
-        status = headers.get("Status", "") if headers else ""
+        status = headers.get(wire.STATUS_HEADER, "") if headers else ""
         try:
             self._on_reply(msg.subject[len(self.inbox) :], Reply(msg.data, headers, status))
         except Exception:

@@ -29,7 +29,7 @@ from .metrics import Metrics
 
 log = logging.getLogger("broker.pipeline")
 
-_NO_RESPONDERS = "503"  # NATS status of a request nobody subscribes to
+_NO_RESPONDERS = wire.NO_RESPONDERS_STATUS
 
 INTERNAL_ERROR = "Internal Server Error"
 _TOO_LARGE = ErrorResponse(message="event too large for NATS", statusCode=413)
@@ -43,6 +43,8 @@ def unsafe_location(location: str) -> str | None:
     """
     if not location or any(ord(c) < 0x20 or ord(c) == 0x7F for c in location):
         return "redirect location is empty or has control characters"
+    if "\\" in location:  # browsers read "\" as "/": https://evil\@good/ goes to evil
+        return "redirect location has a backslash"
     if location.startswith("/") and not location.startswith("//") and not location.startswith("/\\"):
         return None
     try:
@@ -307,8 +309,10 @@ class Pipeline:
         if error is not None:
             code, description = error
             self._metrics.handler_error("error")
-            if code == 500 or not 400 <= code <= 599:
+            if not 400 <= code <= 599:
                 return ErrorResponse(message=INTERNAL_ERROR, statusCode=500)
+            if code >= 500:  # the service's trouble: its text (names, hosts) stays inside
+                return ErrorResponse(statusCode=code)
             return ErrorResponse(message=description, statusCode=code)
         try:
             answer = from_wire(wire.decode(reply.data))

@@ -253,5 +253,5 @@ async def test_the_link_runs_the_pipeline(nc: Any, nats_url: str) -> None:
             await enrichers_seen(edge, key, {geo})
             assert await (await client.get(f"/{svc}/page?a=1")).json() == {"a": "1", geo: {"c": "NL"}}
             busy = await client.get(f"/{svc}/boom")
-            assert busy.status == 503 and await busy.json() == {"message": "busy"}
+            assert busy.status == 503 and await busy.json() == {"message": "Service Unavailable"}  # 5xx text stays inside
             assert (await (await client.get(f"/{svc}/nobody")).json())["key"] == f"in.gen.{svc}.nobody"
