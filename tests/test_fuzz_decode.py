@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import nats.errors
-from hypothesis import HealthCheck, example, given, settings, strategies as st
+from hypothesis import HealthCheck, Phase, example, given, settings, strategies as st
 
 from band import wire
 from test_broker_fakes import unique
 from test_faults_support import pinged, start_service, wait_until, write_service
 
+PHASES = (Phase.explicit, Phase.generate)  # no shrinking: a failure costs seconds, and the raw input is shown
 MAX_EXAMPLES = 300
 
 SERVICE = """
@@ -102,7 +103,7 @@ async def test_fuzz_service_decoding(nc: Any, nats_url: str, tmp_path: Path) -> 
                 return asyncio.run_coroutine_threadsafe(nc.publish(subject, payload, headers=hdrs), loop).result(10)
             return asyncio.run_coroutine_threadsafe(nc.request(subject, payload, timeout=3, headers=hdrs), loop).result(10)
 
-        @settings(max_examples=MAX_EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        @settings(max_examples=MAX_EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck), phases=PHASES, report_multiple_bugs=False)
         @given(requests(svc), st.sampled_from([True, True, True, False]))
         @example((wire.rpc_subject(svc, "echo"), b"\x00\x01garbage", None), True)
         @example((wire.handle_subject(f"in.gen.{svc}.page"), b"[1,2]", None), True)

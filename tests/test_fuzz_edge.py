@@ -17,12 +17,13 @@ from collections import Counter
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from hypothesis import HealthCheck, example, given, settings, strategies as st
+from hypothesis import HealthCheck, Phase, example, given, settings, strategies as st
 from nats.aio.msg import Msg
 
 from band import wire
 from test_broker_fakes import running_edge
 
+PHASES = (Phase.explicit, Phase.generate)  # no shrinking: a failure costs seconds, and the raw input is shown
 MAX_EXAMPLES = 500
 
 WORDS = ["track", "t4k", "band", "gif", "pixel", "away", "redir", "page", "wss", "health", "metrics",
@@ -146,7 +147,7 @@ async def test_fuzz_edge_http_parsing(nc: Any, nats_url: str) -> None:
         port = client.port
         assert port is not None
 
-        @settings(max_examples=MAX_EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        @settings(max_examples=MAX_EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck), phases=PHASES, report_multiple_bugs=False)
         @given(requests())
         @example(("GET", b"GET /wss HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
         @example(("POST", b"POST /wss?uid=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"))
