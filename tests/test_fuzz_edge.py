@@ -170,3 +170,62 @@ async def test_fuzz_edge_http_parsing(nc: Any, nats_url: str) -> None:
     assert not bad, f"malformed subjects published: {bad[:10]}"
     keys = sum(1 for s in subjects if s.startswith("in.gen."))
     print(f"\nfuzz edge: {sum(statuses.values())} requests, answers {dict(sorted(statuses.items()))}, {keys} events published, 0 bad subjects")
+
+
+WS_EXAMPLES = 300
+frame_values = json_values | st.sampled_from(WORDS + NEAR_MISSES)
+frames = st.one_of(
+    st.dictionaries(st.sampled_from(["service", "name", "id__", "uid", "projectId", "to", "data", "key", "td"]) | st.text(max_size=8), frame_values, max_size=6).map(json.dumps),
+    st.fixed_dictionaries({"service": st.sampled_from(["track", "t4k", "pixel", "gif", "redir", "away"]) | frame_values, "name": frame_values, "id__": json_values}).map(json.dumps),
+    st.fixed_dictionaries(  # a plausible frame; the noise is in the other fields
+        {"service": st.sampled_from(["track", "t4k", "pixel", "gif", "redir", "away"]) | st.from_regex(r"[a-z0-9_\-]{1,10}", fullmatch=True),
+         "name": st.from_regex(r"[A-Za-z0-9_\-]{1,10}", fullmatch=True), "id__": json_values},
+        optional={"to": frame_values, "uid": frame_values, "projectId": frame_values, "data": frame_values, "key": frame_values},
+    ).map(json.dumps),
+    json_values.map(json.dumps),
+    st.text(max_size=100),
+    st.binary(max_size=100),
+)
+
+
+async def test_fuzz_websocket_frames(nc: Any, nats_url: str) -> None:
+    """Random frames on one ``/wss`` socket: each gets one typed answer with ``id__``
+    echoed (or null), never a 5xx, and the socket stays open; subjects stay tokens."""
+    subjects: list[str] = []
+
+    async def spy(msg: Msg) -> None:
+        subjects.append(msg.subject)
+
+    for subject in (f"{wire.EVENTS_ROOT}.>", f"{wire.ENRICH_PREFIX}.>", f"{wire.RPC_PREFIX}.>"):
+        await nc.subscribe(subject, cb=spy)
+    kinds: Counter[str] = Counter()
+    loop = asyncio.get_running_loop()
+    async with running_edge(nats_url) as (client, edge):
+        async with client.ws_connect("/wss?uid=1234567890123") as ws:
+
+            async def roundtrip(frame: str | bytes) -> Any:
+                await (ws.send_bytes(frame) if isinstance(frame, bytes) else ws.send_str(frame))
+                return json.loads(await ws.receive_str(timeout=10))
+
+            @settings(max_examples=WS_EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck), phases=PHASES, report_multiple_bugs=False)
+            @given(frames)
+            @example('{"service": "track\\n", "name": "page", "id__": 1}')
+            @example('{"service": "$SRV", "name": "INFO", "id__": 2}')
+            @example(b"\xff\xfe\x00")
+            def check(frame: str | bytes) -> None:
+                answer = asyncio.run_coroutine_threadsafe(roundtrip(frame), loop).result(20)
+                assert isinstance(answer, dict) and answer.get("type__") in ("data", "pixel", "redirect", "error"), answer
+                assert answer["statusCode"] < 500, (frame, answer)
+                try:
+                    sent = json.loads(frame)
+                except (ValueError, RecursionError):
+                    sent = None
+                assert answer["id__"] == (sent.get("id__") if isinstance(sent, dict) else None), (frame, answer)
+                kinds[f"{answer['type__']} {answer['statusCode']}"] += 1
+
+            await asyncio.to_thread(check)
+            assert not ws.closed
+    await nc.flush()
+    bad = sorted({s for s in subjects if bad_subject(s)})
+    assert not bad, f"malformed subjects published: {bad[:10]}"
+    print(f"\nfuzz ws: {sum(kinds.values())} frames on one socket, answers {dict(sorted(kinds.items()))}, 0 bad subjects")
