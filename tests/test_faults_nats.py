@@ -101,6 +101,16 @@ async def test_nats_sigkill_and_restart_under_load_loses_nothing(tmp_path: Path)
             await wait_until(lambda: edge_healthy(session, base), 20, "edge healthy again", [edge])
             await wait_until(lambda: handler_answers(session, base), 20, "handler + enricher answer again", [edge, svc])
             await wait_until(lambda: rpc_answers(nc), 20, "RPC answers again", [svc])
+            async with session.ws_connect(f"{base}/wss?uid=6462464730849083392") as ws:  # the push subscription too
+
+                async def pushed() -> bool:
+                    await nc.publish(wire.ws_subject("6462464730849083392"), b'{"back":true}')
+                    try:
+                        return (await ws.receive_str(timeout=0.5)) == '{"back":true}'
+                    except TimeoutError:
+                        return False
+
+                await wait_until(pushed, 20, "server push reaches the socket again", [edge])
 
         answers = load.answers
         ok = [a for a in answers if 200 <= a.status < 300]
