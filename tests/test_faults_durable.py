@@ -80,7 +80,7 @@ async def test_sigkilled_durable_listener_resumes_where_it_acked(nc: Any, nats_u
 
         async def all_acked() -> bool:  # the dead run's unacked events come back after ack_wait
             info = await js.consumer_info(wire.STREAM, f"{svc}_store")
-            return info.num_pending == 0 and info.num_ack_pending == 0 and info.num_redelivered == 0
+            return bool(info.num_pending == 0 and info.num_ack_pending == 0 and info.num_redelivered == 0)
 
         await wait_until(all_acked, 30, "every event acked, none waiting for redelivery", [second])
     finally:

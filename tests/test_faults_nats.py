@@ -56,7 +56,7 @@ async def handler_answers(session: aiohttp.ClientSession, base: str) -> bool:
             body = await resp.json()
     except (aiohttp.ClientError, TimeoutError):
         return False
-    return body.get("by") == "echo" and body.get("enriched") == {"seen": True}
+    return bool(body.get("by") == "echo" and body.get("enriched") == {"seen": True})
 
 
 async def rpc_answers(nc: Any) -> bool:
@@ -120,7 +120,9 @@ async def test_nats_sigkill_and_restart_under_load_loses_nothing(tmp_path: Path)
 
         stored = await stream_ids(nc.jetstream(), "in.>")
         # and the durable listener, whose pulls failed during the outage, got every one of them
-        listened = lambda: set(record.read_text().split()) if record.exists() else set()  # noqa: E731
+        def listened() -> set[str]:
+            return set(record.read_text().split()) if record.exists() else set()
+
         await wait_until(lambda: set(ok_ids) <= listened(), 60, "the durable listener caught up", [svc])
         missing = [i for i in ok_ids if stored[i] == 0]
         doubled = {i: n for i, n in stored.items() if n > 1}
