@@ -311,3 +311,20 @@ async def test_redir_is_limited_to_the_allow_list(nats_url: str, to: str, allowe
             assert a.status == 302 and a.header("Location") == [to], (to, a.status, a.headers)
         else:
             assert a.status == 400 and not a.header("Location"), (to, a.status, a.header("Location"))
+
+
+@pytest.mark.parametrize("size", [1024 * 1024 - 200, 1024 * 1024 - 4000, 1024 * 1024 - 20_000])
+async def test_a_body_near_the_limit_cannot_break_the_nats_link(nats_url: str, size: int) -> None:
+    """A body under the edge's 1 MiB limit whose message is over NATS's max_payload: a
+    clear answer (2xx when it fits, else 413), never a dropped NATS connection that would
+    fail every other hit in flight."""
+    body = json.dumps({"x": "a" * (size - 10)}).encode()
+    assert len(body) <= 1024 * 1024
+    async with running_edge(nats_url) as (client, edge):
+        port = client.port
+        assert port is not None
+        reconnects = edge.nc.stats["reconnects"]
+        answer = await asyncio.to_thread(raw_http, port, "/track/big", "POST", {"Content-Type": "application/json"}, body)
+        after = await asyncio.to_thread(raw_http, port, "/track/small")
+        assert answer.status in (200, 413), (answer.status, answer.body[:100])
+        assert (edge.nc.stats["reconnects"], edge.nc.is_connected, after.status) == (reconnects, True, 200)
