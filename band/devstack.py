@@ -17,7 +17,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from .connect import servers_from
-from .natsserver import NatsServer, free_port, port_open
+from .natsserver import NatsServer, die_with_parent, free_port, port_open
 
 STOP_TIMEOUT_S = 15.0
 
@@ -72,6 +72,7 @@ class Child:
         self.process = await asyncio.create_subprocess_exec(
             *self.args, env=self.env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C reaches us only; we stop children in order
+            preexec_fn=die_with_parent,  # ...and if we die, they follow
         )
         self.pump = asyncio.get_running_loop().create_task(self._pump(width))
 
@@ -118,8 +119,8 @@ async def _up(services: list[Path], port: int, data: Path) -> int:
     server: NatsServer | None = None
     if not await nats_answers(url):
         nats_port = 4222 if not port_open("127.0.0.1", 4222) else free_port()
-        server = NatsServer(store_dir=data / "nats", port=nats_port, log_file=data / "nats.log")
-        await asyncio.to_thread(server.start)
+        server = NatsServer(store_dir=data / "nats", port=nats_port, log_file=data / "nats.log", die_with_parent=True)
+        server.start()  # in the main thread: the parent-death signal follows the starting thread
         url = server.url
         print(f"started nats-server with JetStream at {url} (data in {data / 'nats'})", flush=True)
     else:

