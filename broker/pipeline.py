@@ -198,6 +198,8 @@ class Pipeline:
             stored = self._send(key, payload, {wire.MSG_ID_HEADER: message["id"]})
         except LinkDown as exc:
             return self._not_stored(message["id"], exc)
+        # the ack's deadline runs from now, alongside the handler's, not after it
+        self._deadlines.add(stored[1], self._publish_timeout)
         handle_started = time.perf_counter()
         try:
             answer = await self._handle(message, payload, image)
@@ -205,6 +207,8 @@ class Pipeline:
             ok = await self._stored(stored, message["id"])
         finally:
             self._waiting.pop(stored[0], None)
+            if not stored[1].done():
+                stored[1].cancel()  # the hit was cancelled: nobody will read the ack
         metrics.observe("publish", time.perf_counter() - handle_started)
         metrics.observe("total", time.perf_counter() - started)
         if not ok:
@@ -219,10 +223,12 @@ class Pipeline:
         self._waiting[token] = fut
         return token, fut
 
-    async def _wait(self, sent: tuple[str, asyncio.Future[Reply]], timeout: float) -> Reply:
-        """The reply, or :class:`_Timeout` / :class:`_NoResponders`."""
+    async def _wait(self, sent: tuple[str, asyncio.Future[Reply]], timeout: float | None) -> Reply:
+        """The reply, or :class:`_Timeout` / :class:`_NoResponders` (``timeout=None``: its
+        deadline was set when it was sent)."""
         token, fut = sent
-        self._deadlines.add(fut, timeout)
+        if timeout is not None:
+            self._deadlines.add(fut, timeout)
         try:
             msg = await fut
         finally:
@@ -351,7 +357,7 @@ class Pipeline:
         """``True`` once JetStream acknowledged the event (a JetStream publish is a request
         on the subject itself; the stream answers with a PubAck)."""
         try:
-            ack = await self._wait(sent, self._publish_timeout)
+            ack = await self._wait(sent, None)
         except _NoResponders as exc:  # no stream over the subject (e.g. a restarted server lost it)
             if self._on_stream_missing is not None:
                 self._on_stream_missing()
@@ -360,7 +366,11 @@ class Pipeline:
         except _Timeout as exc:
             self._not_stored(msg_id, exc)
             return False
-        if b'"error"' in ack.data:
+        try:
+            answer = json.loads(ack.data)
+        except ValueError:
+            answer = None
+        if not isinstance(answer, dict) or "error" in answer or "seq" not in answer:  # a PubAck has the seq
             self._not_stored(msg_id, ack.data[:200].decode("utf-8", "replace"))
             return False
         return True
