@@ -12,7 +12,6 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-import nats
 from band.natsserver import NatsServer, free_port
 from broker.app import EDGE, make_app
 from conftest import wait_for

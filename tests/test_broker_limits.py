@@ -148,7 +148,7 @@ async def test_rpc_endpoints_unreachable_from_http(nc: Any, nats_url: str) -> No
         called.append(message)
         return None, b'{"secret": true}'
 
-    async with FakeService(nc, svc).rpc("secret", secret).handler("open", returns({"type__": "data", "statusCode": 200, "data": {"open": 1}})) as service:
+    async with FakeService(nc, svc).rpc("secret", secret).handler("open", returns({"type__": "data", "statusCode": 200, "data": {"open": 1}})):
         async with running_edge(nats_url) as (client, edge):
             await wait_for(lambda: edge.discovery.snapshot.handler(f"in.gen.{svc}.open") is not None, what="discovery")
             resp = await client.get(f"/{svc}/secret")

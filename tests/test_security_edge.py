@@ -84,9 +84,9 @@ def attacks(svc: str) -> list[tuple[str, str, bytes, dict[str, str]]]:
         f"/{svc}/INFO", f"/{svc}/secret?name=secret", f"/x/secret?service={svc}", f"/x/y?service={svc}&name=secret",
         f"/t4k/secret?service={svc}", f"/{rpc}", f"/{rpc}/x", f"/band.rpc.{svc}/secret", f"/band/rpc/{svc}/secret",
         f"/band%2Erpc%2E{svc}/secret", f"/band%2erpc/{svc}%2Esecret", f"/{quote(rpc, safe='')}/x", f"/rpc/{svc}/secret",
-        "/$SRV/INFO", "/%24SRV/INFO", f"/$SRV/PING/{svc}", f"/$SRV/INFO/{svc}", "/$SRV.INFO/x", f"/x/y?service=$SRV&name=INFO",
+        "/$SRV/INFO", "/%24SRV/INFO", f"/$SRV/PING/{svc}", f"/$SRV/INFO/{svc}", "/$SRV.INFO/x", "/x/y?service=$SRV&name=INFO",
         f"/{svc}/*", f"/{svc}/%3E", f"/{svc}/secret%00", f"/{svc}/secret%20", f"/{svc}/..%2Fsecret", f"/{svc}/./secret",
-        f"/{svc}-item/..%2F..%2Fsecret", f"/_INBOX/x", f"/band.handle.in.gen.{svc}/secret",
+        f"/{svc}-item/..%2F..%2Fsecret", "/_INBOX/x", f"/band.handle.in.gen.{svc}/secret",
         f"/{svc}/secret?key=band.rpc.{svc}.secret", f"/{svc}/page?service={svc}&name=secret&method=secret",
     ]:
         out.append(("GET", target, b"", {}))
