@@ -94,14 +94,17 @@ def parse_query(raw_query: str, max_fields: int) -> dict[str, str]:
     Raises:
         BadHit: invalid UTF-8 or more than ``max_fields`` fields.
     """
-    if not raw_query:
-        return {}
+    return _pairs(raw_query, max_fields, "query string", "query") if raw_query else {}
+
+
+def _pairs(text: str, max_fields: int, what: str, kind: str) -> dict[str, str]:
+    """``a=1&b=2`` (percent-decoded, strict UTF-8) with at most ``max_fields`` fields."""
     try:
-        return dict(parse_qsl(raw_query, keep_blank_values=True, errors="strict", max_num_fields=max_fields))
+        return dict(parse_qsl(text, keep_blank_values=True, errors="strict", max_num_fields=max_fields))
     except UnicodeDecodeError:
-        raise BadHit(400, "query string is not valid UTF-8") from None
+        raise BadHit(400, f"{what} is not valid UTF-8") from None
     except ValueError:
-        raise BadHit(400, f"too many query fields (limit {max_fields})") from None
+        raise BadHit(400, f"too many {kind} fields (limit {max_fields})") from None
 
 
 def _no_constant(name: str) -> Any:
@@ -152,12 +155,7 @@ def parse_form(body: bytes, max_fields: int) -> dict[str, str]:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise BadHit(400, "form body is not valid UTF-8") from None
-    try:
-        return dict(parse_qsl(text, keep_blank_values=True, errors="strict", max_num_fields=max_fields))
-    except UnicodeDecodeError:
-        raise BadHit(400, "form body is not valid UTF-8") from None
-    except ValueError:
-        raise BadHit(400, f"too many form fields (limit {max_fields})") from None
+    return _pairs(text, max_fields, "form body", "form")
 
 
 async def read_body(request: web.Request, target: Target, config: EdgeConfig) -> dict[str, Any]:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
-from typing import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterator
 
 import nats
+import nats.errors
 import pytest
 
 from band.natsserver import NatsServer
@@ -32,7 +33,9 @@ async def nc(nats_url: str) -> AsyncIterator[nats.aio.client.Client]:
     await client.close()
 
 
-async def wait_for(condition: Callable[[], bool | Awaitable[bool]], timeout: float = 5.0, what: str = "condition") -> None:
+async def wait_for(
+    condition: Callable[[], Any], timeout: float = 5.0, what: str = "condition", step: float = 0.01
+) -> None:
     """Poll ``condition`` until true; fail the test after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -43,7 +46,16 @@ async def wait_for(condition: Callable[[], bool | Awaitable[bool]], timeout: flo
             return
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(step)
+
+
+async def pinged(nc: Any, name: str) -> bool:
+    """A ``$SRV.PING.<name>`` answer: the service is subscribed and discoverable."""
+    try:
+        await nc.request(f"$SRV.PING.{name}", b"", timeout=0.3)
+        return True
+    except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
+        return False
 
 
 @pytest.fixture

@@ -7,19 +7,18 @@ environment, ports are free ones, the JetStream store is a temporary directory.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import secrets
 import subprocess
-import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import nats
 from nats.aio.client import Client
 
+from conftest import wait_for as eventually  # noqa: F401  (the deploy tests import it from here)
 from band.natsserver import NatsServer, find_binary, free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -145,17 +144,3 @@ async def client(server_url: str, recorder: Recorder | None = None, **options: A
         connect_timeout=2,
         **options,
     )
-
-
-async def eventually(condition: Callable[[], Any], timeout: float = 10.0, what: str = "condition", step: float = 0.02) -> None:
-    """Poll ``condition`` (sync or async) until true, failing after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(step)

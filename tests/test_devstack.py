@@ -23,17 +23,22 @@ async def hello(data, **params):
 '''
 
 
-@pytest.mark.slow
-async def test_band_up_serves_and_stops_cleanly(tmp_path: Path) -> None:
+async def band_up(tmp_path: Path, port: int, output: int) -> asyncio.subprocess.Process:
+    """`band up` of one greeter service, with NATS_URL pointing nowhere: it starts its own."""
     services = tmp_path / "services" / "greeter"
     services.mkdir(parents=True)
     (services / "main.py").write_text(SERVICE)
-    port = free_port()
-    proc = await asyncio.create_subprocess_exec(
+    return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "band", "up", str(tmp_path / "services"), "--port", str(port), "--data", str(tmp_path / ".band"),
-        env={**os.environ, "NATS_URL": f"nats://127.0.0.1:{free_port()}"},  # nothing there: band up starts its own
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "NATS_URL": f"nats://127.0.0.1:{free_port()}"},
+        stdout=output, stderr=asyncio.subprocess.STDOUT if output == asyncio.subprocess.PIPE else output,
     )
+
+
+@pytest.mark.slow
+async def test_band_up_serves_and_stops_cleanly(tmp_path: Path) -> None:
+    port = free_port()
+    proc = await band_up(tmp_path, port, asyncio.subprocess.PIPE)
     lines: list[str] = []
 
     async def read() -> None:
@@ -77,15 +82,7 @@ async def test_band_up_serves_and_stops_cleanly(tmp_path: Path) -> None:
 @pytest.mark.slow
 async def test_band_up_killed_takes_its_children_along(tmp_path: Path) -> None:
     """SIGKILL on `band up` (no chance to clean up): NATS, the edge and services still stop."""
-    services = tmp_path / "services" / "greeter"
-    services.mkdir(parents=True)
-    (services / "main.py").write_text(SERVICE)
-    port = free_port()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "band", "up", str(tmp_path / "services"), "--port", str(port), "--data", str(tmp_path / ".band"),
-        env={**os.environ, "NATS_URL": f"nats://127.0.0.1:{free_port()}"},
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-    )
+    proc = await band_up(tmp_path, free_port(), asyncio.subprocess.DEVNULL)
 
     def children() -> list[int]:
         found = []

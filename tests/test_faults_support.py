@@ -24,6 +24,7 @@ import aiohttp
 import nats.errors
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from conftest import pinged  # noqa: F401  (re-exported for the fault tests)
 from band import wire
 from band.natsserver import free_port
 
@@ -148,15 +149,6 @@ async def http_status(session: aiohttp.ClientSession, url: str) -> int:
 
 async def edge_healthy(session: aiohttp.ClientSession, base: str) -> bool:
     return await http_status(session, f"{base}/health") == 200
-
-
-async def pinged(nc: Any, name: str) -> bool:
-    """A ``$SRV.PING.<name>`` answer: the service is subscribed and discoverable."""
-    try:
-        await nc.request(f"{wire.SRV_PREFIX}.PING.{name}", b"", timeout=0.3)
-        return True
-    except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
-        return False
 
 
 async def metric_value(session: aiohttp.ClientSession, base: str, name: str, labels: dict[str, str] | None = None) -> float:

@@ -11,11 +11,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import nats.errors
+
 
 from band import App
 from band.testing import serve
-from conftest import wait_for
+from conftest import pinged, wait_for
 
 SLOW_SERVICE = '''
 import asyncio
@@ -35,14 +35,6 @@ def start(path: Path, nats_url: str, **env: str) -> subprocess.Popen[str]:
         [sys.executable, "-m", "band", "run", str(path)],
         env={**os.environ, "NATS_URL": nats_url, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-
-
-async def pinged(nc: Any, name: str) -> bool:
-    try:
-        await nc.request(f"$SRV.PING.{name}", b"", timeout=0.2)
-        return True
-    except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
-        return False
 
 
 async def test_sigterm_lets_in_flight_requests_finish(nats_url: str, nc: Any, tmp_path: Path) -> None:
