@@ -15,7 +15,7 @@ DESCRIPTION = """band: small Python services for event pipelines on NATS.
   band run PATH            run one service (a directory with main.py + config.yml, or a .py file)
   band edge                run the HTTP edge
   band ls [--stats]        services, instances and endpoints, from the NATS micro protocol
-  band call SVC METHOD k=v call a method over RPC and print the answer as JSON
+  band call SVC METHOD k=v call a method over RPC (k=text, k:=json) and print the answer as JSON
   band tail [SUBJECT]      follow events as they pass (default: in.>)
   band new NAME            write a service skeleton with a passing test
 
@@ -45,10 +45,10 @@ def _parser() -> argparse.ArgumentParser:
     ls.add_argument("--wait", type=float, default=0.5, help="seconds to collect answers (default 0.5)")
     ls.add_argument("--nats", help="NATS URL(s)")
 
-    call = sub.add_parser("call", help="call a method", description="Call SERVICE.METHOD over RPC with key=value parameters (values are JSON when they parse, else strings) and print the answer as JSON. Exit 1 on error or timeout, with the reason.")
+    call = sub.add_parser("call", help="call a method", description="Call SERVICE.METHOD over RPC and print the answer as JSON. Parameters: key=value gives a string, key:=value a JSON value (key:=3, key:='[1,2]'). Exit 1 on error or timeout, with the reason.")
     call.add_argument("service")
     call.add_argument("method")
-    call.add_argument("params", nargs="*", metavar="key=value")
+    call.add_argument("params", nargs="*", metavar="key=text|key:=json")
     call.add_argument("--json", dest="json_params", help="parameters as one JSON object")
     call.add_argument("--timeout", type=float, default=2.0, help="seconds (default 2)")
     call.add_argument("--nats", help="NATS URL(s)")

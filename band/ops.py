@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import sys
 from typing import Any
 
@@ -98,15 +99,8 @@ async def ls(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_value(raw: str) -> Any:
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return raw
-
-
 def call_params(pairs: list[str], json_text: str | None) -> dict[str, Any]:
-    """``k=v`` pairs (JSON values when they parse) over a ``--json`` object."""
+    """``key=text`` and ``key:=json`` pairs (as httpie spells them) over a ``--json`` object."""
     params: dict[str, Any] = {}
     if json_text:
         loaded = json.loads(json_text)
@@ -114,10 +108,17 @@ def call_params(pairs: list[str], json_text: str | None) -> dict[str, Any]:
             raise ValueError("--json must be a JSON object")
         params.update(loaded)
     for pair in pairs:
+        raw_json = re.match(r"^([^=:]+):=(.*)$", pair, re.S)
+        if raw_json:
+            try:
+                params[raw_json.group(1)] = json.loads(raw_json.group(2))
+            except ValueError:
+                raise ValueError(f"parameter {pair!r}: the value after := is not JSON") from None
+            continue
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise ValueError(f"parameter {pair!r} is not key=value")
-        params[key] = _parse_value(value)
+            raise ValueError(f"parameter {pair!r} is not key=value (text) or key:=value (JSON)")
+        params[key] = value
     return params
 
 

@@ -31,6 +31,10 @@ def shop() -> App:
         return {"sku": sku, "total": qty * 10}
 
     @app.expose()
+    async def echo(**params: Any) -> Any:
+        return params
+
+    @app.expose()
     async def broken(**params: Any) -> Any:
         raise RuntimeError("out of stock")
 
@@ -61,8 +65,10 @@ async def test_ls_and_stats(nats_url: str) -> None:
 
 async def test_call_prints_json_and_fails_with_reason(nats_url: str) -> None:
     async with serve(shop(), nats_url):
-        ok = await band("call", "shop", "price", "sku=abc", "qty=3", nats_url=nats_url)
+        ok = await band("call", "shop", "price", "sku=abc", "qty:=3", nats_url=nats_url)
         assert ok.returncode == 0 and json.loads(ok.stdout) == {"sku": "abc", "total": 30}
+        digits = await band("call", "shop", "echo", "phone=79161234567", "tags:=[1, 2]", nats_url=nats_url)
+        assert json.loads(digits.stdout) == {"phone": "79161234567", "tags": [1, 2]}, "key=value stays text"
         via_json = await band("call", "shop", "price", "--json", '{"sku": "x", "qty": 2}', nats_url=nats_url)
         assert json.loads(via_json.stdout) == {"sku": "x", "total": 20}
         failed = await band("call", "shop", "broken", nats_url=nats_url)
@@ -73,6 +79,8 @@ async def test_call_prints_json_and_fails_with_reason(nats_url: str) -> None:
         assert absent.returncode == 1 and "ServiceUnavailable" in absent.stderr
         bad = await band("call", "shop", "price", "novalue", nats_url=nats_url)
         assert bad.returncode == 2 and "key=value" in bad.stderr
+        not_json = await band("call", "shop", "price", "qty:=nope", nats_url=nats_url)
+        assert not_json.returncode == 2 and "not JSON" in not_json.stderr
 
 
 async def test_tail_prints_events(nats_url: str, nc: Any) -> None:
