@@ -28,6 +28,7 @@ from nats.js.errors import BadRequestError
 from . import wire
 from .app import App, reset_current, set_current
 from .connect import flush
+from .deadlines import Cutter
 from .errors import ConfigError, RPCError
 from .micro import EndpointStats, ServiceIdentity, serve_discovery
 from .registry import Endpoint
@@ -62,6 +63,14 @@ class ServiceOptions:
         )
 
 
+class _Overrun(Exception):
+    """A call ran past its time limit and was cancelled: a 504."""
+
+    def __init__(self, limit: float) -> None:
+        super().__init__(f"did not finish within {limit:g}s and was cancelled")
+        self.limit = limit
+
+
 class _Reject(Exception):
     """A request refused before the function ran (bad body, missing params): a 4xx."""
 
@@ -91,6 +100,7 @@ class Service:
         self._subs: list[Subscription] = []
         self._discovery: list[Subscription] = []
         self._inflight: set[asyncio.Task[Any]] = set()
+        self._cutter = Cutter()
         self._stopping = asyncio.Event()
         self._room = asyncio.Event()  # set while fewer than max_inflight requests run
         self._room.set()
@@ -272,20 +282,17 @@ class Service:
             if ep is None or params is None:
                 raise _Reject(404, f"nothing serves {msg.subject}")
             limit = ep.timeout_ms / 1000 if role == wire.ROLE_HANDLER else self.options.call_timeout_s
-            cut = asyncio.timeout(limit)
-            try:
-                async with cut:
-                    result = await self._call(ep, params)
-            except TimeoutError:
-                if not cut.expired():
-                    raise  # the function's own timeout, not ours
-                raise _Reject(504, f"{ep.method}() did not finish within {limit:g}s and was cancelled") from None
+            result = await self._within(limit, self._call(ep, params))
             body = wire.encode(to_wire(result))
             if msg.reply:
                 await self.nc.publish(msg.reply, body)
         except _Reject as exc:
             error = str(exc)
             await self._reply_error(msg, exc.code, error)
+        except _Overrun as exc:
+            error = str(exc)
+            self.app.logger.warning("call cancelled at its time limit", subject=msg.subject, limit=exc.limit)
+            await self._reply_error(msg, 504, error)
         except RPCError as exc:  # a deliberate refusal, or a failed call to another service
             error = f"{exc.code}: {exc.message}"
             self.app.logger.warning("request refused", subject=msg.subject, code=exc.code, message=exc.message)
@@ -299,6 +306,21 @@ class Service:
         finally:
             if stats is not None:
                 stats.record(started, error)
+
+    async def _within(self, limit: float, call: Awaitable[Any]) -> Any:
+        """Await ``call``; past ``limit`` seconds it is cancelled and :class:`_Overrun` raised."""
+        task = asyncio.current_task()
+        assert task is not None
+        slot = self._cutter.watch(task, limit)
+        try:
+            return await call
+        except asyncio.CancelledError:
+            if not self._cutter.expired(task):
+                raise  # a stop, not our limit
+            task.uncancel()
+            raise _Overrun(limit) from None
+        finally:
+            self._cutter.release(task, slot)
 
     def _decode(self, msg: Msg) -> dict[str, Any] | None:
         try:
@@ -373,17 +395,14 @@ class Service:
         result: Any = None
         error: str | None = None
         limit = ep.ack_wait_s if ep.durable else self.options.call_timeout_s
-        cut = asyncio.timeout(limit)
         try:
-            async with cut:
-                result = await ep.call(params)
+            result = await self._within(limit, ep.call(params))
+        except _Overrun as exc:
+            error = str(exc)
+            self.app.logger.warning(f"{role} cancelled at its time limit", method=ep.method, key=key, id=msg_id, limit=limit)
         except Exception as exc:
-            if isinstance(exc, TimeoutError) and cut.expired():
-                error = f"cancelled after {limit:g}s"
-                self.app.logger.warning(f"{role} cancelled at its time limit", method=ep.method, key=key, id=msg_id, limit=limit)
-            else:
-                error = _describe(exc)
-                self.app.logger.exception(f"{role} failed", method=ep.method, key=key, id=msg_id)
+            error = _describe(exc)
+            self.app.logger.exception(f"{role} failed", method=ep.method, key=key, id=msg_id)
         stats = self._stats_for(role, ep)
         if stats is not None:
             stats.record(started, error)

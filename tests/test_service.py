@@ -293,3 +293,27 @@ async def test_replicas_share_the_load(nats_url: str) -> None:
         await asyncio.gather(*(caller.rpc.request("replicated", "who") for _ in range(60)))
     assert len(seen) == 60, "each request answered exactly once"
     assert set(seen) == {"a", "b"}
+
+
+async def test_a_call_past_its_time_limit_is_cut(nats_url: str) -> None:
+    app, caller = App("stuck", settings={"call_timeout": 0.2}), App("stuck-caller")
+    cancelled: list[bool] = []
+
+    @app.expose()
+    async def forever(**params: Any) -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+
+    @app.expose()
+    async def quick(**params: Any) -> int:
+        return 1
+
+    async with serve(app, nats_url), serve(caller, nats_url):
+        with pytest.raises(band.RemoteError) as cut:
+            await caller.rpc.request("stuck", "forever", timeout__=10)
+        assert cut.value.code == 504 and "0.2s" in cut.value.message
+        assert cancelled == [True]
+        assert await caller.rpc.request("stuck", "quick") == 1
