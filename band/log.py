@@ -51,9 +51,9 @@ def _configure_stdlib(level: int, json_logs: bool, stream: Any) -> None:
     if json_logs:
         from pythonjsonlogger.json import JsonFormatter
 
-        handler.setFormatter(JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        handler.setFormatter(JsonFormatter("%(asctime)s %(process)d %(levelname)s %(name)s %(message)s"))
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s [%(levelname)-8s] %(name)s: %(message)s"))
+        handler.setFormatter(logging.Formatter("%(asctime)s %(process)d [%(levelname)-8s] %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(max(level, logging.INFO))

@@ -17,6 +17,8 @@ from typing import Any
 
 from aiohttp import web
 
+from band import log as band_log
+
 from .app import make_app
 from .config import ConfigError, EdgeConfig, from_env, split_urls
 
@@ -62,7 +64,7 @@ def _use_uvloop() -> None:
 
 
 def run_worker(config: EdgeConfig, reuse_port: bool, log_level: str) -> None:
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
+    band_log.configure({**os.environ, "LOG_LEVEL": log_level})  # JSON_LOGS=1: one JSON object per line, as services
     _use_uvloop()
     asyncio.run(serve(config, reuse_port=reuse_port))
 
