@@ -58,6 +58,7 @@ class EdgeConfig:
     cookie_secure: bool = True
     trusted_proxies: tuple[str, ...] = DEFAULT_TRUSTED_PROXIES
     redirect_hosts: tuple[str, ...] = ()  # allow-list for the built-in `redir`; empty = any http(s) host
+    cors_origins: tuple[str, ...] = ()  # origins whose pages may read answers with the visitor's cookie; empty = any
 
     # limits
     max_body_bytes: int = 1024 * 1024

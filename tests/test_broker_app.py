@@ -255,3 +255,17 @@ async def test_the_link_runs_the_pipeline(nc: Any, nats_url: str) -> None:
             busy = await client.get(f"/{svc}/boom")
             assert busy.status == 503 and await busy.json() == {"message": "Service Unavailable"}  # 5xx text stays inside
             assert (await (await client.get(f"/{svc}/nobody")).json())["key"] == f"in.gen.{svc}.nobody"
+
+
+async def test_cors_origins_allow_list(nats_url: str) -> None:
+    async with running_edge(nats_url, cors_origins=("https://shop.example",)) as (client, edge):
+        trusted = await client.get("/track/page", headers={"Origin": "https://shop.example"})
+        assert trusted.headers["Access-Control-Allow-Origin"] == "https://shop.example"
+        assert trusted.headers["Access-Control-Allow-Credentials"] == "true"
+        other = await client.get("/track/page", headers={"Origin": "https://evil.example"})
+        assert other.status == 200, "the hit is still recorded"
+        assert other.headers["Access-Control-Allow-Origin"] == "*"
+        assert "Access-Control-Allow-Credentials" not in other.headers
+    async with running_edge(nats_url) as (client, edge):  # default: any origin, as Rockstat's front
+        anyone = await client.get("/track/page", headers={"Origin": "https://evil.example"})
+        assert anyone.headers["Access-Control-Allow-Origin"] == "https://evil.example"
