@@ -93,7 +93,9 @@ def frame_message(frame: dict[str, Any], uid: str, td: dict[str, Any], config: E
 async def handle_socket(request: web.Request, *, pipeline: Pipeline, sockets: Sockets, config: EdgeConfig, client_ip: ClientIP, metrics: Metrics) -> web.WebSocketResponse:
     """Serve one ``/wss?uid=…`` connection until it closes."""
     ws = web.WebSocketResponse(max_msg_size=config.max_body_bytes, heartbeat=30.0)
-    uid = pick_uid(request.query.get("uid"), request.cookies.get(config.cookie_name))
+    # the cookie first: a page cannot forge it, while ?uid= (what the web SDK sends
+    # when it has no cookie) can name anyone; pushes must not carry secrets either way
+    uid = pick_uid(request.cookies.get(config.cookie_name), request.query.get("uid"))
     await ws.prepare(request)
     td = td_of(request, client_ip)
     sockets.add(uid, ws)
