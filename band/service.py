@@ -143,12 +143,28 @@ class Service:
         if self._stopped or not self._started:
             return
         self._stopped = True
-        log = self.app.logger
         for sub in self._discovery:  # leave discovery first: the edge stops routing here
             await _quiet(sub.unsubscribe())
-        self._stopping.set()  # consumers finish their current pull (≤ FETCH_WAIT_S), then exit
-        # Stop taking requests: a drain returns once the messages NATS already handed
-        # us were scheduled, which may wait for room among the in-flight ones.
+        await self._drain()
+        for task in self._workers:
+            task.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        await self.app.scheduler.close()
+        await self._run_cleanups()
+        await _quiet(self.app.redis_factory.close())
+        await _quiet(self.nc.flush(timeout=1))
+        self.app.nc = None
+        self.app.logger.info("service stopped")
+
+    async def _drain(self) -> None:
+        """Stop taking requests and let the in-flight ones finish, within ``drain_timeout``.
+
+        A subscription's drain returns once the messages NATS already handed us were
+        scheduled, which may wait for room among the in-flight ones; durable consumers
+        finish their current pull (at most ``FETCH_WAIT_S``). Whatever still runs at the
+        deadline is cancelled.
+        """
+        self._stopping.set()
         drains = [asyncio.ensure_future(_quiet(sub.drain())) for sub in self._subs]  # type: ignore[no-untyped-call]
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.options.drain_timeout_s
@@ -157,30 +173,22 @@ class Service:
         while self._inflight and loop.time() < deadline:
             await asyncio.wait(set(self._inflight), timeout=deadline - loop.time())
         if self._inflight:
-            log.warning("in-flight requests cancelled at stop", count=len(self._inflight))
+            self.app.logger.warning("in-flight requests cancelled at stop", count=len(self._inflight))
             for task in list(self._inflight):
                 task.cancel()
             await asyncio.wait(set(self._inflight), timeout=1.0)
         for task in [t for t in drains + self._consumers if not t.done()]:
             task.cancel()
-        for task in self._workers:
-            task.cancel()
-        await asyncio.gather(*self._workers, return_exceptions=True)
-        await self.app.scheduler.close()
+
+    async def _run_cleanups(self) -> None:
+        """``@cleanup()`` functions in reverse order, each cancelled at its deadline."""
         for fn, timeout in reversed(self.app.registry.cleanups):
             try:
                 await asyncio.wait_for(fn(), timeout)
             except asyncio.TimeoutError:
-                log.warning("cleanup cancelled at its deadline", cleanup=fn.__name__, timeout=timeout)
+                self.app.logger.warning("cleanup cancelled at its deadline", cleanup=fn.__name__, timeout=timeout)
             except Exception:
-                log.exception("cleanup failed", cleanup=fn.__name__)
-        await _quiet(self.app.redis_factory.close())
-        try:
-            await self.nc.flush(timeout=1)
-        except Exception:
-            pass
-        self.app.nc = None
-        log.info("service stopped")
+                self.app.logger.exception("cleanup failed", cleanup=fn.__name__)
 
     async def _run_worker(self, fn: Callable[[], Awaitable[Any]]) -> None:
         try:

@@ -76,9 +76,11 @@ class Edge:
     def finish(self, request: web.Request, resp: web.StreamResponse, started: float, uid: str | None = None) -> None:
         """CORS, no-cache, timing and the uid cookie, on every answer."""
         origin = request.headers.get("Origin")
-        trusted = origin and (not self.config.cors_origins or origin in self.config.cors_origins)
         # an untrusted page still gets its hit recorded; it only cannot read the answer
-        extra = {"Access-Control-Allow-Origin": origin, **_CORS_CREDENTIALS} if trusted else dict(_CORS_ANY)
+        if origin and (not self.config.cors_origins or origin in self.config.cors_origins):
+            extra = {"Access-Control-Allow-Origin": origin, **_CORS_CREDENTIALS}
+        else:
+            extra = dict(_CORS_ANY)
         if uid is not None:
             extra["Set-Cookie"] = self._cookie_prefix + uid + self._cookie_suffix
         extra["X-Response-Time"] = f"{(time.perf_counter() - started) * 1000:.3f}ms"
