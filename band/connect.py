@@ -7,6 +7,7 @@ survived without anyone's help; subscriptions resume with the connection.
 from __future__ import annotations
 
 import os
+import re
 import ssl
 from urllib.parse import unquote, urlsplit, urlunsplit
 from typing import Any
@@ -17,6 +18,8 @@ from nats.aio.client import Client
 from .log import Logger
 
 DEFAULT_URL = "nats://127.0.0.1:4222"
+INBOX_PREFIX = "_INBOX_"
+_NOT_TOKEN = re.compile(r"[^A-Za-z0-9_-]")
 
 
 def servers_from(url: str | list[str] | None = None) -> list[str]:
@@ -65,8 +68,28 @@ def tls_from_env() -> ssl.SSLContext | None:
     return context
 
 
-async def connect(url: str | list[str] | None = None, *, name: str, logger: Logger | None = None, **options: Any) -> Client:
-    """A client that never gives up reconnecting (``max_reconnect_attempts=-1``)."""
+def inbox_prefix_for(name: str, prefix: str | None = None) -> str:
+    """The client's reply-inbox prefix: ``prefix``, else ``NATS_INBOX_PREFIX``, else
+    ``_INBOX_<name>`` with every character that is not a letter, digit, ``_`` or ``-``
+    made ``_`` (one subject token). nats.conf grants each user only its own prefix, so
+    no client can read replies meant for another (docs/operating.md)."""
+    chosen = prefix or os.environ.get("NATS_INBOX_PREFIX", "").strip()
+    return chosen or INBOX_PREFIX + _NOT_TOKEN.sub("_", name)
+
+
+async def connect(
+    url: str | list[str] | None = None,
+    *,
+    name: str,
+    logger: Logger | None = None,
+    inbox_prefix: str | None = None,
+    **options: Any,
+) -> Client:
+    """A client that never gives up reconnecting (``max_reconnect_attempts=-1``).
+
+    Replies (requests, JetStream acks and pulls, ``new_inbox()``) come back under
+    :func:`inbox_prefix_for` ``(name, inbox_prefix)``.
+    """
     log = logger or Logger(component="nats")
 
     async def disconnected() -> None:
@@ -81,6 +104,7 @@ async def connect(url: str | list[str] | None = None, *, name: str, logger: Logg
 
     settings: dict[str, Any] = {
         "name": name,
+        "inbox_prefix": inbox_prefix_for(name, inbox_prefix),
         "max_reconnect_attempts": -1,
         "reconnect_time_wait": 0.5,
         "connect_timeout": 2,

@@ -24,7 +24,7 @@ from band.natsserver import free_port
 from band.stream import StreamLimits, ensure_stream
 from band.testing import serve
 from band.natsserver import NatsServer
-from test_deploy_support import DEPLOY, check_conf, copy_conf, environment, eventually, password_env, url
+from test_deploy_support import DEPLOY, check_conf, copy_conf, environment, eventually, inbox_of, password_env, url
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not (DEPLOY / "cluster" / "node.conf").exists(), reason="no cluster conf")]
 
@@ -110,10 +110,10 @@ async def test_replicated_stream_survives_a_node(cluster: dict[str, NatsServer],
             doomed = by_port[service.nc.connected_url.port]
             # the publisher (the edge's credential) starts on the same node, fails over to the others
             ordered = [doomed] + [s for s in nodes if s is not doomed]
-            pub = await nats.connect(urls("edge", env, ordered).split(","), dont_randomize=True,
+            pub = await nats.connect(urls("edge", env, ordered).split(","), dont_randomize=True, inbox_prefix=inbox_of("edge"),
                                      max_reconnect_attempts=-1, reconnect_time_wait=0.2, connect_timeout=2)
             caller = await nats.connect(urls("svc_calltracking", env, [s for s in nodes if s is not doomed]).split(","),
-                                        max_reconnect_attempts=-1, reconnect_time_wait=0.2)
+                                        inbox_prefix=inbox_of("svc_calltracking"), max_reconnect_attempts=-1, reconnect_time_wait=0.2)
             try:
                 assert pub.connected_url is not None and pub.connected_url.port == doomed.port
                 js = pub.jetstream()

@@ -17,11 +17,13 @@ import pytest
 import yaml
 
 from band import App, response, wire
+from band.calls import RPC
+from band.connect import connect
 from band.response import from_wire
 from band.natsserver import NatsServer, free_port
 from band.stream import StreamLimits, ensure_stream
 from band.testing import serve
-from test_deploy_support import NATS_CONF, REPO, Recorder, check_conf, client, conf_server, conf_users, eventually, password_env, url
+from test_deploy_support import NATS_CONF, REPO, Recorder, check_conf, client, conf_server, conf_users, eventually, inbox_of, password_env, url
 
 pytestmark = pytest.mark.skipif(not NATS_CONF.exists(), reason="nats.conf not written yet")
 
@@ -103,7 +105,7 @@ async def test_pipeline_works_under_the_conf(own_server: NatsServer, env: dict[s
     seen: dict[str, list[Any]] = {"durable": [], "plain": []}
     services = apps(seen)
     edge_errors, admin_errors = Recorder(), Recorder()
-    edge = await client(url("edge", env, server.port), edge_errors)
+    edge = await client(url("edge", env, server.port), edge_errors, inbox_prefix=inbox_of("edge"))
     admin = await client(url("admin", env, server.port), admin_errors)
     try:
         js = edge.jetstream()
@@ -157,7 +159,7 @@ async def test_pipeline_works_under_the_conf(own_server: NatsServer, env: dict[s
 
 async def test_service_cannot_publish_events_or_edge_subjects(server: NatsServer, env: dict[str, str]) -> None:
     errors = Recorder()
-    svc = await client(url("svc_geoip", env, server.port), errors)
+    svc = await client(url("svc_geoip", env, server.port), errors, inbox_prefix=inbox_of("svc_geoip"))
     admin = await client(url("admin", env, server.port))
     try:
         ajs = admin.jetstream()
@@ -193,7 +195,7 @@ async def test_service_cannot_publish_events_or_edge_subjects(server: NatsServer
 
 async def test_edge_cannot_subscribe_rpc_or_call_it(server: NatsServer, env: dict[str, str]) -> None:
     errors = Recorder()
-    edge = await client(url("edge", env, server.port), errors)
+    edge = await client(url("edge", env, server.port), errors, inbox_prefix=inbox_of("edge"))
     try:
         await edge.subscribe("band.rpc.>")
         await edge.subscribe("band.rpc.crm.by_phone")
@@ -208,6 +210,53 @@ async def test_edge_cannot_subscribe_rpc_or_call_it(server: NatsServer, env: dic
         await eventually(lambda: errors.saw("Permissions Violation", 'Publish to "$JS.API.STREAM.DELETE.BAND_EVENTS"'),
                          what="edge stream delete refused")
     finally:
+        await edge.close()
+
+
+async def test_nobody_reads_another_clients_replies(server: NatsServer, env: dict[str, str]) -> None:
+    """Each user may subscribe only its own inbox prefix (band connects with
+    ``_INBOX_<name>``): a service cannot read the edge's or another service's replies."""
+    crm = App("crm")
+
+    @crm.expose()
+    async def by_phone(phone: str) -> Any:
+        return {"name": "Ann", "phone": phone}
+
+    spy_errors, edge_errors = Recorder(), Recorder()
+    spy = await client(url("svc_geoip", env, server.port), spy_errors, inbox_prefix=inbox_of("svc_geoip"))
+    edge = await client(url("edge", env, server.port), edge_errors, inbox_prefix=inbox_of("edge"))
+    caller = await connect(url("svc_calltracking", env, server.port), name="calltracking", max_reconnect_attempts=0)
+    stolen: list[str] = []
+
+    async def steal(msg: Any) -> None:
+        stolen.append(msg.subject)
+
+    try:
+        await ensure_stream(edge.jetstream(), StreamLimits(storage="memory"))
+        assert caller.new_inbox().startswith("_INBOX_calltracking.")
+        others = ["_INBOX.>", "_INBOX_band-edge.>", "_INBOX_calltracking.>", "*.>", ">"]
+        for subject in others:
+            await spy.subscribe(subject, cb=steal)
+        for subject in others:
+            await eventually(lambda s=subject: spy_errors.saw("Permissions Violation", f'Subscription to "{s}"'),
+                             what=f"service subscription to {subject} refused: {spy_errors.errors}")
+        await edge.subscribe("_INBOX_crm.>", cb=steal)
+        await edge.subscribe("_INBOX.>", cb=steal)
+        for subject in ("_INBOX_crm.>", "_INBOX.>"):
+            await eventually(lambda s=subject: edge_errors.saw("Permissions Violation", f'Subscription to "{s}"'),
+                             what=f"edge subscription to {subject} refused: {edge_errors.errors}")
+        async with serve(crm, url("svc_crm", env, server.port)):
+            # replies still reach their own client: an RPC answer, a JetStream ack, the spy's own request
+            assert await RPC(lambda: caller).request("crm", "by_phone", phone="1") == {"name": "Ann", "phone": "1"}
+            ack = await edge.jetstream().publish("in.gen.track.page", b"{}", timeout=2)
+            assert ack.stream == wire.STREAM
+            own = await spy.request(wire.rpc_subject("crm", "by_phone"), wire.encode({"phone": "2"}), timeout=2)
+            assert wire.error_from_headers(own.headers) is None, own.headers
+            await spy.flush()
+        assert stolen == []
+    finally:
+        await caller.close()
+        await spy.close()
         await edge.close()
 
 
@@ -271,7 +320,7 @@ async def test_every_example_runs_under_its_own_credential(own_server: NatsServe
     assert examples, "no examples/*/config.yml"
     assert not [n for n in examples if f"svc_{n}" not in users], "an example has no user in nats.conf"
     monkeypatch.setenv("EVENTS_DB", str(tmp_path / "events.sqlite"))
-    edge = await client(url("edge", env, server.port))
+    edge = await client(url("edge", env, server.port), inbox_prefix=inbox_of("edge"))
     admin = await client(url("admin", env, server.port))
     try:
         js = edge.jetstream()

@@ -56,6 +56,12 @@ def url(user: str, env: dict[str, str], port: int, scheme: str = "nats", host: s
     return f"{scheme}://{user}:{env[conf_users()[user]]}@{host}:{port}"
 
 
+def inbox_of(user: str) -> str:
+    """The inbox prefix band's connect gives ``user``'s client and nats.conf grants it:
+    ``_INBOX_band-edge`` for the edge, ``_INBOX_<name>`` for ``svc_<name>``."""
+    return "_INBOX_band-edge" if user == "edge" else "_INBOX_" + user.removeprefix("svc_")
+
+
 def check_conf(path: Path, env: dict[str, str], unset: list[str] = []) -> subprocess.CompletedProcess[str]:
     """``nats-server -t -c path``: the binary's own config check."""
     full = {k: v for k, v in {**os.environ, **env}.items() if k not in unset}

@@ -10,6 +10,7 @@ import pytest
 
 import band
 from band import App
+from band.connect import connect, inbox_prefix_for
 from band.natsserver import NatsServer
 from band.service import ServiceOptions
 from band.testing import serve
@@ -78,3 +79,23 @@ def test_credentials_move_out_of_urls() -> None:
     assert split_credentials(["h:1"]) == (["h:1"], {})  # left as given when there is nothing to move
     with pytest.raises(ValueError, match="same credentials"):
         split_credentials(["nats://a:b@h:1", "nats://c:d@h:2"])
+
+
+def test_inbox_prefix_is_the_client_name_unless_overridden(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NATS_INBOX_PREFIX", raising=False)
+    assert inbox_prefix_for("crm") == "_INBOX_crm"
+    assert inbox_prefix_for("band-edge") == "_INBOX_band-edge"
+    assert inbox_prefix_for("a.b *>c") == "_INBOX_a_b___c"  # one subject token
+    monkeypatch.setenv("NATS_INBOX_PREFIX", "_INBOX_shared")
+    assert inbox_prefix_for("crm") == "_INBOX_shared"
+    assert inbox_prefix_for("crm", "_INBOX_mine") == "_INBOX_mine"
+
+
+async def test_connect_uses_the_inbox_prefix(nats_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NATS_INBOX_PREFIX", raising=False)
+    nc = await connect(nats_url, name="crm")
+    try:
+        assert nc.new_inbox().startswith("_INBOX_crm.")
+        assert (await nc.jetstream().account_info()) is not None  # a request answered on that prefix
+    finally:
+        await nc.close()
