@@ -17,6 +17,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+from band.connect import flush
 from band import wire
 from broker.app import EDGE, Edge, make_app
 from broker.config import EdgeConfig
@@ -91,14 +92,14 @@ class FakeService:
             self.subs.append(await self.nc.subscribe(ep.subject, queue=wire.queue_group(self.name), cb=self._serve(ep)))
         for subject in (f"{wire.SRV_PREFIX}.INFO", f"{wire.SRV_PREFIX}.INFO.{self.name}", f"{wire.SRV_PREFIX}.INFO.{self.name}.{self.id}"):
             self.subs.append(await self.nc.subscribe(subject, cb=self._info))
-        await self.nc.flush()
+        await flush(self.nc)  # twice: nats-py may send the PING ahead of the SUBs
         return self
 
     async def stop(self) -> None:
         for sub in self.subs:
             await sub.unsubscribe()
         self.subs.clear()
-        await self.nc.flush()
+        await flush(self.nc)  # twice: nats-py may send the PING ahead of the SUBs
 
     async def __aenter__(self) -> "FakeService":
         return await self.start()

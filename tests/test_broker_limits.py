@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from nats.aio.msg import Msg
 
+from band.connect import flush
 from conftest import wait_for
 from test_broker_fakes import FakeService, returns, running_edge, unique
 
@@ -78,7 +79,7 @@ async def test_unsafe_tokens_are_400_and_never_published(nc: Any, nats_url: str)
             await nc.publish(msg.reply, b'{"type__":"data","statusCode":200,"data":{}}')
 
     subs = [await nc.subscribe(s, cb=spy) for s in ("in.>", "band.>")]
-    await nc.flush()
+    await flush(nc)
     async with running_edge(nats_url) as (client, edge):
         for path in BAD_PATHS:
             resp = await client.get(path)

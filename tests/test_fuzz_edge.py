@@ -20,6 +20,7 @@ from urllib.parse import quote, urlencode
 from hypothesis import HealthCheck, Phase, example, given, settings, strategies as st
 from nats.aio.msg import Msg
 
+from band.connect import flush
 from band import wire
 from test_broker_fakes import running_edge
 
@@ -141,7 +142,7 @@ async def test_fuzz_edge_http_parsing(nc: Any, nats_url: str) -> None:
     # not band.handle.>: a spy there would be a responder that never answers (504s)
     for subject in (f"{wire.EVENTS_ROOT}.>", f"{wire.ENRICH_PREFIX}.>", f"{wire.RPC_PREFIX}.>"):
         await nc.subscribe(subject, cb=spy)
-    await nc.flush()
+    await flush(nc)
     statuses: Counter[int] = Counter()
     async with running_edge(nats_url, max_body_bytes=64 * 1024, body_timeout_s=5.0) as (client, edge):
         port = client.port
@@ -165,7 +166,7 @@ async def test_fuzz_edge_http_parsing(nc: Any, nats_url: str) -> None:
                 assert "content-length" in names or "transfer-encoding" in names
 
         await asyncio.to_thread(check)
-        await nc.flush()
+        await flush(nc)
     bad = sorted({s for s in subjects if bad_subject(s)})
     assert not bad, f"malformed subjects published: {bad[:10]}"
     keys = sum(1 for s in subjects if s.startswith("in.gen."))
@@ -230,7 +231,7 @@ async def test_fuzz_websocket_frames(nc: Any, nats_url: str) -> None:
 
             await asyncio.to_thread(check)
             assert not ws.closed
-    await nc.flush()
+    await flush(nc)
     bad = sorted({s for s in subjects if bad_subject(s)})
     assert not bad, f"malformed subjects published: {bad[:10]}"
     print(f"\nfuzz ws: {sum(kinds.values())} frames on one socket, answers {dict(sorted(kinds.items()))}, 0 bad subjects")

@@ -17,6 +17,7 @@ import aiohttp
 import pytest
 from nats.aio.msg import Msg
 
+from band.connect import flush
 from band import App, wire
 from band.errors import RemoteError
 from band.testing import serve
@@ -132,7 +133,7 @@ async def test_only_handlers_are_reachable_from_http(nc: Any, nats_url: str, sec
         # the handler itself is reachable, so the attacks were aimed at a live service
         ok = await asyncio.to_thread(raw_http, port, f"/{svc}/page")
         assert ok.status == 200 and ok.json() == {"handler": "page"}
-        await nc.flush()
+        await flush(nc)
     published = list(subjects)  # before our own STATS request below
     assert not record.exists(), f"an @expose() method ran from HTTP: {record.read_text()}"
     stats = wire.decode((await nc.request(f"{wire.SRV_PREFIX}.STATS.{svc}", b"", timeout=2)).data)
