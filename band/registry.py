@@ -56,26 +56,18 @@ class Endpoint:
         return f"{wire.KEY_PREFIX}.{self.alias or service}.{self.name}"
 
 
-def _accepted_params(fn: Callable[..., Any]) -> frozenset[str] | None:
-    params = inspect.signature(fn).parameters.values()
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
-        return None
-    return frozenset(
-        p.name for p in params if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    )
-
-
-def _required_params(fn: Callable[..., Any]) -> frozenset[str]:
-    return frozenset(
-        p.name
-        for p in inspect.signature(fn).parameters.values()
-        if p.default is inspect.Parameter.empty
-        and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    )
+_NAMED = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
 
 
 def _signature(fn: Callable[..., Any]) -> dict[str, Any]:
-    return {"accepts": _accepted_params(fn), "required": _required_params(fn)}
+    """What ``fn`` takes by name (``accepts``: None when it has ``**kwargs``) and what it requires."""
+    params = list(inspect.signature(fn).parameters.values())
+    named = [p for p in params if p.kind in _NAMED]
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+    return {
+        "accepts": None if takes_any else frozenset(p.name for p in named),
+        "required": frozenset(p.name for p in named if p.default is inspect.Parameter.empty),
+    }
 
 
 def _require_async(fn: Callable[..., Any], what: str) -> None:

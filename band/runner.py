@@ -10,14 +10,30 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import AsyncIterator
 
 from . import log
 from .app import App
 from .connect import connect
 from .errors import ConfigError
 from .loader import load_service
-from .service import Service
+from .service import Service, ServiceOptions
+
+
+@asynccontextmanager
+async def running(app: App, url: str | list[str] | None = None, options: ServiceOptions | None = None) -> AsyncIterator[Service]:
+    """``app`` served on a connection of its own, until the block ends; then the connection closes."""
+    nc = await connect(url, name=app.name, logger=app.logger)
+    try:
+        async with Service(app, nc, options) as service:
+            yield service
+    finally:
+        try:
+            await nc.close()
+        except OSError as exc:  # the server went first; nothing is left to flush
+            app.logger.warning("NATS connection lost while closing", error=str(exc))
 
 
 async def serve_until_stopped(app: App, url: str | None = None, stop: asyncio.Event | None = None) -> None:
@@ -32,16 +48,9 @@ async def serve_until_stopped(app: App, url: str | None = None, stop: asyncio.Ev
         except (NotImplementedError, RuntimeError):  # not the main thread
             pass
     try:
-        nc = await connect(url, name=app.name, logger=app.logger)
-        try:
-            async with Service(app, nc):
-                await stop.wait()
-                app.logger.info("stopping")
-        finally:
-            try:
-                await nc.close()
-            except OSError as exc:  # the server went first; nothing is left to flush
-                app.logger.warning("NATS connection lost while closing", error=str(exc))
+        async with running(app, url):
+            await stop.wait()
+            app.logger.info("stopping")
     finally:
         for sig in installed:
             loop.remove_signal_handler(sig)

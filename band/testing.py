@@ -11,19 +11,13 @@ from pathlib import Path
 from typing import AsyncIterator
 
 from .app import App
-from .connect import connect
 from .loader import load_service
+from .runner import running
 from .service import Service, ServiceOptions
 
 
 @asynccontextmanager
 async def serve(app: App | str | Path, nats_url: str, options: ServiceOptions | None = None) -> AsyncIterator[Service]:
     """Run ``app`` (an App, or a path ``band run`` would take) on its own connection."""
-    if not isinstance(app, App):
-        app = load_service(app)
-    nc = await connect(nats_url, name=app.name, logger=app.logger)
-    try:
-        async with Service(app, nc, options) as service:
-            yield service
-    finally:
-        await nc.close()
+    async with running(app if isinstance(app, App) else load_service(app), nats_url, options) as service:
+        yield service
