@@ -59,7 +59,6 @@ DEFAULT_ENRICH_TIMEOUT_MS: Final = 200
 
 # \Z, not $: "$" also matches before a trailing newline ("track\n" would pass)
 _TOKEN = re.compile(r"^[A-Za-z0-9_\-]+\Z")
-_NAME = _TOKEN
 UID_RE: Final = re.compile(r"^[0-9]{10,22}\Z")
 
 
@@ -72,8 +71,9 @@ def is_token(value: object) -> bool:
 
 
 def is_service_name(value: object) -> bool:
-    """ADR-32 service names: letters, digits, ``_`` and ``-``."""
-    return isinstance(value, str) and bool(_NAME.match(value))
+    """ADR-32 service names: letters, digits, ``_`` and ``-`` (the token rule, since
+    a service name is also the ``<service>`` token of its routing keys)."""
+    return is_token(value)
 
 
 def routing_key(service: str, name: str) -> str:
