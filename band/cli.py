@@ -17,6 +17,7 @@ DESCRIPTION = """band: small Python services for event pipelines on NATS.
   band ls [--stats]        services, instances and endpoints, from the NATS micro protocol
   band call SVC METHOD k=v call a method over RPC (k=text, k:=json) and print the answer as JSON
   band tail [SUBJECT]      follow events as they pass (default: in.>)
+  band panel               the operator's web panel and its JSON / JSON-RPC API (127.0.0.1:8081)
   band new NAME            write a service skeleton with a passing test
 
 NATS_URL (default nats://127.0.0.1:4222, comma-separated for a cluster) says where NATS is."""
@@ -38,6 +39,13 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("paths", nargs="*", default=["examples"], help="service directories, .py files, or folders holding them")
     up.add_argument("--port", type=int, help="edge port (default: $PORT or 8080)")
     up.add_argument("--data", default=".band", help="where a started nats-server keeps JetStream data")
+    up.add_argument("--panel-port", type=int, help="the panel's port (default: $PANEL_PORT or 8081)")
+
+    panel = sub.add_parser("panel", help="the operator's web panel", description="Serve the operator's panel and its API. Beyond localhost it needs PANEL_TOKEN or PANEL_USER/PANEL_PASSWORD; without them on localhost it makes a token and prints the login link.")
+    panel.add_argument("--host", help="bind address (default: $PANEL_HOST or 127.0.0.1)")
+    panel.add_argument("--port", type=int, help="port (default: $PANEL_PORT or 8081)")
+    panel.add_argument("--edge", help="the edges' base URLs, comma-separated, whose /metrics to show (default: $PANEL_EDGE_URLS or http://127.0.0.1:8080)")
+    panel.add_argument("--nats", help="NATS URL(s)")
 
     ls = sub.add_parser("ls", help="list services", description="List running services, their instances and endpoints (role, keys, path), from $SRV.INFO.")
     ls.add_argument("--stats", action="store_true", help="add request and error counts and average processing time")
@@ -86,7 +94,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "up":
         from .devstack import up
 
-        return up([Path(p) for p in args.paths], port=args.port, data=Path(args.data))
+        return up([Path(p) for p in args.paths], port=args.port, data=Path(args.data), panel_port=args.panel_port)
+    if args.command == "panel":
+        from .panel.app import main as panel_main
+
+        return panel_main(args)
     if args.command == "new":
         from .scaffold import create
 

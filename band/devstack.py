@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import sys
-from dataclasses import dataclass
+import time
+from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from urllib.parse import urlparse
@@ -67,6 +70,9 @@ class Child:
     env: dict[str, str]
     process: asyncio.subprocess.Process | None = None
     pump: asyncio.Task[None] | None = None
+    lines: deque[str] = field(default_factory=lambda: deque(maxlen=200))  # the panel shows them
+    started_at: float = 0.0
+    restarts: int = 0
 
     async def start(self, width: int) -> None:
         self.process = await asyncio.create_subprocess_exec(
@@ -74,15 +80,19 @@ class Child:
             start_new_session=True,  # Ctrl-C reaches us only; we stop children in order
             preexec_fn=die_with_parent,  # ...and if we die, they follow
         )
+        self.started_at = time.time()
         self.pump = asyncio.get_running_loop().create_task(self._pump(width))
 
     async def _pump(self, width: int) -> None:
         assert self.process is not None and self.process.stdout is not None
         prefix = f"{self.name:>{width}} | "
         async for line in self.process.stdout:
-            sys.stdout.write(prefix + line.decode("utf-8", "replace").rstrip("\n") + "\n")
+            text = line.decode("utf-8", "replace").rstrip("\n")
+            self.lines.append(text)
+            sys.stdout.write(prefix + text + "\n")
             sys.stdout.flush()
         code = await self.process.wait()
+        self.lines.append(f"exited with {code}")
         sys.stdout.write(f"{prefix}exited with {code}\n")
 
     async def stop(self) -> None:
@@ -110,7 +120,7 @@ async def _wait_port(port: int, child: Child, timeout: float = 20.0) -> bool:
     return False
 
 
-async def _up(services: list[Path], port: int, data: Path) -> int:
+async def _up(services: list[Path], port: int, data: Path, panel_port: int = 8081) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -131,6 +141,12 @@ async def _up(services: list[Path], port: int, data: Path) -> int:
     children = [edge] + [
         Child(p.stem if p.is_file() else p.name, [sys.executable, "-m", "band", "run", str(p)], env) for p in services
     ]
+    from .panel.control import serving
+
+    token = os.environ.get("PANEL_TOKEN") or secrets.token_urlsafe(24)
+    socket = (data / "control.sock").absolute()
+    panel_env = {**env, "PANEL_TOKEN": token, "PANEL_EDGE_URLS": f"http://127.0.0.1:{port}", "BAND_CONTROL_SOCKET": str(socket)}
+    panel = Child("panel", [sys.executable, "-m", "band", "panel", "--port", str(panel_port)], panel_env)
     try:
         await edge.start(width)
         if not await _wait_port(port, edge):
@@ -138,10 +154,16 @@ async def _up(services: list[Path], port: int, data: Path) -> int:
             return 1
         for child in children[1:]:
             await child.start(width)
-        print(f"\nband is up\n  NATS: {url}\n  edge: http://127.0.0.1:{port}/\n  services: "
-              f"{', '.join(c.name for c in children[1:]) or 'none'}\nCtrl-C stops everything.\n", flush=True)
-        await stop.wait()
-        print("\nstopping…", flush=True)
+        async with serving(children + [panel], width, socket):
+            await panel.start(width)
+            children.append(panel)
+            login = f"http://127.0.0.1:{panel_port}/login" + ("" if os.environ.get("PANEL_TOKEN") else f"?token={token}")
+            print(f"\nband is up\n  NATS: {url}\n  edge: http://127.0.0.1:{port}/\n  panel: {login}\n  services: "
+                  f"{', '.join(c.name for c in children[1:-1]) or 'none'}\nCtrl-C stops everything.\n", flush=True)
+            await stop.wait()
+            print("\nstopping…", flush=True)
+            for child in reversed(children):
+                await child.stop()
     finally:
         for child in reversed(children):
             await child.stop()
@@ -150,11 +172,11 @@ async def _up(services: list[Path], port: int, data: Path) -> int:
     return 0
 
 
-def up(paths: list[Path], port: int | None = None, data: Path = Path(".band")) -> int:
+def up(paths: list[Path], port: int | None = None, data: Path = Path(".band"), panel_port: int | None = None) -> int:
     """Entry point of ``band up``; returns the exit code."""
     try:
         services = find_services(paths)
     except FileNotFoundError as exc:
         print(f"band up: {exc}", file=sys.stderr)
         return 2
-    return asyncio.run(_up(services, port or int(os.environ.get("PORT") or 8080), data))
+    return asyncio.run(_up(services, port or int(os.environ.get("PORT") or 8080), data, panel_port or int(os.environ.get("PANEL_PORT") or 8081)))

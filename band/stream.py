@@ -44,12 +44,34 @@ def stream_config(limits: StreamLimits = StreamLimits(), name: str = wire.STREAM
 
 async def ensure_stream(js: JetStreamContext, limits: StreamLimits = StreamLimits(), name: str = wire.STREAM) -> None:
     """Create the events stream unless it exists (a concurrent creator is fine)."""
+    await _ensure(js, stream_config(limits, name))
+
+
+async def _ensure(js: JetStreamContext, config: StreamConfig) -> None:
+    assert config.name is not None
     try:
-        await js.stream_info(name)
+        await js.stream_info(config.name)
         return
     except NotFoundError:
         pass
     try:
-        await js.add_stream(stream_config(limits, name))
+        await js.add_stream(config)
     except BadRequestError:
-        await js.stream_info(name)  # created by someone else meanwhile; raises if still absent
+        await js.stream_info(config.name)  # created by someone else meanwhile; raises if still absent
+
+
+def dlq_stream_config() -> StreamConfig:
+    """``BAND_DLQ`` over ``band.dlq.>``: dead letters kept 30 days, for the panel to replay."""
+    return StreamConfig(
+        name=wire.DLQ_STREAM,
+        subjects=[wire.DLQ_SUBJECTS],
+        retention=RetentionPolicy.LIMITS,
+        discard=DiscardPolicy.OLD,
+        storage=StorageType.FILE,
+        max_age=30 * 24 * 3600.0,
+    )
+
+
+async def ensure_dlq_stream(js: JetStreamContext) -> None:
+    """Create the dead-letter stream unless it exists."""
+    await _ensure(js, dlq_stream_config())

@@ -27,6 +27,8 @@ KEY_PREFIX: Final = "in.gen"
 
 # --- JetStream ---------------------------------------------------------------
 STREAM: Final = "BAND_EVENTS"
+DLQ_STREAM: Final = "BAND_DLQ"  # keeps band.dlq.> so dead letters can be listed and replayed
+DLQ_SUBJECTS: Final = "band.dlq.>"
 
 # --- micro protocol (ADR-32) -----------------------------------------------------
 SRV_PREFIX: Final = "$SRV"
@@ -39,6 +41,8 @@ ERROR_HEADER: Final = "Nats-Service-Error"  # ADR-32: error description
 ERROR_CODE_HEADER: Final = "Nats-Service-Error-Code"  # ADR-32: numeric code
 MSG_ID_HEADER: Final = "Nats-Msg-Id"  # JetStream de-duplication
 SERVICE_HEADER: Final = "Band-Service"  # who answered (enricher replies, dead letters)
+DLQ_SUBJECT_HEADER: Final = "Band-Subject"  # dead letters: the event's key
+DLQ_METHOD_HEADER: Final = "Band-Method"  # dead letters: the listener that gave up
 STATUS_HEADER: Final = "Status"  # set by NATS itself on status messages
 NO_RESPONDERS_STATUS: Final = "503"  # ...such as "nobody subscribes to that request subject"
 

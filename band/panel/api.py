@@ -1,0 +1,220 @@
+"""The panel's JSON endpoints: everything the pages show, usable without the pages."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any
+
+from aiohttp import web
+from nats.aio.client import Client
+from nats.js.errors import NotFoundError
+
+from ..calls import RPC
+from ..errors import RPCError, ServiceUnavailable
+from . import charts, eventcounts, jetstream, queries
+from .config import PanelConfig
+from .control import ACTIONS, ControlClient
+from .rpc import JsonRpc
+from .sampler import Sampler
+
+CONFIG: web.AppKey[PanelConfig] = web.AppKey("config", PanelConfig)
+NC: web.AppKey[Client] = web.AppKey("nc", Client)
+SAMPLER: web.AppKey[Sampler] = web.AppKey("sampler", Sampler)
+CONTROL: web.AppKey[ControlClient] = web.AppKey("control", ControlClient)
+MAX_SQL = 100_000
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except (ValueError, UnicodeDecodeError):
+        raise web.HTTPBadRequest(text=json.dumps({"error": "the body is not JSON"}), content_type="application/json") from None
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(text=json.dumps({"error": "the body must be a JSON object"}), content_type="application/json")
+    return body
+
+
+async def overview(request: web.Request) -> web.Response:
+    return web.json_response(request.app[SAMPLER].overview())
+
+
+async def services(request: web.Request) -> web.Response:
+    return web.json_response({"services": request.app[SAMPLER].services()})
+
+
+async def edge(request: web.Request) -> web.Response:
+    return web.json_response({"edges": request.app[SAMPLER].edge()})
+
+
+async def jetstream_state(request: web.Request) -> web.Response:
+    return web.json_response(request.app[SAMPLER].jetstream)
+
+
+# --- charts -----------------------------------------------------------------------------
+async def events_chart_data(request: web.Request) -> dict[str, Any]:
+    config = request.app[CONFIG]
+    return await eventcounts.events_per_name(request.app[NC], config.store_service, config.stream_count_limit)
+
+
+def _edge_series(request: web.Request, index: int) -> tuple[list[float], dict[str, list[float]]]:
+    """Times and per-label rates from the sampler: ``index`` 1 = hits by status, 2 = enricher timeouts."""
+    history = list(request.app[SAMPLER].edge_history)
+    times = [h[0] for h in history]
+    rows = [h[1] if index == 1 else h[2] for h in history]
+    names = sorted({name for row in rows for name in row})
+    return times, {name: [row.get(name, 0.0) for row in rows] for name in names}
+
+
+async def charts_json(request: web.Request) -> web.Response:
+    times, statuses = _edge_series(request, 1)
+    _, timeouts = _edge_series(request, 2)
+    return web.json_response({
+        "events": await events_chart_data(request),
+        "edge": {"times": times, "hits_per_s_by_status": statuses, "enricher_timeouts_per_s": timeouts},
+    })
+
+
+async def chart_svg(request: web.Request) -> web.Response:
+    which = request.match_info["which"]
+    if which == "events":
+        data = await events_chart_data(request)
+        title = f"Events per name, last 24 h, 15-minute buckets ({data['note']})"
+        svg = charts.stacked_bars(data["times"], data["series"], title, unit="events")
+    elif which in ("statuses", "timeouts"):
+        times, series = _edge_series(request, 1 if which == "statuses" else 2)
+        if which == "statuses":
+            colours = {s: charts.status_colour(s, i) for i, s in enumerate(series)}
+            svg = charts.lines(times, series, "Edge hits per second by HTTP status (since the panel started)", unit="hits/s", colours=colours)
+        else:
+            svg = charts.lines(times, series, "Enricher timeouts per second, by enricher (since the panel started)", unit="timeouts/s")
+    else:
+        raise web.HTTPNotFound()
+    return web.Response(text=svg, content_type="image/svg+xml", headers={"Cache-Control": "no-store"})
+
+
+# --- the store --------------------------------------------------------------------------
+async def store_saved(_request: web.Request) -> web.Response:
+    return web.json_response({"queries": [{"title": t, "sql": s} for t, s in queries.SAVED]})
+
+
+async def store_query(request: web.Request) -> web.StreamResponse:
+    body = await _json_body(request)
+    sql, params = body.get("sql"), body.get("params") or None
+    if not isinstance(sql, str) or not sql.strip():
+        return _error(400, "send {\"sql\": \"SELECT ...\"}: the query is missing")
+    if len(sql) > MAX_SQL:
+        return _error(400, f"the query is longer than {MAX_SQL} characters")
+    if params is not None and not isinstance(params, dict):
+        return _error(400, "params must be an object of {name: value} for {name:Type} placeholders")
+    config = request.app[CONFIG]
+    try:
+        result = await RPC(lambda: request.app[NC]).request(config.store_service, "query", timeout__=30.0, sql=sql, params=params)
+    except ServiceUnavailable:
+        return _error(503, f"no '{config.store_service}' service is running: start the store (band up runs it when it is in your services)")
+    except RPCError as exc:
+        return _error(exc.code if 400 <= exc.code < 600 else 502, exc.message)
+    if not isinstance(result, dict) or not isinstance(result.get("rows"), list):
+        return _error(502, "the store answered something that is not {columns, rows}")
+    if request.query.get("format") == "csv":
+        return web.Response(body=to_csv(result).encode(), content_type="text/csv", charset="utf-8",
+                            headers={"Content-Disposition": 'attachment; filename="query.csv"'})
+    return web.json_response(result)
+
+
+def to_csv(result: dict[str, Any]) -> str:
+    names = [c["name"] for c in result.get("columns") or []] or list((result["rows"] or [{}])[0])
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(names)
+    for row in result["rows"]:
+        writer.writerow([_cell(row.get(n)) for n in names])
+    return out.getvalue()
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+# --- dead letters -------------------------------------------------------------------------
+def _seq(request: web.Request) -> int:
+    try:
+        return int(request.match_info["seq"])
+    except ValueError:
+        raise web.HTTPBadRequest(text='{"error": "a dead letter is named by its sequence number"}', content_type="application/json") from None
+
+
+async def dlq_list(request: web.Request) -> web.Response:
+    return web.json_response(await jetstream.dead_letters(request.app[NC].jetstream()))
+
+
+async def dlq_one(request: web.Request) -> web.Response:
+    try:
+        return web.json_response(await jetstream.dead_letter(request.app[NC].jetstream(), _seq(request)))
+    except NotFoundError:
+        return _error(404, f"no dead letter {request.match_info['seq']} (replayed or dropped already?)")
+
+
+async def dlq_act(request: web.Request) -> web.Response:
+    js, seq, action = request.app[NC].jetstream(), _seq(request), request.match_info["action"]
+    try:
+        if action == "replay":
+            return web.json_response(await jetstream.replay(js, seq))
+        if action == "drop":
+            return web.json_response(await jetstream.drop(js, seq))
+    except NotFoundError:
+        return _error(404, f"no dead letter {seq} (replayed or dropped already?)")
+    except ValueError as exc:
+        return _error(400, str(exc))
+    return _error(404, f"unknown action {action!r}: use replay or drop")
+
+
+# --- control --------------------------------------------------------------------------------
+async def control_list(request: web.Request) -> web.Response:
+    return web.json_response(await request.app[CONTROL].children())
+
+
+async def control_act(request: web.Request) -> web.Response:
+    action = request.match_info["action"]
+    if action not in ACTIONS:
+        return _error(404, f"unknown action {action!r}: use {', '.join(ACTIONS)}")
+    status, body = await request.app[CONTROL].act(request.match_info["name"], action)
+    return web.json_response(body, status=status)
+
+
+# --- JSON-RPC 2.0 -------------------------------------------------------------------------------
+async def json_rpc(request: web.Request) -> web.Response:
+    answer = await JsonRpc(lambda: request.app[NC], request.app[CONFIG].rpc_timeout_s).handle_text(await request.read())
+    if answer is None:
+        return web.Response(status=204)
+    return web.json_response(answer)
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/api/overview", overview)
+    r.add_get("/api/services", services)
+    r.add_get("/api/edge", edge)
+    r.add_get("/api/jetstream", jetstream_state)
+    r.add_get("/api/charts", charts_json)
+    r.add_get("/api/charts/{which}.svg", chart_svg)
+    r.add_get("/api/store/saved", store_saved)
+    r.add_post("/api/store/query", store_query)
+    r.add_get("/api/deadletters", dlq_list)
+    r.add_get("/api/deadletters/{seq}", dlq_one)
+    r.add_post("/api/deadletters/{seq}/{action}", dlq_act)
+    r.add_get("/api/control", control_list)
+    r.add_post("/api/control/{name}/{action}", control_act)
+    r.add_post("/api/rpc", json_rpc)
+
+
+__all__ = ["add_routes", "CONFIG", "NC", "SAMPLER", "CONTROL", "to_csv"]

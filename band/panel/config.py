@@ -1,0 +1,98 @@
+"""The panel's settings, from the environment and ``band panel``'s flags."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8081
+
+
+class PanelConfigError(ValueError):
+    """The panel cannot start as configured; the message says what to set."""
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach (``localhost``, 127.0.0.0/8, ``::1``)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class PanelConfig:
+    """Where the panel listens, how it authenticates and what it watches."""
+
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    nats_url: str | None = None
+    token: str = ""  # PANEL_TOKEN; generated for a loopback panel when none is set
+    user: str = ""  # PANEL_USER + PANEL_PASSWORD: basic-auth credentials
+    password: str = ""
+    token_generated: bool = False
+    edge_urls: tuple[str, ...] = ("http://127.0.0.1:8080",)
+    control_socket: Path | None = None  # band up's supervisor socket
+    interval_s: float = 2.0  # sampling period of $SRV.STATS, the edge's /metrics, JetStream
+    history: int = 1800  # samples kept (an hour at 2 s)
+    rpc_timeout_s: float = 5.0
+    tail_rate: int = 50  # events per second a browser gets before the tail samples
+    session_ttl_s: float = 12 * 3600.0
+    cookie_secure: bool = False
+    store_service: str = "store"
+    stream_count_limit: int = 100_000  # events read from the stream for the 24 h chart without a store
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def origin(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def check(self) -> None:
+        """Refuse to serve beyond localhost without credentials someone chose."""
+        chosen = (self.token and not self.token_generated) or (self.user and self.password)
+        if not is_loopback(self.host) and not chosen:
+            raise PanelConfigError(
+                f"band panel: refusing to listen on {self.host} without authentication; "
+                "set PANEL_TOKEN (a long random string) or PANEL_USER and PANEL_PASSWORD, or bind to 127.0.0.1"
+            )
+        if bool(self.user) != bool(self.password):
+            raise PanelConfigError("band panel: set both PANEL_USER and PANEL_PASSWORD, or neither")
+        if not 0 < self.port < 65536:
+            raise PanelConfigError(f"band panel: port {self.port} is not a TCP port")
+
+
+def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> PanelConfig:
+    """Settings from ``PANEL_*`` variables; flags given as ``overrides`` win (``None`` = not given)."""
+    env = os.environ if env is None else env
+    values: dict[str, object] = {
+        "host": env.get("PANEL_HOST") or DEFAULT_HOST,
+        "port": int(env.get("PANEL_PORT") or DEFAULT_PORT),
+        "nats_url": env.get("NATS_URL") or None,
+        "token": env.get("PANEL_TOKEN", ""),
+        "user": env.get("PANEL_USER", ""),
+        "password": env.get("PANEL_PASSWORD", ""),
+        "edge_urls": tuple(u.strip() for u in (env.get("PANEL_EDGE_URLS") or "http://127.0.0.1:8080").split(",") if u.strip()),
+        "cookie_secure": env.get("PANEL_COOKIE_SECURE", "") in ("1", "true", "yes"),
+    }
+    socket = env.get("BAND_CONTROL_SOCKET")
+    if socket:
+        values["control_socket"] = Path(socket)
+    elif Path(".band/control.sock").exists():
+        values["control_socket"] = Path(".band/control.sock")
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    if not values["token"] and not values["user"]:
+        values["token"] = secrets.token_urlsafe(24)
+        values["token_generated"] = True
+    config = PanelConfig(**values)  # type: ignore[arg-type]
+    config.check()
+    return config
+
+
+__all__ = ["PanelConfig", "PanelConfigError", "from_env", "is_loopback", "DEFAULT_PORT"]

@@ -1,0 +1,142 @@
+"""Control of ``band up``'s processes: a small HTTP API on a unix socket, and its client.
+
+``band up`` serves it (``./.band/control.sock``, owner-only) and the panel calls it, so
+restart/stop/start work only for processes that ``band up`` itself started, on this
+machine, and nothing of it is reachable over the network or NATS. Each process keeps
+its last log lines for the panel to show.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, AsyncIterator, Protocol, Sequence
+
+import aiohttp
+from aiohttp import web
+
+ACTIONS = ("restart", "stop", "start")
+LOG_LINES = 200
+
+
+class Supervised(Protocol):
+    """What ``band up`` keeps per process (``band.devstack.Child``)."""
+
+    name: str
+    lines: Any  # a deque of the last output lines
+    process: Any
+    started_at: float
+    restarts: int
+
+    async def start(self, width: int) -> None: ...
+    async def stop(self) -> None: ...
+
+
+def describe(child: Supervised, controllable: bool) -> dict[str, Any]:
+    proc = child.process
+    running = proc is not None and proc.returncode is None
+    return {
+        "name": child.name,
+        "state": "running" if running else ("stopped" if proc is None or proc.returncode in (0, -15) else "exited"),
+        "pid": proc.pid if running else None,
+        "exit_code": None if running or proc is None else proc.returncode,
+        "uptime_s": round(time.time() - child.started_at, 1) if running and child.started_at else None,
+        "restarts": child.restarts,
+        "controllable": controllable,
+        "lines": list(child.lines)[-50:],
+    }
+
+
+def control_app(children: Sequence[Supervised], width: int, fixed: Sequence[str] = ("panel",)) -> web.Application:
+    """The API: ``GET /children`` and ``POST /children/<name>/<restart|stop|start>``.
+
+    Processes named in ``fixed`` (the panel itself) are listed but not controlled: the
+    panel would otherwise cut off its own answer.
+    """
+    by_name = {c.name: c for c in children}
+
+    async def listing(_request: web.Request) -> web.Response:
+        return web.json_response({"children": [describe(c, c.name not in fixed) for c in children]})
+
+    async def act(request: web.Request) -> web.Response:
+        name, action = request.match_info["name"], request.match_info["action"]
+        child = by_name.get(name)
+        if child is None:
+            return web.json_response({"error": f"band up started no process named {name!r}"}, status=404)
+        if action not in ACTIONS:
+            return web.json_response({"error": f"unknown action {action!r}: use one of {', '.join(ACTIONS)}"}, status=400)
+        if name in fixed:
+            return web.json_response({"error": f"{name} cannot be controlled from itself; restart band up instead"}, status=409)
+        running = child.process is not None and child.process.returncode is None
+        if action in ("stop", "restart") and running:
+            await child.stop()
+        if action in ("start", "restart") and not (action == "start" and running):
+            await child.start(width)
+            child.restarts += action == "restart"
+        return web.json_response(describe(child, True))
+
+    app = web.Application()
+    app.router.add_get("/children", listing)
+    app.router.add_post("/children/{name}/{action}", act)
+    return app
+
+
+@asynccontextmanager
+async def serving(children: Sequence[Supervised], width: int, path: Path) -> AsyncIterator[Path]:
+    """Serve :func:`control_app` on the unix socket ``path`` until the block ends."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() or path.is_symlink():
+        path.unlink()
+    runner = web.AppRunner(control_app(children, width), access_log=None)
+    await runner.setup()
+    site = web.UnixSite(runner, str(path))
+    old = os.umask(0o177)  # the socket is the owner's alone
+    try:
+        await site.start()
+    finally:
+        os.umask(old)
+    try:
+        yield path
+    finally:
+        await runner.cleanup()
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+
+
+class ControlClient:
+    """The panel's side: talks to ``band up`` over its socket; absent socket = nothing to control."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+
+    @property
+    def available(self) -> bool:
+        return self.path is not None and self.path.exists()
+
+    async def _call(self, method: str, url: str) -> tuple[int, Any]:
+        assert self.path is not None
+        connector = aiohttp.UnixConnector(path=str(self.path))
+        async with aiohttp.ClientSession(connector=connector) as session:
+            async with session.request(method, "http://band-up" + url, timeout=aiohttp.ClientTimeout(total=40)) as resp:
+                return resp.status, await resp.json()
+
+    async def children(self) -> dict[str, Any]:
+        if not self.available:
+            return {"available": False, "children": [], "message": "not started by band up: processes here are shown read-only"}
+        try:
+            _, body = await self._call("GET", "/children")
+        except (aiohttp.ClientError, OSError) as exc:
+            return {"available": False, "children": [], "message": f"band up's control socket does not answer: {exc}"}
+        return {"available": True, **body}
+
+    async def act(self, name: str, action: str) -> tuple[int, Any]:
+        if not self.available:
+            return 409, {"error": "this panel was not started by band up, so it controls no processes"}
+        return await self._call("POST", f"/children/{name}/{action}")
+
+
+__all__ = ["control_app", "serving", "ControlClient", "ACTIONS", "LOG_LINES", "describe"]

@@ -1,0 +1,341 @@
+// band panel: a small hand-written front end over the panel's JSON API. No build step, no dependencies.
+"use strict";
+
+const $ = (sel, root = document) => root.querySelector(sel);
+const esc = (v) => String(v ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+const fmtRate = (r) => (r >= 100 ? r.toFixed(0) : r >= 10 ? r.toFixed(1) : r.toFixed(2));
+const fmtInt = (n) => Number(n || 0).toLocaleString("en-US");
+const fmtBytes = (b) => { const u = ["B", "KB", "MB", "GB", "TB"]; let i = 0; b = Number(b || 0); while (b >= 1024 && i < u.length - 1) { b /= 1024; i++; } return `${b.toFixed(i ? 1 : 0)} ${u[i]}`; };
+const fmtMs = (ms) => (ms == null ? "—" : ms >= 100 ? `${ms.toFixed(0)} ms` : `${ms.toFixed(2)} ms`);
+const fmtAge = (s) => { if (s == null) return "—"; s = Math.max(0, s); if (s < 90) return `${Math.round(s)} s`; if (s < 5400) return `${Math.round(s / 60)} min`; if (s < 172800) return `${(s / 3600).toFixed(1)} h`; return `${(s / 86400).toFixed(1)} d`; };
+const clock = (t) => new Date(t * 1000).toLocaleTimeString();
+
+async function api(path, options = {}) {
+  const init = { credentials: "same-origin", ...options, headers: { ...(options.body ? { "Content-Type": "application/json" } : {}), ...(options.headers || {}) } };
+  const resp = await fetch(path, init);
+  if (resp.status === 401) { location.href = "/login"; throw new Error("logged out"); }
+  const type = resp.headers.get("Content-Type") || "";
+  const body = type.includes("json") ? await resp.json() : await resp.text();
+  if (!resp.ok) throw new Error((body && body.error) || `${resp.status} ${resp.statusText}`);
+  return body;
+}
+
+function toast(text, bad = false) {
+  const el = $("#toast");
+  el.textContent = text;
+  el.className = bad ? "toast bad" : "toast";
+  clearTimeout(toast.timer);
+  toast.timer = setTimeout(() => el.classList.add("hidden"), 4000);
+}
+
+// --- pages and polling -------------------------------------------------------------
+const pages = {};
+let current = null;
+let timer = null;
+
+function show() {
+  const name = (location.hash || "#overview").slice(1);
+  const page = pages[name] ? name : "overview";
+  document.querySelectorAll(".page").forEach((el) => el.classList.toggle("hidden", el.id !== `page-${page}`));
+  document.querySelectorAll("#tabs a").forEach((a) => a.classList.toggle("active", a.dataset.page === page));
+  if (current && pages[current].leave) pages[current].leave();
+  clearInterval(timer);
+  current = page;
+  const p = pages[page];
+  if (p.enter) p.enter();
+  if (p.refresh) { p.refresh(); timer = setInterval(p.refresh, p.every || 2000); }
+}
+
+function setConn(ok, text) {
+  const el = $("#conn");
+  el.textContent = text;
+  el.className = ok ? "conn" : "conn bad";
+}
+
+// --- overview ------------------------------------------------------------------------
+let enrichers = [];
+
+function endpointRow(ep) {
+  const what = ep.role === "handler" ? (ep.path || ep.key) : ep.role === "rpc" ? ep.subject.replace(/^band\.rpc\./, "") : (ep.keys && ep.keys.length ? ep.keys.join(", ") : "every key");
+  const errs = ep.errors ? `<span class="bad">${fmtInt(ep.errors)}</span>` : "0";
+  return `<tr title="${esc(ep.subject)}${ep.last_error ? "\nlast error: " + esc(ep.last_error) : ""}">
+    <td><span class="pill ${esc(ep.role)}">${esc(ep.role || "?")}</span>${ep.durable ? ' <span class="pill">durable</span>' : ""}</td>
+    <td class="mono">${esc(ep.method || ep.name)}</td><td class="mono">${esc(what)}</td>
+    <td class="num">${fmtRate(ep.rate)}/s</td><td class="num">${errs}</td><td class="num">${fmtMs(ep.latency_ms)}</td><td>${ep.spark}</td></tr>`;
+}
+
+function serviceCard(svc) {
+  const up = svc.instances.filter((i) => i.status === "up");
+  const oldest = Math.max(...up.map((i) => i.uptime_s || 0), 0);
+  return `<div class="card service" data-service="${esc(svc.name)}" data-status="${svc.status}">
+    <div class="svc-head"><span class="dot ${svc.status}"></span><h3>${esc(svc.name)}</h3>
+      <span class="muted">v${esc(svc.version)}</span>${svc.roles.map((r) => `<span class="pill ${esc(r)}">${esc(r)}</span>`).join("")}</div>
+    <div class="svc-meta">${up.length} of ${svc.instances.length} instance${svc.instances.length === 1 ? "" : "s"} up · up ${fmtAge(oldest)} · ${fmtRate(svc.rate)} req/s${svc.error_rate ? ` · <span class="bad">${fmtRate(svc.error_rate)} errors/s</span>` : ""}</div>
+    <table class="table compact"><thead><tr><th>Role</th><th>Method</th><th>Key / path</th><th class="num">Rate</th><th class="num">Errors</th><th class="num">Latency</th><th>Last 2 min</th></tr></thead>
+    <tbody>${svc.endpoints.map(endpointRow).join("")}</tbody></table></div>`;
+}
+
+function renderEdge(edges) {
+  if (!edges.length) return '<div class="empty">no edge configured</div>';
+  return edges.map((e) => {
+    if (!e.up) return `<div class="card"><span class="dot down"></span> <b>${esc(e.url)}</b> <span class="bad">${esc(e.error || "no answer")}</span></div>`;
+    const statuses = Object.entries(e.hits_per_s || {}).map(([s, r]) => `<tr><td>HTTP ${esc(s)}</td><td class="num">${fmtRate(r)}/s</td></tr>`).join("") || '<tr><td colspan="2" class="muted">no hits yet</td></tr>';
+    const stages = Object.entries(e.stages || {}).map(([s, v]) => `<tr><td>${esc(s)}</td><td class="num">${fmtMs(v.mean_ms)}</td><td class="num">${v.p95_ms == null ? "—" : "≤ " + fmtMs(v.p95_ms)}</td></tr>`).join("");
+    const timeouts = Object.entries(e.enricher_timeouts || {}).map(([s, n]) => `${esc(s)}: ${fmtInt(n)}`).join(", ") || "none";
+    return `<div class="card edge"><div class="svc-head"><span class="dot up"></span><h3>${esc(e.url)}</h3><span class="muted">${fmtRate(e.total_per_s || 0)} hits/s · ${fmtInt(e.websockets)} sockets</span></div>
+      <div class="two"><table class="table compact"><thead><tr><th>Status</th><th class="num">Hits</th></tr></thead><tbody>${statuses}</tbody></table>
+      <table class="table compact"><thead><tr><th>Stage</th><th class="num">Mean</th><th class="num">p95</th></tr></thead><tbody>${stages}</tbody></table></div>
+      <p class="muted">Enricher timeouts (total): ${timeouts}</p></div>`;
+  }).join("");
+}
+
+function renderJetStream(js) {
+  if (!js.stream) return `<div class="empty">${esc(js.message || "no stream")}</div>`;
+  const s = js.stream;
+  const rows = js.consumers.map((c) => `<tr><td class="mono">${esc(c.name)}</td><td class="mono">${esc(c.filter)}</td>
+    <td class="num ${c.lag ? "bad" : ""}">${fmtInt(c.lag)}</td><td class="num">${fmtInt(c.ack_pending)}</td><td class="num">${fmtInt(c.redelivered)}</td></tr>`).join("")
+    || '<tr><td colspan="5" class="muted">no consumers</td></tr>';
+  return `<div class="card"><div class="svc-head"><h3>${esc(s.name)}</h3><span class="muted">${fmtInt(s.messages)} messages · ${fmtBytes(s.bytes)} · dead letters: <a href="#deadletters">${fmtInt(js.dead_letters)}</a></span></div>
+    <table class="table compact"><thead><tr><th>Consumer</th><th>Filter</th><th class="num">Lag</th><th class="num">Unacked</th><th class="num">Redelivered</th></tr></thead><tbody>${rows}</tbody></table></div>`;
+}
+
+function stat(value, label) { return `<div class="stat"><b>${value}</b><span>${label}</span></div>`; }
+
+pages.overview = {
+  every: 2000,
+  async refresh() {
+    let o;
+    try { o = await api("/api/overview"); setConn(true, `updated ${new Date().toLocaleTimeString()}`); } catch (e) { setConn(false, e.message); return; }
+    enrichers = o.enrichers || [];
+    const up = o.services.filter((s) => s.status === "up").length;
+    const hits = o.edge.reduce((a, e) => a + (e.total_per_s || 0), 0);
+    const lag = (o.jetstream.consumers || []).reduce((a, c) => a + (c.lag || 0), 0);
+    $("#summary").innerHTML = stat(`${up} / ${o.services.length}`, "services up") + stat(fmtInt(o.services.reduce((a, s) => a + s.instances.length, 0)), "instances")
+      + stat(fmtRate(hits), "edge hits/s") + stat(fmtInt(o.jetstream.stream ? o.jetstream.stream.messages : 0), "events in the stream")
+      + stat(fmtInt(lag), "consumer lag") + stat(fmtInt(o.jetstream.dead_letters), "dead letters");
+    $("#services").innerHTML = o.services.map(serviceCard).join("") || '<div class="empty">No service answers $SRV.INFO yet. Start one with <code>band run DIR</code>.</div>';
+    $("#edge").innerHTML = renderEdge(o.edge);
+    $("#jetstream").innerHTML = renderJetStream(o.jetstream);
+    $("#changes tbody").innerHTML = o.changes.map((c) => `<tr><td>${clock(c.time)}</td><td>${esc(c.service)}</td><td class="mono">${esc(c.instance)}</td><td><span class="dot ${c.change}"></span> ${c.change}</td></tr>`).join("")
+      || '<tr><td colspan="4" class="muted">nothing changed since the panel started</td></tr>';
+    const badge = $("#dlq-badge");
+    badge.textContent = o.jetstream.dead_letters;
+    badge.classList.toggle("hidden", !o.jetstream.dead_letters);
+  },
+};
+
+// --- events: the live tail ----------------------------------------------------------------
+const MAX_ROWS = 200;
+let socket = null;
+let paused = false;
+const tailEvents = new Map();
+let tailId = 0;
+
+function renderJson(value, enriched, path = [], indent = "") {
+  // pretty JSON as HTML; the parts enrichers added (data.<enricher>) are marked
+  const inner = indent + "  ";
+  let out;
+  if (Array.isArray(value)) {
+    out = value.length ? `[\n${value.map((v, i) => inner + renderJson(v, enriched, [...path, i], inner)).join(",\n")}\n${indent}]` : "[]";
+  } else if (value && typeof value === "object") {
+    const keys = Object.keys(value);
+    out = keys.length ? `{\n${keys.map((k) => {
+      const line = `${inner}<span class="k">${esc(JSON.stringify(k))}</span>: ${renderJson(value[k], enriched, [...path, k], inner)}`;
+      return path.length === 1 && path[0] === "data" && enriched.includes(k) ? `<span class="enriched" title="added by the ${esc(k)} enricher">${line}</span>` : line;
+    }).join(",\n")}\n${indent}}` : "{}";
+  } else if (typeof value === "string") {
+    out = `<span class="s">${esc(JSON.stringify(value))}</span>`;
+  } else {
+    out = `<span class="n">${esc(JSON.stringify(value))}</span>`;
+  }
+  return out;
+}
+
+function highlightJson(value, enriched) { return `<pre class="json">${renderJson(value, enriched)}</pre>`; }
+
+function showEvent(id, table, detail) {
+  const item = tailEvents.get(id) || dlqCache.get(id);
+  if (!item) return;
+  table.querySelectorAll("tr.selected").forEach((r) => r.classList.remove("selected"));
+  const row = table.querySelector(`tr[data-id="${id}"]`);
+  if (row) row.classList.add("selected");
+  const names = Object.keys((item.event && item.event.data) || {}).filter((k) => enrichers.includes(k));
+  detail.innerHTML = `<p><b class="mono">${esc(item.subject)}</b></p>`
+    + (names.length ? `<p class="muted">Highlighted: what ${names.map(esc).join(", ")} added.</p>` : "")
+    + highlightJson(item.event, enrichers);
+}
+
+function tailSend() {
+  if (socket && socket.readyState === WebSocket.OPEN) {
+    socket.send(JSON.stringify({ prefix: $("#tail-prefix").value.trim(), uid: $("#tail-uid").value.trim(), paused }));
+  }
+}
+
+function tailConnect() {
+  const proto = location.protocol === "https:" ? "wss" : "ws";
+  socket = new WebSocket(`${proto}://${location.host}/api/tail`);
+  socket.onopen = () => { $("#tail-status").textContent = "following in.> …"; tailSend(); };
+  socket.onclose = () => { $("#tail-status").textContent = "disconnected; reconnecting…"; if (current === "events") setTimeout(() => { if (current === "events") tailConnect(); }, 1000); };
+  socket.onmessage = (msg) => {
+    const frame = JSON.parse(msg.data);
+    if (frame.type === "stats") {
+      const el = $("#tail-status");
+      if (paused) el.textContent = "paused";
+      else if (frame.seen > frame.sent) { el.textContent = `sampling: showing ${fmtInt(frame.sent)} of ${fmtInt(frame.seen)} events/s (at most ${frame.rate}/s reach the page)`; el.className = "bad"; }
+      else { el.textContent = `live: ${fmtInt(frame.seen)} events/s, all shown`; el.className = "muted"; }
+      return;
+    }
+    if (frame.type !== "event" || paused) return;
+    const id = `e${++tailId}`;
+    tailEvents.set(id, frame);
+    const ev = frame.event || {};
+    const data = ev.data && typeof ev.data === "object" ? JSON.stringify(ev.data) : "";
+    const tr = document.createElement("tr");
+    tr.className = "clickable event-row";
+    tr.dataset.id = id;
+    tr.innerHTML = `<td>${clock(frame.at)}</td><td class="mono">${esc(frame.subject)}</td><td class="mono">${esc(ev.uid)}</td><td>${esc(ev.channel)}</td><td class="mono">${esc(data.slice(0, 160))}</td>`;
+    const body = $("#tail tbody");
+    body.prepend(tr);
+    while (body.children.length > MAX_ROWS) { tailEvents.delete(body.lastChild.dataset.id); body.lastChild.remove(); }
+  };
+}
+
+pages.events = {
+  enter() { if (!socket || socket.readyState > 1) tailConnect(); },
+  leave() { if (socket) { const s = socket; socket = null; s.onclose = null; s.close(); } },
+};
+
+// --- charts ------------------------------------------------------------------------------------
+pages.charts = {
+  every: 10000,
+  refresh() {
+    const t = Date.now();
+    $("#chart-events").src = `/api/charts/events.svg?t=${t}`;
+    $("#chart-statuses").src = `/api/charts/statuses.svg?t=${t}`;
+    $("#chart-timeouts").src = `/api/charts/timeouts.svg?t=${t}`;
+    $("#charts-note").textContent = "Events per name come from the store when it runs, else from the events stream. Edge charts are sampled by this panel every couple of seconds.";
+  },
+};
+
+// --- store --------------------------------------------------------------------------------------
+async function runSql(csv = false) {
+  const sql = $("#sql").value;
+  const status = $("#sql-status");
+  status.textContent = "running…";
+  status.className = "muted";
+  const started = performance.now();
+  try {
+    if (csv) {
+      const resp = await fetch("/api/store/query?format=csv", { method: "POST", credentials: "same-origin", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ sql }) });
+      if (!resp.ok) throw new Error((await resp.json()).error);
+      const url = URL.createObjectURL(await resp.blob());
+      const a = document.createElement("a");
+      a.href = url; a.download = "query.csv"; document.body.append(a); a.click(); a.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 1000);
+      status.textContent = "CSV downloaded";
+      return;
+    }
+    const result = await api("/api/store/query", { method: "POST", body: JSON.stringify({ sql }) });
+    const cols = result.columns && result.columns.length ? result.columns.map((c) => c.name) : Object.keys(result.rows[0] || {});
+    $("#sql-result").innerHTML = `<thead><tr>${cols.map((c) => `<th>${esc(c)}</th>`).join("")}</tr></thead><tbody>`
+      + result.rows.map((r) => `<tr>${cols.map((c) => `<td class="${typeof r[c] === "number" ? "num" : ""}">${esc(typeof r[c] === "object" && r[c] !== null ? JSON.stringify(r[c]) : r[c])}</td>`).join("")}</tr>`).join("") + "</tbody>";
+    status.textContent = `${fmtInt(result.rows.length)} row${result.rows.length === 1 ? "" : "s"} in ${Math.round(performance.now() - started)} ms`;
+  } catch (e) {
+    status.textContent = e.message;
+    status.className = "bad";
+  }
+}
+
+pages.store = {
+  async enter() {
+    if ($("#saved").children.length) return;
+    try {
+      const { queries } = await api("/api/store/saved");
+      for (const q of queries) {
+        const b = document.createElement("button");
+        b.type = "button"; b.textContent = q.title;
+        b.onclick = () => { $("#sql").value = q.sql; runSql(); };
+        $("#saved").append(b);
+      }
+    } catch (e) { toast(e.message, true); }
+  },
+};
+
+// --- dead letters --------------------------------------------------------------------------------
+const dlqCache = new Map();
+
+async function dlqAction(seq, action) {
+  try {
+    await api(`/api/deadletters/${seq}/${action}`, { method: "POST" });
+    toast(action === "replay" ? `dead letter ${seq} replayed into the stream` : `dead letter ${seq} dropped`);
+    $("#dlq-detail").innerHTML = '<p class="muted">Click a dead letter to inspect it.</p>';
+    pages.deadletters.refresh();
+  } catch (e) { toast(e.message, true); }
+}
+
+pages.deadletters = {
+  every: 5000,
+  async refresh() {
+    let list;
+    try { list = await api("/api/deadletters"); } catch (e) { $("#dlq-note").textContent = e.message; return; }
+    $("#dlq-note").textContent = list.total ? `${fmtInt(list.total)} dead letter${list.total === 1 ? "" : "s"}${list.total > list.letters.length ? ` (the oldest ${list.letters.length} shown)` : ""}. Replay publishes the event again on its key: every listener of that key receives it again.`
+      : "No dead letters. A durable listener that keeps failing on an event puts it here.";
+    $("#dlq tbody").innerHTML = list.letters.map((l) => `<tr class="clickable dlq-row" data-id="d${l.seq}" data-seq="${l.seq}"><td>${l.seq}</td><td>${esc(l.time ? new Date(l.time).toLocaleString() : "")}</td>
+      <td>${esc(l.service)}</td><td class="mono">${esc(l.method)}</td><td class="mono">${esc(l.key)}</td><td class="bad">${esc(l.error).slice(0, 80)}</td>
+      <td><button type="button" data-act="replay" data-seq="${l.seq}">Replay</button> <button type="button" class="danger" data-act="drop" data-seq="${l.seq}">Drop</button></td></tr>`).join("")
+      || '<tr><td colspan="7" class="muted">none</td></tr>';
+  },
+};
+
+// --- control ----------------------------------------------------------------------------------------
+async function controlAction(name, action, button) {
+  button.disabled = true;
+  try {
+    await api(`/api/control/${encodeURIComponent(name)}/${action}`, { method: "POST" });
+    toast(`${name}: ${action} done`);
+  } catch (e) { toast(e.message, true); }
+  pages.control.refresh();
+}
+
+pages.control = {
+  every: 2000,
+  async refresh() {
+    let c;
+    try { c = await api("/api/control"); } catch (e) { $("#control-note").textContent = e.message; return; }
+    $("#control-note").textContent = c.available ? "Processes started by band up on this machine. Instances running elsewhere are on the Overview page, read-only."
+      : c.message;
+    $("#control").innerHTML = c.children.map((p) => `<div class="card proc" data-proc="${esc(p.name)}" data-state="${p.state}">
+      <div class="svc-head"><span class="dot ${p.state}"></span><h3>${esc(p.name)}</h3><span class="muted">${esc(p.state)}${p.pid ? ` · pid ${p.pid}` : ""}${p.uptime_s != null ? ` · up ${fmtAge(p.uptime_s)}` : ""}${p.exit_code != null ? ` · exit ${p.exit_code}` : ""} · restarts ${p.restarts}</span></div>
+      ${p.controllable ? `<div class="actions"><button type="button" data-ctl="restart" data-name="${esc(p.name)}">Restart</button>
+        <button type="button" class="secondary" data-ctl="stop" data-name="${esc(p.name)}" ${p.state === "running" ? "" : "disabled"}>Stop</button>
+        <button type="button" class="secondary" data-ctl="start" data-name="${esc(p.name)}" ${p.state === "running" ? "disabled" : ""}>Start</button></div>` : '<p class="muted">this panel: restart band up to restart it</p>'}
+      <pre class="logs">${esc(p.lines.slice(-12).join("\n")) || "no output yet"}</pre></div>`).join("");
+    document.querySelectorAll("#control .logs").forEach((el) => { el.scrollTop = el.scrollHeight; });
+  },
+};
+
+// --- wiring -------------------------------------------------------------------------------------------
+document.addEventListener("DOMContentLoaded", () => {
+  window.addEventListener("hashchange", show);
+  $("#tail-pause").onclick = () => { paused = !paused; $("#tail-pause").textContent = paused ? "Resume" : "Pause"; tailSend(); };
+  $("#tail-clear").onclick = () => { $("#tail tbody").innerHTML = ""; tailEvents.clear(); };
+  $("#tail-prefix").onchange = tailSend;
+  $("#tail-uid").onchange = tailSend;
+  $("#tail").onclick = (e) => { const tr = e.target.closest("tr[data-id]"); if (tr) showEvent(tr.dataset.id, $("#tail"), $("#tail-detail")); };
+  $("#sql-run").onclick = () => runSql(false);
+  $("#sql-csv").onclick = () => runSql(true);
+  $("#sql").onkeydown = (e) => { if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) { e.preventDefault(); runSql(false); } };
+  $("#dlq").onclick = async (e) => {
+    const act = e.target.closest("button[data-act]");
+    if (act) { await dlqAction(act.dataset.seq, act.dataset.act); return; }
+    const tr = e.target.closest("tr[data-seq]");
+    if (!tr) return;
+    try {
+      const letter = await api(`/api/deadletters/${tr.dataset.seq}`);
+      dlqCache.set(`d${letter.seq}`, { subject: `${letter.key} → ${letter.method} (${letter.service}): ${letter.error}`, event: letter.event ?? { raw_base64: letter.raw_base64 } });
+      showEvent(`d${letter.seq}`, $("#dlq"), $("#dlq-detail"));
+    } catch (err) { toast(err.message, true); }
+  };
+  $("#control").onclick = (e) => { const b = e.target.closest("button[data-ctl]"); if (b) controlAction(b.dataset.name, b.dataset.ctl, b); };
+  show();
+});
