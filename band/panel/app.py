@@ -24,7 +24,7 @@ from aiohttp import web
 from ..connect import connect
 from ..stream import ensure_dlq_stream
 from . import api
-from .auth import COOKIE, Auth, Handler
+from .auth import COOKIE, Auth
 from .config import PanelConfig, PanelConfigError, from_env
 from .control import ControlClient
 from .sampler import Sampler
@@ -117,17 +117,16 @@ async def tail(request: web.Request) -> web.StreamResponse:
     return await request.app[TAIL].handle(request)
 
 
-@web.middleware
-async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
-    resp = await handler(request)
+async def security_headers(_request: web.Request, resp: web.StreamResponse) -> None:
+    """On every answer, errors included: no framing, no sniffing, scripts only from here."""
     resp.headers.update(SECURITY_HEADERS)
-    return resp
 
 
 def make_app(config: PanelConfig) -> web.Application:
     """The panel's app; NATS is connected on startup (``runner.setup()``)."""
     auth = Auth(config)
-    app = web.Application(middlewares=[security_headers, auth.middleware], client_max_size=4 * 1024 * 1024)
+    app = web.Application(middlewares=[auth.middleware], client_max_size=4 * 1024 * 1024)
+    app.on_response_prepare.append(security_headers)
     app[api.CONFIG] = config
     app[AUTH] = auth
     app[api.CONTROL] = ControlClient(config.control_socket)

@@ -25,7 +25,7 @@ from .. import wire
 QUEUE = 256  # frames waiting for a slow browser before new ones are dropped
 
 
-@dataclass
+@dataclass(eq=False)  # identity: one per socket, kept in a set
 class Watcher:
     """One browser's socket and what it asked to see."""
 
