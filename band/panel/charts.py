@@ -88,7 +88,7 @@ def _hhmm(ts: float) -> str:
 
 
 def stacked_bars(
-    times: Sequence[float], series: Mapping[str, Sequence[float]], title: str, width: int = 960, height: int = 300, unit: str = ""
+    times: Sequence[float], series: Mapping[str, Sequence[float]], title: str, width: int = 1300, height: int = 320, unit: str = ""
 ) -> str:
     """One bar per time bucket, one colour per series, stacked; a legend under the plot."""
     left, bottom = 48, 44
@@ -121,7 +121,7 @@ def stacked_bars(
 
 
 def lines(
-    times: Sequence[float], series: Mapping[str, Sequence[float]], title: str, width: int = 960, height: int = 260,
+    times: Sequence[float], series: Mapping[str, Sequence[float]], title: str, width: int = 1300, height: int = 260,
     unit: str = "", colours: dict[str, str] | None = None,
 ) -> str:
     """One line per series over ``times`` (oldest first)."""
@@ -141,7 +141,7 @@ def lines(
     if len(times) > 1:
         for i in range(5):
             t = times[0] + span * i / 4
-            parts.append(f'<text x="{left + plot_w * i / 4:.1f}" y="{28 + plot_h + 14}" fill="#6b7280" text-anchor="{"start" if i == 0 else "middle"}">{time.strftime("%H:%M:%S", time.localtime(t))}</text>')
+            parts.append(f'<text x="{left + plot_w * i / 4:.1f}" y="{28 + plot_h + 14}" fill="#6b7280" text-anchor="{"start" if i == 0 else "end" if i == 4 else "middle"}">{time.strftime("%H:%M:%S", time.localtime(t))}</text>')
     if not names or len(times) < 2:
         parts.append(f'<text x="{width / 2:.0f}" y="{28 + plot_h / 2:.0f}" text-anchor="middle" fill="#9ca3af">collecting samples…</text>')
     parts += _legend(names, fills, left, height - 8)

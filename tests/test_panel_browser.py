@@ -1,0 +1,174 @@
+"""The panel in a real browser over a real ``band up``: NATS, the edge, services and the panel
+as processes. Headless Chromium (the system's, never a downloaded one) logs in, watches a
+service disappear and come back, sees a hit in the live tail, runs SQL, restarts a service,
+and saves a screenshot of every page into docs/panel/."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import signal
+import sys
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import aiohttp
+import pytest
+
+from band.natsserver import free_port
+from conftest import wait_for
+
+CHROMIUM = "/usr/bin/chromium"
+ROOT = Path(__file__).resolve().parents[1]
+SHOTS = ROOT / "docs" / "panel"
+SERVICES = Path(__file__).parent / "panel_services"
+TOKEN = "browser-token-0123456789"
+VIEWPORT = {"width": 1366, "height": 800}
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium at /usr/bin/chromium"),
+]
+
+
+@pytest.fixture
+async def stack(tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
+    """``band up`` of the greeter and a stand-in store, with the panel on a free port."""
+    services = tmp_path / "services"
+    for name in ("greeter", "store", "tagger"):
+        shutil.copytree(SERVICES / name, services / name)
+    edge, panel = free_port(), free_port()
+    lines: list[str] = []
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "band", "up", str(services), "--port", str(edge), "--panel-port", str(panel), "--data", str(tmp_path / ".band"),
+        env={**os.environ, "NATS_URL": f"nats://127.0.0.1:{free_port()}", "PANEL_TOKEN": TOKEN},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=tmp_path,
+    )
+
+    async def read() -> None:
+        assert proc.stdout is not None
+        async for line in proc.stdout:
+            lines.append(line.decode("utf-8", "replace"))
+
+    reader = asyncio.ensure_future(read())
+    try:
+        await wait_for(lambda: any("band is up" in line for line in lines), timeout=90, what="band up to start")
+        yield {"edge": f"http://127.0.0.1:{edge}", "panel": f"http://127.0.0.1:{panel}", "lines": lines}
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                await asyncio.wait_for(proc.wait(), 60)
+            except asyncio.TimeoutError:
+                proc.kill()
+                await proc.wait()
+        reader.cancel()
+
+
+async def test_panel_in_a_browser(stack: dict[str, Any]) -> None:
+    playwright_api = pytest.importorskip("playwright.async_api")
+    edge, base = stack["edge"], stack["panel"]
+    assert f"panel: {base}/login" in "".join(stack["lines"])
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    async with aiohttp.ClientSession() as http:
+
+        async def hit(path: str) -> bool:
+            try:
+                async with http.get(edge + path) as resp:
+                    return resp.status == 200 and (await resp.json()) == {"hello": "panel"}
+            except (aiohttp.ClientError, ValueError):
+                return False
+
+        await wait_for(lambda: hit("/greeter/hello?who=panel"), timeout=60, what="greeter answering through the edge")
+        for i in range(30):
+            await hit(f"/greeter/hello?who=panel&n={i}")
+        async with http.get(edge + "/greeter/fail?why=demo") as resp:  # the picky listener dead-letters it
+            await resp.read()
+
+        async with playwright_api.async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+            page = await browser.new_page(viewport=VIEWPORT)
+            try:
+                await run_pages(page, base, hit)
+            finally:
+                await browser.close()
+
+
+async def run_pages(page: Any, base: str, hit: Any) -> None:
+    # log in
+    await page.goto(f"{base}/")
+    assert page.url.endswith("/login")
+    await page.fill("input[name=token]", TOKEN)
+    await page.click("button[type=submit]")
+    await page.wait_for_url(f"{base}/")
+
+    # overview: the services, their rates
+    greeter = page.locator('.service[data-service="greeter"][data-status="up"]')
+    await greeter.wait_for(timeout=20_000)
+    await page.locator('.service[data-service="store"]').wait_for(timeout=20_000)
+    for i in range(20):
+        await hit(f"/greeter/hello?who=panel&m={i}")
+    await page.locator(".edge").first.wait_for(timeout=20_000)
+    await page.wait_for_timeout(2500)  # let two samples pass so the rates have something to show
+    await page.screenshot(path=str(SHOTS / "overview.png"), full_page=False)
+
+    # events: a hit appears in the live tail
+    await page.click("a[data-page=events]")
+    await page.locator("#tail-status", has_text=re.compile("following|live")).wait_for()
+    deadline = asyncio.get_running_loop().time() + 20
+    row = page.locator("#tail tr.event-row", has_text="in.gen.greeter.hello")
+    while await row.count() == 0:
+        assert asyncio.get_running_loop().time() < deadline, "no hit reached the live tail"
+        await hit("/greeter/hello?who=panel&live=1")
+        await page.wait_for_timeout(200)
+    for i in range(8):
+        await hit(f"/greeter/hello?who=panel&page=/products/{i}")
+    await page.locator("#tail tr.event-row").nth(6).wait_for(timeout=20_000)
+    await row.first.click()
+    await page.locator("#tail-detail pre.json").wait_for()
+    assert "in.gen.greeter.hello" in await page.locator("#tail-detail").inner_text()
+    await page.locator("#tail-detail .enriched", has_text="segment").wait_for(timeout=10_000)  # the enricher's part, highlighted
+    await page.screenshot(path=str(SHOTS / "events.png"))
+
+    # charts
+    charts: list[str] = []
+    page.on("response", lambda r: charts.append(r.url.split("?")[0].rsplit("/", 1)[-1]) if "/api/charts/" in r.url and r.status == 200 else None)
+    await page.click("a[data-page=charts]")
+    await wait_for(lambda: {"events.svg", "statuses.svg", "timeouts.svg"} <= set(charts), timeout=30, what="the three charts")
+    await page.wait_for_load_state("networkidle")
+    await page.screenshot(path=str(SHOTS / "charts.png"), full_page=True)
+
+    # store: a SQL query, its table
+    await page.click("a[data-page=store]")
+    await page.locator("#saved button").first.wait_for()
+    await page.fill("#sql", "SELECT service, name, count(*) AS events FROM stats.events GROUP BY service, name ORDER BY events DESC")
+    await page.click("#sql-run")
+    await page.locator("#sql-result td", has_text="greeter").first.wait_for(timeout=20_000)
+    assert "rows in" in await page.locator("#sql-status").inner_text() or "row in" in await page.locator("#sql-status").inner_text()
+    await page.screenshot(path=str(SHOTS / "store.png"))
+
+    # dead letters: the picky listener's failure, inspected
+    await page.click("a[data-page=deadletters]")
+    letter = page.locator("#dlq tr.dlq-row", has_text="in.gen.greeter.fail")
+    await letter.first.wait_for(timeout=30_000)
+    await letter.first.locator("td").first.click()
+    await page.locator("#dlq-detail pre.json").wait_for()
+    await page.screenshot(path=str(SHOTS / "deadletters.png"))
+
+    # control: restart greeter, then stop it (it disappears) and start it (it comes back)
+    await page.click("a[data-page=control]")
+    card = page.locator('.proc[data-proc="greeter"]')
+    await card.wait_for()
+    await card.locator("button[data-ctl=restart]").click()
+    await page.locator('.proc[data-proc="greeter"][data-state="running"]', has_text="restarts 1").wait_for(timeout=30_000)
+    await page.screenshot(path=str(SHOTS / "control.png"))
+    await card.locator("button[data-ctl=stop]").click()
+    await page.locator('.proc[data-proc="greeter"][data-state="stopped"]').wait_for(timeout=30_000)
+    await page.click("a[data-page=overview]")
+    await page.locator('.service[data-service="greeter"][data-status="down"]').wait_for(timeout=20_000)
+    await page.click("a[data-page=control]")
+    await page.locator('.proc[data-proc="greeter"] button[data-ctl=start]:not([disabled])').click()
+    await page.click("a[data-page=overview]")
+    await page.locator('.service[data-service="greeter"][data-status="up"]').wait_for(timeout=30_000)
