@@ -41,10 +41,10 @@ ERROR_HEADER: Final = "Nats-Service-Error"  # ADR-32: error description
 ERROR_CODE_HEADER: Final = "Nats-Service-Error-Code"  # ADR-32: numeric code
 MSG_ID_HEADER: Final = "Nats-Msg-Id"  # JetStream de-duplication
 SERVICE_HEADER: Final = "Band-Service"  # who answered (enricher replies, dead letters)
-DLQ_SUBJECT_HEADER: Final = "Band-Subject"  # dead letters: the event's key
-DLQ_METHOD_HEADER: Final = "Band-Method"  # dead letters: the listener that gave up
 STATUS_HEADER: Final = "Status"  # set by NATS itself on status messages
 NO_RESPONDERS_STATUS: Final = "503"  # ...such as "nobody subscribes to that request subject"
+DLQ_SUBJECT_HEADER: Final = "Band-Subject"  # a dead letter: the subject the event came on
+DLQ_METHOD_HEADER: Final = "Band-Method"  # ...and the listener that gave up on it
 
 # --- endpoint metadata (values are strings, as ADR-32 requires) -------------------
 ROLE_HANDLER: Final = "handler"

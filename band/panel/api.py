@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
+import time
 from typing import Any
 
 from aiohttp import web
@@ -57,9 +59,28 @@ async def jetstream_state(request: web.Request) -> web.Response:
 
 
 # --- charts -----------------------------------------------------------------------------
+class ChartCache:
+    """The 24-hour counts, computed at most once a minute however many pages ask."""
+
+    TTL_S = 60.0
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.at = -self.TTL_S
+        self.data: dict[str, Any] = {}
+
+
+CHART_CACHE: web.AppKey[ChartCache] = web.AppKey("chart_cache", ChartCache)
+
+
 async def events_chart_data(request: web.Request) -> dict[str, Any]:
-    config = request.app[CONFIG]
-    return await eventcounts.events_per_name(request.app[NC], config.store_service, config.stream_count_limit)
+    config, cache = request.app[CONFIG], request.app[CHART_CACHE]
+    async with cache.lock:
+        now = time.monotonic()
+        if now - cache.at >= cache.TTL_S or request.query.get("fresh") == "1":
+            cache.data = await eventcounts.events_per_name(request.app[NC], config.store_service, config.stream_count_limit)
+            cache.at = now
+        return cache.data
 
 
 def _edge_series(request: web.Request, index: int) -> tuple[list[float], dict[str, list[float]]]:
@@ -200,6 +221,7 @@ async def json_rpc(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
+    app[CHART_CACHE] = ChartCache()
     r = app.router
     r.add_get("/api/overview", overview)
     r.add_get("/api/services", services)
