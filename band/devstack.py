@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 import signal
 import sys
-import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,9 +68,7 @@ class Child:
     env: dict[str, str]
     process: asyncio.subprocess.Process | None = None
     pump: asyncio.Task[None] | None = None
-    lines: deque[str] = field(default_factory=lambda: deque(maxlen=200))  # the panel shows them
-    started_at: float = 0.0
-    restarts: int = 0
+    last: deque[str] = field(default_factory=lambda: deque(maxlen=200))  # the panel shows them
 
     async def start(self, width: int) -> None:
         self.process = await asyncio.create_subprocess_exec(
@@ -80,7 +76,6 @@ class Child:
             start_new_session=True,  # Ctrl-C reaches us only; we stop children in order
             preexec_fn=die_with_parent,  # ...and if we die, they follow
         )
-        self.started_at = time.time()
         self.pump = asyncio.get_running_loop().create_task(self._pump(width))
 
     async def _pump(self, width: int) -> None:
@@ -88,11 +83,11 @@ class Child:
         prefix = f"{self.name:>{width}} | "
         async for line in self.process.stdout:
             text = line.decode("utf-8", "replace").rstrip("\n")
-            self.lines.append(text)
+            self.last.append(text)
             sys.stdout.write(prefix + text + "\n")
             sys.stdout.flush()
         code = await self.process.wait()
-        self.lines.append(f"exited with {code}")
+        self.last.append(f"exited with {code}")
         sys.stdout.write(f"{prefix}exited with {code}\n")
 
     async def stop(self) -> None:
@@ -141,12 +136,7 @@ async def _up(services: list[Path], port: int, data: Path, panel_port: int = 808
     children = [edge] + [
         Child(p.stem if p.is_file() else p.name, [sys.executable, "-m", "band", "run", str(p)], env) for p in services
     ]
-    from .panel.control import serving
-
-    token = os.environ.get("PANEL_TOKEN") or secrets.token_urlsafe(24)
-    socket = (data / "control.sock").absolute()
-    panel_env = {**env, "PANEL_TOKEN": token, "PANEL_EDGE_URLS": f"http://127.0.0.1:{port}", "BAND_CONTROL_SOCKET": str(socket)}
-    panel = Child("panel", [sys.executable, "-m", "band", "panel", "--port", str(panel_port)], panel_env)
+    from .panel.uphook import panel_beside
     try:
         await edge.start(width)
         if not await _wait_port(port, edge):
@@ -154,11 +144,8 @@ async def _up(services: list[Path], port: int, data: Path, panel_port: int = 808
             return 1
         for child in children[1:]:
             await child.start(width)
-        async with serving(children + [panel], width, socket):
-            await panel.start(width)
-            children.append(panel)
-            login = f"http://127.0.0.1:{panel_port}/login" + ("" if os.environ.get("PANEL_TOKEN") else f"?token={token}")
-            print(f"\nband is up\n  NATS: {url}\n  edge: http://127.0.0.1:{port}/\n  panel: {login}\n  services: "
+        async with panel_beside(children, width, data, env, port, panel_port, Child) as panel:
+            print(f"\nband is up\n  NATS: {url}\n  edge: http://127.0.0.1:{port}/\n  panel: {panel}\n  services: "
                   f"{', '.join(c.name for c in children[1:-1]) or 'none'}\nCtrl-C stops everything.\n", flush=True)
             await stop.wait()
             print("\nstopping…", flush=True)

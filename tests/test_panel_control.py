@@ -27,7 +27,7 @@ async def test_restart_stop_start_with_last_lines(tmp_path: Path) -> None:
         async with serving([child, panel], 8, socket):
             assert socket.stat().st_mode & 0o077 == 0, "only band up's user may open the socket"
             client = ControlClient(socket)
-            await wait_for(lambda: "ready" in child.lines, timeout=10, what="the child's first line")
+            await wait_for(lambda: "ready" in child.last, timeout=10, what="the child's first line")
             listing = await client.children()
             first = {c["name"]: c for c in listing["children"]}["sleeper"]
             assert listing["available"] and first["state"] == "running" and first["lines"] == ["ready"]

@@ -8,11 +8,13 @@ its last log lines for the panel to show.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import os
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator, Protocol, Sequence
+from typing import Any, AsyncIterator, Callable, Protocol, Sequence
 
 import aiohttp
 from aiohttp import web
@@ -22,30 +24,50 @@ LOG_LINES = 200
 
 
 class Supervised(Protocol):
-    """What ``band up`` keeps per process (``band.devstack.Child``)."""
+    """What ``band up`` keeps per process: a name, the process, its last output lines,
+    and ``start``/``stop`` (plain or async functions: either is awaited properly)."""
 
     name: str
-    lines: Any  # a deque of the last output lines
-    process: Any
-    started_at: float
-    restarts: int
+    last: Any  # a deque of the last output lines
+    process: Any  # asyncio.subprocess.Process or subprocess.Popen
 
-    async def start(self, width: int) -> None: ...
-    async def stop(self) -> None: ...
+    def start(self, width: int) -> Any: ...
+    def stop(self) -> Any: ...
 
 
-def describe(child: Supervised, controllable: bool) -> dict[str, Any]:
+async def _call(fn: Callable[..., Any], *args: Any) -> None:
+    if inspect.iscoroutinefunction(fn):
+        await fn(*args)
+    else:  # band up's blocking start/stop: off the loop
+        await asyncio.to_thread(fn, *args)
+
+
+def _returncode(process: Any) -> int | None:
+    poll = getattr(process, "poll", None)
+    return poll() if callable(poll) else process.returncode  # type: ignore[no-any-return]
+
+
+def _started(pid: int) -> float | None:
+    try:
+        return os.stat(f"/proc/{pid}").st_ctime
+    except OSError:
+        return None
+
+
+def describe(child: Supervised, controllable: bool, restarts: int = 0) -> dict[str, Any]:
     proc = child.process
-    running = proc is not None and proc.returncode is None
+    code = None if proc is None else _returncode(proc)
+    running = proc is not None and code is None
+    started = _started(proc.pid) if running else None
     return {
         "name": child.name,
-        "state": "running" if running else ("stopped" if proc is None or proc.returncode in (0, -15) else "exited"),
+        "state": "running" if running else ("stopped" if proc is None or code in (0, -15) else "exited"),
         "pid": proc.pid if running else None,
-        "exit_code": None if running or proc is None else proc.returncode,
-        "uptime_s": round(time.time() - child.started_at, 1) if running and child.started_at else None,
-        "restarts": child.restarts,
+        "exit_code": None if running else code,
+        "uptime_s": round(time.time() - started, 1) if started else None,
+        "restarts": restarts,
         "controllable": controllable,
-        "lines": list(child.lines)[-50:],
+        "lines": list(child.last)[-50:],
     }
 
 
@@ -56,9 +78,10 @@ def control_app(children: Sequence[Supervised], width: int, fixed: Sequence[str]
     panel would otherwise cut off its own answer.
     """
     by_name = {c.name: c for c in children}
+    restarts: dict[str, int] = {}
 
     async def listing(_request: web.Request) -> web.Response:
-        return web.json_response({"children": [describe(c, c.name not in fixed) for c in children]})
+        return web.json_response({"children": [describe(c, c.name not in fixed, restarts.get(c.name, 0)) for c in children]})
 
     async def act(request: web.Request) -> web.Response:
         name, action = request.match_info["name"], request.match_info["action"]
@@ -69,13 +92,13 @@ def control_app(children: Sequence[Supervised], width: int, fixed: Sequence[str]
             return web.json_response({"error": f"unknown action {action!r}: use one of {', '.join(ACTIONS)}"}, status=400)
         if name in fixed:
             return web.json_response({"error": f"{name} cannot be controlled from itself; restart band up instead"}, status=409)
-        running = child.process is not None and child.process.returncode is None
+        running = child.process is not None and _returncode(child.process) is None
         if action in ("stop", "restart") and running:
-            await child.stop()
+            await _call(child.stop)
         if action in ("start", "restart") and not (action == "start" and running):
-            await child.start(width)
-            child.restarts += action == "restart"
-        return web.json_response(describe(child, True))
+            await _call(child.start, width)
+            restarts[name] = restarts.get(name, 0) + (action == "restart")
+        return web.json_response(describe(child, True, restarts.get(name, 0)))
 
     app = web.Application()
     app.router.add_get("/children", listing)
