@@ -110,6 +110,8 @@ async def run_pages(page: Any, base: str, hit: Any) -> None:
     await page.locator('.service[data-service="store"]').wait_for(timeout=20_000)
     for i in range(20):
         await hit(f"/greeter/hello?who=panel&m={i}")
+    for i in range(3):  # past the enrich deadline: enricher timeouts on the charts
+        await hit(f"/greeter/hello?who=panel&slow=1&n={i}")
     await page.locator(".edge").first.wait_for(timeout=20_000)
     await page.wait_for_timeout(2500)  # let two samples pass so the rates have something to show
     await page.screenshot(path=str(SHOTS / "overview.png"), full_page=False)

@@ -111,9 +111,11 @@ async def chart_svg(request: web.Request) -> web.Response:
         times, series = _edge_series(request, 1 if which == "statuses" else 2)
         if which == "statuses":
             colours = {s: charts.status_colour(s, i) for i, s in enumerate(series)}
-            svg = charts.lines(times, series, "Edge hits per second by HTTP status (since the panel started)", unit="hits/s", colours=colours)
+            svg = charts.lines(times, series, "Edge hits per second by HTTP status (since the panel started)", unit="hits/s",
+                              colours=colours, empty="no hits yet")
         else:
-            svg = charts.lines(times, series, "Enricher timeouts per second, by enricher (since the panel started)", unit="timeouts/s")
+            svg = charts.lines(times, series, "Enricher timeouts per second, by enricher (since the panel started)", unit="timeouts/s",
+                              empty="no enricher missed its deadline")
     else:
         raise web.HTTPNotFound()
     return web.Response(text=svg, content_type="image/svg+xml", headers={"Cache-Control": "no-store"})

@@ -122,7 +122,7 @@ def stacked_bars(
 
 def lines(
     times: Sequence[float], series: Mapping[str, Sequence[float]], title: str, width: int = 1300, height: int = 260,
-    unit: str = "", colours: dict[str, str] | None = None,
+    unit: str = "", colours: dict[str, str] | None = None, empty: str = "",
 ) -> str:
     """One line per series over ``times`` (oldest first)."""
     left, bottom = 48, 44
@@ -143,7 +143,8 @@ def lines(
             t = times[0] + span * i / 4
             parts.append(f'<text x="{left + plot_w * i / 4:.1f}" y="{28 + plot_h + 14}" fill="#6b7280" text-anchor="{"start" if i == 0 else "end" if i == 4 else "middle"}">{time.strftime("%H:%M:%S", time.localtime(t))}</text>')
     if not names or len(times) < 2:
-        parts.append(f'<text x="{width / 2:.0f}" y="{28 + plot_h / 2:.0f}" text-anchor="middle" fill="#9ca3af">collecting samples…</text>')
+        note = "collecting samples…" if len(times) < 2 else (empty or "nothing yet")
+        parts.append(f'<text x="{width / 2:.0f}" y="{28 + plot_h / 2:.0f}" text-anchor="middle" fill="#9ca3af">{escape(note)}</text>')
     parts += _legend(names, fills, left, height - 8)
     parts.append("</svg>")
     return "".join(parts)
