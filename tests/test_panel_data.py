@@ -11,7 +11,7 @@ from typing import Any, AsyncIterator
 import aiohttp
 
 from band import wire
-from band.natsserver import free_port
+from band.natsserver import NatsServer, free_port
 from band.panel import edgemetrics
 from band.panel.app import running
 from band.panel.config import PanelConfig
@@ -190,3 +190,26 @@ async def test_events_per_name_from_the_stream_without_a_store(nats_url: str, nc
         assert len(data["times"]) == 96 and sum(data["series"]["chart.view"]) >= 3
         async with http.get(f"{base}/api/charts/events.svg") as resp:
             assert "chart.view" in await resp.text()
+
+
+async def test_without_jetstream_the_pages_say_so(tmp_path: Path) -> None:
+    conf = tmp_path / "plain.conf"
+    conf.write_text("# core NATS only: no jetstream block\n")
+    with NatsServer(store_dir=tmp_path, config=conf) as server:
+        async with serve(SERVICES / "tagger", server.url), panel(server.url) as base, aiohttp.ClientSession(headers=AUTH) as http:
+
+            async def overview() -> dict[str, Any]:
+                async with http.get(f"{base}/api/overview") as resp:
+                    assert resp.status == 200
+                    return dict(await resp.json())
+
+            await wait_for(lambda: _named(overview, "tagger"), timeout=10, what="the service, JetStream or not")
+            assert "JetStream" in (await overview())["jetstream"]["message"]
+            async with http.get(f"{base}/api/deadletters") as resp:
+                assert resp.status == 503 and "JetStream" in (await resp.json())["error"]
+            async with http.get(f"{base}/api/charts?fresh=1") as resp:
+                assert resp.status == 200 and (await resp.json())["events"]["series"] == {}
+
+
+async def _named(overview: Any, name: str) -> bool:
+    return any(s["name"] == name for s in (await overview())["services"])

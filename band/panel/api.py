@@ -10,6 +10,8 @@ import time
 from typing import Any
 
 from aiohttp import web
+import nats.errors
+import nats.js.errors
 from nats.aio.client import Client
 from nats.js.errors import NotFoundError
 
@@ -220,6 +222,15 @@ async def json_rpc(request: web.Request) -> web.Response:
     if answer is None:
         return web.Response(status=204)
     return web.json_response(answer)
+
+
+@web.middleware
+async def nats_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """NATS or JetStream trouble (down, JetStream off, a timeout) as a 503 that says so."""
+    try:
+        return await handler(request)  # type: ignore[no-any-return]
+    except (nats.errors.Error, nats.js.errors.Error) as exc:
+        return _error(503, f"NATS/JetStream did not answer ({type(exc).__name__}: {exc}); is nats-server running with JetStream (-js)?")
 
 
 def add_routes(app: web.Application) -> None:

@@ -125,7 +125,7 @@ async def security_headers(_request: web.Request, resp: web.StreamResponse) -> N
 def make_app(config: PanelConfig) -> web.Application:
     """The panel's app; NATS is connected on startup (``runner.setup()``)."""
     auth = Auth(config)
-    app = web.Application(middlewares=[auth.middleware], client_max_size=4 * 1024 * 1024)
+    app = web.Application(middlewares=[auth.middleware, api.nats_errors], client_max_size=4 * 1024 * 1024)
     app.on_response_prepare.append(security_headers)
     app[api.CONFIG] = config
     app[AUTH] = auth

@@ -12,6 +12,8 @@ import datetime as _dt
 import time
 from typing import Any
 
+import nats.errors
+import nats.js.errors
 from nats.aio.client import Client
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
@@ -107,9 +109,13 @@ async def events_per_name(nc: Client, store_service: str, limit: int) -> dict[st
     try:
         return await from_store(nc, store_service)
     except (RPCError, KeyError, TypeError, ValueError) as exc:
+        reason = str(getattr(exc, "message", exc))
+    try:
         result = await from_stream(nc, limit)
-        result["store_error"] = str(getattr(exc, "message", exc))
-        return result
+    except (nats.errors.Error, nats.js.errors.Error) as exc:
+        result = {"source": "stream", "times": buckets(time.time()), "series": {}, "note": f"the stream cannot be read: {type(exc).__name__}"}
+    result["store_error"] = reason
+    return result
 
 
 __all__ = ["events_per_name", "from_store", "from_stream", "buckets", "STORE_SQL"]
