@@ -100,6 +100,7 @@ async def run_pages(page: Any, base: str, hit: Any) -> None:
     # log in
     await page.goto(f"{base}/")
     assert page.url.endswith("/login")
+    await page.screenshot(path=str(SHOTS / "login.png"))
     await page.fill("input[name=token]", TOKEN)
     await page.click("button[type=submit]")
     await page.wait_for_url(f"{base}/")

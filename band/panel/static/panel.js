@@ -71,6 +71,7 @@ function serviceCard(svc) {
     <div class="svc-head"><span class="dot ${svc.status}"></span><h3>${esc(svc.name)}</h3>
       <span class="muted">v${esc(svc.version)}</span>${svc.roles.map((r) => `<span class="pill ${esc(r)}">${esc(r)}</span>`).join("")}</div>
     <div class="svc-meta">${up.length} of ${svc.instances.length} instance${svc.instances.length === 1 ? "" : "s"} up · up ${fmtAge(oldest)} · ${fmtRate(svc.rate)} req/s${svc.error_rate ? ` · <span class="bad">${fmtRate(svc.error_rate)} errors/s</span>` : ""}</div>
+    <div class="instances">${svc.instances.map((i) => `<span class="inst" title="instance ${esc(i.id)}, version ${esc(i.version)}, started ${esc(i.started)}"><span class="dot ${i.status}"></span><span class="mono">${esc(i.id.slice(0, 8))}</span> ${i.status === "up" ? "up " + fmtAge(i.uptime_s) : "down"}</span>`).join("")}</div>
     <table class="table compact"><thead><tr><th>Role</th><th>Method</th><th>Key / path</th><th class="num">Rate</th><th class="num">Errors</th><th class="num">Latency</th><th>Last 2 min</th></tr></thead>
     <tbody>${svc.endpoints.map(endpointRow).join("")}</tbody></table></div>`;
 }
