@@ -33,7 +33,7 @@ from .errors import ConfigError, RPCError
 from .micro import EndpointStats, ServiceIdentity, serve_discovery
 from .registry import Endpoint
 from .response import ErrorResponse, Response, to_wire
-from .stream import StreamLimits, ensure_dlq_stream, ensure_stream
+from .stream import StreamLimits, ensure_stream
 
 DEFAULT_MAX_INFLIGHT = 256
 DEFAULT_DRAIN_TIMEOUT_S = 10.0
@@ -423,7 +423,6 @@ class Service:
             return
         js = self.nc.jetstream()
         await ensure_stream(js, StreamLimits())
-        await ensure_dlq_stream(js)
         for ep in durable:
             name = f"{self.app.name}_{ep.method}"
             config = ConsumerConfig(
@@ -479,8 +478,8 @@ class Service:
         headers = {
             **wire.error_headers(500, error),
             wire.SERVICE_HEADER: self.app.name,
-            wire.DLQ_SUBJECT_HEADER: msg.subject,
-            wire.DLQ_METHOD_HEADER: ep.method,
+            "Band-Subject": msg.subject,
+            "Band-Method": ep.method,
         }
         try:
             await self.nc.publish(wire.dlq_subject(self.app.name), msg.data, headers=headers)

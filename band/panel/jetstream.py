@@ -3,7 +3,8 @@
 Dead letters are published by durable listeners on ``band.dlq.<service>``; the
 ``BAND_DLQ`` stream (``wire.DLQ_STREAM``) keeps them so they can be listed, inspected,
 replayed into the events stream or dropped. The panel creates that stream when it is
-missing, as services with durable listeners do.
+missing (it runs with the operator's credentials; services need no JetStream rights
+for it: they only publish on their own ``band.dlq.<service>``).
 """
 
 from __future__ import annotations
