@@ -37,11 +37,12 @@ def buckets(now: float) -> list[float]:
     return [last - BUCKET_S * i for i in range(WINDOW_S // BUCKET_S - 1, -1, -1)]
 
 
-def _table(starts: list[float], counts: dict[str, dict[float, float]]) -> dict[str, list[float]]:
-    top = sorted(counts, key=lambda n: -sum(counts[n].values()))
-    series = {name: [counts[name].get(b, 0.0) for b in starts] for name in top[:9]}
-    if len(top) > 9:
-        series["other"] = [sum(counts[n].get(b, 0.0) for n in top[9:]) for b in starts]
+def _table(starts: list[float], counts: dict[str, dict[float, float]], top: int = 9) -> dict[str, list[float]]:
+    """One series per name, the ``top`` busiest by name and the rest summed as ``other``."""
+    names = sorted(counts, key=lambda n: -sum(counts[n].values()))
+    series = {name: [counts[name].get(b, 0.0) for b in starts] for name in names[:top]}
+    if len(names) > top:
+        series["other"] = [sum(counts[n].get(b, 0.0) for n in names[top:]) for b in starts]
     return series
 
 
@@ -55,7 +56,7 @@ async def from_store(nc: Client, service: str, timeout_s: float = 10.0) -> dict[
     return {"source": "store", "times": starts, "series": _table(starts, counts), "note": "every event in the store"}
 
 
-async def from_stream(nc: Client, limit: int) -> dict[str, Any]:
+async def from_stream(nc: Client, limit: int, top: int = 9) -> dict[str, Any]:
     js = nc.jetstream()
     now = time.time()
     starts = buckets(now)
@@ -101,7 +102,7 @@ async def from_stream(nc: Client, limit: int) -> dict[str, Any]:
             await psub.unsubscribe()
         except Exception:
             pass
-    return {"source": "stream", "times": starts, "series": _table(starts, counts), "note": note}
+    return {"source": "stream", "times": starts, "series": _table(starts, counts, top), "note": note}
 
 
 async def events_per_name(nc: Client, store_service: str, limit: int) -> dict[str, Any]:

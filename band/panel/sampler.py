@@ -70,7 +70,7 @@ class Sampler:
         self.endpoint_rates: dict[tuple[str, str], deque[float]] = {}
         self.edges = [EdgeState(url.rstrip("/")) for url in config.edge_urls]
         self.edge_history: deque[tuple[float, dict[str, float], dict[str, float]]] = deque(maxlen=config.history)
-        self.jetstream: dict[str, Any] = {"stream": None, "consumers": [], "dead_letters": 0}
+        self.jetstream: dict[str, Any] = {"stream": None, "consumers": [], "dead_letters": 0, "message": "not sampled yet"}
         self.ready = asyncio.Event()
 
     # --- one round ------------------------------------------------------------------
