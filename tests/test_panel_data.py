@@ -129,6 +129,8 @@ async def test_store_query_table_csv_and_errors(nats_url: str, nc: Any) -> None:
             async with http.post(f"{base}/api/store/query?format=csv", json={"sql": "SELECT service, name FROM stats.events WHERE service = 'shop'"}) as resp:
                 assert resp.status == 200 and resp.content_type == "text/csv"
                 assert (await resp.text()).splitlines() == ["service,name", "shop,buy"]
+            async with http.post(f"{base}/api/store/query?format=csv", json={"sql": "SELECT '=HYPERLINK(1)' AS a, -1 AS b"}) as resp:
+                assert (await resp.text()).splitlines()[1] == "'=HYPERLINK(1),-1", "a formula is quoted, a number is not"
             async with http.post(f"{base}/api/store/query", json={"sql": "DROP TABLE stats.events"}) as resp:
                 assert resp.status == 400 and "read-only" in (await resp.json())["error"]
             async with http.post(f"{base}/api/store/query", json={"sql": ""}) as resp:

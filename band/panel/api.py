@@ -15,6 +15,7 @@ import nats.js.errors
 from nats.aio.client import Client
 from nats.js.errors import NotFoundError
 
+from .. import wire
 from ..calls import RPC
 from ..errors import RPCError, ServiceUnavailable
 from . import charts, eventcounts, jetstream, queries
@@ -163,11 +164,16 @@ def to_csv(result: dict[str, Any]) -> str:
 
 
 def _cell(value: Any) -> str:
+    """A CSV cell; text a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``) is
+    quoted with a leading ``'``, since events carry what visitors typed (OWASP CSV injection)."""
     if value is None:
         return ""
     if isinstance(value, (list, dict)):
         return json.dumps(value, ensure_ascii=False)
-    return str(value)
+    text = str(value)
+    if isinstance(value, str) and text[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + text
+    return text
 
 
 # --- dead letters -------------------------------------------------------------------------
@@ -209,10 +215,12 @@ async def control_list(request: web.Request) -> web.Response:
 
 
 async def control_act(request: web.Request) -> web.Response:
-    action = request.match_info["action"]
+    action, name = request.match_info["action"], request.match_info["name"]
     if action not in ACTIONS:
         return _error(404, f"unknown action {action!r}: use {', '.join(ACTIONS)}")
-    status, body = await request.app[CONTROL].act(request.match_info["name"], action)
+    if not wire.is_token(name):
+        return _error(404, f"no process named {name!r}")
+    status, body = await request.app[CONTROL].act(name, action)
     return web.json_response(body, status=status)
 
 

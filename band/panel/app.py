@@ -33,6 +33,7 @@ from .tail import Tail
 log = logging.getLogger("band.panel")
 AUTH: web.AppKey[Auth] = web.AppKey("auth", Auth)
 TAIL: web.AppKey[Tail] = web.AppKey("tail", Tail)
+FAILED_LOGIN_DELAY_S = 0.5
 STATIC = resources.files("band.panel") / "static"
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'",
@@ -78,6 +79,7 @@ async def login_post(request: web.Request) -> web.StreamResponse:
     user, password, token = (str(form.get(k, "")) for k in ("user", "password", "token"))
     if (token and auth.token_ok(token)) or (user and auth.password_ok(user, password)):
         return _logged_in(auth)
+    await asyncio.sleep(FAILED_LOGIN_DELAY_S)  # guessing costs time
     return web.Response(text=_login_page(auth.config, "wrong credentials; try again"), content_type="text/html", status=401)
 
 
