@@ -41,11 +41,9 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--data", default=".band", help="where a started nats-server keeps JetStream data")
     up.add_argument("--panel-port", type=int, help="the panel's port (default: $PANEL_PORT or 8081)")
 
-    panel = sub.add_parser("panel", help="the operator's web panel", description="Serve the operator's panel and its API. Beyond localhost it needs PANEL_TOKEN or PANEL_USER/PANEL_PASSWORD; without them on localhost it makes a token and prints the login link.")
-    panel.add_argument("--host", help="bind address (default: $PANEL_HOST or 127.0.0.1)")
-    panel.add_argument("--port", type=int, help="port (default: $PANEL_PORT or 8081)")
-    panel.add_argument("--edge", help="the edges' base URLs, comma-separated, whose /metrics to show (default: $PANEL_EDGE_URLS or http://127.0.0.1:8080)")
-    panel.add_argument("--nats", help="NATS URL(s)")
+    from .panel import command as panel
+
+    panel.add_arguments(sub.add_parser("panel", help=panel.SUMMARY, description=panel.DESCRIPTION))
 
     ls = sub.add_parser("ls", help="list services", description="List running services, their instances and endpoints (role, keys, path), from $SRV.INFO.")
     ls.add_argument("--stats", action="store_true", help="add request and error counts and average processing time")
@@ -96,9 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return up([Path(p) for p in args.paths], port=args.port, data=Path(args.data), panel_port=args.panel_port)
     if args.command == "panel":
-        from .panel.app import main as panel_main
+        from .panel.command import run as panel
 
-        return panel_main(args)
+        return panel(args)
     if args.command == "new":
         from .scaffold import create
 

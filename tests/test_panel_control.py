@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -80,3 +81,37 @@ async def test_band_panel_serves_and_stops_on_sigterm(nats_url: str) -> None:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+class BlockingChild:
+    """A process kept the blocking way (subprocess.Popen, start/stop plain functions)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.last: list[str] = []
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, width: int) -> None:
+        self.process = subprocess.Popen([sys.executable, "-c", SLEEPER], stdout=subprocess.DEVNULL)
+        self.last.append("started")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+
+
+async def test_control_of_blocking_children(tmp_path: Path) -> None:
+    child = BlockingChild("plain")
+    child.start(5)
+    try:
+        async with serving([child], 5, tmp_path / "c.sock"):
+            client = ControlClient(tmp_path / "c.sock")
+            first = (await client.children())["children"][0]
+            assert first["state"] == "running" and first["lines"] == ["started"]
+            status, body = await client.act("plain", "restart")
+            assert status == 200 and body["state"] == "running" and body["pid"] != first["pid"]
+            status, body = await client.act("plain", "stop")
+            assert body["state"] == "stopped"
+    finally:
+        child.stop()

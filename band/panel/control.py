@@ -14,7 +14,7 @@ import os
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Protocol, Sequence
+from typing import Any, AsyncIterator, Protocol, Sequence
 
 import aiohttp
 from aiohttp import web
@@ -35,11 +35,19 @@ class Supervised(Protocol):
     def stop(self) -> Any: ...
 
 
-async def _call(fn: Callable[..., Any], *args: Any) -> None:
-    if inspect.iscoroutinefunction(fn):
-        await fn(*args)
-    else:  # band up's blocking start/stop: off the loop
-        await asyncio.to_thread(fn, *args)
+async def start_child(child: Supervised, width: int) -> None:
+    """On the loop's own thread, even when ``start`` blocks: the parent-death signal of a
+    child follows the thread that started it, and a worker thread would end soon."""
+    started = child.start(width)
+    if inspect.isawaitable(started):
+        await started
+
+
+async def _stop(child: Supervised) -> None:
+    if inspect.iscoroutinefunction(child.stop):
+        await child.stop()
+    else:  # a blocking stop waits for the process: off the loop
+        await asyncio.to_thread(child.stop)
 
 
 def _returncode(process: Any) -> int | None:
@@ -94,9 +102,9 @@ def control_app(children: Sequence[Supervised], width: int, fixed: Sequence[str]
             return web.json_response({"error": f"{name} cannot be controlled from itself; restart band up instead"}, status=409)
         running = child.process is not None and _returncode(child.process) is None
         if action in ("stop", "restart") and running:
-            await _call(child.stop)
+            await _stop(child)
         if action in ("start", "restart") and not (action == "start" and running):
-            await _call(child.start, width)
+            await start_child(child, width)
             restarts[name] = restarts.get(name, 0) + (action == "restart")
         return web.json_response(describe(child, True, restarts.get(name, 0)))
 
@@ -162,4 +170,4 @@ class ControlClient:
         return await self._call("POST", f"/children/{name}/{action}")
 
 
-__all__ = ["control_app", "serving", "ControlClient", "ACTIONS", "LOG_LINES", "describe"]
+__all__ = ["control_app", "serving", "start_child", "ControlClient", "ACTIONS", "LOG_LINES", "describe"]

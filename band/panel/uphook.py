@@ -8,7 +8,6 @@ prints logs in and nothing else does.
 
 from __future__ import annotations
 
-import inspect
 import os
 import secrets
 import sys
@@ -16,7 +15,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable
 
-from .control import serving
+from .control import serving, start_child
 
 
 @asynccontextmanager
@@ -31,9 +30,7 @@ async def panel_beside(
     panel_env = {**env, "PANEL_TOKEN": token, "PANEL_EDGE_URLS": f"http://127.0.0.1:{edge_port}", "BAND_CONTROL_SOCKET": str(socket)}
     panel = make_child("panel", [sys.executable, "-m", "band", "panel", "--port", str(panel_port)], panel_env)
     async with serving([*children, panel], width, socket):
-        started = panel.start(width)
-        if inspect.isawaitable(started):
-            await started
+        await start_child(panel, width)
         children.append(panel)
         yield f"http://127.0.0.1:{panel_port}/login" + ("" if chosen else f"?token={token}")
 
