@@ -49,10 +49,10 @@ def _login_page(config: PanelConfig, message: str = "") -> str:
         fields.append('<label>User <input name="user" autocomplete="username" required></label>'
                       '<label>Password <input name="password" type="password" autocomplete="current-password" required></label>')
     if config.token:
-        fields.append('<label>Token <input name="token" type="password" autocomplete="off" placeholder="PANEL_TOKEN"'
+        fields.append('<label>Token <input name="token" type="password" autocomplete="off" placeholder="paste the token"'
                       + ("" if config.user else " required") + "></label>")
-    hint = ("band printed a login link with the token when it started" if config.token_generated
-            else "the token is PANEL_TOKEN" if config.token else "")
+    hint = ("Follow the login link band printed when it started: it carries this panel's token." if config.token_generated
+            else "The token is the PANEL_TOKEN this panel was started with; band up prints a link with it." if config.token else "")
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">'
         '<title>band panel — log in</title><link rel="stylesheet" href="/static/panel.css"></head>'
