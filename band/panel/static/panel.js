@@ -41,6 +41,7 @@ function show() {
   if (current && pages[current].leave) pages[current].leave();
   clearInterval(timer);
   current = page;
+  if (page !== "overview") setConn(true, "");  // the time shown is the overview's last update
   const p = pages[page];
   if (p.enter) p.enter();
   if (p.refresh) { p.refresh(); timer = setInterval(p.refresh, p.every || 2000); }
