@@ -1,0 +1,344 @@
+"""POST /upload/<service>/<name>: files streamed into the object store, read back by a handler.
+
+Real edge (in-process, or as its own process for the memory test), real sockets,
+real nats-server, a real band service reading the files with ``band.files``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+import nats
+import nats.js.errors
+import pytest
+
+from band import App, files, wire
+from band.natsserver import free_port
+from band.testing import serve
+from conftest import wait_for
+from test_broker_fakes import routed, running_edge, unique
+
+BOUNDARY = "bandtestboundary7MA4YWxkTrZu0gW"
+MiB = 1024 * 1024
+
+
+# --- a multipart body made on the fly (the tests never hold a big file in memory) ---
+def part_head(param: str, filename: str | None = None, ctype: str = "application/octet-stream") -> bytes:
+    disposition = f'form-data; name="{param}"' + (f'; filename="{filename}"' if filename is not None else "")
+    lines = [f"--{BOUNDARY}", f"Content-Disposition: {disposition}"]
+    if filename is not None:
+        lines.append(f"Content-Type: {ctype}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+TAIL = f"--{BOUNDARY}--\r\n".encode()
+
+
+def random_blocks(total: int, seed: int, block: int = MiB) -> Iterator[bytes]:
+    rnd = random.Random(seed)
+    left = total
+    while left > 0:
+        n = min(block, left)
+        left -= n
+        yield rnd.randbytes(n)
+
+
+def file_digest(total: int, seed: int) -> str:
+    digest = hashlib.sha256()
+    for chunk in random_blocks(total, seed):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def big_file_body(total: int, seed: int, *, progress: list[int] | None = None) -> Iterator[bytes]:
+    yield part_head("note") + b"nightly export" + b"\r\n"
+    yield part_head("file", "big.bin")
+    for chunk in random_blocks(total, seed):
+        if progress is not None:
+            progress[0] += len(chunk)
+        yield chunk
+    yield b"\r\n" + TAIL
+
+
+def body_length(total: int) -> int:
+    return len(part_head("note") + b"nightly export\r\n" + part_head("file", "big.bin")) + total + 2 + len(TAIL)
+
+
+async def chunked(blocks: Iterator[bytes]) -> AsyncIterator[bytes]:
+    for block in blocks:
+        yield block
+
+
+async def raw_upload(host: str, port: int, path: str, blocks: Iterator[bytes], *, length: int | None = None) -> tuple[int, dict[str, Any]]:
+    """POST ``blocks`` over a plain socket (chunked unless ``length``), reading the answer
+    while still sending: an edge that refuses mid-body answers and closes."""
+    reader, writer = await asyncio.open_connection(host, port)
+    framing = f"Content-Length: {length}" if length is not None else "Transfer-Encoding: chunked"
+    writer.write(f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: multipart/form-data; boundary={BOUNDARY}\r\n{framing}\r\n\r\n".encode())
+
+    async def send() -> None:
+        try:
+            for block in blocks:
+                writer.write(block if length is not None else b"%x\r\n%s\r\n" % (len(block), block))
+                await writer.drain()
+            if length is None:
+                writer.write(b"0\r\n\r\n")
+                await writer.drain()
+        except ConnectionError:
+            pass  # refused mid-body: the answer is already on its way
+
+    sender = asyncio.create_task(send())
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+        status = int(head.split(b" ", 2)[1])
+        size = next(int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:"))
+        body = await reader.readexactly(size)
+    finally:
+        sender.cancel()
+        writer.transport.abort()
+    return status, json.loads(body)
+
+
+MULTIPART = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
+
+
+# --- the service that receives uploads ------------------------------------------
+def receiver(name: str) -> App:
+    """A band service whose handler reads every file back and reports what it read."""
+    app = App(name)
+
+    @app.expose.handler(name="put", timeout=120_000)
+    async def put(files: list[files.FileRef], data: dict[str, Any]) -> dict[str, Any]:
+        from band import files as band_files
+
+        read = []
+        for ref in files:
+            digest, size = hashlib.sha256(), 0
+            async for chunk in band_files.chunks(ref):
+                digest.update(chunk)
+                size += len(chunk)
+            read.append({"param": ref["param"], "name": ref["name"], "size": size, "sha256": digest.hexdigest(), "ref": ref})
+        return {"files": read, "data": data}
+
+    return app
+
+
+async def objects_left(js: Any, bucket: str) -> int:
+    """Messages in the bucket's stream (chunks and infos): 0 = nothing left behind."""
+    try:
+        info = await js.stream_info(wire.object_stream(bucket))
+    except nats.js.errors.NotFoundError:
+        return 0
+    return int(info.state.messages)
+
+
+@asynccontextmanager
+async def receiving(nats_url: str, nc: Any) -> AsyncIterator[str]:
+    service = unique("up")
+    async with serve(receiver(service), nats_url):
+        yield service
+
+
+# --- in-process edge --------------------------------------------------------------
+async def test_files_and_fields_reach_the_handler(nats_url: str, nc: Any) -> None:
+    bucket = unique("up")
+    async with receiving(nats_url, nc) as service, running_edge(nats_url, upload_bucket=bucket) as (client, edge):
+        await routed(edge, f"in.gen.{service}.put")
+        form = aiohttp.FormData()
+        form.add_field("campaign", "spring sale")
+        form.add_field("rows", io.BytesIO(b"id,name\n1,a\n2,b\n"), filename="people.csv", content_type="text/csv")
+        blob = os.urandom(3 * MiB + 17)  # several chunks, the last one short
+        form.add_field("photo", io.BytesIO(blob), filename="me.jpg", content_type="image/jpeg")
+        form.add_field("empty", io.BytesIO(b""), filename="", content_type="application/octet-stream")  # no file chosen
+        resp = await client.post(f"/upload/{service}/put?src=crm", data=form)
+        assert resp.status == 200, await resp.text()
+        body = await resp.json()
+        assert resp.headers["Set-Cookie"].startswith("uid=")
+        assert body["data"] == {"campaign": "spring sale", "src": "crm"}
+        got = {f["param"]: f for f in body["files"]}
+        assert set(got) == {"rows", "photo"}
+        assert got["rows"]["sha256"] == hashlib.sha256(b"id,name\n1,a\n2,b\n").hexdigest() == got["rows"]["ref"]["sha256"]
+        assert got["photo"]["size"] == len(blob) == got["photo"]["ref"]["size"]
+        assert got["photo"]["sha256"] == hashlib.sha256(blob).hexdigest()
+        ref = got["photo"]["ref"]
+        assert ref["bucket"] == bucket and ref["type"] == "image/jpeg" and ref["name"] == "me.jpg"
+        assert ref["object"].startswith(f"{service}/put/")
+
+        # the objects are ordinary ADR-20 objects: nats-py's own object store reads them
+        obs = await nc.jetstream().object_store(bucket)
+        assert (await obs.get(ref["object"])).data == blob
+
+        # band.files.local_copy: a real file with the upload's name, gone afterwards
+        async with files.local_copy(got["rows"]["ref"], nc=nc) as path:
+            assert path.name == "people.csv" and path.read_bytes() == b"id,name\n1,a\n2,b\n"
+        assert not path.exists() and not path.parent.exists()
+        assert await files.read(ref, nc=nc) == blob
+
+
+async def test_event_in_stream_and_no_handler(nats_url: str, nc: Any) -> None:
+    """No handler: the default answer; the event (with its file references) is stored and
+    the objects stay for listeners until the TTL."""
+    bucket = unique("up")
+    service = unique("nobody")
+    async with running_edge(nats_url, upload_bucket=bucket) as (client, _edge):
+        form = aiohttp.FormData()
+        form.add_field("doc", io.BytesIO(b"hello"), filename="a.txt", content_type="text/plain")
+        resp = await client.post(f"/upload/{service}/in", data=form)
+        assert resp.status == 200, await resp.text()
+        answer = await resp.json()
+        js = nc.jetstream()
+        event = await js.get_last_msg(wire.STREAM, f"in.gen.{service}.in")
+        message = wire.decode(event.data)
+        assert message["id"] == answer["id"]
+        (ref,) = message[wire.FILES_FIELD]
+        assert ref["size"] == 5 and ref["object"] == wire.upload_object(service, "in", message["id"], 0)
+        assert await files.read(ref, nc=nc) == b"hello"
+
+
+async def test_bad_uploads_answer_clearly(nats_url: str) -> None:
+    async with running_edge(nats_url, upload_bucket=unique("up")) as (client, _edge):
+        resp = await client.get("/upload/x/y")
+        assert resp.status == 405 and "POST" in (await resp.json())["message"]
+        resp = await client.post("/upload/x/y", data=b"a=1", headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert resp.status == 415 and "multipart/form-data" in (await resp.json())["message"]
+        resp = await client.post("/upload/x", data=aiohttp.FormData({"a": "1"}, default_to_multipart=True))
+        assert resp.status == 404 and "/upload/<service>/<name>" in (await resp.json())["message"]
+        resp = await client.post("/upload/x/y", data=aiohttp.FormData({"a": "1"}, default_to_multipart=True))
+        assert resp.status == 400 and "no file" in (await resp.json())["message"]
+        resp = await client.post("/upload/x.y/z", data=aiohttp.FormData({"a": "1"}, default_to_multipart=True))
+        assert resp.status == 400 and "service" in (await resp.json())["message"]
+        health = await client.get("/health")
+        assert health.status == 200
+
+
+async def test_over_the_limit_is_413_and_leaves_nothing(nats_url: str, nc: Any) -> None:
+    bucket = unique("up")
+    js = nc.jetstream()
+    async with running_edge(nats_url, upload_bucket=bucket, upload_max_bytes=2 * MiB) as (client, edge):
+        host, port = client.server.host, client.server.port
+        # announced too large: refused before a byte is read
+        status, body = await raw_upload(host, port, "/upload/x/y", iter([]), length=body_length(3 * MiB))
+        assert status == 413 and "larger than 2097152 bytes" in body["message"]
+        # streamed without a length: refused once past the limit, the chunks already stored removed
+        status, body = await raw_upload(host, port, "/upload/x/y", big_file_body(8 * MiB, 2))
+        assert status == 413 and "larger than 2097152 bytes" in body["message"]
+        assert edge.uploads.active == 0
+        assert await objects_left(js, bucket) == 0
+        # the edge carries on
+        form = aiohttp.FormData()
+        form.add_field("f", io.BytesIO(b"small"), filename="s.txt")
+        ok = await client.post("/upload/x/y", data=form)
+        assert ok.status == 200
+
+
+async def test_client_gone_mid_upload_leaves_nothing(nats_url: str, nc: Any) -> None:
+    bucket = unique("up")
+    js = nc.jetstream()
+    async with running_edge(nats_url, upload_bucket=bucket) as (client, edge):
+        host, port = client.server.host, client.server.port
+        reader, writer = await asyncio.open_connection(host, port)
+        total = 64 * MiB
+        writer.write(
+            (f"POST /upload/x/y HTTP/1.1\r\nHost: {host}\r\nContent-Type: multipart/form-data; boundary={BOUNDARY}\r\n"
+             f"Content-Length: {body_length(total)}\r\n\r\n").encode()
+        )
+        sent = 0
+        for block in big_file_body(total, 3):
+            writer.write(block)
+            await writer.drain()
+            sent += len(block)
+            if sent > 6 * MiB:
+                break
+        await wait_for(lambda: objects_left(js, bucket), timeout=10, what="chunks of the upload stored")
+        writer.transport.abort()  # the client vanishes mid-body
+        await wait_for(lambda: edge.uploads.active == 0, timeout=10, what="the edge to notice")
+        assert await objects_left(js, bucket) == 0
+        resp = await client.get("/health")
+        assert resp.status == 200
+        form = aiohttp.FormData()
+        form.add_field("f", io.BytesIO(b"after"), filename="s.txt")
+        assert (await client.post("/upload/x/y", data=form)).status == 200
+        reader.feed_eof()
+
+
+# --- the edge as its own process: memory stays flat for a 200 MB upload -------------
+def _status(pid: int) -> dict[str, int]:
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                out[key] = int(value.split()[0]) * 1024
+    return out
+
+
+@pytest.mark.slow
+async def test_200_mb_upload_streams_through_a_separate_edge(nats_url: str, nc: Any) -> None:
+    if not os.path.exists("/proc/self/status"):
+        pytest.skip("needs /proc to read the edge's memory")
+    total, seed = 200 * 1000 * 1000, 42
+    expected = file_digest(total, seed)
+    bucket = unique("up")
+    port = free_port()
+    env = {**os.environ, "EDGE_UPLOAD_BUCKET": bucket, "EDGE_DISCOVERY_INTERVAL_S": "0.2", "EDGE_STREAM_STORAGE": "memory"}
+    edge = subprocess.Popen([sys.executable, "-m", "broker", "--host", "127.0.0.1", "--port", str(port), "--nats-url", nats_url], env=env, stderr=subprocess.PIPE)
+    try:
+        async with receiving(nats_url, nc) as service:
+            def up() -> bool:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+                        return True
+                except OSError:
+                    assert edge.poll() is None, edge.stderr.read().decode() if edge.stderr else ""
+                    return False
+
+            await wait_for(lambda: asyncio.to_thread(up), timeout=30, what="the edge process")
+            await asyncio.sleep(0.6)  # let discovery see the handler (a few polls)
+            before = _status(edge.pid)
+            progress = [0]
+            peak = [0]
+
+            async def sample() -> None:
+                while True:
+                    peak[0] = max(peak[0], _status(edge.pid)["VmRSS"])
+                    await asyncio.sleep(0.05)
+
+            sampler = asyncio.create_task(sample())
+            started = time.perf_counter()
+            async with aiohttp.ClientSession() as session:
+                async with session.post(f"http://127.0.0.1:{port}/upload/{service}/put", data=chunked(big_file_body(total, seed, progress=progress)),
+                                        headers={**MULTIPART, "Content-Length": str(body_length(total))}, timeout=aiohttp.ClientTimeout(total=600)) as resp:
+                    body = await resp.json()
+                    status = resp.status
+            elapsed = time.perf_counter() - started
+            sampler.cancel()
+            after = _status(edge.pid)
+            assert status == 200, body
+            (got,) = body["files"]
+            assert got["size"] == total and got["sha256"] == expected == got["ref"]["sha256"]
+            assert body["data"] == {"note": "nightly export"}
+            hwm = after["VmHWM"]
+            print(f"\n200 MB upload: {total / elapsed / 1e6:.0f} MB/s end to end (stored and read back), "
+                  f"edge RSS {before['VmRSS'] / MiB:.0f} MiB before, peak {max(peak[0], hwm) / MiB:.0f} MiB (VmHWM {hwm / MiB:.0f} MiB)")
+            assert hwm < 150 * MiB, f"edge peak RSS {hwm / MiB:.0f} MiB"
+    finally:
+        edge.terminate()
+        try:
+            assert edge.wait(timeout=30) == 0
+        finally:
+            if edge.poll() is None:
+                edge.kill()
+                edge.wait()
