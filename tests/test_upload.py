@@ -342,3 +342,38 @@ async def test_200_mb_upload_streams_through_a_separate_edge(nats_url: str, nc: 
             if edge.poll() is None:
                 edge.kill()
                 edge.wait()
+
+
+@pytest.mark.slow
+async def test_sigterm_mid_upload_stops_cleanly_and_leaves_nothing(nats_url: str, nc: Any) -> None:
+    bucket = unique("up")
+    port = free_port()
+    env = {**os.environ, "EDGE_UPLOAD_BUCKET": bucket, "EDGE_SHUTDOWN_TIMEOUT_S": "1", "EDGE_STREAM_STORAGE": "memory"}
+    edge = subprocess.Popen([sys.executable, "-m", "broker", "--host", "127.0.0.1", "--port", str(port), "--nats-url", nats_url], env=env, stderr=subprocess.PIPE)
+    js = nc.jetstream()
+    try:
+        def up() -> bool:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+                    return True
+            except OSError:
+                assert edge.poll() is None, edge.stderr.read().decode() if edge.stderr else ""
+                return False
+
+        await wait_for(lambda: asyncio.to_thread(up), timeout=30, what="the edge process")
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(f"POST /upload/x/y HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: {body_length(64 * MiB)}\r\n\r\n".encode())
+        blocks = big_file_body(64 * MiB, 4)
+        for _ in range(4):  # a few MB, then the client stalls
+            writer.write(next(blocks))
+        await writer.drain()
+        await wait_for(lambda: objects_left(js, bucket), timeout=10, what="chunks of the upload stored")
+        edge.terminate()
+        assert await asyncio.to_thread(edge.wait, 30) == 0
+        assert await objects_left(js, bucket) == 0
+        writer.transport.abort()
+        reader.feed_eof()
+    finally:
+        if edge.poll() is None:
+            edge.kill()
+            edge.wait()
