@@ -1,12 +1,14 @@
-"""Reading uploaded files in a handler: ``from band import files``.
+"""Reading uploaded files in a handler.
 
 The edge stores each file of ``POST /upload/<service>/<name>`` in the JetStream object
-store and hands the handler references, never the bytes::
+store and hands the handler references (:class:`FileRef`) in ``files``, never the bytes::
+
+    from band.files import FileRef, chunks, local_copy
 
     @expose.handler(name="import", timeout=60_000)
-    async def import_csv(files: list[files.FileRef], data: dict) -> dict:
-        async for chunk in files.chunks(files_[0]): ...
-        async with files.local_copy(ref) as path: ...   # for libraries that want a file
+    async def import_rows(files: list[FileRef], data: dict) -> dict:
+        async for chunk in chunks(files[0]): ...
+        async with local_copy(files[0]) as path: ...   # for libraries that want a file
 
 Memory stays bounded whatever the size: chunks are fetched a few at a time. Every
 read checks the size and SHA-256 the edge recorded, so a reader never sees a file
@@ -31,9 +33,7 @@ from nats.aio.client import Client
 from nats.js import api
 from nats.nuid import NUID
 
-from . import wire
-from .app import current_app
-from .errors import BandError
+from band import BandError, current_app, wire
 
 FETCH_CHUNKS = 8  # chunks asked for at once (8 x 128 KiB in memory at most)
 FETCH_TIMEOUT_S = 5.0  # a chunk that does not come in this long fails the read

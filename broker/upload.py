@@ -26,7 +26,6 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from band import wire
-from band.ids import new_id
 from band.response import ErrorResponse
 
 from .config import EdgeConfig
@@ -95,7 +94,10 @@ class Uploads:
             query = parse_query(request.rel_url.raw_query_string, config.max_fields)
         except BadHit as bad:
             return _refuse(bad), None
-        upload = _Upload(service, name, new_id())
+        # made first: the objects are named after its id; fields and uid come with the body
+        message = build_message(key=wire.routing_key(service, name), service=service, name=name, channel="http",
+                                project=0, uid="", td=td_of(request, client_ip), data={})
+        upload = _Upload(service, name, message["id"])
         try:
             await self._read(request, upload, self._jetstream(nc))
         except asyncio.CancelledError:  # the edge is stopping: take nothing half-written with us
@@ -117,20 +119,10 @@ class Uploads:
             await self._discard(upload)  # nothing will refer to them
             return json_response({"message": "edge is overloaded or NATS is not reachable, try again"}, 503), None
 
-        data: dict[str, Any] = {**upload.fields, **query}
         cookie = request.cookies.get(config.cookie_name) if "Cookie" in request.headers else None
-        uid = pick_uid(query.get("uid"), upload.fields.get("uid"), cookie)
-        message = build_message(
-            key=wire.routing_key(service, name),
-            service=service,
-            name=name,
-            channel="http",
-            project=project_id(query.get("projectId"), upload.fields.get("projectId")),
-            uid=uid,
-            td=td_of(request, client_ip),
-            data=data,
-        )
-        message["id"] = upload.id  # the objects are named after it
+        uid = message["uid"] = pick_uid(query.get("uid"), upload.fields.get("uid"), cookie)
+        message["projectId"] = project_id(query.get("projectId"), upload.fields.get("projectId"))
+        message["data"] = {**upload.fields, **query}
         message[wire.FILES_FIELD] = upload.refs
         answer = await pipeline.run(message)
         if isinstance(answer, ErrorResponse) and answer.statusCode >= 500:

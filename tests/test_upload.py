@@ -26,6 +26,7 @@ import nats.js.errors
 import pytest
 
 from band import App, files, wire
+from band.files import FileRef, chunks
 from band.natsserver import free_port
 from band.testing import serve
 from conftest import wait_for
@@ -82,7 +83,7 @@ async def chunked(blocks: Iterator[bytes]) -> AsyncIterator[bytes]:
         yield block
 
 
-async def raw_upload(host: str, port: int, path: str, blocks: Iterator[bytes], *, length: int | None = None) -> tuple[int, dict[str, Any]]:
+async def raw_upload(host: str, port: int, path: str, blocks: Iterator[bytes], *, length: int | None = None, stall: bool = False) -> tuple[int, dict[str, Any]]:
     """POST ``blocks`` over a plain socket (chunked unless ``length``), reading the answer
     while still sending: an edge that refuses mid-body answers and closes."""
     reader, writer = await asyncio.open_connection(host, port)
@@ -94,6 +95,8 @@ async def raw_upload(host: str, port: int, path: str, blocks: Iterator[bytes], *
             for block in blocks:
                 writer.write(block if length is not None else b"%x\r\n%s\r\n" % (len(block), block))
                 await writer.drain()
+            if stall:  # the client goes quiet mid-body
+                await asyncio.Event().wait()
             if length is None:
                 writer.write(b"0\r\n\r\n")
                 await writer.drain()
@@ -121,13 +124,11 @@ def receiver(name: str) -> App:
     app = App(name)
 
     @app.expose.handler(name="put", timeout=120_000)
-    async def put(files: list[files.FileRef], data: dict[str, Any]) -> dict[str, Any]:
-        from band import files as band_files
-
+    async def put(files: list[FileRef], data: dict[str, Any]) -> dict[str, Any]:
         read = []
         for ref in files:
             digest, size = hashlib.sha256(), 0
-            async for chunk in band_files.chunks(ref):
+            async for chunk in chunks(ref):
                 digest.update(chunk)
                 size += len(chunk)
             read.append({"param": ref["param"], "name": ref["name"], "size": size, "sha256": digest.hexdigest(), "ref": ref})
@@ -272,6 +273,43 @@ async def test_client_gone_mid_upload_leaves_nothing(nats_url: str, nc: Any) -> 
         form.add_field("f", io.BytesIO(b"after"), filename="s.txt")
         assert (await client.post("/upload/x/y", data=form)).status == 200
         reader.feed_eof()
+
+
+async def test_slow_or_malformed_uploads_leave_nothing(nats_url: str, nc: Any) -> None:
+    bucket = unique("up")
+    js = nc.jetstream()
+    async with running_edge(nats_url, upload_bucket=bucket, upload_idle_timeout_s=0.5) as (client, edge):
+        host, port = client.server.host, client.server.port
+
+        blocks = big_file_body(16 * MiB, 6)
+        first = [next(blocks) for _ in range(3)]
+        status, body = await raw_upload(host, port, "/upload/x/y", iter(first), length=body_length(16 * MiB), stall=True)
+        assert status == 408 and "no upload data for 0.5 s" in body["message"]
+        await wait_for(lambda: edge.uploads.active == 0, what="the upload to end")
+        assert await objects_left(js, bucket) == 0
+        garbage = part_head("file", "a.bin") + b"x" * 1000  # no closing boundary, then the body ends
+        status, body = await raw_upload(host, port, "/upload/x/y", iter([garbage]), length=len(garbage))
+        assert status == 400 and "malformed multipart" in body["message"]
+        assert await objects_left(js, bucket) == 0
+
+
+async def test_reading_a_missing_or_altered_file_fails_clearly(nats_url: str, nc: Any) -> None:
+    bucket = unique("up")
+    async with running_edge(nats_url, upload_bucket=bucket) as (client, _edge):
+        form = aiohttp.FormData()
+        form.add_field("doc", io.BytesIO(b"hello"), filename="a.txt")
+        answer = await (await client.post("/upload/nobody/x", data=form)).json()
+        event = await nc.jetstream().get_last_msg(wire.STREAM, "in.gen.nobody.x")
+        (ref,) = wire.decode(event.data)[wire.FILES_FIELD]
+        assert wire.decode(event.data)["id"] == answer["id"]
+        with pytest.raises(files.FileCorrupt, match="expected 5 bytes"):
+            await files.read({**ref, "sha256": "0" * 64}, nc=nc)
+        with pytest.raises(files.FileMissing, match="no longer in bucket"):
+            await files.read({**ref, "object": ref["object"] + "-gone"}, nc=nc)
+        with pytest.raises(ValueError, match="not a file reference"):
+            await files.read({"name": "x"}, nc=nc)
+        with pytest.raises(ValueError, match="over read"):
+            await files.read(ref, nc=nc, limit=4)
 
 
 # --- the edge as its own process: memory stays flat for a 200 MB upload -------------
