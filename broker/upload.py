@@ -65,12 +65,14 @@ class Uploads:
     def __init__(self, config: EdgeConfig) -> None:
         self.config = config
         self.active = 0
+        self._nc: Client | None = None
         self._js: JetStreamContext | None = None
         self._bucket_ready = False
 
     def _jetstream(self, nc: Client) -> JetStreamContext:
-        if self._js is None or self._js._nc is not nc:
-            self._js = nc.jetstream(timeout=self.config.publish_timeout_ms / 1000)
+        """One context per connection: its async-publish inbox is made once, not per upload."""
+        if self._js is None or self._nc is not nc:
+            self._nc, self._js = nc, nc.jetstream(timeout=self.config.publish_timeout_ms / 1000)
         return self._js
 
     async def receive(self, request: web.Request, nc: Client, pipeline: Pipeline, client_ip: ClientIP) -> tuple[web.StreamResponse, str | None]:
