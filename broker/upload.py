@@ -82,7 +82,7 @@ class Uploads:
             resp.headers["Allow"] = "POST, OPTIONS"
             return resp, None
         if self.active >= self.config.upload_max_concurrent:
-            return json_response({"message": "too many uploads at once, try again shortly"}, 503), None
+            return _refuse(BadHit(503, "too many uploads at once, try again shortly")), None
         self.active += 1
         try:
             return await self._receive(request, nc, pipeline, client_ip)
@@ -110,7 +110,7 @@ class Uploads:
             if isinstance(exc, BadHit):
                 return _refuse(exc), None
             if isinstance(exc, UploadUnavailable):
-                return json_response({"message": str(exc)}, 503), None
+                return _refuse(BadHit(503, str(exc))), None
             if isinstance(exc, (aiohttp.ClientError, ConnectionError)):
                 log.info("upload to %s/%s interrupted: %r", service, name, exc)
                 return _refuse(BadHit(400, "upload interrupted before the end of the body")), None

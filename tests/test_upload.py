@@ -294,6 +294,20 @@ async def test_slow_or_malformed_uploads_leave_nothing(nats_url: str, nc: Any) -
         assert await objects_left(js, bucket) == 0
 
 
+async def test_too_many_uploads_at_once_answer_503(nats_url: str, nc: Any) -> None:
+    bucket = unique("up")
+    async with running_edge(nats_url, upload_bucket=bucket, upload_max_concurrent=1, upload_idle_timeout_s=2) as (client, edge):
+        host, port = client.server.host, client.server.port
+        first = asyncio.create_task(raw_upload(host, port, "/upload/x/y", iter([part_head("f", "a.bin"), b"x" * 1000]), length=body_length(MiB), stall=True))
+        await wait_for(lambda: edge.uploads.active == 1, what="the first upload streaming")
+        status, body = await raw_upload(host, port, "/upload/x/y", big_file_body(MiB, 7), length=body_length(MiB))
+        assert status == 503 and "too many uploads" in body["message"]
+        assert (await first)[0] == 408  # the stalled one ends by its idle timeout
+        status, _ = await raw_upload(host, port, "/upload/x/y", big_file_body(MiB, 7), length=body_length(MiB))
+        assert status == 200
+        assert await objects_left(nc.jetstream(), bucket) > 0  # the one that succeeded, kept for its TTL
+
+
 async def test_reading_a_missing_or_altered_file_fails_clearly(nats_url: str, nc: Any) -> None:
     bucket = unique("up")
     async with running_edge(nats_url, upload_bucket=bucket) as (client, _edge):
