@@ -338,6 +338,33 @@ def _status(pid: int) -> dict[str, int]:
     return out
 
 
+@asynccontextmanager
+async def edge_process(nats_url: str, **env: str) -> AsyncIterator[tuple[subprocess.Popen[bytes], int]]:
+    """``python -m broker`` on a free port, healthy; on exit SIGTERM, and it must exit 0."""
+    port = free_port()
+    environ = {**os.environ, "EDGE_STREAM_STORAGE": "memory", "EDGE_DISCOVERY_INTERVAL_S": "0.2", **env}
+    edge = subprocess.Popen([sys.executable, "-m", "broker", "--host", "127.0.0.1", "--port", str(port), "--nats-url", nats_url],
+                            env=environ, stderr=subprocess.PIPE)
+
+    def up() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+                return True
+        except OSError:
+            assert edge.poll() is None, edge.stderr.read().decode() if edge.stderr else ""
+            return False
+
+    try:
+        await wait_for(lambda: asyncio.to_thread(up), timeout=30, what="the edge process")
+        yield edge, port
+        edge.terminate()
+        assert await asyncio.to_thread(edge.wait, 30) == 0
+    finally:
+        if edge.poll() is None:
+            edge.kill()
+            edge.wait()
+
+
 @pytest.mark.slow
 async def test_200_mb_upload_streams_through_a_separate_edge(nats_url: str, nc: Any) -> None:
     if not os.path.exists("/proc/self/status"):
@@ -345,77 +372,50 @@ async def test_200_mb_upload_streams_through_a_separate_edge(nats_url: str, nc: 
     total, seed = 200 * 1000 * 1000, 42
     expected = file_digest(total, seed)
     bucket = unique("up")
-    port = free_port()
-    env = {**os.environ, "EDGE_UPLOAD_BUCKET": bucket, "EDGE_DISCOVERY_INTERVAL_S": "0.2", "EDGE_STREAM_STORAGE": "memory"}
-    edge = subprocess.Popen([sys.executable, "-m", "broker", "--host", "127.0.0.1", "--port", str(port), "--nats-url", nats_url], env=env, stderr=subprocess.PIPE)
-    try:
-        async with receiving(nats_url, nc) as service:
-            def up() -> bool:
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
-                        return True
-                except OSError:
-                    assert edge.poll() is None, edge.stderr.read().decode() if edge.stderr else ""
-                    return False
+    async with receiving(nats_url, nc) as service, edge_process(nats_url, EDGE_UPLOAD_BUCKET=bucket) as (edge, port):
+        async def handled() -> bool:  # the edge's discovery has found the handler
+            form = aiohttp.FormData()
+            form.add_field("f", io.BytesIO(b"probe"), filename="p.bin")
+            async with aiohttp.ClientSession() as session, session.post(f"http://127.0.0.1:{port}/upload/{service}/put", data=form) as resp:
+                return "files" in await resp.json()
 
-            await wait_for(lambda: asyncio.to_thread(up), timeout=30, what="the edge process")
-            await asyncio.sleep(0.6)  # let discovery see the handler (a few polls)
-            before = _status(edge.pid)
-            progress = [0]
-            peak = [0]
+        await wait_for(handled, timeout=10, what="the edge to route uploads to the handler")
+        before = _status(edge.pid)
+        progress = [0]
+        peak = [0]
 
-            async def sample() -> None:
-                while True:
-                    peak[0] = max(peak[0], _status(edge.pid)["VmRSS"])
-                    await asyncio.sleep(0.05)
+        async def sample() -> None:
+            while True:
+                peak[0] = max(peak[0], _status(edge.pid)["VmRSS"])
+                await asyncio.sleep(0.05)
 
-            sampler = asyncio.create_task(sample())
-            started = time.perf_counter()
-            async with aiohttp.ClientSession() as session:
-                async with session.post(f"http://127.0.0.1:{port}/upload/{service}/put", data=chunked(big_file_body(total, seed, progress=progress)),
-                                        headers={**MULTIPART, "Content-Length": str(body_length(total))}, timeout=aiohttp.ClientTimeout(total=600)) as resp:
-                    body = await resp.json()
-                    status = resp.status
-            elapsed = time.perf_counter() - started
-            sampler.cancel()
-            after = _status(edge.pid)
-            assert status == 200, body
-            (got,) = body["files"]
-            assert got["size"] == total and got["sha256"] == expected == got["ref"]["sha256"]
-            assert body["data"] == {"note": "nightly export"}
-            hwm = after["VmHWM"]
-            stored_s = elapsed - body["read_s"]
-            print(f"\n200 MB upload: {total / elapsed / 1e6:.0f} MB/s end to end; into the store {total / stored_s / 1e6:.0f} MB/s "
-                  f"({stored_s:.1f} s), read back by the handler {total / body['read_s'] / 1e6:.0f} MB/s; "
-                  f"edge RSS {before['VmRSS'] / MiB:.0f} MiB before, peak {max(peak[0], hwm) / MiB:.0f} MiB (VmHWM {hwm / MiB:.0f} MiB)")
-            assert hwm < 150 * MiB, f"edge peak RSS {hwm / MiB:.0f} MiB"
-    finally:
-        edge.terminate()
-        try:
-            assert edge.wait(timeout=30) == 0
-        finally:
-            if edge.poll() is None:
-                edge.kill()
-                edge.wait()
+        sampler = asyncio.create_task(sample())
+        started = time.perf_counter()
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"http://127.0.0.1:{port}/upload/{service}/put", data=chunked(big_file_body(total, seed, progress=progress)),
+                                    headers={**MULTIPART, "Content-Length": str(body_length(total))}, timeout=aiohttp.ClientTimeout(total=600)) as resp:
+                body = await resp.json()
+                status = resp.status
+        elapsed = time.perf_counter() - started
+        sampler.cancel()
+        after = _status(edge.pid)
+        assert status == 200, body
+        (got,) = body["files"]
+        assert got["size"] == total and got["sha256"] == expected == got["ref"]["sha256"]
+        assert body["data"] == {"note": "nightly export"}
+        hwm = after["VmHWM"]
+        stored_s = elapsed - body["read_s"]
+        print(f"\n200 MB upload: {total / elapsed / 1e6:.0f} MB/s end to end; into the store {total / stored_s / 1e6:.0f} MB/s "
+              f"({stored_s:.1f} s), read back by the handler {total / body['read_s'] / 1e6:.0f} MB/s; "
+              f"edge RSS {before['VmRSS'] / MiB:.0f} MiB before, peak {max(peak[0], hwm) / MiB:.0f} MiB (VmHWM {hwm / MiB:.0f} MiB)")
+        assert hwm < 150 * MiB, f"edge peak RSS {hwm / MiB:.0f} MiB"
 
 
 @pytest.mark.slow
 async def test_sigterm_mid_upload_stops_cleanly_and_leaves_nothing(nats_url: str, nc: Any) -> None:
     bucket = unique("up")
-    port = free_port()
-    env = {**os.environ, "EDGE_UPLOAD_BUCKET": bucket, "EDGE_SHUTDOWN_TIMEOUT_S": "1", "EDGE_STREAM_STORAGE": "memory"}
-    edge = subprocess.Popen([sys.executable, "-m", "broker", "--host", "127.0.0.1", "--port", str(port), "--nats-url", nats_url], env=env, stderr=subprocess.PIPE)
     js = nc.jetstream()
-    try:
-        def up() -> bool:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
-                    return True
-            except OSError:
-                assert edge.poll() is None, edge.stderr.read().decode() if edge.stderr else ""
-                return False
-
-        await wait_for(lambda: asyncio.to_thread(up), timeout=30, what="the edge process")
+    async with edge_process(nats_url, EDGE_UPLOAD_BUCKET=bucket, EDGE_SHUTDOWN_TIMEOUT_S="1") as (edge, port):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(f"POST /upload/x/y HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: {body_length(64 * MiB)}\r\n\r\n".encode())
         blocks = big_file_body(64 * MiB, 4)
@@ -428,7 +428,3 @@ async def test_sigterm_mid_upload_stops_cleanly_and_leaves_nothing(nats_url: str
         assert await objects_left(js, bucket) == 0
         writer.transport.abort()
         reader.feed_eof()
-    finally:
-        if edge.poll() is None:
-            edge.kill()
-            edge.wait()
