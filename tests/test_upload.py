@@ -210,6 +210,27 @@ async def test_event_in_stream_and_no_handler(nats_url: str, nc: Any) -> None:
         assert await files.read(ref, nc=nc) == b"hello"
 
 
+async def test_a_failing_handler_answers_its_error_and_the_files_stay(nats_url: str, nc: Any) -> None:
+    """A handler error is the answer; the event was stored, so its files stay (for
+    listeners, a retry by hand) until the bucket's TTL."""
+    bucket, service = unique("up"), unique("fails")
+    app = App(service)
+
+    @app.expose.handler(name="put")
+    async def put(files: list[FileRef]) -> None:
+        raise RuntimeError("the import broke")
+
+    async with serve(app, nats_url), running_edge(nats_url, upload_bucket=bucket) as (client, edge):
+        await routed(edge, f"in.gen.{service}.put")
+        form = aiohttp.FormData()
+        form.add_field("doc", io.BytesIO(b"kept"), filename="a.txt")
+        resp = await client.post(f"/upload/{service}/put", data=form)
+        assert resp.status == 500 and (await resp.json()) == {"message": "Internal Server Error"}
+        event = await nc.jetstream().get_last_msg(wire.STREAM, f"in.gen.{service}.put")
+        (ref,) = wire.decode(event.data)[wire.FILES_FIELD]
+        assert await files.read(ref, nc=nc) == b"kept"
+
+
 async def test_bad_uploads_answer_clearly(nats_url: str) -> None:
     async with running_edge(nats_url, upload_bucket=unique("up")) as (client, _edge):
         resp = await client.get("/upload/x/y")
@@ -239,6 +260,9 @@ async def test_over_the_limit_is_413_and_leaves_nothing(nats_url: str, nc: Any) 
         assert status == 413 and "larger than 2097152 bytes" in body["message"]
         assert edge.uploads.active == 0
         assert await objects_left(js, bucket) == 0
+        # the ordinary body limit still holds everywhere else
+        plain = await client.post("/track/x", data=io.BytesIO(b"x" * (2 * MiB)), headers={"Content-Type": "text/plain"})
+        assert plain.status == 413
         # the edge carries on
         form = aiohttp.FormData()
         form.add_field("f", io.BytesIO(b"small"), filename="s.txt")
