@@ -92,7 +92,8 @@ class EdgeConfig:
             raise ConfigError(f"workers must be >= 1, got {self.workers}")
         if not self.nats_urls:
             raise ConfigError("nats_urls is empty")
-        for knob in ("enrich_timeout_ms", "handler_timeout_ms", "publish_timeout_ms", "max_body_bytes", "max_fields", "max_depth", "max_inflight"):
+        for knob in ("enrich_timeout_ms", "handler_timeout_ms", "publish_timeout_ms", "max_body_bytes", "max_fields", "max_depth", "max_inflight",
+                     "upload_max_bytes", "upload_ttl_s", "upload_idle_timeout_s", "upload_max_concurrent"):
             if getattr(self, knob) <= 0:
                 raise ConfigError(f"{knob} must be > 0, got {getattr(self, knob)}")
         for alias, service in self.aliases.items():
@@ -102,15 +103,11 @@ class EdgeConfig:
             if not isinstance(ms, int) or ms <= 0:
                 raise ConfigError(f"enrich_timeouts[{prefix!r}] must be a positive integer (ms)")
         self.proxy_networks()  # validates
-        for knob in ("upload_max_bytes", "upload_ttl_s", "upload_idle_timeout_s", "upload_max_concurrent"):
-            if getattr(self, knob) <= 0:
-                raise ConfigError(f"{knob} must be > 0, got {getattr(self, knob)}")
         if not wire.is_token(self.upload_bucket):
             raise ConfigError(f"upload_bucket {self.upload_bucket!r}: letters, digits, '_' and '-' only")
-        if self.upload_storage not in ("file", "memory"):
-            raise ConfigError(f"upload_storage must be file or memory, got {self.upload_storage!r}")
-        if self.stream_storage not in ("file", "memory"):
-            raise ConfigError(f"stream_storage must be file or memory, got {self.stream_storage!r}")
+        for knob in ("stream_storage", "upload_storage"):
+            if getattr(self, knob) not in ("file", "memory"):
+                raise ConfigError(f"{knob} must be file or memory, got {getattr(self, knob)!r}")
 
     def proxy_networks(self) -> tuple[IPNetwork, ...]:
         try:

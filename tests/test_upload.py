@@ -452,3 +452,15 @@ async def test_sigterm_mid_upload_stops_cleanly_and_leaves_nothing(nats_url: str
         assert await objects_left(js, bucket) == 0
         writer.transport.abort()
         reader.feed_eof()
+
+
+def test_upload_knobs_from_the_environment_and_refused_values() -> None:
+    from broker.config import ConfigError, from_env
+
+    config = from_env({"EDGE_UPLOAD_MAX_BYTES": "1048576", "EDGE_UPLOAD_TTL_S": "3600", "EDGE_UPLOAD_BUCKET": "imports"})
+    assert (config.upload_max_bytes, config.upload_ttl_s, config.upload_bucket) == (1048576, 3600.0, "imports")
+    for env, problem in (({"EDGE_UPLOAD_MAX_BYTES": "0"}, "upload_max_bytes must be > 0"),
+                         ({"EDGE_UPLOAD_BUCKET": "a.b"}, "upload_bucket 'a.b'"),
+                         ({"EDGE_UPLOAD_STORAGE": "disk"}, "upload_storage must be file or memory")):
+        with pytest.raises(ConfigError, match=problem):
+            from_env(env)
