@@ -7,6 +7,7 @@ real nats-server, a real band service reading the files with ``band.files``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import io
 import json
@@ -18,6 +19,7 @@ import time
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -27,7 +29,7 @@ import pytest
 
 from band import App, files, wire
 from band.files import FileRef, chunks
-from band.natsserver import free_port
+from band.natsserver import NatsServer, free_port
 from band.testing import serve
 from conftest import wait_for
 from test_broker_fakes import routed, running_edge, unique
@@ -349,6 +351,42 @@ async def test_reading_a_missing_or_altered_file_fails_clearly(nats_url: str, nc
             await files.read({"name": "x"}, nc=nc)
         with pytest.raises(ValueError, match="over read"):
             await files.read(ref, nc=nc, limit=4)
+
+
+@pytest.mark.slow
+async def test_nats_going_away_mid_upload_answers_503_and_the_edge_recovers(tmp_path: Path) -> None:
+    server = NatsServer(store_dir=tmp_path / "js").start()
+    try:
+        async with running_edge(server.url, upload_bucket="gone", publish_timeout_ms=500) as (client, edge):
+            host, port = client.server.host, client.server.port
+            nc = await nats.connect(server.url)
+            js = nc.jetstream()
+            reader, writer = await asyncio.open_connection(host, port)
+            writer.write(f"POST /upload/x/y HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary={BOUNDARY}\r\n"
+                         f"Content-Length: {body_length(64 * MiB)}\r\n\r\n".encode())
+            blocks = big_file_body(64 * MiB, 8)
+            writer.write(b"".join(next(blocks) for _ in range(4)))  # the note, the file head, 2 MiB of it
+            await writer.drain()
+            await wait_for(lambda: objects_left(js, "gone"), timeout=10, what="chunks stored")
+            await nc.close()
+            server.kill()  # NATS vanishes mid-upload; the client goes on sending
+            with contextlib.suppress(ConnectionError):
+                for block in blocks:
+                    writer.write(block)
+                    await writer.drain()
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+            assert head.split(b" ", 2)[1] == b"503", head
+            writer.transport.abort()
+            assert (await client.get("/health")).status == 503  # the edge answers, and says why
+            server.start()  # same port, same store
+            await wait_for(lambda: edge.pipeline.is_connected, timeout=20, what="the edge to reconnect")
+            form = aiohttp.FormData()
+            form.add_field("f", io.BytesIO(b"after"), filename="s.txt")
+            async def stored() -> bool:
+                return (await client.post("/upload/x/y", data=form)).status == 200
+            await wait_for(stored, timeout=20, what="uploads to work again", step=0.2)
+    finally:
+        server.stop()
 
 
 # --- the edge as its own process: memory stays flat for a 200 MB upload -------------
