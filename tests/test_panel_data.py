@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, AsyncIterator
 
 import aiohttp
+import pytest
 
 from band import wire
 from band.natsserver import NatsServer, free_port
@@ -221,3 +222,20 @@ async def _says_jetstream(overview: Any) -> bool:
 
 async def _named(overview: Any, name: str) -> bool:
     return any(s["name"] == name for s in (await overview())["services"])
+
+
+async def test_the_chart_and_saved_queries_from_a_clickhouse_store(nats_url: str) -> None:
+    pytest.importorskip("chdb")
+    async with serve(SERVICES / "chstore", nats_url), panel(nats_url) as base, aiohttp.ClientSession(headers=AUTH) as http:
+        async with http.get(f"{base}/api/charts?fresh=1") as resp:
+            data = (await resp.json())["events"]
+        assert data["source"] == "store", data.get("store_error")
+        assert sum(data["series"]["track.page"]) == 2 and sum(data["series"]["hook.in"]) == 1
+        async with http.get(f"{base}/api/store/saved") as resp:
+            saved = (await resp.json())["queries"]
+        for q in saved:
+            async with http.post(f"{base}/api/store/query", json={"sql": q["sql"]}) as resp:
+                assert resp.status == 200, f"{q['title']}: {await resp.text()}"
+                assert (await resp.json())["rows"], q["title"]
+        async with http.post(f"{base}/api/store/query", json={"sql": "INSERT INTO stats.events (name) VALUES ('x')"}) as resp:
+            assert resp.status == 400, "the store is read-only"

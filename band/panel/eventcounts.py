@@ -24,10 +24,15 @@ from ..errors import RPCError
 
 BUCKET_S = 15 * 60
 WINDOW_S = 24 * 3600
+TABLES = ("events", "activity", "ping", "webhooks")  # where the store routes events (Rockstat's defaults)
 STORE_SQL = (
-    "SELECT toUnixTimestamp(toStartOfFifteenMinutes(dateTime)) AS bucket, concat(service, '.', name) AS name, count() AS events "
-    "FROM merge('stats', '^(events|activity|ping|webhooks)$') "
-    "WHERE dateTime >= now() - INTERVAL 1 DAY GROUP BY bucket, name ORDER BY bucket, name"
+    "SELECT bucket, key_name AS name, count() AS events FROM ("
+    + " UNION ALL ".join(
+        "SELECT toUnixTimestamp(toStartOfFifteenMinutes(dateTime)) AS bucket, concat(service, '.', name) AS key_name "
+        f"FROM stats.{table} WHERE dateTime >= now() - INTERVAL 1 DAY"
+        for table in TABLES
+    )
+    + ") GROUP BY bucket, key_name ORDER BY bucket, key_name"
 )
 
 

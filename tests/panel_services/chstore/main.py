@@ -1,0 +1,31 @@
+"""A stand-in ``store`` on chDB (embedded ClickHouse) for the panel's tests: the store's RPC
+contract (``query`` read-only, {"columns", "rows"}) over a few Rockstat-shaped rows, so the
+panel's own ClickHouse SQL (the 24-hour chart, the saved queries) runs for real."""
+
+import json
+
+from chdb import session
+
+from band import RPCError, expose
+
+db = session.Session()
+db.query("CREATE DATABASE IF NOT EXISTS stats")
+COLUMNS = ("dateTime DateTime, date Date, service String, name String, uid UInt64, page_url String, "
+           "sess_marks_utm_source String, sess_marks_utm_medium String, uaparser_browser_family String, "
+           "uaparser_os_family String, sxgeo_country_iso String")
+for table in ("events", "activity", "ping", "webhooks"):
+    db.query(f"CREATE TABLE IF NOT EXISTS stats.{table} ({COLUMNS}) ENGINE = MergeTree ORDER BY dateTime")
+db.query("INSERT INTO stats.events VALUES "
+         "(now(), today(), 'track', 'page', 1, '/a', 'google', 'cpc', 'Chrome', 'Linux', 'NL'), "
+         "(now() - INTERVAL 3 HOUR, today(), 'track', 'page', 2, '/b', '', '', 'Firefox', 'Windows', 'DE')")
+db.query("INSERT INTO stats.webhooks (dateTime, date, service, name) VALUES (now(), today(), 'hook', 'in')")
+
+
+@expose()
+async def query(sql, params=None):
+    try:
+        result = db.query(sql.rstrip().rstrip(";") + " SETTINGS readonly=1", "JSON")
+    except Exception as exc:
+        raise RPCError(str(exc).splitlines()[0][:500], 400)
+    body = json.loads(result.bytes() or b"{}")
+    return {"columns": body.get("meta", []), "rows": body.get("data", [])}
