@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
@@ -48,11 +48,6 @@ class PanelConfig:
     cookie_secure: bool = False
     store_service: str = "store"
     stream_count_limit: int = 100_000  # events read from the stream for the 24 h chart without a store
-    extra: Mapping[str, str] = field(default_factory=dict)
-
-    @property
-    def origin(self) -> str:
-        return f"http://{self.host}:{self.port}"
 
     def check(self) -> None:
         """Refuse to serve beyond localhost without credentials someone chose."""

@@ -20,7 +20,7 @@ import aiohttp
 from aiohttp import web
 
 ACTIONS = ("restart", "stop", "start")
-LOG_LINES = 200
+SHOWN_LINES = 50  # of each process's last output lines
 
 
 class Supervised(Protocol):
@@ -75,7 +75,7 @@ def describe(child: Supervised, controllable: bool, restarts: int = 0) -> dict[s
         "uptime_s": round(time.time() - started, 1) if started else None,
         "restarts": restarts,
         "controllable": controllable,
-        "lines": list(child.last)[-50:],
+        "lines": list(child.last)[-SHOWN_LINES:],
     }
 
 
@@ -170,4 +170,4 @@ class ControlClient:
         return await self._call("POST", f"/children/{name}/{action}")
 
 
-__all__ = ["control_app", "serving", "start_child", "ControlClient", "ACTIONS", "LOG_LINES", "describe"]
+__all__ = ["control_app", "serving", "start_child", "ControlClient", "ACTIONS", "describe"]
