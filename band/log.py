@@ -13,6 +13,8 @@ from typing import Any, Mapping
 
 import structlog
 
+from . import tracing
+
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "warning": logging.WARNING,
            "error": logging.ERROR, "critical": logging.CRITICAL}
 
@@ -28,6 +30,7 @@ def configure(env: Mapping[str, str] | None = None, stream: Any = None) -> None:
     json_logs = _truthy(env.get("JSON_LOGS"))
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        tracing.add_ids,  # trace_id/span_id inside a span (free when tracing is off)
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.StackInfoRenderer(),

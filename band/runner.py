@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import AsyncIterator
 
-from . import log
+from . import log, tracing
 from .app import App
 from .connect import connect
 from .errors import ConfigError
@@ -64,9 +64,12 @@ def run(path: str | Path, url: str | None = None, name: str | None = None) -> in
     except ConfigError as exc:
         print(f"band run: {exc}", file=sys.stderr)
         return 2
+    tracing.setup(app.name)  # only when OTEL_* asks for it
     try:
         asyncio.run(serve_until_stopped(app, url))
     except ConfigError as exc:
         print(f"band run: {exc}", file=sys.stderr)
         return 2
+    finally:
+        tracing.shutdown()  # flush the spans still queued
     return 0

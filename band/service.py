@@ -25,7 +25,7 @@ from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import BadRequestError
 
-from . import wire
+from . import tracing, wire
 from .app import App, reset_current, set_current
 from .connect import flush
 from .deadlines import Cutter
@@ -210,7 +210,7 @@ class Service:
 
     async def _subscribe(self, subject: str, handler: Callable[[Msg], Coroutine[Any, Any, None]]) -> None:
         async def schedule(msg: Msg) -> None:
-            await self._spawn(handler(msg))
+            await self._spawn(tracing.serving(msg, handler(msg)) if tracing.ON else handler(msg))
 
         self._subs.append(await self.nc.subscribe(subject, queue=wire.queue_group(self.app.name), cb=schedule))
 
@@ -270,6 +270,8 @@ class Service:
         return self._stats.get((role, ep.method))
 
     async def _reply_error(self, msg: Msg, code: int, description: str, extra: Mapping[str, str] | None = None) -> None:
+        if tracing.ON:
+            tracing.failed(code, description)
         if msg.reply:
             headers = {**wire.error_headers(code, description), **(extra or {})}
             body = wire.encode({"message": headers[wire.ERROR_HEADER], "code": code})
@@ -404,7 +406,8 @@ class Service:
         error: str | None = None
         limit = ep.ack_wait_s if ep.durable else self.options.call_timeout_s
         try:
-            result = await self._within(limit, ep.call(params))
+            call = ep.call(params)
+            result = await self._within(limit, tracing.calling(role, ep.method, call) if tracing.ON else call)
         except _Overrun as exc:
             error = str(exc)
             self.app.logger.warning(f"{role} cancelled at its time limit", method=ep.method, key=key, id=msg_id, limit=limit)
@@ -456,7 +459,7 @@ class Service:
                 self.app.logger.warning("durable fetch failed; retrying", method=ep.method, error=_describe(exc))
                 await asyncio.sleep(1.0)
                 continue
-            tasks = [await self._spawn(self._consume_one(ep, msg)) for msg in msgs]
+            tasks = [await self._spawn(tracing.delivery(m, self._consume_one(ep, m)) if tracing.ON else self._consume_one(ep, m)) for m in msgs]
             if tasks:  # wait, not gather: stopping the loop must not cancel in-flight events
                 await asyncio.wait(tasks)
 
