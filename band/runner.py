@@ -19,6 +19,7 @@ from .app import App
 from .connect import connect
 from .errors import ConfigError
 from .loader import load_service
+from .metrics import exposed, port_from
 from .service import Service, ServiceOptions
 
 
@@ -48,7 +49,7 @@ async def serve_until_stopped(app: App, url: str | None = None, stop: asyncio.Ev
         except (NotImplementedError, RuntimeError):  # not the main thread
             pass
     try:
-        async with running(app, url):
+        async with running(app, url) as service, exposed(service):  # /metrics when METRICS_PORT is set
             await stop.wait()
             app.logger.info("stopping")
     finally:
@@ -61,6 +62,7 @@ def run(path: str | Path, url: str | None = None, name: str | None = None) -> in
     log.configure()
     try:
         app = load_service(path, name)
+        port_from()  # a bad METRICS_PORT is refused before connecting
     except ConfigError as exc:
         print(f"band run: {exc}", file=sys.stderr)
         return 2

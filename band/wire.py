@@ -122,6 +122,11 @@ def key_matches(prefix: str, key: str) -> bool:
     return key == prefix or key.startswith(prefix + ".")
 
 
+def durable_name(service: str, method: str) -> str:
+    """The JetStream durable consumer of ``service``'s durable listener ``method``."""
+    return f"{service}_{method}"
+
+
 def queue_group(service: str) -> str:
     """Every subscription of a service uses its name as the queue group."""
     return service
