@@ -110,7 +110,7 @@ async def _wait_port(port: int, child: Child, timeout: float = 20.0) -> bool:
     return False
 
 
-async def _up(services: list[Path], port: int, data: Path) -> int:
+async def _up(services: list[Path], port: int, data: Path, reload: bool = False) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -138,6 +138,10 @@ async def _up(services: list[Path], port: int, data: Path) -> int:
             return 1
         for child in children[1:]:
             await child.start(width)
+        if reload:  # band.reload: a change restarts only its own service
+            from .reload import Reloader
+
+            loop.create_task(Reloader(list(zip(services, children[1:])), width).run(stop))
         print(f"\nband is up\n  NATS: {url}\n  edge: http://127.0.0.1:{port}/\n  services: "
               f"{', '.join(c.name for c in children[1:]) or 'none'}\nCtrl-C stops everything.\n", flush=True)
         await stop.wait()
@@ -150,11 +154,11 @@ async def _up(services: list[Path], port: int, data: Path) -> int:
     return 0
 
 
-def up(paths: list[Path], port: int | None = None, data: Path = Path(".band")) -> int:
+def up(paths: list[Path], port: int | None = None, data: Path = Path(".band"), reload: bool = False) -> int:
     """Entry point of ``band up``; returns the exit code."""
     try:
         services = find_services(paths)
     except FileNotFoundError as exc:
         print(f"band up: {exc}", file=sys.stderr)
         return 2
-    return asyncio.run(_up(services, port or int(os.environ.get("PORT") or 8080), data))
+    return asyncio.run(_up(services, port or int(os.environ.get("PORT") or 8080), data, reload))
