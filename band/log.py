@@ -51,6 +51,7 @@ def configure(env: Mapping[str, str] | None = None, stream: Any = None) -> None:
 def _configure_stdlib(level: int, json_logs: bool, stream: Any) -> None:
     """Library logs (nats-py, aiohttp) in the same format: python-json-logger for JSON."""
     handler = logging.StreamHandler(stream)
+    handler.addFilter(tracing.add_ids_to_record)
     if json_logs:
         from pythonjsonlogger.json import JsonFormatter
 

@@ -134,6 +134,19 @@ def context_of(span: Any) -> Any:
     return _api.set_span_in_context(span)
 
 
+def attach(span: Any) -> Any:
+    """Make ``span`` current in this task until :func:`detach` (log lines then carry its ids)."""
+    from opentelemetry import context
+
+    return context.attach(context_of(span))
+
+
+def detach(token: Any) -> None:
+    from opentelemetry import context
+
+    context.detach(token)
+
+
 def ids(span: Any) -> tuple[str, str] | None:
     """``(trace_id, span_id)`` as lowercase hex, or ``None`` for no valid span."""
     ctx = span.get_span_context()
@@ -152,23 +165,22 @@ def fail(span: Any, description: str) -> None:
 
 
 # --- service side ---------------------------------------------------------------------
-def _name(subject: str) -> tuple[str, dict[str, Any]]:
-    """A span name and attributes for a request arriving on ``subject``."""
-    for prefix, role in ((wire.HANDLE_PREFIX, "handle"), (wire.ENRICH_PREFIX, "enrich")):
+def _name(subject: str) -> tuple[str, str]:
+    """A span name and the role for a request arriving on ``subject``."""
+    for prefix, role in ((wire.HANDLE_PREFIX, "handle"), (wire.ENRICH_PREFIX, "enrich"), (wire.RPC_PREFIX, "rpc")):
         if subject.startswith(prefix + "."):
-            key = subject[len(prefix) + 1 :]
-            return f"{role} {key}", {"band.role": role, "band.key": key}
-    if subject.startswith(wire.RPC_PREFIX + "."):
-        method = subject[len(wire.RPC_PREFIX) + 1 :]
-        return f"rpc {method}", {"band.role": "rpc", "rpc.system": "band", "rpc.method": method}
-    return f"event {subject}", {"band.role": "listener", "band.key": subject}
+            return f"{role} {subject[len(prefix) + 1 :]}", role
+    return f"event {subject}", "listener"
 
 
 async def serving(msg: Any, work: Awaitable[None]) -> None:
-    """Run ``work`` (one request a service handles) inside a span continuing the sender's trace."""
-    name, attributes = _name(msg.subject)
-    kind = "consumer" if attributes["band.role"] == "listener" else "server"
-    span = start(name, kind, extract(msg.headers), **{"messaging.system": "nats", **attributes})
+    """Run ``work`` (one request a service handles) inside a span continuing the sender's trace.
+
+    Few attributes: the SDK's cost per span grows with them, and the name already says
+    the role and the key or method.
+    """
+    name, role = _name(msg.subject)
+    span = start(name, "consumer" if role == "listener" else "server", extract(msg.headers), **{"band.role": role})
     with _api.use_span(span, end_on_exit=True):
         await work
 
@@ -187,7 +199,7 @@ async def delivery(msg: Any, work: Awaitable[None]) -> None:
 
 async def calling(role: str, method: str, work: Awaitable[Any]) -> Any:
     """Await one enricher or listener function in its own span."""
-    span = start(f"{role} {method}", "internal", **{"band.role": role, "code.function": method})
+    span = start(f"{role} {method}", "internal", **{"band.role": role})
     with _api.use_span(span, end_on_exit=True):
         return await work
 
@@ -202,7 +214,7 @@ def failed(code: int, description: str) -> None:
 @contextlib.contextmanager
 def outgoing(name: str, subject: str, kind: str = "client") -> Iterator[dict[str, str]]:
     """A span around one request or publish a service sends; yields the headers to send."""
-    span = start(name, kind, None, **{"messaging.system": "nats", "messaging.destination.name": subject})
+    span = start(name, kind, None, **{"messaging.destination.name": subject})
     with _api.use_span(span, end_on_exit=True):
         yield inject({}, span)
 
@@ -216,3 +228,12 @@ def add_ids(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]
             event.setdefault("trace_id", found[0])
             event.setdefault("span_id", found[1])
     return event
+
+
+def add_ids_to_record(record: Any) -> bool:
+    """logging filter: the same ids on library and edge log records (JSON lines show them)."""
+    if ON:
+        found = ids(_api.get_current_span())
+        if found is not None:
+            record.trace_id, record.span_id = found
+    return True

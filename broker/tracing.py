@@ -18,7 +18,7 @@ from band.response import ErrorResponse, Response
 class HitTrace:
     """The spans of one hit; the pipeline calls in at each step."""
 
-    __slots__ = ("span", "trace_id", "_enrich", "_enrichers", "_handle", "_publish")
+    __slots__ = ("span", "trace_id", "_enrich", "_enrichers", "_handle", "_publish", "_token")
 
     def __init__(self, headers: Mapping[str, str], method: str, path: str, message: dict[str, Any]) -> None:
         key = message["key"]
@@ -29,6 +29,7 @@ class HitTrace:
         found = tracing.ids(self.span)
         self.trace_id = found[0] if found else ""
         message[wire.TRACE_ID_FIELD] = self.trace_id  # the stored event joins its trace
+        self._token = tracing.attach(self.span)  # the edge's log lines during the hit carry its ids
         self._enrich: Any = None
         self._enrichers: dict[str, Any] = {}
         self._handle: Any = None
@@ -97,6 +98,7 @@ class HitTrace:
         if status >= 500:
             tracing.fail(self.span, f"answered {status}")
         self.span.end()
+        tracing.detach(self._token)
 
 
 __all__ = ["HitTrace"]

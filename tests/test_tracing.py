@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import subprocess
 import sys
 from typing import Any, Iterator
@@ -58,6 +59,7 @@ async def test_one_hit_is_one_trace(spans: InMemorySpanExporter, nats_url: str) 
     @app.expose.handler(timeout=2000)
     async def page(uid: str, **message: Any) -> Any:
         app.logger.info("handling the page")
+        logging.getLogger("test.tracing").warning("a library line inside the span")
         return response.data({"name": await app.rpc.request(users, "name", uid=uid)})
 
     users_app = App(users)
@@ -137,6 +139,8 @@ async def test_one_hit_is_one_trace(spans: InMemorySpanExporter, nats_url: str) 
     logged = [json.loads(line) for line in lines.getvalue().splitlines() if "handling the page" in line]
     assert logged and logged[0]["trace_id"] == PARENT_TRACE
     assert logged[0]["span_id"] == format(served.context.span_id, "016x")
+    library = [json.loads(line) for line in lines.getvalue().splitlines() if "a library line" in line]
+    assert library and library[0]["trace_id"] == PARENT_TRACE
 
 
 async def test_late_enricher_and_new_trace(spans: InMemorySpanExporter, nats_url: str) -> None:
