@@ -17,6 +17,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from .connect import servers_from
+from .metrics import metrics_env
 from .natsserver import NatsServer, die_with_parent, free_port, port_open
 
 STOP_TIMEOUT_S = 15.0
@@ -129,7 +130,8 @@ async def _up(services: list[Path], port: int, data: Path, reload: bool = False)
     width = max([4] + [len(p.stem if p.is_file() else p.name) for p in services])
     edge = Child("edge", [sys.executable, "-m", "broker", "--port", str(port)], {**env, "PORT": str(port)})
     children = [edge] + [
-        Child(p.stem if p.is_file() else p.name, [sys.executable, "-m", "band", "run", str(p)], env) for p in services
+        Child(p.stem if p.is_file() else p.name, [sys.executable, "-m", "band", "run", str(p)], {**env, **metrics_env(i)})
+        for i, p in enumerate(services)
     ]
     try:
         await edge.start(width)

@@ -105,6 +105,13 @@ def port_from(env: Mapping[str, str] | None = None) -> int | None:
     return int(raw)
 
 
+def metrics_env(index: int, env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``band up``'s ``index``-th service serves /metrics on ``METRICS_PORT + index`` (one port each)."""
+    env = os.environ if env is None else env
+    raw = (env.get("METRICS_PORT") or "").strip()
+    return {"METRICS_PORT": str(int(raw) + index)} if raw.isdigit() else {}
+
+
 @contextlib.asynccontextmanager
 async def exposed(service: Service, port: int | None = None, host: str | None = None) -> AsyncIterator[ServiceMetrics | None]:
     """Count ``service``'s work and serve it on ``/metrics`` while the block runs.
