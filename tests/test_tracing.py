@@ -6,12 +6,17 @@ in-memory exporter.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
+import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any, Iterator
+
+import nats
 
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -19,6 +24,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from band import App, log, response, tracing, wire
+from band.natsserver import free_port
 from band.testing import serve
 from conftest import wait_for
 from test_broker_fakes import enrichers_seen, routed, running_edge, unique
@@ -145,8 +151,6 @@ async def test_one_hit_is_one_trace(spans: InMemorySpanExporter, nats_url: str) 
 
 async def test_late_enricher_and_new_trace(spans: InMemorySpanExporter, nats_url: str) -> None:
     """No traceparent: the edge starts a trace; an enricher past the deadline is 'late'."""
-    import asyncio
-
     track, slow = unique("track"), unique("slow")
     key = f"in.gen.{track}.page"
     slow_app = App(slow)
@@ -175,3 +179,49 @@ def test_off_without_otel_env() -> None:
     assert tracing.wanted({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"})
     code = "import band, broker.app, sys; assert not any(m.startswith('opentelemetry') for m in sys.modules), 'loaded'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+async def test_band_run_exports_over_otlp(tmp_path: Path, nats_url: str) -> None:
+    """A real `band run` with OTEL_EXPORTER_OTLP_ENDPOINT sends its spans to a collector (here, a
+    real HTTP server decoding OTLP protobuf), continuing the caller's traceparent."""
+    from aiohttp import web
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    received: list[tuple[str, str]] = []
+
+    async def collect(request: web.Request) -> web.Response:
+        body = ExportTraceServiceRequest.FromString(await request.read())
+        for resource in body.resource_spans:
+            for scope in resource.scope_spans:
+                received.extend((span.name, span.trace_id.hex()) for span in scope.spans)
+        return web.Response(body=b"", content_type="application/x-protobuf")
+
+    app = web.Application()
+    app.router.add_post("/v1/traces", collect)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    name = unique("exported")
+    (tmp_path / f"{name}.py").write_text("from band import expose\n\n@expose()\nasync def hello() -> str:\n    return 'hi'\n")
+    env = {**os.environ, "NATS_URL": nats_url, "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
+           "OTEL_BSP_SCHEDULE_DELAY": "100"}
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "band", "run", str(tmp_path / f"{name}.py"), env=env)
+    nc = await nats.connect(nats_url)
+    try:
+        parent = {"traceparent": f"00-{PARENT_TRACE}-00f067aa0ba902b7-01"}
+
+        async def answered() -> bool:
+            try:
+                await nc.request(wire.rpc_subject(name, "hello"), b"{}", timeout=0.5, headers=parent)
+                return True
+            except Exception:
+                return False
+
+        await wait_for(answered, timeout=20, what="the service answers")
+        await wait_for(lambda: (f"rpc {name}.hello", PARENT_TRACE) in received, timeout=20, what="the span at the collector")
+    finally:
+        await nc.close()
+        proc.terminate()
+        assert await proc.wait() == 0
+        await runner.cleanup()
