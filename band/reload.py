@@ -15,12 +15,14 @@ import signal
 import sys
 import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .devstack import Child
 
 DEBOUNCE_MS = 150  # changes this close together are one change (an editor's save is several writes)
+# A service's code and config; data it writes next to itself (SQLite files, logs) restarts nothing.
+SOURCE_SUFFIXES = frozenset({".py", ".yml", ".yaml", ".json", ".toml", ".cfg", ".ini", ".env", ".txt", ".sql", ".html", ".j2"})
 
 
 def _root(service: Path) -> Path:
@@ -74,7 +76,12 @@ class Reloader:
             _say("--reload needs watchfiles: pip install 'band[dev]' (running without reload)")
             return
         roots = sorted({_root(path) for path, _ in self._services})
-        async for changes in awatch(*roots, stop_event=stop, debounce=DEBOUNCE_MS, step=50, watch_filter=DefaultFilter()):
+        default = DefaultFilter()  # editors' swap files, caches, .git, virtualenvs
+
+        def source(change: Any, path: str) -> bool:
+            return Path(path).suffix in SOURCE_SUFFIXES and default(change, path)
+
+        async for changes in awatch(*roots, stop_event=stop, debounce=DEBOUNCE_MS, step=50, watch_filter=source):
             changed = [Path(p) for _, p in changes]
             for path, child in self._services:
                 touched = [c for c in changed if _belongs(c, path)]

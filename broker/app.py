@@ -124,6 +124,8 @@ class Edge:
                             trace = HitTrace(request.headers, method, path, hit.message)
                         resp = render(await self.pipeline.run(hit.message, hit.image, trace), hit.native)
         except asyncio.CancelledError:
+            if trace is not None:
+                trace.end(499)  # the client went away mid-hit
             raise
         except Exception:
             log.exception("hit failed: %s %s", request.method, request.path)
