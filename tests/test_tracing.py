@@ -13,6 +13,7 @@ import logging
 import os
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -225,3 +226,43 @@ async def test_band_run_exports_over_otlp(tmp_path: Path, nats_url: str) -> None
         proc.terminate()
         assert await proc.wait() == 0
         await runner.cleanup()
+
+
+async def test_websocket_frames_are_hits_too(spans: InMemorySpanExporter, nats_url: str) -> None:
+    track = unique("wstrack")
+    key = f"in.gen.{track}.page"
+    app = App(track)
+
+    @app.expose.handler()
+    async def page(**_: Any) -> Any:
+        return response.data({"ok": True})
+
+    async with serve(app, nats_url), running_edge(nats_url) as (client, edge):
+        await routed(edge, key)
+        async with client.ws_connect("/wss?uid=1234567890123") as ws:
+            await ws.send_str(json.dumps({"service": track, "name": "page", "id__": 1}))
+            assert json.loads((await ws.receive()).data)["data"] == {"ok": True}
+        await wait_for(lambda: f"hit {key}" in _by_name(spans.get_finished_spans()), what="the frame's hit span")
+    s = _by_name(spans.get_finished_spans())
+    hit = s[f"hit {key}"]
+    assert hit.attributes is not None and hit.attributes["http.request.method"] == "WS"
+    served = [x for x in spans.get_finished_spans() if x.name == f"handle {key}" and x.kind.name == "SERVER"]
+    assert served and served[0].context.trace_id == hit.context.trace_id
+
+
+def test_without_opentelemetry_installed_band_says_so_and_runs_on() -> None:
+    """OTEL_* set but the extra missing: a clear line on stderr naming the fix, no crash."""
+    code = textwrap.dedent("""
+        import sys
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] == "opentelemetry":
+                    raise ImportError("blocked: " + name)
+        sys.meta_path.insert(0, Block())
+        from band import tracing
+        assert tracing.setup("svc", {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}) is False
+        assert not tracing.ON
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "pip install 'band[trace]'" in result.stderr
