@@ -103,6 +103,7 @@ async def test_service_metrics_and_dashboard(service_process: tuple[str, int], n
         await client.get("/track/page")
         edge_page = await (await client.get("/metrics")).text()
 
+    assert "process_cpu_seconds_total" in edge_page, "the edge exposes its process metrics too"
     exposed = names(page) | names(edge_page)
     dashboard = json.loads(DASHBOARD.read_text())
     queries = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
