@@ -17,6 +17,7 @@ no entry points and band runs without the extra installed.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 from typing import Any, Awaitable, Iterator, Mapping
@@ -30,6 +31,7 @@ _tracer: Any = None
 _propagator: Any = None
 _owned: Any = None  # a provider :func:`setup` built, ours to flush at exit
 _kinds: Any = None
+_MAX_HEADER = 512  # W3C: a traceparent is 55 characters; vendors keep tracestate short
 
 
 def _truthy(value: str | None) -> bool:
@@ -100,6 +102,9 @@ def use(provider: Any) -> None:
 
     _api = trace
     _kinds = trace.SpanKind
+    # a malformed tracestate from a client would log a warning per hit: drop it quietly
+    for name in ("opentelemetry.trace.span", "opentelemetry.trace.propagation.tracecontext"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     _tracer = provider.get_tracer("band")
     _propagator = TraceContextTextMapPropagator()
     ON = True
@@ -117,8 +122,12 @@ def shutdown() -> None:
 # --- context on the wire --------------------------------------------------------------
 def extract(headers: Mapping[str, str] | None) -> Any:
     """The trace context carried by NATS or HTTP headers (``None``: start a new trace)."""
-    if not headers or wire.TRACEPARENT_HEADER not in headers:
-        return None
+    parent = headers.get(wire.TRACEPARENT_HEADER) if headers else None
+    if not parent or len(parent) > _MAX_HEADER:  # a bad header starts a new trace, quietly:
+        return None  # the library would log a warning per hit, a flood a client could cause
+    state = headers.get(wire.TRACESTATE_HEADER) if headers else None
+    if state is not None and len(state) > _MAX_HEADER:
+        headers = {wire.TRACEPARENT_HEADER: parent}
     return _propagator.extract(headers)
 
 

@@ -266,3 +266,20 @@ def test_without_opentelemetry_installed_band_says_so_and_runs_on() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "pip install 'band[trace]'" in result.stderr
+
+
+async def test_bad_trace_headers_start_a_new_trace_quietly(
+    spans: InMemorySpanExporter, nats_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    track = unique("badtp")
+    key = f"in.gen.{track}.page"
+    async with running_edge(nats_url) as (client, _edge):
+        for headers in ({"traceparent": "x" * 5000}, {"traceparent": "00-zz-01"},
+                        {"traceparent": f"00-{PARENT_TRACE}-00f067aa0ba902b7-01", "tracestate": "!!!," * 200}):
+            resp = await client.get(f"/{track}/page", headers=headers)
+            assert resp.status == 200
+    hits = [s for s in spans.get_finished_spans() if s.name == f"hit {key}"]
+    assert len(hits) == 3
+    assert hits[0].parent is None and hits[1].parent is None
+    assert hits[2].parent is not None and format(hits[2].context.trace_id, "032x") == PARENT_TRACE
+    assert not [r for r in caplog.records if r.name.startswith("opentelemetry") and r.levelno >= logging.WARNING]
