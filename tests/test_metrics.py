@@ -133,7 +133,9 @@ def test_scrape_config_names_the_edge_and_every_compose_service() -> None:
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
     services = {n for n, svc in compose["services"].items() if "band" in svc.get("command", []) and "run" in svc["command"]}
     assert "edge:8080" in targets
-    assert {f"{s}:9100" for s in services} == {t for t in targets if t != "edge:8080"}
+    listed = {t for t in targets if t != "edge:8080"}
+    wanted = {f"{s}:9100" for s in services}
+    assert wanted == listed, f"deploy/prometheus/prometheus.yml: add {wanted - listed}, remove {listed - wanted}"
 
 
 def test_bad_metrics_port_is_a_clear_error(tmp_path: Path) -> None:
