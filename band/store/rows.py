@@ -75,6 +75,7 @@ class RowBuilder:
         self._copy_props = tuple(p for p in config.copy_props if p != "td")
         self._flatten_td = "td" in config.copy_props
         self._max = config.max_value_bytes
+        self._quarter = self._max // 4  # a str of fewer chars cannot exceed the limit in UTF-8
 
     def route(self, service: Any, name: Any) -> str:
         destinations = self.config.destinations
@@ -101,10 +102,10 @@ class RowBuilder:
         for prop in self._copy_props:
             if prop in message and prop not in ("data",):
                 self._put(layout, row, extras, (prop,), message[prop])
-        if self._flatten_td and isinstance(message.get("td"), Mapping):
+        if self._flatten_td and isinstance(message.get("td"), dict):
             self._walk(layout, row, extras, ("td",), message["td"])
         data = message.get("data")
-        if isinstance(data, Mapping):
+        if isinstance(data, dict):
             self._walk(layout, row, extras, (), data)
         elif data is not None:
             self._put(layout, row, extras, ("data",), data)
@@ -134,21 +135,22 @@ class RowBuilder:
     # --- pieces --------------------------------------------------------------------
     def _walk(self, layout: TableLayout, row: dict[str, Any], extras: dict[str, tuple[list[str], list[str]]],
               path: tuple[str, ...], value: Mapping[str, Any]) -> None:
+        put = self._put
         for key, child in value.items():
-            here = path + (str(key),)
-            if isinstance(child, Mapping):
-                self._walk(layout, row, extras, here, child)
+            if type(child) is dict:  # JSON objects are plain dicts: no ABC check on the hot path
+                self._walk(layout, row, extras, path + (str(key),), child)
             elif child is not None:
-                self._put(layout, row, extras, here, child)
+                put(layout, row, extras, path + (str(key),), child)
 
     def _put(self, layout: TableLayout, row: dict[str, Any], extras: dict[str, tuple[list[str], list[str]]],
              path: tuple[str, ...], value: Any) -> None:
-        if isinstance(value, str) and len(value) > self._max // 4 and len(value.encode()) > self._max:
+        if type(value) is str and len(value) > self._quarter and len(value.encode()) > self._max:
             raise BadRow(f"{'.'.join(path)} is {len(value.encode())} bytes, over max_value_bytes {self._max}")
-        slot = layout.slot(path)
-        if slot.convert is not None and slot.column is not None:
+        slot = layout._slots.get(path) or layout.slot(path)
+        convert = slot.convert
+        if convert is not None:
             try:
-                row[slot.column] = slot.convert(value)
+                row[slot.column] = convert(value)  # type: ignore[index]
                 return
             except Misfit:
                 pass
@@ -156,7 +158,7 @@ class RowBuilder:
         if entry is None:
             entry = extras[slot.extra] = ([], [])
         entry[0].append(slot.key)
-        entry[1].append(text(value))
+        entry[1].append(value if type(value) is str else text(value))
 
     def _copy(self, layout: TableLayout, row: dict[str, Any], column: str, message: Mapping[str, Any],
               paths: tuple[str, ...]) -> None:
