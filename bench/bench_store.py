@@ -1,7 +1,7 @@
 """The store's numbers: ingest from the stream into embedded chDB, hit → queryable latency,
 and the store's memory during a backlog catch-up.
 
-    .venv/bin/python bench/bench_store.py [--events 100000]
+    .venv/bin/python bench/bench_store.py [--events 50000]
 
 1. Ceiling: the same rows inserted straight into chDB (``INSERT ... FORMAT JSONEachRow``,
    batches of 5,000) in this process, no NATS, no row building.
@@ -176,5 +176,5 @@ async def main(n: int) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--events", type=int, default=50_000)
     asyncio.run(main(parser.parse_args().events))

@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
+import orjson
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeout
 
@@ -82,8 +83,10 @@ class Engine:
         self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="store-reader")
 
     async def insert(self, table: str, rows: Sequence[dict[str, Any]]) -> None:
-        body = "\n".join(map(_ENCODER.encode, rows)).encode()
-        await asyncio.get_running_loop().run_in_executor(self._pool, self.backend.insert, self.database, table, body)
+        await asyncio.get_running_loop().run_in_executor(self._pool, self._insert, table, rows)
+
+    def _insert(self, table: str, rows: Sequence[dict[str, Any]]) -> None:
+        self.backend.insert(self.database, table, b"\n".join(map(_dump, rows)))
 
     async def existing(self, table: str, ids: list[int]) -> set[int]:
         sql = f"SELECT id FROM {quote(self.database)}.{quote(table)} WHERE id IN {{ids:Array(UInt64)}}"
@@ -163,7 +166,7 @@ class Writer:
         fallback_id = ((sent_ms << 22) | (seq & 0x3FFFFF)) & (2**64 - 1)  # an id for an event without one
         suspect = self.check_all or meta.num_delivered > 1
         try:
-            message = wire.decode(msg.data)
+            message = _load(msg.data)
         except wire.DecodeError as exc:
             table, row = self.builder.bad_row(msg.data.decode("utf-8", "replace"), "", str(exc), fallback_id, sent_ms)
             return Item(msg, table, row, suspect)
@@ -246,6 +249,22 @@ class Writer:
             _, row = self.builder.bad_row(message, table, exc.message, item.row["id"], item.row.get("timestamp") or 0)
             self.log.warning("store: an event went to bad_rows", table=table, id=str(item.row["id"]), reason=exc.message)
             await self._insert(BAD_ROWS, [Item(item.msg, BAD_ROWS, row, False)])
+
+
+def _load(data: bytes) -> Any:
+    """orjson (several times faster than json) and, for what it refuses (a lone
+    surrogate escape, huge integers), the contract's own decoder."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return wire.decode(data)
+
+
+def _dump(row: dict[str, Any]) -> bytes:
+    try:
+        return orjson.dumps(row)
+    except TypeError:  # an integer over 64 bits, a lone surrogate: ASCII-escaped JSON
+        return _ENCODER.encode(row).encode()
 
 
 def _message_of(msg: Msg) -> Any:
