@@ -21,7 +21,6 @@ from band.stream import ensure_stream
 from band.service import Service
 from band.testing import serve
 from conftest import wait_for
-from test_store import client, server  # noqa: F401  (fixtures: a nats-server of the test's own)
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 UID = "6462464730849083392"
@@ -234,10 +233,10 @@ def sdk_page(n: int, uid: str, day: int, path: str, ref: str = "", campaign: str
             "data": {"page": {"url": f"https://shop.test{path}", "ref": ref}, "sess": {"start": session, "marks": marks}}}
 
 
-async def test_reports_answer_the_everyday_questions(tmp_path: Path, server: Any, client: Any) -> None:
-    from test_store import counted, publish, start_store
+async def test_reports_answer_the_everyday_questions(tmp_path: Path, own_nats: Any, store_client: Any) -> None:
+    from store_support import counted, publish, start_store
 
-    proc = start_store(tmp_path, server.url)
+    proc = start_store(tmp_path, own_nats.url)
     a, b, c = "1000000000000000001", "1000000000000000002", "1000000000000000003"
     events = [
         sdk_page(1, a, 1, "/", "https://www.google.com/q", "spring", session=11),
@@ -247,10 +246,10 @@ async def test_reports_answer_the_everyday_questions(tmp_path: Path, server: Any
         sdk_page(5, c, 2, "/", "https://www.google.com/q", "spring", session=31),
     ]
     try:
-        await publish(client, events)
+        await publish(store_client, events)
         await counted(5, proc)
-        rpc = RPC(lambda: client)
-        async with running("reports", server.url, client):
+        rpc = RPC(lambda: store_client)
+        async with running("reports", own_nats.url, store_client):
             names = await rpc.request("reports", "names")
             assert names == sorted(p.stem for p in (EXAMPLES / "queries").glob("*.sql")) and len(names) == 6
 

@@ -14,7 +14,7 @@ import pytest
 
 from band import RPCError, store
 from band.store.backend import ServerBackend
-from test_store import client, count, counted, event, publish, server, start_store  # noqa: F401
+from store_support import count, counted, event, publish, start_store
 
 URL = os.environ.get("CLICKHOUSE_URL", "")
 pytestmark = pytest.mark.skipif(not URL, reason="set CLICKHOUSE_URL to a ClickHouse server to run these")
@@ -30,10 +30,10 @@ def database(tmp_path: Path) -> Iterator[str]:
     backend.close()
 
 
-async def test_server_store_writes_queries_and_refuses_ddl(tmp_path: Path, server: Any, client: Any, database: str) -> None:
-    proc = start_store(tmp_path, server.url, CLICKHOUSE_URL=URL)
+async def test_server_store_writes_queries_and_refuses_ddl(tmp_path: Path, own_nats: Any, store_client: Any, database: str) -> None:
+    proc = start_store(tmp_path, own_nats.url, CLICKHOUSE_URL=URL)
     try:
-        await publish(client, [event(n) for n in range(10)])
+        await publish(store_client, [event(n) for n in range(10)])
         await counted(10, proc, f"SELECT count() AS n FROM {database}.events")
         rows = await store.query(f"SELECT page_url FROM {database}.events WHERE id = {{id:UInt64}}", id=7_000_000_000_000_003)
         assert rows == [{"page_url": "https://x.test/3"}]
@@ -43,11 +43,11 @@ async def test_server_store_writes_queries_and_refuses_ddl(tmp_path: Path, serve
         assert proc.stop() == 0, proc.text()[-3000:]
 
 
-async def test_two_replicas_share_the_consumer_and_store_each_event_once(tmp_path: Path, server: Any, client: Any, database: str) -> None:
-    first = start_store(tmp_path, server.url, name="a", CLICKHOUSE_URL=URL)
-    second = start_store(tmp_path, server.url, name="b", CLICKHOUSE_URL=URL)
+async def test_two_replicas_share_the_consumer_and_store_each_event_once(tmp_path: Path, own_nats: Any, store_client: Any, database: str) -> None:
+    first = start_store(tmp_path, own_nats.url, name="a", CLICKHOUSE_URL=URL)
+    second = start_store(tmp_path, own_nats.url, name="b", CLICKHOUSE_URL=URL)
     try:
-        await publish(client, [event(n) for n in range(2000)])
+        await publish(store_client, [event(n) for n in range(2000)])
         await counted(2000, first, f"SELECT count() AS n FROM {database}.events")
         assert await count(f"SELECT uniqExact(id) AS n FROM {database}.events") == 2000
     finally:

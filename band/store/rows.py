@@ -135,12 +135,35 @@ class RowBuilder:
     # --- pieces --------------------------------------------------------------------
     def _walk(self, layout: TableLayout, row: dict[str, Any], extras: dict[str, tuple[list[str], list[str]]],
               path: tuple[str, ...], value: Mapping[str, Any]) -> None:
-        put = self._put
-        for key, child in value.items():
-            if type(child) is dict:  # JSON objects are plain dicts: no ABC check on the hot path
-                self._walk(layout, row, extras, path + (str(key),), child)
-            elif child is not None:
-                put(layout, row, extras, path + (str(key),), child)
+        """Every leaf under ``value`` into ``row``: :meth:`_put` inlined, the hot loop of the store."""
+        slots, slot_for, quarter = layout._slots, layout.slot, self._quarter
+        stack = [(path, value)]
+        while stack:
+            prefix, node = stack.pop()
+            for key, child in node.items():
+                kind = type(child)
+                if kind is dict:  # JSON objects are plain dicts: no ABC check on the hot path
+                    stack.append((prefix + (key,), child))
+                    continue
+                if child is None:
+                    continue
+                here = prefix + (key,)
+                if kind is str and len(child) > quarter:
+                    self._put(layout, row, extras, here, child)  # the size check lives there
+                    continue
+                slot = slots.get(here) or slot_for(here)
+                convert = slot.convert
+                if convert is not None:
+                    try:
+                        row[slot.column] = convert(child)  # type: ignore[index]
+                        continue
+                    except Misfit:
+                        pass
+                entry = extras.get(slot.extra)
+                if entry is None:
+                    entry = extras[slot.extra] = ([], [])
+                entry[0].append(slot.key)
+                entry[1].append(child if kind is str else text(child))
 
     def _put(self, layout: TableLayout, row: dict[str, Any], extras: dict[str, tuple[list[str], list[str]]],
              path: tuple[str, ...], value: Any) -> None:
