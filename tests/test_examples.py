@@ -254,7 +254,8 @@ async def test_reports_answer_the_everyday_questions(tmp_path: Path, own_nats: A
             assert names == sorted(p.stem for p in (EXAMPLES / "queries").glob("*.sql")) and len(names) == 6
 
             async def report(query: str, **params: Any) -> list[dict[str, Any]]:
-                rows: list[dict[str, Any]] = await rpc.request("reports", "report", query=query, since="2024-05-01", **params)
+                rows: list[dict[str, Any]] = await rpc.request("reports", "report", timeout__=30, query=query,
+                                                               since="2024-05-01", **params)
                 return rows
 
             assert await report("page_views_per_day") == [
@@ -270,7 +271,7 @@ async def test_reports_answer_the_everyday_questions(tmp_path: Path, own_nats: A
                 {"date": "2024-05-02", "new_visitors": 1, "returning_visitors": 1}]
             assert await report("events_per_session") == [
                 {"sessions": 4, "avg_events": 1.25, "median_events": 1, "avg_pages": 1.25}]
-            missing = await rpc.request("reports", "report", query="../etc/passwd")
+            missing = await rpc.request("reports", "report", timeout__=30, query="../etc/passwd")
             assert isinstance(missing, ErrorResponse) and missing.statusCode == 404
     finally:
         assert proc.stop() == 0, proc.text()[-3000:]
