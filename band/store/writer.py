@@ -36,6 +36,7 @@ from .. import wire
 from ..log import Logger
 from .backend import Backend, StoreError
 from .config import BAD_ROWS
+from .metrics import metrics
 from .rows import BadRow, RowBuilder
 from .schema import quote
 
@@ -184,6 +185,7 @@ class Writer:
     async def flush(self, batch: list[Item], give_up_on_stop: bool = True) -> None:
         """Store ``batch`` (retrying until it is stored or we stop), then ack it."""
         groups = _by_table(_first_per_id(batch))
+        started = time.monotonic()
         done: set[str] = set()
         delay = 0.5
         last_touch = time.monotonic()
@@ -200,6 +202,8 @@ class Writer:
             except StoreError as exc:
                 self.health.state, self.health.last_error = "retrying", exc.message
                 self.health.retries += 1
+                metrics().retries.inc()
+                metrics().healthy.set(0)
                 self.log.warning("store: ClickHouse write failed; keeping the batch and retrying",
                                  error=exc.message, rows=len(batch), retry_in=delay)
                 if time.monotonic() - last_touch > self.ack_wait_s / 3:
@@ -216,6 +220,8 @@ class Writer:
         await _each(batch, "ack")
         self.processed += len(batch)
         self.health.state, self.health.batches, self.health.last_flush = "writing", self.health.batches + 1, time.time()
+        metrics().healthy.set(1)
+        metrics().batch_seconds.observe(time.monotonic() - started)
 
     async def _unstored(self, table: str, items: list[Item]) -> list[Item]:
         """``items`` less those a previous delivery already stored (looked up by id)."""
@@ -226,7 +232,9 @@ class Writer:
         if table != BAD_ROWS:
             found |= await self.engine.existing(BAD_ROWS, suspects)
         if found:
-            self.health.skipped += sum(1 for it in items if it.suspect and it.row["id"] in found)
+            skipped = sum(1 for it in items if it.suspect and it.row["id"] in found)
+            self.health.skipped += skipped
+            metrics().skipped.inc(skipped)
         return [it for it in items if not (it.suspect and it.row["id"] in found)]
 
     async def _insert(self, table: str, items: list[Item]) -> None:
@@ -234,6 +242,7 @@ class Writer:
         try:
             await self.engine.insert(table, [it.row for it in items])
             self.health.rows[table] += len(items)
+            metrics().rows.labels(table).inc(len(items))
         except StoreError as exc:
             if not exc.is_data_error:
                 raise
