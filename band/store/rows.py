@@ -148,9 +148,8 @@ class RowBuilder:
                 if child is None:
                     continue
                 here = prefix + (key,)
-                if kind is str and len(child) > quarter:
-                    self._put(layout, row, extras, here, child)  # the size check lives there
-                    continue
+                if kind is str and len(child) > quarter and len(child.encode()) > self._max:
+                    raise BadRow(f"{'.'.join(here)} is {len(child.encode())} bytes, over max_value_bytes {self._max}")
                 slot = slots.get(here) or slot_for(here)
                 convert = slot.convert
                 if convert is not None:
@@ -167,21 +166,8 @@ class RowBuilder:
 
     def _put(self, layout: TableLayout, row: dict[str, Any], extras: dict[str, tuple[list[str], list[str]]],
              path: tuple[str, ...], value: Any) -> None:
-        if type(value) is str and len(value) > self._quarter and len(value.encode()) > self._max:
-            raise BadRow(f"{'.'.join(path)} is {len(value.encode())} bytes, over max_value_bytes {self._max}")
-        slot = layout._slots.get(path) or layout.slot(path)
-        convert = slot.convert
-        if convert is not None:
-            try:
-                row[slot.column] = convert(value)  # type: ignore[index]
-                return
-            except Misfit:
-                pass
-        entry = extras.get(slot.extra)
-        if entry is None:
-            entry = extras[slot.extra] = ([], [])
-        entry[0].append(slot.key)
-        entry[1].append(value if type(value) is str else text(value))
+        """One value at ``path``, by the same loop as every other leaf."""
+        self._walk(layout, row, extras, path[:-1], {path[-1]: value})
 
     def _copy(self, layout: TableLayout, row: dict[str, Any], column: str, message: Mapping[str, Any],
               paths: tuple[str, ...]) -> None:
