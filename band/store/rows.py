@@ -39,24 +39,34 @@ class _Slot:
 
 
 class TableLayout:
-    """One table's columns and extras, with the path → slot answers cached."""
+    """One table's columns and extras, with the path → slot answers cached in a trie
+    (one dict per level, walked beside the event, so a known path costs a dict lookup
+    per key and no tuple)."""
+
+    MAX_CACHED = 100_000  # paths from a hostile client cannot grow the cache forever
 
     def __init__(self, table: Table) -> None:
         self.table = table
         self.columns = {name: converter(col.type) for name, col in table.columns.items() if "." not in name}
         self.extras = table.extra_prefixes()
-        self._slots: dict[tuple[str, ...], _Slot] = {}
+        self.trie: dict[str, list[Any]] = {}  # key -> [slot of this path or None, trie of the level below]
+        self._cached = 0
+
+    def child(self, trie: dict[str, list[Any]], key: str) -> list[Any]:
+        """The trie entry of ``key`` (a throwaway one once the cache is full)."""
+        entry = trie.get(key)
+        if entry is None:
+            entry = [None, {}]
+            if self._cached < self.MAX_CACHED:
+                trie[key] = entry
+                self._cached += 1
+        return entry
 
     def slot(self, path: tuple[str, ...]) -> _Slot:
-        found = self._slots.get(path)
-        if found is None:
-            name = "_".join(path)
-            extra, key = self._nearest_extra(path)
-            convert = self.columns.get(name)
-            found = _Slot(name if convert is not None else None, convert, extra, key)
-            if len(self._slots) < 100_000:  # paths from a hostile client cannot grow it forever
-                self._slots[path] = found
-        return found
+        name = "_".join(path)
+        extra, key = self._nearest_extra(path)
+        convert = self.columns.get(name)
+        return _Slot(name if convert is not None else None, convert, extra, key)
 
     def _nearest_extra(self, path: tuple[str, ...]) -> tuple[str, str]:
         for cut in range(len(path) - 1, 0, -1):
@@ -135,34 +145,40 @@ class RowBuilder:
     # --- pieces --------------------------------------------------------------------
     def _walk(self, layout: TableLayout, row: dict[str, Any], extras: dict[str, tuple[list[str], list[str]]],
               path: tuple[str, ...], value: Mapping[str, Any]) -> None:
-        """Every leaf under ``value`` into ``row``: :meth:`_put` inlined, the hot loop of the store."""
-        slots, slot_for, quarter = layout._slots, layout.slot, self._quarter
-        stack = [(path, value)]
+        """Every leaf under ``value`` into ``row``: the hot loop of the store."""
+        quarter, child_of = self._quarter, layout.child
+        trie = layout.trie
+        for key in path:
+            trie = child_of(trie, key)[1]
+        stack = [(path, value, trie)]
         while stack:
-            prefix, node = stack.pop()
+            prefix, node, level = stack.pop()
             for key, child in node.items():
+                entry = level.get(key) or child_of(level, key)
                 kind = type(child)
                 if kind is dict:  # JSON objects are plain dicts: no ABC check on the hot path
-                    stack.append((prefix + (key,), child))
+                    stack.append((prefix + (key,), child, entry[1]))
                     continue
                 if child is None:
                     continue
-                here = prefix + (key,)
                 if kind is str and len(child) > quarter and len(child.encode()) > self._max:
-                    raise BadRow(f"{'.'.join(here)} is {len(child.encode())} bytes, over max_value_bytes {self._max}")
-                slot = slots.get(here) or slot_for(here)
+                    where = ".".join(prefix + (key,))
+                    raise BadRow(f"{where} is {len(child.encode())} bytes, over max_value_bytes {self._max}")
+                slot = entry[0]
+                if slot is None:
+                    slot = entry[0] = layout.slot(prefix + (key,))
                 convert = slot.convert
                 if convert is not None:
                     try:
-                        row[slot.column] = convert(child)  # type: ignore[index]
+                        row[slot.column] = convert(child)
                         continue
                     except Misfit:
                         pass
-                entry = extras.get(slot.extra)
-                if entry is None:
-                    entry = extras[slot.extra] = ([], [])
-                entry[0].append(slot.key)
-                entry[1].append(child if kind is str else text(child))
+                bucket = extras.get(slot.extra)
+                if bucket is None:
+                    bucket = extras[slot.extra] = ([], [])
+                bucket[0].append(slot.key)
+                bucket[1].append(child if kind is str else text(child))
 
     def _put(self, layout: TableLayout, row: dict[str, Any], extras: dict[str, tuple[list[str], list[str]]],
              path: tuple[str, ...], value: Any) -> None:
