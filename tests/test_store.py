@@ -226,3 +226,30 @@ async def test_sigkill_mid_batch_under_load_loses_and_doubles_nothing(tmp_path: 
 
 async def _rows_over(n: int) -> bool:
     return await count() > n
+
+
+async def test_clickhouse_unreachable_keeps_events_and_says_so(tmp_path: Path, own_nats: NatsServer, store_client: Any) -> None:
+    from band.natsserver import free_port
+
+    from band import current_app
+
+    down = f"http://127.0.0.1:{free_port()}/"  # nothing listens there
+    proc = start_store(tmp_path, own_nats.url, CLICKHOUSE_URL=down)
+    try:
+        await publish(store_client, [event(n) for n in range(5)])
+
+        async def retrying() -> bool:
+            try:
+                status = await current_app().rpc.request("store", "status", timeout__=5)
+            except RPCError:
+                return False
+            return bool(status["state"] == "retrying" and status["ok"] is False and status["last_error"])
+
+        await wait_until(retrying, 60, "the store to report ClickHouse unreachable", [proc])
+        with pytest.raises(RPCError) as waiting:
+            await store.query("SELECT 1", timeout__=10)
+        assert waiting.value.code == 503 and "not ready" in waiting.value.message
+        info = await store_client.jetstream().stream_info("BAND_EVENTS")
+        assert info.state.messages == 5, "the events wait in JetStream"
+    finally:
+        assert proc.stop() == 0, proc.text()[-3000:]
