@@ -88,6 +88,7 @@ class Store:
                       batch_rows=self.config.batch_rows, batch_seconds=self.config.batch_seconds)
         psub = await self._consumer(nc, DURABLE, DeliverPolicy.ALL)
         self.writer = self._writer(psub, check_all=False)
+        self.writer.checking_all = lambda: self._replay_task is not None and not self._replay_task.done()
         await self.writer.run()
 
     def _writer(self, psub: Any, check_all: bool) -> Writer:
