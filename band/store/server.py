@@ -23,6 +23,7 @@ from ..log import Logger
 from ..stream import ensure_stream
 from .backend import StoreError, Unavailable, open_backend
 from .config import StoreConfig
+from .metrics import metrics
 from .migrate import ensure
 from .rows import RowBuilder
 from .writer import Engine, Health, Writer
@@ -82,6 +83,7 @@ class Store:
         for name in changes.migrations:
             self.log.info("store: migration applied", migration=name)
         self.health.state = "writing"
+        metrics().healthy.set(1)
         self._ready.set()
         where = self.config.clickhouse_url and "ClickHouse server" or str(self.config.data_dir)
         self.log.info("store: writing events", into=where, database=self.config.database,
