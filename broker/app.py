@@ -26,6 +26,9 @@ from band.stream import ensure_stream
 
 from .config import EdgeConfig
 from .discovery import Discovery
+from .headers import SECURITY, UidCookie, forwarded_host
+from .libjs import LibJs
+from .surface import coffee, favicon, lib_js
 from .metrics import Metrics
 from .pipeline import INTERNAL_ERROR, Pipeline
 from .render import json_response, render
@@ -40,8 +43,8 @@ NO_CACHE = {
     "Pragma": "no-cache",
     "Expires": "0",
 }
-_CORS_ANY = {"Access-Control-Allow-Origin": "*", **NO_CACHE}
-_CORS_CREDENTIALS = {"Access-Control-Allow-Credentials": "true", "Vary": "Origin", **NO_CACHE}
+_CORS_ANY = {"Access-Control-Allow-Origin": "*", **NO_CACHE, **SECURITY}
+_CORS_CREDENTIALS = {"Access-Control-Allow-Credentials": "true", "Vary": "Origin", **NO_CACHE, **SECURITY}
 ROOT_PAGE = (
     "band edge: send hits to /<service>/<name>[/<projectId>] (GET or POST); "
     "/health for load balancers, /metrics for Prometheus, /wss for WebSocket.\n"
@@ -64,13 +67,8 @@ class Edge:
         self.client_ip = ClientIP(config.proxy_networks())
         self.stream_ready = False
         self._stream_task: asyncio.Task[None] | None = None
-        cookie = f"; Path=/; Max-Age={config.cookie_max_age_s}; HttpOnly"
-        if config.cookie_secure:
-            cookie += "; Secure; SameSite=None"
-        if config.cookie_domain:
-            cookie += f"; Domain={config.cookie_domain}"
-        self._cookie_prefix = f"{config.cookie_name}="
-        self._cookie_suffix = cookie
+        self.cookie = UidCookie(config)
+        self.lib = LibJs(config)
 
     # --- every answer -------------------------------------------------------------
     def finish(self, request: web.Request, resp: web.StreamResponse, started: float, uid: str | None = None) -> None:
@@ -82,7 +80,8 @@ class Edge:
         else:
             extra = dict(_CORS_ANY)
         if uid is not None:
-            extra["Set-Cookie"] = self._cookie_prefix + uid + self._cookie_suffix
+            proxied = forwarded_host(request.headers) if "X-Forwarded-Host" in request.headers and self.client_ip.trusts(request.remote) else ""
+            extra["Set-Cookie"] = self.cookie.header(uid, proxied)
         extra["X-Response-Time"] = f"{(time.perf_counter() - started) * 1000:.3f}ms"
         resp.headers.update(extra)  # one update: cheaper than a setitem per header
         self.metrics.answered(resp.status)
@@ -104,9 +103,15 @@ class Edge:
                 if path == "/wss" and not web.WebSocketResponse().can_prepare(request).ok:
                     resp = json_response({"message": "/wss expects a WebSocket upgrade"}, 400)
                 elif path == "/wss":
-                    return await handle_socket(request, pipeline=self.pipeline, sockets=self.sockets, config=self.config, client_ip=self.client_ip, metrics=self.metrics)
+                    return await handle_socket(request, pipeline=self.pipeline, sockets=self.sockets, config=self.config, client_ip=self.client_ip, metrics=self.metrics, cookie=self.cookie)
                 elif path == "/" and method == "GET" and not request.query_string:
                     resp = web.Response(text=ROOT_PAGE, content_type="text/plain")
+                elif path == "/lib.js" and method == "GET":
+                    resp, uid = lib_js(request, self.lib, self.config)
+                elif path == "/favicon.ico":
+                    resp = favicon()
+                elif path == "/coffee":
+                    resp = coffee(self.config)
                 elif path == "/health":
                     resp = await self.health()
                 elif path == "/metrics":

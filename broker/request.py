@@ -23,6 +23,7 @@ from band.ids import new_id
 from . import qs
 from .config import EdgeConfig, IPNetwork
 from .discovery import Snapshot
+from .headers import forwarded_host
 
 EXTENSIONS = frozenset({"json", "gif", "js", "html"})
 NATIVE_MARK = "band"
@@ -227,6 +228,12 @@ class ClientIP:
             self._peers[peer] = known
         return known
 
+    def trusts(self, peer: str | None) -> bool:
+        """Is ``peer`` a trusted proxy (its forwarding headers count)?"""
+        if not peer:
+            return False
+        return self._peer(peer)[1]
+
     def __call__(self, peer: str | None, headers: Mapping[str, str]) -> str:
         if not peer:
             return ""
@@ -245,13 +252,24 @@ class ClientIP:
         return peer_ip
 
 
+def valid_uid(value: Any) -> str | None:
+    """``value`` as a uid when it is one (``^[0-9]{10,22}$``, not all zeros); else ``None``.
+
+    The web SDK sends ``"uid": 0`` (and ``?uid=0``) before it knows one: that is no uid.
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if isinstance(value, str) and wire.UID_RE.match(value) and value.strip("0"):
+        return value
+    return None
+
+
 def pick_uid(*candidates: Any) -> str:
-    """The first candidate that is a valid uid (``^[0-9]{10,22}$``), else a new id."""
+    """The first candidate that is a valid uid, else a new id."""
     for value in candidates:
-        if isinstance(value, int) and not isinstance(value, bool):
-            value = str(value)
-        if isinstance(value, str) and wire.UID_RE.match(value):
-            return value
+        uid = valid_uid(value)
+        if uid is not None:
+            return uid
     return new_id()
 
 
@@ -296,12 +314,16 @@ def build_message(*, key: str, service: str, name: str, channel: str, project: i
 
 
 def td_of(request: web.Request, client_ip: ClientIP) -> dict[str, Any]:
+    """Transport data; ``host`` is the ``X-Forwarded-Host`` a trusted proxy passed, else ``Host``."""
     headers = request.headers
+    host = headers.get("Host", "")
+    if "X-Forwarded-Host" in headers and client_ip.trusts(request.remote):
+        host = forwarded_host(headers) or host
     return {
         "ip": client_ip(request.remote, headers),
         "ua": headers.get("User-Agent", ""),
         "ref": headers.get("Referer", ""),
-        "host": headers.get("Host", ""),
+        "host": host,
     }
 
 
@@ -353,4 +375,4 @@ async def read_hit(request: web.Request, config: EdgeConfig, snapshot: Snapshot,
     return Hit(message, target.native, image)
 
 
-__all__ = ["BadHit", "Hit", "Target", "read_hit", "parse_path", "parse_query", "parse_json_object", "parse_form", "ClientIP", "pick_uid", "project_id", "build_message", "check_token", "td_of"]
+__all__ = ["BadHit", "Hit", "Target", "read_hit", "parse_path", "parse_query", "parse_json_object", "parse_form", "ClientIP", "pick_uid", "valid_uid", "project_id", "build_message", "check_token", "td_of"]
