@@ -1,0 +1,135 @@
+"""band's tracker in headless Chromium (Debian's /usr/bin/chromium via Playwright), on a
+page served from another site than the edge, over HTTP and over the edge's own TLS."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from broker.app import make_app
+from test_broker_fakes import edge_config
+from test_sdk_support import arrivals, site
+
+CHROMIUM = "/usr/bin/chromium"
+DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (apt-get install chromium)")
+
+SNIPPET = """<script>
+!function (w, d, name, src) {
+  if (w[name]) return;
+  var api = w[name] = function () {
+    var args = Array.prototype.slice.call(arguments);
+    return api.doCall ? api.doCall(args) : (api._q.push(args), 0);
+  };
+  api._q = []; api._sv = '4.1.0';
+  var s = d.createElement('script'); s.async = true; s.src = src;
+  (d.head || d.documentElement).appendChild(s);
+}(window, document, 'rstat', '%(edge)s/lib.js');
+rstat('configure', {server: '%(server)s'});
+rstat('page', {section: 'shoes'});
+</script>"""
+
+PAGE = """<!doctype html><html><head><title>Winter sale</title>%(snippet)s</head>
+<body><p>shop</p><button id=buy onclick="rstat('event', 'signup', {plan: 'pro'})">buy</button></body></html>"""
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        chromium = await pw.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            yield chromium
+        finally:
+            await chromium.close()
+
+
+async def visit(browser: Any, nc: Any, edge_origin: str, page_host: str, site_url: str, **context: Any) -> tuple[str, list[dict[str, Any]]]:
+    """Open the shop page, click, return the uid /lib.js handed out and the events."""
+    server = edge_origin.split("//", 1)[1]
+    html = PAGE % {"snippet": SNIPPET % {"edge": edge_origin, "server": server}}
+    async with site({"/shop": html}) as origin, arrivals(nc, "in.gen.track.>") as seen:
+        url = origin.replace("127.0.0.1", page_host) + site_url
+        ctx = await browser.new_context(**context)
+        page = await ctx.new_page()
+        handed: list[str] = []
+
+        async def on_response(resp: Any) -> None:
+            if resp.url.endswith("/lib.js"):
+                handed.append(await resp.text())
+
+        page.on("response", on_response)
+        await page.goto(url)
+        await seen.take(2)  # session + page
+        await page.click("#buy")
+        await seen.take(3)
+        await ctx.close()
+    prefix = re.match(r"^;window\[\"rstat\"\]&&window\[\"rstat\"\]\('configure',(\{.*?\})\);", handed[0])
+    assert prefix, handed[0][:200]
+    return json.loads(prefix[1])["initialUid"], list(seen.events)
+
+
+def check(events: list[dict[str, Any]], uid: str, page_url: str) -> None:
+    by_name = {e["name"]: e for e in events}
+    assert set(by_name) >= {"session", "page", "signup"}, [e["name"] for e in events]
+    assert {e["uid"] for e in events} == {uid}  # one visitor, though the edge's cookie is never sent cross-site
+    page = by_name["page"]
+    data = page["data"]
+    assert page["key"] == "in.gen.track.page" and page["service"] == "track"
+    assert data["data"] == {"section": "shoes"}
+    assert data["page"]["url"] == page_url and data["page"]["title"] == "Winter sale"
+    sess = data["sess"]
+    assert sess["num"] == 1 and sess["pageNum"] == 1 and sess["type"] == "campaign"
+    assert sess["marks"]["utm_source"] == "newsletter" and sess["marks"]["utm_campaign"] == "winter"
+    assert data["browser"]["w"] > 0 and data["browser"]["h"] > 0
+    assert data["user"]["tz"] and isinstance(data["user"]["ts"], int)
+    assert data["lib"]["id"] == "band-tracker"
+    signup = by_name["signup"]
+    assert signup["data"]["data"] == {"plan": "pro"} and signup["data"]["sess"]["eventNum"] == 1
+
+
+async def test_tracker_cross_site_over_http(browser: Any, nc: Any, nats_url: str) -> None:
+    app = make_app(edge_config(nats_url, cookie_secure=False))
+    async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as client:
+        edge_origin = str(client.make_url("")).rstrip("/")
+        path = "/shop?utm_source=newsletter&utm_campaign=winter"
+        uid, events = await visit(browser, nc, edge_origin, "localhost", path)
+        site_url = [e for e in events if e["name"] == "page"][0]["data"]["page"]["url"]
+        assert site_url.startswith("http://localhost:") and site_url.endswith(path)
+        check(events, uid, site_url)
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if shutil.which("openssl") is None:
+        pytest.skip("needs openssl")
+    out = tmp_path_factory.mktemp("edge-certs")
+    done = subprocess.run(["sh", str(DEPLOY / "make-certs.sh"), str(out), "localhost", "127.0.0.1"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+async def test_tracker_over_the_edges_own_tls(browser: Any, nc: Any, nats_url: str, certs: Path) -> None:
+    config = edge_config(nats_url, certfile=str(certs / "server.pem"), keyfile=str(certs / "server-key.pem"))
+    from broker.tls import server_context
+
+    server = TestServer(make_app(config), host="127.0.0.1", port=0)
+    await server.start_server(ssl=server_context(config))
+    try:
+        edge_origin = f"https://localhost:{server.port}"
+        path = "/shop?utm_source=newsletter&utm_campaign=winter"
+        uid, events = await visit(browser, nc, edge_origin, "127.0.0.1", path, ignore_https_errors=True)
+        site_url = [e for e in events if e["name"] == "page"][0]["data"]["page"]["url"]
+        assert site_url.startswith("http://127.0.0.1:")
+        check(events, uid, site_url)
+    finally:
+        await server.close()
