@@ -24,6 +24,7 @@ from band import wire
 from band.connect import connect
 from band.stream import ensure_stream
 
+from .builtin_enrichers import Builtins
 from .config import EdgeConfig
 from .discovery import Discovery
 from .headers import SECURITY, UidCookie, forwarded_host
@@ -212,7 +213,9 @@ class Edge:
             keep_polls=self.config.discovery_keep_polls,
             default_timeout_ms=self.config.handler_timeout_ms,
         )
-        self.pipeline = Pipeline(self.discovery, self.config, self.metrics, self.stream_missing)
+        builtins = Builtins(self.config, self.metrics)
+        await builtins.start()
+        self.pipeline = Pipeline(self.discovery, self.config, self.metrics, self.stream_missing, builtins)
         tasks: list[asyncio.Task[None]] = []
         push: Subscription | None = None
         try:
@@ -237,6 +240,7 @@ class Edge:
                 with contextlib.suppress(nats.errors.Error):
                     await push.unsubscribe()
             await self.pipeline.stop()
+            await builtins.stop()
             if not self.nc.is_closed:
                 try:
                     await self.nc.drain()
