@@ -7,6 +7,7 @@ its own (a small site, a staging box, a closed network).
 
 from __future__ import annotations
 
+import os
 import ssl
 
 from .config import ConfigError, EdgeConfig
@@ -20,12 +21,13 @@ def server_context(config: EdgeConfig) -> ssl.SSLContext | None:
     """
     if not config.certfile:
         return None
+    for knob, path in (("certfile", config.certfile), ("keyfile", config.keyfile)):
+        if not os.path.isfile(path):
+            raise ConfigError(f"TLS: {knob} {path} not found")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
         context.load_cert_chain(config.certfile, config.keyfile)
-    except FileNotFoundError as exc:
-        raise ConfigError(f"TLS: {exc.filename or config.certfile} not found") from None
     except (ssl.SSLError, OSError) as exc:
         raise ConfigError(f"TLS: cannot load {config.certfile} / {config.keyfile}: {exc}") from None
     return context

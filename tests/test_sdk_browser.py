@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,11 +14,15 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from broker.app import make_app
 from test_broker_fakes import edge_config
-from test_sdk_support import arrivals, site
+from test_sdk_support import arrivals, make_edge_certs, site
 
 CHROMIUM = "/usr/bin/chromium"
-DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (apt-get install chromium)")
+
+@pytest.fixture(scope="module")
+def edge_certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_edge_certs(tmp_path_factory)
+
 
 SNIPPET = """<script>
 !function (w, d, name, src) {
@@ -108,18 +110,8 @@ async def test_tracker_cross_site_over_http(browser: Any, nc: Any, nats_url: str
         check(events, uid, site_url)
 
 
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if shutil.which("openssl") is None:
-        pytest.skip("needs openssl")
-    out = tmp_path_factory.mktemp("edge-certs")
-    done = subprocess.run(["sh", str(DEPLOY / "make-certs.sh"), str(out), "localhost", "127.0.0.1"], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    return out
-
-
-async def test_tracker_over_the_edges_own_tls(browser: Any, nc: Any, nats_url: str, certs: Path) -> None:
-    config = edge_config(nats_url, certfile=str(certs / "server.pem"), keyfile=str(certs / "server-key.pem"))
+async def test_tracker_over_the_edges_own_tls(browser: Any, nc: Any, nats_url: str, edge_certs: Path) -> None:
+    config = edge_config(nats_url, certfile=str(edge_certs / "server.pem"), keyfile=str(edge_certs / "server-key.pem"))
     from broker.tls import server_context
 
     server = TestServer(make_app(config), host="127.0.0.1", port=0)

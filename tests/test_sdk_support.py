@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
+import subprocess
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, AsyncIterator
+
+import pytest
 
 from aiohttp import web
 from nats.aio.client import Client
@@ -64,3 +69,16 @@ async def site(pages: dict[str, str]) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         await runner.cleanup()
+
+
+DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
+
+
+def make_edge_certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A private CA and a certificate for localhost/127.0.0.1, made by deploy/make-certs.sh."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs openssl")
+    out = tmp_path_factory.mktemp("edge-certs")
+    done = subprocess.run(["sh", str(DEPLOY / "make-certs.sh"), str(out), "localhost", "127.0.0.1"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return out
