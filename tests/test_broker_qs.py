@@ -68,6 +68,20 @@ def test_fast_path_reads_as_qs_does(text: str) -> None:
     assert ours == decode(text, DecodeOptions(depth=5))
 
 
+bracket_text = st.lists(
+    st.tuples(st.sampled_from(["a", "b", "a[x]", "a[]", "b[y][z]", "c[0]", "c[1]", "d[e][f][g][h][i][j]", "a[x][y]", "e["]), st.text("xy1", max_size=2)),
+    max_size=8,
+).map(lambda pairs: "&".join(f"{k}={v}" for k, v in pairs))
+
+
+@settings(max_examples=300, deadline=None)
+@given(bracket_text)
+def test_mixed_text_reads_as_qs_does(text: str) -> None:
+    """Only bracketed parameters go through qs-codec: the union must be qs-codec's whole answer."""
+    assert q(text) == decode(text, DecodeOptions(depth=5))
+    assert f(text) == decode(text, DecodeOptions(depth=2, parse_lists=False))
+
+
 async def test_image_transport_and_form_arrive_nested(nc: Any, nats_url: str) -> None:
     svc = unique("qs")
     async with running_edge(nats_url) as (client, edge), arrivals(nc, f"in.gen.{svc}.>") as seen:
