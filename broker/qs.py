@@ -87,7 +87,8 @@ def _nested(text: str, grammar: Grammar, max_fields: int) -> dict[str, Any]:
 def _mixed(text: str, grammar: Grammar, max_fields: int) -> dict[str, Any]:
     """Only the bracketed parameters go through qs-codec (it costs ~20 µs a parameter);
     the flat ones join them when no top-level name is shared, else qs-codec reads all."""
-    flat_parts, nested_parts = [], []
+    flat_parts: list[str] = []
+    nested_parts: list[str] = []
     for part in text.split("&"):
         (nested_parts if _has_brackets(part.split("=", 1)[0]) else flat_parts).append(part)
     flat = _flat("&".join(flat_parts), max_fields) if flat_parts else {}
