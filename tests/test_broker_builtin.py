@@ -13,7 +13,7 @@ import pytest
 import xxhash
 
 from broker.builtin_enrichers import FPID_SEED, fpid
-from test_broker_fakes import running_edge
+from test_broker_fakes import FakeService, enrichers_seen, running_edge, unique
 from test_sdk_support import arrivals
 
 IP = "109.252.93.158"
@@ -103,3 +103,23 @@ async def test_stored_deadline_and_errors_do_not_hold_the_hit(nc: Any, nats_url:
             assert "stored" not in event["data"] and event["data"]["fpid"] == KNOWN_FPID
             metrics = await (await client.get("/metrics")).text()
             assert f'{counter}{{service="stored"}} 1.0' in metrics, url
+
+
+async def test_enricher_services_see_fpid(nc: Any, nats_url: str) -> None:
+    """fpid is filled before the enrich request: an enricher service can use it."""
+    svc = unique("fpidsee")
+    key = f"in.gen.{svc}.page"
+    seen_by_enricher: list[dict[str, Any]] = []
+
+    async def look(message: dict[str, Any]) -> Any:
+        seen_by_enricher.append(message)
+        return None, json.dumps({"saw": message["data"].get("fpid")}).encode()
+
+    async with running_edge(nats_url, builtin_enrichers={"fpid": f"in.gen.{svc}"}) as (client, edge), \
+            FakeService(nc, unique("looker")).enricher(look, keys=[f"in.gen.{svc}"]) as looker, \
+            arrivals(nc, f"in.gen.{svc}.>") as seen:
+        await enrichers_seen(edge, key, {looker.name})
+        await client.get(f"/{svc}/page", headers={"X-Real-IP": IP, "User-Agent": UA})
+        (event,) = await seen.take(1)
+    assert seen_by_enricher[0]["data"]["fpid"] == KNOWN_FPID
+    assert event["data"][looker.name] == {"saw": KNOWN_FPID} and event["data"]["fpid"] == KNOWN_FPID
