@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from broker.app import make_app
 from test_broker_fakes import edge_config
+from conftest import wait_for
 from test_sdk_support import arrivals, make_edge_certs, site
 
 CHROMIUM = "/usr/bin/chromium"
@@ -39,8 +40,9 @@ rstat('configure', {server: '%(server)s'});
 rstat('page', {section: 'shoes'});
 </script>"""
 
-PAGE = """<!doctype html><html><head><title>Winter sale</title>%(snippet)s</head>
-<body><p>shop</p><button id=buy onclick="rstat('event', 'signup', {plan: 'pro'})">buy</button></body></html>"""
+PAGE = """<!doctype html><html><head><title>Winter sale</title>%(prelude)s%(snippet)s</head>
+<body><p>shop</p><button id=buy onclick="rstat('event', 'signup', {plan: 'pro'})">buy</button>
+<a id=next href="/shop?from=menu">next</a></body></html>"""
 
 
 @pytest.fixture
@@ -55,10 +57,10 @@ async def browser() -> AsyncIterator[Any]:
             await chromium.close()
 
 
-async def visit(browser: Any, nc: Any, edge_origin: str, page_host: str, site_url: str, **context: Any) -> tuple[str, list[dict[str, Any]]]:
-    """Open the shop page, click, return the uid /lib.js handed out and the events."""
+async def visit(browser: Any, nc: Any, edge_origin: str, page_host: str, site_url: str, prelude: str = "", **context: Any) -> tuple[str, list[dict[str, Any]]]:
+    """Open the shop page, click, open a second page; the uid /lib.js handed out and the events."""
     server = edge_origin.split("//", 1)[1]
-    html = PAGE % {"snippet": SNIPPET % {"edge": edge_origin, "server": server}}
+    html = PAGE % {"prelude": prelude, "snippet": SNIPPET % {"edge": edge_origin, "server": server}}
     async with site({"/shop": html}) as origin, arrivals(nc, "in.gen.track.>") as seen:
         url = origin.replace("127.0.0.1", page_host) + site_url
         ctx = await browser.new_context(**context)
@@ -74,6 +76,8 @@ async def visit(browser: Any, nc: Any, edge_origin: str, page_host: str, site_ur
         await seen.take(2)  # session + page
         await page.click("#buy")
         await seen.take(3)
+        await page.click("#next")  # the next page of the visit
+        await wait_for(lambda: len(seen.named("page")) >= 2, timeout=10, what="the second page view")
         await ctx.close()
     prefix = re.match(r"^;window\[\"rstat\"\]&&window\[\"rstat\"\]\('configure',(\{.*?\})\);", handed[0])
     assert prefix, handed[0][:200]
@@ -81,7 +85,7 @@ async def visit(browser: Any, nc: Any, edge_origin: str, page_host: str, site_ur
 
 
 def check(events: list[dict[str, Any]], uid: str, page_url: str) -> None:
-    by_name = {e["name"]: e for e in events}
+    by_name = {e["name"]: e for e in events[:3]}
     assert set(by_name) >= {"session", "page", "signup"}, [e["name"] for e in events]
     assert {e["uid"] for e in events} == {uid}  # one visitor, though the edge's cookie is never sent cross-site
     page = by_name["page"]
@@ -97,6 +101,10 @@ def check(events: list[dict[str, Any]], uid: str, page_url: str) -> None:
     assert data["lib"]["id"] == "band-tracker"
     signup = by_name["signup"]
     assert signup["data"]["data"] == {"plan": "pro"} and signup["data"]["sess"]["eventNum"] == 1
+    second = [e for e in events if e["name"] == "page"][1]  # same session, same visitor
+    assert second["data"]["sess"]["num"] == 1 and second["data"]["sess"]["pageNum"] == 2
+    assert second["data"]["page"]["url"].endswith("/shop?from=menu") and second["data"]["page"]["ref"] == page_url
+    assert len(by_name) == 3 and not [e for e in events if e["name"] == "session"][1:]
 
 
 async def test_tracker_cross_site_over_http(browser: Any, nc: Any, nats_url: str) -> None:
@@ -125,3 +133,25 @@ async def test_tracker_over_the_edges_own_tls(browser: Any, nc: Any, nats_url: s
         check(events, uid, site_url)
     finally:
         await server.close()
+
+
+NO_BEACON = "<script>navigator.sendBeacon = undefined;</script>"
+NO_BEACON_NO_XHR = "<script>navigator.sendBeacon = undefined; window.XMLHttpRequest = undefined;</script>"
+
+
+@pytest.mark.parametrize("prelude,channel", [(NO_BEACON, "http"), (NO_BEACON_NO_XHR, "pixel")], ids=["xhr", "image"])
+async def test_tracker_fallback_transports(browser: Any, nc: Any, nats_url: str, prelude: str, channel: str) -> None:
+    """Without sendBeacon the tracker posts with XHR; without XHR too, an image GET whose
+    qs-encoded fields (data[section]=…, sess[num]=…) arrive nested."""
+    app = make_app(edge_config(nats_url, cookie_secure=False))
+    async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as client:
+        edge_origin = str(client.make_url("")).rstrip("/")
+        uid, events = await visit(browser, nc, edge_origin, "localhost", "/shop?utm_source=newsletter&utm_campaign=winter", prelude=prelude)
+    assert {e["uid"] for e in events} == {uid} and {e["channel"] for e in events} == {channel}
+    page = [e for e in events if e["name"] == "page"][0]["data"]
+    assert page["data"] == {"section": "shoes"}
+    if channel == "pixel":  # the image carries the cropped message, as the SDK's does; values are strings
+        assert page["sess"] == {"num": "1", "pageNum": "1", "eventNum": "0", "type": "campaign"}
+        assert page["user"]["tz"] and "page" not in page
+    else:
+        assert page["sess"]["num"] == 1 and page["page"]["title"] == "Winter sale"
