@@ -15,6 +15,7 @@ bound, the rest of the key stays a literal key, as qs does).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -55,7 +56,7 @@ def _options(grammar: Grammar, max_fields: int) -> DecodeOptions:
     return DecodeOptions(
         depth=grammar.depth,
         parse_lists=grammar.arrays,
-        parameter_limit=max_fields,
+        parameter_limit=math.inf,  # counted by parse() itself: qs-codec would count empty parts and drop the rest silently
         duplicates=Duplicates.COMBINE,  # a=1&a=2 is ["1", "2"], as qs (arrays or not)
         decoder=_strict,
     )
@@ -65,9 +66,9 @@ def _has_brackets(text: str) -> bool:
     return "[" in text or "%5B" in text or "%5b" in text
 
 
-def _flat(text: str, max_fields: int) -> dict[str, Any] | None:
+def _flat(text: str) -> dict[str, Any] | None:
     """Bracket-free text by the standard parser; ``None`` when repeated keys need qs."""
-    pairs = parse_qsl(text, keep_blank_values=True, errors="strict", max_num_fields=max_fields)
+    pairs = parse_qsl(text, keep_blank_values=True, errors="strict")  # parse() bounded the count
     fields = {k: v for k, v in pairs if k}
     return fields if len(fields) == len(pairs) else None
 
@@ -91,7 +92,7 @@ def _mixed(text: str, grammar: Grammar, max_fields: int) -> dict[str, Any]:
     nested_parts: list[str] = []
     for part in text.split("&"):
         (nested_parts if _has_brackets(part.split("=", 1)[0]) else flat_parts).append(part)
-    flat = _flat("&".join(flat_parts), max_fields) if flat_parts else {}
+    flat = _flat("&".join(flat_parts)) if flat_parts else {}
     nested = _nested("&".join(nested_parts), grammar, max_fields)
     if flat is None or not flat.keys().isdisjoint(nested):
         return _nested(text, grammar, max_fields)
@@ -114,7 +115,7 @@ def parse(text: str, grammar: Grammar, *, max_fields: int, max_depth: int) -> di
             raise QsError(f"too many {grammar.kind} fields (limit {max_fields})")
     try:
         if not _has_brackets(text):
-            fields = _flat(text, max_fields)
+            fields = _flat(text)
             if fields is not None:
                 return fields
             return _nested(text, grammar, max_fields)

@@ -50,6 +50,7 @@ def test_limits_name_the_problem() -> None:
     with pytest.raises(QsError, match="nested deeper than 32 levels"):
         q("a" + "[a]" * 33 + "=1")
     assert q("&&&a=1&&") == {"a": "1"}  # empty parts are not fields
+    assert q("a[x]=1" + "&" * 50 + "&b[y]=2", max_fields=10) == {"a": {"x": "1"}, "b": {"y": "2"}}  # nor do they push fields out
 
 
 flat_text = st.lists(
