@@ -51,8 +51,8 @@ def _strict(text: str, charset: Any = None, kind: Any = None) -> str:
 
 
 @lru_cache(maxsize=16)
-def _options(grammar: Grammar, max_fields: int) -> DecodeOptions:
-    """Built once per grammar and limit (building one costs as much as decoding a key)."""
+def _options(grammar: Grammar) -> DecodeOptions:
+    """Built once per grammar (building one costs as much as decoding a key)."""
     return DecodeOptions(
         depth=grammar.depth,
         parse_lists=grammar.arrays,
@@ -80,12 +80,12 @@ def _check_depth(text: str, max_depth: int, what: str) -> None:
             raise QsError(f"{what} has a key nested deeper than {max_depth} levels")
 
 
-def _nested(text: str, grammar: Grammar, max_fields: int) -> dict[str, Any]:
-    value: dict[str, Any] = decode(text, _options(grammar, max_fields))
+def _nested(text: str, grammar: Grammar) -> dict[str, Any]:
+    value: dict[str, Any] = decode(text, _options(grammar))
     return value
 
 
-def _mixed(text: str, grammar: Grammar, max_fields: int) -> dict[str, Any]:
+def _mixed(text: str, grammar: Grammar) -> dict[str, Any]:
     """Only the bracketed parameters go through qs-codec (it costs ~20 µs a parameter);
     the flat ones join them when no top-level name is shared, else qs-codec reads all."""
     flat_parts: list[str] = []
@@ -93,9 +93,9 @@ def _mixed(text: str, grammar: Grammar, max_fields: int) -> dict[str, Any]:
     for part in text.split("&"):
         (nested_parts if _has_brackets(part.split("=", 1)[0]) else flat_parts).append(part)
     flat = _flat("&".join(flat_parts)) if flat_parts else {}
-    nested = _nested("&".join(nested_parts), grammar, max_fields)
+    nested = _nested("&".join(nested_parts), grammar)
     if flat is None or not flat.keys().isdisjoint(nested):
-        return _nested(text, grammar, max_fields)
+        return _nested(text, grammar)
     flat.update(nested)
     return flat
 
@@ -118,9 +118,9 @@ def parse(text: str, grammar: Grammar, *, max_fields: int, max_depth: int) -> di
             fields = _flat(text)
             if fields is not None:
                 return fields
-            return _nested(text, grammar, max_fields)
+            return _nested(text, grammar)
         _check_depth(text, max_depth, grammar.what)
-        return _mixed(text, grammar, max_fields)
+        return _mixed(text, grammar)
     except UnicodeDecodeError:
         raise QsError(f"{grammar.what} is not valid UTF-8") from None
     except QsError:
