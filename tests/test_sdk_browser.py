@@ -57,7 +57,7 @@ async def browser() -> AsyncIterator[Any]:
             await chromium.close()
 
 
-async def visit(browser: Any, nc: Any, edge_origin: str, page_host: str, site_url: str, prelude: str = "", **context: Any) -> tuple[str, list[dict[str, Any]]]:
+async def visit(browser: Any, nc: Any, edge_origin: str, page_host: str, site_url: str, prelude: str = "", referer: str | None = None, **context: Any) -> tuple[str, list[dict[str, Any]]]:
     """Open the shop page, click, open a second page; the uid /lib.js handed out and the events."""
     server = edge_origin.split("//", 1)[1]
     html = PAGE % {"prelude": prelude, "snippet": SNIPPET % {"edge": edge_origin, "server": server}}
@@ -72,7 +72,7 @@ async def visit(browser: Any, nc: Any, edge_origin: str, page_host: str, site_ur
                 handed.append(await resp.text())
 
         page.on("response", on_response)
-        await page.goto(url)
+        await page.goto(url, referer=referer)
         await seen.take(2)  # session + page
         await page.click("#buy")
         await seen.take(3)
@@ -155,3 +155,13 @@ async def test_tracker_fallback_transports(browser: Any, nc: Any, nats_url: str,
         assert page["user"]["tz"] and "page" not in page
     else:
         assert page["sess"]["num"] == 1 and page["page"]["title"] == "Winter sale"
+
+
+async def test_tracker_session_source_from_the_referrer(browser: Any, nc: Any, nats_url: str) -> None:
+    app = make_app(edge_config(nats_url, cookie_secure=False))
+    async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as client:
+        edge_origin = str(client.make_url("")).rstrip("/")
+        _, events = await visit(browser, nc, edge_origin, "localhost", "/shop", referer="https://www.google.com/search?q=boots")
+    sess = [e for e in events if e["name"] == "page"][0]["data"]["sess"]
+    assert sess["type"] == "organic" and sess["engine"] == "google" and sess["refhost"] == "google.com"
+    assert sess["hasMarks"] is False and sess["marks"] == {}

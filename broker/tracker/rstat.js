@@ -22,8 +22,11 @@
   var SESSION_TIMEOUT_MS = 30 * 60 * 1000;
   var UID_RE = /^[0-9]{10,22}$/;
   var MARKS = ['utm_source', 'utm_medium', 'utm_campaign', 'utm_content', 'utm_term', 'gclid', 'yclid', 'fbclid'];
-  var ORGANIC = ['google.', 'yandex.', 'bing.com', 'yahoo.com', 'duckduckgo.com', 'go.mail.ru', 'rambler.ru'];
-  var SOCIAL = ['facebook.com', 'instagram.com', 'vk.com', 'linkedin.com', 'lnkd.in', 'ok.ru', 't.co'];
+  // referrer host (a trailing '.' matches any TLD) -> the engine the SDK names
+  var ORGANIC = {'google.': 'google', 'yandex.': 'yandex', 'bing.com': 'bing', 'yahoo.com': 'yahoo',
+                 'duckduckgo.com': 'duckduckgo', 'go.mail.ru': 'mailru', 'rambler.ru': 'rambler'};
+  var SOCIAL = {'facebook.com': 'fb', 'instagram.com': 'instagram', 'vk.com': 'vk', 'linkedin.com': 'linkedin',
+                'lnkd.in': 'linkedin', 'ok.ru': 'ok', 't.co': 'twitter'};
 
   var holder = win[name];
   if (holder && holder._loaded) { return; }  // the snippet may load /lib.js twice
@@ -53,12 +56,12 @@
     }
     return out;
   }
-  function matches(host, rules) {
-    for (var i = 0; i < rules.length; i++) {
-      var r = rules[i];
-      if (r.charAt(r.length - 1) === '.' ? (host.indexOf(r) === 0 || host.indexOf('.' + r) > 0) : (host === r || host.slice(-r.length - 1) === '.' + r)) { return true; }
+  function engineOf(host, rules) {  // the engine of the first rule the host matches
+    for (var r in rules) {
+      if (!Object.prototype.hasOwnProperty.call(rules, r)) { continue; }
+      if (r.charAt(r.length - 1) === '.' ? (host.indexOf(r) === 0 || host.indexOf('.' + r) > 0) : (host === r || host.slice(-r.length - 1) === '.' + r)) { return rules[r]; }
     }
-    return false;
+    return undefined;
   }
   // Where this visit came from: type (campaign, organic, social, referral, internal, direct) and marks.
   function source() {
@@ -72,8 +75,8 @@
     if (marks.fbclid) { marks.has_fbclid = 1; }
     var ref = doc.referrer, refhost = ref ? hostOf(ref) : '', type = 'direct', engine;
     if (refhost && refhost === hostOf(win.location.href)) { type = 'internal'; }
-    else if (refhost && matches(refhost, ORGANIC)) { type = 'organic'; engine = refhost.split('.')[0]; }
-    else if (refhost && matches(refhost, SOCIAL)) { type = 'social'; engine = refhost.split('.')[0]; }
+    else if (refhost && (engine = engineOf(refhost, ORGANIC))) { type = 'organic'; }
+    else if (refhost && (engine = engineOf(refhost, SOCIAL))) { type = 'social'; }
     else if (refhost) { type = 'referral'; }
     if (hasMarks && !(marks.fbclid && !marks.utm_source && !marks.gclid && !marks.yclid)) { type = 'campaign'; }
     return {type: type, engine: engine, marks: marks, hasMarks: hasMarks, refhost: refhost || undefined};
