@@ -41,7 +41,7 @@ rstat('page', {section: 'shoes'});
 </script>"""
 
 PAGE = """<!doctype html><html><head><title>Winter sale</title>%(prelude)s%(snippet)s</head>
-<body><p>shop</p><button id=buy onclick="rstat('event', 'signup', {plan: 'pro'})">buy</button>
+<body><p>shop</p><button id=buy onclick="rstat('identify', 'user-42', {tier: 'gold'}); rstat('event', 'signup', {plan: 'pro'})">buy</button>
 <a id=next href="/shop?from=menu">next</a></body></html>"""
 
 
@@ -101,6 +101,8 @@ def check(events: list[dict[str, Any]], uid: str, page_url: str) -> None:
     assert data["lib"]["id"] == "band-tracker"
     signup = by_name["signup"]
     assert signup["data"]["data"] == {"plan": "pro"} and signup["data"]["sess"]["eventNum"] == 1
+    assert signup["data"]["user"]["id"] == "user-42" and signup["data"]["user"]["tier"] == "gold"  # identify
+    assert "id" not in page["data"]["user"]
     second = [e for e in events if e["name"] == "page"][1]  # same session, same visitor
     assert second["data"]["sess"]["num"] == 1 and second["data"]["sess"]["pageNum"] == 2
     assert second["data"]["page"]["url"].endswith("/shop?from=menu") and second["data"]["page"]["ref"] == page_url
