@@ -27,7 +27,7 @@ from band.stream import ensure_stream
 from .builtin_enrichers import Builtins
 from .config import EdgeConfig
 from .discovery import Discovery
-from .headers import SECURITY, UidCookie, forwarded_host
+from .headers import SECURITY, UidCookie
 from .libjs import LibJs
 from .surface import coffee, favicon, lib_js
 from .metrics import Metrics
@@ -81,8 +81,7 @@ class Edge:
         else:
             extra = dict(_CORS_ANY)
         if uid is not None:
-            proxied = forwarded_host(request.headers) if "X-Forwarded-Host" in request.headers and self.client_ip.trusts(request.remote) else ""
-            extra["Set-Cookie"] = self.cookie.header(uid, proxied)
+            extra["Set-Cookie"] = self.cookie.header(uid, self.client_ip.host(request.remote, request.headers))
         extra["X-Response-Time"] = f"{(time.perf_counter() - started) * 1000:.3f}ms"
         resp.headers.update(extra)  # one update: cheaper than a setitem per header
         self.metrics.answered(resp.status)

@@ -234,6 +234,12 @@ class ClientIP:
             return False
         return self._peer(peer)[1]
 
+    def host(self, peer: str | None, headers: Mapping[str, str]) -> str:
+        """The ``X-Forwarded-Host`` a trusted proxy passed; "" from anyone else."""
+        if "X-Forwarded-Host" not in headers or not self.trusts(peer):
+            return ""
+        return forwarded_host(headers)
+
     def __call__(self, peer: str | None, headers: Mapping[str, str]) -> str:
         if not peer:
             return ""
@@ -316,9 +322,7 @@ def build_message(*, key: str, service: str, name: str, channel: str, project: i
 def td_of(request: web.Request, client_ip: ClientIP) -> dict[str, Any]:
     """Transport data; ``host`` is the ``X-Forwarded-Host`` a trusted proxy passed, else ``Host``."""
     headers = request.headers
-    host = headers.get("Host", "")
-    if "X-Forwarded-Host" in headers and client_ip.trusts(request.remote):
-        host = forwarded_host(headers) or host
+    host = client_ip.host(request.remote, headers) or headers.get("Host", "")
     return {
         "ip": client_ip(request.remote, headers),
         "ua": headers.get("User-Agent", ""),

@@ -19,7 +19,7 @@ from band.ids import new_id
 from .config import EdgeConfig
 from .metrics import Metrics
 from .pipeline import Pipeline
-from .headers import SECURITY, UidCookie, forwarded_host
+from .headers import SECURITY, UidCookie
 from .request import BadHit, ClientIP, build_message, check_token, parse_json_object, project_id, td_of, valid_uid
 
 log = logging.getLogger("broker.ws")
@@ -101,8 +101,7 @@ async def handle_socket(request: web.Request, *, pipeline: Pipeline, sockets: So
     uid = known or new_id()
     ws.headers.update(SECURITY)
     if known is None or known != request.cookies.get(config.cookie_name):  # issued or taken from ?uid=: remember it
-        proxied = forwarded_host(request.headers) if client_ip.trusts(request.remote) else ""
-        ws.headers["Set-Cookie"] = cookie.header(uid, proxied)
+        ws.headers["Set-Cookie"] = cookie.header(uid, client_ip.host(request.remote, request.headers))
     await ws.prepare(request)
     td = td_of(request, client_ip)
     sockets.add(uid, ws)
