@@ -7,6 +7,7 @@ section. A service written in another language that follows this file takes part
 
 from __future__ import annotations
 
+import base64
 import datetime as _dt
 import json
 import re
@@ -27,6 +28,40 @@ KEY_PREFIX: Final = "in.gen"
 
 # --- JetStream ---------------------------------------------------------------
 STREAM: Final = "BAND_EVENTS"
+
+# --- uploads: files in the JetStream object store (ADR-20) -------------------------
+# POST /upload/<service>/<name> stores each file part as one object, then sends the
+# message with ``files``: a list of references (FILE_REF_FIELDS), so handlers and
+# listeners read the bytes from the bucket instead of the message.
+UPLOAD_PATH: Final = "upload"  # the first path segment of an upload
+UPLOAD_BUCKET: Final = "band_uploads"  # default bucket (the edge's upload_bucket knob)
+FILES_FIELD: Final = "files"  # the message field listing the stored files
+FILE_REF_FIELDS: Final = ("param", "name", "type", "size", "sha256", "bucket", "object")
+UPLOAD_CHUNK_BYTES: Final = 128 * 1024  # one chunk message: well under any max_payload
+OBJECT_ROLLUP_HEADER: Final = "Nats-Rollup"  # the meta message replaces earlier ones
+OBJECT_ROLLUP_SUBJECT: Final = "sub"
+
+
+def upload_object(service: str, name: str, upload_id: str, index: int) -> str:
+    """``<service>/<name>/<upload id>/<n>``: the object of the n-th file of an upload
+    (the upload id is also the message's ``id``)."""
+    return f"{service}/{name}/{upload_id}/{index}"
+
+
+def object_stream(bucket: str) -> str:
+    """The stream that holds a bucket: ``OBJ_<bucket>``."""
+    return f"OBJ_{bucket}"
+
+
+def object_chunks_subject(bucket: str, nuid: str) -> str:
+    """``$O.<bucket>.C.<nuid>``: an object's data, in order, in chunks."""
+    return f"$O.{bucket}.C.{nuid}"
+
+
+def object_meta_subject(bucket: str, name: str) -> str:
+    """``$O.<bucket>.M.<base64url(name)>``: the object's info (JSON, last one wins)."""
+    return f"$O.{bucket}.M.{base64.urlsafe_b64encode(name.encode()).decode()}"
+
 
 # --- micro protocol (ADR-32) -----------------------------------------------------
 SRV_PREFIX: Final = "$SRV"

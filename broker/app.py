@@ -34,6 +34,7 @@ from .metrics import Metrics
 from .pipeline import INTERNAL_ERROR, Pipeline
 from .render import json_response, render
 from .request import BadHit, ClientIP, read_hit
+from .upload import Uploads
 from .ws import Sockets, handle_socket
 
 log = logging.getLogger("broker")
@@ -46,8 +47,10 @@ NO_CACHE = {
 }
 _CORS_ANY = {"Access-Control-Allow-Origin": "*", **NO_CACHE, **SECURITY}
 _CORS_CREDENTIALS = {"Access-Control-Allow-Credentials": "true", "Vary": "Origin", **NO_CACHE, **SECURITY}
+UPLOAD_PATH = f"/{wire.UPLOAD_PATH}/"
 ROOT_PAGE = (
     "band edge: send hits to /<service>/<name>[/<projectId>] (GET or POST); "
+    "POST /upload/<service>/<name> for files (multipart/form-data); "
     "/health for load balancers, /metrics for Prometheus, /wss for WebSocket.\n"
 )
 
@@ -66,6 +69,7 @@ class Edge:
         self.metrics = Metrics()
         self.sockets = Sockets()
         self.client_ip = ClientIP(config.proxy_networks())
+        self.uploads = Uploads(config)
         self.stream_ready = False
         self._stream_task: asyncio.Task[None] | None = None
         self.cookie = UidCookie(config)
@@ -116,6 +120,8 @@ class Edge:
                     resp = await self.health()
                 elif path == "/metrics":
                     resp = web.Response(body=self.metrics.render(), headers={"Content-Type": self.metrics.content_type})
+                elif path.startswith(UPLOAD_PATH):
+                    resp, uid = await self.uploads.receive(request, self.nc, self.pipeline, self.client_ip)
                 else:
                     try:
                         hit = await read_hit(request, self.config, self.discovery.snapshot, self.client_ip)
@@ -182,6 +188,7 @@ class Edge:
     async def _nats_reconnected(self) -> None:
         log.info("NATS reconnected")
         self.stream_missing()
+        self.uploads.reset()
 
     def stream_missing(self) -> None:
         """(Re)create the events stream in the background, once at a time."""
