@@ -76,6 +76,9 @@ MSG_ID_HEADER: Final = "Nats-Msg-Id"  # JetStream de-duplication
 SERVICE_HEADER: Final = "Band-Service"  # who answered (enricher replies, dead letters)
 STATUS_HEADER: Final = "Status"  # set by NATS itself on status messages
 NO_RESPONDERS_STATUS: Final = "503"  # ...such as "nobody subscribes to that request subject"
+# W3C Trace Context, on every request and publish while tracing is on (band.tracing)
+TRACEPARENT_HEADER: Final = "traceparent"
+TRACESTATE_HEADER: Final = "tracestate"
 
 # --- endpoint metadata (values are strings, as ADR-32 requires) -------------------
 ROLE_HANDLER: Final = "handler"
@@ -89,6 +92,9 @@ MESSAGE_FIELDS: Final = ("key", "service", "name", "channel", "projectId", "uid"
 # Path parameters of a custom route (``path='/x/:id'``): an object the edge adds to the
 # message; the service passes them to the handler as keywords over the message fields.
 PARAMS_FIELD: Final = "params"
+# The trace id (32 lowercase hex digits) the edge adds while tracing is on, so a stored
+# event can be joined with its trace.
+TRACE_ID_FIELD: Final = "trace_id"
 DEFAULT_HANDLER_TIMEOUT_MS: Final = 200
 DEFAULT_ENRICH_TIMEOUT_MS: Final = 200
 
@@ -149,6 +155,11 @@ def key_prefix_subjects(prefix: str) -> list[str]:
 def key_matches(prefix: str, key: str) -> bool:
     """Whole-token prefix match, the same rule NATS applies to ``prefix.>``."""
     return key == prefix or key.startswith(prefix + ".")
+
+
+def durable_name(service: str, method: str) -> str:
+    """The JetStream durable consumer of ``service``'s durable listener ``method``."""
+    return f"{service}_{method}"
 
 
 def queue_group(service: str) -> str:

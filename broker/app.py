@@ -20,7 +20,7 @@ from nats.aio.client import Client
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 
-from band import wire
+from band import tracing, wire
 from band.connect import connect
 from band.stream import ensure_stream
 
@@ -33,6 +33,7 @@ from .surface import coffee, favicon, lib_js
 from .metrics import Metrics
 from .pipeline import INTERNAL_ERROR, Pipeline
 from .render import json_response, render
+from .tracing import HitTrace
 from .request import BadHit, ClientIP, read_hit
 from .upload import Uploads
 from .ws import Sockets, handle_socket
@@ -95,6 +96,7 @@ class Edge:
         """The one route: fixed paths, then hits; anything unexpected is a bare 500."""
         started = time.perf_counter()
         uid: str | None = None
+        trace: HitTrace | None = None
         try:
             method = request.method
             if method == "OPTIONS":
@@ -129,13 +131,19 @@ class Edge:
                         resp = json_response({"message": bad.message}, bad.status)
                     else:
                         uid = hit.message["uid"]
-                        resp = render(await self.pipeline.run(hit.message, hit.image), hit.native)
+                        if tracing.ON:
+                            trace = HitTrace(request.headers, method, path, hit.message)
+                        resp = render(await self.pipeline.run(hit.message, hit.image, trace), hit.native)
         except asyncio.CancelledError:
+            if trace is not None:
+                trace.end(499)  # the client went away mid-hit
             raise
         except Exception:
             log.exception("hit failed: %s %s", request.method, request.path)
             resp = json_response({"message": INTERNAL_ERROR}, 500)
         self.finish(request, resp, started, uid)
+        if trace is not None:
+            trace.end(resp.status)
         return resp
 
     def preflight(self, request: web.Request) -> web.Response:

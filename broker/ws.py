@@ -13,13 +13,14 @@ from typing import Any
 from aiohttp import WSMsgType, web
 from nats.aio.msg import Msg
 
-from band import wire
+from band import tracing, wire
 from band.ids import new_id
 
 from .config import EdgeConfig
 from .metrics import Metrics
 from .pipeline import Pipeline
 from .headers import SECURITY, UidCookie
+from .tracing import HitTrace
 from .request import BadHit, ClientIP, build_message, check_token, parse_json_object, project_id, td_of, valid_uid
 
 log = logging.getLogger("broker.ws")
@@ -119,7 +120,11 @@ async def handle_socket(request: web.Request, *, pipeline: Pipeline, sockets: So
             except BadHit as bad:
                 out: dict[str, Any] = {"type__": "error", "statusCode": bad.status, "data": {}, "message": bad.message}
             else:
-                out = (await pipeline.run(message)).to_wire()
+                trace = HitTrace(request.headers, "WS", request.path, message) if tracing.ON else None
+                answered = await pipeline.run(message, trace=trace)
+                if trace is not None:
+                    trace.end(answered.statusCode)
+                out = answered.to_wire()
             out["id__"] = ident
             if not ws.closed:
                 await ws.send_str(wire.encode(out).decode())
