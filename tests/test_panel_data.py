@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, AsyncIterator
@@ -18,7 +19,7 @@ from band.panel.app import running
 from band.panel.config import PanelConfig
 from band.stream import ensure_stream
 from band.testing import serve
-from conftest import wait_for
+from conftest import pinged, wait_for
 from test_broker_fakes import running_edge
 
 TOKEN = "data-token-0123456789"
@@ -224,9 +225,20 @@ async def _named(overview: Any, name: str) -> bool:
     return any(s["name"] == name for s in (await overview())["services"])
 
 
-async def test_the_chart_and_saved_queries_from_a_clickhouse_store(nats_url: str) -> None:
+async def test_the_chart_and_saved_queries_from_a_clickhouse_store(nats_url: str, nc: Any) -> None:
     pytest.importorskip("chdb")
-    async with serve(SERVICES / "chstore", nats_url), panel(nats_url) as base, aiohttp.ClientSession(headers=AUTH) as http:
+    # its own process: chDB's engine stays out of the test process
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "band", "run", str(SERVICES / "chstore"), "--nats", nats_url)
+    try:
+        await wait_for(lambda: pinged(nc, "store"), timeout=60, what="the chDB store answering")
+        await _chart_and_saved(nats_url)
+    finally:
+        proc.terminate()
+        await proc.wait()
+
+
+async def _chart_and_saved(nats_url: str) -> None:
+    async with panel(nats_url) as base, aiohttp.ClientSession(headers=AUTH) as http:
         async with http.get(f"{base}/api/charts?fresh=1") as resp:
             data = (await resp.json())["events"]
         assert data["source"] == "store", data.get("store_error")
