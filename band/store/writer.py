@@ -36,6 +36,7 @@ from ..log import Logger
 from .backend import Backend, StoreError
 from .config import BAD_ROWS
 from .metrics import metrics
+from .pull import Puller
 from .rows import BadRow, RowBuilder
 from .schema import quote
 
@@ -109,7 +110,7 @@ class Engine:
 class Writer:
     """Consumes one pull consumer into the store until ``stop`` is set."""
 
-    def __init__(self, engine: Engine, builder: RowBuilder, psub: Any, *, batch_rows: int, batch_seconds: float,
+    def __init__(self, engine: Engine, builder: RowBuilder, psub: Puller, *, batch_rows: int, batch_seconds: float,
                  ack_wait_s: float, health: Health, logger: Logger, check_all: bool = False) -> None:
         self.engine = engine
         self.builder = builder
@@ -149,11 +150,14 @@ class Writer:
                 await asyncio.shield(flushing)
             if batch and not self.health.state == "failed":
                 await self.flush(batch, give_up_on_stop=True)
+            try:
+                await self.psub.unsubscribe()
+            except Exception:  # closed connection: the subscription is gone with it
+                pass
 
     async def _fetch(self, room: int, wait: float) -> list[Msg]:
         try:
-            msgs: list[Msg] = await self.psub.fetch(room, timeout=wait)
-            return msgs
+            return await self.psub.fetch(room, timeout=wait)
         except (NatsTimeout, asyncio.TimeoutError):
             return []
         except asyncio.CancelledError:
