@@ -38,6 +38,8 @@ class Puller:
         self._owed = 0  # messages the open request may still bring
         self._open = False
         self._want = 0  # wake the writer once this many are ready
+        self._first_at = 0.0
+        self.oldest = 0.0  # loop time the oldest message of the last fetch arrived: a batch's age starts there
         self._changed = asyncio.Event()
 
     async def start(self) -> Puller:
@@ -51,6 +53,8 @@ class Puller:
             if headers["Status"] != "100":  # 100 is a heartbeat; anything else ends the request
                 self._open = False
         else:
+            if not self._ready:
+                self._first_at = asyncio.get_running_loop().time()
             self._ready.append(msg)
             self._owed -= 1
             if self._owed <= 0:
@@ -80,6 +84,9 @@ class Puller:
             except asyncio.TimeoutError:
                 pass
         taken, self._ready = self._ready[:room], self._ready[room:]
+        self.oldest = self._first_at if taken else loop.time()
+        if self._ready:
+            self._first_at = loop.time()
         return taken
 
     async def unsubscribe(self) -> None:
