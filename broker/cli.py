@@ -18,21 +18,12 @@ from typing import Any
 from aiohttp import web
 
 from band import log as band_log
+from band.cli.edge import parse_args
 
 from .app import make_app
 from .config import ConfigError, EdgeConfig, from_env, split_urls
 
 log = logging.getLogger("broker")
-
-
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="band edge", description="band's HTTP edge: hits in, NATS pipeline, answers out.")
-    parser.add_argument("--host", default=None, help="bind address (env HOST; default 0.0.0.0)")
-    parser.add_argument("--port", type=int, default=None, help="port (env PORT; default 8080)")
-    parser.add_argument("--workers", type=int, default=None, help="processes sharing the port (SO_REUSEPORT; default 1)")
-    parser.add_argument("--nats-url", default=None, help="NATS server(s), comma-separated (env NATS_URL)")
-    parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO"))
-    return parser.parse_args(argv)
 
 
 async def serve(config: EdgeConfig, *, reuse_port: bool = False, stop: asyncio.Event | None = None) -> None:
@@ -70,11 +61,15 @@ def run_worker(config: EdgeConfig, reuse_port: bool, log_level: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``band edge`` and ``python -m broker``; returns the exit code."""
-    args = parse_args(argv)
+    """Entry point of ``python -m broker``; returns the exit code."""
+    return run(parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the edge with ``band edge``'s arguments (:mod:`band.cli.edge`)."""
     overrides: dict[str, Any] = {"host": args.host, "port": args.port, "workers": args.workers}
-    if args.nats_url:
-        overrides["nats_urls"] = split_urls(args.nats_url)
+    if args.nats:
+        overrides["nats_urls"] = split_urls(args.nats)
     try:
         config = from_env(**overrides)
     except ConfigError as exc:
@@ -110,4 +105,4 @@ def _run_workers(config: EdgeConfig, log_level: str) -> int:
     return code
 
 
-__all__ = ["main", "serve", "parse_args"]
+__all__ = ["main", "run", "serve"]

@@ -11,7 +11,7 @@ import nats
 import nats.errors
 import pytest
 
-from band.natsserver import NatsServer
+from band.cli.natsserver import NatsServer
 
 
 @pytest.fixture(scope="session")

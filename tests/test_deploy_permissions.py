@@ -20,7 +20,8 @@ from band import App, response, wire
 from band.calls import RPC
 from band.connect import connect
 from band.response import from_wire
-from band.natsserver import NatsServer, free_port
+from band.cli.natsserver import NatsServer
+from band.cli.ports import free_port
 from band.stream import StreamLimits, ensure_stream
 from band.testing import serve
 from test_deploy_support import NATS_CONF, REPO, Recorder, check_conf, client, conf_server, conf_users, eventually, inbox_of, password_env, url
