@@ -11,7 +11,10 @@ import nats
 import nats.errors
 import pytest
 
+import ast_guard
 from band.cli.natsserver import NatsServer
+
+ast_guard.install()  # before any test runs a thread: see ast_guard
 
 
 @pytest.fixture(scope="session")
