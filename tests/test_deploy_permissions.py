@@ -368,12 +368,12 @@ async def test_every_example_runs_under_its_own_credential(own_server: NatsServe
             await esub.unsubscribe()
             await js.publish(msg["key"], wire.encode(msg), headers={wire.MSG_ID_HEADER: msg["id"]}, timeout=2)
             if "eventwriter" in examples:
-                async def stored() -> bool:
-                    reply = await admin.request(wire.rpc_subject("eventwriter", "count"), b"{}", timeout=2)
+                async def stored() -> bool:  # SQLite fsyncs each commit: under disk load that takes seconds
+                    reply = await admin.request(wire.rpc_subject("eventwriter", "count"), b"{}", timeout=30)
                     assert wire.error_from_headers(reply.headers) is None, reply.headers
                     return from_wire(json.loads(reply.data)).data == 1  # type: ignore[attr-defined, no-any-return]
 
-                await eventually(stored, what="eventwriter stored the event", step=0.1)
+                await eventually(stored, timeout=60, what="eventwriter stored the event", step=0.1)
         log = (tmp_path / "nats-server.log").read_text()
         assert "Violation" not in log, [line for line in log.splitlines() if "Violation" in line]
     finally:
