@@ -324,6 +324,7 @@ def main() -> int:
     args = parser.parse_args()
     use_wrk = bool(shutil.which("wrk")) and not args.no_wrk
 
+    from band.cli import processes
     from band.cli.natsserver import NatsServer
     from band.cli.ports import free_port
 
@@ -392,12 +393,7 @@ def main() -> int:
         print(f"  edge RSS peak {rss_peak:.1f} MB (goal < 150)", flush=True)
     finally:
         for proc in reversed(procs):
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            processes.stop(proc, 20)
         nats_server.stop()
         shutil.rmtree(store, ignore_errors=True)
     return 0

@@ -91,7 +91,11 @@ def _run_workers(config: EdgeConfig, log_level: str) -> int:
     for proc in procs:
         proc.start()
 
+    forwarded = False
+
     def forward(signum: int, _frame: Any) -> None:
+        nonlocal forwarded
+        forwarded = True
         for proc in procs:
             if proc.is_alive() and proc.pid:
                 os.kill(proc.pid, signal.SIGTERM)
@@ -101,7 +105,9 @@ def _run_workers(config: EdgeConfig, log_level: str) -> int:
     code = 0
     for proc in procs:
         proc.join()
-        code = code or (proc.exitcode or 0)
+        # a worker still starting when we passed the stop on dies of it before its handler is in: a stop all the same
+        stopped = forwarded and proc.exitcode == -signal.SIGTERM
+        code = code or (0 if stopped else proc.exitcode or 0)
     return code
 
 

@@ -20,6 +20,7 @@ from band import App, response, wire
 from band.calls import RPC
 from band.connect import connect
 from band.response import from_wire
+from band.cli import processes
 from band.cli.natsserver import NatsServer
 from band.cli.ports import free_port
 from band.stream import StreamLimits, ensure_stream
@@ -294,12 +295,7 @@ async def real_edge_hit(server: NatsServer, env: dict[str, str], tmp_path: Path,
             assert "Ann" in body and "+79990003344" in body, body
             await eventually(lambda: len(seen["durable"]) >= before + 2, what="edge hits stored and listened")
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        processes.stop(proc, 15)
         log.close()
 
 

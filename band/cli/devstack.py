@@ -182,7 +182,8 @@ class StartFailed(Exception):
 
 
 async def start(children: list[Child], width: int, keep_going: bool, timeout: float) -> list[Child]:
-    """Start ``children`` in order, each once the ones before are ready; the ones that run.
+    """Start the edge (``children[0]``), and once it answers every service at once;
+    return the children that are ready.
 
     Raises:
         StartFailed: one exited or stayed unready past ``timeout`` (unless ``keep_going``
