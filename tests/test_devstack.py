@@ -129,7 +129,7 @@ async def test_band_up_refuses_a_taken_port_and_starts_nothing(tmp_path: Path) -
             assert await up.finish() == 1
         finally:
             await up.close()
-    assert up.text.strip().splitlines() == [f"band up: port {port} is in use (another band up, or another program); stop it or pass --port"]
+    assert up.text.strip().splitlines() == [f"band up: port {port} is in use (another band up, or another program); stop it or choose another --port"]
     assert not (tmp_path / ".band").exists(), "nothing started: no nats-server, no state"
 
 

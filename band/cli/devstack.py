@@ -27,6 +27,7 @@ import nats.errors
 from nats.aio.client import Client
 
 from .. import config
+from ..metrics import metrics_env
 from . import processes, target
 from .natsserver import NatsServer
 from .parser import Commands
@@ -54,6 +55,7 @@ def register(commands: Commands) -> None:
     up.add_argument("--port", type=int, help="edge port (default: $PORT or 8080)")
     up.add_argument("--data", default=str(target.STATE_DIR), help="where the started nats-server keeps JetStream data (default ./.band)")
     up.add_argument("--keep-going", action="store_true", help="a service that fails to start is reported; the rest keep running")
+    up.add_argument("--reload", action="store_true", help="restart a service when a file in its directory changes (development)")
     up.add_argument("--start-timeout", type=float, default=START_TIMEOUT_S, help=f"seconds for everything to be ready (default {START_TIMEOUT_S:g})")
 
 
@@ -64,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"band up: {exc}", file=sys.stderr)
         return 2
     port = args.port or int(os.environ.get("PORT") or 8080)
-    return asyncio.run(_up(services, port, Path(args.data), args.keep_going, args.start_timeout))
+    return asyncio.run(_up(services, port, Path(args.data), args.keep_going, args.start_timeout, args.reload))
 
 
 def find_services(paths: list[Path]) -> list[Path]:
@@ -98,7 +100,7 @@ class Child:
     name: str
     args: list[str]
     env: dict[str, str]
-    ready: Probe
+    ready: Probe | None = None  # None: ready once started
     process: subprocess.Popen[bytes] | None = None
     last: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=LAST_LINES))
     pump: threading.Thread | None = None
@@ -209,7 +211,7 @@ async def _until_ready(pending: list[Child], deadline: float, keep_going: bool) 
                     raise StartFailed(child.report())
                 say(f"band up: {child.report()}", sys.stderr)
                 pending.remove(child)
-            elif await child.ready():
+            elif child.ready is None or await child.ready():
                 ready.append(child)
                 pending.remove(child)
         if pending and loop.time() > deadline:
@@ -244,10 +246,17 @@ async def _nats(data: Path) -> tuple[target.Target, NatsServer | None]:
     return target.Target(server.url, f"started nats-server with JetStream data in {data / 'nats'}; URL in ./{target.URL_FILE}"), server
 
 
-async def _up(paths: list[Path], port: int, data: Path, keep_going: bool, timeout: float) -> int:
-    if port_in_use(port, os.environ.get("HOST") or "0.0.0.0"):
-        print(f"band up: port {port} is in use (another band up, or another program); stop it or pass --port", file=sys.stderr)
-        return 1
+def ports(edge: int, services: int) -> list[int]:
+    """Every port the stack will bind: the edge's, and each service's /metrics (METRICS_PORT + i)."""
+    return [edge] + [int(metrics_env(i)["METRICS_PORT"]) for i in range(services) if metrics_env(i)]
+
+
+async def _up(paths: list[Path], port: int, data: Path, keep_going: bool, timeout: float, reload: bool = False) -> int:
+    for taken in ports(port, len(paths)):
+        if port_in_use(taken, os.environ.get("HOST") or "0.0.0.0"):
+            what = "--port" if taken == port else "METRICS_PORT"
+            print(f"band up: port {taken} is in use (another band up, or another program); stop it or choose another {what}", file=sys.stderr)
+            return 1
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -255,6 +264,7 @@ async def _up(paths: list[Path], port: int, data: Path, keep_going: bool, timeou
     server: NatsServer | None = None
     nc: Client | None = None
     running: list[Child] = []
+    watcher: asyncio.Future[None] | None = None
     try:
         where, server = await _nats(data)
         say(f"NATS at {where.url} ({where.source})")
@@ -262,9 +272,16 @@ async def _up(paths: list[Path], port: int, data: Path, keep_going: bool, timeou
         env = {**os.environ, "NATS_URL": where.url, "PYTHONUNBUFFERED": "1"}
         edge = Child("edge", [sys.executable, "-m", "band", "edge", "--port", str(port)], {**env, "PORT": str(port)}, http_answers(port))
         services = [(service_name(p), p) for p in paths]
-        children = [edge] + [Child(name, [sys.executable, "-m", "band", "run", str(p)], env, discoverable(nc, name)) for name, p in services]
+        children = [edge] + [
+            Child(name, [sys.executable, "-m", "band", "run", str(p)], {**env, **metrics_env(i)}, discoverable(nc, name))
+            for i, (name, p) in enumerate(services)
+        ]
         running = children  # stopped on the way out, whatever happens below
         width = max(len(c.name) for c in children)
+        if reload:  # a change restarts only its own service (watched from the start: no save is missed)
+            from .reload import Reloader
+
+            watcher = asyncio.ensure_future(Reloader([(p, c) for (_, p), c in zip(services, children[1:])], width).run(stop))
         starting = asyncio.ensure_future(start(children, width, keep_going, timeout))
         stopped = asyncio.ensure_future(stop.wait())
         await asyncio.wait([starting, stopped], return_when=asyncio.FIRST_COMPLETED)
@@ -287,6 +304,9 @@ async def _up(paths: list[Path], port: int, data: Path, keep_going: bool, timeou
         say("stopping…")
         return 1
     finally:
+        if watcher is not None:  # no restart races the stop below
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
         # services first (the edge stops routing to them), then the edge, then NATS
         await asyncio.gather(*(asyncio.to_thread(c.stop) for c in running[1:]))
         if running:
