@@ -13,6 +13,7 @@ import aiohttp
 import nats
 import pytest
 
+from band.cli.devstack import ports
 from band.cli.natsserver import NatsServer
 from band.cli.ports import free_port, port_in_use
 from conftest import pinged, wait_for
@@ -199,3 +200,10 @@ async def test_band_up_killed_takes_its_children_along(tmp_path: Path) -> None:
         await wait_for(gone, timeout=30, what="the children of a killed band up to exit")
     finally:
         await up.close()
+
+
+def test_band_up_checks_the_metrics_ports_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("METRICS_PORT", raising=False)
+    assert ports(8080, 3) == [8080]
+    monkeypatch.setenv("METRICS_PORT", "9100")
+    assert ports(8080, 3) == [8080, 9100, 9101, 9102], "each service's /metrics port is checked before anything starts"

@@ -406,7 +406,7 @@ async def edge_process(nats_url: str, **env: str) -> AsyncIterator[tuple[subproc
     """``python -m broker`` on a free port, healthy; on exit SIGTERM, and it must exit 0."""
     port = free_port()
     environ = {**os.environ, "EDGE_STREAM_STORAGE": "memory", "EDGE_DISCOVERY_INTERVAL_S": "0.2", **env}
-    edge = subprocess.Popen([sys.executable, "-m", "broker", "--host", "127.0.0.1", "--port", str(port), "--nats-url", nats_url],
+    edge = subprocess.Popen([sys.executable, "-m", "broker", "--host", "127.0.0.1", "--port", str(port), "--nats", nats_url],
                             env=environ, stderr=subprocess.PIPE)
 
     def up() -> bool:
