@@ -294,7 +294,7 @@ async def _up(paths: list[Path], port: int, data: Path, keep_going: bool, timeou
         up = starting.result()
         band = spell("band")
         say(f"\nband is up\n  NATS: {where.url}\n  edge: http://127.0.0.1:{port}/\n"
-            f"  services: {', '.join(c.name for c in up[1:]) or 'none'}\n"
+            f"  services: {', '.join(sorted(c.name for c in up[1:])) or 'none'}\n"
             f"In another terminal here: {band} ls, {band} tail, {band} call SERVICE METHOD k=v. Ctrl-C stops everything.\n")
         await stop.wait()
         say("\nstopping…")
