@@ -23,6 +23,8 @@ from band.cli.edge import parse_args
 
 from .app import make_app
 from .config import ConfigError, EdgeConfig, from_env, split_urls
+from .libjs import LibJs
+from .tls import server_context
 
 log = logging.getLogger("broker")
 
@@ -33,12 +35,13 @@ async def serve(config: EdgeConfig, *, reuse_port: bool = False, stop: asyncio.E
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    tls = server_context(config)
     runner = web.AppRunner(make_app(config), access_log=None, shutdown_timeout=config.shutdown_timeout_s)
     try:
         await runner.setup()
-        site = web.TCPSite(runner, config.host, config.port, reuse_port=reuse_port or None, backlog=1024)
+        site = web.TCPSite(runner, config.host, config.port, reuse_port=reuse_port or None, backlog=1024, ssl_context=tls)
         await site.start()
-        log.info("band edge listening on http://%s:%d (pid %d)", config.host, config.port, os.getpid())
+        log.info("band edge listening on %s://%s:%d (pid %d)", "https" if tls else "http", config.host, config.port, os.getpid())
         await stop.wait()
         log.info("band edge stopping: finishing in-flight hits")
     finally:
@@ -72,11 +75,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Run the edge with ``band edge``'s arguments (:mod:`band.cli.edge`)."""
-    overrides: dict[str, Any] = {"host": args.host, "port": args.port, "workers": args.workers}
+    overrides: dict[str, Any] = {"host": args.host, "port": args.port, "workers": args.workers, "certfile": args.certfile, "keyfile": args.keyfile}
     if args.nats:
         overrides["nats_urls"] = split_urls(args.nats)
     try:
         config = from_env(**overrides)
+        server_context(config)  # a bad certificate or key stops here, naming the file
+        LibJs(config)  # and so does an unreadable lib_file
     except ConfigError as exc:
         print(f"band edge: {exc}", file=sys.stderr)
         return 2

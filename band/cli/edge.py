@@ -16,6 +16,8 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=None, help="port (env PORT; default 8080)")
     parser.add_argument("--workers", type=int, default=None, help="processes sharing the port (SO_REUSEPORT; default 1)")
     parser.add_argument("--nats", default=None, help="NATS server(s), comma-separated (default: $NATS_URL, ./.band/nats.url, nats://127.0.0.1:4222)")
+    parser.add_argument("--certfile", default=None, help="serve HTTPS/WSS with this PEM certificate chain (env EDGE_CERTFILE)")
+    parser.add_argument("--keyfile", default=None, help="the certificate's PEM private key (env EDGE_KEYFILE)")
     parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO"))
 
 
