@@ -21,6 +21,7 @@ GROUPS = (
     "edge",  # band edge
     "inspect",  # band ls, call, tail
     "scaffold",  # band new
+    "store",  # band sql, band store
 )
 
 EPILOG = """Where NATS is: --nats URL, else $NATS_URL (comma-separated for a cluster), else

@@ -276,6 +276,8 @@ async def _up(paths: list[Path], port: int, data: Path, keep_going: bool, timeou
             Child(name, [sys.executable, "-m", "band", "run", str(p)], {**env, **metrics_env(i)}, discoverable(nc, name))
             for i, (name, p) in enumerate(services)
         ]
+        store_env = {**env, "STORE_DIR": env.get("STORE_DIR") or str(data / "store")}  # every event into ClickHouse
+        children.append(Child("store", [sys.executable, "-m", "band", "store"], store_env, discoverable(nc, "store")))  # last: children[1:] pair with services
         running = children  # stopped on the way out, whatever happens below
         width = max(len(c.name) for c in children)
         if reload:  # a change restarts only its own service (watched from the start: no save is missed)
