@@ -156,7 +156,7 @@ async def test_keep_going_keeps_the_rest_and_a_named_nats_is_used(tmp_path: Path
     try:
         await up.wait_for_line("band is up")
         assert f"NATS at {nats_server.url} (from NATS_URL" in up.text and "started nats-server" not in up.text
-        assert "band up: warehouse exited with 1 during start" in up.text and "services: greeter\n" in up.text
+        assert "band up: warehouse exited with 1 during start" in up.text and "services: greeter, store\n" in up.text
         assert not (tmp_path / ".band" / "nats.url").exists(), "a named NATS is not band up's to announce"
         up.proc.send_signal(signal.SIGTERM)
         assert await up.finish() == 0
