@@ -18,6 +18,7 @@ DESCRIPTION = """band: small Python services for event pipelines on NATS.
   band call SVC METHOD k=v call a method over RPC (k=text, k:=json) and print the answer as JSON
   band tail [SUBJECT]      follow events as they pass (default: in.>)
   band new NAME            write a service skeleton with a passing test
+  band demo                generate demo traffic (visitors, sessions, campaigns, purchases)
 
 NATS_URL (default nats://127.0.0.1:4222, comma-separated for a cluster) says where NATS is."""
 
@@ -71,6 +72,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from broker.cli import main as edge_main
 
         return edge_main(argv[1:])
+    if argv[:1] == ["demo"]:  # the demo generator has its own parser too
+        from .demo.cli import main as demo_main
+
+        return demo_main(argv[1:])
     parser = _parser()
     args = parser.parse_args(argv)
     from . import log
