@@ -97,3 +97,21 @@ async def test_through_a_real_edge_every_event_arrives_as_generated(nc: Any, nat
         assert m["name"] == e["name"] and m["service"] == "track"
         assert {k: m["data"][k] for k in e["data"]} == e["data"]
         assert m["td"]["ua"] == e["td"]["ua"] and m["td"]["ip"] == e["td"]["ip"] and m["td"]["ref"] == e["td"]["ref"]
+
+
+def test_straight_into_the_store_every_event_is_a_row(tmp_path: Any) -> None:
+    import pytest
+
+    pytest.importorskip("band.store.rows")
+    pytest.importorskip("chdb")
+    store = tmp_path / "store"
+    run = subprocess.run([sys.executable, "-m", "band", "demo", "--store", str(store), "--visitors", "30", "--days", "3", "--start", "2026-11-01"],
+                         capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    count = ("import json, sys; from pathlib import Path; from band.store.backend import open_backend; b = open_backend('', Path(sys.argv[1])); "
+             "print(json.dumps(b.select('SELECT (SELECT count() FROM stats.events) + (SELECT count() FROM stats.activity) AS n, "
+             "(SELECT min(date) FROM stats.events) AS first', readonly=True)['rows'][0]))")
+    out = subprocess.run([sys.executable, "-c", count, str(store)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    row = json.loads(out.stdout)
+    assert int(row["n"]) == len(generate(1, 30, 3, START)) and row["first"] == "2026-11-01"

@@ -9,7 +9,8 @@ import json
 import os
 import sys
 import time
-from typing import Sequence
+from pathlib import Path
+from typing import Any, Sequence
 
 from .generate import generate
 
@@ -19,6 +20,8 @@ activity, lead forms, purchases with revenue; visitors returning on later days).
 
   band demo                         through the edge at http://127.0.0.1:$PORT (default 8080)
   band demo --edge URL              through another edge
+  band demo --store                 straight into the store's data directory (the store
+                                    must not be running: stop the dev stack first)
   band demo --jsonl events.jsonl    the events as JSON lines (- for stdout), nothing sent
 
 The same --seed, --visitors, --days and --start give the same events."""
@@ -32,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--start", type=dt.date.fromisoformat, help="first day, YYYY-MM-DD (default: so that the last day is today, UTC)")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--edge", metavar="URL", help="the edge's base URL (default http://127.0.0.1:$PORT, PORT defaulting to 8080)")
+    where.add_argument("--store", nargs="?", const="", metavar="DIR", help="write into the store directly (default: its data_dir, ./.band/store); keeps the generated days")
     where.add_argument("--jsonl", metavar="FILE", help="write the events as JSON lines instead of sending them")
     p.add_argument("--concurrency", type=int, default=16, help="visitors sent in parallel through the edge (default 16)")
     return p
@@ -73,6 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 out.close()
         print(f"wrote {len(events)} events of {args.visitors} visitors over {args.days} days from {start}", file=sys.stderr)
         return 0
+    if args.store is not None:
+        return _to_store(events, args.store)
     from .edge import EdgeUnreachable, send
 
     url = args.edge or f"http://127.0.0.1:{os.environ.get('PORT', '8080')}"
@@ -85,3 +91,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     print(f"{sent.ok} events answered 2xx, {sent.failed} failed" + (f" ({sent.reasons})" if sent.failed else ""), file=sys.stderr)
     return 0 if sent.failed == 0 else 1
+
+
+def _to_store(events: list[dict[str, Any]], data_dir: str) -> int:
+    from ..errors import ConfigError
+    from ..store.backend import StoreError
+    from .direct import write
+
+    try:
+        counts = write(events, Path(data_dir) if data_dir else None, _Counter("stored"))
+    except StoreError as exc:
+        print(f"band demo: {exc.message}\n(is the store running? stop the dev stack first, or send through the edge: band demo)", file=sys.stderr)
+        return 1
+    except (OSError, ConfigError) as exc:
+        print(f"band demo: cannot write the store: {exc}", file=sys.stderr)
+        return 1
+    print("rows written: " + ", ".join(f"{table} {n}" for table, n in sorted(counts.items())), file=sys.stderr)
+    return 0

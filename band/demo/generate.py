@@ -209,6 +209,7 @@ def _session(rng: random.Random, visitor: _Visitor, source: Source, num: int, st
         s.open_page(path)
         if page_index == 0:
             s.emit("session")
+            s.now += rng.randrange(5, 60)  # the SDK sends the page view a few ms after the session
         s.emit("page")
         s.wait(rng, 0.3, 2.5)
         s.emit("page_loaded", {"perf": {"dl": rng.randrange(50, 900), "dc": rng.randrange(100, 1500), "rqs": rng.randrange(5, 80)}})
