@@ -189,3 +189,46 @@ def activity_attribution(events: list[Event]) -> dict[tuple[str, str], dict[str,
             row["conversions"] += index / sum(indexes)
             row["revenue"] += revenue * index / sum(indexes)
     return dict(out)
+
+
+ACTIVITY_TABLE = ("scroll", "activity")  # the events the store routes to the activity table
+FUNNEL = ("visit", "product", "checkout", "purchase")
+
+
+def funnel_step(e: Event) -> int:
+    """Which step (1-4) an event is, or 0: session, product page, checkout page, purchase."""
+    url = e["data"]["page"]["url"]
+    if e["name"] == "session":
+        return 1
+    if e["name"] == "page" and "/product/" in url:
+        return 2
+    if e["name"] == "page" and "/checkout" in url:
+        return 3
+    return 4 if e["name"] == "purchase" else 0
+
+
+def funnels(events: list[Event]) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
+    """Counts reaching each step, by day and by the channel of the attempt's first event.
+
+    An attempt is a visitor's UTC day; its level is the longest run of steps 1, 2, 3, 4 met in
+    time order: from the day's first step-1 event, each next step's first later event.
+    """
+    import datetime as dt
+
+    attempts: dict[tuple[str, str], list[Event]] = defaultdict(list)
+    for e in events:
+        if e["name"] not in ACTIVITY_TABLE:
+            day = dt.datetime.fromtimestamp(e["time"] / 1000, dt.timezone.utc).date().isoformat()
+            attempts[(day, e["uid"])].append(e)
+    by_day: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    by_channel: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    for (day, _), evs in attempts.items():
+        evs.sort(key=lambda e: e["time"])
+        level = 0
+        for e in evs:
+            if level < 4 and funnel_step(e) == level + 1:
+                level += 1
+        for step in range(level):
+            by_day[day][step] += 1
+            by_channel[channel_of(evs[0])][step] += 1
+    return dict(by_day), dict(by_channel)

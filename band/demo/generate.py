@@ -158,6 +158,7 @@ class _Session:
         self.event_num = 0
         self.url = ""
         self.prev_url = source.ref
+        self.seen: set[str] = set()
         self.marks = {k: (v if k not in ("gclid", "yclid", "fbclid") else f"{v}{start_ms % 1_000_000:06d}{visitor.uid[-4:]}") for k, v in source.marks}
 
     def open_page(self, path: str) -> None:
@@ -166,6 +167,7 @@ class _Session:
         query = "&".join(f"{k}={v.replace(' ', '+')}" for k, v in self.marks.items()) if self.page_num == 1 and self.marks else ""
         self.url = f"https://{HOST}{path}" + (f"?{query}" if query else "")
         self.path = path
+        self.seen.add(path)
 
     def emit(self, name: str, extra: dict[str, Any] | None = None, custom: dict[str, Any] | None = None) -> None:
         v, source = self.visitor, self.source
@@ -233,13 +235,22 @@ def _session(rng: random.Random, visitor: _Visitor, source: Source, num: int, st
         s.wait(rng, 5, 90)
         s.emit("page_unload")
         path = rng.choice(NEXT_PAGES)
-    if not visitor.bought and rng.random() < source.buy_rate * (0.5 + engaged) * (1 + 0.3 * (num - 1)):
+    # half of those who open the checkout pay; a buyer looks at a product first
+    if not visitor.bought and rng.random() < 2 * source.buy_rate * (0.5 + engaged) * (1 + 0.3 * (num - 1)):
+        if not any(p.startswith("/product/") for p in s.seen):
+            s.open_page(rng.choice(("/product/boots", "/product/scarf")))
+            s.emit("page")
+            s.wait(rng, 10, 90)
+            s.emit("page_unload")
         s.open_page("/checkout")
         s.emit("page")
         s.wait(rng, 20, 120)
-        price = rng.choice(PRICES)
-        s.emit(CONVERSION, custom={"revenue": price, "currency": "EUR", "order_id": f"o-{visitor.uid[-10:]}"})
-        visitor.bought = True
+        if rng.random() < 0.5:
+            price = rng.choice(PRICES)
+            s.emit(CONVERSION, custom={"revenue": price, "currency": "EUR", "order_id": f"o-{visitor.uid[-10:]}"})
+            visitor.bought = True
+        else:
+            s.emit("page_unload")
 
 
 def _assign_ids(events: list[dict[str, Any]]) -> None:
