@@ -1,15 +1,17 @@
-"""Generated events in a real store, and the recipes' SQL run on it.
+"""Generated events in a real store, and the recipes' SQL asked of it over RPC.
 
-The store's own code does the work: its config and table creation, its row builder, its
-backend's insert and read-only select (band.demo.direct). chDB opens one data directory
-per process, so the store lives in a child process, away from other tests' stores.
+The whole store path: ``band demo --store`` writes the events through the store's own
+config, tables, row builder and insert; then the stock store service runs (``band run`` of
+band/store/service, on a nats-server of its own so other tests' events stay out) and every
+recipe is asked of it with ``store.query`` over RPC, read-only, as ``band sql`` would.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import functools
-import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -19,26 +21,12 @@ from typing import Any
 import pytest
 
 from band.demo import generate
+from band.natsserver import NatsServer
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "examples" / "recipes"
 START = dt.date(2026, 11, 1)
 SEED, VISITORS, DAYS = 1, 500, 14  # the docs' samples use these
-
-_CHILD = """
-import datetime as dt, json, sys
-from pathlib import Path
-from band.demo import generate
-from band.demo.direct import insert
-from band.store.backend import open_backend
-from band.store.config import load
-seed, visitors, days, start, data = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), dt.date.fromisoformat(sys.argv[4]), Path(sys.argv[5])
-config = load()
-backend = open_backend("", data)
-insert(backend, config, generate(seed, visitors, days, start))
-out = {name: backend.select(Path(name).read_text(), readonly=True) for name in sys.argv[6:]}
-print(json.dumps(out))
-"""
 
 
 def events(seed: int = SEED, visitors: int = VISITORS, days: int = DAYS) -> list[dict[str, Any]]:
@@ -50,20 +38,60 @@ def _events(seed: int, visitors: int, days: int) -> list[dict[str, Any]]:
     return generate(seed, visitors, days, START)
 
 
-@functools.lru_cache(maxsize=8)
+async def _ask(url: str, files: tuple[str, ...], svc: subprocess.Popen[str]) -> dict[str, Any]:
+    from band.calls import RPC
+    from band.connect import connect
+    from band.errors import RPCError
+
+    nc = await connect(url, name="tutorial-tests", max_reconnect_attempts=0)
+    rpc = RPC(lambda: nc)
+    try:
+        deadline = asyncio.get_running_loop().time() + 60
+        while True:  # ready when status answers "writing"
+            assert svc.poll() is None, "the store service exited"
+            try:
+                if (await rpc.request("store", "status", timeout__=2))["state"] == "writing":
+                    break
+            except RPCError:
+                pass
+            assert asyncio.get_running_loop().time() < deadline, "the store service did not become ready"
+            await asyncio.sleep(0.2)
+        return {name: await rpc.request("store", "query", timeout__=60, sql=Path(name).read_text(), params=None) for name in files}
+    finally:
+        await nc.close()
+
+
+@functools.lru_cache(maxsize=4)
 def _run(seed: int, visitors: int, days: int, files: tuple[str, ...]) -> dict[str, Any]:
-    pytest.importorskip("band.store.rows")
     pytest.importorskip("chdb")
     with tempfile.TemporaryDirectory() as tmp:
-        proc = subprocess.run(
-            [sys.executable, "-c", _CHILD, str(seed), str(visitors), str(days), START.isoformat(), str(Path(tmp) / "store"), *files],
-            cwd=tmp, capture_output=True, text=True, timeout=600,
-        )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return dict(json.loads(proc.stdout))
+        store = Path(tmp) / "store"
+        fill = subprocess.run([sys.executable, "-m", "band", "demo", "--store", str(store), "--seed", str(seed), "--visitors", str(visitors),
+                               "--days", str(days), "--start", START.isoformat()], cwd=tmp, capture_output=True, text=True, timeout=600)
+        assert fill.returncode == 0, fill.stderr[-4000:]
+        import band.store
+
+        service = Path(band.store.__file__).parent / "service"
+        with NatsServer(store_dir=Path(tmp) / "js") as nats:
+            env = {**os.environ, "STORE_DIR": str(store), "NATS_URL": nats.url}
+            log = open(Path(tmp) / "store.log", "w")
+            svc = subprocess.Popen([sys.executable, "-m", "band", "run", str(service), "--nats", nats.url], cwd=tmp, env=env,
+                                   stdout=subprocess.DEVNULL, stderr=log, text=True)
+            try:
+                return asyncio.run(_ask(nats.url, files, svc))
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}; the store said: {(Path(tmp) / 'store.log').read_text()[-3000:]}") from None
+            finally:
+                log.close()
+                svc.terminate()
+                try:
+                    svc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    svc.kill()
+                    svc.wait()
 
 
 def query(recipe: str, seed: int = SEED, visitors: int = VISITORS, days: int = DAYS) -> list[dict[str, Any]]:
-    """The rows of ``examples/recipes/<recipe>`` over the generated events, in the store."""
+    """The rows of ``examples/recipes/<recipe>`` over the generated events, from the store service."""
     every = tuple(sorted(str(p) for p in RECIPES.glob("*.sql")))
     return list(_run(seed, visitors, days, every)[str(RECIPES / recipe)]["rows"])

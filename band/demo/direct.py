@@ -1,22 +1,23 @@
 """Write generated events straight into the store: its config, its tables, its rows, its insert.
 
 No second copy of the schema: the store's own config gives the tables (created as the
-store creates them), its row builder routes and flattens each event, its backend inserts.
+store creates them), its row builder routes and flattens each event, its engine inserts.
 The generated ``time`` is kept, so the days of the demo stay days. The data directory must
 not be open in a running store (chDB lets one process open it).
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable
 
-from ..store.backend import Backend, open_backend
+from ..store.backend import open_backend
 from ..store.config import StoreConfig, load
 from ..store.migrate import ensure
 from ..store.rows import RowBuilder
+from ..store.writer import Engine
 
 BATCH = 5000
 
@@ -31,15 +32,15 @@ def rows_by_table(events: list[dict[str, Any]], config: StoreConfig) -> dict[str
     return dict(tables)
 
 
-def insert(backend: Backend, config: StoreConfig, events: list[dict[str, Any]], progress: Callable[[int, int], None] | None = None) -> dict[str, int]:
+async def insert(engine: Engine, config: StoreConfig, events: list[dict[str, Any]],
+                 progress: Callable[[int, int], None] | None = None) -> dict[str, int]:
     """Create the store's tables if missing, then insert the events' rows; rows per table."""
-    ensure(backend, config)
+    await engine.call(ensure, engine.backend, config)
     done, counts = 0, {}
     for table, rows in rows_by_table(events, config).items():
         for start in range(0, len(rows), BATCH):
             chunk = rows[start : start + BATCH]
-            body = "\n".join(json.dumps(r, ensure_ascii=False, separators=(",", ":")) for r in chunk).encode()
-            backend.insert(config.database, table, body)
+            await engine.insert(table, chunk)
             done += len(chunk)
             if progress:
                 progress(done, len(events))
@@ -47,11 +48,16 @@ def insert(backend: Backend, config: StoreConfig, events: list[dict[str, Any]], 
     return counts
 
 
-def write(events: list[dict[str, Any]], data_dir: Path | None = None, progress: Callable[[int, int], None] | None = None) -> dict[str, int]:
+def write(events: list[dict[str, Any]], data_dir: Path | None = None,
+          progress: Callable[[int, int], None] | None = None) -> dict[str, int]:
     """Into the store's data directory (default: the store config's ``data_dir``) or its server."""
     config = load()
-    backend = open_backend(config.clickhouse_url, data_dir or config.data_dir)
-    try:
-        return insert(backend, config, events, progress)
-    finally:
-        backend.close()
+
+    async def run() -> dict[str, int]:
+        engine = Engine(open_backend(config.clickhouse_url, data_dir or config.data_dir), config.database)
+        try:
+            return await insert(engine, config, events, progress)
+        finally:
+            engine.close()
+
+    return asyncio.run(run())
