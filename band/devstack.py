@@ -131,6 +131,7 @@ async def _up(services: list[Path], port: int, data: Path) -> int:
     children = [edge] + [
         Child(p.stem if p.is_file() else p.name, [sys.executable, "-m", "band", "run", str(p)], env) for p in services
     ]
+    children.insert(1, Child("store", [sys.executable, "-m", "band", "store"], env))  # every event into ClickHouse
     try:
         await edge.start(width)
         if not await _wait_port(port, edge):

@@ -15,7 +15,8 @@ from typing import Any, Mapping, Protocol
 
 # ClickHouse error codes that mean "this data does not fit", not "the server is unwell":
 # such a batch is split to find the rows at fault instead of being retried forever.
-DATA_ERRORS = frozenset({6, 25, 26, 27, 32, 38, 41, 53, 69, 70, 72, 117, 131, 190, 321, 349, 1001})
+DATA_ERRORS = frozenset({6, 25, 26, 27, 32, 38, 41, 53, 69, 70, 72, 117, 131, 190, 321, 349, 441, 442, 675, 676, 1001})
+_DATA_TEXT = ("Cannot parse", "while reading the value of key", "(at row ")
 READONLY = {"readonly": 2}  # reads only; settings such as max_threads stay allowed, readonly itself cannot be lowered
 _CODE = re.compile(r"Code:\s*(\d+)")
 
@@ -30,7 +31,7 @@ class StoreError(Exception):
 
     @property
     def is_data_error(self) -> bool:
-        return self.code in DATA_ERRORS
+        return self.code in DATA_ERRORS or any(part in self.message for part in _DATA_TEXT)
 
     @classmethod
     def wrap(cls, exc: BaseException) -> "StoreError":
@@ -82,8 +83,8 @@ class ChdbBackend:
         self.path = path.resolve()
         self._lock = threading.Lock()  # one statement at a time on the writing session
         try:
-            self._session = Session(str(self.path))
-            self._reader = Session(f"{self.path}?readonly=2")
+            self._session = Session(str(self.path))  # type: ignore[no-untyped-call]
+            self._reader = Session(f"{self.path}?readonly=2")  # type: ignore[no-untyped-call]
         except Exception as exc:
             raise Unavailable(f"cannot open the store's data directory {self.path}: {exc}") from None
 
@@ -111,7 +112,7 @@ class ChdbBackend:
     def close(self) -> None:
         for session in (self._reader, self._session):
             try:
-                session.close()
+                session.close()  # type: ignore[no-untyped-call]
             except Exception:
                 pass
 

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -18,6 +19,7 @@ from .schema import Column, Table, build_tables, merge
 SERVICE_DIR = Path(__file__).resolve().parent / "service"
 ROOT_EXTRA = (Column("extra.key", "Array(String)"), Column("extra.value", "Array(String)"))
 BAD_ROWS = "bad_rows"
+_SPACE = re.compile(r"\s+")
 
 
 @dataclass
@@ -44,7 +46,7 @@ class StoreConfig:
             ConfigError: a table, destination or option that cannot work, named.
         """
         tables = build_tables(data.get("tables") or {})
-        destinations = {str(k): str(v) for k, v in (data.get("destinations") or {}).items()}
+        destinations = {route_key(str(k)): str(v) for k, v in (data.get("destinations") or {}).items()}
         if "other" not in destinations:
             raise ConfigError("destinations needs an 'other' entry: where events no rule names go")
         for rule, table in destinations.items():
@@ -84,6 +86,12 @@ class StoreConfig:
     def may_insert(self, table: str) -> bool:
         """Services write their own tables; the event tables only when config allows."""
         return table in self.tables and (table not in self.routed_tables() or table in self.insertable)
+
+
+def route_key(rule: str) -> str:
+    """``"<service>/<name>"`` as routing compares it: name lower-cased, whitespace runs as ``_``."""
+    service, sep, name = rule.partition("/")
+    return f"{service}{sep}{_SPACE.sub('_', name.strip().lower())}" if sep else rule
 
 
 def load(settings: Mapping[str, Any] | None = None, overlay: str | Path | None = None) -> StoreConfig:

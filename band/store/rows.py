@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from .config import BAD_ROWS, StoreConfig
+from .config import BAD_ROWS, StoreConfig, route_key
 from .schema import Table
 from .values import Converter, Misfit, converter, text
 
-_SPACE = re.compile(r"\s+")
 _EPOCH = dt.date(1970, 1, 1)
 
 
@@ -81,9 +79,8 @@ class RowBuilder:
     def route(self, service: Any, name: Any) -> str:
         destinations = self.config.destinations
         service_text = str(service or "")
-        name_text = _SPACE.sub("_", str(name or "").strip().lower())
         return (
-            destinations.get(f"{service_text}/{name_text}")
+            destinations.get(route_key(f"{service_text}/{name or ''}"))
             or destinations.get(f"{service_text}/default")
             or destinations["other"]
         )

@@ -21,7 +21,7 @@ from .. import wire
 from ..errors import RPCError
 from ..log import Logger
 from ..stream import ensure_stream
-from .backend import StoreError, open_backend
+from .backend import StoreError, Unavailable, open_backend
 from .config import StoreConfig
 from .migrate import ensure
 from .rows import RowBuilder
@@ -65,7 +65,7 @@ class Store:
                 changes = await engine.call(ensure, engine.backend, self.config)
                 self.engine = engine
             except StoreError as exc:
-                if exc.code:  # ClickHouse refused a statement of ours: a config or migration fault
+                if not isinstance(exc, Unavailable):  # a statement of ours refused, or no engine installed
                     self.health.state, self.health.last_error = "failed", exc.message
                     self.log.error("store: schema or migration failed; fix it and restart", error=exc.message)
                     return
@@ -103,7 +103,7 @@ class Store:
             durable_name=durable, ack_policy=AckPolicy.EXPLICIT, ack_wait=self.ack_wait_s,
             deliver_policy=policy, filter_subject=wire.EVENTS_SUBJECTS,
             max_ack_pending=self.config.batch_rows * 4,  # one batch writing, one filling, room to spare
-            opt_start_time=since.isoformat().replace("+00:00", "Z") if since else None,
+            opt_start_time=since,
         )
         try:
             await js.add_consumer(wire.STREAM, config)
