@@ -10,7 +10,7 @@ from types import ModuleType
 import pytest
 
 import tutorial_truth as truth
-from tutorial_store import RECIPES, events, query
+from tutorial_store import RECIPES, band_sql_json_markov, events, query
 
 
 def markov_module() -> ModuleType:
@@ -36,12 +36,19 @@ def test_transitions_probabilities_and_removal_effects() -> None:
     assert sum(v["conversions"] for v in got.values()) == pytest.approx(sum(n for (_, b), n in counts.items() if b == "(conversion)"))
 
 
-def test_the_script_reads_band_sql_json_and_explains_empty_input() -> None:
-    rows = query("06-markov-transitions.sql")
-    import json
-
-    out = subprocess.run([sys.executable, str(RECIPES / "markov.py")], input=json.dumps(rows), capture_output=True, text=True, timeout=60)
+def test_the_documented_pipe_band_sql_json_into_the_script() -> None:
+    _, want = truth.markov(events())
+    out = subprocess.run([sys.executable, str(RECIPES / "markov.py")], input=band_sql_json_markov(), capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.splitlines()[0].split()[0] == "channel" and "direct" in out.stdout
+    lines = out.stdout.splitlines()
+    assert lines[0].split()[0] == "channel" and len(lines) == 1 + len(want)
+    for line in lines[1:]:
+        *name, p_conv, effect, credited = line.split()
+        channel = " ".join(name)
+        assert float(effect) == pytest.approx(want[channel]["removal_effect"], abs=0.00005)
+        assert float(credited) == pytest.approx(want[channel]["conversions"], abs=0.005)
+
+
+def test_the_script_explains_empty_input() -> None:
     empty = subprocess.run([sys.executable, str(RECIPES / "markov.py")], input="", capture_output=True, text=True, timeout=60)
     assert empty.returncode == 1 and "06-markov-transitions.sql" in empty.stderr

@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "examples" / "recipes"
 START = dt.date(2026, 11, 1)
 SEED, VISITORS, DAYS = 1, 500, 14  # the docs' samples use these
+CLI = "band sql --format json"
 
 
 def events(seed: int = SEED, visitors: int = VISITORS, days: int = DAYS) -> list[dict[str, Any]]:
@@ -78,7 +79,13 @@ def _run(seed: int, visitors: int, days: int, files: tuple[str, ...]) -> dict[st
             svc = subprocess.Popen([sys.executable, "-m", "band", "run", str(service), "--nats", nats.url], cwd=tmp, env=env,
                                    stdout=subprocess.DEVNULL, stderr=log, text=True)
             try:
-                return asyncio.run(_ask(nats.url, files, svc))
+                answers = asyncio.run(_ask(nats.url, files, svc))
+                # the documented command too: band sql --format json, as the Markov page pipes it
+                cli = subprocess.run([sys.executable, "-m", "band", "sql", "--format", "json", "--nats", nats.url,
+                                      (RECIPES / "06-markov-transitions.sql").read_text()], capture_output=True, text=True, timeout=120)
+                assert cli.returncode == 0, cli.stderr
+                answers[CLI] = cli.stdout
+                return answers
             except AssertionError as exc:
                 raise AssertionError(f"{exc}; the store said: {(Path(tmp) / 'store.log').read_text()[-3000:]}") from None
             finally:
@@ -89,6 +96,18 @@ def _run(seed: int, visitors: int, days: int, files: tuple[str, ...]) -> dict[st
                 except subprocess.TimeoutExpired:
                     svc.kill()
                     svc.wait()
+
+
+def answer(recipe: str, seed: int = SEED, visitors: int = VISITORS, days: int = DAYS) -> dict[str, Any]:
+    """``store.query``'s whole answer (columns and rows) for ``examples/recipes/<recipe>``."""
+    every = tuple(sorted(str(p) for p in RECIPES.glob("*.sql")))
+    return dict(_run(seed, visitors, days, every)[str(RECIPES / recipe)])
+
+
+def band_sql_json_markov() -> str:
+    """What ``band sql --format json "$(cat 06-markov-transitions.sql)"`` printed."""
+    every = tuple(sorted(str(p) for p in RECIPES.glob("*.sql")))
+    return str(_run(SEED, VISITORS, DAYS, every)[CLI])
 
 
 def query(recipe: str, seed: int = SEED, visitors: int = VISITORS, days: int = DAYS) -> list[dict[str, Any]]:
