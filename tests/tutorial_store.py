@@ -39,7 +39,25 @@ def _events(seed: int, visitors: int, days: int) -> list[dict[str, Any]]:
     return generate(seed, visitors, days, START)
 
 
-async def _ask(url: str, files: tuple[str, ...], svc: subprocess.Popen[str]) -> dict[str, Any]:
+def history_visitor(seed: int = SEED, visitors: int = VISITORS, days: int = DAYS) -> tuple[str, str]:
+    """(uid, user id) of the identified buyer with the most sessions: the history page's example."""
+    evs = events(seed, visitors, days)
+    sessions: dict[str, int] = {}
+    for e in evs:
+        if e["name"] == "session":
+            sessions[e["uid"]] = sessions.get(e["uid"], 0) + 1
+    buyers = {e["uid"] for e in evs if e["name"] == "purchase"}
+    ids = {e["uid"]: e["data"]["data"]["user_id"] for e in evs if e["name"] == "identify"}
+    uid = max((u for u in ids if u in buyers), key=lambda u: (sessions[u], u))
+    return uid, ids[uid]
+
+
+def _params_for(name: str, seed: int, visitors: int, days: int) -> dict[str, Any] | None:
+    uid, user_id = history_visitor(seed, visitors, days)
+    return {"04-user-history.sql": {"uid": uid}, "04-uids-of-user.sql": {"user_id": user_id}}.get(Path(name).name)
+
+
+async def _ask(url: str, files: tuple[str, ...], svcs: list[subprocess.Popen[str]], seed: int, visitors: int, days: int) -> dict[str, Any]:
     from band.calls import RPC
     from band.connect import connect
     from band.errors import RPCError
@@ -48,16 +66,29 @@ async def _ask(url: str, files: tuple[str, ...], svc: subprocess.Popen[str]) -> 
     rpc = RPC(lambda: nc)
     try:
         deadline = asyncio.get_running_loop().time() + 60
-        while True:  # ready when status answers "writing"
-            assert svc.poll() is None, "the store service exited"
+        while True:  # ready when the store says "writing" and the history service answers
+            assert all(svc.poll() is None for svc in svcs), "a service exited"
             try:
                 if (await rpc.request("store", "status", timeout__=2))["state"] == "writing":
+                    await rpc.request("history", "timeline", timeout__=2, uid="1")
                     break
             except RPCError:
                 pass
-            assert asyncio.get_running_loop().time() < deadline, "the store service did not become ready"
+            assert asyncio.get_running_loop().time() < deadline, "the services did not become ready"
             await asyncio.sleep(0.2)
-        return {name: await rpc.request("store", "query", timeout__=60, sql=Path(name).read_text(), params=None) for name in files}
+        out: dict[str, Any] = {}
+        for name in files:
+            out[name] = await rpc.request("store", "query", timeout__=60, sql=Path(name).read_text(),
+                                          params=_params_for(name, seed, visitors, days))
+        uid, user_id = history_visitor(seed, visitors, days)
+        out["history uid"] = await rpc.request("history", "timeline", timeout__=60, uid=uid)
+        out["history user_id"] = await rpc.request("history", "timeline", timeout__=60, user_id=user_id)
+        try:
+            await rpc.request("history", "timeline", timeout__=10)
+            out["history nothing"] = None
+        except RPCError as exc:
+            out["history nothing"] = [exc.code, exc.message]
+        return out
     finally:
         await nc.close()
 
@@ -76,10 +107,11 @@ def _run(seed: int, visitors: int, days: int, files: tuple[str, ...]) -> dict[st
         with NatsServer(store_dir=Path(tmp) / "js") as nats:
             env = {**os.environ, "STORE_DIR": str(store), "NATS_URL": nats.url}
             log = open(Path(tmp) / "store.log", "w")
-            svc = subprocess.Popen([sys.executable, "-m", "band", "run", str(service), "--nats", nats.url], cwd=tmp, env=env,
-                                   stdout=subprocess.DEVNULL, stderr=log, text=True)
+            svcs = [subprocess.Popen([sys.executable, "-m", "band", "run", str(path), "--nats", nats.url], cwd=tmp, env=env,
+                                     stdout=subprocess.DEVNULL, stderr=log, text=True)
+                    for path in (service, ROOT / "examples" / "history")]
             try:
-                answers = asyncio.run(_ask(nats.url, files, svc))
+                answers = asyncio.run(_ask(nats.url, files, svcs, seed, visitors, days))
                 # the documented command too: band sql --format json, as the Markov page pipes it
                 cli = subprocess.run([sys.executable, "-m", "band", "sql", "--format", "json", "--nats", nats.url,
                                       (RECIPES / "06-markov-transitions.sql").read_text()], capture_output=True, text=True, timeout=120)
@@ -89,19 +121,27 @@ def _run(seed: int, visitors: int, days: int, files: tuple[str, ...]) -> dict[st
             except AssertionError as exc:
                 raise AssertionError(f"{exc}; the store said: {(Path(tmp) / 'store.log').read_text()[-3000:]}") from None
             finally:
+                for svc in svcs:
+                    svc.terminate()
+                for svc in svcs:
+                    try:
+                        svc.wait(timeout=30)
+                    except subprocess.TimeoutExpired:
+                        svc.kill()
+                        svc.wait()
                 log.close()
-                svc.terminate()
-                try:
-                    svc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    svc.kill()
-                    svc.wait()
 
 
 def answer(recipe: str, seed: int = SEED, visitors: int = VISITORS, days: int = DAYS) -> dict[str, Any]:
     """``store.query``'s whole answer (columns and rows) for ``examples/recipes/<recipe>``."""
     every = tuple(sorted(str(p) for p in RECIPES.glob("*.sql")))
     return dict(_run(seed, visitors, days, every)[str(RECIPES / recipe)])
+
+
+def answers(key: str) -> Any:
+    """Another answer from the run: ``history uid``, ``history user_id``, ``history nothing``."""
+    every = tuple(sorted(str(p) for p in RECIPES.glob("*.sql")))
+    return _run(SEED, VISITORS, DAYS, every)[key]
 
 
 def band_sql_json_markov() -> str:
