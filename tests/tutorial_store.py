@@ -109,7 +109,7 @@ def _run(seed: int, visitors: int, days: int, files: tuple[str, ...]) -> dict[st
             log = open(Path(tmp) / "store.log", "w")
             svcs = [subprocess.Popen([sys.executable, "-m", "band", "run", str(path), "--nats", nats.url], cwd=tmp, env=env,
                                      stdout=subprocess.DEVNULL, stderr=log, text=True)
-                    for path in (service, ROOT / "examples" / "history")]
+                    for path in (service, RECIPES / "history")]
             try:
                 answers = asyncio.run(_ask(nats.url, files, svcs, seed, visitors, days))
                 # the documented command too: band sql --format json, as the Markov page pipes it

@@ -1,4 +1,5 @@
 """One user's history as a timeline, over RPC: ``band call history timeline uid=<uid>``.
+Run it with ``band run examples/recipes/history`` beside the dev stack.
 
 Asks the store with the recipe's SQL (examples/recipes/04-*.sql), values as server-side
 parameters: by ``uid``, or by ``user_id`` (every visitor the id was seen with).
@@ -9,7 +10,7 @@ from typing import Any
 
 from band import RPCError, expose, store
 
-RECIPES = Path(__file__).resolve().parent.parent / "recipes"
+RECIPES = Path(__file__).resolve().parent.parent  # examples/recipes
 TIMELINE = (RECIPES / "04-user-history.sql").read_text()
 UIDS = (RECIPES / "04-uids-of-user.sql").read_text()
 
