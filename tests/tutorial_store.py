@@ -9,6 +9,7 @@ recipe is asked of it with ``store.query`` over RPC, read-only, as ``band sql`` 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import functools
 import os
@@ -16,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 
@@ -65,17 +66,15 @@ async def _ask(url: str, files: tuple[str, ...], svcs: list[subprocess.Popen[str
     nc = await connect(url, name="tutorial-tests", max_reconnect_attempts=0)
     rpc = RPC(lambda: nc)
     try:
-        deadline = asyncio.get_running_loop().time() + 60
-        while True:  # ready when the store says "writing" and the history service answers
-            assert all(svc.poll() is None for svc in svcs), "a service exited"
+        await store_ready(rpc, svcs)
+        deadline = asyncio.get_running_loop().time() + 30
+        while True:  # and the history service answers
             try:
-                if (await rpc.request("store", "status", timeout__=2))["state"] == "writing":
-                    await rpc.request("history", "timeline", timeout__=2, uid="1")
-                    break
+                await rpc.request("history", "timeline", timeout__=2, uid="1")
+                break
             except RPCError:
-                pass
-            assert asyncio.get_running_loop().time() < deadline, "the services did not become ready"
-            await asyncio.sleep(0.2)
+                assert asyncio.get_running_loop().time() < deadline, "the history service did not answer"
+                await asyncio.sleep(0.2)
         out: dict[str, Any] = {}
         for name in files:
             out[name] = await rpc.request("store", "query", timeout__=60, sql=Path(name).read_text(),
@@ -93,33 +92,32 @@ async def _ask(url: str, files: tuple[str, ...], svcs: list[subprocess.Popen[str
         await nc.close()
 
 
-@functools.lru_cache(maxsize=4)
-def _run(seed: int, visitors: int, days: int, files: tuple[str, ...]) -> dict[str, Any]:
+@contextlib.contextmanager
+def stack(seed: int, visitors: int, days: int, services: list[Path], env: dict[str, str] | None = None
+          ) -> Iterator[tuple[str, list[subprocess.Popen[str]]]]:
+    """The demo events in a store, a nats-server of its own, the store service and ``services``.
+
+    Yields the NATS URL and the service processes; stops them all on exit.
+    """
     pytest.importorskip("chdb")
+    import band.store
+
     with tempfile.TemporaryDirectory() as tmp:
         store = Path(tmp) / "store"
         fill = subprocess.run([sys.executable, "-m", "band", "demo", "--store", str(store), "--seed", str(seed), "--visitors", str(visitors),
                                "--days", str(days), "--start", START.isoformat()], cwd=tmp, capture_output=True, text=True, timeout=600)
         assert fill.returncode == 0, fill.stderr[-4000:]
-        import band.store
-
-        service = Path(band.store.__file__).parent / "service"
         with NatsServer(store_dir=Path(tmp) / "js") as nats:
-            env = {**os.environ, "STORE_DIR": str(store), "NATS_URL": nats.url}
-            log = open(Path(tmp) / "store.log", "w")
-            svcs = [subprocess.Popen([sys.executable, "-m", "band", "run", str(path), "--nats", nats.url], cwd=tmp, env=env,
+            full_env = {**os.environ, "STORE_DIR": str(store), "NATS_URL": nats.url, **(env or {})}
+            log_path = Path(tmp) / "services.log"
+            log = open(log_path, "w")
+            svcs = [subprocess.Popen([sys.executable, "-m", "band", "run", str(path), "--nats", nats.url], cwd=tmp, env=full_env,
                                      stdout=subprocess.DEVNULL, stderr=log, text=True)
-                    for path in (service, RECIPES / "history")]
+                    for path in [Path(band.store.__file__).parent / "service", *services]]
             try:
-                answers = asyncio.run(_ask(nats.url, files, svcs, seed, visitors, days))
-                # the documented command too: band sql --format json, as the Markov page pipes it
-                cli = subprocess.run([sys.executable, "-m", "band", "sql", "--format", "json", "--nats", nats.url,
-                                      (RECIPES / "06-markov-transitions.sql").read_text()], capture_output=True, text=True, timeout=120)
-                assert cli.returncode == 0, cli.stderr
-                answers[CLI] = cli.stdout
-                return answers
+                yield nats.url, svcs
             except AssertionError as exc:
-                raise AssertionError(f"{exc}; the store said: {(Path(tmp) / 'store.log').read_text()[-3000:]}") from None
+                raise AssertionError(f"{exc}; the services said: {log_path.read_text()[-3000:]}") from None
             finally:
                 for svc in svcs:
                     svc.terminate()
@@ -130,6 +128,34 @@ def _run(seed: int, visitors: int, days: int, files: tuple[str, ...]) -> dict[st
                         svc.kill()
                         svc.wait()
                 log.close()
+
+
+async def store_ready(rpc: Any, svcs: list[subprocess.Popen[str]]) -> None:
+    """Until the store service answers status with state "writing"."""
+    from band.errors import RPCError
+
+    deadline = asyncio.get_running_loop().time() + 60
+    while True:
+        assert all(svc.poll() is None for svc in svcs), "a service exited"
+        try:
+            if (await rpc.request("store", "status", timeout__=2))["state"] == "writing":
+                return
+        except RPCError:
+            pass
+        assert asyncio.get_running_loop().time() < deadline, "the store did not become ready"
+        await asyncio.sleep(0.2)
+
+
+@functools.lru_cache(maxsize=4)
+def _run(seed: int, visitors: int, days: int, files: tuple[str, ...]) -> dict[str, Any]:
+    with stack(seed, visitors, days, [RECIPES / "history"]) as (url, svcs):
+        answers = asyncio.run(_ask(url, files, svcs, seed, visitors, days))
+        # the documented command too: band sql --format json, as the Markov page pipes it
+        cli = subprocess.run([sys.executable, "-m", "band", "sql", "--format", "json", "--nats", url,
+                              (RECIPES / "06-markov-transitions.sql").read_text()], capture_output=True, text=True, timeout=120)
+        assert cli.returncode == 0, cli.stderr
+        answers[CLI] = cli.stdout
+        return answers
 
 
 def answer(recipe: str, seed: int = SEED, visitors: int = VISITORS, days: int = DAYS) -> dict[str, Any]:

@@ -232,3 +232,42 @@ def funnels(events: list[Event]) -> tuple[dict[str, list[int]], dict[str, list[i
             by_day[day][step] += 1
             by_channel[channel_of(evs[0])][step] += 1
     return dict(by_day), dict(by_channel)
+
+
+def segments(events: list[Event]) -> dict[str, dict[str, Any]]:
+    """{uid: {r, f, m, rfm, segment, revenue}} as 10-segments.md defines them (the events table's events)."""
+    from urllib.parse import urlsplit
+
+    rows = [e for e in events if e["name"] not in ACTIVITY_TABLE]
+    as_of = max(e["time"] for e in rows)
+    per: dict[str, dict[str, Any]] = defaultdict(lambda: {"last": 0, "sessions": 0, "revenue": 0.0, "checkouts": 0, "leads": 0})
+    for e in rows:
+        v = per[e["uid"]]
+        v["last"] = max(v["last"], e["time"])
+        v["sessions"] += e["name"] == "session"
+        v["leads"] += e["name"] == "form_submit"
+        v["checkouts"] += e["name"] == "page" and urlsplit(e["data"]["page"]["url"]).path == "/checkout"
+        if e["name"] == "purchase":
+            v["revenue"] += float(e["data"]["data"]["revenue"])
+    out = {}
+    for uid, v in per.items():
+        days = (as_of - v["last"]) / 86_400_000
+        r = 3 if days <= 2 else 2 if days <= 7 else 1
+        f = 3 if v["sessions"] >= 4 else 2 if v["sessions"] >= 2 else 1
+        m = 3 if v["revenue"] >= 149 else 2 if v["revenue"] > 0 else 1
+        if m >= 2 and r >= 2 and f >= 2:
+            segment = "champion"
+        elif m >= 2:
+            segment = "buyer"
+        elif v["checkouts"]:
+            segment = "cart_abandoner"
+        elif v["leads"]:
+            segment = "lead"
+        elif f >= 2 and r == 1:
+            segment = "at_risk"
+        elif f == 1 and r >= 2:
+            segment = "new"
+        else:
+            segment = "visitor"
+        out[uid] = {"r": r, "f": f, "m": m, "rfm": f"R{r}F{f}M{m}", "segment": segment, "revenue": v["revenue"]}
+    return out
