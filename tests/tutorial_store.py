@@ -40,6 +40,11 @@ def _events(seed: int, visitors: int, days: int) -> list[dict[str, Any]]:
     return generate(seed, visitors, days, START)
 
 
+def everyday() -> tuple[str, ...]:
+    """The recipes that need only the events (the 01- ones need their own tables and services)."""
+    return tuple(sorted(str(p) for p in RECIPES.glob("*.sql") if not p.name.startswith("01-")))
+
+
 def history_visitor(seed: int = SEED, visitors: int = VISITORS, days: int = DAYS) -> tuple[str, str]:
     """(uid, user id) of the identified buyer with the most sessions: the history page's example."""
     evs = events(seed, visitors, days)
@@ -105,7 +110,8 @@ def stack(seed: int, visitors: int, days: int, services: list[Path], env: dict[s
     with tempfile.TemporaryDirectory() as tmp:
         store = Path(tmp) / "store"
         fill = subprocess.run([sys.executable, "-m", "band", "demo", "--store", str(store), "--seed", str(seed), "--visitors", str(visitors),
-                               "--days", str(days), "--start", START.isoformat()], cwd=tmp, capture_output=True, text=True, timeout=600)
+                               "--days", str(days), "--start", START.isoformat()], cwd=tmp, capture_output=True, text=True, timeout=600,
+                              env={**os.environ, **(env or {})})
         assert fill.returncode == 0, fill.stderr[-4000:]
         with NatsServer(store_dir=Path(tmp) / "js") as nats:
             full_env = {**os.environ, "STORE_DIR": str(store), "NATS_URL": nats.url, **(env or {})}
@@ -160,23 +166,23 @@ def _run(seed: int, visitors: int, days: int, files: tuple[str, ...]) -> dict[st
 
 def answer(recipe: str, seed: int = SEED, visitors: int = VISITORS, days: int = DAYS) -> dict[str, Any]:
     """``store.query``'s whole answer (columns and rows) for ``examples/recipes/<recipe>``."""
-    every = tuple(sorted(str(p) for p in RECIPES.glob("*.sql")))
+    every = everyday()
     return dict(_run(seed, visitors, days, every)[str(RECIPES / recipe)])
 
 
 def answers(key: str) -> Any:
     """Another answer from the run: ``history uid``, ``history user_id``, ``history nothing``."""
-    every = tuple(sorted(str(p) for p in RECIPES.glob("*.sql")))
+    every = everyday()
     return _run(SEED, VISITORS, DAYS, every)[key]
 
 
 def band_sql_json_markov() -> str:
     """What ``band sql --format json "$(cat 06-markov-transitions.sql)"`` printed."""
-    every = tuple(sorted(str(p) for p in RECIPES.glob("*.sql")))
+    every = everyday()
     return str(_run(SEED, VISITORS, DAYS, every)[CLI])
 
 
 def query(recipe: str, seed: int = SEED, visitors: int = VISITORS, days: int = DAYS) -> list[dict[str, Any]]:
     """The rows of ``examples/recipes/<recipe>`` over the generated events, from the store service."""
-    every = tuple(sorted(str(p) for p in RECIPES.glob("*.sql")))
+    every = everyday()
     return list(_run(seed, visitors, days, every)[str(RECIPES / recipe)]["rows"])

@@ -23,6 +23,7 @@ activity, lead forms, purchases with revenue; visitors returning on later days).
   band demo --store                 straight into the store's data directory (the store
                                     must not be running: stop the dev stack first)
   band demo --jsonl events.jsonl    the events as JSON lines (- for stdout), nothing sent
+  band demo --costs-csv costs.csv   also the ad platforms' cost report for the same traffic
 
 The same --seed, --visitors, --days and --start give the same events."""
 
@@ -37,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     where.add_argument("--edge", metavar="URL", help="the edge's base URL (default http://127.0.0.1:$PORT, PORT defaulting to 8080)")
     where.add_argument("--store", nargs="?", const="", metavar="DIR", help="write into the store directly (default: its data_dir, ./.band/store); keeps the generated days")
     where.add_argument("--jsonl", metavar="FILE", help="write the events as JSON lines instead of sending them")
+    p.add_argument("--costs-csv", metavar="FILE", help="also write the ad platforms' cost report for this traffic as CSV")
     p.add_argument("--concurrency", type=int, default=16, help="visitors sent in parallel through the edge (default 16)")
     return p
 
@@ -64,6 +66,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     start = args.start or (dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=args.days - 1))
     events = generate(args.seed, args.visitors, args.days, start)
+    if args.costs_csv:
+        from .costs import costs, to_csv
+
+        report = costs(events, args.seed)
+        Path(args.costs_csv).write_text(to_csv(report), encoding="utf-8")
+        print(f"wrote {len(report)} cost lines to {args.costs_csv}", file=sys.stderr)
     if args.jsonl:
         out = sys.stdout if args.jsonl == "-" else open(args.jsonl, "w", encoding="utf-8")
         try:

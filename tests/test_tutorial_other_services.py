@@ -1,0 +1,128 @@
+"""01: data from other services, through a real edge: a mobile tracker's postbacks land in
+`webhooks`, an ad platform's cost CSV goes in chunks to the costs handler and store.insert;
+cost per campaign is joined with the sessions (docs/tutorials/01-other-services.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import sys
+import urllib.parse
+import urllib.request
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from band.demo.costs import costs, to_csv
+from tutorial_store import DAYS, RECIPES, SEED, VISITORS, events, stack, store_ready
+
+OVERLAY = {"STORE_CONFIG": str(RECIPES / "store.yml")}
+POSTBACKS = [
+    ("install", {"click_id": "c-1", "campaign": "winter_sale", "media_source": "googleadwords_int", "platform": "ios", "revenue": "0"}),
+    ("install", {"click_id": "c-2", "campaign": "brand", "media_source": "googleadwords_int", "platform": "android", "revenue": "0"}),
+    ("purchase", {"click_id": "c-1", "campaign": "winter_sale", "media_source": "googleadwords_int", "platform": "ios", "revenue": "4.99",
+                  "unknown_macro": "{idfv}"}),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def get(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            return int(resp.status)
+    except OSError:
+        return 0
+
+
+async def scenario(url: str, svcs: list[Any], tmp: Path) -> dict[str, Any]:
+    from band.calls import RPC
+    from band.connect import connect
+
+    port = free_port()
+    edge = subprocess.Popen([sys.executable, "-m", "broker", "--host", "127.0.0.1", "--port", str(port), "--nats-url", url],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    nc = await connect(url, name="other-services-test", max_reconnect_attempts=0)
+    rpc = RPC(lambda: nc)
+    base = f"http://127.0.0.1:{port}"
+    out: dict[str, Any] = {}
+    try:
+        await store_ready(rpc, svcs)
+        deadline = asyncio.get_running_loop().time() + 30
+        while await asyncio.to_thread(get, base + "/health") != 200:
+            assert asyncio.get_running_loop().time() < deadline, "the edge did not start"
+            await asyncio.sleep(0.2)
+        for name, fields in POSTBACKS:  # as the tracker calls the postback URL, macros filled in
+            status = await asyncio.to_thread(get, f"{base}/postback/{name}?{urllib.parse.urlencode(fields)}")
+            assert status == 200
+        report = tmp / "costs.csv"
+        report.write_text(to_csv(costs(events(), SEED)))
+        bad = tmp / "bad.csv"
+        bad.write_text("date,source,campaign,clicks,cost\n2026-11-01,google,brand,3,1.5\n2026-11-02,google,brand,many,1.5\n")
+        deadline = asyncio.get_running_loop().time() + 30
+        while True:  # the costs handler is discovered by the edge
+            push = await asyncio.to_thread(subprocess.run, [sys.executable, str(RECIPES / "costs" / "push.py"), str(report), "--edge", base,
+                                                              "--lines", "10"], capture_output=True, text=True, timeout=120)
+            if push.returncode == 0 or asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(0.5)
+        out["push"] = (push.returncode, push.stderr)
+        refused = await asyncio.to_thread(subprocess.run, [sys.executable, str(RECIPES / "costs" / "push.py"), str(bad), "--edge", base],
+                                          capture_output=True, text=True, timeout=60)
+        out["refused"] = (refused.returncode, refused.stderr)
+        deadline = asyncio.get_running_loop().time() + 30
+        sql = (RECIPES / "01-postbacks.sql").read_text()
+        while len((await rpc.request("store", "query", timeout__=30, sql=sql, params=None))["rows"]) < len(POSTBACKS):
+            assert asyncio.get_running_loop().time() < deadline, "the postbacks did not reach the store"
+            await asyncio.sleep(0.3)
+        for name in ("01-postbacks.sql", "01-cost-per-campaign.sql"):
+            out[name] = (await rpc.request("store", "query", timeout__=30, sql=(RECIPES / name).read_text(), params=None))["rows"]
+        out["extra keys"] = (await rpc.request("store", "query", timeout__=30, params=None,
+                                               sql="SELECT extra.key AS k FROM stats.webhooks WHERE name = 'purchase' AND service = 'postback'"))["rows"]
+        return out
+    finally:
+        edge.terminate()
+        edge.wait(timeout=30)
+        await nc.close()
+
+
+def test_postbacks_and_cost_per_campaign(tmp_path: Path) -> None:
+    with stack(SEED, VISITORS, DAYS, [RECIPES / "costs"], OVERLAY) as (url, svcs):
+        got = asyncio.run(scenario(url, svcs, tmp_path))
+    code, err = got["push"]
+    assert code == 0, err
+    code, err = got["refused"]
+    assert code == 1 and "line 3" in err and "many" in err
+    rows = got["01-postbacks.sql"]
+    assert [(r["event"], r["click_id"], r["campaign"], r["media_source"], r["platform"], float(r["revenue"])) for r in rows] == [
+        (n, f["click_id"], f["campaign"], f["media_source"], f["platform"], float(f["revenue"])) for n, f in POSTBACKS]
+    assert "unknown_macro" in got["extra keys"][0]["k"]  # nothing a tracker sends is dropped
+    # the independent computation: the generated cost lines and the generated sessions and purchases
+    want: dict[tuple[str, str], dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for line in costs(events(), SEED):
+        want[(line["source"], line["campaign"])]["clicks"] += line["clicks"]
+        want[(line["source"], line["campaign"])]["cost"] += line["cost"]
+    for e in events():
+        marks = e["data"]["sess"].get("marks", {})
+        key = (marks.get("utm_source", ""), marks.get("utm_campaign", ""))
+        if key in want and e["name"] == "session":
+            want[key]["sessions"] += 1
+        if key in want and e["name"] == "purchase":
+            want[key]["purchases"] += 1
+            want[key]["revenue"] += e["data"]["data"]["revenue"]
+    table = got["01-cost-per-campaign.sql"]
+    assert {(r["source"], r["campaign"]) for r in table} == set(want)
+    for r in table:
+        w = want[(r["source"], r["campaign"])]
+        assert int(r["clicks"]) == w["clicks"] and int(r["sessions"]) == w["sessions"] and int(r["purchases"]) == w["purchases"]
+        assert float(r["cost"]) == pytest.approx(w["cost"], abs=0.006)
+        assert float(r["revenue"]) == pytest.approx(w["revenue"], abs=0.006)
+        assert float(r["cost_per_session"]) == pytest.approx(w["cost"] / w["sessions"], abs=0.006)
+        assert float(r["roas"]) == pytest.approx(w["revenue"] / w["cost"], abs=0.006)
