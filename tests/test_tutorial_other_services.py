@@ -5,6 +5,7 @@ cost per campaign is joined with the sessions (docs/tutorials/01-other-services.
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import subprocess
 import sys
@@ -26,6 +27,26 @@ POSTBACKS = [
     ("purchase", {"click_id": "c-1", "campaign": "winter_sale", "media_source": "googleadwords_int", "platform": "ios", "revenue": "4.99",
                   "unknown_macro": "{idfv}"}),
 ]
+
+
+GA_HITS = [  # GA4 Measurement Protocol payloads, as the page sends them to Google and to the edge
+    {"client_id": "1234.5678", "events": [
+        {"name": "page_view", "params": {"page_location": "https://shop.example.com/", "page_title": "Example Shop", "session_id": "171",
+                                          "engagement_time_msec": 1200}},
+        {"name": "scroll", "params": {"page_location": "https://shop.example.com/", "session_id": "171", "engagement_time_msec": 5300}}]},
+    {"client_id": "1234.5678", "user_id": "lead-1", "events": [
+        {"name": "purchase", "params": {"page_location": "https://shop.example.com/checkout", "session_id": "171", "transaction_id": "o-1",
+                                         "value": 49.0, "currency": "EUR", "items": [{"item_id": "boots", "price": 49.0}]}}]},
+]
+
+
+def post_json(url: str, body: Any) -> int:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST", headers={"Content-Type": "text/plain"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return int(resp.status)
+    except OSError:
+        return 0
 
 
 def free_port() -> int:
@@ -62,6 +83,8 @@ async def scenario(url: str, svcs: list[Any], tmp: Path) -> dict[str, Any]:
         for name, fields in POSTBACKS:  # as the tracker calls the postback URL, macros filled in
             status = await asyncio.to_thread(get, f"{base}/postback/{name}?{urllib.parse.urlencode(fields)}")
             assert status == 200
+        for hit in GA_HITS:  # sendBeacon's text/plain JSON, as gtag sends it
+            assert await asyncio.to_thread(post_json, f"{base}/ga/collect?measurement_id=G-TEST", hit) == 200
         report = tmp / "costs.csv"
         report.write_text(to_csv(costs(events(), SEED)))
         bad = tmp / "bad.csv"
@@ -82,7 +105,11 @@ async def scenario(url: str, svcs: list[Any], tmp: Path) -> dict[str, Any]:
         while len((await rpc.request("store", "query", timeout__=30, sql=sql, params=None))["rows"]) < len(POSTBACKS):
             assert asyncio.get_running_loop().time() < deadline, "the postbacks did not reach the store"
             await asyncio.sleep(0.3)
-        for name in ("01-postbacks.sql", "01-cost-per-campaign.sql"):
+        ga = (RECIPES / "02-ga-events.sql").read_text()
+        while len((await rpc.request("store", "query", timeout__=30, sql=ga, params=None))["rows"]) < 3:
+            assert asyncio.get_running_loop().time() < deadline, "the GA hits did not reach the store"
+            await asyncio.sleep(0.3)
+        for name in ("01-postbacks.sql", "01-cost-per-campaign.sql", "02-ga-events.sql"):
             out[name] = (await rpc.request("store", "query", timeout__=30, sql=(RECIPES / name).read_text(), params=None))["rows"]
         out["extra keys"] = (await rpc.request("store", "query", timeout__=30, params=None,
                                                sql="SELECT extra.key AS k FROM stats.webhooks WHERE name = 'purchase' AND service = 'postback'"))["rows"]
@@ -93,9 +120,19 @@ async def scenario(url: str, svcs: list[Any], tmp: Path) -> dict[str, Any]:
         await nc.close()
 
 
+_RUN: dict[str, Any] = {}
+
+
+def _shared(tmp: Path) -> dict[str, Any]:
+    """One stack for this module's tests (it takes a while to start)."""
+    if not _RUN:
+        with stack(SEED, VISITORS, DAYS, [RECIPES / "costs"], OVERLAY) as (url, svcs):
+            _RUN.update(asyncio.run(scenario(url, svcs, tmp)))
+    return _RUN
+
+
 def test_postbacks_and_cost_per_campaign(tmp_path: Path) -> None:
-    with stack(SEED, VISITORS, DAYS, [RECIPES / "costs"], OVERLAY) as (url, svcs):
-        got = asyncio.run(scenario(url, svcs, tmp_path))
+    got = _shared(tmp_path)
     code, err = got["push"]
     assert code == 0, err
     code, err = got["refused"]
@@ -126,3 +163,17 @@ def test_postbacks_and_cost_per_campaign(tmp_path: Path) -> None:
         assert float(r["revenue"]) == pytest.approx(w["revenue"], abs=0.006)
         assert float(r["cost_per_session"]) == pytest.approx(w["cost"] / w["sessions"], abs=0.006)
         assert float(r["roas"]) == pytest.approx(w["revenue"] / w["cost"], abs=0.006)
+
+
+def test_ga_hits_kept_raw_and_parsed_into_columns(tmp_path: Path) -> None:
+    got = _shared(tmp_path)
+    rows = got["02-ga-events.sql"]
+    want = [(hit, event) for hit in GA_HITS for event in hit["events"]]
+    assert len(rows) == len(want)
+    for row, (hit, event) in zip(rows, want):
+        p = event["params"]
+        assert row["measurement_id"] == "G-TEST" and row["client_id"] == hit["client_id"] and row["user_id"] == hit.get("user_id", "")
+        assert row["event"] == event["name"] and row["page_location"] == p["page_location"] and row["session_id"] == p["session_id"]
+        assert int(row["engagement_time_msec"]) == p.get("engagement_time_msec", 0)
+        assert row["transaction_id"] == p.get("transaction_id", "") and float(row["value"]) == p.get("value", 0.0)
+        assert row["currency"] == p.get("currency", "")
