@@ -131,7 +131,8 @@ async def _up(services: list[Path], port: int, data: Path) -> int:
     children = [edge] + [
         Child(p.stem if p.is_file() else p.name, [sys.executable, "-m", "band", "run", str(p)], env) for p in services
     ]
-    children.insert(1, Child("store", [sys.executable, "-m", "band", "store"], env))  # every event into ClickHouse
+    store_env = {**env, "STORE_DIR": env.get("STORE_DIR") or str(data / "store")}  # every event into ClickHouse
+    children.insert(1, Child("store", [sys.executable, "-m", "band", "store"], store_env))
     try:
         await edge.start(width)
         if not await _wait_port(port, edge):

@@ -11,6 +11,8 @@ import nats
 import nats.errors
 import pytest
 
+from band import App
+from band.app import reset_current, set_current
 from band.natsserver import NatsServer
 
 
@@ -61,3 +63,22 @@ async def pinged(nc: Any, name: str) -> bool:
 @pytest.fixture
 def tmp_service_dir(tmp_path: Path) -> Path:
     return tmp_path
+
+
+# --- the store's tests: a nats-server of the test's own, and a client that `from band import store` uses
+@pytest.fixture
+def own_nats(tmp_path: Path) -> Iterator[NatsServer]:
+    """A nats-server of this test's own: the store reads the whole stream, so no other test's events."""
+    with NatsServer(store_dir=tmp_path / "js") as srv:
+        yield srv
+
+
+@pytest.fixture
+async def store_client(own_nats: NatsServer) -> AsyncIterator[Any]:
+    nc = await nats.connect(own_nats.url)
+    app = App("tester")
+    app.nc = nc
+    token = set_current(app)  # `from band import store` calls go out as this service
+    yield nc
+    reset_current(token)
+    await nc.close()

@@ -5,95 +5,32 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterator
+from typing import Any
 
 import aiohttp
-import nats
 import pytest
 
-from band import App, RPCError, store, wire
-from band.app import reset_current, set_current
+from band import RPCError, store
 from band.natsserver import NatsServer
-from band.stream import ensure_stream
-from test_faults_support import Proc, start_edge, wait_until
+from store_support import count, counted, event, publish, start_store
+from test_faults_support import start_edge, wait_until
 
 pytest.importorskip("chdb")
 
-UID = "6462464730849083392"
 
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[NatsServer]:
-    """A nats-server of this test's own: the store reads the whole stream, so no other test's events."""
-    with NatsServer(store_dir=tmp_path / "js") as srv:
-        yield srv
-
-
-@pytest.fixture
-async def client(server: NatsServer) -> AsyncIterator[Any]:
-    nc = await nats.connect(server.url)
-    app = App("tester")
-    app.nc = nc
-    token = set_current(app)  # `from band import store` calls go out as this service
-    yield nc
-    reset_current(token)
-    await nc.close()
-
-
-def start_store(tmp_path: Path, nats_url: str, name: str = "store", **env: str) -> Proc:
-    """``band store`` with its data in ``tmp_path/data``, run in ``tmp_path`` (where store.yml is read)."""
-    log = tmp_path / f"{name}.log"
-    full = {**os.environ, "NATS_URL": nats_url, "STORE_DIR": str(tmp_path / "data"), "STORE_BATCH_SECONDS": "0.2", **env}
-    with open(log, "ab") as out:
-        popen = subprocess.Popen([sys.executable, "-m", "band", "store"], stdout=out, stderr=subprocess.STDOUT,
-                                 env=full, cwd=tmp_path)
-    return Proc(popen, log, f"store {name}")
-
-
-def event(n: int, **data: Any) -> dict[str, Any]:
-    return {"key": "in.gen.track.page", "service": "track", "name": "page", "channel": "http", "projectId": 0,
-            "uid": UID, "td": {"ip": "127.0.0.1", "ua": "test"}, "data": {"page": {"url": f"https://x.test/{n}"}, **data},
-            "id": str(7_000_000_000_000_000 + n), "time": 1_700_000_000_000 + n}
-
-
-async def publish(nc: Any, events: list[dict[str, Any]]) -> None:
-    js = nc.jetstream()
-    await ensure_stream(js)
-    for e in events:
-        key = f"in.gen.{e['service']}.{e['name']}"
-        await js.publish(key, wire.encode(e), headers={wire.MSG_ID_HEADER: e["id"]})
-
-
-async def count(sql: str = "SELECT count() AS n FROM stats.events", **params: Any) -> int:
-    try:
-        rows = await store.query(sql, timeout__=5, **params)
-    except RPCError:
-        return -1
-    return int(rows[0]["n"])
-
-
-async def counted(expected: int, proc: Proc, sql: str = "SELECT count() AS n FROM stats.events", timeout: float = 60) -> None:
-    async def there() -> bool:
-        return await count(sql) == expected
-
-    await wait_until(there, timeout, f"{expected} rows from {sql}", [proc])
-
-
-async def test_events_land_routed_and_flattened_and_queries_take_parameters(tmp_path: Path, server: NatsServer, client: Any) -> None:
-    proc = start_store(tmp_path, server.url)
+async def test_events_land_routed_and_flattened_and_queries_take_parameters(tmp_path: Path, own_nats: NatsServer, store_client: Any) -> None:
+    proc = start_store(tmp_path, own_nats.url)
     try:
         page = event(1, sess={"num": 2, "marks": {"utm_campaign": "spring"}}, data={"button": "buy"},
                      uaparser={"os_family": "iOS", "os_version": [12, 1], "is_tablet": True}, fpid="42",
                      odd={"nested": {"thing": 1}})
         hook = {**event(2, amount=10), "service": "webhook", "name": "Payment"}
         scroll = {**event(3, scroll={"dh": 50}), "name": "scroll"}
-        await publish(client, [page, hook, scroll])
+        await publish(store_client, [page, hook, scroll])
         await counted(1, proc)
         rows = await store.query(
             "SELECT page_url, sess_num, sess_marks_utm_campaign, data_extra.key AS k, data_extra.value AS v, "
@@ -116,20 +53,23 @@ async def test_events_land_routed_and_flattened_and_queries_take_parameters(tmp_
             assert refused.value.code == 400 and "read-only" in refused.value.message, ddl
         with pytest.raises(RPCError, match="read-only"):  # a SELECT cannot lift readonly either
             await store.query("SELECT 1 SETTINGS readonly = 0")
+        with pytest.raises(RPCError, match="larger than one NATS message") as big:
+            await store.query("SELECT number, repeat('x', 100) AS pad FROM numbers(20000)")
+        assert big.value.code == 413
         assert await count() == 1, "nothing was dropped"
     finally:
         assert proc.stop() == 0, proc.text()[-3000:]
 
 
-async def test_a_poisonous_value_does_not_stop_the_batch(tmp_path: Path, server: NatsServer, client: Any) -> None:
+async def test_a_poisonous_value_does_not_stop_the_batch(tmp_path: Path, own_nats: NatsServer, store_client: Any) -> None:
     (tmp_path / "store.yml").write_text("tables:\n  events:\n    page_ip: IPv4\n")
-    proc = start_store(tmp_path, server.url)
+    proc = start_store(tmp_path, own_nats.url)
     try:
         events = [event(n, page={"url": f"https://x.test/{n}", "ip": "10.0.0.1"}) for n in range(20)]
         events[5]["data"]["page"]["ip"] = "not-an-ip"  # ClickHouse refuses it: found by halving the batch
         events[7]["data"]["sess"] = {"num": "many"}  # text into UInt16: kept in extra
         events[9]["data"]["page"]["title"] = "t" * 200_000  # over max_value_bytes: the row goes to bad_rows
-        await publish(client, events)
+        await publish(store_client, events)
         await counted(18, proc)
         await counted(2, proc, "SELECT count() AS n FROM stats.bad_rows")
         bad = await store.query("SELECT id, table, reason, message FROM stats.bad_rows ORDER BY id")
@@ -142,10 +82,10 @@ async def test_a_poisonous_value_does_not_stop_the_batch(tmp_path: Path, server:
         assert proc.stop() == 0, proc.text()[-3000:]
 
 
-async def test_config_change_adds_a_column_and_migrations_run_once(tmp_path: Path, server: NatsServer, client: Any) -> None:
-    proc = start_store(tmp_path, server.url)
+async def test_config_change_adds_a_column_and_migrations_run_once(tmp_path: Path, own_nats: NatsServer, store_client: Any) -> None:
+    proc = start_store(tmp_path, own_nats.url)
     try:
-        await publish(client, [event(1)])
+        await publish(store_client, [event(1)])
         await counted(1, proc)
     finally:
         assert proc.stop() == 0, proc.text()[-3000:]
@@ -161,10 +101,10 @@ async def test_config_change_adds_a_column_and_migrations_run_once(tmp_path: Pat
     (tmp_path / "migrations" / "002_once.sql").write_text(
         "CREATE TABLE stats.once (x UInt8) ENGINE = MergeTree ORDER BY x;\nINSERT INTO stats.once VALUES (1);\n")
     for restart in range(2):
-        proc = start_store(tmp_path, server.url, name=f"store{restart}")
+        proc = start_store(tmp_path, own_nats.url, name=f"store{restart}")
         try:
             if restart == 0:
-                await publish(client, [event(2, page={"url": "https://x.test/2", "lang": "de"})])
+                await publish(store_client, [event(2, page={"url": "https://x.test/2", "lang": "de"})])
             await counted(2, proc)
             assert await store.query("SELECT page_lang FROM stats.events WHERE page_lang != ''") == [{"page_lang": "de"}]
             assert await store.query("SELECT name FROM stats.migrations ORDER BY name") == [
@@ -176,7 +116,7 @@ async def test_config_change_adds_a_column_and_migrations_run_once(tmp_path: Pat
     assert "column added" in (tmp_path / "store0.log").read_text() and "page_lang" in (tmp_path / "store0.log").read_text()
 
 
-async def test_band_sql_and_store_insert(tmp_path: Path, server: NatsServer, client: Any) -> None:
+async def test_band_sql_and_store_insert(tmp_path: Path, own_nats: NatsServer, store_client: Any) -> None:
     (tmp_path / "store.yml").write_text(textwrap.dedent("""\
         tables:
           costs:
@@ -186,9 +126,9 @@ async def test_band_sql_and_store_insert(tmp_path: Path, server: NatsServer, cli
             campaign: LowCardinality(String)
             cost: Float64
         """))
-    proc = start_store(tmp_path, server.url)
+    proc = start_store(tmp_path, own_nats.url)
     try:
-        await publish(client, [event(n) for n in range(3)])
+        await publish(store_client, [event(n) for n in range(3)])
         await counted(3, proc)
         assert await store.insert("costs", [{"date": "2024-05-01", "campaign": "spring", "cost": 12.5},
                                             {"date": "2024-05-02", "campaign": "spring", "cost": 7.5}]) == 2
@@ -199,7 +139,7 @@ async def test_band_sql_and_store_insert(tmp_path: Path, server: NatsServer, cli
             await store.insert("nope", [{"id": 1}])
 
         def band_sql(*args: str) -> subprocess.CompletedProcess[str]:
-            return subprocess.run([sys.executable, "-m", "band", "sql", *args, "--nats", server.url],
+            return subprocess.run([sys.executable, "-m", "band", "sql", *args, "--nats", own_nats.url],
                                   capture_output=True, text=True, timeout=60)
 
         table = band_sql("SELECT campaign, sum(cost) AS cost FROM stats.costs WHERE date >= {d:Date} GROUP BY campaign", "d=2024-05-02")
@@ -217,19 +157,19 @@ async def test_band_sql_and_store_insert(tmp_path: Path, server: NatsServer, cli
         assert proc.stop() == 0, proc.text()[-3000:]
 
 
-def test_band_sql_without_a_store_says_what_to_do(tmp_path: Path, server: NatsServer) -> None:
-    done = subprocess.run([sys.executable, "-m", "band", "sql", "SELECT 1", "--nats", server.url],
+def test_band_sql_without_a_store_says_what_to_do(tmp_path: Path, own_nats: NatsServer) -> None:
+    done = subprocess.run([sys.executable, "-m", "band", "sql", "SELECT 1", "--nats", own_nats.url],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 1 and "band up" in done.stderr
 
 
-async def test_replay_twice_stores_nothing_twice(tmp_path: Path, server: NatsServer, client: Any) -> None:
-    proc = start_store(tmp_path, server.url)
+async def test_replay_twice_stores_nothing_twice(tmp_path: Path, own_nats: NatsServer, store_client: Any) -> None:
+    proc = start_store(tmp_path, own_nats.url)
     try:
-        await publish(client, [event(n) for n in range(50)])
+        await publish(store_client, [event(n) for n in range(50)])
         await counted(50, proc)
         for _ in range(2):
-            done = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "band", "store", "replay", "--nats", server.url],
+            done = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "band", "store", "replay", "--nats", own_nats.url],
                                            capture_output=True, text=True, timeout=120)
             assert done.returncode == 0, done.stderr
             assert "replaying 50 events" in done.stdout and "50 / 50" in done.stderr
@@ -240,12 +180,12 @@ async def test_replay_twice_stores_nothing_twice(tmp_path: Path, server: NatsSer
 
 
 @pytest.mark.slow
-async def test_sigkill_mid_batch_under_load_loses_and_doubles_nothing(tmp_path: Path, server: NatsServer, client: Any) -> None:
+async def test_sigkill_mid_batch_under_load_loses_and_doubles_nothing(tmp_path: Path, own_nats: NatsServer, store_client: Any) -> None:
     """Hits through a real edge while the store is SIGKILLed mid-batch; after a restart
     every hit answered 2xx is in its table exactly once, by a plain count()."""
     env = {"STORE_BATCH_ROWS": "300", "STORE_ACK_WAIT": "2"}
-    edge, port = start_edge(server.url, tmp_path)
-    proc = start_store(tmp_path, server.url, name="first", **env)
+    edge, port = start_edge(own_nats.url, tmp_path)
+    proc = start_store(tmp_path, own_nats.url, name="first", **env)
     answered = 0
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as http:
@@ -271,7 +211,7 @@ async def test_sigkill_mid_batch_under_load_loses_and_doubles_nothing(tmp_path: 
             await wait_until(lambda: _rows_over(200), 60, "the store to write", [proc])
             proc.kill()  # SIGKILL, mid-batch: batches of 300 under 8 concurrent clients
             answered += sum(await load)
-        second = start_store(tmp_path, server.url, name="second", **env)
+        second = start_store(tmp_path, own_nats.url, name="second", **env)
         try:
             await counted(answered, second, timeout=120)
             assert await count("SELECT uniqExact(id) AS n FROM stats.events") == answered, "each id once"

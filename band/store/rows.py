@@ -39,24 +39,34 @@ class _Slot:
 
 
 class TableLayout:
-    """One table's columns and extras, with the path → slot answers cached."""
+    """One table's columns and extras, with the path → slot answers cached in a trie
+    (one dict per level, walked beside the event, so a known path costs a dict lookup
+    per key and no tuple)."""
+
+    MAX_CACHED = 100_000  # paths from a hostile client cannot grow the cache forever
 
     def __init__(self, table: Table) -> None:
         self.table = table
         self.columns = {name: converter(col.type) for name, col in table.columns.items() if "." not in name}
         self.extras = table.extra_prefixes()
-        self._slots: dict[tuple[str, ...], _Slot] = {}
+        self.trie: dict[str, list[Any]] = {}  # key -> [slot of this path or None, trie of the level below]
+        self._cached = 0
+
+    def child(self, trie: dict[str, list[Any]], key: str) -> list[Any]:
+        """The trie entry of ``key`` (a throwaway one once the cache is full)."""
+        entry = trie.get(key)
+        if entry is None:
+            entry = [None, {}]
+            if self._cached < self.MAX_CACHED:
+                trie[key] = entry
+                self._cached += 1
+        return entry
 
     def slot(self, path: tuple[str, ...]) -> _Slot:
-        found = self._slots.get(path)
-        if found is None:
-            name = "_".join(path)
-            extra, key = self._nearest_extra(path)
-            convert = self.columns.get(name)
-            found = _Slot(name if convert is not None else None, convert, extra, key)
-            if len(self._slots) < 100_000:  # paths from a hostile client cannot grow it forever
-                self._slots[path] = found
-        return found
+        name = "_".join(path)
+        extra, key = self._nearest_extra(path)
+        convert = self.columns.get(name)
+        return _Slot(name if convert is not None else None, convert, extra, key)
 
     def _nearest_extra(self, path: tuple[str, ...]) -> tuple[str, str]:
         for cut in range(len(path) - 1, 0, -1):
@@ -75,6 +85,7 @@ class RowBuilder:
         self._copy_props = tuple(p for p in config.copy_props if p != "td")
         self._flatten_td = "td" in config.copy_props
         self._max = config.max_value_bytes
+        self._quarter = self._max // 4  # a str of fewer chars cannot exceed the limit in UTF-8
 
     def route(self, service: Any, name: Any) -> str:
         destinations = self.config.destinations
@@ -101,10 +112,10 @@ class RowBuilder:
         for prop in self._copy_props:
             if prop in message and prop not in ("data",):
                 self._put(layout, row, extras, (prop,), message[prop])
-        if self._flatten_td and isinstance(message.get("td"), Mapping):
+        if self._flatten_td and isinstance(message.get("td"), dict):
             self._walk(layout, row, extras, ("td",), message["td"])
         data = message.get("data")
-        if isinstance(data, Mapping):
+        if isinstance(data, dict):
             self._walk(layout, row, extras, (), data)
         elif data is not None:
             self._put(layout, row, extras, ("data",), data)
@@ -134,29 +145,45 @@ class RowBuilder:
     # --- pieces --------------------------------------------------------------------
     def _walk(self, layout: TableLayout, row: dict[str, Any], extras: dict[str, tuple[list[str], list[str]]],
               path: tuple[str, ...], value: Mapping[str, Any]) -> None:
-        for key, child in value.items():
-            here = path + (str(key),)
-            if isinstance(child, Mapping):
-                self._walk(layout, row, extras, here, child)
-            elif child is not None:
-                self._put(layout, row, extras, here, child)
+        """Every leaf under ``value`` into ``row``: the hot loop of the store."""
+        quarter, child_of = self._quarter, layout.child
+        trie = layout.trie
+        for key in path:
+            trie = child_of(trie, key)[1]
+        stack = [(path, value, trie)]
+        while stack:
+            prefix, node, level = stack.pop()
+            for key, child in node.items():
+                entry = level.get(key) or child_of(level, key)
+                kind = type(child)
+                if kind is dict:  # JSON objects are plain dicts: no ABC check on the hot path
+                    stack.append((prefix + (key,), child, entry[1]))
+                    continue
+                if child is None:
+                    continue
+                if kind is str and len(child) > quarter and len(child.encode()) > self._max:
+                    where = ".".join(prefix + (key,))
+                    raise BadRow(f"{where} is {len(child.encode())} bytes, over max_value_bytes {self._max}")
+                slot = entry[0]
+                if slot is None:
+                    slot = entry[0] = layout.slot(prefix + (key,))
+                convert = slot.convert
+                if convert is not None:
+                    try:
+                        row[slot.column] = convert(child)
+                        continue
+                    except Misfit:
+                        pass
+                bucket = extras.get(slot.extra)
+                if bucket is None:
+                    bucket = extras[slot.extra] = ([], [])
+                bucket[0].append(slot.key)
+                bucket[1].append(child if kind is str else text(child))
 
     def _put(self, layout: TableLayout, row: dict[str, Any], extras: dict[str, tuple[list[str], list[str]]],
              path: tuple[str, ...], value: Any) -> None:
-        if isinstance(value, str) and len(value) > self._max // 4 and len(value.encode()) > self._max:
-            raise BadRow(f"{'.'.join(path)} is {len(value.encode())} bytes, over max_value_bytes {self._max}")
-        slot = layout.slot(path)
-        if slot.convert is not None and slot.column is not None:
-            try:
-                row[slot.column] = slot.convert(value)
-                return
-            except Misfit:
-                pass
-        entry = extras.get(slot.extra)
-        if entry is None:
-            entry = extras[slot.extra] = ([], [])
-        entry[0].append(slot.key)
-        entry[1].append(text(value))
+        """One value at ``path``, by the same loop as every other leaf."""
+        self._walk(layout, row, extras, path[:-1], {path[-1]: value})
 
     def _copy(self, layout: TableLayout, row: dict[str, Any], column: str, message: Mapping[str, Any],
               paths: tuple[str, ...]) -> None:

@@ -155,6 +155,10 @@ class Store:
             if exc.code == 164:  # READONLY
                 raise RPCError(f"store.query is read-only; DDL goes in store.yml or migrations/ ({exc.message})", 400) from None
             raise RPCError(exc.message, 400 if exc.code else 503) from None
+        limit = self._nc.max_payload if self._nc is not None else 1 << 20
+        if len(result["rows"]) > 100 and len(wire.encode(result)) > limit - 1024:
+            raise RPCError(f"the answer ({len(result['rows'])} rows) is larger than one NATS message ({limit} bytes): "
+                           "aggregate, or add a LIMIT", 413)
         return result
 
     async def insert(self, table: str, rows: Any) -> dict[str, Any]:

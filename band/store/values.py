@@ -42,13 +42,15 @@ def text(value: Any) -> str:
 
 def _integer(low: int, high: int) -> Converter:
     def convert(value: Any) -> int:
-        if isinstance(value, bool):
-            number = int(value)
-        elif isinstance(value, int):
+        kind = type(value)
+        number: int
+        if kind is int:
             number = value
-        elif isinstance(value, float) and value.is_integer():
+        elif kind is bool:
             number = int(value)
-        elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        elif kind is str and value.strip().lstrip("-").isdigit():
+            number = int(value)
+        elif kind is float and value.is_integer():
             number = int(value)
         else:
             raise Misfit(f"{value!r} is not an integer")
@@ -77,6 +79,8 @@ def _float(value: Any) -> float:
 
 
 def _string(value: Any) -> str:
+    if type(value) is str:
+        return value
     if isinstance(value, (dict, list)):
         raise Misfit("an object or list is not text")
     return text(value)

@@ -1,0 +1,31 @@
+"""The store's Prometheus metrics, in the default registry (whatever serves /metrics shows them).
+
+Made on first use, once per process, so importing the store registers nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+from prometheus_client import Counter, Gauge, Histogram
+
+
+@dataclass(frozen=True)
+class StoreMetrics:
+    rows: Counter
+    skipped: Counter
+    retries: Counter
+    healthy: Gauge
+    batch_seconds: Histogram
+
+
+@lru_cache(maxsize=1)
+def metrics() -> StoreMetrics:
+    return StoreMetrics(
+        rows=Counter("band_store_rows", "Rows written by the store, by table (bad_rows included)", ["table"]),
+        skipped=Counter("band_store_skipped", "Redelivered events found already stored and skipped"),
+        retries=Counter("band_store_retries", "Batch writes that failed and are being retried (ClickHouse down or full)"),
+        healthy=Gauge("band_store_healthy", "1 while the store writes, 0 while it retries or failed"),
+        batch_seconds=Histogram("band_store_batch_seconds", "Time to write one batch, from first try to ack"),
+    )
