@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from band.demo.costs import costs, to_csv
-from tutorial_store import DAYS, RECIPES, SEED, VISITORS, events, stack, store_ready
+from tutorial_store import DAYS, RECIPES, ROOT, SEED, VISITORS, events, stack, store_ready
 
 OVERLAY = {"STORE_CONFIG": str(RECIPES / "store.yml")}
 POSTBACKS = [
@@ -47,6 +47,12 @@ def post_json(url: str, body: Any) -> int:
             return int(resp.status)
     except OSError:
         return 0
+
+
+def get_json(url: str, cookie: str) -> Any:
+    request = urllib.request.Request(url, headers={"Cookie": cookie})
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        return json.loads(resp.read())
 
 
 def free_port() -> int:
@@ -85,6 +91,25 @@ async def scenario(url: str, svcs: list[Any], tmp: Path) -> dict[str, Any]:
             assert status == 200
         for hit in GA_HITS:  # sendBeacon's text/plain JSON, as gtag sends it
             assert await asyncio.to_thread(post_json, f"{base}/ga/collect?measurement_id=G-TEST", hit) == 200
+        # calltracking: eight demo visitors see a number (the pool of five wraps), then three calls come in
+        visitors = sorted({e["uid"] for e in events()})[:8]
+        deadline = asyncio.get_running_loop().time() + 30
+        while True:  # the calltracking handler is discovered by the edge
+            answer = await asyncio.to_thread(get_json, f"{base}/calltracking/number", f"uid={visitors[0]}")
+            if "phone" in answer or asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(0.3)
+        shows = [(visitors[0], answer["phone"])]
+        for uid in visitors[1:]:
+            shows.append((uid, (await asyncio.to_thread(get_json, f"{base}/calltracking/number", f"uid={uid}"))["phone"]))
+        out["shows"] = shows
+        count = "SELECT count() AS n FROM stats.calltracking_shows"
+        while int((await rpc.request("store", "query", timeout__=30, sql=count, params=None))["rows"][0]["n"]) < len(shows):
+            assert asyncio.get_running_loop().time() < deadline + 30, "the shows did not reach the store"
+            await asyncio.sleep(0.2)
+        out["calls"] = [shows[0][1], shows[1][1], shows[6][1]]
+        for number in out["calls"]:
+            await asyncio.to_thread(get_json, f"{base}/calltracking/who?number={number}&caller=79161234567", "")
         report = tmp / "costs.csv"
         report.write_text(to_csv(costs(events(), SEED)))
         bad = tmp / "bad.csv"
@@ -109,7 +134,11 @@ async def scenario(url: str, svcs: list[Any], tmp: Path) -> dict[str, Any]:
         while len((await rpc.request("store", "query", timeout__=30, sql=ga, params=None))["rows"]) < 3:
             assert asyncio.get_running_loop().time() < deadline, "the GA hits did not reach the store"
             await asyncio.sleep(0.3)
-        for name in ("01-postbacks.sql", "01-cost-per-campaign.sql", "02-ga-events.sql"):
+        calls = (RECIPES / "03-calls.sql").read_text()
+        while len((await rpc.request("store", "query", timeout__=30, sql=calls, params=None))["rows"]) < 3:
+            assert asyncio.get_running_loop().time() < deadline + 30, "the calls did not reach the store"
+            await asyncio.sleep(0.3)
+        for name in ("01-postbacks.sql", "01-cost-per-campaign.sql", "02-ga-events.sql", "03-calls.sql", "03-number-sources.sql"):
             out[name] = (await rpc.request("store", "query", timeout__=30, sql=(RECIPES / name).read_text(), params=None))["rows"]
         out["extra keys"] = (await rpc.request("store", "query", timeout__=30, params=None,
                                                sql="SELECT extra.key AS k FROM stats.webhooks WHERE name = 'purchase' AND service = 'postback'"))["rows"]
@@ -126,7 +155,7 @@ _RUN: dict[str, Any] = {}
 def _shared(tmp: Path) -> dict[str, Any]:
     """One stack for this module's tests (it takes a while to start)."""
     if not _RUN:
-        with stack(SEED, VISITORS, DAYS, [RECIPES / "costs"], OVERLAY) as (url, svcs):
+        with stack(SEED, VISITORS, DAYS, [RECIPES / "costs", ROOT / "examples" / "calltracking", ROOT / "examples" / "crm"], OVERLAY) as (url, svcs):
             _RUN.update(asyncio.run(scenario(url, svcs, tmp)))
     return _RUN
 
@@ -177,3 +206,30 @@ def test_ga_hits_kept_raw_and_parsed_into_columns(tmp_path: Path) -> None:
         assert int(row["engagement_time_msec"]) == p.get("engagement_time_msec", 0)
         assert row["transaction_id"] == p.get("transaction_id", "") and float(row["value"]) == p.get("value", 0.0)
         assert row["currency"] == p.get("currency", "")
+
+
+def last_session(uid: str) -> dict[str, Any]:
+    return max((e for e in events() if e["uid"] == uid and e["name"] == "session"), key=lambda e: e["time"])
+
+
+def test_calls_joined_to_the_visitor_and_their_session(tmp_path: Path) -> None:
+    import tutorial_truth as truth
+
+    got = _shared(tmp_path)
+    shows = got["shows"]
+    assert len({phone for _, phone in shows}) == 5  # the pool wrapped
+    rows = got["03-calls.sql"]
+    assert [r["number"] for r in rows] == got["calls"]
+    for row in rows:
+        owner = [uid for uid, phone in shows if phone == row["number"]][-1]  # the last visitor shown the number
+        session = last_session(owner)
+        assert row["visitor"] == owner and row["caller"] == "79161234567"
+        assert row["channel"] == truth.channel_of(session)
+        assert row["utm_campaign"] == session["data"]["sess"]["marks"].get("utm_campaign", "")
+        assert row["landing"] == urllib.parse.urlsplit(session["data"]["page"]["url"]).path
+    want: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for uid, phone in shows:
+        want[(phone, truth.channel_of(last_session(uid)))].append(uid)
+    table = got["03-number-sources.sql"]
+    assert {(r["phone"], r["channel"]): (int(r["shows"]), int(r["visitors"])) for r in table} == {
+        k: (len(v), len(set(v))) for k, v in want.items()}
