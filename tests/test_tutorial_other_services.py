@@ -9,6 +9,7 @@ import json
 import socket
 import subprocess
 import sys
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections import defaultdict
@@ -47,6 +48,20 @@ def post_json(url: str, body: Any) -> int:
             return int(resp.status)
     except OSError:
         return 0
+
+
+def no_redirect(url: str, cookie: str) -> tuple[int, str]:
+    """(status, Location) of a GET that does not follow redirects, as a test of the chain."""
+    class Stop(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+            return None
+
+    opener = urllib.request.build_opener(Stop)
+    try:
+        with opener.open(urllib.request.Request(url, headers={"Cookie": cookie}), timeout=10) as resp:
+            return int(resp.status), ""
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), str(exc.headers.get("Location", ""))
 
 
 def get_json(url: str, cookie: str) -> Any:
@@ -110,6 +125,26 @@ async def scenario(url: str, svcs: list[Any], tmp: Path) -> dict[str, Any]:
         out["calls"] = [shows[0][1], shows[1][1], shows[6][1]]
         for number in out["calls"]:
             await asyncio.to_thread(get_json, f"{base}/calltracking/who?number={number}&caller=79161234567", "")
+        # cookie-sync: five browsers walk the partner chain; each partner sends them back with its id as pid
+        synced = []
+        deadline = asyncio.get_running_loop().time() + 30
+        while (await asyncio.to_thread(no_redirect, f"{base}/cookiesync/step", "uid=1000000000"))[0] != 302:  # routed by the edge
+            assert asyncio.get_running_loop().time() < deadline, "the cookiesync handler was not routed"
+            await asyncio.sleep(0.3)
+        for n, uid in enumerate(visitors[:5]):
+            url_now = f"{base}/cookiesync/step"
+            for partner in range(3):
+                status, location = await asyncio.to_thread(no_redirect, url_now, f"uid={uid}")
+                if partner == 2:
+                    assert status == 200  # the pixel at the end
+                    break
+                assert status == 302, status
+                query = urllib.parse.parse_qs(urllib.parse.urlsplit(location).query)
+                back = urllib.parse.urlsplit(query["redirect" if partner == 0 else "return"][0])
+                pid = f"p{partner}-{n}-{uid[-6:]}"
+                synced.append((uid, partner, pid))
+                url_now = f"{base}{back.path}?{back.query}&pid={pid}"
+        out["synced"] = synced
         report = tmp / "costs.csv"
         report.write_text(to_csv(costs(events(), SEED)))
         bad = tmp / "bad.csv"
@@ -138,7 +173,12 @@ async def scenario(url: str, svcs: list[Any], tmp: Path) -> dict[str, Any]:
         while len((await rpc.request("store", "query", timeout__=30, sql=calls, params=None))["rows"]) < 3:
             assert asyncio.get_running_loop().time() < deadline + 30, "the calls did not reach the store"
             await asyncio.sleep(0.3)
-        for name in ("01-postbacks.sql", "01-cost-per-campaign.sql", "02-ga-events.sql", "03-calls.sql", "03-number-sources.sql"):
+        matches = (RECIPES / "09-cookie-matches.sql").read_text()
+        while len((await rpc.request("store", "query", timeout__=30, sql=matches, params=None))["rows"]) < 10:
+            assert asyncio.get_running_loop().time() < deadline + 30, "the cookie-sync steps did not reach the store"
+            await asyncio.sleep(0.3)
+        for name in ("01-postbacks.sql", "01-cost-per-campaign.sql", "02-ga-events.sql", "03-calls.sql", "03-number-sources.sql",
+                     "09-cookie-matches.sql"):
             out[name] = (await rpc.request("store", "query", timeout__=30, sql=(RECIPES / name).read_text(), params=None))["rows"]
         out["extra keys"] = (await rpc.request("store", "query", timeout__=30, params=None,
                                                sql="SELECT extra.key AS k FROM stats.webhooks WHERE name = 'purchase' AND service = 'postback'"))["rows"]
@@ -155,7 +195,8 @@ _RUN: dict[str, Any] = {}
 def _shared(tmp: Path) -> dict[str, Any]:
     """One stack for this module's tests (it takes a while to start)."""
     if not _RUN:
-        with stack(SEED, VISITORS, DAYS, [RECIPES / "costs", ROOT / "examples" / "calltracking", ROOT / "examples" / "crm"], OVERLAY) as (url, svcs):
+        with stack(SEED, VISITORS, DAYS, [RECIPES / "costs", ROOT / "examples" / "calltracking", ROOT / "examples" / "crm",
+                                                     ROOT / "examples" / "cookiesync"], OVERLAY) as (url, svcs):
             _RUN.update(asyncio.run(scenario(url, svcs, tmp)))
     return _RUN
 
@@ -233,3 +274,10 @@ def test_calls_joined_to_the_visitor_and_their_session(tmp_path: Path) -> None:
     table = got["03-number-sources.sql"]
     assert {(r["phone"], r["channel"]): (int(r["shows"]), int(r["visitors"])) for r in table} == {
         k: (len(v), len(set(v))) for k, v in want.items()}
+
+
+def test_cookie_sync_matches_are_queryable(tmp_path: Path) -> None:
+    got = _shared(tmp_path)
+    rows = got["09-cookie-matches.sql"]
+    assert [(r["uid"], int(r["partner"]), r["partner_id"]) for r in rows] == sorted(got["synced"])
+    assert all(int(r["syncs"]) == 1 for r in rows)
