@@ -14,11 +14,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import AsyncIterator
 
-from . import log
+from . import log, tracing
 from .app import App
 from .connect import connect
 from .errors import ConfigError
 from .loader import load_service
+from .metrics import exposed, port_from
 from .service import Service, ServiceOptions
 
 
@@ -48,7 +49,7 @@ async def serve_until_stopped(app: App, url: str | None = None, stop: asyncio.Ev
         except (NotImplementedError, RuntimeError):  # not the main thread
             pass
     try:
-        async with running(app, url):
+        async with running(app, url) as service, exposed(service):  # /metrics when METRICS_PORT is set
             await stop.wait()
             app.logger.info("stopping")
     finally:
@@ -61,12 +62,16 @@ def run(path: str | Path, url: str | None = None, name: str | None = None) -> in
     log.configure()
     try:
         app = load_service(path, name)
+        port_from()  # a bad METRICS_PORT is refused before connecting
     except ConfigError as exc:
         print(f"band run: {exc}", file=sys.stderr)
         return 2
+    tracing.setup(app.name)  # only when OTEL_* asks for it
     try:
         asyncio.run(serve_until_stopped(app, url))
     except ConfigError as exc:
         print(f"band run: {exc}", file=sys.stderr)
         return 2
+    finally:
+        tracing.shutdown()  # flush the spans still queued
     return 0

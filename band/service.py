@@ -16,7 +16,7 @@ import asyncio
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Coroutine, Mapping
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Coroutine, Mapping
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -25,7 +25,7 @@ from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import BadRequestError
 
-from . import wire
+from . import tracing, wire
 from .app import App, reset_current, set_current
 from .connect import flush
 from .deadlines import Cutter
@@ -34,6 +34,9 @@ from .micro import EndpointStats, ServiceIdentity, serve_discovery
 from .registry import Endpoint
 from .response import ErrorResponse, Response, to_wire
 from .stream import StreamLimits, ensure_stream
+
+if TYPE_CHECKING:
+    from .metrics import ServiceMetrics
 
 DEFAULT_MAX_INFLIGHT = 256
 DEFAULT_DRAIN_TIMEOUT_S = 10.0
@@ -109,6 +112,7 @@ class Service:
         self._started = False
         self._stopped = False
         self._rpc = app.registry.rpc_methods()
+        self.metrics: ServiceMetrics | None = None  # set while /metrics is served (band.metrics)
 
     # --- lifecycle ---------------------------------------------------------------
     async def __aenter__(self) -> "Service":
@@ -210,7 +214,7 @@ class Service:
 
     async def _subscribe(self, subject: str, handler: Callable[[Msg], Coroutine[Any, Any, None]]) -> None:
         async def schedule(msg: Msg) -> None:
-            await self._spawn(handler(msg))
+            await self._spawn(tracing.serving(msg, handler(msg)) if tracing.ON else handler(msg))
 
         self._subs.append(await self.nc.subscribe(subject, queue=wire.queue_group(self.app.name), cb=schedule))
 
@@ -270,6 +274,8 @@ class Service:
         return self._stats.get((role, ep.method))
 
     async def _reply_error(self, msg: Msg, code: int, description: str, extra: Mapping[str, str] | None = None) -> None:
+        if tracing.ON:
+            tracing.failed(code, description)
         if msg.reply:
             headers = {**wire.error_headers(code, description), **(extra or {})}
             body = wire.encode({"message": headers[wire.ERROR_HEADER], "code": code})
@@ -286,6 +292,7 @@ class Service:
         started = time.perf_counter_ns()
         stats = self._stats_for(role, ep) if ep is not None else None
         error: str | None = None
+        code = 0
         try:
             if ep is None or params is None:
                 raise _Reject(404, f"nothing serves {msg.subject}")
@@ -295,18 +302,18 @@ class Service:
             if msg.reply:
                 await self.nc.publish(msg.reply, body)
         except _Reject as exc:
-            error = str(exc)
+            error, code = str(exc), exc.code
             await self._reply_error(msg, exc.code, error)
         except _Overrun as exc:
-            error = str(exc)
+            error, code = str(exc), 504
             self.app.logger.warning("call cancelled at its time limit", subject=msg.subject, limit=exc.limit)
             await self._reply_error(msg, 504, error)
         except RPCError as exc:  # a deliberate refusal, or a failed call to another service
-            error = f"{exc.code}: {exc.message}"
+            error, code = f"{exc.code}: {exc.message}", exc.code
             self.app.logger.warning("request refused", subject=msg.subject, code=exc.code, message=exc.message)
             await self._reply_error(msg, exc.code, exc.message)
         except Exception as exc:
-            error = _describe(exc)
+            error, code = _describe(exc), 500
             self.app.logger.exception(
                 "request failed", subject=msg.subject, method=ep.method if ep else None, id=(params or {}).get("id")
             )
@@ -314,6 +321,8 @@ class Service:
         finally:
             if stats is not None:
                 stats.record(started, error)
+            if self.metrics is not None and ep is not None:
+                self.metrics.observe(role, ep.method, started, code)
 
     async def _within(self, limit: float, call: Awaitable[Any]) -> Any:
         """Await ``call``; past ``limit`` seconds it is cancelled and :class:`_Overrun` raised."""
@@ -404,7 +413,8 @@ class Service:
         error: str | None = None
         limit = ep.ack_wait_s if ep.durable else self.options.call_timeout_s
         try:
-            result = await self._within(limit, ep.call(params))
+            call = ep.call(params)
+            result = await self._within(limit, tracing.calling(role, ep.method, call) if tracing.ON else call)
         except _Overrun as exc:
             error = str(exc)
             self.app.logger.warning(f"{role} cancelled at its time limit", method=ep.method, key=key, id=msg_id, limit=limit)
@@ -414,6 +424,8 @@ class Service:
         stats = self._stats_for(role, ep)
         if stats is not None:
             stats.record(started, error)
+        if self.metrics is not None:
+            self.metrics.observe(role, ep.method, started, 0 if error is None else 500)
         return result, error
 
     # --- durable listeners (JetStream) ----------------------------------------------
@@ -424,7 +436,7 @@ class Service:
         js = self.nc.jetstream()
         await ensure_stream(js, StreamLimits())
         for ep in durable:
-            name = f"{self.app.name}_{ep.method}"
+            name = wire.durable_name(self.app.name, ep.method)
             config = ConsumerConfig(
                 durable_name=name,
                 ack_policy=AckPolicy.EXPLICIT,
@@ -456,12 +468,14 @@ class Service:
                 self.app.logger.warning("durable fetch failed; retrying", method=ep.method, error=_describe(exc))
                 await asyncio.sleep(1.0)
                 continue
-            tasks = [await self._spawn(self._consume_one(ep, msg)) for msg in msgs]
+            tasks = [await self._spawn(tracing.delivery(m, self._consume_one(ep, m)) if tracing.ON else self._consume_one(ep, m)) for m in msgs]
             if tasks:  # wait, not gather: stopping the loop must not cancel in-flight events
                 await asyncio.wait(tasks)
 
     async def _consume_one(self, ep: Endpoint, msg: Msg) -> None:
         attempt = msg.metadata.num_delivered
+        if self.metrics is not None:
+            self.metrics.delivered(ep.method, attempt)
         message = self._decode(msg)
         if message is None:
             await self._dead_letter(ep, msg, "event is not a JSON object")
@@ -484,6 +498,8 @@ class Service:
         try:
             await self.nc.publish(wire.dlq_subject(self.app.name), msg.data, headers=headers)
             await msg.term()
+            if self.metrics is not None:
+                self.metrics.dead_lettered(ep.method)
             self.app.logger.error("event moved to the dead-letter subject", method=ep.method, key=msg.subject, error=error)
         except Exception:
             self.app.logger.exception("dead-lettering failed; the event will be redelivered", method=ep.method)

@@ -20,7 +20,7 @@ from nats.aio.client import Client
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 
-from band import wire
+from band import tracing, wire
 from band.connect import connect
 from band.stream import ensure_stream
 
@@ -29,7 +29,9 @@ from .discovery import Discovery
 from .metrics import Metrics
 from .pipeline import INTERNAL_ERROR, Pipeline
 from .render import json_response, render
+from .tracing import HitTrace
 from .request import BadHit, ClientIP, read_hit
+from .upload import Uploads
 from .ws import Sockets, handle_socket
 
 log = logging.getLogger("broker")
@@ -42,8 +44,10 @@ NO_CACHE = {
 }
 _CORS_ANY = {"Access-Control-Allow-Origin": "*", **NO_CACHE}
 _CORS_CREDENTIALS = {"Access-Control-Allow-Credentials": "true", "Vary": "Origin", **NO_CACHE}
+UPLOAD_PATH = f"/{wire.UPLOAD_PATH}/"
 ROOT_PAGE = (
     "band edge: send hits to /<service>/<name>[/<projectId>] (GET or POST); "
+    "POST /upload/<service>/<name> for files (multipart/form-data); "
     "/health for load balancers, /metrics for Prometheus, /wss for WebSocket.\n"
 )
 
@@ -62,6 +66,7 @@ class Edge:
         self.metrics = Metrics()
         self.sockets = Sockets()
         self.client_ip = ClientIP(config.proxy_networks())
+        self.uploads = Uploads(config)
         self.stream_ready = False
         self._stream_task: asyncio.Task[None] | None = None
         cookie = f"; Path=/; Max-Age={config.cookie_max_age_s}; HttpOnly"
@@ -92,6 +97,7 @@ class Edge:
         """The one route: fixed paths, then hits; anything unexpected is a bare 500."""
         started = time.perf_counter()
         uid: str | None = None
+        trace: HitTrace | None = None
         try:
             method = request.method
             if method == "OPTIONS":
@@ -111,6 +117,8 @@ class Edge:
                     resp = await self.health()
                 elif path == "/metrics":
                     resp = web.Response(body=self.metrics.render(), headers={"Content-Type": self.metrics.content_type})
+                elif path.startswith(UPLOAD_PATH):
+                    resp, uid = await self.uploads.receive(request, self.nc, self.pipeline, self.client_ip)
                 else:
                     try:
                         hit = await read_hit(request, self.config, self.discovery.snapshot, self.client_ip)
@@ -118,13 +126,19 @@ class Edge:
                         resp = json_response({"message": bad.message}, bad.status)
                     else:
                         uid = hit.message["uid"]
-                        resp = render(await self.pipeline.run(hit.message, hit.image), hit.native)
+                        if tracing.ON:
+                            trace = HitTrace(request.headers, method, path, hit.message)
+                        resp = render(await self.pipeline.run(hit.message, hit.image, trace), hit.native)
         except asyncio.CancelledError:
+            if trace is not None:
+                trace.end(499)  # the client went away mid-hit
             raise
         except Exception:
             log.exception("hit failed: %s %s", request.method, request.path)
             resp = json_response({"message": INTERNAL_ERROR}, 500)
         self.finish(request, resp, started, uid)
+        if trace is not None:
+            trace.end(resp.status)
         return resp
 
     def preflight(self, request: web.Request) -> web.Response:
@@ -177,6 +191,7 @@ class Edge:
     async def _nats_reconnected(self) -> None:
         log.info("NATS reconnected")
         self.stream_missing()
+        self.uploads.reset()
 
     def stream_missing(self) -> None:
         """(Re)create the events stream in the background, once at a time."""

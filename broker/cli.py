@@ -18,6 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from band import log as band_log
+from band import tracing
 
 from .app import make_app
 from .config import ConfigError, EdgeConfig, from_env, split_urls
@@ -66,7 +67,11 @@ def _use_uvloop() -> None:
 def run_worker(config: EdgeConfig, reuse_port: bool, log_level: str) -> None:
     band_log.configure({**os.environ, "LOG_LEVEL": log_level})  # JSON_LOGS=1: one JSON object per line, as services
     _use_uvloop()
-    asyncio.run(serve(config, reuse_port=reuse_port))
+    tracing.setup("edge")  # only when OTEL_* asks for it
+    try:
+        asyncio.run(serve(config, reuse_port=reuse_port))
+    finally:
+        tracing.shutdown()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -70,6 +70,14 @@ class EdgeConfig:
     shutdown_timeout_s: float = 10.0  # in-flight hits get this long to finish on stop
     ws_max_inflight: int = 16  # frames of one socket in the pipeline at once
 
+    # uploads: POST /upload/<service>/<name>, files streamed into a JetStream object store
+    upload_max_bytes: int = 512 * 1024 * 1024  # the whole request body; past it 413
+    upload_bucket: str = wire.UPLOAD_BUCKET
+    upload_ttl_s: float = 24 * 3600.0  # stored files expire after this long
+    upload_idle_timeout_s: float = 30.0  # no bytes from the client for this long answers 408
+    upload_max_concurrent: int = 16  # uploads streaming at once; more answer 503
+    upload_storage: str = "file"
+
     # JetStream stream, when the edge creates it
     stream_max_age_s: float = 7 * 24 * 3600.0
     stream_max_bytes: int = -1
@@ -84,7 +92,8 @@ class EdgeConfig:
             raise ConfigError(f"workers must be >= 1, got {self.workers}")
         if not self.nats_urls:
             raise ConfigError("nats_urls is empty")
-        for knob in ("enrich_timeout_ms", "handler_timeout_ms", "publish_timeout_ms", "max_body_bytes", "max_fields", "max_depth", "max_inflight"):
+        for knob in ("enrich_timeout_ms", "handler_timeout_ms", "publish_timeout_ms", "max_body_bytes", "max_fields", "max_depth", "max_inflight",
+                     "upload_max_bytes", "upload_ttl_s", "upload_idle_timeout_s", "upload_max_concurrent"):
             if getattr(self, knob) <= 0:
                 raise ConfigError(f"{knob} must be > 0, got {getattr(self, knob)}")
         for alias, service in self.aliases.items():
@@ -94,8 +103,11 @@ class EdgeConfig:
             if not isinstance(ms, int) or ms <= 0:
                 raise ConfigError(f"enrich_timeouts[{prefix!r}] must be a positive integer (ms)")
         self.proxy_networks()  # validates
-        if self.stream_storage not in ("file", "memory"):
-            raise ConfigError(f"stream_storage must be file or memory, got {self.stream_storage!r}")
+        if not wire.is_token(self.upload_bucket):
+            raise ConfigError(f"upload_bucket {self.upload_bucket!r}: letters, digits, '_' and '-' only")
+        for knob in ("stream_storage", "upload_storage"):
+            if getattr(self, knob) not in ("file", "memory"):
+                raise ConfigError(f"{knob} must be file or memory, got {getattr(self, knob)!r}")
 
     def proxy_networks(self) -> tuple[IPNetwork, ...]:
         try:

@@ -13,11 +13,12 @@ from typing import Any
 from aiohttp import WSMsgType, web
 from nats.aio.msg import Msg
 
-from band import wire
+from band import tracing, wire
 
 from .config import EdgeConfig
 from .metrics import Metrics
 from .pipeline import Pipeline
+from .tracing import HitTrace
 from .request import BadHit, ClientIP, build_message, check_token, parse_json_object, pick_uid, project_id, td_of
 
 log = logging.getLogger("broker.ws")
@@ -113,7 +114,11 @@ async def handle_socket(request: web.Request, *, pipeline: Pipeline, sockets: So
             except BadHit as bad:
                 out: dict[str, Any] = {"type__": "error", "statusCode": bad.status, "data": {}, "message": bad.message}
             else:
-                out = (await pipeline.run(message)).to_wire()
+                trace = HitTrace(request.headers, "WS", request.path, message) if tracing.ON else None
+                answered = await pipeline.run(message, trace=trace)
+                if trace is not None:
+                    trace.end(answered.statusCode)
+                out = answered.to_wire()
             out["id__"] = ident
             if not ws.closed:
                 await ws.send_str(wire.encode(out).decode())

@@ -126,6 +126,9 @@ class Store:
         self.health.state = "stopped"
 
     async def ready(self) -> Engine:
+        """The engine once open; while it cannot be opened, a 503 at once saying why."""
+        if not self._ready.is_set() and self.health.state in ("retrying", "failed"):
+            raise RPCError(f"the store is not ready: {self.health.last_error}", 503)
         try:
             await asyncio.wait_for(self._ready.wait(), READY_TIMEOUT_S)
         except asyncio.TimeoutError:

@@ -28,7 +28,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
-import orjson
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeout
 
@@ -260,18 +259,28 @@ class Writer:
             await self._insert(BAD_ROWS, [Item(item.msg, BAD_ROWS, row, False)])
 
 
+try:  # the store extra installs orjson; without it the store still runs, on json
+    import orjson
+
+    _fast_loads: Any = orjson.loads
+    _fast_dumps: Any = orjson.dumps
+    _FastError: Any = orjson.JSONDecodeError
+except ImportError:  # pragma: no cover - depends on the install
+    _fast_loads, _fast_dumps, _FastError = wire.decode, lambda row: _ENCODER.encode(row).encode(), wire.DecodeError
+
+
 def _load(data: bytes) -> Any:
     """orjson (several times faster than json) and, for what it refuses (a lone
     surrogate escape, huge integers), the contract's own decoder."""
     try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError:
+        return _fast_loads(data)
+    except _FastError:
         return wire.decode(data)
 
 
 def _dump(row: dict[str, Any]) -> bytes:
     try:
-        return orjson.dumps(row)
+        return _fast_dumps(row)  # type: ignore[no-any-return]
     except TypeError:  # an integer over 64 bits, a lone surrogate: ASCII-escaped JSON
         return _ENCODER.encode(row).encode()
 
