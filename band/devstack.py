@@ -134,7 +134,7 @@ async def _up(services: list[Path], port: int, data: Path, reload: bool = False)
         for i, p in enumerate(services)
     ]
     store_env = {**env, "STORE_DIR": env.get("STORE_DIR") or str(data / "store")}  # every event into ClickHouse
-    children.insert(1, Child("store", [sys.executable, "-m", "band", "store"], store_env))
+    children.append(Child("store", [sys.executable, "-m", "band", "store"], store_env))  # last: children[1:] pair with services
     try:
         await edge.start(width)
         if not await _wait_port(port, edge):

@@ -259,3 +259,19 @@ async def test_clickhouse_unreachable_keeps_events_and_says_so(tmp_path: Path, o
         assert info.state.messages == 5, "the events wait in JetStream"
     finally:
         assert proc.stop() == 0, proc.text()[-3000:]
+
+
+async def test_metrics_count_rows_on_the_stores_metrics_port(tmp_path: Path, own_nats: NatsServer, store_client: Any) -> None:
+    from band.natsserver import free_port
+
+    port = free_port()
+    proc = start_store(tmp_path, own_nats.url, METRICS_PORT=str(port))
+    try:
+        await publish(store_client, [event(n) for n in range(3)])
+        await counted(3, proc)
+        async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/metrics") as resp:
+            text = await resp.text()
+        assert 'band_store_rows_total{table="events"} 3.0' in text and "band_store_healthy 1.0" in text
+        assert "band_service_requests_total" in text, "beside the service's own metrics"
+    finally:
+        assert proc.stop() == 0, proc.text()[-3000:]

@@ -1,6 +1,7 @@
-"""The store's Prometheus metrics, in the default registry (whatever serves /metrics shows them).
+"""The store's Prometheus metrics, served on the store's /metrics (``METRICS_PORT``).
 
-Made on first use, once per process, so importing the store registers nothing.
+Made on first use, once per process, in no registry: the service hands them to band's
+per-service registry (``App.collectors``), so importing the store registers nothing.
 """
 
 from __future__ import annotations
@@ -23,9 +24,15 @@ class StoreMetrics:
 @lru_cache(maxsize=1)
 def metrics() -> StoreMetrics:
     return StoreMetrics(
-        rows=Counter("band_store_rows", "Rows written by the store, by table (bad_rows included)", ["table"]),
-        skipped=Counter("band_store_skipped", "Redelivered events found already stored and skipped"),
-        retries=Counter("band_store_retries", "Batch writes that failed and are being retried (ClickHouse down or full)"),
-        healthy=Gauge("band_store_healthy", "1 while the store writes, 0 while it retries or failed"),
-        batch_seconds=Histogram("band_store_batch_seconds", "Time to write one batch, from first try to ack"),
+        rows=Counter("band_store_rows", "Rows written by the store, by table (bad_rows included)", ["table"], registry=None),
+        skipped=Counter("band_store_skipped", "Redelivered events found already stored and skipped", registry=None),
+        retries=Counter("band_store_retries", "Batch writes that failed and are being retried (ClickHouse down or full)",
+                        registry=None),
+        healthy=Gauge("band_store_healthy", "1 while the store writes, 0 while it retries or failed", registry=None),
+        batch_seconds=Histogram("band_store_batch_seconds", "Time to write one batch, from first try to ack", registry=None),
     )
+
+
+def collectors() -> list[object]:
+    m = metrics()
+    return [m.rows, m.skipped, m.retries, m.healthy, m.batch_seconds]

@@ -23,6 +23,7 @@ from ..log import Logger
 from ..stream import ensure_stream
 from .backend import StoreError, Unavailable, open_backend
 from .config import StoreConfig
+from .metrics import metrics
 from .migrate import ensure
 from .rows import RowBuilder
 from .writer import Engine, Health, Writer
@@ -82,12 +83,14 @@ class Store:
         for name in changes.migrations:
             self.log.info("store: migration applied", migration=name)
         self.health.state = "writing"
+        metrics().healthy.set(1)
         self._ready.set()
         where = self.config.clickhouse_url and "ClickHouse server" or str(self.config.data_dir)
         self.log.info("store: writing events", into=where, database=self.config.database,
                       batch_rows=self.config.batch_rows, batch_seconds=self.config.batch_seconds)
         psub = await self._consumer(nc, DURABLE, DeliverPolicy.ALL)
         self.writer = self._writer(psub, check_all=False)
+        self.writer.checking_all = lambda: self._replay_task is not None and not self._replay_task.done()
         await self.writer.run()
 
     def _writer(self, psub: Any, check_all: bool) -> Writer:

@@ -80,6 +80,9 @@ class Engine:
         self.backend = backend
         self.database = database
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
+        # one look-up-then-insert at a time, so a replay and the live writer cannot both
+        # find an id missing and both write it
+        self.lock = asyncio.Lock()
         self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="store-reader")
 
     async def insert(self, table: str, rows: Sequence[dict[str, Any]]) -> None:
@@ -118,6 +121,7 @@ class Writer:
         self.log = logger
         self.check_all = check_all
         self.processed = 0  # messages acked (stored, skipped or kept in bad_rows)
+        self.checking_all: Any = lambda: False  # true while a replay runs beside this writer
         self.stop = asyncio.Event()
 
     async def run(self) -> None:
@@ -164,7 +168,7 @@ class Writer:
         seq = meta.sequence.stream
         sent_ms = int(meta.timestamp.timestamp() * 1000) if meta.timestamp else int(time.time() * 1000)
         fallback_id = ((sent_ms << 22) | (seq & 0x3FFFFF)) & (2**64 - 1)  # an id for an event without one
-        suspect = self.check_all or meta.num_delivered > 1
+        suspect = self.check_all or self.checking_all() or meta.num_delivered > 1
         try:
             message = _load(msg.data)
         except wire.DecodeError as exc:
@@ -193,9 +197,10 @@ class Writer:
                 for table, items in groups.items():
                     if table in done:
                         continue
-                    fresh = await self._unstored(table, items)
-                    if fresh:
-                        await self._insert(table, fresh)
+                    async with self.engine.lock:
+                        fresh = await self._unstored(table, items)
+                        if fresh:
+                            await self._insert(table, fresh)
                     done.add(table)
                 break
             except StoreError as exc:

@@ -10,10 +10,12 @@ from typing import Any
 
 from band import current_app, expose, logger, settings, worker
 from band.store.config import load
+from band.store.metrics import collectors
 from band.store.server import Store
 
 DRAIN_S = float(os.environ.get("STORE_DRAIN_TIMEOUT") or 10.0)
 store = Store(load(settings), logger, ack_wait_s=float(os.environ.get("STORE_ACK_WAIT") or 30.0))
+current_app().collectors.extend(collectors())  # band_store_* on /metrics beside the service's own
 
 
 @worker()
