@@ -24,8 +24,12 @@ from band import tracing, wire
 from band.connect import connect
 from band.stream import ensure_stream
 
+from .builtin_enrichers import Builtins
 from .config import EdgeConfig
 from .discovery import Discovery
+from .headers import SECURITY, UidCookie
+from .libjs import LibJs
+from .surface import coffee, favicon, lib_js
 from .metrics import Metrics
 from .pipeline import INTERNAL_ERROR, Pipeline
 from .render import json_response, render
@@ -42,8 +46,8 @@ NO_CACHE = {
     "Pragma": "no-cache",
     "Expires": "0",
 }
-_CORS_ANY = {"Access-Control-Allow-Origin": "*", **NO_CACHE}
-_CORS_CREDENTIALS = {"Access-Control-Allow-Credentials": "true", "Vary": "Origin", **NO_CACHE}
+_CORS_ANY = {"Access-Control-Allow-Origin": "*", **NO_CACHE, **SECURITY}
+_CORS_CREDENTIALS = {"Access-Control-Allow-Credentials": "true", "Vary": "Origin", **NO_CACHE, **SECURITY}
 UPLOAD_PATH = f"/{wire.UPLOAD_PATH}/"
 ROOT_PAGE = (
     "band edge: send hits to /<service>/<name>[/<projectId>] (GET or POST); "
@@ -69,13 +73,8 @@ class Edge:
         self.uploads = Uploads(config)
         self.stream_ready = False
         self._stream_task: asyncio.Task[None] | None = None
-        cookie = f"; Path=/; Max-Age={config.cookie_max_age_s}; HttpOnly"
-        if config.cookie_secure:
-            cookie += "; Secure; SameSite=None"
-        if config.cookie_domain:
-            cookie += f"; Domain={config.cookie_domain}"
-        self._cookie_prefix = f"{config.cookie_name}="
-        self._cookie_suffix = cookie
+        self.cookie = UidCookie(config)
+        self.lib = LibJs(config)
 
     # --- every answer -------------------------------------------------------------
     def finish(self, request: web.Request, resp: web.StreamResponse, started: float, uid: str | None = None) -> None:
@@ -87,7 +86,7 @@ class Edge:
         else:
             extra = dict(_CORS_ANY)
         if uid is not None:
-            extra["Set-Cookie"] = self._cookie_prefix + uid + self._cookie_suffix
+            extra["Set-Cookie"] = self.cookie.header(uid, self.client_ip.host(request.remote, request.headers))
         extra["X-Response-Time"] = f"{(time.perf_counter() - started) * 1000:.3f}ms"
         resp.headers.update(extra)  # one update: cheaper than a setitem per header
         self.metrics.answered(resp.status)
@@ -110,9 +109,15 @@ class Edge:
                 if path == "/wss" and not web.WebSocketResponse().can_prepare(request).ok:
                     resp = json_response({"message": "/wss expects a WebSocket upgrade"}, 400)
                 elif path == "/wss":
-                    return await handle_socket(request, pipeline=self.pipeline, sockets=self.sockets, config=self.config, client_ip=self.client_ip, metrics=self.metrics)
+                    return await handle_socket(request, pipeline=self.pipeline, sockets=self.sockets, config=self.config, client_ip=self.client_ip, metrics=self.metrics, cookie=self.cookie)
                 elif path == "/" and method == "GET" and not request.query_string:
                     resp = web.Response(text=ROOT_PAGE, content_type="text/plain")
+                elif path == "/lib.js" and method == "GET":
+                    resp, uid = lib_js(request, self.lib, self.config)
+                elif path == "/favicon.ico":
+                    resp = favicon()
+                elif path == "/coffee":
+                    resp = coffee(self.config)
                 elif path == "/health":
                     resp = await self.health()
                 elif path == "/metrics":
@@ -222,7 +227,9 @@ class Edge:
             keep_polls=self.config.discovery_keep_polls,
             default_timeout_ms=self.config.handler_timeout_ms,
         )
-        self.pipeline = Pipeline(self.discovery, self.config, self.metrics, self.stream_missing)
+        builtins = Builtins(self.config, self.metrics)
+        await builtins.start()
+        self.pipeline = Pipeline(self.discovery, self.config, self.metrics, self.stream_missing, builtins)
         tasks: list[asyncio.Task[None]] = []
         push: Subscription | None = None
         try:
@@ -247,6 +254,7 @@ class Edge:
                 with contextlib.suppress(nats.errors.Error):
                     await push.unsubscribe()
             await self.pipeline.stop()
+            await builtins.stop()
             if not self.nc.is_closed:
                 try:
                     await self.nc.drain()

@@ -22,6 +22,7 @@ from nats.aio.client import Client
 from band import wire
 from band.response import BadResponse, DataResponse, ErrorResponse, PixelResponse, RedirectResponse, Response, from_wire
 
+from .builtin_enrichers import Builtins
 from .config import EdgeConfig
 from .discovery import Discovery
 from .link import Link, LinkDown, Reply
@@ -133,8 +134,9 @@ class Pipeline:
 
     _link: Link
 
-    def __init__(self, discovery: Discovery, config: EdgeConfig, metrics: Metrics, on_stream_missing: Callable[[], None] | None = None) -> None:
+    def __init__(self, discovery: Discovery, config: EdgeConfig, metrics: Metrics, on_stream_missing: Callable[[], None] | None = None, builtins: Builtins | None = None) -> None:
         self._discovery = discovery
+        self._builtins = builtins if builtins is not None and builtins.active else None
         self._config = config
         self._metrics = metrics
         self._on_stream_missing = on_stream_missing
@@ -186,11 +188,18 @@ class Pipeline:
         started = time.perf_counter()
         limit = self._link.max_payload - 1024  # room for subject and headers
         services = self._discovery.snapshot.enricher_services(key)
+        reading = self._builtins.begin(message) if self._builtins is not None else None  # fpid now, stored meanwhile
         if services:
             original = wire.encode(message)
             if len(original) > limit:
+                if reading is not None:
+                    reading.cancel()
                 return _TOO_LARGE
             await self._enrich(message, original, services, self._config.enrich_timeout_for(key), trace)
+        if reading is not None:
+            assert self._builtins is not None
+            await self._builtins.finish(reading, message, max(0.0, self._config.enrich_timeout_for(key) - (time.perf_counter() - started)))
+        if services or reading is not None:
             metrics.observe("enrich", time.perf_counter() - started)
         payload = wire.encode(message)
         if len(payload) > limit:  # a server closes a connection that sends more than max_payload
