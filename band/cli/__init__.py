@@ -22,6 +22,7 @@ GROUPS = (
     "inspect",  # band ls, call, tail
     "scaffold",  # band new
     "store",  # band sql, band store
+    "demo",  # band demo
 )
 
 EPILOG = """Where NATS is: --nats URL, else $NATS_URL (comma-separated for a cluster), else
