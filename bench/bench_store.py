@@ -29,7 +29,7 @@ import nats
 
 from band import App, store, wire
 from band.app import set_current
-from band.natsserver import NatsServer
+from band.cli.natsserver import NatsServer
 from band.store.config import load
 from band.store.rows import RowBuilder
 from band.stream import ensure_stream
