@@ -22,7 +22,8 @@ from pathlib import Path
 import aiohttp
 import nats
 
-from band.natsserver import NatsServer, free_port
+from band.cli.natsserver import NatsServer
+from band.cli.ports import free_port
 
 TOKEN = "bench-token-0123456789"
 EVENT = b'{"key":"in.gen.track.page","service":"track","name":"page","uid":"6462464730849083392","data":{"page":{"url":"https://example.com/"}}}'

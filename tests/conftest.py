@@ -11,9 +11,12 @@ import nats
 import nats.errors
 import pytest
 
+import ast_guard
 from band import App
 from band.app import reset_current, set_current
-from band.natsserver import NatsServer
+from band.cli.natsserver import NatsServer
+
+ast_guard.install()  # before any test runs a thread: see ast_guard
 
 
 @pytest.fixture(scope="session")

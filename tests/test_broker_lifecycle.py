@@ -12,7 +12,8 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from band.natsserver import NatsServer, free_port
+from band.cli.natsserver import NatsServer
+from band.cli.ports import free_port
 from broker.app import EDGE, make_app
 from conftest import wait_for
 from test_broker_fakes import FakeService, edge_config, running_edge, typed, unique
@@ -78,7 +79,7 @@ def test_cli_workers_serve_and_stop(nats_url: str, tmp_path: Path) -> None:
     import urllib.request
 
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "broker", "--host", "127.0.0.1", "--port", str(port), "--workers", "2", "--nats-url", nats_url], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen([sys.executable, "-m", "broker", "--host", "127.0.0.1", "--port", str(port), "--workers", "2", "--nats", nats_url], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 30
         while True:

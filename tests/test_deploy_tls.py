@@ -18,7 +18,7 @@ import pytest
 from band import App
 from band.calls import RPC
 from band.connect import connect
-from band.natsserver import NatsServer
+from band.cli.natsserver import NatsServer
 from band.testing import serve
 from test_deploy_support import DEPLOY, check_conf, client, conf_server, password_env, url
 

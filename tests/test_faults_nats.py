@@ -16,7 +16,7 @@ import nats
 import pytest
 
 from band import wire
-from band.natsserver import NatsServer
+from band.cli.natsserver import NatsServer
 from test_faults_support import Load, edge_healthy, pinged, start_edge, start_service, stream_ids, wait_until, write_service
 
 ECHO = """

@@ -20,7 +20,7 @@ import nats
 import pytest
 
 from band import wire
-from band.natsserver import free_port
+from band.cli.ports import free_port
 from conftest import wait_for
 from test_broker_fakes import running_edge, unique
 

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 from band import App, RPCError
-from band.natsserver import free_port
+from band.cli.ports import free_port
 from band.panel.app import running
 from band.panel.config import PanelConfig, PanelConfigError, from_env
 from band.testing import serve

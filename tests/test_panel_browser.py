@@ -17,7 +17,7 @@ from typing import Any, AsyncIterator
 import aiohttp
 import pytest
 
-from band.natsserver import free_port
+from band.cli.ports import free_port
 from conftest import wait_for
 
 CHROMIUM = "/usr/bin/chromium"
@@ -42,8 +42,8 @@ async def stack(tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
     edge, panel = free_port(), free_port()
     lines: list[str] = []
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "band", "up", str(services), "--port", str(edge), "--panel-port", str(panel), "--data", str(tmp_path / ".band"),
-        env={**os.environ, "NATS_URL": f"nats://127.0.0.1:{free_port()}", "PANEL_TOKEN": TOKEN},
+        sys.executable, "-m", "band", "up", str(services), "--port", str(edge), "--data", str(tmp_path / ".band"),
+        env={**os.environ, "NATS_URL": f"nats://127.0.0.1:{free_port()}", "PANEL_TOKEN": TOKEN, "PANEL_PORT": str(panel)},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=tmp_path,
     )
 

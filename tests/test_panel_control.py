@@ -11,9 +11,9 @@ from pathlib import Path
 
 import aiohttp
 
-from band.devstack import Child
-from band.natsserver import free_port
-from band.panel.control import ControlClient, serving
+from band.cli.devstack import Child
+from band.cli.ports import free_port
+from band.panel.control import ControlClient, serving, start_child
 from conftest import wait_for
 
 SLEEPER = "import sys, time; print('ready', flush=True); time.sleep(600)"
@@ -23,7 +23,7 @@ async def test_restart_stop_start_with_last_lines(tmp_path: Path) -> None:
     child = Child("sleeper", [sys.executable, "-c", SLEEPER], dict(os.environ))
     panel = Child("panel", [sys.executable, "-c", SLEEPER], dict(os.environ))
     socket = tmp_path / "control.sock"
-    await child.start(8)
+    await start_child(child, 8)
     try:
         async with serving([child, panel], 8, socket):
             assert socket.stat().st_mode & 0o077 == 0, "only band up's user may open the socket"
@@ -46,7 +46,7 @@ async def test_restart_stop_start_with_last_lines(tmp_path: Path) -> None:
             assert status == 404 and "nobody" in body["error"]
         assert not socket.exists()
     finally:
-        await child.stop()
+        await asyncio.to_thread(child.stop)
     assert not ControlClient(None).available
     assert (await ControlClient(tmp_path / "absent.sock").children())["available"] is False
 

@@ -13,7 +13,8 @@ import aiohttp
 import pytest
 
 from band import wire
-from band.natsserver import NatsServer, free_port
+from band.cli.natsserver import NatsServer
+from band.cli.ports import free_port
 from band.panel import edgemetrics, eventcounts
 from band.panel.app import running
 from band.panel.config import PanelConfig

@@ -11,7 +11,7 @@ import pytest
 import band
 from band import App
 from band.connect import connect, inbox_prefix_for
-from band.natsserver import NatsServer
+from band.cli.natsserver import NatsServer
 from band.service import ServiceOptions
 from band.testing import serve
 from conftest import wait_for

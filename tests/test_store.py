@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 
 from band import RPCError, store
-from band.natsserver import NatsServer
+from band.cli.natsserver import NatsServer
 from store_support import count, counted, event, publish, start_store
 from test_faults_support import start_edge, wait_until
 
@@ -235,7 +235,7 @@ async def _rows_over(n: int) -> bool:
 
 
 async def test_clickhouse_unreachable_keeps_events_and_says_so(tmp_path: Path, own_nats: NatsServer, store_client: Any) -> None:
-    from band.natsserver import free_port
+    from band.cli.ports import free_port
 
     from band import current_app
 
@@ -262,7 +262,7 @@ async def test_clickhouse_unreachable_keeps_events_and_says_so(tmp_path: Path, o
 
 
 async def test_metrics_count_rows_on_the_stores_metrics_port(tmp_path: Path, own_nats: NatsServer, store_client: Any) -> None:
-    from band.natsserver import free_port
+    from band.cli.ports import free_port
 
     port = free_port()
     proc = start_store(tmp_path, own_nats.url, METRICS_PORT=str(port))

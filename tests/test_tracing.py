@@ -25,7 +25,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from band import App, log, response, tracing, wire
-from band.natsserver import free_port
+from band.cli.ports import free_port
 from band.testing import serve
 from conftest import wait_for
 from test_broker_fakes import enrichers_seen, routed, running_edge, unique

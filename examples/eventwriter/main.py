@@ -7,6 +7,7 @@ and rows are INSERT OR IGNORE, so a redelivery never stores an event twice.
 
 import json
 import sqlite3
+import threading
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -23,12 +24,24 @@ CREATE TABLE IF NOT EXISTS events (
 )"""
 
 
+_prepare = threading.Lock()
+_prepared: set[str] = set()
+
+
 def connect(path: str) -> sqlite3.Connection:
-    """One connection per call: @blocking runs each call in whichever thread is free."""
+    """One connection per call: @blocking runs each call in whichever thread is free.
+
+    The file is prepared once (WAL, so readers do not block the writer; the table), under
+    a lock: two first connections switching to WAL at once get "database is locked"
+    (SQLite does not wait for that lock), and the first event or the first count failed.
+    """
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(path, timeout=10)
-    db.execute('PRAGMA journal_mode=WAL')  # readers do not block the writer
-    db.execute(SCHEMA)
+    with _prepare:
+        if path not in _prepared:
+            db.execute('PRAGMA journal_mode=WAL')
+            db.execute(SCHEMA)
+            _prepared.add(path)
     return db
 
 
