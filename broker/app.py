@@ -21,8 +21,8 @@ from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 
 from band import wire
-from band.connect import connect
-from band.stream import ensure_stream
+from band._runtime.connect import connect
+from band._runtime.stream import ensure_stream
 
 from .config import EdgeConfig
 from .discovery import Discovery

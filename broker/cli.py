@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from band import log as band_log
+from band._core import log as band_log
 
 from .app import make_app
 from .config import ConfigError, EdgeConfig, from_env, split_urls

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from band import wire
-from band.stream import StreamLimits
+from band._runtime.stream import StreamLimits
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 

@@ -14,8 +14,8 @@ from aiohttp.test_utils import TestServer
 
 from band.natsserver import NatsServer, free_port
 from broker.app import EDGE, make_app
-from conftest import wait_for
-from test_broker_fakes import FakeService, edge_config, running_edge, typed, unique
+from support.poll import wait_for
+from support.fakes import FakeService, edge_config, running_edge, typed, unique
 
 
 @pytest.mark.slow

@@ -6,9 +6,9 @@ import json
 from typing import Any
 
 from band import App, wire
-from band.stream import ensure_stream
+from band._runtime.stream import ensure_stream
 from band.testing import serve
-from conftest import wait_for
+from support.poll import wait_for
 
 
 async def publish(js: Any, key: str, ident: str) -> None:

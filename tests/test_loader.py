@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from band import App, ConfigError
-from band.loader import load_service
+from band._core.loader import load_service
 from band.testing import serve
 
 SNIPPET = '''

@@ -13,7 +13,7 @@ import band
 from band import App, response, wire
 from band.response import PixelResponse, RedirectResponse, ErrorResponse, from_wire
 from band.testing import serve
-from conftest import wait_for
+from support.poll import wait_for
 
 
 async def handle(nc: Any, key: str, message: dict[str, Any] | None = None, timeout: float = 2.0) -> Any:
