@@ -15,17 +15,18 @@ import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
-from urllib.parse import urlsplit
 
 from nats.aio.client import Client
 
 from band import wire
-from band.response import BadResponse, DataResponse, ErrorResponse, PixelResponse, RedirectResponse, Response, from_wire
+from band.response import BadResponse, ErrorResponse, RedirectResponse, Response, from_wire
 
+from .builtins import built_in_answer
 from .config import EdgeConfig
 from .discovery import Discovery
 from .link import Link, LinkDown, Reply
 from .metrics import Metrics
+from .redirects import unsafe_location
 
 log = logging.getLogger("broker.pipeline")
 
@@ -33,35 +34,6 @@ _NO_RESPONDERS = wire.NO_RESPONDERS_STATUS
 
 INTERNAL_ERROR = "Internal Server Error"
 _TOO_LARGE = ErrorResponse(message="event too large for NATS", statusCode=413)
-
-
-def unsafe_location(location: str) -> str | None:
-    """Why a redirect ``location`` must not be sent, or ``None`` when it is safe.
-
-    Absolute http(s) URLs and same-site paths (``/x``, not ``//host``) only; any
-    control character (CR/LF header injection) is refused.
-    """
-    if not location or any(ord(c) < 0x20 or ord(c) == 0x7F for c in location):
-        return "redirect location is empty or has control characters"
-    if "\\" in location:  # browsers read "\" as "/": https://evil\@good/ goes to evil
-        return "redirect location has a backslash"
-    if location.startswith("/") and not location.startswith("//") and not location.startswith("/\\"):
-        return None
-    try:
-        parts = urlsplit(location)
-    except ValueError:
-        return "redirect location is not a URL"
-    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
-        return "redirect location must be an http(s) URL"
-    return None
-
-
-def host_allowed(host: str, allowed: tuple[str, ...]) -> bool:
-    """``allowed`` empty = any host; else the host or a subdomain of an entry."""
-    if not allowed:
-        return True
-    host = host.lower().rstrip(".")
-    return any(host == a or host.endswith("." + a) for a in (x.lower().lstrip(".") for x in allowed))
 
 
 @dataclass
@@ -336,21 +308,7 @@ class Pipeline:
 
     def default(self, message: dict[str, Any], image: bool) -> Response:
         """The built-in answer when no service handles the key."""
-        service = message["service"]
-        if service == "pixel":
-            return PixelResponse()
-        if service == "redir":
-            to = message["data"].get("to")
-            if not isinstance(to, str) or to.startswith("/") or unsafe_location(to) is not None:
-                return ErrorResponse(message="redir needs ?to= with an http(s) URL", statusCode=400)
-            if not host_allowed(urlsplit(to).hostname or "", self._config.redirect_hosts):
-                return ErrorResponse(message="redir: that host is not allowed", statusCode=400)
-            return RedirectResponse(location=to, statusCode=302)
-        if image:
-            return PixelResponse()
-        if service == "track":
-            return DataResponse(data={"id": message["id"]})
-        return DataResponse(data={"key": message["key"], "id": message["id"]})
+        return built_in_answer(message, image, self._config.redirect_hosts)
 
     # --- ③ publish ------------------------------------------------------------------
     async def _stored(self, sent: tuple[str, asyncio.Future[Reply]], msg_id: str) -> bool:
@@ -381,4 +339,4 @@ class Pipeline:
         return ErrorResponse(message="event store unavailable, try again", statusCode=503)
 
 
-__all__ = ["Pipeline", "unsafe_location", "host_allowed", "INTERNAL_ERROR"]
+__all__ = ["Pipeline", "INTERNAL_ERROR"]
