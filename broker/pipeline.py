@@ -8,7 +8,6 @@ typed errors (502, 503, 504), never exceptions the caller has to know about.
 from __future__ import annotations
 
 import asyncio
-import collections
 import itertools
 import json
 import logging
@@ -19,6 +18,7 @@ from typing import Any, Callable
 from nats.aio.client import Client
 
 from band import wire
+from band._runtime.timers import Deadlines
 from band.response import BadResponse, ErrorResponse, RedirectResponse, Response, from_wire
 
 from .builtins import built_in_answer
@@ -33,6 +33,8 @@ log = logging.getLogger("broker.pipeline")
 _NO_RESPONDERS = wire.NO_RESPONDERS_STATUS
 
 INTERNAL_ERROR = "Internal Server Error"
+# A reply deadline fires at most 5 ms late: fine for deadlines of hundreds of milliseconds.
+DEADLINE_SLOT_S = 0.005
 _TOO_LARGE = ErrorResponse(message="event too large for NATS", statusCode=413)
 
 
@@ -54,45 +56,6 @@ class _NoResponders(Exception):
     """Nobody subscribes to the subject (NATS status 503)."""
 
 
-class Deadlines:
-    """Timeouts for many futures with one timer: a FIFO per timeout length, swept every
-    ``tick_s`` while anything waits. A timer handle per request costs more than the
-    request's own work at the rates the edge serves; ±``tick_s`` is fine for deadlines
-    of hundreds of milliseconds."""
-
-    def __init__(self, tick_s: float = 0.005) -> None:
-        self._tick = tick_s
-        self._queues: dict[float, collections.deque[tuple[float, asyncio.Future[Any]]]] = {}
-        self._handle: asyncio.TimerHandle | None = None
-
-    def add(self, fut: asyncio.Future[Any], timeout: float) -> None:
-        """``fut`` fails with :class:`_Timeout` unless done within ``timeout`` seconds."""
-        loop = asyncio.get_running_loop()
-        queue = self._queues.get(timeout)
-        if queue is None:
-            queue = self._queues[timeout] = collections.deque()
-        queue.append((loop.time() + timeout, fut))
-        if self._handle is None:
-            self._handle = loop.call_later(self._tick, self._sweep)
-
-    def _sweep(self) -> None:
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        pending = False
-        for queue in self._queues.values():
-            while queue and queue[0][0] <= now:
-                fut = queue.popleft()[1]
-                if not fut.done():
-                    fut.set_exception(_Timeout())
-            pending = pending or bool(queue)
-        self._handle = loop.call_later(self._tick, self._sweep) if pending else None
-
-    def close(self) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
-
-
 class Pipeline:
     """Runs hits through NATS; :meth:`start` before use, :meth:`stop` after.
 
@@ -112,7 +75,7 @@ class Pipeline:
         self._waiting: dict[str, asyncio.Future[Reply]] = {}
         self._tokens = itertools.count(1)
         self._inflight = 0
-        self._deadlines = Deadlines()
+        self._deadlines = Deadlines(slot_s=DEADLINE_SLOT_S)
         self._publish_timeout = config.publish_timeout_ms / 1000
 
     @property
@@ -171,7 +134,7 @@ class Pipeline:
         except LinkDown as exc:
             return self._not_stored(message["id"], exc)
         # the ack's deadline runs from now, alongside the handler's, not after it
-        self._deadlines.add(stored[1], self._publish_timeout)
+        self._deadlines.fail(stored[1], self._publish_timeout, _Timeout)
         handle_started = time.perf_counter()
         try:
             answer = await self._handle(message, payload, image)
@@ -200,7 +163,7 @@ class Pipeline:
         deadline was set when it was sent)."""
         token, fut = sent
         if timeout is not None:
-            self._deadlines.add(fut, timeout)
+            self._deadlines.fail(fut, timeout, _Timeout)
         try:
             msg = await fut
         finally:
@@ -224,7 +187,7 @@ class Pipeline:
         self._gathers[token] = gather
         try:
             self._link.publish(wire.enrich_subject(message["key"]), payload, self._link.inbox + token)
-            self._deadlines.add(gather.done, timeout)
+            self._deadlines.fail(gather.done, timeout, _Timeout)
             await gather.done
         except _Timeout:
             for service in services - gather.answered:

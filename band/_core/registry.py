@@ -42,11 +42,15 @@ class Endpoint:
     ack_wait_s: float = 30.0  # durable listener: redelivery after this long unacked
     deliver: str = "all"  # durable listener, first start: "all" kept events or only "new"
 
+    def arguments(self, params: Mapping[str, Any]) -> Mapping[str, Any]:
+        """``params`` without the names the function cannot take (a message has many fields)."""
+        if self.accepts is None:
+            return params
+        return {k: v for k, v in params.items() if k in self.accepts}
+
     def call(self, params: Mapping[str, Any]) -> Awaitable[Any]:
         """Call with ``params`` as keywords, dropping names the function cannot take."""
-        if self.accepts is None:
-            return self.fn(**params)
-        return self.fn(**{k: v for k, v in params.items() if k in self.accepts})
+        return self.fn(**self.arguments(params))
 
     def missing(self, params: Mapping[str, Any]) -> list[str]:
         """Required parameters ``params`` lacks (a clear 400 instead of a TypeError)."""

@@ -15,10 +15,10 @@ from typing import Any
 import nats
 from nats.aio.client import Client
 
+from .. import wire
 from .._core.log import Logger
 
 DEFAULT_URL = "nats://127.0.0.1:4222"
-INBOX_PREFIX = "_INBOX_"
 _NOT_TOKEN = re.compile(r"[^A-Za-z0-9_-]")
 
 
@@ -74,7 +74,7 @@ def inbox_prefix_for(name: str, prefix: str | None = None) -> str:
     made ``_`` (one subject token). nats.conf grants each user only its own prefix, so
     no client can read replies meant for another (docs/operating.md)."""
     chosen = prefix or os.environ.get("NATS_INBOX_PREFIX", "").strip()
-    return chosen or INBOX_PREFIX + _NOT_TOKEN.sub("_", name)
+    return chosen or wire.INBOX_PREFIX + _NOT_TOKEN.sub("_", name)
 
 
 async def connect(
