@@ -22,7 +22,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import BadRequestError
+from nats.js.errors import BadRequestError, ServerError
 
 from .. import wire
 from .._core.app import App
@@ -74,7 +74,7 @@ class DurableListener:
         js = self.nc.jetstream()
         try:
             await js.add_consumer(wire.STREAM, config)
-        except BadRequestError as exc:
+        except (BadRequestError, ServerError) as exc:  # e.g. a deliver policy changed since it was made
             raise ConfigError(f"cannot create durable consumer {self.name!r}: {exc.description}") from None
         self._psub = await js.pull_subscribe_bind(durable=self.name, stream=wire.STREAM)
 
