@@ -1,14 +1,14 @@
 """``band run PATH``: one service, from start to a clean exit on SIGTERM/SIGINT.
 
 Order: configure logs → load settings → import the service → connect (retrying
-forever) → serve → on a signal: drain, finish in-flight work, cancel workers, run
-cleanups → close the connection → exit 0.
+until NATS answers; a signal stops it) → serve → on a signal: drain, finish in-flight
+work, cancel workers, run cleanups (a second signal cuts that short) → close the
+connection → exit 0.
 """
 
 from __future__ import annotations
 
 import asyncio
-import signal
 import sys
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -20,6 +20,7 @@ from .connect import connect
 from ..errors import ConfigError
 from .._core.loader import load_service
 from .service import Service, ServiceOptions
+from .signals import Signals
 
 
 @asynccontextmanager
@@ -37,23 +38,13 @@ async def running(app: App, url: str | list[str] | None = None, options: Service
 
 
 async def serve_until_stopped(app: App, url: str | None = None, stop: asyncio.Event | None = None) -> None:
-    """Run ``app`` until ``stop`` is set (or SIGTERM/SIGINT when no event is given)."""
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    installed = []
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-            installed.append(sig)
-        except (NotImplementedError, RuntimeError):  # not the main thread
-            pass
-    try:
+    """Run ``app`` until ``stop`` is set or SIGTERM/SIGINT (see :mod:`.signals`: a signal
+    while connecting cancels the connect; while serving it starts a graceful stop)."""
+    async with Signals(stop) as signals:
         async with running(app, url):
-            await stop.wait()
+            with signals.graceful():
+                await signals.requested.wait()
             app.logger.info("stopping")
-    finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)
 
 
 def run(path: str | Path, url: str | None = None, name: str | None = None) -> int:

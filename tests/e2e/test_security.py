@@ -22,7 +22,8 @@ from band import App, wire
 from band.errors import RemoteError
 from band.testing import serve
 from support.fakes import routed, running_edge, unique
-from support.processes import pinged, raw_http, start_service, wait_until, write_service
+from support.poll import pinged, wait_for
+from support.processes import raw_http, start_service, write_service
 
 SERVICE = """
 import os
@@ -68,7 +69,7 @@ async def sec_service(nc: Any, nats_url: str, tmp_path: Path) -> Any:
     record = tmp_path / "calls.txt"
     proc = start_service(write_service(tmp_path, svc, SERVICE.format(svc=svc)), nats_url, FK_RECORD=str(record))
     try:
-        await wait_until(lambda: pinged(nc, svc), 30, "service up", [proc])
+        await wait_for(lambda: pinged(nc, svc), 30, "service up", procs=[proc])
         yield svc, proc, record
     finally:
         proc.stop()
@@ -160,7 +161,7 @@ async def test_handler_exception_is_a_plain_500_logged_in_full(nc: Any, nats_url
             body = answer.json()
             assert body["message"] == "Internal Server Error", body
     # the text is in the service's log, with its traceback
-    await wait_until(lambda: secret in proc.text(), 10, "the exception in the service log", [proc])
+    await wait_for(lambda: secret in proc.text(), 10, "the exception in the service log", procs=[proc])
     failed = [line for line in proc.json_lines() if line.get("event") == "request failed"]
     assert failed and any("ValueError" in json.dumps(line) for line in failed)
     # and RPC callers inside get it as the error message

@@ -15,9 +15,9 @@ from nats.aio.msg import Msg
 from band import App, wire
 from band._runtime.stream import ensure_stream
 from band.testing import serve
-from support.poll import wait_for
+from support.poll import pinged, wait_for
 from support.fakes import running_edge, unique
-from support.processes import Load, pinged, start_service, wait_until, write_service
+from support.processes import Load, start_service, write_service
 
 RECORDER = """
 import asyncio, os
@@ -67,7 +67,7 @@ async def test_sigkilled_durable_listener_resumes_where_it_acked(nc: Any, nats_u
     proc = start_service(path, nats_url, "first", FK_RECORD=str(record))
     second = None
     try:
-        await wait_until(lambda: len(records(record)) >= KILL_AFTER, 30, "first run mid-backlog", [proc])
+        await wait_for(lambda: len(records(record)) >= KILL_AFTER, 30, "first run mid-backlog", procs=[proc])
         proc.kill()  # SIGKILL mid-batch
         before = records(record)
         assert len(before) < BACKLOG, "the backlog finished before the kill; nothing was tested"
@@ -75,14 +75,14 @@ async def test_sigkilled_durable_listener_resumes_where_it_acked(nc: Any, nats_u
 
         second = start_service(path, nats_url, "second", FK_RECORD=str(record))
         everything = set(first_ids) | set(later_ids)
-        await wait_until(lambda: {r[0] for r in records(record)} >= everything, 40, "every event after the restart", [second])
-        await wait_until(lambda: pinged(nc, svc), 10, "second run answers", [second])
+        await wait_for(lambda: {r[0] for r in records(record)} >= everything, 40, "every event after the restart", procs=[second])
+        await wait_for(lambda: pinged(nc, svc), 10, "second run answers", procs=[second])
 
         async def all_acked() -> bool:  # the dead run's unacked events come back after ack_wait
             info = await js.consumer_info(wire.STREAM, f"{svc}_store")
             return bool(info.num_pending == 0 and info.num_ack_pending == 0 and info.num_redelivered == 0)
 
-        await wait_until(all_acked, 30, "every event acked, none waiting for redelivery", [second])
+        await wait_for(all_acked, 30, "every event acked, none waiting for redelivery", procs=[second])
     finally:
         proc.kill()
         if second is not None:

@@ -17,7 +17,8 @@ import pytest
 
 from band import wire
 from band.natsserver import NatsServer
-from support.processes import Load, edge_healthy, pinged, start_edge, start_service, stream_ids, wait_until, write_service
+from support.poll import pinged, wait_for
+from support.processes import Load, edge_healthy, start_edge, start_service, stream_ids, write_service
 
 ECHO = """
 import os
@@ -78,29 +79,29 @@ async def test_nats_sigkill_and_restart_under_load_loses_nothing(tmp_path: Path)
     load: Load | None = None
     try:
         async with aiohttp.ClientSession() as session:
-            await wait_until(lambda: edge_healthy(session, base), 30, "edge healthy", [edge])
-            await wait_until(lambda: pinged(nc, "fkecho"), 30, "service up", [svc])
-            await wait_until(lambda: handler_answers(session, base), 20, "handler routed", [edge, svc])
+            await wait_for(lambda: edge_healthy(session, base), 30, "edge healthy", procs=[edge])
+            await wait_for(lambda: pinged(nc, "fkecho"), 30, "service up", procs=[svc])
+            await wait_for(lambda: handler_answers(session, base), 20, "handler routed", procs=[edge, svc])
 
             load = Load(session, base, ["/track/page", "/fkecho/echo"], workers=WORKERS, limit=20_000).start()
             load.phase = "before"
-            await wait_until(lambda: load.count("before", ok=True) >= BEFORE, 60, "load before the kill", [edge, svc])
+            await wait_for(lambda: load.count("before", ok=True) >= BEFORE, 60, "load before the kill", procs=[edge, svc])
 
             load.phase = "outage"
             server.kill()
-            await wait_until(
+            await wait_for(
                 lambda: sum(1 for a in load.answers if a.phase == "outage" and a.status == 503) >= DURING,
-                20, "503 answers while NATS is down", [edge, svc],
+                20, "503 answers while NATS is down", procs=[edge, svc],
             )
             server.start()  # same port, same store directory
             load.phase = "after"
-            await wait_until(lambda: load.count("after", ok=True) >= AFTER, 60, "load after the restart", [edge, svc])
+            await wait_for(lambda: load.count("after", ok=True) >= AFTER, 60, "load after the restart", procs=[edge, svc])
             await load.stop()
 
             # everything came back by itself: edge, handler + enricher subscriptions, RPC
-            await wait_until(lambda: edge_healthy(session, base), 20, "edge healthy again", [edge])
-            await wait_until(lambda: handler_answers(session, base), 20, "handler + enricher answer again", [edge, svc])
-            await wait_until(lambda: rpc_answers(nc), 20, "RPC answers again", [svc])
+            await wait_for(lambda: edge_healthy(session, base), 20, "edge healthy again", procs=[edge])
+            await wait_for(lambda: handler_answers(session, base), 20, "handler + enricher answer again", procs=[edge, svc])
+            await wait_for(lambda: rpc_answers(nc), 20, "RPC answers again", procs=[svc])
             async with session.ws_connect(f"{base}/wss?uid=6462464730849083392") as ws:  # the push subscription too
 
                 async def pushed() -> bool:
@@ -110,7 +111,7 @@ async def test_nats_sigkill_and_restart_under_load_loses_nothing(tmp_path: Path)
                     except TimeoutError:
                         return False
 
-                await wait_until(pushed, 20, "server push reaches the socket again", [edge])
+                await wait_for(pushed, 20, "server push reaches the socket again", procs=[edge])
 
         answers = load.answers
         ok = [a for a in answers if 200 <= a.status < 300]
@@ -123,7 +124,7 @@ async def test_nats_sigkill_and_restart_under_load_loses_nothing(tmp_path: Path)
         def listened() -> set[str]:
             return set(record.read_text().split()) if record.exists() else set()
 
-        await wait_until(lambda: set(ok_ids) <= listened(), 60, "the durable listener caught up", [svc])
+        await wait_for(lambda: set(ok_ids) <= listened(), 60, "the durable listener caught up", procs=[svc])
         missing = [i for i in ok_ids if stored[i] == 0]
         doubled = {i: n for i, n in stored.items() if n > 1}
         assert not missing, f"{len(missing)} of {len(ok_ids)} hits answered 2xx are not in the stream: {missing[:5]}"

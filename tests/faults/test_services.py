@@ -17,9 +17,9 @@ from band import App, response
 from band._runtime.connect import connect
 from band._runtime.service import Service, ServiceOptions
 from band.testing import serve
-from support.poll import wait_for
+from support.poll import pinged, wait_for
 from support.fakes import enrichers_seen, routed, running_edge, unique
-from support.processes import Load, metric_value, pinged, start_service, wait_until, write_service
+from support.processes import Load, metric_value, start_service, write_service
 
 
 async def get(session: aiohttp.ClientSession, url: str) -> tuple[int, Any]:
@@ -163,7 +163,7 @@ async def test_dead_enricher_costs_at_most_one_deadline_until_discovery_drops_it
         async with serve(handler, nats_url), serve(alive_app, nats_url), running_edge(nats_url, enrich_timeout_ms=200) as (client, edge):
             base = str(client.make_url("")).rstrip("/")
             await routed(edge, key)
-            await wait_until(lambda: pinged(edge.nc, doomed), 30, "doomed enricher up", [proc])
+            await wait_for(lambda: pinged(edge.nc, doomed), 30, "doomed enricher up", procs=[proc])
             await enrichers_seen(edge, key, {alive, doomed})
             async with aiohttp.ClientSession() as session:
                 for _ in range(10):
@@ -229,14 +229,14 @@ async def test_sigterm_on_a_replica_under_load_fails_no_request(nats_url: str, t
                             pids.add(body["pid"])
                     return pids == {first.pid, second.pid}
 
-                await wait_until(both_answer, 30, "both replicas answer", [first, second])
+                await wait_for(both_answer, 30, "both replicas answer", procs=[first, second])
                 hits = 1200
                 load = Load(session, base, [f"/{svc}/work?n={i}" for i in range(hits)], workers=16, limit=hits).start()
-                await wait_until(lambda: len(load.answers) >= 300, 30, "load under way", [first, second])
+                await wait_for(lambda: len(load.answers) >= 300, 30, "load under way", procs=[first, second])
                 load.phase = "stopping"
                 term_at = time.monotonic()
                 first.signal(signal.SIGTERM)
-                await wait_until(lambda: not first.alive(), 30, "first replica exits")
+                await wait_for(lambda: not first.alive(), 30, "first replica exits")
                 load.phase = "gone"
                 await load.finished(60)
         code = first.stop()

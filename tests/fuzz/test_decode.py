@@ -14,7 +14,8 @@ from hypothesis import HealthCheck, Phase, example, given, settings, strategies 
 
 from band import wire
 from support.fakes import unique
-from support.processes import pinged, start_service, wait_until, write_service
+from support.poll import pinged, wait_for
+from support.processes import start_service, write_service
 
 PHASES = (Phase.explicit, Phase.generate)  # no shrinking: a failure costs seconds, and the raw input is shown
 MAX_EXAMPLES = 300
@@ -96,7 +97,7 @@ async def test_fuzz_service_decoding(nc: Any, nats_url: str, tmp_path: Path) -> 
     loop = asyncio.get_running_loop()
     replies = {"error": 0, "answer": 0, "silent": 0}
     try:
-        await wait_until(lambda: pinged(nc, svc), 30, "service up", [proc])
+        await wait_for(lambda: pinged(nc, svc), 30, "service up", procs=[proc])
 
         def call(subject: str, payload: bytes, hdrs: dict[str, str] | None, reply: bool = True) -> Any:
             if not reply:
@@ -148,7 +149,7 @@ async def test_deeply_nested_json_gets_an_error_reply(nc: Any, nats_url: str, tm
     proc = start_service(write_service(tmp_path, svc, SERVICE.format(svc=svc)), nats_url)
     silent = []
     try:
-        await wait_until(lambda: pinged(nc, svc), 30, "service up", [proc])
+        await wait_for(lambda: pinged(nc, svc), 30, "service up", procs=[proc])
         for subject in (wire.rpc_subject(svc, "echo"), wire.handle_subject(f"in.gen.{svc}.page"), wire.enrich_subject(f"in.gen.{svc}.page")):
             try:
                 msg = await nc.request(subject, b"[" * 5000, timeout=1.5)

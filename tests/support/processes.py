@@ -24,7 +24,6 @@ import aiohttp
 import nats.errors
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from support.poll import pinged  # noqa: F401  (re-exported for the fault tests)
 from band import wire
 from band.natsserver import free_port
 
@@ -66,6 +65,9 @@ class Proc:
     def alive(self) -> bool:
         return self.popen.poll() is None
 
+    def exit_code(self) -> int | None:
+        return self.popen.poll()
+
     def signal(self, sig: int) -> None:
         if self.alive():
             self.popen.send_signal(sig)
@@ -95,11 +97,13 @@ def _spawn(args: list[str], log: Path, what: str, env: dict[str, str]) -> Proc:
     return Proc(popen, log, what)
 
 
-def start_edge(nats_url: str, logdir: Path, port: int | None = None, name: str = "edge", **env: str) -> tuple[Proc, int]:
-    """``python -m broker`` on 127.0.0.1:<free port>; returns it and the port."""
+def start_edge(
+    nats_url: str, logdir: Path, port: int | None = None, name: str = "edge", args: Iterable[str] = (), **env: str
+) -> tuple[Proc, int]:
+    """``python -m broker [args]`` on 127.0.0.1:<free port>; returns it and the port."""
     port = port or free_port()
     full = {**EDGE_ENV, "NATS_URL": nats_url, "LOG_LEVEL": "WARNING", **env}
-    args = [sys.executable, "-m", "broker", "--host", "127.0.0.1", "--port", str(port)]
+    args = [sys.executable, "-m", "broker", "--host", "127.0.0.1", "--port", str(port), *args]
     return _spawn(args, logdir / f"{name}.log", f"edge {name}", full), port
 
 
@@ -117,25 +121,6 @@ def start_service(path: Path, nats_url: str, logname: str | None = None, **env: 
     log = path.parent / f"{logname or path.name}.log"
     full = {"NATS_URL": nats_url, "JSON_LOGS": "1", **env}
     return _spawn([sys.executable, "-m", "band", "run", str(path)], log, f"service {path.name}", full)
-
-
-async def wait_until(condition: Any, timeout: float, what: str, procs: Iterable[Proc] = ()) -> None:
-    """conftest.wait_for, failing early (with the log) when a process we need died."""
-    procs = list(procs)
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        for proc in procs:
-            if not proc.alive():
-                raise AssertionError(f"{proc.what} exited with {proc.popen.returncode} while waiting for {what}:\n{proc.text()[-4000:]}")
-        if time.monotonic() > deadline:
-            logs = "\n".join(f"--- {p.what}:\n{p.text()[-2000:]}" for p in procs)
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{logs}")
-        await asyncio.sleep(0.05)
 
 
 async def http_status(session: aiohttp.ClientSession, url: str) -> int:
