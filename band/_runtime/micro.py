@@ -1,6 +1,7 @@
 """The NATS micro protocol (ADR-32): ``$SRV.PING|INFO|STATS`` with per-endpoint stats.
 
-Discovery needs nothing else: the edge, ``band ls`` and ``nats micro ls`` all read it.
+Discovery needs nothing else: the edge, ``band ls`` and ``nats micro ls`` all read it;
+:func:`collect` is the one way band asks (the edge's discovery and ``band ls`` use it).
 Written here instead of using ``nats.micro`` because that one awaits each handler in
 the subscription callback (one request at a time per endpoint); band runs requests
 concurrently and only borrows the protocol.
@@ -8,7 +9,9 @@ concurrently and only borrows the protocol.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as _dt
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -115,3 +118,30 @@ async def serve_discovery(nc: Client, identity: ServiceIdentity) -> list[Subscri
 
         subs.append(await nc.subscribe(subject, cb=answer))
     return subs
+
+
+async def collect(nc: Client, verb: str, wait: float, service: str | None = None) -> list[dict[str, Any]]:
+    """Send ``$SRV.<verb>[.<service>]`` and gather the JSON objects answered within ``wait`` seconds.
+
+    Every instance answers (no queue group), so this waits the whole window; answers
+    that are not JSON objects are dropped.
+    """
+    subject = f"{wire.SRV_PREFIX}.{verb}" + (f".{service}" if service else "")
+    inbox = nc.new_inbox()
+    answers: list[dict[str, Any]] = []
+
+    async def gather(msg: Msg) -> None:
+        try:
+            answer = json.loads(msg.data)
+        except ValueError:
+            return
+        if isinstance(answer, dict):
+            answers.append(answer)
+
+    sub = await nc.subscribe(inbox, cb=gather)
+    try:
+        await nc.publish(subject, b"", reply=inbox)
+        await asyncio.sleep(wait)
+    finally:
+        await sub.unsubscribe()
+    return answers
