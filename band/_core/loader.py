@@ -28,6 +28,23 @@ def service_main(path: Path) -> Path:
     raise ConfigError(f"{path}: not a service directory or .py file")
 
 
+def _warn_about_config(app: App, where: Path) -> None:
+    """Mistakes that would otherwise pass silently: no config.yml, a misspelt framework key."""
+    config = _settings.find_config(where)
+    if config is None:
+        if where.is_dir():
+            app.logger.warning(
+                f"{where} has no config.yml; the service runs as {app.name!r} with no settings "
+                "(add config.yml to name it or to give it settings)"
+            )
+        return
+    for key, known in _settings.misspelt_keys(app.settings):
+        app.logger.warning(
+            f"{config}: key {key!r} looks like a misspelt {known!r}, which band reads; "
+            f"rename it to {known!r} if that was meant (band leaves {key!r} to the service as its own setting)"
+        )
+
+
 def load_service(path: str | Path, name: str | None = None) -> App:
     """Read the config, build the app, import the service code into it.
 
@@ -39,6 +56,7 @@ def load_service(path: str | Path, name: str | None = None) -> App:
     settings = _settings.load(where)
     default_name = where.name if where.is_dir() else where.stem
     app = App(name or settings.get("name") or default_name, settings)
+    _warn_about_config(app, where)
     module_name = f"band_service_{app.name.replace('-', '_')}"
     spec = importlib.util.spec_from_file_location(module_name, main)
     if spec is None or spec.loader is None:

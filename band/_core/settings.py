@@ -89,6 +89,43 @@ def substitute(text: str, env: Mapping[str, str], source: str = "config") -> str
     return "".join(out)
 
 
+# Keys band itself reads from config.yml. Any other key is the service's own setting.
+FRAMEWORK_KEYS = (
+    "name", "version", "description", "max_inflight", "drain_timeout", "call_timeout", "cleanup_timeout",
+    "redis", "redis_url",
+)
+
+
+def _edits(a: str, b: str) -> int:
+    """Edits (insert, delete, substitute, swap two neighbours) that turn ``a`` into ``b``."""
+    rows = [list(range(len(b) + 1))]
+    for i, ca in enumerate(a, 1):
+        row = [i]
+        for j, cb in enumerate(b, 1):
+            row.append(min(rows[-1][j] + 1, row[j - 1] + 1, rows[-1][j - 1] + (ca != cb)))
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                row[j] = min(row[j], rows[-2][j - 2] + 1)
+        rows.append(row)
+    return rows[-1][-1]
+
+
+def misspelt_keys(data: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """``(key, framework key)`` for each key one or two letters off a framework key
+    (``verison``, ``drain_timout``). A short key only counts with its own letters
+    swapped (``nmae``), so a setting such as ``game`` is not taken for ``name``."""
+    found = []
+    for key in data:
+        if not isinstance(key, str) or key in FRAMEWORK_KEYS:
+            continue
+        for known in FRAMEWORK_KEYS:
+            edits = _edits(key, known)
+            close = edits <= 2 if len(known) >= 6 else edits <= 2 and sorted(key) == sorted(known)
+            if close:
+                found.append((key, known))
+                break
+    return found
+
+
 def find_config(service_path: Path) -> Path | None:
     """config.yml (or .yaml) in a service directory, or beside a service file."""
     folder = service_path if service_path.is_dir() else service_path.parent
