@@ -7,6 +7,7 @@ section. A service written in another language that follows this file takes part
 
 from __future__ import annotations
 
+import base64
 import datetime as _dt
 import json
 import re
@@ -27,6 +28,40 @@ KEY_PREFIX: Final = "in.gen"
 
 # --- JetStream ---------------------------------------------------------------
 STREAM: Final = "BAND_EVENTS"
+
+# --- uploads: files in the JetStream object store (ADR-20) -------------------------
+# POST /upload/<service>/<name> stores each file part as one object, then sends the
+# message with ``files``: a list of references (FILE_REF_FIELDS), so handlers and
+# listeners read the bytes from the bucket instead of the message.
+UPLOAD_PATH: Final = "upload"  # the first path segment of an upload
+UPLOAD_BUCKET: Final = "band_uploads"  # default bucket (the edge's upload_bucket knob)
+FILES_FIELD: Final = "files"  # the message field listing the stored files
+FILE_REF_FIELDS: Final = ("param", "name", "type", "size", "sha256", "bucket", "object")
+UPLOAD_CHUNK_BYTES: Final = 128 * 1024  # one chunk message: well under any max_payload
+OBJECT_ROLLUP_HEADER: Final = "Nats-Rollup"  # the meta message replaces earlier ones
+OBJECT_ROLLUP_SUBJECT: Final = "sub"
+
+
+def upload_object(service: str, name: str, upload_id: str, index: int) -> str:
+    """``<service>/<name>/<upload id>/<n>``: the object of the n-th file of an upload
+    (the upload id is also the message's ``id``)."""
+    return f"{service}/{name}/{upload_id}/{index}"
+
+
+def object_stream(bucket: str) -> str:
+    """The stream that holds a bucket: ``OBJ_<bucket>``."""
+    return f"OBJ_{bucket}"
+
+
+def object_chunks_subject(bucket: str, nuid: str) -> str:
+    """``$O.<bucket>.C.<nuid>``: an object's data, in order, in chunks."""
+    return f"$O.{bucket}.C.{nuid}"
+
+
+def object_meta_subject(bucket: str, name: str) -> str:
+    """``$O.<bucket>.M.<base64url(name)>``: the object's info (JSON, last one wins)."""
+    return f"$O.{bucket}.M.{base64.urlsafe_b64encode(name.encode()).decode()}"
+
 
 # --- micro protocol (ADR-32) -----------------------------------------------------
 SRV_PREFIX: Final = "$SRV"
@@ -49,6 +84,10 @@ DLQ_METHOD_HEADER: Final = "Band-Method"  # ...and the listener that gave up on 
 # each user only its own prefix, so nobody reads replies meant for another.
 INBOX_PREFIX: Final = "_INBOX_"
 
+# W3C Trace Context, on every request and publish while tracing is on (band.tracing)
+TRACEPARENT_HEADER: Final = "traceparent"
+TRACESTATE_HEADER: Final = "tracestate"
+
 # --- endpoint metadata (values are strings, as ADR-32 requires) -------------------
 ROLE_HANDLER: Final = "handler"
 ROLE_ENRICHER: Final = "enricher"
@@ -61,6 +100,9 @@ MESSAGE_FIELDS: Final = ("key", "service", "name", "channel", "projectId", "uid"
 # Path parameters of a custom route (``path='/x/:id'``): an object the edge adds to the
 # message; the service passes them to the handler as keywords over the message fields.
 PARAMS_FIELD: Final = "params"
+# The trace id (32 lowercase hex digits) the edge adds while tracing is on, so a stored
+# event can be joined with its trace.
+TRACE_ID_FIELD: Final = "trace_id"
 DEFAULT_HANDLER_TIMEOUT_MS: Final = 200
 DEFAULT_ENRICH_TIMEOUT_MS: Final = 200
 
@@ -121,6 +163,11 @@ def key_prefix_subjects(prefix: str) -> list[str]:
 def key_matches(prefix: str, key: str) -> bool:
     """Whole-token prefix match, the same rule NATS applies to ``prefix.>``."""
     return key == prefix or key.startswith(prefix + ".")
+
+
+def durable_name(service: str, method: str) -> str:
+    """The JetStream durable consumer of ``service``'s durable listener ``method``."""
+    return f"{service}_{method}"
 
 
 def queue_group(service: str) -> str:

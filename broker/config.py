@@ -23,6 +23,7 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 DEFAULT_ALIASES: dict[str, str] = {"t4k": "track", "gif": "pixel", "away": "redir"}
 DEFAULT_TRUSTED_PROXIES: tuple[str, ...] = ("127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
 THREE_YEARS_S = 3 * 365 * 24 * 3600
+DEFAULT_BUILTIN_ENRICHERS: dict[str, str] = {"fpid": "in.gen.track", "stored": "in.gen.track"}
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,14 @@ class EdgeConfig:
     trusted_proxies: tuple[str, ...] = DEFAULT_TRUSTED_PROXIES
     redirect_hosts: tuple[str, ...] = ()  # allow-list for the built-in `redir`; empty = any http(s) host
     cors_origins: tuple[str, ...] = ()  # origins whose pages may read answers with the visitor's cookie; empty = any
+    domain: str = ""  # the site's domain (env DOMAIN): the uid cookie's Domain by front's auto rule
+    lib_file: str = ""  # /lib.js serves this web SDK file; empty = band's own tracker
+    lib_global: str = "rstat"  # the SDK's global (rstat for SDK 4.x) that /lib.js configures
+    client_common: Mapping[str, Any] = field(default_factory=dict)  # options spread into /lib.js's configure
+    redis_url: str = ""  # the built-in `stored` enricher reads s:<uid> here; empty = off
+    builtin_enrichers: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_BUILTIN_ENRICHERS))  # name -> key prefix
+    certfile: str = ""  # TLS: serve https/wss with this certificate chain (PEM) ...
+    keyfile: str = ""  # ... and its private key
 
     # limits
     max_body_bytes: int = 1024 * 1024
@@ -66,6 +75,14 @@ class EdgeConfig:
     keepalive_timeout_s: float = 15.0  # also bounds a client that never finishes its headers
     shutdown_timeout_s: float = 10.0  # in-flight hits get this long to finish on stop
     ws_max_inflight: int = 16  # frames of one socket in the pipeline at once
+
+    # uploads: POST /upload/<service>/<name>, files streamed into a JetStream object store
+    upload_max_bytes: int = 512 * 1024 * 1024  # the whole request body; past it 413
+    upload_bucket: str = wire.UPLOAD_BUCKET
+    upload_ttl_s: float = 24 * 3600.0  # stored files expire after this long
+    upload_idle_timeout_s: float = 30.0  # no bytes from the client for this long answers 408
+    upload_max_concurrent: int = 16  # uploads streaming at once; more answer 503
+    upload_storage: str = "file"
 
     # JetStream stream, when the edge creates it
     stream_max_age_s: float = 7 * 24 * 3600.0
@@ -81,7 +98,8 @@ class EdgeConfig:
             raise ConfigError(f"workers must be >= 1, got {self.workers}")
         if not self.nats_urls:
             raise ConfigError("nats_urls is empty")
-        for knob in ("enrich_timeout_ms", "handler_timeout_ms", "publish_timeout_ms", "max_body_bytes", "max_fields", "max_depth", "max_inflight"):
+        for knob in ("enrich_timeout_ms", "handler_timeout_ms", "publish_timeout_ms", "max_body_bytes", "max_fields", "max_depth", "max_inflight",
+                     "upload_max_bytes", "upload_ttl_s", "upload_idle_timeout_s", "upload_max_concurrent"):
             if getattr(self, knob) <= 0:
                 raise ConfigError(f"{knob} must be > 0, got {getattr(self, knob)}")
         for alias, service in self.aliases.items():
@@ -91,8 +109,18 @@ class EdgeConfig:
             if not isinstance(ms, int) or ms <= 0:
                 raise ConfigError(f"enrich_timeouts[{prefix!r}] must be a positive integer (ms)")
         self.proxy_networks()  # validates
-        if self.stream_storage not in ("file", "memory"):
-            raise ConfigError(f"stream_storage must be file or memory, got {self.stream_storage!r}")
+        for builtin, prefix in self.builtin_enrichers.items():
+            if builtin not in DEFAULT_BUILTIN_ENRICHERS or not isinstance(prefix, str):
+                raise ConfigError(f"builtin_enrichers: {builtin!r} -> {prefix!r}: known are {sorted(DEFAULT_BUILTIN_ENRICHERS)}, each to a key prefix")
+        if bool(self.certfile) != bool(self.keyfile):
+            raise ConfigError("certfile and keyfile go together: give both for TLS, or neither")
+        if not self.lib_global.isidentifier():
+            raise ConfigError(f"lib_global must be a JavaScript name, got {self.lib_global!r}")
+        if not wire.is_token(self.upload_bucket):
+            raise ConfigError(f"upload_bucket {self.upload_bucket!r}: letters, digits, '_' and '-' only")
+        for knob in ("stream_storage", "upload_storage"):
+            if getattr(self, knob) not in ("file", "memory"):
+                raise ConfigError(f"{knob} must be file or memory, got {getattr(self, knob)!r}")
 
     def proxy_networks(self) -> tuple[IPNetwork, ...]:
         try:
@@ -168,6 +196,8 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: Any) -> EdgeConf
         values["host"] = env["HOST"]
     if "PORT" in env:
         values["port"] = _parse("PORT", int, env["PORT"])
+    if "DOMAIN" in env and "EDGE_DOMAIN" not in env:  # front's name for it
+        values["domain"] = env["DOMAIN"]
     if "NATS_URL" in env:
         values["nats_urls"] = split_urls(env["NATS_URL"])
     values.update({k: v for k, v in overrides.items() if v is not None})
