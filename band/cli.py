@@ -18,6 +18,8 @@ DESCRIPTION = """band: small Python services for event pipelines on NATS.
   band call SVC METHOD k=v call a method over RPC (k=text, k:=json) and print the answer as JSON
   band tail [SUBJECT]      follow events as they pass (default: in.>)
   band new NAME            write a service skeleton with a passing test
+  band sql "SELECT ..."    query the store (every event, in ClickHouse); --format json|csv|tsv
+  band store [replay|status]  run the store service; re-read the stream into it; its health
 
 NATS_URL (default nats://127.0.0.1:4222, comma-separated for a cluster) says where NATS is."""
 
@@ -73,6 +75,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from broker.cli import main as edge_main
 
         return edge_main(argv[1:])
+    if argv[:1] in (["sql"], ["store"]):  # the store's own parser (band/store/cli.py)
+        from .store.cli import main as store_main
+
+        return store_main(argv)
     parser = _parser()
     args = parser.parse_args(argv)
     from ._core import log

@@ -133,6 +133,8 @@ async def _up(services: list[Path], port: int, data: Path, reload: bool = False)
         Child(p.stem if p.is_file() else p.name, [sys.executable, "-m", "band", "run", str(p)], {**env, **metrics_env(i)})
         for i, p in enumerate(services)
     ]
+    store_env = {**env, "STORE_DIR": env.get("STORE_DIR") or str(data / "store")}  # every event into ClickHouse
+    children.append(Child("store", [sys.executable, "-m", "band", "store"], store_env))  # last: children[1:] pair with services
     try:
         await edge.start(width)
         if not await _wait_port(port, edge):

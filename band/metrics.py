@@ -42,6 +42,8 @@ class ServiceMetrics:
         self.registry = r = CollectorRegistry(auto_describe=True)
         ProcessCollector(registry=r)
         PlatformCollector(registry=r)
+        for collector in service.app.collectors:  # the service's own (the store's band_store_*)
+            r.register(collector)
         endpoint = ["service", "role", "method"]
         self.requests = Counter("band_service_requests", "Requests handled, by endpoint", endpoint, registry=r)
         self.errors = Counter("band_service_errors", "Failed requests, by endpoint and code", [*endpoint, "code"], registry=r)
