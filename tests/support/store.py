@@ -10,7 +10,8 @@ from typing import Any
 
 from band import RPCError, store, wire
 from band._runtime.stream import ensure_stream
-from test_faults_support import Proc, wait_until
+from support.poll import wait_for
+from support.processes import Proc
 
 UID = "6462464730849083392"
 
@@ -51,6 +52,6 @@ async def counted(expected: int, proc: Proc, sql: str = "SELECT count() AS n FRO
     async def there() -> bool:
         return await count(sql) == expected
 
-    await wait_until(there, timeout, f"{expected} rows from {sql}", [proc])
+    await wait_for(there, timeout, f"{expected} rows from {sql}", procs=[proc])
 
 
