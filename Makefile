@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-run: install  ## NATS (if none answers) + the edge on :8080 + every service in examples/
+run: install  ## its own NATS (or $$NATS_URL's) + the edge on :8080 + every service in examples/
 	$(BIN)/band up
 
 test: install  ## every test, slow fault tests included, against nats-servers the tests start

@@ -324,7 +324,9 @@ def main() -> int:
     args = parser.parse_args()
     use_wrk = bool(shutil.which("wrk")) and not args.no_wrk
 
-    from band.natsserver import NatsServer, free_port
+    from band.cli import processes
+    from band.cli.natsserver import NatsServer
+    from band.cli.ports import free_port
 
     procs: list[subprocess.Popen[bytes]] = []
     store = Path(tempfile.mkdtemp(prefix="bench-js-"))
@@ -342,7 +344,7 @@ def main() -> int:
         else:
             raise RuntimeError("bench services did not start")
         env = {**os.environ, "EDGE_STREAM_STORAGE": "file"}
-        edge = subprocess.Popen([sys.executable, "-m", "broker", "--host", "127.0.0.1", "--port", str(edge_port), "--nats-url", nats_server.url, "--log-level", "WARNING", "--workers", str(args.workers)], cwd=ROOT, env=env)
+        edge = subprocess.Popen([sys.executable, "-m", "broker", "--host", "127.0.0.1", "--port", str(edge_port), "--nats", nats_server.url, "--log-level", "WARNING", "--workers", str(args.workers)], cwd=ROOT, env=env)
         procs.append(edge)
         floor_port = free_port()
         procs.append(subprocess.Popen([sys.executable, "-c", f"import sys; sys.path.insert(0, {here!r}); import bench_edge as b; b.floor_server({floor_port}, {nats_server.url!r})"]))
@@ -391,12 +393,7 @@ def main() -> int:
         print(f"  edge RSS peak {rss_peak:.1f} MB (goal < 150)", flush=True)
     finally:
         for proc in reversed(procs):
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            processes.stop(proc, 20)
         nats_server.stop()
         shutil.rmtree(store, ignore_errors=True)
     return 0

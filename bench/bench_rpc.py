@@ -27,7 +27,7 @@ from typing import Any, Awaitable, Callable
 import nats
 
 from band import App, tracing
-from band.natsserver import NatsServer
+from band.cli.natsserver import NatsServer
 from band.testing import serve
 
 PAYLOAD = {"uid": "6462464730849083392", "page": {"title": "ODL Shop", "ref": "https://example.com/"}, "n": 1}

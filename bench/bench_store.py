@@ -28,8 +28,8 @@ from typing import Any
 import nats
 
 from band import App, store, wire
+from band.cli.natsserver import NatsServer
 from band._core.app import set_current
-from band.natsserver import NatsServer
 from band.store.config import load
 from band.store.rows import RowBuilder
 from band._runtime.stream import ensure_stream

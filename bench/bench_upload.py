@@ -30,7 +30,8 @@ from pathlib import Path
 import aiohttp
 import nats
 
-from band.natsserver import NatsServer, free_port
+from band.cli.natsserver import NatsServer
+from band.cli.ports import free_port
 
 MiB = 1024 * 1024
 BOUNDARY = "benchboundary0123456789"
@@ -94,7 +95,7 @@ async def main(mb: int, rounds: int) -> None:
         with NatsServer(store_dir=Path(tmp) / "js") as server:
             port = free_port()
             env = {**os.environ, "EDGE_UPLOAD_BUCKET": "bench_edge", "EDGE_UPLOAD_MAX_BYTES": str(4 * mb * MiB)}
-            edge = subprocess.Popen([sys.executable, "-m", "broker", "--host", "127.0.0.1", "--port", str(port), "--nats-url", server.url],
+            edge = subprocess.Popen([sys.executable, "-m", "broker", "--host", "127.0.0.1", "--port", str(port), "--nats", server.url],
                                     env=env, stderr=subprocess.DEVNULL)
             try:
                 for _ in range(300):

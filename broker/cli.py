@@ -18,6 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from band import tracing
+from band.cli.edge import parse_args
 from band._core import log as band_log
 from band._runtime.signals import Signals
 
@@ -27,18 +28,6 @@ from .libjs import LibJs
 from .tls import server_context
 
 log = logging.getLogger("broker")
-
-
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="band edge", description="band's HTTP edge: hits in, NATS pipeline, answers out.")
-    parser.add_argument("--host", default=None, help="bind address (env HOST; default 0.0.0.0)")
-    parser.add_argument("--port", type=int, default=None, help="port (env PORT; default 8080)")
-    parser.add_argument("--workers", type=int, default=None, help="processes sharing the port (SO_REUSEPORT; default 1)")
-    parser.add_argument("--nats-url", default=None, help="NATS server(s), comma-separated (env NATS_URL)")
-    parser.add_argument("--certfile", default=None, help="serve HTTPS/WSS with this PEM certificate chain (env EDGE_CERTFILE)")
-    parser.add_argument("--keyfile", default=None, help="the certificate's PEM private key (env EDGE_KEYFILE)")
-    parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO"))
-    return parser.parse_args(argv)
 
 
 async def serve(config: EdgeConfig, *, reuse_port: bool = False, stop: asyncio.Event | None = None) -> None:
@@ -81,11 +70,15 @@ def run_worker(config: EdgeConfig, reuse_port: bool, log_level: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``band edge`` and ``python -m broker``; returns the exit code."""
-    args = parse_args(argv)
+    """Entry point of ``python -m broker``; returns the exit code."""
+    return run(parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the edge with ``band edge``'s arguments (:mod:`band.cli.edge`)."""
     overrides: dict[str, Any] = {"host": args.host, "port": args.port, "workers": args.workers, "certfile": args.certfile, "keyfile": args.keyfile}
-    if args.nats_url:
-        overrides["nats_urls"] = split_urls(args.nats_url)
+    if args.nats:
+        overrides["nats_urls"] = split_urls(args.nats)
     try:
         config = from_env(**overrides)
         server_context(config)  # a bad certificate or key stops here, naming the file
@@ -109,7 +102,11 @@ def _run_workers(config: EdgeConfig, log_level: str) -> int:
     for proc in procs:
         proc.start()
 
+    forwarded = False
+
     def forward(signum: int, _frame: Any) -> None:
+        nonlocal forwarded
+        forwarded = True
         for proc in procs:
             if proc.is_alive() and proc.pid:
                 os.kill(proc.pid, signal.SIGTERM)
@@ -119,11 +116,10 @@ def _run_workers(config: EdgeConfig, log_level: str) -> int:
     code = 0
     for proc in procs:
         proc.join()
-        exitcode = proc.exitcode or 0
-        if exitcode == -signal.SIGTERM:  # stopped by the signal we passed on before it could install its own
-            exitcode = 0
-        code = code or exitcode
+        # a worker still starting when we passed the stop on dies of it before its handler is in: a stop all the same
+        stopped = forwarded and proc.exitcode == -signal.SIGTERM
+        code = code or (0 if stopped else proc.exitcode or 0)
     return code
 
 
-__all__ = ["main", "serve", "parse_args"]
+__all__ = ["main", "run", "serve"]

@@ -10,10 +10,13 @@ import pytest
 
 pytest.register_assert_rewrite("support")
 
+import ast_guard
 from band import App
 from band._core.app import reset_current, set_current
-from band.natsserver import NatsServer
+from band.cli.natsserver import NatsServer
 from support.poll import pinged, wait_for  # noqa: F401  (old home of the helpers; import them from support.poll)
+
+ast_guard.install()  # before any test runs a thread: see ast_guard
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from band.natsserver import NatsServer
+from band.cli.natsserver import NatsServer
 from broker.app import EDGE, make_app
 from support.poll import wait_for
 from support.fakes import FakeService, edge_config, running_edge, typed, unique

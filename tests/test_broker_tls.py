@@ -25,7 +25,7 @@ def edge_certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 async def test_cli_serves_https_and_wss(nats_url: str, edge_certs: Path) -> None:
     port = free_port()
-    cmd = [sys.executable, "-m", "broker", "--host", "127.0.0.1", "--port", str(port), "--nats-url", nats_url,
+    cmd = [sys.executable, "-m", "broker", "--host", "127.0.0.1", "--port", str(port), "--nats", nats_url,
            "--certfile", str(edge_certs / "server.pem"), "--keyfile", str(edge_certs / "server-key.pem")]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     verify = ssl.create_default_context(cafile=str(edge_certs / "ca.pem"))

@@ -5,14 +5,18 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import sys
 from pathlib import Path
 
 import aiohttp
+import nats
 import pytest
 
-from band.natsserver import free_port
-from support.poll import wait_for
+from band.cli.devstack import ports
+from band.cli.natsserver import NatsServer
+from band.cli.ports import free_port, port_in_use
+from support.poll import pinged, wait_for
 
 SERVICE = '''
 from band import expose, response
@@ -22,67 +26,149 @@ async def hello(data, **params):
     return {"hello": data.get("who", "world")}
 '''
 
+BROKEN = '''
+print("opening the warehouse database")
+raise SystemExit("warehouse database unreachable")
+'''
 
-async def band_up(tmp_path: Path, port: int, output: int) -> asyncio.subprocess.Process:
-    """`band up` of one greeter service, with NATS_URL pointing nowhere: it starts its own."""
-    services = tmp_path / "services" / "greeter"
-    services.mkdir(parents=True)
-    (services / "main.py").write_text(SERVICE)
-    return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "band", "up", str(tmp_path / "services"), "--port", str(port), "--data", str(tmp_path / ".band"),
-        env={**os.environ, "NATS_URL": f"nats://127.0.0.1:{free_port()}"},
-        stdout=output, stderr=asyncio.subprocess.STDOUT if output == asyncio.subprocess.PIPE else output,
+
+class BandUp:
+    """`band up` of the services in ``tmp_path/services``, run in ``tmp_path``, its output collected."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.lines: list[str] = []
+        self.reader = asyncio.ensure_future(self._read())
+
+    async def _read(self) -> None:
+        assert self.proc.stdout is not None
+        async for line in self.proc.stdout:
+            self.lines.append(line.decode())
+
+    @property
+    def text(self) -> str:
+        return "".join(self.lines)
+
+    async def wait_for_line(self, needle: str, timeout: float = 90) -> None:
+        await wait_for(lambda: needle in self.text or self.proc.returncode is not None, timeout, what=f"{needle!r} from band up")
+        assert needle in self.text, self.text
+
+    async def finish(self, timeout: float = 60) -> int:
+        code = await asyncio.wait_for(self.proc.wait(), timeout)
+        await asyncio.wait_for(self.reader, 10)
+        return code
+
+    async def close(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+        self.reader.cancel()
+
+
+async def band_up(tmp_path: Path, port: int, *args: str, services: dict[str, str] | None = None,
+                  env: dict[str, str] | None = None) -> BandUp:
+    """Without NATS_URL (unless ``env`` sets it): band up starts its own nats-server."""
+    for name, code in (services or {"greeter": SERVICE}).items():
+        folder = tmp_path / "services" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "main.py").write_text(code)
+    base = {k: v for k, v in os.environ.items() if k not in ("NATS_URL", "PORT")}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "band", "up", "services", "--port", str(port), *args,
+        env={**base, **(env or {})}, cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )
+    return BandUp(proc)
 
 
 @pytest.mark.slow
-async def test_band_up_serves_and_stops_cleanly(tmp_path: Path) -> None:
+async def test_band_up_is_up_when_it_says_so_and_stops_cleanly(tmp_path: Path) -> None:
     port = free_port()
-    proc = await band_up(tmp_path, port, asyncio.subprocess.PIPE)
-    lines: list[str] = []
-
-    async def read() -> None:
-        assert proc.stdout is not None
-        async for line in proc.stdout:
-            lines.append(line.decode())
-
-    reader = asyncio.ensure_future(read())
-    answers: list[object] = []
+    up = await band_up(tmp_path, port)
     try:
+        await up.wait_for_line("band is up")
+        url_file = tmp_path / ".band" / "nats.url"
+        url = url_file.read_text().strip()
+        assert url.startswith("nats://127.0.0.1:") and not url.endswith(":4222"), "its own server, on a free port"
+        assert "started nats-server" in up.text and f"edge: http://127.0.0.1:{port}/" in up.text
+        nc = await nats.connect(url)
+        try:
+            assert await pinged(nc, "greeter"), "'band is up' came before the service was discoverable"
+        finally:
+            await nc.close()
         async with aiohttp.ClientSession() as http:
-
-            async def greeted() -> bool:
-                try:
-                    async with http.get(f"http://127.0.0.1:{port}/greeter/hello?who=band") as resp:
-                        if resp.status == 200:  # the built-in default answers until discovery sees greeter
-                            answers.append(await resp.json())
-                            return answers[-1] == {"hello": "band"}
-                except aiohttp.ClientError:
-                    pass
-                return False
-
-            await wait_for(greeted, timeout=60, what="the service answering through the edge")
             async with http.get(f"http://127.0.0.1:{port}/pixel/p") as resp:
                 assert resp.status == 200 and resp.content_type == "image/gif"
-        assert answers[-1] == {"hello": "band"}
-        text = "".join(lines)
-        assert "started nats-server" in text and f"edge: http://127.0.0.1:{port}/" in text
-        proc.send_signal(signal.SIGINT)
-        assert await asyncio.wait_for(proc.wait(), 60) == 0
-        await asyncio.wait_for(reader, 10)
+
+            async def greeted() -> bool:  # the edge's discovery polls on its own clock
+                async with http.get(f"http://127.0.0.1:{port}/greeter/hello?who=band") as resp:
+                    return resp.status == 200 and await resp.json() == {"hello": "band"}
+
+            await wait_for(greeted, timeout=30, what="the service answering through the edge")
+        listed = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "band", "ls", cwd=tmp_path, stdout=asyncio.subprocess.PIPE,
+            env={k: v for k, v in os.environ.items() if k != "NATS_URL"},
+        )
+        out, _ = await asyncio.wait_for(listed.communicate(), 30)
+        assert listed.returncode == 0 and "greeter  (1 instance" in out.decode(), "band ls here reads ./.band/nats.url"
+        up.proc.send_signal(signal.SIGINT)
+        assert await up.finish() == 0
     finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    text = "".join(lines)
-    assert "greeter | exited with 0" in text and "edge | exited with 0" in text
-    assert text.index("greeter | exited with 0") < text.index("edge | exited with 0"), "services stop before the edge"
+        await up.close()
+    assert "greeter | exited with 0" in up.text and "edge | exited with 0" in up.text
+    assert up.text.index("greeter | exited with 0") < up.text.index("edge | exited with 0"), "services stop before the edge"
+    assert not url_file.exists(), "band up removes ./.band/nats.url on the way out"
+
+
+@pytest.mark.slow
+async def test_band_up_refuses_a_taken_port_and_starts_nothing(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        up = await band_up(tmp_path, port)
+        try:
+            assert await up.finish() == 1
+        finally:
+            await up.close()
+    assert up.text.strip().splitlines() == [f"band up: port {port} is in use (another band up, or another program); stop it or choose another --port"]
+    assert not (tmp_path / ".band").exists(), "nothing started: no nats-server, no state"
+
+
+@pytest.mark.slow
+async def test_a_service_that_dies_during_start_stops_the_stack(tmp_path: Path) -> None:
+    port = free_port()
+    up = await band_up(tmp_path, port, services={"greeter": SERVICE, "warehouse": BROKEN})
+    try:
+        assert await up.finish() == 1
+    finally:
+        await up.close()
+    assert "band is up" not in up.text
+    report = up.text[up.text.index("band up: warehouse exited with 1 during start"):]
+    assert "opening the warehouse database" in report and "warehouse database unreachable" in report, up.text
+    assert "greeter | exited with 0" in up.text, "the rest of the stack was stopped"
+    assert not port_in_use(port) and not (tmp_path / ".band" / "nats.url").exists()
+
+
+@pytest.mark.slow
+async def test_keep_going_keeps_the_rest_and_a_named_nats_is_used(tmp_path: Path, nats_server: NatsServer) -> None:
+    up = await band_up(tmp_path, free_port(), "--keep-going", services={"greeter": SERVICE, "warehouse": BROKEN},
+                       env={"NATS_URL": nats_server.url})
+    try:
+        await up.wait_for_line("band is up")
+        assert f"NATS at {nats_server.url} (from NATS_URL" in up.text and "started nats-server" not in up.text
+        assert "band up: warehouse exited with 1 during start" in up.text and "services: greeter, store\n" in up.text
+        assert not (tmp_path / ".band" / "nats.url").exists(), "a named NATS is not band up's to announce"
+        up.proc.send_signal(signal.SIGTERM)
+        assert await up.finish() == 0
+    finally:
+        await up.close()
 
 
 @pytest.mark.slow
 async def test_band_up_killed_takes_its_children_along(tmp_path: Path) -> None:
     """SIGKILL on `band up` (no chance to clean up): NATS, the edge and services still stop."""
-    proc = await band_up(tmp_path, free_port(), asyncio.subprocess.DEVNULL)
+    up = await band_up(tmp_path, free_port())
+    proc = up.proc
 
     def children() -> list[int]:
         found = []
@@ -113,6 +199,11 @@ async def test_band_up_killed_takes_its_children_along(tmp_path: Path) -> None:
 
         await wait_for(gone, timeout=30, what="the children of a killed band up to exit")
     finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        await up.close()
+
+
+def test_band_up_checks_the_metrics_ports_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("METRICS_PORT", raising=False)
+    assert ports(8080, 3) == [8080]
+    monkeypatch.setenv("METRICS_PORT", "9100")
+    assert ports(8080, 3) == [8080, 9100, 9101, 9102], "each service's /metrics port is checked before anything starts"

@@ -20,7 +20,7 @@ import nats
 import pytest
 
 from band import wire
-from band.natsserver import free_port
+from band.cli.ports import free_port
 from support.poll import wait_for
 from support.fakes import running_edge, unique
 

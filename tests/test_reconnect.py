@@ -10,8 +10,8 @@ import pytest
 
 import band
 from band import App
+from band.cli.natsserver import NatsServer
 from band._runtime.connect import connect, inbox_prefix_for
-from band.natsserver import NatsServer
 from band._runtime.service import ServiceOptions
 from band.testing import serve
 from support.poll import wait_for

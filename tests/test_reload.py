@@ -15,8 +15,8 @@ import nats
 import pytest
 
 from band import wire
-from band.natsserver import free_port
-from band.reload import syntax_error
+from band.cli.ports import free_port
+from band.cli.reload import syntax_error
 from support.poll import wait_for
 from support.fakes import unique
 

@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 
 from band import RPCError, store
-from band.natsserver import NatsServer
+from band.cli.natsserver import NatsServer
 from support.store import count, counted, event, publish, start_store
 from support.poll import wait_for
 from support.processes import start_edge
@@ -236,7 +236,7 @@ async def _rows_over(n: int) -> bool:
 
 
 async def test_clickhouse_unreachable_keeps_events_and_says_so(tmp_path: Path, own_nats: NatsServer, store_client: Any) -> None:
-    from band.natsserver import free_port
+    from band.cli.ports import free_port
 
     from band import current_app
 
@@ -263,7 +263,7 @@ async def test_clickhouse_unreachable_keeps_events_and_says_so(tmp_path: Path, o
 
 
 async def test_metrics_count_rows_on_the_stores_metrics_port(tmp_path: Path, own_nats: NatsServer, store_client: Any) -> None:
-    from band.natsserver import free_port
+    from band.cli.ports import free_port
 
     port = free_port()
     proc = start_store(tmp_path, own_nats.url, METRICS_PORT=str(port))

@@ -24,9 +24,9 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from band.cli.ports import free_port
 from band import App, response, tracing, wire
 from band._core import log
-from band.natsserver import free_port
 from band.testing import serve
 from support.poll import wait_for
 from support.fakes import enrichers_seen, routed, running_edge, unique

@@ -29,7 +29,8 @@ import pytest
 
 from band import App, files, wire
 from band.files import FileRef, chunks
-from band.natsserver import NatsServer, free_port
+from band.cli.natsserver import NatsServer
+from band.cli.ports import free_port
 from band.testing import serve
 from support.poll import wait_for
 from support.fakes import routed, running_edge, unique
@@ -405,7 +406,7 @@ async def edge_process(nats_url: str, **env: str) -> AsyncIterator[tuple[subproc
     """``python -m broker`` on a free port, healthy; on exit SIGTERM, and it must exit 0."""
     port = free_port()
     environ = {**os.environ, "EDGE_STREAM_STORAGE": "memory", "EDGE_DISCOVERY_INTERVAL_S": "0.2", **env}
-    edge = subprocess.Popen([sys.executable, "-m", "broker", "--host", "127.0.0.1", "--port", str(port), "--nats-url", nats_url],
+    edge = subprocess.Popen([sys.executable, "-m", "broker", "--host", "127.0.0.1", "--port", str(port), "--nats", nats_url],
                             env=environ, stderr=subprocess.PIPE)
 
     def up() -> bool:

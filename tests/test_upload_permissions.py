@@ -10,7 +10,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from band.natsserver import NatsServer
+from band.cli.natsserver import NatsServer
 from band.testing import serve
 from support.fakes import routed, running_edge
 from support.deploy import NATS_CONF, conf_server, inbox_of, password_env, url

@@ -13,28 +13,12 @@ import argparse
 import asyncio
 import csv
 import json
-import os
 import sys
-from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import RPCError
 
-DEFAULT_NATS = "nats://127.0.0.1:4222"
-URL_FILE = Path(".band") / "nats.url"
-
-
-def nats_url(explicit: str | None = None) -> str:
-    """``--nats``, else ``$NATS_URL``, else the dev stack's ``./.band/nats.url``, else localhost."""
-    if explicit:
-        return explicit
-    if os.environ.get("NATS_URL"):
-        return os.environ["NATS_URL"]
-    try:
-        written = URL_FILE.read_text(encoding="utf-8").strip()
-    except OSError:
-        written = ""
-    return written or DEFAULT_NATS
+from ..cli.target import nats_url
 
 
 def _sql_parser() -> argparse.ArgumentParser:

@@ -4,12 +4,17 @@
 number stays theirs until the pool wraps around. When a call comes in, telephony
 calls /calltracking/who?number=<tracked number>&caller=<caller's phone>: we find
 the visitor the number was shown to and ask the `crm` service for the caller.
+
+Each show is also written to the store's `calltracking_shows` table (in the background,
+best effort: without a store the numbers are still shown), so calls can be joined to the
+visitor's session and its UTM marks in SQL (docs/tutorials/03-calltracking.md).
 """
 
+import time
 from collections import OrderedDict
 from typing import Any
 
-from band import RPCTimeout, ServiceUnavailable, expose, logger, response, rpc, settings
+from band import BandError, RPCTimeout, ServiceUnavailable, expose, logger, response, rpc, scheduler, settings, store
 
 # number -> uid, least recently assigned first. In-process for brevity: run one
 # replica, or keep it in a KV bucket as examples/shortlink does.
@@ -22,7 +27,17 @@ async def number(uid: str, **params: Any) -> Any:
     phone = next((n for n, owner in shown.items() if owner == uid), None) or next(iter(shown))
     shown[phone] = uid
     shown.move_to_end(phone)
+    scheduler.spawn(record(phone, uid, int(time.time() * 1000)))
     return {'phone': phone}
+
+
+async def record(phone: str, uid: str, ms: int) -> None:
+    """One row per show, for the store's joins; a missing store only costs the row."""
+    row = {'date': time.strftime('%Y-%m-%d', time.gmtime(ms / 1000)), 'dateTime': ms // 1000, 'timestamp': ms, 'phone': phone, 'uid': uid}
+    try:
+        await store.insert('calltracking_shows', [row])
+    except BandError as exc:
+        logger.debug('show not stored', error=str(exc))
 
 
 @expose.handler(timeout=1000)

@@ -24,20 +24,25 @@ CREATE TABLE IF NOT EXISTS events (
 )"""
 
 
+_prepare = threading.Lock()
 _prepared: set[str] = set()
-_preparing = threading.Lock()
 
 
 def connect(path: str) -> sqlite3.Connection:
-    """One connection per call: @blocking runs each call in whichever thread is free."""
-    with _preparing:  # once per file: switching to WAL is refused (not waited) while another connection holds it
+    """One connection per call: @blocking runs each call in whichever thread is free.
+
+    The file is prepared once (WAL, so readers do not block the writer; the table), under
+    a lock: two first connections switching to WAL at once get "database is locked"
+    (SQLite does not wait for that lock), and the first event or the first count failed.
+    """
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path, timeout=10)
+    with _prepare:
         if path not in _prepared:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            with closing(sqlite3.connect(path, timeout=10)) as db:
-                db.execute('PRAGMA journal_mode=WAL')  # readers do not block the writer
-                db.execute(SCHEMA)
+            db.execute('PRAGMA journal_mode=WAL')
+            db.execute(SCHEMA)
             _prepared.add(path)
-    return sqlite3.connect(path, timeout=10)
+    return db
 
 
 @blocking()

@@ -8,7 +8,12 @@ from typing import Any
 
 import ua_parser
 
-from band import blocking, expose, settings, worker
+from band import expose, settings
+
+# Compile the parser's rules now, while the service loads and before it subscribes: that is
+# one native call holding the GIL for ~0.4 s, so run in a thread it would still stall every
+# request this process serves (an RPC or handler beside it would miss its 200 ms deadline).
+ua_parser.parse('')
 
 
 def version(*parts: str | None) -> list[int | str]:
@@ -49,14 +54,3 @@ def form_factor(ua: str, family: str) -> dict[str, bool]:
 async def enrich(ua: str | None, **params: Any) -> dict[str, Any] | None:
     """None (no user agent, or nothing recognised) adds nothing to the message."""
     return describe(ua) if ua else None
-
-
-@blocking()
-def load_rules() -> None:
-    ua_parser.parse('')
-
-
-@worker()
-async def warm_up() -> None:
-    """Compile the parser's rules (~0.1 s) at start, in a thread, not on the first event."""
-    await load_rules()

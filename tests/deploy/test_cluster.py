@@ -20,10 +20,10 @@ from nats.js.api import StreamConfig
 from band import App, wire
 from band._core.rpc import RPC
 from band.errors import RPCError
-from band.natsserver import free_port
+from band.cli.ports import free_port
+from band.cli.natsserver import NatsServer
 from band._runtime.stream import StreamLimits, ensure_stream
 from band.testing import serve
-from band.natsserver import NatsServer
 from support.deploy import DEPLOY, check_conf, copy_conf, environment, eventually, inbox_of, password_env, url
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not (DEPLOY / "cluster" / "node.conf").exists(), reason="no cluster conf")]

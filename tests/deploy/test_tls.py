@@ -16,9 +16,9 @@ from typing import Any, Iterator
 import pytest
 
 from band import App
+from band.cli.natsserver import NatsServer
 from band._core.rpc import RPC
 from band._runtime.connect import connect
-from band.natsserver import NatsServer
 from band.testing import serve
 from support.deploy import DEPLOY, check_conf, client, conf_server, password_env, url
 

@@ -16,7 +16,7 @@ import nats
 import pytest
 
 from band import wire
-from band.natsserver import NatsServer
+from band.cli.natsserver import NatsServer
 from support.poll import pinged, wait_for
 from support.processes import Load, edge_healthy, start_edge, start_service, stream_ids, write_service
 

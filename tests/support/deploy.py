@@ -19,7 +19,8 @@ import nats
 from nats.aio.client import Client
 
 from support.poll import wait_for as eventually  # noqa: F401  (the deploy tests import it from here)
-from band.natsserver import NatsServer, find_binary, free_port
+from band.cli.natsserver import NatsServer, find_binary
+from band.cli.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 NATS_CONF = REPO / "nats.conf"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -25,7 +24,8 @@ import nats.errors
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from band import wire
-from band.natsserver import free_port
+from band.cli import processes
+from band.cli.ports import free_port
 
 HTTP_TIMEOUT = aiohttp.ClientTimeout(total=20)
 
@@ -80,14 +80,7 @@ class Proc:
 
     def stop(self, timeout: float = 15.0) -> int:
         """SIGTERM, wait, then SIGKILL if it does not exit; the exit code."""
-        if self.alive():
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(10)
-        return int(self.popen.returncode)
+        return processes.stop(self.popen, timeout)
 
 
 def _spawn(args: list[str], log: Path, what: str, env: dict[str, str]) -> Proc:

@@ -96,8 +96,8 @@ class Reloader:
                  f"{name:>{self._width}} | the running process is unchanged; fix the file and save again")
             return
         _say(f"{name:>{self._width}} | {changed.name} changed: restarting")
-        await child.stop()
-        await child.start(self._width)
+        await asyncio.to_thread(child.stop)
+        child.start(self._width)  # in this (the main) thread: see processes.die_with_parent
 
 
 async def _run(path: Path, args: list[str]) -> int:
@@ -110,13 +110,13 @@ async def _run(path: Path, args: list[str]) -> int:
     name = path.stem if path.is_file() else path.name
     child = Child(name, [sys.executable, "-m", "band", "run", str(path), *args], {**os.environ, "PYTHONUNBUFFERED": "1"})
     width = len(name)
-    await child.start(width)
+    child.start(width)
     _say(f"{name:>{width}} | watching {_root(path)} for changes (Ctrl-C stops)")
     watcher = loop.create_task(Reloader([(path, child)], width).run(stop))
     try:
         await stop.wait()
     finally:
-        await child.stop()
+        await asyncio.to_thread(child.stop)
         watcher.cancel()
         await asyncio.gather(watcher, return_exceptions=True)
     return 0

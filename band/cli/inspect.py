@@ -1,4 +1,8 @@
-"""``band ls``, ``band call``, ``band tail``: look into a running system from the shell."""
+"""``band ls``, ``band call``, ``band tail``: look into a running system from the shell.
+
+Each reaches NATS within its ``--timeout`` or fails with one line naming the URL; exit
+codes: 0 done, 1 failed (unreachable, an error answer, a timeout), 2 bad arguments.
+"""
 
 from __future__ import annotations
 
@@ -13,10 +17,76 @@ from nats.aio.msg import Msg
 
 from .. import wire
 from .._core.rpc import RPC
-from .connect import connect
-from .micro import collect as gather_micro
+from .._runtime.micro import collect as gather_micro
 from ..errors import RPCError
-from ..response import Response
+from ..response import ErrorResponse, Response
+from . import target
+from .parser import Commands
+
+CONNECT_TIMEOUT_S = 3.0
+
+
+def register(commands: Commands) -> None:
+    ls = commands.add(
+        "ls", "[--stats]", "services, instances and endpoints, from the NATS micro protocol", ls_command,
+        description="List running services, their instances and endpoints (role, keys, path), from $SRV.INFO.",
+    )
+    ls.add_argument("--stats", action="store_true", help="add request and error counts and average processing time")
+    ls.add_argument("--json", action="store_true", help="print the raw micro responses as JSON")
+    ls.add_argument("--wait", type=float, default=0.5, help="seconds to collect answers (default 0.5)")
+    _nats_options(ls, CONNECT_TIMEOUT_S, "seconds to reach NATS")
+
+    call = commands.add(
+        "call", "SVC METHOD k=v", "call a method over RPC (k=text, k:=json) and print the answer as JSON", call_command,
+        description="Call SERVICE.METHOD over RPC and print the answer as JSON on stdout. Parameters: key=value "
+        "gives a string, key:=value a JSON value (key:=3, key:='[1,2]'). An error (an error answer, an exception "
+        "in the method, no such service, a timeout) exits 1 with its code and message on stderr; an error answer's "
+        "JSON still goes to stdout.",
+    )
+    call.add_argument("service")
+    call.add_argument("method")
+    call.add_argument("params", nargs="*", metavar="key=text|key:=json")
+    call.add_argument("--json", dest="json_params", help="parameters as one JSON object")
+    _nats_options(call, 2.0, "seconds to reach NATS, then seconds to wait for the answer")
+
+    tail = commands.add(
+        "tail", "[SUBJECT]", "follow events as they pass (default: in.>)", tail_command,
+        description="Print every message on SUBJECT (default in.>, the events) as pretty JSON, or one line each with --raw.",
+    )
+    tail.add_argument("subject", nargs="?", default="in.>")
+    tail.add_argument("--raw", action="store_true", help="one line per event")
+    tail.add_argument("--count", type=int, default=0, help="exit after this many events (default: follow forever)")
+    _nats_options(tail, CONNECT_TIMEOUT_S, "seconds to reach NATS")
+
+
+def _nats_options(parser: argparse.ArgumentParser, timeout: float, what: str) -> None:
+    parser.add_argument("--nats", help="NATS URL(s), comma-separated (default: $NATS_URL, ./.band/nats.url, nats://127.0.0.1:4222)")
+    parser.add_argument("--timeout", type=float, default=timeout, help=f"{what} (default {timeout:g})")
+
+
+def ls_command(args: argparse.Namespace) -> int:
+    return _run(ls(args), "ls")
+
+
+def call_command(args: argparse.Namespace) -> int:
+    return _run(call(args), "call")
+
+
+def tail_command(args: argparse.Namespace) -> int:
+    return _run(tail(args), "tail")
+
+
+def _run(command: Any, name: str) -> int:
+    try:
+        return int(asyncio.run(command))
+    except target.Unreachable as exc:
+        print(f"band {name}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # `band tail | head`: the reader left
+        sys.stderr.close()
+        return 0
 
 
 def _describe_endpoint(md: dict[str, str]) -> str:
@@ -37,7 +107,7 @@ def _describe_endpoint(md: dict[str, str]) -> str:
 
 
 async def ls(args: argparse.Namespace) -> int:
-    nc = await connect(args.nats, name="band-ls", max_reconnect_attempts=0)
+    nc = await target.reach(args.nats, "band-ls", args.timeout)
     try:
         infos = await gather_micro(nc, "INFO", args.wait)
         stats = await gather_micro(nc, "STATS", args.wait) if args.stats else []
@@ -106,23 +176,26 @@ async def call(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"band call: {exc}", file=sys.stderr)
         return 2
-    nc = await connect(args.nats, name="band-call", max_reconnect_attempts=0)
+    nc = await target.reach(args.nats, "band-call", args.timeout)
     try:
         result = await RPC(lambda: nc).request(args.service, args.method, timeout__=args.timeout, **params)
     except RPCError as exc:
-        print(f"band call: {type(exc).__name__} ({exc.code}): {exc.message}", file=sys.stderr)
+        print(f"band call: {args.service}.{args.method}: {type(exc).__name__} {exc.code}: {exc.message}", file=sys.stderr)
         return 1
     except ValueError as exc:
         print(f"band call: {exc}", file=sys.stderr)
         return 2
     finally:
         await nc.close()
-    print(json.dumps(result.to_wire() if isinstance(result, Response) else result, ensure_ascii=False, indent=2))
+    print(json.dumps(result.to_wire() if isinstance(result, Response) else result, ensure_ascii=False, indent=2), flush=True)
+    if isinstance(result, ErrorResponse):  # the method answered an error: the JSON above, the failure here
+        print(f"band call: {args.service}.{args.method} answered {result.statusCode}: {result.message}", file=sys.stderr)
+        return 1
     return 0
 
 
 async def tail(args: argparse.Namespace) -> int:
-    nc = await connect(args.nats, name="band-tail")
+    nc = await target.reach(args.nats, "band-tail", args.timeout)
     done = asyncio.Event()
     seen = 0
 

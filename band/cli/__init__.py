@@ -1,0 +1,67 @@
+"""The ``band`` command: run services, the edge, the dev stack; look inside a running system.
+
+Each command group is a module here (listed in ``GROUPS``) with ``register(commands)``:
+adding a command is one module and one line below. ``band edge`` imports the edge
+(``broker``) only when it runs, so ``band`` does not depend on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from importlib import metadata
+from typing import Sequence
+
+from .parser import Commands
+
+GROUPS = (
+    "devstack",  # band up
+    "run",  # band run
+    "edge",  # band edge
+    "inspect",  # band ls, call, tail
+    "scaffold",  # band new
+    "store",  # band sql, band store
+    "demo",  # band demo
+)
+
+EPILOG = """Where NATS is: --nats URL, else $NATS_URL (comma-separated for a cluster), else
+./.band/nats.url (written by band up in this directory), else nats://127.0.0.1:4222."""
+
+
+def version() -> str:
+    try:
+        return metadata.version("band")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
+def parser() -> argparse.ArgumentParser:
+    """``band``'s parser, with every command group registered."""
+    top = argparse.ArgumentParser(prog="band", usage="band [-h] [--version] COMMAND [ARGS...]", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
+    top.add_argument("--version", action="version", version=f"band {version()}")
+    commands = Commands(top.add_subparsers(dest="command", metavar="COMMAND", help=argparse.SUPPRESS))  # listed above
+    for group in GROUPS:
+        importlib.import_module(f"{__name__}.{group}").register(commands)
+    width = max(len(synopsis) for synopsis, _ in commands.synopses)
+    top.description = "band: small Python services for event pipelines on NATS.\n\n" + "\n".join(
+        f"  {synopsis:<{width}}  {summary}" for synopsis, summary in commands.synopses
+    )
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``band`` script; returns the exit code."""
+    top = parser()
+    args = top.parse_args(sys.argv[1:] if argv is None else list(argv))
+    if args.command is None:
+        top.print_help()
+        return 2
+    from .._core import log
+
+    log.configure()  # to stderr: stdout carries the command's own output
+    return int(args.run(args))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,320 @@
+"""``band up``: the whole pipeline on one machine, in one command.
+
+Order: check the ports → NATS (its own nats-server on a free port, JetStream data in
+``./.band/``, URL in ``./.band/nats.url``; or the one ``NATS_URL`` names) → the edge →
+every service, each its own process with its output prefixed by name. "band is up"
+only once the edge answers HTTP and discovery sees every service. A process that exits
+during the start is reported with its last lines and the stack stops (unless
+``--keep-going``). Ctrl-C stops services, then the edge, then NATS, each with SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import os
+import signal
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Awaitable, Callable
+
+import aiohttp
+import nats.errors
+from nats.aio.client import Client
+
+from .._core import settings as config
+from ..metrics import metrics_env
+from . import processes, target
+from .natsserver import NatsServer
+from .parser import Commands
+from .ports import port_in_use
+from .spelling import spell
+
+STOP_TIMEOUT_S = 15.0
+START_TIMEOUT_S = 60.0
+LAST_LINES = 15
+_print_lock = threading.Lock()
+
+Probe = Callable[[], Awaitable[bool]]  # True once the process does its job
+
+
+def register(commands: Commands) -> None:
+    up = commands.add(
+        "up", "[PATH...]", "the dev stack: NATS, the edge, every service", run,
+        description="Start a nats-server of its own on a free port (JetStream data in ./.band/, its URL in "
+        "./.band/nats.url for the other band commands run here), or use the one $NATS_URL names; then the edge "
+        "on :8080 ($PORT); then every service under PATH (default examples/), each its own process with logs "
+        "prefixed by name. 'band is up' once the edge answers and every service is discoverable. Ctrl-C stops "
+        "all, in reverse order.",
+    )
+    up.add_argument("paths", nargs="*", default=["examples"], help="service directories, .py files, or folders holding them")
+    up.add_argument("--port", type=int, help="edge port (default: $PORT or 8080)")
+    up.add_argument("--data", default=str(target.STATE_DIR), help="where the started nats-server keeps JetStream data (default ./.band)")
+    up.add_argument("--keep-going", action="store_true", help="a service that fails to start is reported; the rest keep running")
+    up.add_argument("--reload", action="store_true", help="restart a service when a file in its directory changes (development)")
+    up.add_argument("--start-timeout", type=float, default=START_TIMEOUT_S, help=f"seconds for everything to be ready (default {START_TIMEOUT_S:g})")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        services = find_services([Path(p) for p in args.paths])
+    except FileNotFoundError as exc:
+        print(f"band up: {exc}", file=sys.stderr)
+        return 2
+    port = args.port or int(os.environ.get("PORT") or 8080)
+    return asyncio.run(_up(services, port, Path(args.data), args.keep_going, args.start_timeout, args.reload))
+
+
+def find_services(paths: list[Path]) -> list[Path]:
+    """Service directories (with main.py) and .py files named by ``paths`` or one level below."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_file() and path.suffix == ".py":
+            found.append(path)
+        elif (path / "main.py").is_file():
+            found.append(path)
+        elif path.is_dir():
+            found += sorted(child for child in path.iterdir() if (child / "main.py").is_file())
+        else:
+            raise FileNotFoundError(f"{path}: no service there")
+    return found
+
+
+def service_name(path: Path) -> str:
+    """The name the service registers under: config ``name``, else the directory/file name."""
+    default = path.stem if path.is_file() else path.name
+    try:
+        return str(config.load(path).get("name") or default)
+    except ValueError:  # a broken config: the service itself will say so when it starts
+        return default
+
+
+@dataclass
+class Child:
+    """One process of the stack: its output prefixed by name, its last lines kept."""
+
+    name: str
+    args: list[str]
+    env: dict[str, str]
+    ready: Probe | None = None  # None: ready once started
+    process: subprocess.Popen[bytes] | None = None
+    last: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=LAST_LINES))
+    pump: threading.Thread | None = None
+
+    def start(self, width: int) -> None:
+        """Start it (from the main thread: see :func:`processes.die_with_parent`)."""
+        self.process = subprocess.Popen(
+            self.args, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C reaches band up only; it stops children in order
+            preexec_fn=processes.die_with_parent(),  # ...and if band up dies, they follow
+        )
+        assert self.process.stdout is not None
+        self.pump = threading.Thread(target=self._pump, args=(self.process.stdout, f"{self.name:>{width}} | "), daemon=True)
+        self.pump.start()
+
+    def _pump(self, stream: IO[bytes], prefix: str) -> None:
+        for raw in stream:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            self.last.append(line)
+            say(prefix + line)
+        assert self.process is not None
+        say(f"{prefix}exited with {self.process.wait()}")
+
+    @property
+    def exited(self) -> bool:
+        return self.process is not None and self.process.poll() is not None
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after ``STOP_TIMEOUT_S``; waits for its last output."""
+        if self.process is not None:
+            processes.stop(self.process, STOP_TIMEOUT_S)
+        if self.pump is not None:
+            self.pump.join(2)
+
+    def report(self) -> str:
+        """Why it is gone: the exit code and its last lines."""
+        if self.pump is not None:
+            self.pump.join(2)  # its last output, still in the pipe
+        code = self.process.returncode if self.process is not None else None
+        lines = "\n".join(f"    {line}" for line in self.last) or "    (no output)"
+        return f"{self.name} exited with {code} during start; its last lines:\n{lines}"
+
+
+def say(line: str, stream: IO[str] | None = None) -> None:
+    """One whole line on stdout (or ``stream``), never interleaved with a child's."""
+    out = stream or sys.stdout
+    with _print_lock:
+        out.write(line + "\n")
+        out.flush()
+
+
+def http_answers(port: int) -> Probe:
+    """Any HTTP answer on ``127.0.0.1:port`` (``/health`` may be 503 while NATS is away)."""
+
+    async def probe() -> bool:
+        try:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1)) as http:
+                async with http.get(f"http://127.0.0.1:{port}/health") as resp:
+                    return resp.status > 0
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            return False
+
+    return probe
+
+
+def discoverable(nc: Client, name: str) -> Probe:
+    """An answer to ``$SRV.PING.<name>``: subscribed, so the edge can route to it."""
+
+    async def probe() -> bool:
+        try:
+            await nc.request(f"$SRV.PING.{name}", b"", timeout=0.5)
+            return True
+        except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
+            return False
+
+    return probe
+
+
+class StartFailed(Exception):
+    """The stack did not come up; the message says what to look at."""
+
+
+async def start(children: list[Child], width: int, keep_going: bool, timeout: float) -> list[Child]:
+    """Start the edge (``children[0]``), and once it answers every service at once;
+    return the children that are ready.
+
+    Raises:
+        StartFailed: one exited or stayed unready past ``timeout`` (unless ``keep_going``
+            and it is not the first, the edge).
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    edge, services = children[0], children[1:]
+    edge.start(width)
+    await _until_ready([edge], deadline, keep_going=False)
+    for child in services:
+        child.start(width)
+    return [edge] + await _until_ready(services, deadline, keep_going)
+
+
+async def _until_ready(pending: list[Child], deadline: float, keep_going: bool) -> list[Child]:
+    loop = asyncio.get_running_loop()
+    ready: list[Child] = []
+    while pending:
+        for child in list(pending):
+            if child.exited:
+                if not keep_going:
+                    raise StartFailed(child.report())
+                say(f"band up: {child.report()}", sys.stderr)
+                pending.remove(child)
+            elif child.ready is None or await child.ready():
+                ready.append(child)
+                pending.remove(child)
+        if pending and loop.time() > deadline:
+            names = ", ".join(c.name for c in pending)
+            raise StartFailed(f"not ready in time: {names} (started, but not answering; see the lines above)")
+        if pending:
+            await asyncio.sleep(0.1)
+    return ready
+
+
+async def _nats(data: Path) -> tuple[target.Target, NatsServer | None]:
+    """The NATS of the stack: the one ``NATS_URL`` names, else a nats-server of our own."""
+    named = os.environ.get("NATS_URL")
+    if named:
+        return target.Target(named, "from NATS_URL; unset it to have band up start its own"), None
+    written = target.nats_target(env={})
+    if written.source != "the default":  # ./.band/nats.url exists: is its band up still running?
+        try:
+            nc = await target.reach(written, "band-up", 1.0)
+        except target.Unreachable:
+            pass  # left behind by a band up that was killed
+        else:
+            await nc.close()
+            raise StartFailed(f"another band up runs in this directory (NATS at {written.url}, ./{target.URL_FILE}); stop it first")
+    server = NatsServer(store_dir=data / "nats", log_file=data / "nats.log", die_with_parent=True)
+    try:
+        server.start()  # in the main thread: the parent-death signal follows the starting thread
+    except (OSError, RuntimeError, TimeoutError) as exc:
+        raise StartFailed(f"nats-server did not start: {exc} (its log: {data / 'nats.log'})") from None
+    target.URL_FILE.parent.mkdir(parents=True, exist_ok=True)
+    target.URL_FILE.write_text(server.url + "\n", encoding="utf-8")
+    return target.Target(server.url, f"started nats-server with JetStream data in {data / 'nats'}; URL in ./{target.URL_FILE}"), server
+
+
+def ports(edge: int, services: int) -> list[int]:
+    """Every port the stack will bind: the edge's, and each service's /metrics (METRICS_PORT + i)."""
+    return [edge] + [int(metrics_env(i)["METRICS_PORT"]) for i in range(services) if metrics_env(i)]
+
+
+async def _up(paths: list[Path], port: int, data: Path, keep_going: bool, timeout: float, reload: bool = False) -> int:
+    for taken in ports(port, len(paths)):
+        if port_in_use(taken, os.environ.get("HOST") or "0.0.0.0"):
+            what = "--port" if taken == port else "METRICS_PORT"
+            print(f"band up: port {taken} is in use (another band up, or another program); stop it or choose another {what}", file=sys.stderr)
+            return 1
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    server: NatsServer | None = None
+    nc: Client | None = None
+    running: list[Child] = []
+    watcher: asyncio.Future[None] | None = None
+    try:
+        where, server = await _nats(data)
+        say(f"NATS at {where.url} ({where.source})")
+        nc = await target.reach(where, "band-up", 10.0)
+        env = {**os.environ, "NATS_URL": where.url, "PYTHONUNBUFFERED": "1"}
+        edge = Child("edge", [sys.executable, "-m", "band", "edge", "--port", str(port)], {**env, "PORT": str(port)}, http_answers(port))
+        services = [(service_name(p), p) for p in paths]
+        children = [edge] + [
+            Child(name, [sys.executable, "-m", "band", "run", str(p)], {**env, **metrics_env(i)}, discoverable(nc, name))
+            for i, (name, p) in enumerate(services)
+        ]
+        store_env = {**env, "STORE_DIR": env.get("STORE_DIR") or str(data / "store")}  # every event into ClickHouse
+        children.append(Child("store", [sys.executable, "-m", "band", "store"], store_env, discoverable(nc, "store")))  # last: children[1:] pair with services
+        running = children  # stopped on the way out, whatever happens below
+        width = max(len(c.name) for c in children)
+        if reload:  # a change restarts only its own service (watched from the start: no save is missed)
+            from .reload import Reloader
+
+            watcher = asyncio.ensure_future(Reloader([(p, c) for (_, p), c in zip(services, children[1:])], width).run(stop))
+        starting = asyncio.ensure_future(start(children, width, keep_going, timeout))
+        stopped = asyncio.ensure_future(stop.wait())
+        await asyncio.wait([starting, stopped], return_when=asyncio.FIRST_COMPLETED)
+        if not starting.done():  # Ctrl-C while starting
+            starting.cancel()
+            await asyncio.gather(starting, return_exceptions=True)
+            say("\nstopping…")
+            return 0
+        stopped.cancel()
+        up = starting.result()
+        band = spell("band")
+        say(f"\nband is up\n  NATS: {where.url}\n  edge: http://127.0.0.1:{port}/\n"
+            f"  services: {', '.join(sorted(c.name for c in up[1:])) or 'none'}\n"
+            f"In another terminal here: {band} ls, {band} tail, {band} call SERVICE METHOD k=v. Ctrl-C stops everything.\n")
+        await stop.wait()
+        say("\nstopping…")
+        return 0
+    except (StartFailed, target.Unreachable) as exc:
+        say(f"band up: {exc}", sys.stderr)
+        say("stopping…")
+        return 1
+    finally:
+        if watcher is not None:  # no restart races the stop below
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+        # services first (the edge stops routing to them), then the edge, then NATS
+        await asyncio.gather(*(asyncio.to_thread(c.stop) for c in running[1:]))
+        if running:
+            await asyncio.to_thread(running[0].stop)
+        if nc is not None:
+            await nc.close()
+        if server is not None:
+            await asyncio.to_thread(server.stop)
+            target.URL_FILE.unlink(missing_ok=True)

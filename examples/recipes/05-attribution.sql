@@ -1,0 +1,56 @@
+-- Attribution models side by side: conversions (c_*) and revenue (r_*) credited to each
+-- channel and campaign under six models. Definitions: docs/tutorials/05-attribution.md.
+-- A touch is a session (its `session` event); channel = 'utm_source / utm_medium' if the
+-- session has marks, else the SDK's sess_type; the conversion is the visitor's first `purchase`; its path is the
+-- visitor's sessions that began at or before it. Time decay half-life: 7 days.
+WITH
+    7 * 86400000 AS half_life_ms,
+    sessions AS (
+        SELECT uid, timestamp AS ts,
+               if(sess_marks_utm_source != '', concat(sess_marks_utm_source, ' / ', sess_marks_utm_medium), sess_type) AS channel,
+               sess_marks_utm_campaign AS campaign
+        FROM stats.events
+        WHERE name = 'session'
+    ),
+    conversions AS (
+        SELECT uid, min(timestamp) AS conv_ts,
+               argMin(toFloat64OrZero(data_extra.value[indexOf(data_extra.key, 'revenue')]), timestamp) AS revenue
+        FROM stats.events
+        WHERE name = 'purchase'
+        GROUP BY uid
+    ),
+    paths AS (
+        SELECT c.uid AS uid, any(c.conv_ts) AS conv_ts, any(c.revenue) AS revenue,
+               arraySort(t -> t.1, groupArray((s.ts, s.channel, s.campaign))) AS touches
+        FROM conversions AS c
+        INNER JOIN sessions AS s ON s.uid = c.uid
+        WHERE s.ts <= c.conv_ts
+        GROUP BY c.uid
+    ),
+    credited AS (
+        SELECT revenue, touch.2 AS channel, touch.3 AS campaign,
+               first_c, last_c, lnd_c, linear_c, decay_c, position_c
+        FROM (
+            SELECT revenue, touches, length(touches) AS n, arrayEnumerate(touches) AS idx,
+                   if(arrayLastIndex(t -> t.2 != 'direct', touches) = 0, n, arrayLastIndex(t -> t.2 != 'direct', touches)) AS lnd_at,
+                   arrayMap(t -> exp2(-(toFloat64(conv_ts) - toFloat64(t.1)) / half_life_ms), touches) AS w,
+                   arrayMap(i -> toFloat64(i = 1), idx) AS first_cs,
+                   arrayMap(i -> toFloat64(i = n), idx) AS last_cs,
+                   arrayMap(i -> toFloat64(i = lnd_at), idx) AS lnd_cs,
+                   arrayMap(i -> 1 / n, idx) AS linear_cs,
+                   arrayMap(x -> x / arraySum(w), w) AS decay_cs,
+                   arrayMap(i -> multiIf(n = 1, 1., n = 2, 0.5, i = 1 OR i = n, 0.4, 0.2 / (n - 2)), idx) AS position_cs
+            FROM paths
+        )
+        ARRAY JOIN touches AS touch, first_cs AS first_c, last_cs AS last_c, lnd_cs AS lnd_c,
+                   linear_cs AS linear_c, decay_cs AS decay_c, position_cs AS position_c
+    )
+SELECT channel, if(campaign = '', '(none)', campaign) AS campaign,
+       round(sum(first_c), 2) AS c_first, round(sum(last_c), 2) AS c_last, round(sum(lnd_c), 2) AS c_last_non_direct,
+       round(sum(linear_c), 2) AS c_linear, round(sum(decay_c), 2) AS c_time_decay, round(sum(position_c), 2) AS c_position,
+       round(sum(first_c * revenue), 2) AS r_first, round(sum(last_c * revenue), 2) AS r_last,
+       round(sum(lnd_c * revenue), 2) AS r_last_non_direct, round(sum(linear_c * revenue), 2) AS r_linear,
+       round(sum(decay_c * revenue), 2) AS r_time_decay, round(sum(position_c * revenue), 2) AS r_position
+FROM credited
+GROUP BY channel, campaign
+ORDER BY r_last_non_direct DESC, channel, campaign

@@ -1,0 +1,21 @@
+-- The shop's funnel by source: as 08-funnel-by-day.sql, grouped by the channel of the
+-- attempt's first event (docs/tutorials/08-funnels.md).
+WITH attempts AS (
+    SELECT date, uid,
+           argMin(if(sess_marks_utm_source != '', concat(sess_marks_utm_source, ' / ', sess_marks_utm_medium), sess_type), timestamp) AS channel,
+           windowFunnel(86400000)(timestamp,
+               name = 'session',
+               name = 'page' AND page_url LIKE '%/product/%',
+               name = 'page' AND page_url LIKE '%/checkout%',
+               name = 'purchase') AS level
+    FROM stats.events
+    GROUP BY date, uid
+)
+SELECT channel,
+       countIf(level >= 1) AS visits, countIf(level >= 2) AS product, countIf(level >= 3) AS checkout, countIf(level >= 4) AS purchase,
+       round(product / visits, 3) AS visit_to_product, round(if(product > 0, checkout / product, NULL), 3) AS product_to_checkout,
+       round(if(checkout > 0, purchase / checkout, NULL), 3) AS checkout_to_purchase, round(purchase / visits, 3) AS visit_to_purchase
+FROM attempts
+WHERE level >= 1
+GROUP BY channel
+ORDER BY visits DESC, channel

@@ -1,0 +1,29 @@
+-- Visitor segments: recency / frequency / monetary scores and behaviour rules, one row per
+-- visitor (docs/tutorials/10-segments.md). "Now" is the newest event in the store.
+WITH
+    (SELECT max(timestamp) FROM stats.events) AS as_of,
+    visitors AS (
+        SELECT uid,
+               (as_of - max(timestamp)) / 86400000 AS days_since,
+               countIf(name = 'session') AS sessions,
+               countIf(name = 'purchase') AS purchases,
+               sumIf(toFloat64OrZero(data_extra.value[indexOf(data_extra.key, 'revenue')]), name = 'purchase') AS revenue,
+               countIf(name = 'page' AND path(page_url) = '/checkout') AS checkouts,
+               countIf(name = 'form_submit') AS leads
+        FROM stats.events
+        GROUP BY uid
+    )
+SELECT toString(uid) AS uid, round(days_since, 2) AS days_since, sessions, purchases, revenue,
+       multiIf(days_since <= 2, 3, days_since <= 7, 2, 1) AS r,
+       multiIf(sessions >= 4, 3, sessions >= 2, 2, 1) AS f,
+       multiIf(revenue >= 149, 3, revenue > 0, 2, 1) AS m,
+       concat('R', toString(r), 'F', toString(f), 'M', toString(m)) AS rfm,
+       multiIf(m >= 2 AND r >= 2 AND f >= 2, 'champion',
+               m >= 2, 'buyer',
+               checkouts > 0, 'cart_abandoner',
+               leads > 0, 'lead',
+               f >= 2 AND r = 1, 'at_risk',
+               f = 1 AND r >= 2, 'new',
+               'visitor') AS segment
+FROM visitors
+ORDER BY uid

@@ -1,0 +1,188 @@
+"""Generated events in a real store, and the recipes' SQL asked of it over RPC.
+
+The whole store path: ``band demo --store`` writes the events through the store's own
+config, tables, row builder and insert; then the stock store service runs (``band run`` of
+band/store/service, on a nats-server of its own so other tests' events stay out) and every
+recipe is asked of it with ``store.query`` over RPC, read-only, as ``band sql`` would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import functools
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from band.demo import generate
+from band.natsserver import NatsServer
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPES = ROOT / "examples" / "recipes"
+START = dt.date(2026, 11, 1)
+SEED, VISITORS, DAYS = 1, 500, 14  # the docs' samples use these
+CLI = "band sql --format json"
+
+
+def events(seed: int = SEED, visitors: int = VISITORS, days: int = DAYS) -> list[dict[str, Any]]:
+    return _events(seed, visitors, days)
+
+
+@functools.lru_cache(maxsize=4)
+def _events(seed: int, visitors: int, days: int) -> list[dict[str, Any]]:
+    return generate(seed, visitors, days, START)
+
+
+def everyday() -> tuple[str, ...]:
+    """The recipes over the demo events alone (1-3 and 9 need their own tables, services and hits)."""
+    return tuple(sorted(str(p) for p in RECIPES.glob("*.sql") if p.name.startswith(("04-", "05-", "06-", "07-", "08-", "10-"))))
+
+
+def history_visitor(seed: int = SEED, visitors: int = VISITORS, days: int = DAYS) -> tuple[str, str]:
+    """(uid, user id) of the identified buyer with the most sessions: the history page's example."""
+    evs = events(seed, visitors, days)
+    sessions: dict[str, int] = {}
+    for e in evs:
+        if e["name"] == "session":
+            sessions[e["uid"]] = sessions.get(e["uid"], 0) + 1
+    buyers = {e["uid"] for e in evs if e["name"] == "purchase"}
+    ids = {e["uid"]: e["data"]["data"]["user_id"] for e in evs if e["name"] == "identify"}
+    uid = max((u for u in ids if u in buyers), key=lambda u: (sessions[u], u))
+    return uid, ids[uid]
+
+
+def _params_for(name: str, seed: int, visitors: int, days: int) -> dict[str, Any] | None:
+    uid, user_id = history_visitor(seed, visitors, days)
+    return {"04-user-history.sql": {"uid": uid}, "04-uids-of-user.sql": {"user_id": user_id}}.get(Path(name).name)
+
+
+async def _ask(url: str, files: tuple[str, ...], svcs: list[subprocess.Popen[str]], seed: int, visitors: int, days: int) -> dict[str, Any]:
+    from band._core.rpc import RPC
+    from band._runtime.connect import connect
+    from band.errors import RPCError
+
+    nc = await connect(url, name="tutorial-tests", max_reconnect_attempts=0)
+    rpc = RPC(lambda: nc)
+    try:
+        await store_ready(rpc, svcs)
+        deadline = asyncio.get_running_loop().time() + 30
+        while True:  # and the history service answers
+            try:
+                await rpc.request("history", "timeline", timeout__=2, uid="1")
+                break
+            except RPCError:
+                assert asyncio.get_running_loop().time() < deadline, "the history service did not answer"
+                await asyncio.sleep(0.2)
+        out: dict[str, Any] = {}
+        for name in files:
+            out[name] = await rpc.request("store", "query", timeout__=60, sql=Path(name).read_text(),
+                                          params=_params_for(name, seed, visitors, days))
+        uid, user_id = history_visitor(seed, visitors, days)
+        out["history uid"] = await rpc.request("history", "timeline", timeout__=60, uid=uid)
+        out["history user_id"] = await rpc.request("history", "timeline", timeout__=60, user_id=user_id)
+        try:
+            await rpc.request("history", "timeline", timeout__=10)
+            out["history nothing"] = None
+        except RPCError as exc:
+            out["history nothing"] = [exc.code, exc.message]
+        return out
+    finally:
+        await nc.close()
+
+
+@contextlib.contextmanager
+def stack(seed: int, visitors: int, days: int, services: list[Path], env: dict[str, str] | None = None
+          ) -> Iterator[tuple[str, list[subprocess.Popen[str]]]]:
+    """The demo events in a store, a nats-server of its own, the store service and ``services``.
+
+    Yields the NATS URL and the service processes; stops them all on exit.
+    """
+    pytest.importorskip("chdb")
+    import band.store
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Path(tmp) / "store"
+        fill = subprocess.run([sys.executable, "-m", "band", "demo", "--store", str(store), "--seed", str(seed), "--visitors", str(visitors),
+                               "--days", str(days), "--start", START.isoformat()], cwd=tmp, capture_output=True, text=True, timeout=600,
+                              env={**os.environ, **(env or {})})
+        assert fill.returncode == 0, fill.stderr[-4000:]
+        with NatsServer(store_dir=Path(tmp) / "js") as nats:
+            full_env = {**os.environ, "STORE_DIR": str(store), "NATS_URL": nats.url, **(env or {})}
+            log_path = Path(tmp) / "services.log"
+            log = open(log_path, "w")
+            svcs = [subprocess.Popen([sys.executable, "-m", "band", "run", str(path), "--nats", nats.url], cwd=tmp, env=full_env,
+                                     stdout=subprocess.DEVNULL, stderr=log, text=True)
+                    for path in [Path(band.store.__file__).parent / "service", *services]]
+            try:
+                yield nats.url, svcs
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}; the services said: {log_path.read_text()[-3000:]}") from None
+            finally:
+                for svc in svcs:
+                    svc.terminate()
+                for svc in svcs:
+                    try:
+                        svc.wait(timeout=30)
+                    except subprocess.TimeoutExpired:
+                        svc.kill()
+                        svc.wait()
+                log.close()
+
+
+async def store_ready(rpc: Any, svcs: list[subprocess.Popen[str]]) -> None:
+    """Until the store service answers status with state "writing"."""
+    from band.errors import RPCError
+
+    deadline = asyncio.get_running_loop().time() + 60
+    while True:
+        assert all(svc.poll() is None for svc in svcs), "a service exited"
+        try:
+            if (await rpc.request("store", "status", timeout__=2))["state"] == "writing":
+                return
+        except RPCError:
+            pass
+        assert asyncio.get_running_loop().time() < deadline, "the store did not become ready"
+        await asyncio.sleep(0.2)
+
+
+@functools.lru_cache(maxsize=4)
+def _run(seed: int, visitors: int, days: int, files: tuple[str, ...]) -> dict[str, Any]:
+    with stack(seed, visitors, days, [RECIPES / "history"]) as (url, svcs):
+        answers = asyncio.run(_ask(url, files, svcs, seed, visitors, days))
+        # the documented command too: band sql --format json, as the Markov page pipes it
+        cli = subprocess.run([sys.executable, "-m", "band", "sql", "--format", "json", "--nats", url,
+                              (RECIPES / "06-markov-transitions.sql").read_text()], capture_output=True, text=True, timeout=120)
+        assert cli.returncode == 0, cli.stderr
+        answers[CLI] = cli.stdout
+        return answers
+
+
+def answer(recipe: str, seed: int = SEED, visitors: int = VISITORS, days: int = DAYS) -> dict[str, Any]:
+    """``store.query``'s whole answer (columns and rows) for ``examples/recipes/<recipe>``."""
+    every = everyday()
+    return dict(_run(seed, visitors, days, every)[str(RECIPES / recipe)])
+
+
+def answers(key: str) -> Any:
+    """Another answer from the run: ``history uid``, ``history user_id``, ``history nothing``."""
+    every = everyday()
+    return _run(SEED, VISITORS, DAYS, every)[key]
+
+
+def band_sql_json_markov() -> str:
+    """What ``band sql --format json "$(cat 06-markov-transitions.sql)"`` printed."""
+    every = everyday()
+    return str(_run(SEED, VISITORS, DAYS, every)[CLI])
+
+
+def query(recipe: str, seed: int = SEED, visitors: int = VISITORS, days: int = DAYS) -> list[dict[str, Any]]:
+    """The rows of ``examples/recipes/<recipe>`` over the generated events, from the store service."""
+    every = everyday()
+    return list(_run(seed, visitors, days, every)[str(RECIPES / recipe)]["rows"])
