@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 
 from support.poll import wait_for
-from band.natsserver import free_port
+from band.cli.ports import free_port
 from support.sdk import make_edge_certs
 
 

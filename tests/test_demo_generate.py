@@ -75,7 +75,7 @@ async def test_through_a_real_edge_every_event_arrives_as_generated(tmp_path: An
     """On a nats-server of its own: ~700 events in the shared stream would be a backlog for other tests' listeners."""
     import nats
 
-    from band.natsserver import NatsServer
+    from band.cli.natsserver import NatsServer
 
     with NatsServer(store_dir=tmp_path / "js") as server:
         nc = await nats.connect(server.url)

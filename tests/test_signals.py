@@ -17,7 +17,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from band.natsserver import NatsServer, free_port
+from band.cli.natsserver import NatsServer
+from band.cli.ports import free_port
 from support.fakes import FakeService, returns, unique
 from support.poll import pinged, wait_for
 from support.processes import Proc, _spawn, start_edge, write_service

@@ -22,7 +22,7 @@ from typing import Any, Iterator
 import pytest
 
 from band.demo import generate
-from band.natsserver import NatsServer
+from band.cli.natsserver import NatsServer
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "examples" / "recipes"

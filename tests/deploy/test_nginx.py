@@ -16,7 +16,7 @@ import pytest
 
 from support.poll import wait_for
 from support.fakes import running_edge
-from band.natsserver import free_port
+from band.cli.ports import free_port
 from support.sdk import DEPLOY, arrivals, make_edge_certs
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
