@@ -28,8 +28,8 @@ from typing import Any
 import nats
 
 from band import App, store, wire
-from band.cli.natsserver import NatsServer
 from band._core.app import set_current
+from band.cli.natsserver import NatsServer
 from band.store.config import load
 from band.store.rows import RowBuilder
 from band._runtime.stream import ensure_stream
@@ -67,8 +67,9 @@ def sdk_event(n: int) -> dict[str, Any]:
     }
 
 
-def ceiling(rows: list[dict[str, Any]], folder: Path) -> float:
-    """Rows/s of a direct chDB INSERT ... FORMAT JSONEachRow, in a child (chDB keeps one path per process)."""
+def ceiling(rows: list[dict[str, Any]], folder: Path) -> tuple[float, float]:
+    """Rows/s and CPU µs per row of a direct chDB INSERT ... FORMAT JSONEachRow, in a
+    child (chDB keeps one path per process)."""
     code = f"""
 import json, sys, time
 from band.store.backend import ChdbBackend
@@ -78,23 +79,32 @@ rows = json.load(open({str(folder / 'rows.json')!r}))
 b = ChdbBackend(__import__('pathlib').Path({str(folder / 'ceiling')!r}))
 ensure(b, load())
 bodies = ["\\n".join(json.dumps(r, separators=(',', ':')) for r in rows[i:i + 5000]).encode() for i in range(0, len(rows), 5000)]
-t = time.perf_counter()
+t, c = time.perf_counter(), time.process_time()
 for body in bodies:
     b.insert('stats', 'events', body)
-print(len(rows) / (time.perf_counter() - t))
+print(len(rows) / (time.perf_counter() - t), (time.process_time() - c) / len(rows) * 1e6)
 """
     import json
 
     (folder / "rows.json").write_text(json.dumps(rows))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return float(out.stdout.strip().splitlines()[-1])
+    rate, cpu = out.stdout.strip().splitlines()[-1].split()
+    return float(rate), float(cpu)
 
 
-def rss_mb(pid: int) -> float:
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """A process's resident memory (``VmHWM``: its peak so far), MB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds a process has used: on a shared machine CPU per event is
+    the honest figure, wall-clock rates depend on the neighbours."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def count() -> int:
@@ -106,14 +116,15 @@ async def count() -> int:
 
 async def main(n: int) -> None:
     folder = Path(tempfile.mkdtemp(prefix="bench-store-"))
-    events = [sdk_event(i) for i in range(n)]
+    events = [sdk_event(i) for i in range(min(n, 50_000))]
     builder = RowBuilder(load())
     t = time.perf_counter()
     rows = [builder.build(e)[1] for e in events]
-    build_us = (time.perf_counter() - t) / n * 1e6
-    top = ceiling(rows, folder)
+    build_us = (time.perf_counter() - t) / len(events) * 1e6
+    top, top_cpu = ceiling(rows, folder)
     print(f"row building: {build_us:.1f} µs per event ({1e6 / build_us:,.0f} events/s on one core)")
-    print(f"ceiling, direct chDB INSERT FORMAT JSONEachRow: {top:,.0f} rows/s")
+    print(f"ceiling, direct chDB INSERT FORMAT JSONEachRow: {top:,.0f} rows/s, {top_cpu:.1f} CPU µs per row "
+          f"({1e6 / top_cpu:,.0f} rows per CPU-second)")
 
     with NatsServer(store_dir=folder / "js") as server:
         nc = await nats.connect(server.url)
@@ -122,26 +133,40 @@ async def main(n: int) -> None:
         set_current(app)
         js = nc.jetstream()
         await ensure_stream(js)
+        published = time.perf_counter()
         for start in range(0, n, 1000):
             acks = [js.publish("in.gen.track.page", wire.encode(e), headers={wire.MSG_ID_HEADER: e["id"]})
-                    for e in events[start:start + 1000]]
+                    for e in map(sdk_event, range(start, min(start + 1000, n)))]
             await asyncio.gather(*acks)
+            if start % 100_000 == 0 and start:
+                print(f"  published {start:,} / {n:,}", flush=True)
+        print(f"backlog: {n:,} events in JetStream ({time.perf_counter() - published:.0f} s to publish)")
         env = {**os.environ, "NATS_URL": server.url, "STORE_DIR": str(folder / "data")}
         proc = subprocess.Popen([sys.executable, "-m", "band", "store"], env=env, cwd=folder,
                                 stdout=subprocess.DEVNULL, stderr=open(folder / "store.log", "wb"))
         try:
-            peak = 0.0
+            assert server.process is not None
+            nats_pid = server.process.pid
             while await count() < 0:
                 await asyncio.sleep(0.05)
             started, first = time.perf_counter(), await count()
+            cpu0, nats0 = cpu_s(proc.pid), cpu_s(nats_pid)
+            shown = first
             while (got := await count()) < n:
-                peak = max(peak, rss_mb(proc.pid))
+                if got - shown >= 100_000:
+                    print(f"  stored {got:,} / {n:,}", flush=True)
+                    shown = got
                 await asyncio.sleep(0.1)
             took = time.perf_counter() - started
+            store_us = (cpu_s(proc.pid) - cpu0) / (got - first) * 1e6
+            nats_us = (cpu_s(nats_pid) - nats0) / (got - first) * 1e6
             rate = (got - first) / took
-            print(f"ingest from the stream into embedded chDB: {rate:,.0f} events/s "
-                  f"({rate / top:.2f}x the direct-insert ceiling), {n:,} events of backlog")
-            print(f"store RSS while catching up: peak {peak:.0f} MB, after {rss_mb(proc.pid):.0f} MB")
+            print(f"ingest from the stream into embedded chDB: {rate:,.0f} events/s wall "
+                  f"({rate / top:.2f}x the direct-insert ceiling), {got - first:,} events of backlog")
+            print(f"CPU per event: store {store_us:.1f} µs ({1e6 / store_us:,.0f} events per CPU-second, "
+                  f"{store_us / top_cpu:.2f}x the ceiling's CPU per row), nats-server {nats_us:.1f} µs")
+            print(f"store RSS: peak {rss_mb(proc.pid, 'VmHWM'):.0f} MB while catching up, "
+                  f"now {rss_mb(proc.pid):.0f} MB")
 
             sent: dict[int, float] = {}
             seen: dict[int, float] = {}
@@ -176,5 +201,6 @@ async def main(n: int) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--events", type=int, default=50_000,
+                        help="events of backlog to catch up on (default 50000; the ceiling uses the first 50000)")
     asyncio.run(main(parser.parse_args().events))

@@ -38,6 +38,10 @@ def version() -> str:
 
 def parser() -> argparse.ArgumentParser:
     """``band``'s parser, with every command group registered."""
+    return _build()[0]
+
+
+def _build() -> tuple[argparse.ArgumentParser, Commands]:
     top = argparse.ArgumentParser(prog="band", usage="band [-h] [--version] COMMAND [ARGS...]", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
     top.add_argument("--version", action="version", version=f"band {version()}")
     commands = Commands(top.add_subparsers(dest="command", metavar="COMMAND", help=argparse.SUPPRESS))  # listed above
@@ -47,13 +51,20 @@ def parser() -> argparse.ArgumentParser:
     top.description = "band: small Python services for event pipelines on NATS.\n\n" + "\n".join(
         f"  {synopsis:<{width}}  {summary}" for synopsis, summary in commands.synopses
     )
-    return top
+    return top, commands
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``band`` script; returns the exit code."""
-    top = parser()
-    args = top.parse_args(sys.argv[1:] if argv is None else list(argv))
+    top, commands = _build()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    own = commands.own_parsers.get(argv[0]) if argv else None
+    if own is not None:  # argparse would take its options (--help, --seed) for band's own
+        from .._core import log
+
+        log.configure()
+        return int(own(argv[1:]))
+    args = top.parse_args(argv)
     if args.command is None:
         top.print_help()
         return 2

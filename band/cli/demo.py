@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
-
 from .parser import Commands
 
 
 def register(commands: Commands) -> None:
-    parser = commands.add("demo", "[--store|--jsonl FILE]", "generate demo traffic (visitors, sessions, campaigns, purchases)", run, add_help=False)
-    parser.add_argument("args", nargs=argparse.REMAINDER)  # its own parser answers --help
+    commands.add_own("demo", "[--store|--jsonl FILE]", "generate demo traffic (visitors, sessions, campaigns, purchases)", main)
 
 
-def run(args: argparse.Namespace) -> int:
-    from ..demo.cli import main
+def main(argv: list[str]) -> int:
+    from ..demo.cli import main as demo_main
 
-    return main(args.args)
+    return demo_main(argv)

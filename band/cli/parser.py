@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 Run = Callable[[argparse.Namespace], int]  # a command: parsed arguments in, exit code out
+Main = Callable[[list[str]], int]  # a command with a parser of its own: its raw arguments in
 
 
 @dataclass
@@ -20,6 +21,7 @@ class Commands:
 
     sub: Any  # argparse's _SubParsersAction, which has no public name
     synopses: list[tuple[str, str]] = field(default_factory=list)
+    own_parsers: dict[str, Main] = field(default_factory=dict)
 
     def add(self, name: str, synopsis: str, summary: str, run: Run, **options: Any) -> argparse.ArgumentParser:
         """A subcommand ``band NAME``; ``run(args)`` executes it. ``options`` go to argparse."""
@@ -28,3 +30,9 @@ class Commands:
         parser.set_defaults(run=run)
         self.synopses.append((f"band {name} {synopsis}".rstrip(), summary))
         return parser
+
+    def add_own(self, name: str, synopsis: str, summary: str, main: Main) -> None:
+        """A subcommand that parses its own arguments (``--help`` included): ``main`` gets
+        everything after ``band NAME`` untouched."""
+        self.add(name, synopsis, summary, lambda args: main(list(args.args)), add_help=False).add_argument("args", nargs=argparse.REMAINDER)
+        self.own_parsers[name] = main

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-import argparse
-
 from .parser import Commands
 
 
 def register(commands: Commands) -> None:
-    for name, synopsis, summary in (
-        ("sql", '"SELECT ..."', "query the store (every event, in ClickHouse); --format json|csv|tsv"),
-        ("store", "[replay|status]", "run the store service; re-read the stream into it; its health"),
-    ):
-        parser = commands.add(name, synopsis, summary, run, add_help=False)  # its own parser answers --help
-        parser.add_argument("args", nargs=argparse.REMAINDER)
+    commands.add_own("sql", '"SELECT ..."', "query the store (every event, in ClickHouse); --format json|csv|tsv", sql)
+    commands.add_own("store", "[replay|status]", "run the store service; re-read the stream into it; its health", store)
 
 
-def run(args: argparse.Namespace) -> int:
+def sql(argv: list[str]) -> int:
     from ..store.cli import main
 
-    return main([args.command, *args.args])
+    return main(["sql", *argv])
+
+
+def store(argv: list[str]) -> int:
+    from ..store.cli import main
+
+    return main(["store", *argv])

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -22,6 +23,17 @@ from .schema import Table
 from .values import Converter, Misfit, converter, text
 
 _EPOCH = dt.date(1970, 1, 1)
+
+
+@functools.lru_cache(maxsize=4096)
+def _day(days: int) -> str:
+    """``YYYY-MM-DD`` of a day number since 1970 (events come in runs of the same day)."""
+    return (_EPOCH + dt.timedelta(days=days)).isoformat()
+
+
+def _is_text(type_: str) -> bool:
+    """``String``, ``LowCardinality(String)``: a column that takes any text as it is."""
+    return type_.replace("LowCardinality(", "").replace("Nullable(", "").rstrip(")").strip() == "String"
 
 
 class BadRow(ValueError):
@@ -36,27 +48,30 @@ class _Slot:
     convert: Converter | None
     extra: str  # the extra's prefix ("" = root extra), used when column is None or the value misfits
     key: str  # the key inside that extra
+    plain: type | None = None  # a value of exactly this type goes to the column as it is (str into String)
 
 
 class TableLayout:
     """One table's columns and extras, with the path → slot answers cached in a trie
     (one dict per level, walked beside the event, so a known path costs a dict lookup
-    per key and no tuple)."""
+    per key and no tuple). An entry is ``[slot or None, trie of the level below, path]``."""
 
     MAX_CACHED = 100_000  # paths from a hostile client cannot grow the cache forever
 
     def __init__(self, table: Table) -> None:
         self.table = table
         self.columns = {name: converter(col.type) for name, col in table.columns.items() if "." not in name}
+        self._text = {name for name, col in table.columns.items() if _is_text(col.type)}
         self.extras = table.extra_prefixes()
-        self.trie: dict[str, list[Any]] = {}  # key -> [slot of this path or None, trie of the level below]
+        self.root: list[Any] = [None, {}, ()]
         self._cached = 0
 
-    def child(self, trie: dict[str, list[Any]], key: str) -> list[Any]:
-        """The trie entry of ``key`` (a throwaway one once the cache is full)."""
+    def child(self, parent: list[Any], key: str) -> list[Any]:
+        """The trie entry of ``key`` under ``parent`` (a throwaway one once the cache is full)."""
+        trie: dict[str, list[Any]] = parent[1]
         entry = trie.get(key)
         if entry is None:
-            entry = [None, {}]
+            entry = [None, {}, parent[2] + (key,)]
             if self._cached < self.MAX_CACHED:
                 trie[key] = entry
                 self._cached += 1
@@ -66,7 +81,7 @@ class TableLayout:
         name = "_".join(path)
         extra, key = self._nearest_extra(path)
         convert = self.columns.get(name)
-        return _Slot(name if convert is not None else None, convert, extra, key)
+        return _Slot(name if convert is not None else None, convert, extra, key, str if name in self._text else None)
 
     def _nearest_extra(self, path: tuple[str, ...]) -> tuple[str, str]:
         for cut in range(len(path) - 1, 0, -1):
@@ -109,18 +124,17 @@ class RowBuilder:
         layout = self.layouts[table]
         row: dict[str, Any] = {}
         extras: dict[str, tuple[list[str], list[str]]] = {}
-        for prop in self._copy_props:
-            if prop in message and prop not in ("data",):
-                self._put(layout, row, extras, (prop,), message[prop])
+        top = {prop: message[prop] for prop in self._copy_props if prop in message and prop != "data"}
         if self._flatten_td and isinstance(message.get("td"), dict):
-            self._walk(layout, row, extras, ("td",), message["td"])
+            top["td"] = message["td"]
         data = message.get("data")
+        if data is not None and not isinstance(data, dict):
+            top["data"] = data
+        self._walk(layout, row, extras, top)
         if isinstance(data, dict):
-            self._walk(layout, row, extras, (), data)
-        elif data is not None:
-            self._put(layout, row, extras, ("data",), data)
-        if isinstance(message.get("params"), Mapping):
-            self._walk(layout, row, extras, ("params",), message["params"])
+            self._walk(layout, row, extras, data)
+        if isinstance(message.get("params"), dict):
+            self._walk(layout, row, extras, {"params": message["params"]})
         for column, paths in self.config.copy.items():
             if column in layout.columns and column not in row:
                 self._copy(layout, row, column, message, paths)
@@ -144,29 +158,30 @@ class RowBuilder:
 
     # --- pieces --------------------------------------------------------------------
     def _walk(self, layout: TableLayout, row: dict[str, Any], extras: dict[str, tuple[list[str], list[str]]],
-              path: tuple[str, ...], value: Mapping[str, Any]) -> None:
-        """Every leaf under ``value`` into ``row``: the hot loop of the store."""
+              value: dict[str, Any]) -> None:
+        """Every leaf under ``value`` (an object at the event's root) into ``row``: the hot
+        loop of the store, one trie step per key."""
         quarter, child_of = self._quarter, layout.child
-        trie = layout.trie
-        for key in path:
-            trie = child_of(trie, key)[1]
-        stack = [(path, value, trie)]
+        stack = [(value, layout.root)]
         while stack:
-            prefix, node, level = stack.pop()
+            node, parent = stack.pop()
+            level = parent[1]
             for key, child in node.items():
-                entry = level.get(key) or child_of(level, key)
+                entry = level.get(key) or child_of(parent, key)
                 kind = type(child)
                 if kind is dict:  # JSON objects are plain dicts: no ABC check on the hot path
-                    stack.append((prefix + (key,), child, entry[1]))
+                    stack.append((child, entry))
                     continue
                 if child is None:
                     continue
-                if kind is str and len(child) > quarter and len(child.encode()) > self._max:
-                    where = ".".join(prefix + (key,))
-                    raise BadRow(f"{where} is {len(child.encode())} bytes, over max_value_bytes {self._max}")
                 slot = entry[0]
                 if slot is None:
-                    slot = entry[0] = layout.slot(prefix + (key,))
+                    slot = entry[0] = layout.slot(entry[2])
+                if kind is str and len(child) > quarter and len(child.encode()) > self._max:
+                    raise BadRow(f"{'.'.join(entry[2])} is {len(child.encode())} bytes, over max_value_bytes {self._max}")
+                if kind is slot.plain:
+                    row[slot.column] = child
+                    continue
                 convert = slot.convert
                 if convert is not None:
                     try:
@@ -180,18 +195,13 @@ class RowBuilder:
                 bucket[0].append(slot.key)
                 bucket[1].append(child if kind is str else text(child))
 
-    def _put(self, layout: TableLayout, row: dict[str, Any], extras: dict[str, tuple[list[str], list[str]]],
-             path: tuple[str, ...], value: Any) -> None:
-        """One value at ``path``, by the same loop as every other leaf."""
-        self._walk(layout, row, extras, path[:-1], {path[-1]: value})
-
     def _copy(self, layout: TableLayout, row: dict[str, Any], column: str, message: Mapping[str, Any],
               paths: tuple[str, ...]) -> None:
         for path in paths:
             value: Any = message
             for part in path.split("."):
-                value = value.get(part) if isinstance(value, Mapping) else None
-            if value is None or isinstance(value, (Mapping, list)):
+                value = value.get(part) if isinstance(value, dict) else None
+            if value is None or isinstance(value, (dict, list)):
                 continue
             try:
                 row[column] = layout.columns[column](value)
@@ -206,7 +216,7 @@ class RowBuilder:
         ms = time_ms if isinstance(time_ms, int) and not isinstance(time_ms, bool) and 0 < time_ms < 2**42 else fallback_ms
         seconds = ms // 1000
         if "date" in columns:
-            row["date"] = (_EPOCH + dt.timedelta(days=seconds // 86400)).isoformat()
+            row["date"] = _day(seconds // 86400)
         if "dateTime" in columns:
             row["dateTime"] = seconds
         if "timestamp" in columns:

@@ -25,6 +25,7 @@ from .backend import StoreError, Unavailable, open_backend
 from .config import StoreConfig
 from .metrics import metrics
 from .migrate import ensure
+from .pull import Puller
 from .rows import RowBuilder
 from .writer import Engine, Health, Writer
 
@@ -93,13 +94,13 @@ class Store:
         self.writer.checking_all = lambda: self._replay_task is not None and not self._replay_task.done()
         await self.writer.run()
 
-    def _writer(self, psub: Any, check_all: bool) -> Writer:
+    def _writer(self, psub: Puller, check_all: bool) -> Writer:
         assert self.engine is not None
         return Writer(self.engine, self.builder, psub, batch_rows=self.config.batch_rows,
                       batch_seconds=self.config.batch_seconds, ack_wait_s=self.ack_wait_s, health=self.health,
                       logger=self.log, check_all=check_all)
 
-    async def _consumer(self, nc: Client, durable: str, policy: DeliverPolicy, since: dt.datetime | None = None) -> Any:
+    async def _consumer(self, nc: Client, durable: str, policy: DeliverPolicy, since: dt.datetime | None = None) -> Puller:
         js = nc.jetstream()
         await ensure_stream(js)
         config = ConsumerConfig(
@@ -112,7 +113,7 @@ class Store:
             await js.add_consumer(wire.STREAM, config)
         except BadRequestError as exc:  # exists with other settings (an older version): use it as it is
             self.log.warning("store: using the existing consumer as it is", consumer=durable, reason=exc.description)
-        return await js.pull_subscribe_bind(durable=durable, stream=wire.STREAM, pending_msgs_limit=self.config.batch_rows * 8)
+        return await Puller(nc, wire.STREAM, durable, pending_limit=self.config.batch_rows * 8).start()
 
     async def stop(self) -> None:
         """Finish the batch in hand (bounded by the caller), leave the rest to JetStream."""

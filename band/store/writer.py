@@ -36,6 +36,7 @@ from .._core.log import Logger
 from .backend import Backend, StoreError
 from .config import BAD_ROWS
 from .metrics import metrics
+from .pull import Puller
 from .rows import BadRow, RowBuilder
 from .schema import quote
 
@@ -109,7 +110,7 @@ class Engine:
 class Writer:
     """Consumes one pull consumer into the store until ``stop`` is set."""
 
-    def __init__(self, engine: Engine, builder: RowBuilder, psub: Any, *, batch_rows: int, batch_seconds: float,
+    def __init__(self, engine: Engine, builder: RowBuilder, psub: Puller, *, batch_rows: int, batch_seconds: float,
                  ack_wait_s: float, health: Health, logger: Logger, check_all: bool = False) -> None:
         self.engine = engine
         self.builder = builder
@@ -135,10 +136,10 @@ class Writer:
                 wait = FETCH_WAIT_S if not batch else max(0.05, min(FETCH_WAIT_S, started + self.batch_seconds - now))
                 room = self.batch_rows - len(batch)
                 if room > 0:
-                    for msg in await self._fetch(room, wait):
-                        if not batch:
-                            started = loop.time()
-                        batch.append(self._item(msg))
+                    msgs = await self._fetch(room, wait)
+                    if msgs and not batch:
+                        started = min(self.psub.oldest, loop.time())  # the batch is as old as its first event
+                    batch.extend(map(self._item, msgs))
                 if batch and (len(batch) >= self.batch_rows or loop.time() - started >= self.batch_seconds):
                     if flushing is not None:
                         await flushing
@@ -149,11 +150,14 @@ class Writer:
                 await asyncio.shield(flushing)
             if batch and not self.health.state == "failed":
                 await self.flush(batch, give_up_on_stop=True)
+            try:
+                await self.psub.unsubscribe()
+            except Exception:  # closed connection: the subscription is gone with it
+                pass
 
     async def _fetch(self, room: int, wait: float) -> list[Msg]:
         try:
-            msgs: list[Msg] = await self.psub.fetch(room, timeout=wait)
-            return msgs
+            return await self.psub.fetch(room, timeout=wait)
         except (NatsTimeout, asyncio.TimeoutError):
             return []
         except asyncio.CancelledError:
@@ -164,11 +168,9 @@ class Writer:
             return []
 
     def _item(self, msg: Msg) -> Item:
-        meta = msg.metadata
-        seq = meta.sequence.stream
-        sent_ms = int(meta.timestamp.timestamp() * 1000) if meta.timestamp else int(time.time() * 1000)
+        seq, sent_ms, delivered = _delivery(msg.reply)
         fallback_id = ((sent_ms << 22) | (seq & 0x3FFFFF)) & (2**64 - 1)  # an id for an event without one
-        suspect = self.check_all or self.checking_all() or meta.num_delivered > 1
+        suspect = self.check_all or self.checking_all() or delivered > 1
         try:
             message = _load(msg.data)
         except wire.DecodeError as exc:
@@ -288,6 +290,19 @@ def _dump(row: dict[str, Any]) -> bytes:
         return _fast_dumps(row)  # type: ignore[no-any-return]
     except TypeError:  # an integer over 64 bits, a lone surrogate: ASCII-escaped JSON
         return _ENCODER.encode(row).encode()
+
+
+def _delivery(reply: str) -> tuple[int, int, int]:
+    """``(stream sequence, stored at in ms, times delivered)`` from a JetStream reply
+    subject, ``$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ns>.<pending>``
+    (or the form with domain and account hash before the stream): what nats-py's
+    ``metadata`` gives, without its objects and datetime per message."""
+    tokens = reply.split(".")
+    at = 2 if len(tokens) == 9 else 4
+    try:
+        return int(tokens[at + 3]), int(tokens[at + 5]) // 1_000_000, int(tokens[at + 2])
+    except (IndexError, ValueError):  # not from JetStream: suspect, so it is looked up
+        return 0, int(time.time() * 1000), 2
 
 
 def _message_of(msg: Msg) -> Any:
