@@ -89,7 +89,7 @@ async def scenario(url: str, svcs: list[Any], tmp: Path) -> dict[str, Any]:
     from band._runtime.connect import connect
 
     port = free_port()
-    edge = subprocess.Popen([sys.executable, "-m", "broker", "--host", "127.0.0.1", "--port", str(port), "--nats-url", url],
+    edge = subprocess.Popen([sys.executable, "-m", "broker", "--host", "127.0.0.1", "--port", str(port), "--nats", url],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     nc = await connect(url, name="other-services-test", max_reconnect_attempts=0)
     rpc = RPC(lambda: nc)
