@@ -27,7 +27,7 @@ from . import wire
 from .errors import ConfigError
 
 if TYPE_CHECKING:
-    from .service import Service
+    from ._runtime.service import Service
 
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 LAG_TIMEOUT_S = 0.5  # a scrape never waits longer than this for JetStream
@@ -49,7 +49,7 @@ class ServiceMetrics:
         self.errors = Counter("band_service_errors", "Failed requests, by endpoint and code", [*endpoint, "code"], registry=r)
         self.latency = Histogram("band_service_latency_seconds", "Time to handle one request", endpoint, buckets=BUCKETS, registry=r)
         inflight = Gauge("band_service_inflight", "Requests being handled now", ["service"], registry=r)
-        inflight.labels(self.name).set_function(lambda: len(service._inflight))
+        inflight.labels(self.name).set_function(lambda: service.gate.running)
         durable = ["service", "consumer"]
         self.lag = Gauge("band_durable_lag", "Events the durable listener has not been handed yet", durable, registry=r)
         self.redeliveries = Counter("band_durable_redeliveries", "Events delivered again after a failure or timeout", durable, registry=r)

@@ -17,9 +17,10 @@ from typing import Any
 
 from aiohttp import web
 
-from band import log as band_log
 from band import tracing
 from band.cli.edge import parse_args
+from band._core import log as band_log
+from band._runtime.signals import Signals
 
 from .app import make_app
 from .config import ConfigError, EdgeConfig, from_env, split_urls
@@ -30,24 +31,24 @@ log = logging.getLogger("broker")
 
 
 async def serve(config: EdgeConfig, *, reuse_port: bool = False, stop: asyncio.Event | None = None) -> None:
-    """Run one edge until ``stop`` is set (or SIGINT/SIGTERM), then shut down in order."""
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    """Run one edge until ``stop`` is set (or SIGINT/SIGTERM), then shut down in order.
+
+    The port binds before NATS answers (hits get 503 until it does); a signal stops
+    the edge in every state: starting, serving, or finishing in-flight hits.
+    """
     tls = server_context(config)
-    runner = web.AppRunner(make_app(config), access_log=None, shutdown_timeout=config.shutdown_timeout_s)
-    try:
-        await runner.setup()
-        site = web.TCPSite(runner, config.host, config.port, reuse_port=reuse_port or None, backlog=1024, ssl_context=tls)
-        await site.start()
-        log.info("band edge listening on %s://%s:%d (pid %d)", "https" if tls else "http", config.host, config.port, os.getpid())
-        await stop.wait()
-        log.info("band edge stopping: finishing in-flight hits")
-    finally:
-        await runner.cleanup()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
+    async with Signals(stop) as signals:
+        runner = web.AppRunner(make_app(config), access_log=None, shutdown_timeout=config.shutdown_timeout_s)
+        try:
+            await runner.setup()
+            site = web.TCPSite(runner, config.host, config.port, reuse_port=reuse_port or None, backlog=1024, ssl_context=tls)
+            await site.start()
+            log.info("band edge listening on %s://%s:%d (pid %d)", "https" if tls else "http", config.host, config.port, os.getpid())
+            with signals.graceful():
+                await signals.requested.wait()
+            log.info("band edge stopping: finishing in-flight hits")
+        finally:
+            await runner.cleanup()
 
 
 def _use_uvloop() -> None:

@@ -18,7 +18,7 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from band import wire
-from band.ids import new_id
+from band._core.ids import new_id
 
 from . import qs
 from .config import EdgeConfig, IPNetwork

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from qs_codec import DecodeOptions, decode
 
 from broker.qs import FORM, QUERY, QsError, parse
-from test_broker_fakes import running_edge, unique
-from test_sdk_support import arrivals
+from support.fakes import running_edge, unique
+from support.sdk import arrivals
 
 
 def q(text: str, **kw: Any) -> dict[str, Any]:

@@ -13,9 +13,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from conftest import wait_for
-from test_broker_lifecycle import free_port
-from test_sdk_support import make_edge_certs
+from support.poll import wait_for
+from band.cli.ports import free_port
+from support.sdk import make_edge_certs
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +57,8 @@ async def test_cli_serves_https_and_wss(nats_url: str, edge_certs: Path) -> None
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
 
 
 def test_bad_certificate_is_named(edge_certs: Path) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 from band.demo import CONVERSION, generate
 from band.demo.edge import send
-from test_broker_fakes import running_edge
+from support.fakes import running_edge
 
 START = dt.date(2026, 11, 1)
 

@@ -16,7 +16,7 @@ import pytest
 from band.cli.devstack import ports
 from band.cli.natsserver import NatsServer
 from band.cli.ports import free_port, port_in_use
-from conftest import pinged, wait_for
+from support.poll import pinged, wait_for
 
 SERVICE = '''
 from band import expose, response

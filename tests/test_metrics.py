@@ -21,8 +21,8 @@ import pytest
 
 from band import wire
 from band.cli.ports import free_port
-from conftest import wait_for
-from test_broker_fakes import running_edge, unique
+from support.poll import wait_for
+from support.fakes import running_edge, unique
 
 REPO = Path(__file__).resolve().parent.parent
 DASHBOARD = REPO / "deploy" / "grafana" / "band.json"

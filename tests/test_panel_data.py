@@ -18,7 +18,7 @@ from band.cli.ports import free_port
 from band.panel import edgemetrics, eventcounts
 from band.panel.app import running
 from band.panel.config import PanelConfig
-from band.stream import ensure_stream
+from band._runtime.stream import ensure_stream
 from band.testing import serve
 from conftest import pinged, wait_for
 from test_broker_fakes import running_edge

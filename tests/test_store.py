@@ -16,8 +16,9 @@ import pytest
 
 from band import RPCError, store
 from band.cli.natsserver import NatsServer
-from store_support import count, counted, event, publish, start_store
-from test_faults_support import start_edge, wait_until
+from support.store import count, counted, event, publish, start_store
+from support.poll import wait_for
+from support.processes import start_edge
 
 pytest.importorskip("chdb")
 
@@ -201,14 +202,14 @@ async def test_sigkill_mid_batch_under_load_loses_and_doubles_nothing(tmp_path: 
                 except aiohttp.ClientError:
                     return False
 
-            await wait_until(up, 30, "the edge to answer", [edge])
+            await wait_for(up, 30, "the edge to answer", procs=[edge])
 
             async def hits(n: int) -> None:
                 for i in range(n):
                     await hit(f"i={i}&utm_source=load")
 
             load = asyncio.gather(*(hits(400) for _ in range(8)))
-            await wait_until(lambda: _rows_over(200), 60, "the store to write", [proc])
+            await wait_for(lambda: _rows_over(200), 60, "the store to write", procs=[proc])
             proc.kill()  # SIGKILL, mid-batch: batches of 300 under 8 concurrent clients
             await load
         second = start_store(tmp_path, own_nats.url, name="second", **env)
@@ -219,7 +220,7 @@ async def test_sigkill_mid_batch_under_load_loses_and_doubles_nothing(tmp_path: 
             async def all_there() -> bool:
                 return await count(stored, ids=answered) == len(answered)
 
-            await wait_until(all_there, 120, f"the {len(answered)} answered hits stored", [second])
+            await wait_for(all_there, 120, f"the {len(answered)} answered hits stored", procs=[second])
             assert await count("SELECT count() AS n FROM stats.events") == await count(
                 "SELECT uniqExact(id) AS n FROM stats.events"), "each id once, by a plain count()"
             assert await count(stored, ids=answered) == len(answered) == len(set(answered))
@@ -251,7 +252,7 @@ async def test_clickhouse_unreachable_keeps_events_and_says_so(tmp_path: Path, o
                 return False
             return bool(status["state"] == "retrying" and status["ok"] is False and status["last_error"])
 
-        await wait_until(retrying, 60, "the store to report ClickHouse unreachable", [proc])
+        await wait_for(retrying, 60, "the store to report ClickHouse unreachable", procs=[proc])
         with pytest.raises(RPCError) as waiting:
             await store.query("SELECT 1", timeout__=10)
         assert waiting.value.code == 503 and "not ready" in waiting.value.message

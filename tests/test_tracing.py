@@ -24,11 +24,12 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from band import App, log, response, tracing, wire
 from band.cli.ports import free_port
+from band import App, response, tracing, wire
+from band._core import log
 from band.testing import serve
-from conftest import wait_for
-from test_broker_fakes import enrichers_seen, routed, running_edge, unique
+from support.poll import wait_for
+from support.fakes import enrichers_seen, routed, running_edge, unique
 
 UID = "6462464730849083392"
 PARENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"

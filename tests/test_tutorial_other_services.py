@@ -85,8 +85,8 @@ def get(url: str) -> int:
 
 
 async def scenario(url: str, svcs: list[Any], tmp: Path) -> dict[str, Any]:
-    from band.calls import RPC
-    from band.connect import connect
+    from band._core.rpc import RPC
+    from band._runtime.connect import connect
 
     port = free_port()
     edge = subprocess.Popen([sys.executable, "-m", "broker", "--host", "127.0.0.1", "--port", str(port), "--nats", url],

@@ -20,8 +20,8 @@ async def scenario(url: str, svcs: list[Any], uids: list[str]) -> dict[str, Any]
     import redis.asyncio as aioredis
 
     from band import wire
-    from band.calls import RPC
-    from band.connect import connect
+    from band._core.rpc import RPC
+    from band._runtime.connect import connect
     from band.response import from_wire
 
     nc = await connect(url, name="segments-test", max_reconnect_attempts=0)

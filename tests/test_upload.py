@@ -32,8 +32,8 @@ from band.files import FileRef, chunks
 from band.cli.natsserver import NatsServer
 from band.cli.ports import free_port
 from band.testing import serve
-from conftest import wait_for
-from test_broker_fakes import routed, running_edge, unique
+from support.poll import wait_for
+from support.fakes import routed, running_edge, unique
 
 BOUNDARY = "bandtestboundary7MA4YWxkTrZu0gW"
 MiB = 1024 * 1024
@@ -426,6 +426,8 @@ async def edge_process(nats_url: str, **env: str) -> AsyncIterator[tuple[subproc
         if edge.poll() is None:
             edge.kill()
             edge.wait()
+        if edge.stderr is not None:
+            edge.stderr.close()
 
 
 @pytest.mark.slow

@@ -64,8 +64,8 @@ def _params_for(name: str, seed: int, visitors: int, days: int) -> dict[str, Any
 
 
 async def _ask(url: str, files: tuple[str, ...], svcs: list[subprocess.Popen[str]], seed: int, visitors: int, days: int) -> dict[str, Any]:
-    from band.calls import RPC
-    from band.connect import connect
+    from band._core.rpc import RPC
+    from band._runtime.connect import connect
     from band.errors import RPCError
 
     nc = await connect(url, name="tutorial-tests", max_reconnect_attempts=0)

@@ -61,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     own = commands.own_parsers.get(argv[0]) if argv else None
     if own is not None:  # argparse would take its options (--help, --seed) for band's own
-        from .. import log
+        from .._core import log
 
         log.configure()
         return int(own(argv[1:]))
@@ -69,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         top.print_help()
         return 2
-    from .. import log
+    from .._core import log
 
     log.configure()  # to stderr: stdout carries the command's own output
     return int(args.run(args))

@@ -26,7 +26,7 @@ import aiohttp
 import nats.errors
 from nats.aio.client import Client
 
-from .. import config
+from .._core import settings as config
 from ..metrics import metrics_env
 from . import processes, target
 from .natsserver import NatsServer

@@ -13,11 +13,11 @@ import re
 import sys
 from typing import Any
 
-from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from .. import wire
-from ..calls import RPC
+from .._core.rpc import RPC
+from .._runtime.micro import collect as gather_micro
 from ..errors import RPCError
 from ..response import ErrorResponse, Response
 from . import target
@@ -87,28 +87,6 @@ def _run(command: Any, name: str) -> int:
     except BrokenPipeError:  # `band tail | head`: the reader left
         sys.stderr.close()
         return 0
-
-
-async def gather_micro(nc: Client, verb: str, wait: float, service: str | None = None) -> list[dict[str, Any]]:
-    """Send ``$SRV.<verb>[.<service>]`` and collect every answer for ``wait`` seconds."""
-    subject = f"{wire.SRV_PREFIX}.{verb}" + (f".{service}" if service else "")
-    inbox = nc.new_inbox()
-    answers: list[dict[str, Any]] = []
-
-    async def collect(msg: Msg) -> None:
-        try:
-            answers.append(json.loads(msg.data))
-        except ValueError:
-            pass
-
-    sub = await nc.subscribe(inbox, cb=collect)
-    try:
-        await nc.publish(subject, b"", reply=inbox)
-        await nc.flush()
-        await asyncio.sleep(wait)
-    finally:
-        await sub.unsubscribe()
-    return answers
 
 
 def _describe_endpoint(md: dict[str, str]) -> str:

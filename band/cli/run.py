@@ -24,6 +24,6 @@ def run_service(args: argparse.Namespace) -> int:
         from . import reload
 
         return reload.run(args.path, target.nats_url(args.nats), args.name)
-    from ..runner import run
+    from .._runtime.runner import run
 
     return run(args.path, target.nats_url(args.nats), args.name)

@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 from nats.aio.client import Client
 
-from ..connect import DEFAULT_URL, connect
+from .._runtime.connect import DEFAULT_URL, connect
 from .spelling import spell
 
 STATE_DIR = Path(".band")  # band up's state, relative to the directory it runs in

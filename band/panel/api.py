@@ -16,7 +16,7 @@ from nats.aio.client import Client
 from nats.js.errors import NotFoundError
 
 from .. import wire
-from ..calls import RPC
+from .._core.rpc import RPC
 from ..errors import RPCError, ServiceUnavailable
 from . import charts, eventcounts, jetstream, queries
 from .config import PanelConfig

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..app import current_app
+from .._core.app import current_app
 
 SERVICE = "store"
 DEFAULT_TIMEOUT_S = 30.0

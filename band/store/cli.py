@@ -56,7 +56,7 @@ def main(argv: Sequence[str]) -> int:
         return _run(_sql(args))
     args = _store_parser().parse_args(rest or ["run"])
     if args.action in (None, "run"):
-        from ..runner import run
+        from .._runtime.runner import run
         from .config import SERVICE_DIR
 
         return run(SERVICE_DIR, nats_url(args.nats), None)
@@ -77,8 +77,8 @@ def _run(work: Any) -> int:
 async def _call(url: str, method: str, timeout: float, **params: Any) -> Any:
     import nats.errors
 
-    from ..calls import RPC
-    from ..connect import connect
+    from .._core.rpc import RPC
+    from .._runtime.connect import connect
 
     try:
         nc = await connect(url, name="band-cli", max_reconnect_attempts=0, allow_reconnect=False)

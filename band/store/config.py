@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from .. import config as band_config
+from .._core import settings as band_config
 from ..errors import ConfigError
 from .schema import Column, Table, build_tables, merge
 

@@ -19,8 +19,8 @@ from nats.js.errors import BadRequestError, NotFoundError
 
 from .. import wire
 from ..errors import RPCError
-from ..log import Logger
-from ..stream import ensure_stream
+from .._core.log import Logger
+from .._runtime.stream import ensure_stream
 from .backend import StoreError, Unavailable, open_backend
 from .config import StoreConfig
 from .metrics import metrics

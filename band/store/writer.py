@@ -32,7 +32,7 @@ from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeout
 
 from .. import wire
-from ..log import Logger
+from .._core.log import Logger
 from .backend import Backend, StoreError
 from .config import BAD_ROWS
 from .metrics import metrics
