@@ -13,25 +13,25 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
 
-from .app import App, current_app
-from .blocking import blocking
+from ._core.app import App, current_app
+from ._core.blocking import blocking
 from .errors import BandError, ConfigError, NoResponders, RemoteError, RPCError, RPCTimeout, ServiceUnavailable
 from .response import response
 
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:  # what the module __getattr__ below hands out, for type checkers
-    from .calls import RPC
-    from .config import Settings
-    from .log import Logger
-    from .redis import RedisFactory
-    from .registry import Expose
-    from .tasks import Scheduler
+    from ._core.rpc import RPC
+    from ._core.settings import Settings
+    from ._core.log import Logger
+    from ._core.redis import RedisFactory
+    from ._core.registry import Expose
+    from ._core.scheduler import Scheduler
 
     settings: Settings
     logger: Logger
     expose: Expose
-    from .app import F
+    from ._core.app import F
 
     def worker() -> Callable[[F], F]: ...
     def cleanup(timeout: float | None = None) -> Callable[[F], F]: ...

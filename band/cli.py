@@ -73,14 +73,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return edge_main(argv[1:])
     parser = _parser()
     args = parser.parse_args(argv)
-    from . import log
+    from ._core import log
 
     log.configure()  # to stderr: stdout carries the command's own output
     if args.command is None:
         parser.print_help()
         return 2
     if args.command == "run":
-        from .runner import run
+        from ._runtime.runner import run
 
         return run(args.path, args.nats, args.name)
     if args.command == "up":
@@ -97,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         print(f"created {folder}: run it with 'band run {folder}', test it with 'pytest {folder}'")
         return 0
-    from . import ops
+    from ._runtime import ops
 
     commands = {"ls": ops.ls, "call": ops.call, "tail": ops.tail}
     try:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from urllib.parse import urlparse
 
-from .connect import servers_from
+from ._runtime.connect import servers_from
 from .natsserver import NatsServer, die_with_parent, free_port, port_open
 
 STOP_TIMEOUT_S = 15.0

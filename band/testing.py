@@ -10,10 +10,10 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import AsyncIterator
 
-from .app import App
-from .loader import load_service
-from .runner import running
-from .service import Service, ServiceOptions
+from ._core.app import App
+from ._core.loader import load_service
+from ._runtime.runner import running
+from ._runtime.service import Service, ServiceOptions
 
 
 @asynccontextmanager

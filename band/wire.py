@@ -76,6 +76,13 @@ MSG_ID_HEADER: Final = "Nats-Msg-Id"  # JetStream de-duplication
 SERVICE_HEADER: Final = "Band-Service"  # who answered (enricher replies, dead letters)
 STATUS_HEADER: Final = "Status"  # set by NATS itself on status messages
 NO_RESPONDERS_STATUS: Final = "503"  # ...such as "nobody subscribes to that request subject"
+DLQ_SUBJECT_HEADER: Final = "Band-Subject"  # a dead letter: the subject the event came on
+DLQ_METHOD_HEADER: Final = "Band-Method"  # ...and the listener that gave up on it
+
+# --- reply inboxes -------------------------------------------------------------
+# Each client's replies come back under _INBOX_<client name>.<nuid>; nats.conf grants
+# each user only its own prefix, so nobody reads replies meant for another.
+INBOX_PREFIX: Final = "_INBOX_"
 
 # --- endpoint metadata (values are strings, as ADR-32 requires) -------------------
 ROLE_HANDLER: Final = "handler"

@@ -3,6 +3,8 @@
 The app only describes; a runner runs it (``broker.cli``, or aiohttp's ``TestServer``
 in the tests). NATS, discovery and the pipeline live in one cleanup context, so
 shutdown runs in aiohttp's order: stop accepting → finish in-flight hits → drain NATS.
+Startup does not wait for NATS: with NATS down the port still binds and every hit and
+``/health`` answer 503 (a load balancer sees the edge) until NATS is there.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 
 from band import wire
-from band.connect import connect
-from band.stream import ensure_stream
+from band._runtime.connect import connect
+from band._runtime.stream import ensure_stream
 
 from .config import EdgeConfig
 from .discovery import Discovery
@@ -44,6 +46,7 @@ NO_CACHE = {
 _CORS_ANY = {"Access-Control-Allow-Origin": "*", **NO_CACHE}
 _CORS_CREDENTIALS = {"Access-Control-Allow-Credentials": "true", "Vary": "Origin", **NO_CACHE}
 UPLOAD_PATH = f"/{wire.UPLOAD_PATH}/"
+NATS_DOWN = "NATS is not reachable"
 ROOT_PAGE = (
     "band edge: send hits to /<service>/<name>[/<projectId>] (GET or POST); "
     "POST /upload/<service>/<name> for files (multipart/form-data); "
@@ -68,6 +71,8 @@ class Edge:
         self.uploads = Uploads(config)
         self.stream_ready = False
         self._stream_task: asyncio.Task[None] | None = None
+        self.ready = asyncio.Event()  # set once NATS, discovery and the pipeline are up
+        self._connect_failed = asyncio.Event()  # the first connect attempt failed: start serving 503s
         cookie = f"; Path=/; Max-Age={config.cookie_max_age_s}; HttpOnly"
         if config.cookie_secure:
             cookie += "; Secure; SameSite=None"
@@ -107,6 +112,8 @@ class Edge:
                 path = request.path
                 if path == "/wss" and not web.WebSocketResponse().can_prepare(request).ok:
                     resp = json_response({"message": "/wss expects a WebSocket upgrade"}, 400)
+                elif path != "/health" and not self.ready.is_set():
+                    resp = json_response({"message": NATS_DOWN}, 503)
                 elif path == "/wss":
                     return await handle_socket(request, pipeline=self.pipeline, sockets=self.sockets, config=self.config, client_ip=self.client_ip, metrics=self.metrics)
                 elif path == "/" and method == "GET" and not request.query_string:
@@ -143,7 +150,7 @@ class Edge:
 
     async def health(self) -> web.Response:
         """200 when NATS is connected and JetStream answers; else 503 saying which."""
-        nats_ok = hasattr(self, "nc") and self.nc.is_connected and self.pipeline.is_connected
+        nats_ok = self.ready.is_set() and self.nc.is_connected and self.pipeline.is_connected
         js_ok = False
         if nats_ok:
             try:
@@ -173,10 +180,11 @@ class Edge:
                 await asyncio.sleep(1.0)
 
     async def _nats_error(self, exc: Exception) -> None:
+        self._connect_failed.set()
         log.warning("NATS: %r", exc)
 
     async def _nats_disconnected(self) -> None:
-        if self.nc.is_closed or self.nc.is_draining:
+        if not hasattr(self, "nc") or self.nc.is_closed or self.nc.is_draining:
             return
         log.warning("NATS disconnected; hits answer 503 until it is back")
 
@@ -204,7 +212,37 @@ class Edge:
                 await asyncio.sleep(2.0)
 
     async def nats_context(self, app: web.Application) -> AsyncIterator[None]:
-        """NATS, stream, discovery, pipeline, push subscription; torn down in reverse."""
+        """NATS, stream, discovery, pipeline, push subscription; torn down in reverse.
+
+        Brought up in the background: startup waits until it is up or the first connect
+        attempt failed, so the port binds either way and a stop never waits for NATS.
+        """
+        tasks: list[asyncio.Task[None]] = []
+        pushes: list[Subscription] = []
+        bring_up = asyncio.create_task(self._bring_up(tasks, pushes))
+        failed = asyncio.create_task(self._connect_failed.wait())
+        try:
+            await asyncio.wait([bring_up, failed], return_when=asyncio.FIRST_COMPLETED)
+            if bring_up.done():
+                bring_up.result()  # a startup error (not NATS being away) is raised here
+            yield
+        finally:
+            failed.cancel()
+            bring_up.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await bring_up
+            if self._stream_task is not None:
+                tasks.append(self._stream_task)
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            if hasattr(self, "nc"):
+                await self._close_nats(pushes)
+
+    async def _bring_up(self, tasks: list[asyncio.Task[None]], pushes: list[Subscription]) -> None:
+        """Connect (retrying until NATS answers), then the stream, pipeline, push, discovery."""
         self.nc = await self.connect()
         self.js = self.nc.jetstream()
         self.discovery = Discovery(
@@ -215,35 +253,33 @@ class Edge:
             default_timeout_ms=self.config.handler_timeout_ms,
         )
         self.pipeline = Pipeline(self.discovery, self.config, self.metrics, self.stream_missing)
-        tasks: list[asyncio.Task[None]] = []
-        push: Subscription | None = None
-        try:
-            self.stream_missing()
-            assert self._stream_task is not None
-            await asyncio.wait([self._stream_task], timeout=self.config.publish_timeout_ms / 1000)
-            await self.pipeline.start(self.nc)
-            push = await self.nc.subscribe(f"{wire.WS_PREFIX}.>", cb=self.sockets.on_push)
-            first_poll = asyncio.Event()
-            tasks.append(asyncio.create_task(self.discovery.run(first_poll)))
-            await first_poll.wait()
-            yield
-        finally:
-            if self._stream_task is not None:
-                tasks.append(self._stream_task)
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            if push is not None and not self.nc.is_closed:
+        self.stream_missing()
+        assert self._stream_task is not None
+        await asyncio.wait([self._stream_task], timeout=self.config.publish_timeout_ms / 1000)
+        await self.pipeline.start(self.nc)
+        pushes.append(await self.nc.subscribe(f"{wire.WS_PREFIX}.>", cb=self.sockets.on_push))
+        first_poll = asyncio.Event()
+        tasks.append(asyncio.create_task(self.discovery.run(first_poll)))
+        await first_poll.wait()
+        self.ready.set()
+        log.info("band edge ready: NATS connected")
+
+    async def _close_nats(self, pushes: list[Subscription]) -> None:
+        if not self.nc.is_closed:
+            for push in pushes:
                 with contextlib.suppress(nats.errors.Error):
                     await push.unsubscribe()
+        if hasattr(self, "pipeline"):
             await self.pipeline.stop()
-            if not self.nc.is_closed:
-                try:
-                    await self.nc.drain()
-                except (nats.errors.Error, asyncio.TimeoutError):
-                    await self.nc.close()
+        if self.nc.is_closed:
+            return
+        if not self.nc.is_connected:  # reconnecting (or never connected): nothing to drain
+            await self.nc.close()
+            return
+        try:
+            await self.nc.drain()
+        except (nats.errors.Error, asyncio.TimeoutError):
+            await self.nc.close()
 
     async def on_shutdown(self, app: web.Application) -> None:
         """Open sockets would hold shutdown forever: close them first."""

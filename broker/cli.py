@@ -17,7 +17,8 @@ from typing import Any
 
 from aiohttp import web
 
-from band import log as band_log
+from band._core import log as band_log
+from band._runtime.signals import Signals
 
 from .app import make_app
 from .config import ConfigError, EdgeConfig, from_env, split_urls
@@ -36,23 +37,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 async def serve(config: EdgeConfig, *, reuse_port: bool = False, stop: asyncio.Event | None = None) -> None:
-    """Run one edge until ``stop`` is set (or SIGINT/SIGTERM), then shut down in order."""
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    runner = web.AppRunner(make_app(config), access_log=None, shutdown_timeout=config.shutdown_timeout_s)
-    try:
-        await runner.setup()
-        site = web.TCPSite(runner, config.host, config.port, reuse_port=reuse_port or None, backlog=1024)
-        await site.start()
-        log.info("band edge listening on http://%s:%d (pid %d)", config.host, config.port, os.getpid())
-        await stop.wait()
-        log.info("band edge stopping: finishing in-flight hits")
-    finally:
-        await runner.cleanup()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
+    """Run one edge until ``stop`` is set (or SIGINT/SIGTERM), then shut down in order.
+
+    The port binds before NATS answers (hits get 503 until it does); a signal stops
+    the edge in every state: starting, serving, or finishing in-flight hits.
+    """
+    async with Signals(stop) as signals:
+        runner = web.AppRunner(make_app(config), access_log=None, shutdown_timeout=config.shutdown_timeout_s)
+        try:
+            await runner.setup()
+            site = web.TCPSite(runner, config.host, config.port, reuse_port=reuse_port or None, backlog=1024)
+            await site.start()
+            log.info("band edge listening on http://%s:%d (pid %d)", config.host, config.port, os.getpid())
+            with signals.graceful():
+                await signals.requested.wait()
+            log.info("band edge stopping: finishing in-flight hits")
+        finally:
+            await runner.cleanup()
 
 
 def _use_uvloop() -> None:
@@ -106,7 +107,10 @@ def _run_workers(config: EdgeConfig, log_level: str) -> int:
     code = 0
     for proc in procs:
         proc.join()
-        code = code or (proc.exitcode or 0)
+        exitcode = proc.exitcode or 0
+        if exitcode == -signal.SIGTERM:  # stopped by the signal we passed on before it could install its own
+            exitcode = 0
+        code = code or exitcode
     return code
 
 

@@ -15,17 +15,14 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from band import wire
-from band.stream import StreamLimits
+from band.errors import ConfigError  # one ConfigError for services and the edge; its message names the knob
+from band._runtime.stream import StreamLimits
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 DEFAULT_ALIASES: dict[str, str] = {"t4k": "track", "gif": "pixel", "away": "redir"}
 DEFAULT_TRUSTED_PROXIES: tuple[str, ...] = ("127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
 THREE_YEARS_S = 3 * 365 * 24 * 3600
-
-
-class ConfigError(ValueError):
-    """A knob has a value the edge cannot use (names the knob)."""
 
 
 @dataclass(frozen=True)

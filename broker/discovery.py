@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nats.aio.client import Client
-from nats.aio.msg import Msg
 
 from band import wire
+from band._runtime.micro import collect
 
 log = logging.getLogger("broker.discovery")
 
@@ -155,29 +155,13 @@ class Discovery:
     async def poll_once(self) -> None:
         """One ``$SRV.INFO`` round: collect answers for the window, then rebuild."""
         self._poll += 1
-        replies: list[Msg] = []
-        inbox = self._nc.new_inbox()
-
-        async def collect(msg: Msg) -> None:
-            replies.append(msg)
-
-        sub = await self._nc.subscribe(inbox, cb=collect)
-        try:
-            await self._nc.publish(f"{wire.SRV_PREFIX}.INFO", b"", reply=inbox)
-            await asyncio.sleep(self._window)
-        finally:
-            await sub.unsubscribe()
-        for msg in replies:
-            self._record(msg)
+        for info in await collect(self._nc, "INFO", self._window):
+            self._record(info)
         self._expire()
         self.polls_done += 1
 
-    def _record(self, msg: Msg) -> None:
-        try:
-            info = json.loads(msg.data)
-        except ValueError:
-            return
-        if not isinstance(info, dict) or info.get("type") != wire.MICRO_INFO_TYPE:
+    def _record(self, info: dict[str, Any]) -> None:
+        if info.get("type") != wire.MICRO_INFO_TYPE:
             return
         name, iid, endpoints = info.get("name"), info.get("id"), info.get("endpoints") or []
         if not isinstance(name, str) or not isinstance(iid, str) or not isinstance(endpoints, list):

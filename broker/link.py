@@ -45,6 +45,7 @@ class Link:
         self._on_reply = on_reply
         self.inbox = nc.new_inbox() + "."
         self._sub: Subscription | None = None
+        self._sending: set[asyncio.Task[None]] = set()  # publishes in flight: referenced until done
 
     async def connect(self) -> None:
         self._sub = await self._nc.subscribe(self.inbox + "*", cb=self._cb)
@@ -61,7 +62,15 @@ class Link:
         """Queue a publish (nats-py buffers it; the flusher writes it on the next turn)."""
         if not self._nc.is_connected:
             raise LinkDown("NATS is not connected")
-        asyncio.ensure_future(self._nc.publish(subject, payload, reply=reply, headers=dict(headers) if headers else None))
+        task = asyncio.ensure_future(self._nc.publish(subject, payload, reply=reply, headers=dict(headers) if headers else None))
+        self._sending.add(task)
+        task.add_done_callback(self._sent)
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        """A publish ended: forget it; a failure is logged (the hit's deadline answers the client)."""
+        self._sending.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("publish failed: %r", task.exception())
 
     async def _cb(self, msg: Msg) -> None:
         headers = dict(msg.headers) if msg.headers else None
@@ -72,6 +81,11 @@ class Link:
             log.exception("reply handler failed")
 
     async def close(self) -> None:
+        """Let the publishes in flight finish (bounded), then leave the inbox."""
+        if self._sending:
+            await asyncio.wait(set(self._sending), timeout=1.0)
+        for task in self._sending:
+            task.cancel()
         if self._sub is not None and not self._nc.is_closed:
             try:
                 await self._sub.unsubscribe()

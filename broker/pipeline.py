@@ -8,60 +8,34 @@ typed errors (502, 503, 504), never exceptions the caller has to know about.
 from __future__ import annotations
 
 import asyncio
-import collections
 import itertools
 import json
 import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
-from urllib.parse import urlsplit
 
 from nats.aio.client import Client
 
 from band import wire
-from band.response import BadResponse, DataResponse, ErrorResponse, PixelResponse, RedirectResponse, Response, from_wire
+from band._runtime.timers import Deadlines
+from band.response import BadResponse, ErrorResponse, RedirectResponse, Response, from_wire
 
+from .builtins import built_in_answer
 from .config import EdgeConfig
 from .discovery import Discovery
 from .link import Link, LinkDown, Reply
 from .metrics import Metrics
+from .redirects import unsafe_location
 
 log = logging.getLogger("broker.pipeline")
 
 _NO_RESPONDERS = wire.NO_RESPONDERS_STATUS
 
 INTERNAL_ERROR = "Internal Server Error"
+# A reply deadline fires at most 5 ms late: fine for deadlines of hundreds of milliseconds.
+DEADLINE_SLOT_S = 0.005
 _TOO_LARGE = ErrorResponse(message="event too large for NATS", statusCode=413)
-
-
-def unsafe_location(location: str) -> str | None:
-    """Why a redirect ``location`` must not be sent, or ``None`` when it is safe.
-
-    Absolute http(s) URLs and same-site paths (``/x``, not ``//host``) only; any
-    control character (CR/LF header injection) is refused.
-    """
-    if not location or any(ord(c) < 0x20 or ord(c) == 0x7F for c in location):
-        return "redirect location is empty or has control characters"
-    if "\\" in location:  # browsers read "\" as "/": https://evil\@good/ goes to evil
-        return "redirect location has a backslash"
-    if location.startswith("/") and not location.startswith("//") and not location.startswith("/\\"):
-        return None
-    try:
-        parts = urlsplit(location)
-    except ValueError:
-        return "redirect location is not a URL"
-    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
-        return "redirect location must be an http(s) URL"
-    return None
-
-
-def host_allowed(host: str, allowed: tuple[str, ...]) -> bool:
-    """``allowed`` empty = any host; else the host or a subdomain of an entry."""
-    if not allowed:
-        return True
-    host = host.lower().rstrip(".")
-    return any(host == a or host.endswith("." + a) for a in (x.lower().lstrip(".") for x in allowed))
 
 
 @dataclass
@@ -80,45 +54,6 @@ class _Timeout(Exception):
 
 class _NoResponders(Exception):
     """Nobody subscribes to the subject (NATS status 503)."""
-
-
-class Deadlines:
-    """Timeouts for many futures with one timer: a FIFO per timeout length, swept every
-    ``tick_s`` while anything waits. A timer handle per request costs more than the
-    request's own work at the rates the edge serves; ±``tick_s`` is fine for deadlines
-    of hundreds of milliseconds."""
-
-    def __init__(self, tick_s: float = 0.005) -> None:
-        self._tick = tick_s
-        self._queues: dict[float, collections.deque[tuple[float, asyncio.Future[Any]]]] = {}
-        self._handle: asyncio.TimerHandle | None = None
-
-    def add(self, fut: asyncio.Future[Any], timeout: float) -> None:
-        """``fut`` fails with :class:`_Timeout` unless done within ``timeout`` seconds."""
-        loop = asyncio.get_running_loop()
-        queue = self._queues.get(timeout)
-        if queue is None:
-            queue = self._queues[timeout] = collections.deque()
-        queue.append((loop.time() + timeout, fut))
-        if self._handle is None:
-            self._handle = loop.call_later(self._tick, self._sweep)
-
-    def _sweep(self) -> None:
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        pending = False
-        for queue in self._queues.values():
-            while queue and queue[0][0] <= now:
-                fut = queue.popleft()[1]
-                if not fut.done():
-                    fut.set_exception(_Timeout())
-            pending = pending or bool(queue)
-        self._handle = loop.call_later(self._tick, self._sweep) if pending else None
-
-    def close(self) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
 
 
 class Pipeline:
@@ -140,7 +75,7 @@ class Pipeline:
         self._waiting: dict[str, asyncio.Future[Reply]] = {}
         self._tokens = itertools.count(1)
         self._inflight = 0
-        self._deadlines = Deadlines()
+        self._deadlines = Deadlines(slot_s=DEADLINE_SLOT_S)
         self._publish_timeout = config.publish_timeout_ms / 1000
 
     @property
@@ -199,7 +134,7 @@ class Pipeline:
         except LinkDown as exc:
             return self._not_stored(message["id"], exc)
         # the ack's deadline runs from now, alongside the handler's, not after it
-        self._deadlines.add(stored[1], self._publish_timeout)
+        self._deadlines.fail(stored[1], self._publish_timeout, _Timeout)
         handle_started = time.perf_counter()
         try:
             answer = await self._handle(message, payload, image)
@@ -228,7 +163,7 @@ class Pipeline:
         deadline was set when it was sent)."""
         token, fut = sent
         if timeout is not None:
-            self._deadlines.add(fut, timeout)
+            self._deadlines.fail(fut, timeout, _Timeout)
         try:
             msg = await fut
         finally:
@@ -252,7 +187,7 @@ class Pipeline:
         self._gathers[token] = gather
         try:
             self._link.publish(wire.enrich_subject(message["key"]), payload, self._link.inbox + token)
-            self._deadlines.add(gather.done, timeout)
+            self._deadlines.fail(gather.done, timeout, _Timeout)
             await gather.done
         except _Timeout:
             for service in services - gather.answered:
@@ -336,21 +271,7 @@ class Pipeline:
 
     def default(self, message: dict[str, Any], image: bool) -> Response:
         """The built-in answer when no service handles the key."""
-        service = message["service"]
-        if service == "pixel":
-            return PixelResponse()
-        if service == "redir":
-            to = message["data"].get("to")
-            if not isinstance(to, str) or to.startswith("/") or unsafe_location(to) is not None:
-                return ErrorResponse(message="redir needs ?to= with an http(s) URL", statusCode=400)
-            if not host_allowed(urlsplit(to).hostname or "", self._config.redirect_hosts):
-                return ErrorResponse(message="redir: that host is not allowed", statusCode=400)
-            return RedirectResponse(location=to, statusCode=302)
-        if image:
-            return PixelResponse()
-        if service == "track":
-            return DataResponse(data={"id": message["id"]})
-        return DataResponse(data={"key": message["key"], "id": message["id"]})
+        return built_in_answer(message, image, self._config.redirect_hosts)
 
     # --- ③ publish ------------------------------------------------------------------
     async def _stored(self, sent: tuple[str, asyncio.Future[Reply]], msg_id: str) -> bool:
@@ -381,4 +302,4 @@ class Pipeline:
         return ErrorResponse(message="event store unavailable, try again", statusCode=503)
 
 
-__all__ = ["Pipeline", "unsafe_location", "host_allowed", "INTERNAL_ERROR"]
+__all__ = ["Pipeline", "INTERNAL_ERROR"]

@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl, unquote
 from aiohttp import web
 
 from band import wire
-from band.ids import new_id
+from band._core.ids import new_id
 
 from .config import EdgeConfig, IPNetwork
 from .discovery import Snapshot

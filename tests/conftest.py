@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable, Iterator
+from typing import AsyncIterator, Iterator
 
 import nats
-import nats.errors
 import pytest
 
+pytest.register_assert_rewrite("support")
+
 from band.natsserver import NatsServer
+from support.poll import pinged, wait_for  # noqa: F401  (old home of the helpers; import them from support.poll)
 
 
 @pytest.fixture(scope="session")
@@ -31,31 +31,6 @@ async def nc(nats_url: str) -> AsyncIterator[nats.aio.client.Client]:
     client = await nats.connect(nats_url)
     yield client
     await client.close()
-
-
-async def wait_for(
-    condition: Callable[[], Any], timeout: float = 5.0, what: str = "condition", step: float = 0.01
-) -> None:
-    """Poll ``condition`` until true; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if asyncio.iscoroutine(result) or isinstance(result, Awaitable):
-            result = await result  # type: ignore[misc]
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(step)
-
-
-async def pinged(nc: Any, name: str) -> bool:
-    """A ``$SRV.PING.<name>`` answer: the service is subscribed and discoverable."""
-    try:
-        await nc.request(f"$SRV.PING.{name}", b"", timeout=0.3)
-        return True
-    except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
-        return False
 
 
 @pytest.fixture

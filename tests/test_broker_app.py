@@ -9,7 +9,7 @@ import pytest
 
 from band import wire
 from band.response import PIXEL_GIF, response
-from test_broker_fakes import FakeService, enriches, fails, raw, returns, routed, running_edge, typed, unique
+from support.fakes import FakeService, enriches, fails, raw, returns, routed, running_edge, typed, unique
 
 
 async def test_root_health_metrics(nats_url: str) -> None:
@@ -181,7 +181,7 @@ async def test_enrichers_merged_under_service(nc, nats_url: str) -> None:
         await s.start()
     try:
         async with running_edge(nats_url) as (client, edge):
-            from test_broker_fakes import enrichers_seen
+            from support.fakes import enrichers_seen
 
             await enrichers_seen(edge, key, {geo, ua, broken})
             resp = await client.get(f"/{svc}/page?a=1")
@@ -248,7 +248,7 @@ async def test_the_link_runs_the_pipeline(nc: Any, nats_url: str) -> None:
 
     async with FakeService(nc, svc).handler("page", page).handler("boom", fails(503, "busy")), FakeService(nc, geo).enricher(enriches({"c": "NL"}), keys=[key]):
         async with running_edge(nats_url) as (client, edge):
-            from test_broker_fakes import enrichers_seen
+            from support.fakes import enrichers_seen
 
             await enrichers_seen(edge, key, {geo})
             assert await (await client.get(f"/{svc}/page?a=1")).json() == {"a": "1", geo: {"c": "NL"}}

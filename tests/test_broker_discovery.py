@@ -7,8 +7,8 @@ from typing import Any
 
 from band import wire
 from broker.discovery import Instance, build_snapshot
-from conftest import wait_for
-from test_broker_fakes import FakeService, enrichers_seen, enriches, returns, routed, running_edge, typed, unique
+from support.poll import wait_for
+from support.fakes import FakeService, enrichers_seen, enriches, returns, routed, running_edge, typed, unique
 
 
 def _info(service: str, endpoints: list[tuple[str, dict[str, str]]]) -> Instance:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +10,11 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from band.natsserver import NatsServer, free_port
+from band.natsserver import NatsServer
 from broker.app import EDGE, make_app
-from conftest import wait_for
-from test_broker_fakes import FakeService, edge_config, running_edge, typed, unique
+from support.poll import wait_for
+from support.fakes import FakeService, edge_config, running_edge, typed, unique
+from support.processes import start_edge
 
 
 @pytest.mark.slow
@@ -71,33 +70,26 @@ async def test_shutdown_finishes_in_flight_hits(nc: Any, nats_url: str) -> None:
 
 
 @pytest.mark.slow
-def test_cli_workers_serve_and_stop(nats_url: str, tmp_path: Path) -> None:
+async def test_cli_workers_serve_and_stop(nats_url: str, tmp_path: Path) -> None:
     """`python -m broker --workers 2` answers on one port and exits cleanly on SIGTERM."""
-    import subprocess
-    import time
-    import urllib.request
-
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "broker", "--host", "127.0.0.1", "--port", str(port), "--workers", "2", "--nats-url", nats_url], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    edge, port = start_edge(nats_url, tmp_path, args=["--workers", "2"])
+    base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as resp:
-                    assert json.loads(resp.read())["nats"] is True
-                    break
-            except OSError:
-                assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-                assert time.monotonic() < deadline, "edge workers did not start"
-                time.sleep(0.1)
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/track/page", timeout=5) as resp:
-            assert "id" in json.loads(resp.read())
-        proc.terminate()
-        assert proc.wait(timeout=30) == 0
+        async with aiohttp.ClientSession() as session:
+
+            async def healthy() -> bool:
+                try:
+                    async with session.get(f"{base}/health", timeout=aiohttp.ClientTimeout(total=2)) as resp:
+                        return bool((await resp.json())["nats"] is True)
+                except (aiohttp.ClientError, asyncio.TimeoutError):
+                    return False
+
+            await wait_for(healthy, timeout=30, what="edge workers started", procs=[edge])
+            async with session.get(f"{base}/track/page", timeout=aiohttp.ClientTimeout(total=5)) as resp:
+                assert "id" in await resp.json()
+        assert edge.stop(timeout=30) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        edge.kill()
 
 
 @pytest.mark.slow

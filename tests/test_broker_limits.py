@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from nats.aio.msg import Msg
 
-from band.connect import flush
-from conftest import wait_for
-from test_broker_fakes import FakeService, returns, running_edge, unique
+from band._runtime.connect import flush
+from support.poll import wait_for
+from support.fakes import FakeService, returns, running_edge, unique
 
 
 async def test_body_over_limit_is_413(nats_url: str) -> None:
@@ -175,7 +175,7 @@ async def test_big_events_cross_nats_whole_and_too_big_is_413(nc: Any, nats_url:
 
 
 async def test_too_big_for_enrichers_is_413_and_link_survives(nc: Any, nats_url: str) -> None:
-    from test_broker_fakes import enrichers_seen, enriches
+    from support.fakes import enrichers_seen, enriches
 
     svc, geo = unique("bigen"), unique("bigeo")
     key = f"in.gen.{svc}.x"

@@ -7,7 +7,7 @@ import ipaddress
 import pytest
 
 from broker.config import ConfigError, EdgeConfig, from_env
-from broker.pipeline import host_allowed, unsafe_location
+from broker.redirects import host_allowed, unsafe_location
 from broker.request import BadHit, ClientIP, parse_path, pick_uid, project_id
 
 

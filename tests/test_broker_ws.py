@@ -8,8 +8,8 @@ from typing import Any
 from aiohttp import WSMsgType
 
 from band import wire
-from conftest import wait_for
-from test_broker_fakes import FakeService, running_edge, typed, unique
+from support.poll import wait_for
+from support.fakes import FakeService, running_edge, typed, unique
 
 
 async def test_frames_run_the_pipeline(nc: Any, nats_url: str) -> None:

@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from band.natsserver import free_port
-from conftest import wait_for
+from support.poll import wait_for
 
 SERVICE = '''
 from band import expose, response

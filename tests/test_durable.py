@@ -6,9 +6,9 @@ import json
 from typing import Any
 
 from band import App, wire
-from band.stream import ensure_stream
+from band._runtime.stream import ensure_stream
 from band.testing import serve
-from conftest import wait_for
+from support.poll import wait_for
 
 
 async def publish(js: Any, key: str, ident: str) -> None:
@@ -63,3 +63,67 @@ async def test_durable_listener_resumes_where_it_acked(nats_url: str, nc: Any) -
     await publish(js, "in.gen.resume.x", "r3")
     async with serve(make(), nats_url):
         await wait_for(lambda: got == ["r1", "r2", "r3"], what="events published while down")
+
+
+async def test_a_slow_event_does_not_hold_back_the_others(nats_url: str, nc: Any) -> None:
+    """Slots are reserved per event, not per batch: with 4 slots, one stuck event leaves
+    3 for the rest of the stream, which keeps flowing past it."""
+    import asyncio
+
+    from band._runtime.options import ServiceOptions
+
+    js = nc.jetstream()
+    await ensure_stream(js)
+    app = App("holsvc")
+    release = asyncio.Event()
+    done: list[str] = []
+
+    @app.expose.listener(keys=["in.gen.holtest"], durable=True, deliver="new")
+    async def store(id: str, **params: Any) -> None:
+        if id == "slow":
+            await release.wait()
+        done.append(id)
+
+    try:
+        async with serve(app, nats_url, ServiceOptions(max_inflight=4)):
+            await publish(js, "in.gen.holtest.a", "slow")
+            for n in range(12):
+                await publish(js, "in.gen.holtest.a", f"fast{n}")
+            await wait_for(lambda: len(done) == 12, timeout=10, what="every fast event while the slow one waits")
+            assert "slow" not in done
+            release.set()
+            await wait_for(lambda: "slow" in done, what="the slow event, once released")
+    finally:
+        await js.delete_consumer(wire.STREAM, "holsvc_store")
+
+
+async def test_long_work_past_ack_wait_is_not_redelivered(nats_url: str, nc: Any) -> None:
+    """A call longer than ack_wait (but within call_timeout) tells the server it is still
+    working: it is neither cut nor handed to the server's redelivery."""
+    import asyncio
+
+    js = nc.jetstream()
+    await ensure_stream(js)
+    app = App("longsvc")
+    attempts: list[tuple[str, int]] = []
+    finished: list[str] = []
+
+    @app.expose.listener(keys=["in.gen.longtest"], durable=True, ack_wait=1, deliver="new")
+    async def store(id: str, attempt__: int, **params: Any) -> None:
+        attempts.append((id, attempt__))
+        await asyncio.sleep(2.5)
+        finished.append(id)
+
+    try:
+        async with serve(app, nats_url):
+            await publish(js, "in.gen.longtest.a", "long1")
+            await wait_for(lambda: finished == ["long1"], timeout=10, what="the long call finished")
+
+            async def acked() -> bool:
+                info = await js.consumer_info(wire.STREAM, "longsvc_store")
+                return bool(info.num_ack_pending == 0 and info.num_pending == 0)
+
+            await wait_for(acked, what="the long event acked")
+        assert attempts == [("long1", 1)]
+    finally:
+        await js.delete_consumer(wire.STREAM, "longsvc_store")

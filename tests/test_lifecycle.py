@@ -9,7 +9,7 @@ from typing import Any
 
 from band import App, blocking
 from band.testing import serve
-from conftest import wait_for
+from support.poll import wait_for
 
 
 async def test_worker_loop_cancelled_at_stop_and_cleanup_runs(nats_url: str) -> None:

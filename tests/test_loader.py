@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import io
+import json
 from pathlib import Path
+from typing import Any, Callable, Iterator
 
 import pytest
 
 from band import App, ConfigError
-from band.loader import load_service
+from band._core import log
+from band._core.loader import load_service
 from band.testing import serve
 
 SNIPPET = '''
@@ -50,3 +54,36 @@ def test_missing_service_is_a_config_error(tmp_path: Path) -> None:
         load_service(tmp_path)
     with pytest.raises(ConfigError, match="not a service"):
         load_service(tmp_path / "nothing-here")
+
+
+@pytest.fixture
+def warnings_seen() -> Iterator[Callable[[], list[dict[str, Any]]]]:
+    stream = io.StringIO()
+    log.configure({"JSON_LOGS": "1"}, stream=stream)
+    yield lambda: [line for line in map(json.loads, stream.getvalue().splitlines()) if line["level"] == "warning"]
+    log.configure({}, stream=io.StringIO())
+
+
+def test_a_service_dir_without_config_yml_gets_one_warning_naming_it(
+    tmp_path: Path, warnings_seen: Callable[[], list[dict[str, Any]]]
+) -> None:
+    service = tmp_path / "bare"
+    service.mkdir()
+    (service / "main.py").write_text("from band import expose\n")
+    app = load_service(service)
+    assert app.name == "bare"
+    [warning] = warnings_seen()
+    assert str(service) in warning["event"] and "config.yml" in warning["event"]
+
+
+def test_a_misspelt_framework_key_gets_one_warning_naming_file_and_key(
+    tmp_path: Path, warnings_seen: Callable[[], list[dict[str, Any]]]
+) -> None:
+    service = tmp_path / "typo"
+    service.mkdir()
+    (service / "main.py").write_text("from band import expose\n")
+    (service / "config.yml").write_text("nmae: crm2\ngame: chess\nregion: eu\napi_key: x\n")
+    app = load_service(service)
+    assert app.name == "typo" and app.settings.game == "chess" and app.settings.nmae == "crm2"
+    [warning] = warnings_seen()
+    assert str(service / "config.yml") in warning["event"] and "'nmae'" in warning["event"] and "'name'" in warning["event"]

@@ -9,7 +9,7 @@ from typing import Iterator
 import pytest
 
 from band import App
-from band import log
+from band._core import log
 
 
 @pytest.fixture

@@ -10,11 +10,11 @@ import pytest
 
 import band
 from band import App
-from band.connect import connect, inbox_prefix_for
+from band._runtime.connect import connect, inbox_prefix_for
 from band.natsserver import NatsServer
-from band.service import ServiceOptions
+from band._runtime.service import ServiceOptions
 from band.testing import serve
-from conftest import wait_for
+from support.poll import wait_for
 
 
 @pytest.mark.slow
@@ -71,7 +71,7 @@ async def test_in_flight_work_is_bounded(nats_url: str) -> None:
 
 
 def test_credentials_move_out_of_urls() -> None:
-    from band.connect import split_credentials
+    from band._runtime.connect import split_credentials
 
     servers, options = split_credentials(["nats://svc:p%40ss@h1:4222", "nats://svc:p%40ss@h2:4223"])
     assert servers == ["nats://h1:4222", "nats://h2:4223"] and options == {"user": "svc", "password": "p@ss"}

@@ -15,7 +15,7 @@ from typing import Any
 
 from band import App
 from band.testing import serve
-from conftest import pinged, wait_for
+from support.poll import pinged, wait_for
 
 SLOW_SERVICE = '''
 import asyncio

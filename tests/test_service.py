@@ -13,7 +13,7 @@ import band
 from band import App, response, wire
 from band.response import PixelResponse, RedirectResponse, ErrorResponse, from_wire
 from band.testing import serve
-from conftest import wait_for
+from support.poll import wait_for
 
 
 async def handle(nc: Any, key: str, message: dict[str, Any] | None = None, timeout: float = 2.0) -> Any:
@@ -317,3 +317,42 @@ async def test_a_call_past_its_time_limit_is_cut(nats_url: str) -> None:
         assert cut.value.code == 504 and "0.2s" in cut.value.message
         assert cancelled == [True]
         assert await caller.rpc.request("stuck", "quick") == 1
+
+
+async def test_a_failed_start_undoes_itself(nats_url: str, nc: Any) -> None:
+    """A durable consumer that cannot be created (its deliver policy changed) fails the start:
+    the RPC subscription made before it is gone and app.nc is unset."""
+    from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+    from band._runtime.connect import connect
+    from band._runtime.service import Service
+    from band._runtime.stream import ensure_stream
+
+    js = nc.jetstream()
+    await ensure_stream(js)
+    await js.add_consumer(wire.STREAM, ConsumerConfig(
+        durable_name="halfway_store", ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.NEW,
+        filter_subject="in.gen.halfway.>"))
+    app = App("halfway")
+
+    @app.expose()
+    async def ping() -> dict[str, bool]:
+        return {"pong": True}
+
+    @app.expose.listener(keys=["in.gen.halfway"], durable=True, deliver="all")
+    async def store(**message: Any) -> None:
+        pass
+
+    shared = await connect(nats_url, name="halfway")
+    try:
+        with pytest.raises(band.ConfigError, match="halfway_store"):
+            await Service(app, shared).start()
+        assert app.nc is None
+        await shared.flush()
+        with pytest.raises(nats.errors.NoRespondersError):
+            await nc.request(wire.rpc_subject("halfway", "ping"), b"{}", timeout=1)
+        with pytest.raises(nats.errors.NoRespondersError):
+            await nc.request(f"{wire.SRV_PREFIX}.PING.halfway", b"", timeout=1)
+    finally:
+        await shared.close()
+        await js.delete_consumer(wire.STREAM, "halfway_store")

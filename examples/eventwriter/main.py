@@ -7,6 +7,7 @@ and rows are INSERT OR IGNORE, so a redelivery never stores an event twice.
 
 import json
 import sqlite3
+import threading
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -23,13 +24,20 @@ CREATE TABLE IF NOT EXISTS events (
 )"""
 
 
+_prepared: set[str] = set()
+_preparing = threading.Lock()
+
+
 def connect(path: str) -> sqlite3.Connection:
     """One connection per call: @blocking runs each call in whichever thread is free."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(path, timeout=10)
-    db.execute('PRAGMA journal_mode=WAL')  # readers do not block the writer
-    db.execute(SCHEMA)
-    return db
+    with _preparing:  # once per file: switching to WAL is refused (not waited) while another connection holds it
+        if path not in _prepared:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            with closing(sqlite3.connect(path, timeout=10)) as db:
+                db.execute('PRAGMA journal_mode=WAL')  # readers do not block the writer
+                db.execute(SCHEMA)
+            _prepared.add(path)
+    return sqlite3.connect(path, timeout=10)
 
 
 @blocking()

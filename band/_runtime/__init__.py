@@ -1,0 +1,4 @@
+"""Runs an app on a NATS connection: connect, subscribe, dispatch, limit, stop.
+
+built on band._core; band/__init__ exposes none of it.
+"""

@@ -1,0 +1,174 @@
+"""Durable listeners: a JetStream pull consumer per function, acked after it returns.
+
+Pulls are sized by the free slots of the service's in-flight gate: the consumer
+reserves slots, fetches at most that many events, starts each in its own slot and
+pulls again as soon as one frees. A slow event holds its own slot, never a batch.
+
+A failed call is nak'ed with a growing delay and, at its ``max_deliver``-th try,
+moved to ``band.dlq.<service>`` and terminated. A call is cut at the service's
+``call_timeout``; while it runs, the consumer tells the server it is still in
+progress every third of ``ack_wait``, so a live, slow call is not redelivered to a
+second consumer. ``ack_wait`` is what it says in the docs: how long the server waits
+for a dead process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import BadRequestError, ServerError
+
+from .. import wire
+from .._core.app import App
+from .._core.registry import Endpoint
+from ..errors import ConfigError
+from .dispatch import Dispatch, describe, quiet
+from .limits import Gate
+from .stream import StreamLimits, ensure_stream
+
+FETCH_WAIT_S = 0.5  # how long one pull waits for events
+MOST_PER_PULL = 64
+
+
+def consumer_name(service: str, method: str) -> str:
+    return f"{service}_{method}"
+
+
+def _filters(subjects: list[str]) -> dict[str, Any]:
+    """One filter as ``filter_subject`` (nats-server 2.9 knows no other), several as a list."""
+    return {"filter_subject": subjects[0]} if len(subjects) == 1 else {"filter_subjects": subjects}
+
+
+class DurableListener:
+    """One durable listener's consumer; :meth:`run` until ``stopping`` is set."""
+
+    def __init__(self, app: App, nc: Client, ep: Endpoint, dispatch: Dispatch, gate: Gate) -> None:
+        self.app = app
+        self.nc = nc
+        self.ep = ep
+        self.dispatch = dispatch
+        self.gate = gate
+        self.name = consumer_name(app.name, ep.method)
+        self._psub: Any = None
+        # in work, by its ack subject (unique per delivery) -> (msg, when it last said so to the server)
+        self._working: dict[str, tuple[Msg, float]] = {}
+
+    async def create(self) -> None:
+        """Create (or update) the consumer and bind a pull subscription to it."""
+        ep = self.ep
+        config = ConsumerConfig(
+            durable_name=self.name,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=ep.ack_wait_s,
+            max_deliver=ep.max_deliver + 1,  # our own loop dead-letters at max_deliver
+            deliver_policy=DeliverPolicy.NEW if ep.deliver == "new" else DeliverPolicy.ALL,
+            **_filters([wire.prefix_subject("", p) for p in ep.keys] or [wire.EVENTS_SUBJECTS]),
+            max_ack_pending=self.gate.size * 4,
+        )
+        js = self.nc.jetstream()
+        try:
+            await js.add_consumer(wire.STREAM, config)
+        except (BadRequestError, ServerError) as exc:  # e.g. a deliver policy changed since it was made
+            raise ConfigError(f"cannot create durable consumer {self.name!r}: {exc.description}") from None
+        self._psub = await js.pull_subscribe_bind(durable=self.name, stream=wire.STREAM)
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Pull and start events while slots are free; stop pulling once ``stopping`` is set.
+
+        A pull is never cancelled half-way by us: a pull request the server still holds
+        after we left would take events to a dead inbox until their ack_wait.
+        """
+        async with asyncio.TaskGroup() as group:
+            beat = group.create_task(self._keep_in_progress())
+            try:
+                while not stopping.is_set():
+                    await self._pull_once(stopping)
+            finally:
+                beat.cancel()
+
+    async def _pull_once(self, stopping: asyncio.Event) -> None:
+        slots = await self.gate.reserve(MOST_PER_PULL)
+        msgs: list[Msg] = []
+        try:
+            if not stopping.is_set():
+                msgs = await self._psub.fetch(slots, timeout=FETCH_WAIT_S)
+        except (NatsTimeout, asyncio.TimeoutError):
+            pass
+        except Exception as exc:  # connection trouble: back off, the client reconnects
+            self.app.logger.warning("durable fetch failed; retrying", method=self.ep.method, error=describe(exc))
+            with contextlib.suppress(asyncio.TimeoutError):  # back off, but not past a stop
+                await asyncio.wait_for(stopping.wait(), 1.0)
+        finally:
+            started = 0
+            for msg in msgs[:slots]:
+                self.gate.start(self._one(msg))
+                started += 1
+            self.gate.give_back(slots - started)
+
+    async def _keep_in_progress(self) -> None:
+        """Every third of ack_wait, tell the server the events still in work are alive."""
+        period = self.ep.ack_wait_s / 3
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(period)
+            now = loop.time()
+            for ack, (msg, said) in list(self._working.items()):
+                if now - said >= period and ack in self._working:
+                    self._working[ack] = (msg, now)
+                    await quiet(msg.in_progress())
+
+    async def _one(self, msg: Msg) -> None:
+        ep = self.ep
+        attempt = msg.metadata.num_delivered
+        message = self.dispatch.decode(msg)
+        if message is None:
+            await self._dead_letter(msg, "event is not a JSON object")
+            return
+        self._working[msg.reply] = (msg, asyncio.get_running_loop().time())
+        try:
+            error = await self.dispatch.listen(ep, msg.subject, message, attempt__=attempt)
+        finally:
+            self._working.pop(msg.reply, None)
+        if error is None:
+            await quiet(msg.ack())
+        elif attempt >= ep.max_deliver:
+            await self._dead_letter(msg, error)
+        else:
+            await quiet(msg.nak(delay=min(0.2 * 2 ** (attempt - 1), 30.0)))
+
+    async def _dead_letter(self, msg: Msg, error: str) -> None:
+        headers = {
+            **wire.error_headers(500, error),
+            wire.SERVICE_HEADER: self.app.name,
+            wire.DLQ_SUBJECT_HEADER: msg.subject,
+            wire.DLQ_METHOD_HEADER: self.ep.method,
+        }
+        try:
+            await self.nc.publish(wire.dlq_subject(self.app.name), msg.data, headers=headers)
+            await msg.term()
+            self.app.logger.error("event moved to the dead-letter subject", method=self.ep.method, key=msg.subject, error=error)
+        except Exception:
+            self.app.logger.exception("dead-lettering failed; the event will be redelivered", method=self.ep.method)
+
+
+async def durable_listeners(app: App, nc: Client, dispatch: Dispatch, gate: Gate) -> list[DurableListener]:
+    """A created consumer for every durable listener of ``app`` (the stream made first)."""
+    eps = [ep for ep in app.registry.by_role("listener") if ep.durable]
+    if not eps:
+        return []
+    await ensure_stream(nc.jetstream(), StreamLimits())
+    out = []
+    for ep in eps:
+        listener = DurableListener(app, nc, ep, dispatch, gate)
+        await listener.create()
+        out.append(listener)
+    return out
+
+
+__all__ = ["DurableListener", "durable_listeners", "consumer_name", "FETCH_WAIT_S"]

@@ -1,0 +1,63 @@
+"""``band run PATH``: one service, from start to a clean exit on SIGTERM/SIGINT.
+
+Order: configure logs → load settings → import the service → connect (retrying
+until NATS answers; a signal stops it) → serve → on a signal: drain, finish in-flight
+work, cancel workers, run cleanups (a second signal cuts that short) → close the
+connection → exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import AsyncIterator
+
+from .._core import log
+from .._core.app import App
+from .connect import connect
+from ..errors import ConfigError
+from .._core.loader import load_service
+from .service import Service, ServiceOptions
+from .signals import Signals
+
+
+@asynccontextmanager
+async def running(app: App, url: str | list[str] | None = None, options: ServiceOptions | None = None) -> AsyncIterator[Service]:
+    """``app`` served on a connection of its own, until the block ends; then the connection closes."""
+    nc = await connect(url, name=app.name, logger=app.logger)
+    try:
+        async with Service(app, nc, options) as service:
+            yield service
+    finally:
+        try:
+            await nc.close()
+        except OSError as exc:  # the server went first; nothing is left to flush
+            app.logger.warning("NATS connection lost while closing", error=str(exc))
+
+
+async def serve_until_stopped(app: App, url: str | None = None, stop: asyncio.Event | None = None) -> None:
+    """Run ``app`` until ``stop`` is set or SIGTERM/SIGINT (see :mod:`.signals`: a signal
+    while connecting cancels the connect; while serving it starts a graceful stop)."""
+    async with Signals(stop) as signals:
+        async with running(app, url):
+            with signals.graceful():
+                await signals.requested.wait()
+            app.logger.info("stopping")
+
+
+def run(path: str | Path, url: str | None = None, name: str | None = None) -> int:
+    """Entry point of ``band run``; returns the process exit code."""
+    log.configure()
+    try:
+        app = load_service(path, name)
+    except ConfigError as exc:
+        print(f"band run: {exc}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(serve_until_stopped(app, url))
+    except ConfigError as exc:
+        print(f"band run: {exc}", file=sys.stderr)
+        return 2
+    return 0

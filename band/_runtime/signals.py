@@ -1,0 +1,78 @@
+"""SIGTERM and SIGINT for ``band run`` and ``band edge``: stop in every state, promptly.
+
+Shutdown is cancellation. While the process only gets ready (connecting to a NATS
+that is not there, creating consumers) a signal cancels it outright: there is nothing
+to finish. While it serves (inside :meth:`Signals.graceful`) the first signal asks
+for a graceful stop (drain, finish in-flight work, cleanups); a second signal, or one
+that arrives while it drains, cancels whatever is still running.
+
+    async with Signals() as signals:
+        async with running(app):                 # a signal here cancels the connect
+            with signals.graceful():
+                await signals.requested.wait()   # the first signal ends this wait
+        ...                                      # draining: another signal cancels
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from contextlib import contextmanager
+from typing import Iterator
+
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class Signals:
+    """Signal handlers for the current task, installed on enter and removed on exit."""
+
+    def __init__(self, requested: asyncio.Event | None = None) -> None:
+        self.requested = requested or asyncio.Event()  # a stop was asked for (a signal, or the caller)
+        self.received = 0
+        self._task: asyncio.Task[object] | None = None
+        self._installed: list[int] = []
+        self._graceful = False
+        self._cancelled = False
+
+    async def __aenter__(self) -> "Signals":
+        self._task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        for sig in SIGNALS:
+            try:
+                loop.add_signal_handler(sig, self._on_signal)
+                self._installed.append(sig)
+            except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
+                pass
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> bool:
+        loop = asyncio.get_running_loop()
+        for sig in self._installed:
+            loop.remove_signal_handler(sig)
+        self._installed.clear()
+        if self._cancelled and kind is asyncio.CancelledError and self._task is not None:
+            self._task.uncancel()
+            return True  # our own cancellation: a clean stop
+        return False
+
+    @contextmanager
+    def graceful(self) -> Iterator[None]:
+        """Serving: a first signal sets :attr:`requested` instead of cancelling."""
+        self._graceful = True
+        try:
+            yield
+        finally:
+            self._graceful = False
+
+    def _on_signal(self) -> None:
+        self.received += 1
+        if self._graceful and self.received == 1:
+            self.requested.set()
+            return
+        self.requested.set()
+        if self._task is not None and not self._cancelled:
+            self._cancelled = True
+            self._task.cancel()
+
+
+__all__ = ["Signals", "SIGNALS"]

@@ -1,0 +1,1 @@
+"""deploy tests (a package so their module names do not clash with the top-level ones)."""

@@ -1,0 +1,1 @@
+"""e2e tests (a package so their module names do not clash with the top-level ones)."""

@@ -1,0 +1,1 @@
+"""faults tests (a package so their module names do not clash with the top-level ones)."""
