@@ -104,6 +104,8 @@ class NatsServer:
             self.command(), stdout=log, stderr=log, start_new_session=True,
             preexec_fn=die_with_parent if self.die_with_parent else None,
         )
+        if not isinstance(log, int):
+            log.close()  # the child holds its own copy of the descriptor
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

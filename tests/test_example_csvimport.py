@@ -8,8 +8,8 @@ from typing import Any
 import aiohttp
 
 from band.testing import serve
-from test_broker_fakes import routed, running_edge, unique
-from test_examples import example
+from support.fakes import routed, running_edge, unique
+from e2e.test_examples import example
 
 
 def csv_form(name: str, body: bytes, **fields: str) -> aiohttp.FormData:

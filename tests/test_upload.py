@@ -31,8 +31,8 @@ from band import App, files, wire
 from band.files import FileRef, chunks
 from band.natsserver import NatsServer, free_port
 from band.testing import serve
-from conftest import wait_for
-from test_broker_fakes import routed, running_edge, unique
+from support.poll import wait_for
+from support.fakes import routed, running_edge, unique
 
 BOUNDARY = "bandtestboundary7MA4YWxkTrZu0gW"
 MiB = 1024 * 1024
@@ -425,6 +425,8 @@ async def edge_process(nats_url: str, **env: str) -> AsyncIterator[tuple[subproc
         if edge.poll() is None:
             edge.kill()
             edge.wait()
+        if edge.stderr is not None:
+            edge.stderr.close()
 
 
 @pytest.mark.slow
