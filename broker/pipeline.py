@@ -231,9 +231,10 @@ class Pipeline:
     async def _handle(self, message: dict[str, Any], payload: bytes, image: bool) -> Response:
         key: str = message["key"]
         route = self._discovery.snapshot.handler(key)
-        timeout = route.timeout_s if route is not None else self._config.handler_timeout_ms / 1000
+        if route is None:  # nobody handles it: no request; a new handler is routed from the next discovery refresh
+            return self.default(message, image)
         try:
-            reply = await self._wait(self._send(wire.handle_subject(key), payload), timeout)
+            reply = await self._wait(self._send(wire.handle_subject(key), payload), route.timeout_s)
         except _NoResponders:
             return self.default(message, image)
         except _Timeout:
