@@ -14,7 +14,7 @@ import re
 from typing import Any, Final, Mapping
 
 # --- revision ---------------------------------------------------------------
-PROTOCOL_VERSION: Final = "1"
+PROTOCOL_VERSION: Final = "2"  # 2: enrichers get only their props (enrich_request)
 
 # --- subjects ----------------------------------------------------------------
 ENRICH_PREFIX: Final = "band.enrich"  # band.enrich.<key>        scatter-gather
@@ -243,6 +243,33 @@ def get_path(message: Mapping[str, Any], path: str) -> Any:
         else:
             return None
     return value
+
+
+# --- enrich requests (revision 2) ------------------------------------------------
+# The edge sends ``band.enrich.<key>`` one small object instead of the whole message:
+# the key, the id, and the union of the matching enrichers' props as dot-path -> value.
+# When any matching enricher declares no props (or its service announces revision 1)
+# the edge sends the whole message, as revision 1 did; services read both forms.
+ENRICH_PROPS_FIELD: Final = "props"
+
+
+def enrich_request(message: Mapping[str, Any], paths: tuple[str, ...]) -> dict[str, Any]:
+    """``{"key", "id", "props": {dot-path: value}}`` for ``band.enrich.<key>``."""
+    return {"key": message["key"], "id": message.get("id"), ENRICH_PROPS_FIELD: {p: get_path(message, p) for p in paths}}
+
+
+def enrich_value(request: Mapping[str, Any], path: str) -> Any:
+    """A dot-path's value in an enrich request of either form (props or the whole message)."""
+    props = request.get(ENRICH_PROPS_FIELD)
+    if isinstance(props, dict):
+        return props.get(path)
+    return get_path(request, path)
+
+
+def speaks_props(service_metadata: Mapping[str, Any] | None) -> bool:
+    """A service of revision 2 or later reads props-only enrich requests."""
+    version = (service_metadata or {}).get("band")
+    return isinstance(version, str) and version.isdigit() and int(version) >= 2
 
 
 # --- discovery metadata (ADR-32 ``metadata``: string → string) ----------------------

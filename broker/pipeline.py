@@ -118,12 +118,13 @@ class Pipeline:
         key: str = message["key"]
         started = time.perf_counter()
         limit = self._link.max_payload - 1024  # room for subject and headers
-        services = self._discovery.snapshot.enricher_services(key)
+        services, paths = self._discovery.snapshot.enrich_plan(key)
         if services:
-            original = wire.encode(message)
-            if len(original) > limit:
+            # only what the enrichers read (revision 2), else the whole message
+            asked = wire.encode(message if paths is None else wire.enrich_request(message, paths))
+            if len(asked) > limit:
                 return _TOO_LARGE
-            await self._enrich(message, original, services, self._config.enrich_timeout_for(key))
+            await self._enrich(message, asked, services, self._config.enrich_timeout_for(key))
             metrics.observe("enrich", time.perf_counter() - started)
         payload = wire.encode(message)
         if len(payload) > limit:  # a server closes a connection that sends more than max_payload
