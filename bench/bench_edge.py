@@ -224,6 +224,12 @@ class Meter:
     def sample(self) -> dict[str, float]:
         return {name: cpu_s(pid) for name, pid in self.pids.items()}
 
+    def median(self, rounds: int, url: str, rate: float, duration: float, names: tuple[str, ...]) -> tuple[dict[str, float], dict[str, Any]]:
+        """The median of ``rounds`` runs, process by process (one noisy round does not count)."""
+        runs = [self.run(url, rate, duration, names) for _ in range(rounds)]
+        per_hit = {n: sorted(r[0][n] for r in runs)[len(runs) // 2] for n in names}
+        return per_hit, {"rate": sum(r[1]["rate"] for r in runs) / rounds, "errors": sum(r[1]["errors"] for r in runs)}
+
     def run(self, url: str, rate: float, duration: float, names: tuple[str, ...]) -> tuple[dict[str, float], dict[str, Any]]:
         """µs per hit of each process in ``names`` while ``url`` gets ``rate`` hits/s."""
         before, started = self.sample(), time.perf_counter()
@@ -279,7 +285,8 @@ def line(label: str, per_hit: dict[str, float]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rate", type=float, default=400.0, help="hits/s of the CPU-per-hit runs (well below saturation)")
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds per CPU-per-hit run and per saturation run")
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds per CPU-per-hit run and per saturation run")
+    parser.add_argument("--rounds", type=int, default=3, help="CPU-per-hit runs per scenario; the median of each process is printed")
     parser.add_argument("--soak", type=float, default=20.0, help="seconds of the half-load p99/RSS run (0 skips it and saturation)")
     parser.add_argument("--workers", type=int, default=1, help="edge worker processes (SO_REUSEPORT)")
     args = parser.parse_args()
@@ -314,14 +321,14 @@ def main() -> int:
         assert nats_server.process is not None
         pids = {"bare": bare.pid, "edge": edge.pid, "nats-server": nats_server.process.pid, **{n: p.pid for n, p in svc.items()}}
         meter = Meter(pids, idle_s=3.0)
-        print(f"CPU per hit at {args.rate:.0f} hits/s, {args.duration:.0f} s each, open loop; idle CPU subtracted; {os.cpu_count()} CPUs", flush=True)
-        bare_cpu, r = meter.run(bare_url + "/pixel/hit.gif", args.rate, args.duration, ("bare",))
+        print(f"CPU per hit at {args.rate:.0f} hits/s, median of {args.rounds} runs of {args.duration:.0f} s, open loop; idle CPU subtracted; {os.cpu_count()} CPUs", flush=True)
+        bare_cpu, r = meter.median(args.rounds, bare_url + "/pixel/hit.gif", args.rate, args.duration, ("bare",))
         print(line("bare aiohttp GIF", bare_cpu) + f"   ({r['rate']:.0f}/s, {r['errors']} errors)", flush=True)
-        pixel_cpu, r = meter.run(base + "/pixel/hit.gif", args.rate, args.duration, ("edge", "nats-server"))
+        pixel_cpu, r = meter.median(args.rounds, base + "/pixel/hit.gif", args.rate, args.duration, ("edge", "nats-server"))
         ratio = sum(pixel_cpu.values()) / max(sum(bare_cpu.values()), 1e-9)
         print(line("pixel, built-in + JetStream", pixel_cpu) + f"   ({r['rate']:.0f}/s, {r['errors']} errors)", flush=True)
         print(f"    ratio to bare aiohttp {ratio:.2f} (target <= 2.5)", flush=True)
-        track_cpu, r = meter.run(base + "/benchtrack/page", args.rate, args.duration, ("edge", "nats-server", *SERVICES))
+        track_cpu, r = meter.median(args.rounds, base + "/benchtrack/page", args.rate, args.duration, ("edge", "nats-server", *SERVICES))
         print(line("/track/page, 2 enrichers+handler+durable listener", track_cpu) + f"   ({r['rate']:.0f}/s, {r['errors']} errors)", flush=True)
         print(f"    all processes {sum(track_cpu.values()):.0f} us per hit (target <= 300), {sum(track_cpu.values()) / 300:.2f} of the target", flush=True)
 
