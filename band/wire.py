@@ -13,6 +13,8 @@ import json
 import re
 from typing import Any, Final, Mapping
 
+import orjson
+
 # --- revision ---------------------------------------------------------------
 PROTOCOL_VERSION: Final = "2"  # 2: enrichers get only their props (enrich_request)
 
@@ -177,12 +179,23 @@ def _default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=_default)  # built once: hot path
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=_default)  # the fallback
+_ORJSON_OPTIONS = orjson.OPT_NON_STR_KEYS  # {1: x} -> {"1": x}, as json does
 
 
 def encode(value: Any) -> bytes:
-    """JSON, UTF-8, compact. Datetimes become ISO strings, sets lists."""
-    return _ENCODER.encode(value).encode()
+    """JSON, UTF-8, compact. Datetimes become ISO strings, sets lists.
+
+    orjson first (about 6x faster on a message); what it refuses (integers past 64 bits)
+    goes through the standard encoder, so the output is the same JSON either way.
+    """
+    try:
+        return orjson.dumps(value, default=_default, option=_ORJSON_OPTIONS)
+    except orjson.JSONEncodeError:
+        return _ENCODER.encode(value).encode()
+
+
+_BIG_NUMBER = re.compile(rb"(?:^|[:\[,])\s*-?\d{19}")  # may also match inside a string: then json decodes it
 
 
 class DecodeError(ValueError):
@@ -193,7 +206,14 @@ def decode(data: bytes) -> Any:
     """Parse a JSON body; an empty body is ``None``."""
     if not data:
         return None
-    try:
+    if _BIG_NUMBER.search(data) is None:
+        try:
+            return orjson.loads(data)  # strict JSON: NaN/Infinity are refused, as the edge does
+        except orjson.JSONDecodeError as exc:
+            if "depth" in str(exc):
+                raise DecodeError("body is nested too deeply") from None
+            raise DecodeError(f"body is not valid JSON: {exc}") from None
+    try:  # a number of 19+ digits: orjson would read it as a float, json keeps it exact
         return json.loads(data)
     except (UnicodeDecodeError, ValueError) as exc:
         raise DecodeError(f"body is not valid JSON: {exc}") from None

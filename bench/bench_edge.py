@@ -288,6 +288,7 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per CPU-per-hit run and per saturation run")
     parser.add_argument("--rounds", type=int, default=3, help="CPU-per-hit runs per scenario; the median of each process is printed")
     parser.add_argument("--soak", type=float, default=20.0, help="seconds of the half-load p99/RSS run (0 skips it and saturation)")
+    parser.add_argument("--profile", metavar="DIR", help="after the CPU runs, py-spy record the edge and a service during each scenario into DIR (pip install py-spy)")
     parser.add_argument("--workers", type=int, default=1, help="edge worker processes (SO_REUSEPORT)")
     args = parser.parse_args()
 
@@ -331,6 +332,16 @@ def main() -> int:
         track_cpu, r = meter.median(args.rounds, base + "/benchtrack/page", args.rate, args.duration, ("edge", "nats-server", *SERVICES))
         print(line("/track/page, 2 enrichers+handler+durable listener", track_cpu) + f"   ({r['rate']:.0f}/s, {r['errors']} errors)", flush=True)
         print(f"    all processes {sum(track_cpu.values()):.0f} us per hit (target <= 300), {sum(track_cpu.values()) / 300:.2f} of the target", flush=True)
+
+        if args.profile:
+            Path(args.profile).mkdir(parents=True, exist_ok=True)
+            for label, url, who in (("pixel", base + "/pixel/hit.gif", ("edge",)), ("track", base + "/benchtrack/page", ("edge", "benchgeo", "nats-server"))):
+                spies = [subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pids[n]), "-d", str(int(args.duration)), "-r", "250", "--nonblocking", "-f", "raw",
+                                           "-o", str(Path(args.profile) / f"{label}-{n}.txt")] + (["--native"] if n == "nats-server" else []), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for n in who if n != "nats-server"]
+                load("open", url, args.duration, args.rate)
+                for spy in spies:
+                    spy.wait(60)
+            print(f"  py-spy profiles (raw, collapsed stacks) in {args.profile}", flush=True)
 
         if args.soak > 0:
             print(f"throughput at saturation ({CONNECTIONS} connections, closed loop; depends on the machine's load):", flush=True)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -219,7 +218,7 @@ class Pipeline:
             self._metrics.enricher_errors.labels(service).inc()
         else:
             try:
-                value = json.loads(msg.data) if msg.data else None
+                value = wire.decode(msg.data)
             except ValueError:
                 self._metrics.enricher_errors.labels(service).inc()
                 value = None
@@ -290,7 +289,7 @@ class Pipeline:
             self._not_stored(msg_id, exc)
             return False
         try:
-            answer = json.loads(ack.data)
+            answer = wire.decode(ack.data)
         except ValueError:
             answer = None
         if not isinstance(answer, dict) or "error" in answer or "seq" not in answer:  # a PubAck has the seq
