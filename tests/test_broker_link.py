@@ -6,10 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 import nats
-
-from broker.link import Link, Reply
 from support.fakes import unique
 from support.poll import wait_for
+
+from broker.link import Link, Reply
 
 
 async def test_publishes_arrive_in_order_also_when_the_client_must_flush_first(nats_url: str, nc: Any) -> None:
