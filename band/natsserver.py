@@ -100,12 +100,14 @@ class NatsServer:
         self.store_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
         # its own session: a Ctrl-C meant for `band up` must not kill NATS before the services
-        self.process = subprocess.Popen(
-            self.command(), stdout=log, stderr=log, start_new_session=True,
-            preexec_fn=die_with_parent if self.die_with_parent else None,
-        )
-        if not isinstance(log, int):
-            log.close()  # the child holds its own copy of the descriptor
+        try:
+            self.process = subprocess.Popen(
+                self.command(), stdout=log, stderr=log, start_new_session=True,
+                preexec_fn=die_with_parent if self.die_with_parent else None,
+            )
+        finally:
+            if not isinstance(log, int):
+                log.close()  # the child has its own copy
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

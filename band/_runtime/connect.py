@@ -91,16 +91,29 @@ async def connect(
     :func:`inbox_prefix_for` ``(name, inbox_prefix)``.
     """
     log = logger or Logger(component="nats")
+    servers, credentials = split_credentials(servers_from(url))
+    last_error, repeats = "", 0
 
     async def disconnected() -> None:
         if not (nc.is_closed or nc.is_draining):  # a close we asked for is not news
             log.warning("NATS disconnected; reconnecting")
 
     async def reconnected() -> None:
+        nonlocal last_error, repeats
+        last_error, repeats = "", 0
         log.info("NATS reconnected", server=str(nc.connected_url.netloc if nc.connected_url else ""))
 
     async def error(exc: Exception) -> None:
-        log.warning("NATS connection error", error=f"{type(exc).__name__}: {exc}")
+        """The same failure over and over (a retry every 0.5 s) is logged once, then every 100th time."""
+        nonlocal last_error, repeats
+        text = f"{type(exc).__name__}: {exc}"
+        repeats = repeats + 1 if text == last_error else 1
+        last_error = text
+        if repeats == 1 or repeats % 100 == 0:
+            log.warning(
+                "NATS connection error; retrying (is nats-server running? NATS_URL sets where)",
+                error=text, servers=",".join(servers), attempts=repeats,
+            )
 
     settings: dict[str, Any] = {
         "name": name,
@@ -117,7 +130,6 @@ async def connect(
     context = tls_from_env()
     if context is not None:
         settings["tls"] = context
-    servers, credentials = split_credentials(servers_from(url))
     settings.update(credentials)
     settings.update(options)
     nc = await nats.connect(servers, **settings)
