@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "band needs Python 3.11+"'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,examples,redis,edge]'
+	$(BIN)/pip install --quiet -e '.[test,examples,redis,edge,trace,dev,store]'
 	touch $(STAMP)
 
 install: $(STAMP)

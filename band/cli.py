@@ -18,6 +18,8 @@ DESCRIPTION = """band: small Python services for event pipelines on NATS.
   band call SVC METHOD k=v call a method over RPC (k=text, k:=json) and print the answer as JSON
   band tail [SUBJECT]      follow events as they pass (default: in.>)
   band new NAME            write a service skeleton with a passing test
+  band sql "SELECT ..."    query the store (every event, in ClickHouse); --format json|csv|tsv
+  band store [replay|status]  run the store service; re-read the stream into it; its health
 
 NATS_URL (default nats://127.0.0.1:4222, comma-separated for a cluster) says where NATS is."""
 
@@ -30,6 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("path", help="a service directory (main.py + config.yml) or a .py file")
     run.add_argument("--nats", help="NATS URL(s), comma-separated (default: $NATS_URL or nats://127.0.0.1:4222)")
     run.add_argument("--name", help="service name (default: config 'name', else the directory/file name)")
+    run.add_argument("--reload", action="store_true", help="restart the service when a file in its directory changes (development)")
 
     edge = sub.add_parser("edge", help="run the HTTP edge", description="Run the HTTP edge (the same as python -m broker); see band edge --help.", add_help=False)
     edge.add_argument("args", nargs=argparse.REMAINDER)
@@ -38,6 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("paths", nargs="*", default=["examples"], help="service directories, .py files, or folders holding them")
     up.add_argument("--port", type=int, help="edge port (default: $PORT or 8080)")
     up.add_argument("--data", default=".band", help="where a started nats-server keeps JetStream data")
+    up.add_argument("--reload", action="store_true", help="restart a service when a file in its directory changes (development)")
 
     ls = sub.add_parser("ls", help="list services", description="List running services, their instances and endpoints (role, keys, path), from $SRV.INFO.")
     ls.add_argument("--stats", action="store_true", help="add request and error counts and average processing time")
@@ -71,6 +75,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from broker.cli import main as edge_main
 
         return edge_main(argv[1:])
+    if argv[:1] in (["sql"], ["store"]):  # the store's own parser (band/store/cli.py)
+        from .store.cli import main as store_main
+
+        return store_main(argv)
     parser = _parser()
     args = parser.parse_args(argv)
     from ._core import log
@@ -80,13 +88,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     if args.command == "run":
+        if args.reload:
+            from . import reload
+
+            return reload.run(args.path, args.nats, args.name)
         from ._runtime.runner import run
 
         return run(args.path, args.nats, args.name)
     if args.command == "up":
         from .devstack import up
 
-        return up([Path(p) for p in args.paths], port=args.port, data=Path(args.data))
+        return up([Path(p) for p in args.paths], port=args.port, data=Path(args.data), reload=args.reload)
     if args.command == "new":
         from .scaffold import create
 

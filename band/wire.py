@@ -85,6 +85,9 @@ DLQ_METHOD_HEADER: Final = "Band-Method"  # ...and the listener that gave up on 
 # Each client's replies come back under _INBOX_<client name>.<nuid>; nats.conf grants
 # each user only its own prefix, so nobody reads replies meant for another.
 INBOX_PREFIX: Final = "_INBOX_"
+# W3C Trace Context, on every request and publish while tracing is on (band.tracing)
+TRACEPARENT_HEADER: Final = "traceparent"
+TRACESTATE_HEADER: Final = "tracestate"
 
 # --- endpoint metadata (values are strings, as ADR-32 requires) -------------------
 ROLE_HANDLER: Final = "handler"
@@ -98,6 +101,9 @@ MESSAGE_FIELDS: Final = ("key", "service", "name", "channel", "projectId", "uid"
 # Path parameters of a custom route (``path='/x/:id'``): an object the edge adds to the
 # message; the service passes them to the handler as keywords over the message fields.
 PARAMS_FIELD: Final = "params"
+# The trace id (32 lowercase hex digits) the edge adds while tracing is on, so a stored
+# event can be joined with its trace.
+TRACE_ID_FIELD: Final = "trace_id"
 DEFAULT_HANDLER_TIMEOUT_MS: Final = 200
 DEFAULT_ENRICH_TIMEOUT_MS: Final = 200
 
@@ -158,6 +164,11 @@ def key_prefix_subjects(prefix: str) -> list[str]:
 def key_matches(prefix: str, key: str) -> bool:
     """Whole-token prefix match, the same rule NATS applies to ``prefix.>``."""
     return key == prefix or key.startswith(prefix + ".")
+
+
+def durable_name(service: str, method: str) -> str:
+    """The JetStream durable consumer of ``service``'s durable listener ``method``."""
+    return f"{service}_{method}"
 
 
 def queue_group(service: str) -> str:

@@ -22,15 +22,20 @@ from nats.aio.client import Client
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 
-from band import wire
+from band import tracing, wire
 from band._runtime.connect import connect
 from band._runtime.stream import ensure_stream
 
+from .builtin_enrichers import Builtins
 from .config import EdgeConfig
 from .discovery import Discovery
+from .headers import SECURITY, UidCookie
+from .libjs import LibJs
+from .surface import coffee, favicon, lib_js
 from .metrics import Metrics
 from .pipeline import INTERNAL_ERROR, Pipeline
 from .render import json_response, render
+from .tracing import HitTrace
 from .request import BadHit, ClientIP, read_hit
 from .upload import Uploads
 from .ws import Sockets, handle_socket
@@ -43,8 +48,8 @@ NO_CACHE = {
     "Pragma": "no-cache",
     "Expires": "0",
 }
-_CORS_ANY = {"Access-Control-Allow-Origin": "*", **NO_CACHE}
-_CORS_CREDENTIALS = {"Access-Control-Allow-Credentials": "true", "Vary": "Origin", **NO_CACHE}
+_CORS_ANY = {"Access-Control-Allow-Origin": "*", **NO_CACHE, **SECURITY}
+_CORS_CREDENTIALS = {"Access-Control-Allow-Credentials": "true", "Vary": "Origin", **NO_CACHE, **SECURITY}
 UPLOAD_PATH = f"/{wire.UPLOAD_PATH}/"
 NATS_DOWN = "NATS is not reachable"
 ROOT_PAGE = (
@@ -62,6 +67,7 @@ class Edge:
     js: JetStreamContext
     discovery: Discovery
     pipeline: Pipeline
+    builtins: Builtins
 
     def __init__(self, config: EdgeConfig) -> None:
         self.config = config
@@ -73,13 +79,8 @@ class Edge:
         self._stream_task: asyncio.Task[None] | None = None
         self.ready = asyncio.Event()  # set once NATS, discovery and the pipeline are up
         self._connect_failed = asyncio.Event()  # the first connect attempt failed: start serving 503s
-        cookie = f"; Path=/; Max-Age={config.cookie_max_age_s}; HttpOnly"
-        if config.cookie_secure:
-            cookie += "; Secure; SameSite=None"
-        if config.cookie_domain:
-            cookie += f"; Domain={config.cookie_domain}"
-        self._cookie_prefix = f"{config.cookie_name}="
-        self._cookie_suffix = cookie
+        self.cookie = UidCookie(config)
+        self.lib = LibJs(config)
 
     # --- every answer -------------------------------------------------------------
     def finish(self, request: web.Request, resp: web.StreamResponse, started: float, uid: str | None = None) -> None:
@@ -91,7 +92,7 @@ class Edge:
         else:
             extra = dict(_CORS_ANY)
         if uid is not None:
-            extra["Set-Cookie"] = self._cookie_prefix + uid + self._cookie_suffix
+            extra["Set-Cookie"] = self.cookie.header(uid, self.client_ip.host(request.remote, request.headers))
         extra["X-Response-Time"] = f"{(time.perf_counter() - started) * 1000:.3f}ms"
         resp.headers.update(extra)  # one update: cheaper than a setitem per header
         self.metrics.answered(resp.status)
@@ -101,6 +102,7 @@ class Edge:
         """The one route: fixed paths, then hits; anything unexpected is a bare 500."""
         started = time.perf_counter()
         uid: str | None = None
+        trace: HitTrace | None = None
         try:
             method = request.method
             if method == "OPTIONS":
@@ -115,9 +117,15 @@ class Edge:
                 elif path != "/health" and not self.ready.is_set():
                     resp = json_response({"message": NATS_DOWN}, 503)
                 elif path == "/wss":
-                    return await handle_socket(request, pipeline=self.pipeline, sockets=self.sockets, config=self.config, client_ip=self.client_ip, metrics=self.metrics)
+                    return await handle_socket(request, pipeline=self.pipeline, sockets=self.sockets, config=self.config, client_ip=self.client_ip, metrics=self.metrics, cookie=self.cookie)
                 elif path == "/" and method == "GET" and not request.query_string:
                     resp = web.Response(text=ROOT_PAGE, content_type="text/plain")
+                elif path == "/lib.js" and method == "GET":
+                    resp, uid = lib_js(request, self.lib, self.config)
+                elif path == "/favicon.ico":
+                    resp = favicon()
+                elif path == "/coffee":
+                    resp = coffee(self.config)
                 elif path == "/health":
                     resp = await self.health()
                 elif path == "/metrics":
@@ -131,13 +139,19 @@ class Edge:
                         resp = json_response({"message": bad.message}, bad.status)
                     else:
                         uid = hit.message["uid"]
-                        resp = render(await self.pipeline.run(hit.message, hit.image), hit.native)
+                        if tracing.ON:
+                            trace = HitTrace(request.headers, method, path, hit.message)
+                        resp = render(await self.pipeline.run(hit.message, hit.image, trace), hit.native)
         except asyncio.CancelledError:
+            if trace is not None:
+                trace.end(499)  # the client went away mid-hit
             raise
         except Exception:
             log.exception("hit failed: %s %s", request.method, request.path)
             resp = json_response({"message": INTERNAL_ERROR}, 500)
         self.finish(request, resp, started, uid)
+        if trace is not None:
+            trace.end(resp.status)
         return resp
 
     def preflight(self, request: web.Request) -> web.Response:
@@ -252,7 +266,9 @@ class Edge:
             keep_polls=self.config.discovery_keep_polls,
             default_timeout_ms=self.config.handler_timeout_ms,
         )
-        self.pipeline = Pipeline(self.discovery, self.config, self.metrics, self.stream_missing)
+        self.builtins = Builtins(self.config, self.metrics)
+        await self.builtins.start()
+        self.pipeline = Pipeline(self.discovery, self.config, self.metrics, self.stream_missing, self.builtins)
         self.stream_missing()
         assert self._stream_task is not None
         await asyncio.wait([self._stream_task], timeout=self.config.publish_timeout_ms / 1000)
@@ -271,6 +287,8 @@ class Edge:
                     await push.unsubscribe()
         if hasattr(self, "pipeline"):
             await self.pipeline.stop()
+        if hasattr(self, "builtins"):
+            await self.builtins.stop()
         if self.nc.is_closed:
             return
         if not self.nc.is_connected:  # reconnecting (or never connected): nothing to drain

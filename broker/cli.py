@@ -19,9 +19,12 @@ from aiohttp import web
 
 from band._core import log as band_log
 from band._runtime.signals import Signals
+from band import tracing
 
 from .app import make_app
 from .config import ConfigError, EdgeConfig, from_env, split_urls
+from .libjs import LibJs
+from .tls import server_context
 
 log = logging.getLogger("broker")
 
@@ -32,6 +35,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=None, help="port (env PORT; default 8080)")
     parser.add_argument("--workers", type=int, default=None, help="processes sharing the port (SO_REUSEPORT; default 1)")
     parser.add_argument("--nats-url", default=None, help="NATS server(s), comma-separated (env NATS_URL)")
+    parser.add_argument("--certfile", default=None, help="serve HTTPS/WSS with this PEM certificate chain (env EDGE_CERTFILE)")
+    parser.add_argument("--keyfile", default=None, help="the certificate's PEM private key (env EDGE_KEYFILE)")
     parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO"))
     return parser.parse_args(argv)
 
@@ -42,13 +47,14 @@ async def serve(config: EdgeConfig, *, reuse_port: bool = False, stop: asyncio.E
     The port binds before NATS answers (hits get 503 until it does); a signal stops
     the edge in every state: starting, serving, or finishing in-flight hits.
     """
+    tls = server_context(config)
     async with Signals(stop) as signals:
         runner = web.AppRunner(make_app(config), access_log=None, shutdown_timeout=config.shutdown_timeout_s)
         try:
             await runner.setup()
-            site = web.TCPSite(runner, config.host, config.port, reuse_port=reuse_port or None, backlog=1024)
+            site = web.TCPSite(runner, config.host, config.port, reuse_port=reuse_port or None, backlog=1024, ssl_context=tls)
             await site.start()
-            log.info("band edge listening on http://%s:%d (pid %d)", config.host, config.port, os.getpid())
+            log.info("band edge listening on %s://%s:%d (pid %d)", "https" if tls else "http", config.host, config.port, os.getpid())
             with signals.graceful():
                 await signals.requested.wait()
             log.info("band edge stopping: finishing in-flight hits")
@@ -67,17 +73,23 @@ def _use_uvloop() -> None:
 def run_worker(config: EdgeConfig, reuse_port: bool, log_level: str) -> None:
     band_log.configure({**os.environ, "LOG_LEVEL": log_level})  # JSON_LOGS=1: one JSON object per line, as services
     _use_uvloop()
-    asyncio.run(serve(config, reuse_port=reuse_port))
+    tracing.setup("edge")  # only when OTEL_* asks for it
+    try:
+        asyncio.run(serve(config, reuse_port=reuse_port))
+    finally:
+        tracing.shutdown()
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``band edge`` and ``python -m broker``; returns the exit code."""
     args = parse_args(argv)
-    overrides: dict[str, Any] = {"host": args.host, "port": args.port, "workers": args.workers}
+    overrides: dict[str, Any] = {"host": args.host, "port": args.port, "workers": args.workers, "certfile": args.certfile, "keyfile": args.keyfile}
     if args.nats_url:
         overrides["nats_urls"] = split_urls(args.nats_url)
     try:
         config = from_env(**overrides)
+        server_context(config)  # a bad certificate or key stops here, naming the file
+        LibJs(config)  # and so does an unreadable lib_file
     except ConfigError as exc:
         print(f"band edge: {exc}", file=sys.stderr)
         return 2

@@ -23,6 +23,7 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 DEFAULT_ALIASES: dict[str, str] = {"t4k": "track", "gif": "pixel", "away": "redir"}
 DEFAULT_TRUSTED_PROXIES: tuple[str, ...] = ("127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
 THREE_YEARS_S = 3 * 365 * 24 * 3600
+DEFAULT_BUILTIN_ENRICHERS: dict[str, str] = {"fpid": "in.gen.track", "stored": "in.gen.track"}
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,14 @@ class EdgeConfig:
     trusted_proxies: tuple[str, ...] = DEFAULT_TRUSTED_PROXIES
     redirect_hosts: tuple[str, ...] = ()  # allow-list for the built-in `redir`; empty = any http(s) host
     cors_origins: tuple[str, ...] = ()  # origins whose pages may read answers with the visitor's cookie; empty = any
+    domain: str = ""  # the site's domain (env DOMAIN): the uid cookie's Domain by front's auto rule
+    lib_file: str = ""  # /lib.js serves this web SDK file; empty = band's own tracker
+    lib_global: str = "rstat"  # the SDK's global (rstat for SDK 4.x) that /lib.js configures
+    client_common: Mapping[str, Any] = field(default_factory=dict)  # options spread into /lib.js's configure
+    redis_url: str = ""  # the built-in `stored` enricher reads s:<uid> here; empty = off
+    builtin_enrichers: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_BUILTIN_ENRICHERS))  # name -> key prefix
+    certfile: str = ""  # TLS: serve https/wss with this certificate chain (PEM) ...
+    keyfile: str = ""  # ... and its private key
 
     # limits
     max_body_bytes: int = 1024 * 1024
@@ -100,6 +109,13 @@ class EdgeConfig:
             if not isinstance(ms, int) or ms <= 0:
                 raise ConfigError(f"enrich_timeouts[{prefix!r}] must be a positive integer (ms)")
         self.proxy_networks()  # validates
+        for builtin, prefix in self.builtin_enrichers.items():
+            if builtin not in DEFAULT_BUILTIN_ENRICHERS or not isinstance(prefix, str):
+                raise ConfigError(f"builtin_enrichers: {builtin!r} -> {prefix!r}: known are {sorted(DEFAULT_BUILTIN_ENRICHERS)}, each to a key prefix")
+        if bool(self.certfile) != bool(self.keyfile):
+            raise ConfigError("certfile and keyfile go together: give both for TLS, or neither")
+        if not self.lib_global.isidentifier():
+            raise ConfigError(f"lib_global must be a JavaScript name, got {self.lib_global!r}")
         if not wire.is_token(self.upload_bucket):
             raise ConfigError(f"upload_bucket {self.upload_bucket!r}: letters, digits, '_' and '-' only")
         for knob in ("stream_storage", "upload_storage"):
@@ -180,6 +196,8 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: Any) -> EdgeConf
         values["host"] = env["HOST"]
     if "PORT" in env:
         values["port"] = _parse("PORT", int, env["PORT"])
+    if "DOMAIN" in env and "EDGE_DOMAIN" not in env:  # front's name for it
+        values["domain"] = env["DOMAIN"]
     if "NATS_URL" in env:
         values["nats_urls"] = split_urls(env["NATS_URL"])
     values.update({k: v for k, v in overrides.items() if v is not None})

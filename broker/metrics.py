@@ -15,6 +15,7 @@ from typing import Iterator
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 STAGES = ("enrich", "handle", "publish", "total")
@@ -61,6 +62,7 @@ class Metrics:
         self.status_counts: dict[int, int] = {}
         self.stages = {s: _Histogram() for s in STAGES}
         r.register(_HotCollector(self))
+        ProcessCollector(registry=r)  # CPU, memory, open files of the edge process
         self.enricher_timeouts = Counter("band_edge_enricher_timeouts", "Enricher services that missed the deadline", ["service"], registry=r)
         self.enricher_errors = Counter("band_edge_enricher_errors", "Enricher services that answered an error or garbage", ["service"], registry=r)
         self.handler_errors = Counter("band_edge_handler_errors", "Handler failures by kind", ["kind"], registry=r)

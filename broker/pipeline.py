@@ -21,11 +21,13 @@ from band._runtime.timers import Deadlines
 from band.response import BadResponse, ErrorResponse, RedirectResponse, Response, from_wire
 
 from .builtins import built_in_answer
+from .builtin_enrichers import Builtins
 from .config import EdgeConfig
 from .discovery import Discovery
 from .link import Link, LinkDown, Reply
 from .metrics import Metrics
 from .redirects import unsafe_location
+from .tracing import HitTrace
 
 log = logging.getLogger("broker.pipeline")
 
@@ -45,6 +47,7 @@ class _Gather:
     done: asyncio.Future[None]
     answered: set[str] = field(default_factory=set)
     results: dict[str, Any] = field(default_factory=dict)
+    trace: HitTrace | None = None
 
 
 class _Timeout(Exception):
@@ -65,8 +68,9 @@ class Pipeline:
 
     _link: Link
 
-    def __init__(self, discovery: Discovery, config: EdgeConfig, metrics: Metrics, on_stream_missing: Callable[[], None] | None = None) -> None:
+    def __init__(self, discovery: Discovery, config: EdgeConfig, metrics: Metrics, on_stream_missing: Callable[[], None] | None = None, builtins: Builtins | None = None) -> None:
         self._discovery = discovery
+        self._builtins = builtins if builtins is not None and builtins.active else None
         self._config = config
         self._metrics = metrics
         self._on_stream_missing = on_stream_missing
@@ -97,7 +101,7 @@ class Pipeline:
         return hasattr(self, "_link") and self._link.is_connected
 
     # --- the run ------------------------------------------------------------------
-    async def run(self, message: dict[str, Any], image: bool = False) -> Response:
+    async def run(self, message: dict[str, Any], image: bool = False, trace: HitTrace | None = None) -> Response:
         """Enrich ``message`` in place, ask its handler, store it; the answer to send.
 
         ``image`` marks an image request: built-in defaults then answer the GIF.
@@ -108,38 +112,52 @@ class Pipeline:
             return ErrorResponse(message="edge is overloaded", statusCode=503)
         self._inflight += 1
         try:
-            return await self._run(message, image)
+            return await self._run(message, image, trace)
         finally:
             self._inflight -= 1
 
-    async def _run(self, message: dict[str, Any], image: bool) -> Response:
+    async def _run(self, message: dict[str, Any], image: bool, trace: HitTrace | None) -> Response:
         metrics = self._metrics
         key: str = message["key"]
         started = time.perf_counter()
         limit = self._link.max_payload - 1024  # room for subject and headers
         services, paths = self._discovery.snapshot.enrich_plan(key)
+        reading = self._builtins.begin(message) if self._builtins is not None else None  # fpid now, stored meanwhile
         if services:
             # only what the enrichers read (revision 2), else the whole message
             asked = wire.encode(message if paths is None else wire.enrich_request(message, paths))
             if len(asked) > limit:
+                if reading is not None:
+                    reading.cancel()
                 return _TOO_LARGE
-            await self._enrich(message, asked, services, self._config.enrich_timeout_for(key))
+            await self._enrich(message, asked, services, self._config.enrich_timeout_for(key), trace)
+        if reading is not None:
+            assert self._builtins is not None
+            await self._builtins.finish(reading, message, max(0.0, self._config.enrich_timeout_for(key) - (time.perf_counter() - started)))
+        if services or reading is not None:
             metrics.observe("enrich", time.perf_counter() - started)
         payload = wire.encode(message)
         if len(payload) > limit:  # a server closes a connection that sends more than max_payload
             return _TOO_LARGE
         # ③ is sent before ② so both travel in one write; the answer waits for both.
+        headers = {wire.MSG_ID_HEADER: message["id"]}
+        if trace is not None:
+            trace.publish(key, headers)
         try:
-            stored = self._send(key, payload, {wire.MSG_ID_HEADER: message["id"]})
+            stored = self._send(key, payload, headers)
         except LinkDown as exc:
             return self._not_stored(message["id"], exc)
         # the ack's deadline runs from now, alongside the handler's, not after it
         self._deadlines.fail(stored[1], self._publish_timeout, _Timeout)
         handle_started = time.perf_counter()
         try:
-            answer = await self._handle(message, payload, image)
+            answer = await self._handle(message, payload, image, trace)
+            if trace is not None:
+                trace.handled(answer)
             metrics.observe("handle", time.perf_counter() - handle_started)
             ok = await self._stored(stored, message["id"])
+            if trace is not None:
+                trace.published(ok)
         finally:
             self._waiting.pop(stored[0], None)
             if not stored[1].done():
@@ -181,12 +199,15 @@ class Pipeline:
             self._on_enrich_reply(token, reply)
 
     # --- ① enrich -------------------------------------------------------------------
-    async def _enrich(self, message: dict[str, Any], payload: bytes, services: frozenset[str], timeout: float) -> None:
+    async def _enrich(
+        self, message: dict[str, Any], payload: bytes, services: frozenset[str], timeout: float, trace: HitTrace | None
+    ) -> None:
         token = "e" + str(next(self._tokens))
-        gather = _Gather(services, asyncio.get_running_loop().create_future())
+        gather = _Gather(services, asyncio.get_running_loop().create_future(), trace=trace)
         self._gathers[token] = gather
+        headers = trace.enrich(message["key"], services) if trace is not None else None
         try:
-            self._link.publish(wire.enrich_subject(message["key"]), payload, self._link.inbox + token)
+            self._link.publish(wire.enrich_subject(message["key"]), payload, self._link.inbox + token, headers)
             self._deadlines.fail(gather.done, timeout, _Timeout)
             await gather.done
         except _Timeout:
@@ -196,6 +217,8 @@ class Pipeline:
             log.warning("enrich request for %s not sent: NATS link down", message["key"])
         finally:
             del self._gathers[token]
+            if trace is not None:
+                trace.enriched()
         if gather.results:
             data = message["data"]
             for service, value in gather.results.items():
@@ -213,28 +236,31 @@ class Pipeline:
         if not service or service in gather.answered:
             return
         gather.answered.add(service)
-        error = wire.error_from_headers(headers)
-        if error is not None:
-            self._metrics.enricher_errors.labels(service).inc()
-        else:
+        ok = wire.error_from_headers(headers) is None
+        value = None
+        if ok:
             try:
                 value = wire.decode(msg.data)
             except ValueError:
-                self._metrics.enricher_errors.labels(service).inc()
-                value = None
-            if value is not None:
-                gather.results[service] = value
+                ok = False
+        if not ok:
+            self._metrics.enricher_errors.labels(service).inc()
+        elif value is not None:
+            gather.results[service] = value
+        if gather.trace is not None:
+            gather.trace.enricher(service, ok)
         if gather.expected <= gather.answered:
             gather.done.set_result(None)
 
     # --- ② handle -------------------------------------------------------------------
-    async def _handle(self, message: dict[str, Any], payload: bytes, image: bool) -> Response:
+    async def _handle(self, message: dict[str, Any], payload: bytes, image: bool, trace: HitTrace | None = None) -> Response:
         key: str = message["key"]
         route = self._discovery.snapshot.handler(key)
         if route is None:  # nobody handles it: no request; a new handler is routed from the next discovery refresh
             return self.default(message, image)
         try:
-            reply = await self._wait(self._send(wire.handle_subject(key), payload), route.timeout_s)
+            headers = trace.handle(key) if trace is not None else None
+            reply = await self._wait(self._send(wire.handle_subject(key), payload, headers), route.timeout_s)
         except _NoResponders:
             return self.default(message, image)
         except _Timeout:

@@ -13,15 +13,17 @@ import json
 import time
 from dataclasses import dataclass
 from typing import Any, Mapping
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import unquote
 
 from aiohttp import web
 
 from band import wire
 from band._core.ids import new_id
 
+from . import qs
 from .config import EdgeConfig, IPNetwork
 from .discovery import Snapshot
+from .headers import forwarded_host
 
 EXTENSIONS = frozenset({"json", "gif", "js", "html"})
 NATIVE_MARK = "band"
@@ -88,23 +90,20 @@ def parse_path(raw_path: str) -> Target:
 
 
 # --- fields ---------------------------------------------------------------------
-def parse_query(raw_query: str, max_fields: int) -> dict[str, str]:
-    """Query fields (last value wins).
+def parse_query(raw_query: str, max_fields: int, max_depth: int = 32) -> dict[str, Any]:
+    """Query fields as front's ``qs.parse`` read them (nested objects, arrays).
 
     Raises:
-        BadHit: invalid UTF-8 or more than ``max_fields`` fields.
+        BadHit: invalid UTF-8, more than ``max_fields`` fields, a nesting bomb.
     """
-    return _pairs(raw_query, max_fields, "query string", "query") if raw_query else {}
+    return _qs(raw_query, qs.QUERY, max_fields, max_depth) if raw_query else {}
 
 
-def _pairs(text: str, max_fields: int, what: str, kind: str) -> dict[str, str]:
-    """``a=1&b=2`` (percent-decoded, strict UTF-8) with at most ``max_fields`` fields."""
+def _qs(text: str, grammar: qs.Grammar, max_fields: int, max_depth: int) -> dict[str, Any]:
     try:
-        return dict(parse_qsl(text, keep_blank_values=True, errors="strict", max_num_fields=max_fields))
-    except UnicodeDecodeError:
-        raise BadHit(400, f"{what} is not valid UTF-8") from None
-    except ValueError:
-        raise BadHit(400, f"too many {kind} fields (limit {max_fields})") from None
+        return qs.parse(text, grammar, max_fields=max_fields, max_depth=max_depth)
+    except qs.QsError as exc:
+        raise BadHit(400, str(exc)) from None
 
 
 def _no_constant(name: str) -> Any:
@@ -150,12 +149,13 @@ def parse_json_object(body: bytes, max_depth: int, max_fields: int) -> dict[str,
     return value
 
 
-def parse_form(body: bytes, max_fields: int) -> dict[str, str]:
+def parse_form(body: bytes, max_fields: int, max_depth: int = 32) -> dict[str, Any]:
+    """A urlencoded body as front read it: ``qs.parse`` to depth 2, no arrays."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise BadHit(400, "form body is not valid UTF-8") from None
-    return _pairs(text, max_fields, "form body", "form")
+    return _qs(text, qs.FORM, max_fields, max_depth)
 
 
 async def read_body(request: web.Request, target: Target, config: EdgeConfig) -> dict[str, Any]:
@@ -181,7 +181,7 @@ async def read_body(request: web.Request, target: Target, config: EdgeConfig) ->
     if target.extension == "json" or ctype == "application/json" or ctype.endswith("+json"):
         return parse_json_object(body, config.max_depth, config.max_fields)
     if ctype == "application/x-www-form-urlencoded":
-        return parse_form(body, config.max_fields)
+        return parse_form(body, config.max_fields, config.max_depth)
     if body.lstrip()[:1] == b"{":  # a JSON object sent as text/plain or without a type
         return parse_json_object(body, config.max_depth, config.max_fields)
     return {}
@@ -228,6 +228,18 @@ class ClientIP:
             self._peers[peer] = known
         return known
 
+    def trusts(self, peer: str | None) -> bool:
+        """Is ``peer`` a trusted proxy (its forwarding headers count)?"""
+        if not peer:
+            return False
+        return self._peer(peer)[1]
+
+    def host(self, peer: str | None, headers: Mapping[str, str]) -> str:
+        """The ``X-Forwarded-Host`` a trusted proxy passed; "" from anyone else."""
+        if "X-Forwarded-Host" not in headers or not self.trusts(peer):
+            return ""
+        return forwarded_host(headers)
+
     def __call__(self, peer: str | None, headers: Mapping[str, str]) -> str:
         if not peer:
             return ""
@@ -246,13 +258,24 @@ class ClientIP:
         return peer_ip
 
 
+def valid_uid(value: Any) -> str | None:
+    """``value`` as a uid when it is one (``^[0-9]{10,22}$``, not all zeros); else ``None``.
+
+    The web SDK sends ``"uid": 0`` (and ``?uid=0``) before it knows one: that is no uid.
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if isinstance(value, str) and wire.UID_RE.match(value) and value.strip("0"):
+        return value
+    return None
+
+
 def pick_uid(*candidates: Any) -> str:
-    """The first candidate that is a valid uid (``^[0-9]{10,22}$``), else a new id."""
+    """The first candidate that is a valid uid, else a new id."""
     for value in candidates:
-        if isinstance(value, int) and not isinstance(value, bool):
-            value = str(value)
-        if isinstance(value, str) and wire.UID_RE.match(value):
-            return value
+        uid = valid_uid(value)
+        if uid is not None:
+            return uid
     return new_id()
 
 
@@ -297,12 +320,14 @@ def build_message(*, key: str, service: str, name: str, channel: str, project: i
 
 
 def td_of(request: web.Request, client_ip: ClientIP) -> dict[str, Any]:
+    """Transport data; ``host`` is the ``X-Forwarded-Host`` a trusted proxy passed, else ``Host``."""
     headers = request.headers
+    host = client_ip.host(request.remote, headers) or headers.get("Host", "")
     return {
         "ip": client_ip(request.remote, headers),
         "ua": headers.get("User-Agent", ""),
         "ref": headers.get("Referer", ""),
-        "host": headers.get("Host", ""),
+        "host": host,
     }
 
 
@@ -313,7 +338,7 @@ async def read_hit(request: web.Request, config: EdgeConfig, snapshot: Snapshot,
         BadHit: the hit cannot become a message (nothing is published).
     """
     target = parse_path(request.raw_path)
-    query = parse_query(request.rel_url.raw_query_string, config.max_fields)
+    query = parse_query(request.rel_url.raw_query_string, config.max_fields, config.max_depth)
     body = await read_body(request, target, config)
     if len(query) + len(body) > config.max_fields:
         raise BadHit(400, f"too many fields (limit {config.max_fields})")
@@ -354,4 +379,4 @@ async def read_hit(request: web.Request, config: EdgeConfig, snapshot: Snapshot,
     return Hit(message, target.native, image)
 
 
-__all__ = ["BadHit", "Hit", "Target", "read_hit", "parse_path", "parse_query", "parse_json_object", "parse_form", "ClientIP", "pick_uid", "project_id", "build_message", "check_token", "td_of"]
+__all__ = ["BadHit", "Hit", "Target", "read_hit", "parse_path", "parse_query", "parse_json_object", "parse_form", "ClientIP", "pick_uid", "valid_uid", "project_id", "build_message", "check_token", "td_of"]

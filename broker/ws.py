@@ -13,12 +13,15 @@ from typing import Any
 from aiohttp import WSMsgType, web
 from nats.aio.msg import Msg
 
-from band import wire
+from band import tracing, wire
+from band._core.ids import new_id
 
 from .config import EdgeConfig
 from .metrics import Metrics
 from .pipeline import Pipeline
-from .request import BadHit, ClientIP, build_message, check_token, parse_json_object, pick_uid, project_id, td_of
+from .headers import SECURITY, UidCookie
+from .tracing import HitTrace
+from .request import BadHit, ClientIP, build_message, check_token, parse_json_object, project_id, td_of, valid_uid
 
 log = logging.getLogger("broker.ws")
 
@@ -90,12 +93,16 @@ def frame_message(frame: dict[str, Any], uid: str, td: dict[str, Any], config: E
     )
 
 
-async def handle_socket(request: web.Request, *, pipeline: Pipeline, sockets: Sockets, config: EdgeConfig, client_ip: ClientIP, metrics: Metrics) -> web.WebSocketResponse:
+async def handle_socket(request: web.Request, *, pipeline: Pipeline, sockets: Sockets, config: EdgeConfig, client_ip: ClientIP, metrics: Metrics, cookie: UidCookie) -> web.WebSocketResponse:
     """Serve one ``/wss?uid=…`` connection until it closes."""
     ws = web.WebSocketResponse(max_msg_size=config.max_body_bytes, heartbeat=30.0)
     # the cookie first: a page cannot forge it, while ?uid= (what the web SDK sends
     # when it has no cookie) can name anyone; pushes must not carry secrets either way
-    uid = pick_uid(request.cookies.get(config.cookie_name), request.query.get("uid"))
+    known = valid_uid(request.cookies.get(config.cookie_name)) or valid_uid(request.query.get("uid"))
+    uid = known or new_id()
+    ws.headers.update(SECURITY)
+    if known is None or known != request.cookies.get(config.cookie_name):  # issued or taken from ?uid=: remember it
+        ws.headers["Set-Cookie"] = cookie.header(uid, client_ip.host(request.remote, request.headers))
     await ws.prepare(request)
     td = td_of(request, client_ip)
     sockets.add(uid, ws)
@@ -113,7 +120,11 @@ async def handle_socket(request: web.Request, *, pipeline: Pipeline, sockets: So
             except BadHit as bad:
                 out: dict[str, Any] = {"type__": "error", "statusCode": bad.status, "data": {}, "message": bad.message}
             else:
-                out = (await pipeline.run(message)).to_wire()
+                trace = HitTrace(request.headers, "WS", request.path, message) if tracing.ON else None
+                answered = await pipeline.run(message, trace=trace)
+                if trace is not None:
+                    trace.end(answered.statusCode)
+                out = answered.to_wire()
             out["id__"] = ident
             if not ws.closed:
                 await ws.send_str(wire.encode(out).decode())

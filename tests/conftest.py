@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import AsyncIterator, Iterator
+from typing import Any, AsyncIterator, Iterator
 
 import nats
 import pytest
 
 pytest.register_assert_rewrite("support")
 
+from band import App
+from band._core.app import reset_current, set_current
 from band.natsserver import NatsServer
 from support.poll import pinged, wait_for  # noqa: F401  (old home of the helpers; import them from support.poll)
 
@@ -36,3 +38,22 @@ async def nc(nats_url: str) -> AsyncIterator[nats.aio.client.Client]:
 @pytest.fixture
 def tmp_service_dir(tmp_path: Path) -> Path:
     return tmp_path
+
+
+# --- the store's tests: a nats-server of the test's own, and a client that `from band import store` uses
+@pytest.fixture
+def own_nats(tmp_path: Path) -> Iterator[NatsServer]:
+    """A nats-server of this test's own: the store reads the whole stream, so no other test's events."""
+    with NatsServer(store_dir=tmp_path / "js") as srv:
+        yield srv
+
+
+@pytest.fixture
+async def store_client(own_nats: NatsServer) -> AsyncIterator[Any]:
+    nc = await nats.connect(own_nats.url)
+    app = App("tester")
+    app.nc = nc
+    token = set_current(app)  # `from band import store` calls go out as this service
+    yield nc
+    reset_current(token)
+    await nc.close()

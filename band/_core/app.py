@@ -45,6 +45,7 @@ class App:
         self.redis_factory = RedisFactory(self.settings)
         self.nc: Client | None = None
         self.module: ModuleType | None = None  # the service's code, once loaded
+        self.collectors: list[Any] = []  # the service's own Prometheus collectors, served on its /metrics
 
     def worker(self) -> Callable[[F], F]:
         """``@worker()``: started with the service, cancelled at stop."""

@@ -13,6 +13,8 @@ from typing import Any, Mapping
 
 import structlog
 
+from .. import tracing
+
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "warning": logging.WARNING,
            "error": logging.ERROR, "critical": logging.CRITICAL}
 
@@ -28,6 +30,7 @@ def configure(env: Mapping[str, str] | None = None, stream: Any = None) -> None:
     json_logs = _truthy(env.get("JSON_LOGS"))
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        tracing.add_ids,  # trace_id/span_id inside a span (free when tracing is off)
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.StackInfoRenderer(),
@@ -48,6 +51,7 @@ def configure(env: Mapping[str, str] | None = None, stream: Any = None) -> None:
 def _configure_stdlib(level: int, json_logs: bool, stream: Any) -> None:
     """Library logs (nats-py, aiohttp) in the same format: python-json-logger for JSON."""
     handler = logging.StreamHandler(stream)
+    handler.addFilter(tracing.add_ids_to_record)
     if json_logs:
         from pythonjsonlogger.json import JsonFormatter
 

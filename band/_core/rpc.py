@@ -12,7 +12,7 @@ from typing import Any, Callable
 import nats.errors
 from nats.aio.client import Client
 
-from .. import wire
+from .. import tracing, wire
 from ..errors import RemoteError, RPCTimeout, ServiceUnavailable
 from ..response import BadResponse, DataResponse, Response, from_wire
 
@@ -39,9 +39,17 @@ class RPC:
             RemoteError: the method raised or refused the parameters.
         """
         subject = self._subject(service, name)
+        if tracing.ON:  # the call continues the current trace
+            with tracing.outgoing(f"call {service}.{name}", subject) as headers:
+                return await self._request(subject, service, name, timeout__, params, headers)
+        return await self._request(subject, service, name, timeout__, params, None)
+
+    async def _request(
+        self, subject: str, service: str, name: str, timeout__: float, params: Any, headers: dict[str, str] | None
+    ) -> Any:
         nc = self._connection()
         try:
-            msg = await nc.request(subject, wire.encode(params), timeout=timeout__)
+            msg = await nc.request(subject, wire.encode(params), timeout=timeout__, headers=headers)
         except nats.errors.NoRespondersError:
             raise ServiceUnavailable(f"no service answers {subject} (is '{service}' running with method '{name}'?)") from None
         except nats.errors.TimeoutError:
@@ -70,7 +78,11 @@ class RPC:
 
     async def notify(self, service: str, name: str, /, **params: Any) -> None:
         """Fire and forget: publish the call, wait for nothing."""
-        await self._connection().publish(self._subject(service, name), wire.encode(params))
+        subject = self._subject(service, name)
+        if tracing.ON:
+            with tracing.outgoing(f"notify {service}.{name}", subject, "producer") as headers:
+                return await self._connection().publish(subject, wire.encode(params), headers=headers)
+        await self._connection().publish(subject, wire.encode(params))
 
     async def push(self, uid: str, data: Any) -> None:
         """Send ``data`` to every WebSocket of user ``uid`` on every edge."""

@@ -9,12 +9,12 @@ its time limit. Nothing here subscribes: :mod:`band._runtime.service` wires it u
 from __future__ import annotations
 
 import time
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from .. import wire
+from .. import tracing, wire
 from .._core.app import App
 from .._core.arguments import Arguments
 from .._core.registry import Endpoint
@@ -22,6 +22,9 @@ from ..errors import RPCError
 from ..response import ErrorResponse, Response, to_wire
 from .limits import CallLimit, Overrun
 from .micro import EndpointStats
+
+if TYPE_CHECKING:
+    from ..metrics import ServiceMetrics
 
 
 class Reject(Exception):
@@ -55,6 +58,7 @@ class Dispatch:
         self.limit = CallLimit()
         self._stats = stats
         self._rpc = app.registry.rpc_methods()
+        self.metrics: ServiceMetrics | None = None  # set while /metrics is served (band.metrics)
 
     def decode(self, msg: Msg) -> dict[str, Any] | None:
         try:
@@ -63,6 +67,8 @@ class Dispatch:
             return None
 
     async def reply_error(self, msg: Msg, code: int, description: str, extra: Mapping[str, str] | None = None) -> None:
+        if tracing.ON:
+            tracing.failed(code, description)
         if msg.reply:
             headers = {**wire.error_headers(code, description), **(extra or {})}
             body = wire.encode({"message": headers[wire.ERROR_HEADER], "code": code})
@@ -101,6 +107,7 @@ class Dispatch:
         started = time.perf_counter_ns()
         stats = self._stats.get((role, ep.method)) if ep is not None else None
         error: str | None = None
+        code = 0
         try:
             if ep is None or params is None:
                 raise Reject(404, f"nothing serves {msg.subject}")
@@ -110,18 +117,18 @@ class Dispatch:
             if msg.reply:
                 await self.nc.publish(msg.reply, body)
         except Reject as exc:
-            error = str(exc)
+            error, code = str(exc), exc.code
             await self.reply_error(msg, exc.code, error)
         except Overrun as exc:
-            error = str(exc)
+            error, code = str(exc), 504
             self.app.logger.warning("call cancelled at its time limit", subject=msg.subject, limit=exc.limit)
             await self.reply_error(msg, 504, error)
         except RPCError as exc:  # a deliberate refusal, or a failed call to another service
-            error = f"{exc.code}: {exc.message}"
+            error, code = f"{exc.code}: {exc.message}", exc.code
             self.app.logger.warning("request refused", subject=msg.subject, code=exc.code, message=exc.message)
             await self.reply_error(msg, exc.code, exc.message)
         except Exception as exc:
-            error = describe(exc)
+            error, code = describe(exc), 500
             self.app.logger.exception(
                 "request failed", subject=msg.subject, method=ep.method if ep else None, id=(params or {}).get("id")
             )
@@ -129,6 +136,8 @@ class Dispatch:
         finally:
             if stats is not None:
                 stats.record(started, error)
+            if self.metrics is not None and ep is not None:
+                self.metrics.observe(role, ep.method, started, code)
 
     # --- enrichers and listeners: every matching function ----------------------------
     async def on_enrich(self, msg: Msg) -> None:
@@ -183,7 +192,8 @@ class Dispatch:
         result: Any = None
         error: str | None = None
         try:
-            result = await self.limit.within(limit, ep.call(params))
+            call = ep.call(params)
+            result = await self.limit.within(limit, tracing.calling(role, ep.method, call) if tracing.ON else call)
         except Overrun as exc:
             error = str(exc)
             self.app.logger.warning(f"{role} cancelled at its time limit", method=ep.method, key=key, id=msg_id, limit=limit)
@@ -193,6 +203,8 @@ class Dispatch:
         stats = self._stats.get((role, ep.method))
         if stats is not None:
             stats.record(started, error)
+        if self.metrics is not None:
+            self.metrics.observe(role, ep.method, started, 0 if error is None else 500)
         return result, error
 
 

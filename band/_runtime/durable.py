@@ -24,7 +24,7 @@ from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import BadRequestError, ServerError
 
-from .. import wire
+from .. import tracing, wire
 from .._core.app import App
 from .._core.registry import Endpoint
 from ..errors import ConfigError
@@ -34,10 +34,6 @@ from .stream import StreamLimits, ensure_stream
 
 FETCH_WAIT_S = 0.5  # how long one pull waits for events
 MOST_PER_PULL = 64
-
-
-def consumer_name(service: str, method: str) -> str:
-    return f"{service}_{method}"
 
 
 def _filters(subjects: list[str]) -> dict[str, Any]:
@@ -54,7 +50,7 @@ class DurableListener:
         self.ep = ep
         self.dispatch = dispatch
         self.gate = gate
-        self.name = consumer_name(app.name, ep.method)
+        self.name = wire.durable_name(app.name, ep.method)
         self._psub: Any = None
         # in work, by its ack subject (unique per delivery) -> (msg, when it last said so to the server)
         self._working: dict[str, tuple[Msg, float]] = {}
@@ -107,7 +103,7 @@ class DurableListener:
         finally:
             started = 0
             for msg in msgs[:slots]:
-                self.gate.start(self._one(msg))
+                self.gate.start(tracing.delivery(msg, self._one(msg)) if tracing.ON else self._one(msg))
                 started += 1
             self.gate.give_back(slots - started)
 
@@ -126,6 +122,8 @@ class DurableListener:
     async def _one(self, msg: Msg) -> None:
         ep = self.ep
         attempt = msg.metadata.num_delivered
+        if self.dispatch.metrics is not None:
+            self.dispatch.metrics.delivered(ep.method, attempt)
         message = self.dispatch.decode(msg)
         if message is None:
             await self._dead_letter(msg, "event is not a JSON object")
@@ -152,6 +150,8 @@ class DurableListener:
         try:
             await self.nc.publish(wire.dlq_subject(self.app.name), msg.data, headers=headers)
             await msg.term()
+            if self.dispatch.metrics is not None:
+                self.dispatch.metrics.dead_lettered(self.ep.method)
             self.app.logger.error("event moved to the dead-letter subject", method=self.ep.method, key=msg.subject, error=error)
         except Exception:
             self.app.logger.exception("dead-lettering failed; the event will be redelivered", method=self.ep.method)
@@ -171,4 +171,4 @@ async def durable_listeners(app: App, nc: Client, dispatch: Dispatch, gate: Gate
     return out
 
 
-__all__ = ["DurableListener", "durable_listeners", "consumer_name", "FETCH_WAIT_S"]
+__all__ = ["DurableListener", "durable_listeners", "FETCH_WAIT_S"]

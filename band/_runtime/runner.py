@@ -19,6 +19,8 @@ from .._core.app import App
 from .connect import connect
 from ..errors import ConfigError
 from .._core.loader import load_service
+from .. import tracing
+from ..metrics import exposed, port_from
 from .service import Service, ServiceOptions
 from .signals import Signals
 
@@ -41,7 +43,7 @@ async def serve_until_stopped(app: App, url: str | None = None, stop: asyncio.Ev
     """Run ``app`` until ``stop`` is set or SIGTERM/SIGINT (see :mod:`.signals`: a signal
     while connecting cancels the connect; while serving it starts a graceful stop)."""
     async with Signals(stop) as signals:
-        async with running(app, url):
+        async with running(app, url) as service, exposed(service):  # /metrics when METRICS_PORT is set
             with signals.graceful():
                 await signals.requested.wait()
             app.logger.info("stopping")
@@ -52,12 +54,16 @@ def run(path: str | Path, url: str | None = None, name: str | None = None) -> in
     log.configure()
     try:
         app = load_service(path, name)
+        port_from()  # a bad METRICS_PORT is refused before connecting
     except ConfigError as exc:
         print(f"band run: {exc}", file=sys.stderr)
         return 2
+    tracing.setup(app.name)  # only when OTEL_* asks for it
     try:
         asyncio.run(serve_until_stopped(app, url))
     except ConfigError as exc:
         print(f"band run: {exc}", file=sys.stderr)
         return 2
+    finally:
+        tracing.shutdown()  # flush the spans still queued
     return 0

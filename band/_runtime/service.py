@@ -14,13 +14,13 @@ What a message does lives in :mod:`.dispatch`, how many run and how long in
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Coroutine
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from .. import wire
+from .. import tracing, wire
 from .._core.app import App, reset_current, set_current
 from .._core.registry import Endpoint
 from .connect import flush
@@ -29,6 +29,9 @@ from .durable import FETCH_WAIT_S, DurableListener, durable_listeners
 from .limits import Gate
 from .micro import EndpointStats, ServiceIdentity, serve_discovery
 from .options import ServiceOptions
+
+if TYPE_CHECKING:
+    from ..metrics import ServiceMetrics
 
 Callback = Callable[[Msg], Coroutine[Any, Any, None]]
 
@@ -189,12 +192,21 @@ class Service:
         self.identity.endpoints.append(stats)
         self._stats.setdefault((role, ep.method), stats)
 
+    @property
+    def metrics(self) -> ServiceMetrics | None:
+        """Set while /metrics is served (band.metrics); the dispatch records into it."""
+        return self.dispatch.metrics
+
+    @metrics.setter
+    def metrics(self, value: ServiceMetrics | None) -> None:
+        self.dispatch.metrics = value
+
     async def _subscribe(self, subject: str, handler: Callback) -> None:
         """The NATS callback only schedules: each message runs in its own slot of the gate."""
         spawn = self.gate.spawn
 
         async def schedule(msg: Msg) -> None:
-            await spawn(handler(msg))
+            await spawn(tracing.serving(msg, handler(msg)) if tracing.ON else handler(msg))
 
         self._subs.append(await self.nc.subscribe(subject, queue=wire.queue_group(self.app.name), cb=schedule))
 

@@ -32,7 +32,17 @@ def describe(ua: str) -> dict[str, Any] | None:
         'device_brand': device.brand if device else None,
         'device_model': device.model if device else None,
         'is_bot': bool(device and device.family == 'Spider'),
+        **form_factor(ua, device.family if device else ''),
     }
+
+
+def form_factor(ua: str, family: str) -> dict[str, bool]:
+    """is_tablet / is_mob / is_pc, the flags the store's uaparser_is_* columns hold
+    (ua-parser names devices, not their kind: tablets are iPads, Kindles and Android without 'Mobile')."""
+    bot = family == 'Spider'
+    tablet = not bot and ('iPad' in ua or 'Tablet' in ua or 'Kindle' in ua or ('Android' in ua and 'Mobile' not in ua))
+    mobile = not bot and not tablet and ('Mobi' in ua or family in ('iPhone', 'iPod'))
+    return {'is_tablet': tablet, 'is_mob': mobile, 'is_pc': not (bot or tablet or mobile)}
 
 
 @expose.enricher(props={'ua': 'td.ua'}, keys=['in.gen'])

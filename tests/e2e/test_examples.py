@@ -126,6 +126,11 @@ async def test_uaparser_enricher(nats_url: str, nc: Any) -> None:
         assert found["os_family"] == "Mac OS X" and found["os_version"] == [10, 13, 6]
         assert found["browser_family"] == "Chrome" and found["browser_version"] == [70, 0, 3538]
         assert found["device_family"] == "Mac" and found["is_bot"] is False
+        assert (found["is_pc"], found["is_mob"], found["is_tablet"]) == (True, False, False)
+        ipad = await enrich(nc, "in.gen.track.page", ua="Mozilla/5.0 (iPad; CPU OS 12_1 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148")
+        assert (ipad["is_tablet"], ipad["is_mob"], ipad["is_pc"]) == (True, False, False), "uaparser_is_tablet gets filled"
+        phone = await enrich(nc, "in.gen.track.page", ua="Mozilla/5.0 (Linux; Android 9; SM-G960F) Chrome/74.0 Mobile Safari/537.36")
+        assert (phone["is_mob"], phone["is_tablet"]) == (True, False)
         bot = await enrich(nc, "in.gen.pixel.hit", ua="Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)")
         assert bot["is_bot"] is True
         assert await enrich(nc, "in.gen.track.page", ua="") is None, "no user agent adds nothing"
@@ -217,6 +222,59 @@ async def test_eventwriter_stores_each_event_once_across_restarts(
         assert await count(5), "a replay stores nothing twice"
         assert await rpc.request("eventwriter", "count", key="in.gen.ewtest.e0") == 3
     await js.delete_consumer(wire.STREAM, "eventwriter_broadcast")  # leave the shared server as found
+
+
+# --- reports: the everyday queries over the store ------------------------------------------
+def sdk_page(n: int, uid: str, day: int, path: str, ref: str = "", campaign: str = "", session: int = 1) -> dict[str, Any]:
+    """A web-SDK page view on 2024-05-0<day>."""
+    marks = {"utm_source": "google", "utm_medium": "cpc", "utm_campaign": campaign} if campaign else {}
+    return {**message("in.gen.track.page", uid=uid), "id": str(7_100_000_000_000_000 + n),
+            "time": 1_714_521_600_000 + (day - 1) * 86_400_000 + n * 1000,
+            "data": {"page": {"url": f"https://shop.test{path}", "ref": ref}, "sess": {"start": session, "marks": marks}}}
+
+
+async def test_reports_answer_the_everyday_questions(tmp_path: Path, own_nats: Any, store_client: Any) -> None:
+    from store_support import counted, publish, start_store
+
+    proc = start_store(tmp_path, own_nats.url)
+    a, b, c = "1000000000000000001", "1000000000000000002", "1000000000000000003"
+    events = [
+        sdk_page(1, a, 1, "/", "https://www.google.com/q", "spring", session=11),
+        sdk_page(2, a, 1, "/shoes", session=11),
+        sdk_page(3, b, 1, "/", "https://news.example/x", session=21),
+        sdk_page(4, a, 2, "/shoes", session=12),
+        sdk_page(5, c, 2, "/", "https://www.google.com/q", "spring", session=31),
+    ]
+    try:
+        await publish(store_client, events)
+        await counted(5, proc)
+        rpc = RPC(lambda: store_client)
+        async with running("reports", own_nats.url, store_client):
+            names = await rpc.request("reports", "names")
+            assert names == sorted(p.stem for p in (EXAMPLES / "queries").glob("*.sql")) and len(names) == 6
+
+            async def report(query: str, **params: Any) -> list[dict[str, Any]]:
+                rows: list[dict[str, Any]] = await rpc.request("reports", "report", timeout__=30, query=query,
+                                                               since="2024-05-01", **params)
+                return rows
+
+            assert await report("page_views_per_day") == [
+                {"date": "2024-05-01", "views": 3, "visitors": 2}, {"date": "2024-05-02", "views": 2, "visitors": 2}]
+            assert await report("top_pages", limit=1) == [{"page": "/", "views": 3, "visitors": 3}]
+            assert await report("top_referrers") == [{"referrer": "www.google.com", "views": 2, "visitors": 2},
+                                                     {"referrer": "(direct)", "views": 2, "visitors": 1},
+                                                     {"referrer": "news.example", "views": 1, "visitors": 1}]
+            assert await report("utm_campaigns") == [
+                {"source": "google", "medium": "cpc", "campaign": "spring", "visitors": 2, "views": 2}]
+            assert await report("new_vs_returning") == [
+                {"date": "2024-05-01", "new_visitors": 2, "returning_visitors": 0},
+                {"date": "2024-05-02", "new_visitors": 1, "returning_visitors": 1}]
+            assert await report("events_per_session") == [
+                {"sessions": 4, "avg_events": 1.25, "median_events": 1, "avg_pages": 1.25}]
+            missing = await rpc.request("reports", "report", timeout__=30, query="../etc/passwd")
+            assert isinstance(missing, ErrorResponse) and missing.statusCode == 404
+    finally:
+        assert proc.stop() == 0, proc.text()[-3000:]
 
 
 # --- two services talking by rpc.request -----------------------------------------------------

@@ -1,0 +1,179 @@
+"""Where the SQL runs: chDB in this process (the default) or a ClickHouse server.
+
+Both take the same SQL and answer in ClickHouse's own JSON format, so a query gives
+the same rows either way. Every call blocks: the store runs them in threads. The
+engines are imported on first use, so ``import band.store`` needs neither.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from pathlib import Path
+from typing import Any, Mapping, Protocol
+
+# ClickHouse error codes that mean "this data does not fit", not "the server is unwell":
+# such a batch is split to find the rows at fault instead of being retried forever.
+DATA_ERRORS = frozenset({6, 25, 26, 27, 32, 38, 41, 53, 69, 70, 72, 117, 131, 190, 321, 349, 441, 442, 675, 676, 1001})
+_DATA_TEXT = ("Cannot parse", "while reading the value of key", "(at row ")
+READONLY = {"readonly": 2}  # reads only; settings such as max_threads stay allowed, readonly itself cannot be lowered
+_CODE = re.compile(r"Code:\s*(\d+)")
+
+
+class StoreError(Exception):
+    """ClickHouse refused a statement; ``code`` is ClickHouse's error code (0 if none)."""
+
+    def __init__(self, message: str, code: int = 0) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+    @property
+    def is_data_error(self) -> bool:
+        return self.code in DATA_ERRORS or any(part in self.message for part in _DATA_TEXT)
+
+    @classmethod
+    def wrap(cls, exc: BaseException) -> "StoreError":
+        text = str(exc).strip()
+        found = _CODE.search(text)
+        return cls(_tidy(text), int(found.group(1)) if found else 0)
+
+
+class Unavailable(StoreError):
+    """The server cannot be reached (or the data directory cannot be written): retry later."""
+
+
+def _tidy(text: str) -> str:
+    """ClickHouse's message without the stack trace and version noise."""
+    text = text.split("\nStack trace")[0]
+    return re.sub(r"\s+\(version [^)]*\)", "", text).strip()
+
+
+class Result(Protocol):
+    columns: list[dict[str, str]]
+    rows: list[dict[str, Any]]
+
+
+class Backend(Protocol):
+    def command(self, sql: str) -> None: ...
+    def select(self, sql: str, params: Mapping[str, Any] | None = None, readonly: bool = False) -> dict[str, Any]: ...
+    def insert(self, database: str, table: str, body: bytes) -> None: ...
+    def close(self) -> None: ...
+
+
+def _parse_json(raw: str | bytes) -> dict[str, Any]:
+    """ClickHouse's JSON output → ``{"columns": [...], "rows": [...]}``; a statement
+    with no result (``INSERT ... SELECT``) gives no columns and no rows."""
+    if not raw or not raw.strip():
+        return {"columns": [], "rows": []}
+    answer = json.loads(raw)
+    return {"columns": [{"name": c["name"], "type": c["type"]} for c in answer.get("meta", [])], "rows": answer.get("data", [])}
+
+
+class ChdbBackend:
+    """chDB on a data directory; one session writes, a ``readonly=2`` one answers queries."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            from chdb.session import Session
+        except ImportError:  # pragma: no cover - depends on the install
+            raise StoreError("the embedded store needs chDB: pip install 'band[store]'") from None
+        path.mkdir(parents=True, exist_ok=True)
+        self.path = path.resolve()
+        self._lock = threading.Lock()  # one statement at a time on the writing session
+        try:
+            self._session = Session(str(self.path))  # type: ignore[no-untyped-call]
+            self._reader = Session(f"{self.path}?readonly=2")  # type: ignore[no-untyped-call]
+        except Exception as exc:
+            raise Unavailable(f"cannot open the store's data directory {self.path}: {exc}") from None
+
+    def _run(self, session: Any, sql: str, fmt: str = "CSV", params: Mapping[str, Any] | None = None) -> Any:
+        try:
+            return session.query(sql, fmt, params=dict(params) if params else None)
+        except Exception as exc:
+            raise StoreError.wrap(exc) from None
+
+    def command(self, sql: str) -> None:
+        with self._lock:
+            self._run(self._session, sql)
+
+    def select(self, sql: str, params: Mapping[str, Any] | None = None, readonly: bool = False) -> dict[str, Any]:
+        if readonly:
+            return _parse_json(self._run(self._reader, sql, "JSON", params).bytes())
+        with self._lock:
+            return _parse_json(self._run(self._session, sql, "JSON", params).bytes())
+
+    def insert(self, database: str, table: str, body: bytes) -> None:
+        sql = f"INSERT INTO `{database}`.`{table}` FORMAT JSONEachRow\n" + body.decode()
+        with self._lock:
+            self._run(self._session, sql)
+
+    def close(self) -> None:
+        for session in (self._reader, self._session):
+            try:
+                session.close()  # type: ignore[no-untyped-call]
+            except Exception:
+                pass
+
+
+class ServerBackend:
+    """A ClickHouse server over HTTP(S) with clickhouse-connect (``CLICKHOUSE_URL``)."""
+
+    def __init__(self, url: str) -> None:
+        try:
+            import clickhouse_connect
+        except ImportError:  # pragma: no cover - depends on the install
+            raise StoreError("a ClickHouse server needs clickhouse-connect: pip install 'band[store]'") from None
+        self._errors = _server_errors()
+        try:
+            self._client = clickhouse_connect.get_client(dsn=url, autogenerate_session_id=False)
+        except Exception as exc:
+            raise Unavailable(f"cannot reach ClickHouse at {_redact(url)}: {exc}") from None
+        self._lock = threading.Lock()  # clickhouse-connect clients are not shared across threads
+
+    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        operational, database = self._errors
+        try:
+            with self._lock:
+                return fn(*args, **kwargs)
+        except operational as exc:
+            raise Unavailable(_tidy(str(exc))) from None
+        except database as exc:
+            raise StoreError.wrap(exc) from None
+        except OSError as exc:
+            raise Unavailable(str(exc)) from None
+
+    def command(self, sql: str) -> None:
+        self._call(self._client.command, sql)
+
+    def select(self, sql: str, params: Mapping[str, Any] | None = None, readonly: bool = False) -> dict[str, Any]:
+        settings: dict[str, Any] = {"output_format_json_quote_64bit_integers": 0}
+        if readonly:
+            settings.update(READONLY)
+        raw = self._call(self._client.raw_query, sql, parameters=dict(params or {}), settings=settings, fmt="JSON")
+        return _parse_json(raw)
+
+    def insert(self, database: str, table: str, body: bytes) -> None:
+        self._call(self._client.raw_insert, f"`{database}`.`{table}`", insert_block=body, fmt="JSONEachRow")
+
+    def close(self) -> None:
+        try:
+            self._client.close()
+        except Exception:
+            pass
+
+
+def _server_errors() -> tuple[type[BaseException], type[BaseException]]:
+    from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
+
+    return OperationalError, DatabaseError
+
+
+def _redact(url: str) -> str:
+    return re.sub(r"//[^@/]*@", "//***@", url)
+
+
+def open_backend(clickhouse_url: str, data_dir: Path) -> Backend:
+    """A server when ``clickhouse_url`` is set, else chDB on ``data_dir``."""
+    return ServerBackend(clickhouse_url) if clickhouse_url else ChdbBackend(data_dir)

@@ -1,0 +1,199 @@
+"""``band sql`` and ``band store``: the store from the shell.
+
+``band sql "SELECT ..." [name=value ...]`` prints the answer as an aligned table (or
+``--format json|csv|tsv``); ``band store`` runs the store service; ``band store
+replay [--since DATE]`` re-reads the stream into it with a running count;
+``band store status`` prints its health. All of them talk to the running store over
+NATS, found as every ``band`` command finds it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..errors import RPCError
+
+DEFAULT_NATS = "nats://127.0.0.1:4222"
+URL_FILE = Path(".band") / "nats.url"
+
+
+def nats_url(explicit: str | None = None) -> str:
+    """``--nats``, else ``$NATS_URL``, else the dev stack's ``./.band/nats.url``, else localhost."""
+    if explicit:
+        return explicit
+    if os.environ.get("NATS_URL"):
+        return os.environ["NATS_URL"]
+    try:
+        written = URL_FILE.read_text(encoding="utf-8").strip()
+    except OSError:
+        written = ""
+    return written or DEFAULT_NATS
+
+
+def _sql_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="band sql", description="Run a read-only query on the store and print the answer. "
+        "Parameters: write {name:Type} in the query and pass name=value after it.")
+    parser.add_argument("query", help="SQL, e.g. \"SELECT date, count() FROM stats.events GROUP BY date\"")
+    parser.add_argument("params", nargs="*", metavar="name=value", help="values for {name:Type} placeholders")
+    parser.add_argument("--format", choices=("table", "json", "csv", "tsv"), default="table",
+                        help="table (default), json (a list of objects), csv or tsv (with a header line)")
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds (default 30)")
+    parser.add_argument("--nats", help="NATS URL(s) (default: $NATS_URL, then ./.band/nats.url)")
+    return parser
+
+
+def _store_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="band store", description="The store: every event in ClickHouse "
+                                     "(embedded chDB in ./.band/store, or $CLICKHOUSE_URL). See docs/storage.md.")
+    sub = parser.add_subparsers(dest="action", metavar="ACTION")
+    run = sub.add_parser("run", help="run the store service (the default)")
+    run.add_argument("--nats", help="NATS URL(s)")
+    replay = sub.add_parser("replay", help="re-read the stream into the store; safe to run twice")
+    replay.add_argument("--since", help="start at this date or date-time (UTC), e.g. 2024-05-01")
+    replay.add_argument("--nats", help="NATS URL(s)")
+    status = sub.add_parser("status", help="the store's health as JSON")
+    status.add_argument("--nats", help="NATS URL(s)")
+    return parser
+
+
+def main(argv: Sequence[str]) -> int:
+    """``argv`` starts with ``sql`` or ``store``."""
+    command, rest = argv[0], list(argv[1:])
+    if command == "sql":
+        args = _sql_parser().parse_args(rest)
+        return _run(_sql(args))
+    args = _store_parser().parse_args(rest or ["run"])
+    if args.action in (None, "run"):
+        from .._runtime.runner import run
+        from .config import SERVICE_DIR
+
+        return run(SERVICE_DIR, nats_url(args.nats), None)
+    return _run(_replay(args) if args.action == "replay" else _status(args))
+
+
+def _run(work: Any) -> int:
+    try:
+        code: int = asyncio.run(work)
+        return code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        sys.stderr.close()
+        return 0
+
+
+async def _call(url: str, method: str, timeout: float, **params: Any) -> Any:
+    import nats.errors
+
+    from .._core.rpc import RPC
+    from .._runtime.connect import connect
+
+    try:
+        nc = await connect(url, name="band-cli", max_reconnect_attempts=0, allow_reconnect=False)
+    except (nats.errors.NoServersError, OSError) as exc:
+        raise RPCError(f"no NATS at {url} ({exc}): start the dev stack with 'band up' or set NATS_URL", 503) from None
+    try:
+        return await RPC(lambda: nc).request("store", method, timeout__=timeout, **params)
+    finally:
+        await nc.close()
+
+
+def _params(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise RPCError(f"{pair!r} is not name=value", 2)
+        out[name] = value
+    return out
+
+
+async def _sql(args: argparse.Namespace) -> int:
+    try:
+        answer = await _call(nats_url(args.nats), "query", args.timeout, sql=args.query, params=_params(args.params))
+    except RPCError as exc:
+        hint = " (is the store running? 'band up' starts it, or 'band store')" if exc.code == 503 else ""
+        print(f"band sql: {exc.message}{hint}", file=sys.stderr)
+        return 2 if exc.code == 2 else 1
+    print_result(answer, args.format)
+    return 0
+
+
+def print_result(answer: dict[str, Any], fmt: str = "table") -> None:
+    """The answer of ``store.query`` on stdout in ``fmt``."""
+    names = [c["name"] for c in answer["columns"]]
+    rows = answer["rows"]
+    out = sys.stdout
+    if fmt == "json":
+        json.dump(rows, out, ensure_ascii=False, indent=2)
+        out.write("\n")
+    elif fmt in ("csv", "tsv"):
+        writer = csv.writer(out, delimiter="," if fmt == "csv" else "\t", lineterminator="\n")
+        writer.writerow(names)
+        for row in rows:
+            writer.writerow([_cell(row.get(n)) for n in names])
+    else:
+        cells = [[_cell(row.get(n)) for n in names] for row in rows]
+        numeric = [_is_number(c["type"]) for c in answer["columns"]]
+        widths = [max([len(n)] + [len(r[i]) for r in cells]) for i, n in enumerate(names)]
+
+        def line(values: list[str]) -> str:
+            return "  ".join(v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric)).rstrip()
+
+        out.write(line(names) + "\n")
+        out.write("  ".join("-" * w for w in widths) + "\n")
+        for r in cells:
+            out.write(line(r) + "\n")
+        out.write(f"({len(rows)} row{'s' if len(rows) != 1 else ''})\n")
+    out.flush()
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+def _is_number(type_: str) -> bool:
+    bare = type_.replace("Nullable(", "").replace("LowCardinality(", "")
+    return bare.startswith(("UInt", "Int", "Float", "Decimal"))
+
+
+async def _status(args: argparse.Namespace) -> int:
+    try:
+        answer = await _call(nats_url(args.nats), "status", 5.0)
+    except RPCError as exc:
+        print(f"band store: {exc.message}", file=sys.stderr)
+        return 1
+    print(json.dumps(answer, indent=2, ensure_ascii=False))
+    return 0 if answer.get("ok") else 1
+
+
+async def _replay(args: argparse.Namespace) -> int:
+    url = nats_url(args.nats)
+    try:
+        started = await _call(url, "replay", 30.0, since=args.since)
+        total = int(started["total"])
+        print(f"replaying {total:,} events from the stream into the store (stored ones are skipped)", flush=True)
+        state = started
+        while state["running"]:
+            await asyncio.sleep(0.5)
+            state = (await _call(url, "status", 5.0)).get("replay") or {"running": False, "done": total}
+            sys.stderr.write(f"\r  {int(state['done']):,} / {total:,}")
+            sys.stderr.flush()
+        sys.stderr.write("\n")
+    except RPCError as exc:
+        print(f"band store replay: {exc.message}", file=sys.stderr)
+        return 1
+    print(f"done: {int(state['done']):,} events read; rows already stored were skipped")
+    return 0

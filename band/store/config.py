@@ -1,0 +1,122 @@
+"""The store's configuration: the stock config.yml, a user's store.yml over it.
+
+:class:`StoreConfig` holds the resolved tables, the routing and the copied fields;
+:func:`load` builds it from files, :meth:`StoreConfig.from_mapping` from a dict (tests).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from .._core import settings as band_config
+from ..errors import ConfigError
+from .schema import Column, Table, build_tables, merge
+
+SERVICE_DIR = Path(__file__).resolve().parent / "service"
+ROOT_EXTRA = (Column("extra.key", "Array(String)"), Column("extra.value", "Array(String)"))
+BAD_ROWS = "bad_rows"
+_SPACE = re.compile(r"\s+")
+
+
+@dataclass
+class StoreConfig:
+    tables: dict[str, Table]
+    destinations: dict[str, str]
+    copy_props: tuple[str, ...]
+    copy: dict[str, tuple[str, ...]]
+    database: str = "stats"
+    data_dir: Path = Path(".band/store")
+    clickhouse_url: str = ""
+    batch_rows: int = 5000
+    batch_seconds: float = 1.0
+    max_value_bytes: int = 65536
+    insertable: frozenset[str] = frozenset()
+    migrations: Path | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], base_dir: Path | None = None) -> "StoreConfig":
+        """Validate a merged config mapping.
+
+        Raises:
+            ConfigError: a table, destination or option that cannot work, named.
+        """
+        tables = build_tables(data.get("tables") or {})
+        destinations = {route_key(str(k)): str(v) for k, v in (data.get("destinations") or {}).items()}
+        if "other" not in destinations:
+            raise ConfigError("destinations needs an 'other' entry: where events no rule names go")
+        for rule, table in destinations.items():
+            if table not in tables:
+                raise ConfigError(f"destination {rule!r} names table {table!r}, which is not defined under tables")
+            if not any(c.name == "extra.key" for c in tables[table].columns.values()):
+                for column in ROOT_EXTRA:  # nothing is ever dropped: a root extra catches the rest
+                    tables[table].columns[column.name] = column
+        if BAD_ROWS not in tables:
+            raise ConfigError(f"the store needs a {BAD_ROWS!r} table (the stock config defines it)")
+        copy = {str(col): tuple(str(p) for p in (paths if isinstance(paths, list) else [paths]))
+                for col, paths in (data.get("copy") or {}).items()}
+        migrations = data.get("migrations")
+        base = base_dir or Path.cwd()
+        try:
+            return cls(
+                tables=tables,
+                destinations=destinations,
+                copy_props=tuple(str(p) for p in data.get("copy_props") or ()),
+                copy=copy,
+                database=str(data.get("database") or "stats"),
+                data_dir=Path(str(data.get("data_dir") or ".band/store")),
+                clickhouse_url=str(data.get("clickhouse_url") or ""),
+                batch_rows=max(1, int(data.get("batch_rows") or 5000)),
+                batch_seconds=max(0.01, float(data.get("batch_seconds") or 1.0)),
+                max_value_bytes=int(data.get("max_value_bytes") or 65536),
+                insertable=frozenset(str(t) for t in data.get("insertable") or ()),
+                migrations=(base / str(migrations)) if migrations else (base / "migrations"),
+                raw=dict(data),
+            )
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"store config: {exc}") from None
+
+    def routed_tables(self) -> frozenset[str]:
+        return frozenset(self.destinations.values()) | {BAD_ROWS}
+
+    def may_insert(self, table: str) -> bool:
+        """Services write their own tables; the event tables only when config allows."""
+        return table in self.tables and (table not in self.routed_tables() or table in self.insertable)
+
+
+def route_key(rule: str) -> str:
+    """``"<service>/<name>"`` as routing compares it: name lower-cased, whitespace runs as ``_``."""
+    service, sep, name = rule.partition("/")
+    return f"{service}{sep}{_SPACE.sub('_', name.strip().lower())}" if sep else rule
+
+
+def load(settings: Mapping[str, Any] | None = None, overlay: str | Path | None = None) -> StoreConfig:
+    """The stock config (``settings`` as band loaded it, else read here) and the overlay file over it.
+
+    The overlay is ``overlay``, else the setting ``overlay`` (``$STORE_CONFIG``, default
+    ``store.yml``); a missing default file is fine, a missing named one is an error.
+    """
+    data: dict[str, Any] = dict(settings) if settings is not None else band_config.load(SERVICE_DIR).to_dict()
+    named = overlay or os.environ.get("STORE_CONFIG")
+    path = Path(str(named or data.get("overlay") or "store.yml"))
+    base_dir = Path.cwd()
+    if path.is_file():
+        extra = band_config.parse(path.read_text(encoding="utf-8"), str(path))
+        data = merge(data, extra)
+        base_dir = path.resolve().parent
+    elif named:
+        raise ConfigError(f"store config {path} does not exist")
+    return StoreConfig.from_mapping(_plain(data), base_dir)
+
+
+def _plain(value: Any) -> Any:
+    """Settings objects to plain dicts and lists, all the way down."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value

@@ -1,0 +1,60 @@
+"""The stock store service: every event into ClickHouse; queries over RPC.
+
+Run it with ``band store`` (``band up`` does). Methods: ``query(sql, params)``,
+``insert(table, rows)``, ``status()``, ``replay(since)``; see docs/storage.md.
+"""
+
+import asyncio
+import os
+from typing import Any
+
+from band import current_app, expose, logger, settings, worker
+from band.store.config import load
+from band.store.metrics import collectors
+from band.store.server import Store
+
+DRAIN_S = float(os.environ.get("STORE_DRAIN_TIMEOUT") or 10.0)
+store = Store(load(settings), logger, ack_wait_s=float(os.environ.get("STORE_ACK_WAIT") or 30.0))
+current_app().collectors.extend(collectors())  # band_store_* on /metrics beside the service's own
+
+
+@worker()
+async def write() -> None:
+    """The writer; at stop it finishes the batch in hand (within STORE_DRAIN_TIMEOUT) and closes."""
+    task = asyncio.get_running_loop().create_task(store.run(current_app().connection()))
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await store.stop()
+        done, _ = await asyncio.wait([task], timeout=DRAIN_S)
+        if not done:
+            task.cancel()
+            await asyncio.wait([task], timeout=1.0)
+        raise
+    finally:
+        if task.done():
+            await asyncio.to_thread(store.close)
+
+
+@expose()
+async def query(sql: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A read-only query: {"columns": [{"name", "type"}], "rows": [{...}]}."""
+    return await store.query(sql, params)
+
+
+@expose()
+async def insert(table: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Rows into a table of your own (defined in store.yml): {"inserted": n}."""
+    return await store.insert(table, rows)
+
+
+@expose()
+async def status() -> dict[str, Any]:
+    """Health: state, last error, rows per table, events pending in the stream, replay progress."""
+    return await store.status()
+
+
+@expose()
+async def replay(since: str | None = None) -> dict[str, Any]:
+    """Re-read the stream (from `since`, a date) into the store; stored events are skipped."""
+    return await store.replay(since)

@@ -1,0 +1,325 @@
+"""The stream → ClickHouse loop: fetch, build rows, insert a batch, then ack it.
+
+Exactly once, by plain ``SELECT count()``:
+
+- A message is acked only after the row holding it is in ClickHouse (or in
+  ``bad_rows``). A crash before the ack leaves it unacked: JetStream delivers it again.
+- A message JetStream delivered before (``num_delivered > 1``) may already be stored:
+  its ``id`` is looked up in its table first and skipped when found. A replay looks up
+  every id. Ids are unique per event (the edge's ``Nats-Msg-Id``), so nothing is
+  written twice and no ``FINAL`` or ``ReplacingMergeTree`` is needed.
+- A batch whose insert fails on its data is split in halves until the rows at fault
+  are found; they go to ``bad_rows`` with ClickHouse's reason, the rest lands.
+- Any other failure (server unreachable, disk full) keeps the batch: nothing is acked,
+  the insert is retried with backoff, and JetStream is told the messages are in
+  progress so they are not handed to another replica meanwhile.
+
+One batch fills while the previous one is written, so fetching never waits on ClickHouse
+for longer than one batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeout
+
+from .. import wire
+from .._core.log import Logger
+from .backend import Backend, StoreError
+from .config import BAD_ROWS
+from .metrics import metrics
+from .rows import BadRow, RowBuilder
+from .schema import quote
+
+FETCH_WAIT_S = 0.5
+BACKOFF_MAX_S = 30.0
+_ENCODER = json.JSONEncoder(separators=(",", ":"))  # ASCII escapes: a lone surrogate cannot break the body
+
+
+@dataclass
+class Health:
+    """What ``store.status`` and the metrics report."""
+
+    state: str = "starting"  # starting | writing | retrying | failed | stopped
+    last_error: str = ""
+    rows: Counter[str] = field(default_factory=Counter)
+    skipped: int = 0  # redelivered events found already stored
+    batches: int = 0
+    retries: int = 0
+    last_flush: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": self.state in ("starting", "writing"), "state": self.state, "last_error": self.last_error,
+                "rows": dict(self.rows), "bad_rows": self.rows.get(BAD_ROWS, 0), "skipped": self.skipped,
+                "batches": self.batches, "retries": self.retries, "last_flush": self.last_flush}
+
+
+@dataclass
+class Item:
+    """One message on its way: its row, and whether it may already be stored."""
+
+    msg: Msg
+    table: str
+    row: dict[str, Any]
+    suspect: bool
+
+
+class Engine:
+    """The backend behind one thread, so statements never run concurrently and the
+    event loop never blocks on ClickHouse."""
+
+    def __init__(self, backend: Backend, database: str) -> None:
+        self.backend = backend
+        self.database = database
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
+        # one look-up-then-insert at a time, so a replay and the live writer cannot both
+        # find an id missing and both write it
+        self.lock = asyncio.Lock()
+        self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="store-reader")
+
+    async def insert(self, table: str, rows: Sequence[dict[str, Any]]) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._pool, self._insert, table, rows)
+
+    def _insert(self, table: str, rows: Sequence[dict[str, Any]]) -> None:
+        self.backend.insert(self.database, table, b"\n".join(map(_dump, rows)))
+
+    async def existing(self, table: str, ids: list[int]) -> set[int]:
+        sql = f"SELECT id FROM {quote(self.database)}.{quote(table)} WHERE id IN {{ids:Array(UInt64)}}"
+        result = await asyncio.get_running_loop().run_in_executor(
+            self._pool, lambda: self.backend.select(sql, {"ids": ids}))
+        return {int(r["id"]) for r in result["rows"]}
+
+    async def call(self, fn: Any, *args: Any, read: bool = False) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._readers if read else self._pool, fn, *args)
+
+    def close(self) -> None:
+        self._readers.shutdown(wait=True, cancel_futures=True)
+        self._pool.shutdown(wait=True)
+        self.backend.close()
+
+
+class Writer:
+    """Consumes one pull consumer into the store until ``stop`` is set."""
+
+    def __init__(self, engine: Engine, builder: RowBuilder, psub: Any, *, batch_rows: int, batch_seconds: float,
+                 ack_wait_s: float, health: Health, logger: Logger, check_all: bool = False) -> None:
+        self.engine = engine
+        self.builder = builder
+        self.psub = psub
+        self.batch_rows = batch_rows
+        self.batch_seconds = batch_seconds
+        self.ack_wait_s = ack_wait_s
+        self.health = health
+        self.log = logger
+        self.check_all = check_all
+        self.processed = 0  # messages acked (stored, skipped or kept in bad_rows)
+        self.checking_all: Any = lambda: False  # true while a replay runs beside this writer
+        self.stop = asyncio.Event()
+
+    async def run(self) -> None:
+        batch: list[Item] = []
+        started = 0.0
+        flushing: asyncio.Task[None] | None = None
+        loop = asyncio.get_running_loop()
+        try:
+            while not self.stop.is_set():
+                now = loop.time()
+                wait = FETCH_WAIT_S if not batch else max(0.05, min(FETCH_WAIT_S, started + self.batch_seconds - now))
+                room = self.batch_rows - len(batch)
+                if room > 0:
+                    for msg in await self._fetch(room, wait):
+                        if not batch:
+                            started = loop.time()
+                        batch.append(self._item(msg))
+                if batch and (len(batch) >= self.batch_rows or loop.time() - started >= self.batch_seconds):
+                    if flushing is not None:
+                        await flushing
+                    flushing = loop.create_task(self.flush(batch))
+                    batch = []
+        finally:
+            if flushing is not None:
+                await asyncio.shield(flushing)
+            if batch and not self.health.state == "failed":
+                await self.flush(batch, give_up_on_stop=True)
+
+    async def _fetch(self, room: int, wait: float) -> list[Msg]:
+        try:
+            msgs: list[Msg] = await self.psub.fetch(room, timeout=wait)
+            return msgs
+        except (NatsTimeout, asyncio.TimeoutError):
+            return []
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # connection trouble: the client reconnects by itself
+            self.log.warning("store: fetch failed; retrying", error=f"{type(exc).__name__}: {exc}")
+            await asyncio.sleep(1.0)
+            return []
+
+    def _item(self, msg: Msg) -> Item:
+        meta = msg.metadata
+        seq = meta.sequence.stream
+        sent_ms = int(meta.timestamp.timestamp() * 1000) if meta.timestamp else int(time.time() * 1000)
+        fallback_id = ((sent_ms << 22) | (seq & 0x3FFFFF)) & (2**64 - 1)  # an id for an event without one
+        suspect = self.check_all or self.checking_all() or meta.num_delivered > 1
+        try:
+            message = _load(msg.data)
+        except wire.DecodeError as exc:
+            table, row = self.builder.bad_row(msg.data.decode("utf-8", "replace"), "", str(exc), fallback_id, sent_ms)
+            return Item(msg, table, row, suspect)
+        if not isinstance(message, dict):
+            table, row = self.builder.bad_row(message, "", "the event is not a JSON object", fallback_id, sent_ms)
+            return Item(msg, table, row, suspect)
+        try:
+            table, row = self.builder.build(message, fallback_id, sent_ms)
+        except BadRow as exc:
+            table, row = self.builder.bad_row(message, self.builder.route(message.get("service"), message.get("name")),
+                                              str(exc), fallback_id, sent_ms)
+        return Item(msg, table, row, suspect)
+
+    # --- one batch ----------------------------------------------------------------
+    async def flush(self, batch: list[Item], give_up_on_stop: bool = True) -> None:
+        """Store ``batch`` (retrying until it is stored or we stop), then ack it."""
+        groups = _by_table(_first_per_id(batch))
+        started = time.monotonic()
+        done: set[str] = set()
+        delay = 0.5
+        last_touch = time.monotonic()
+        while True:
+            try:
+                for table, items in groups.items():
+                    if table in done:
+                        continue
+                    async with self.engine.lock:
+                        fresh = await self._unstored(table, items)
+                        if fresh:
+                            await self._insert(table, fresh)
+                    done.add(table)
+                break
+            except StoreError as exc:
+                self.health.state, self.health.last_error = "retrying", exc.message
+                self.health.retries += 1
+                metrics().retries.inc()
+                metrics().healthy.set(0)
+                self.log.warning("store: ClickHouse write failed; keeping the batch and retrying",
+                                 error=exc.message, rows=len(batch), retry_in=delay)
+                if time.monotonic() - last_touch > self.ack_wait_s / 3:
+                    await _each(batch, "in_progress")  # still ours: not to be redelivered meanwhile
+                    last_touch = time.monotonic()
+                try:
+                    await asyncio.wait_for(self.stop.wait(), delay)
+                except asyncio.TimeoutError:
+                    pass
+                if self.stop.is_set() and give_up_on_stop:
+                    self.log.warning("store: stopping with a batch not written; JetStream delivers it again", rows=len(batch))
+                    return
+                delay = min(delay * 2, BACKOFF_MAX_S)
+        await _each(batch, "ack")
+        self.processed += len(batch)
+        self.health.state, self.health.batches, self.health.last_flush = "writing", self.health.batches + 1, time.time()
+        metrics().healthy.set(1)
+        metrics().batch_seconds.observe(time.monotonic() - started)
+
+    async def _unstored(self, table: str, items: list[Item]) -> list[Item]:
+        """``items`` less those a previous delivery already stored (looked up by id)."""
+        suspects = [it.row["id"] for it in items if it.suspect]
+        if not suspects:
+            return items
+        found = await self.engine.existing(table, suspects)
+        if table != BAD_ROWS:
+            found |= await self.engine.existing(BAD_ROWS, suspects)
+        if found:
+            skipped = sum(1 for it in items if it.suspect and it.row["id"] in found)
+            self.health.skipped += skipped
+            metrics().skipped.inc(skipped)
+        return [it for it in items if not (it.suspect and it.row["id"] in found)]
+
+    async def _insert(self, table: str, items: list[Item]) -> None:
+        """Insert; on a data error split in halves until the bad rows are isolated."""
+        try:
+            await self.engine.insert(table, [it.row for it in items])
+            self.health.rows[table] += len(items)
+            metrics().rows.labels(table).inc(len(items))
+        except StoreError as exc:
+            if not exc.is_data_error:
+                raise
+            if len(items) > 1:
+                half = len(items) // 2
+                await self._insert(table, items[:half])
+                await self._insert(table, items[half:])
+                return
+            if table == BAD_ROWS:
+                raise  # cannot happen with the stock bad_rows; never loop on it
+            item = items[0]
+            message = _message_of(item.msg)
+            _, row = self.builder.bad_row(message, table, exc.message, item.row["id"], item.row.get("timestamp") or 0)
+            self.log.warning("store: an event went to bad_rows", table=table, id=str(item.row["id"]), reason=exc.message)
+            await self._insert(BAD_ROWS, [Item(item.msg, BAD_ROWS, row, False)])
+
+
+try:  # the store extra installs orjson; without it the store still runs, on json
+    import orjson
+
+    _fast_loads: Any = orjson.loads
+    _fast_dumps: Any = orjson.dumps
+    _FastError: Any = orjson.JSONDecodeError
+except ImportError:  # pragma: no cover - depends on the install
+    _fast_loads, _fast_dumps, _FastError = wire.decode, lambda row: _ENCODER.encode(row).encode(), wire.DecodeError
+
+
+def _load(data: bytes) -> Any:
+    """orjson (several times faster than json) and, for what it refuses (a lone
+    surrogate escape, huge integers), the contract's own decoder."""
+    try:
+        return _fast_loads(data)
+    except _FastError:
+        return wire.decode(data)
+
+
+def _dump(row: dict[str, Any]) -> bytes:
+    try:
+        return _fast_dumps(row)  # type: ignore[no-any-return]
+    except TypeError:  # an integer over 64 bits, a lone surrogate: ASCII-escaped JSON
+        return _ENCODER.encode(row).encode()
+
+
+def _message_of(msg: Msg) -> Any:
+    try:
+        return wire.decode(msg.data)
+    except wire.DecodeError:
+        return msg.data.decode("utf-8", "replace")
+
+
+def _first_per_id(batch: Iterable[Item]) -> list[Item]:
+    seen: set[int] = set()
+    out = []
+    for item in batch:
+        key = item.row["id"]
+        if key not in seen:
+            seen.add(key)
+            out.append(item)
+    return out
+
+
+def _by_table(items: Iterable[Item]) -> dict[str, list[Item]]:
+    groups: dict[str, list[Item]] = {}
+    for item in items:
+        groups.setdefault(item.table, []).append(item)
+    return groups
+
+
+async def _each(batch: list[Item], what: str) -> None:
+    """Ack (or mark in progress) every message; a lost ack only means a redelivery,
+    which the id lookup turns into a skip."""
+    for item in batch:
+        try:
+            await getattr(item.msg, what)()
+        except Exception:
+            pass

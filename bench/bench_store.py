@@ -1,0 +1,180 @@
+"""The store's numbers: ingest from the stream into embedded chDB, hit → queryable latency,
+and the store's memory during a backlog catch-up.
+
+    .venv/bin/python bench/bench_store.py [--events 50000]
+
+1. Ceiling: the same rows inserted straight into chDB (``INSERT ... FORMAT JSONEachRow``,
+   batches of 5,000) in this process, no NATS, no row building.
+2. Ingest: N web-SDK-shaped events waiting in JetStream (the store was down), then
+   ``band store`` starts and catches up; events/s from start of writing to the last
+   row, with the ratio to the ceiling, and the store's peak RSS while it catches up.
+3. Latency: 200 events, one every 20 ms, published as the edge does, polled through
+   ``store.query``; p50/p99 from publish to queryable, at the default batch settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import nats
+
+from band import App, store, wire
+from band.app import set_current
+from band.natsserver import NatsServer
+from band.store.config import load
+from band.store.rows import RowBuilder
+from band.stream import ensure_stream
+
+UID = 6462464730849083392
+
+
+def sdk_event(n: int) -> dict[str, Any]:
+    """A page view as the web SDK sends it, after uaparser and geoip (about 1 KB)."""
+    return {
+        "key": "in.gen.track.page", "service": "track", "name": "page", "channel": "webch", "projectId": 1,
+        "uid": str(UID + n % 5000),
+        "td": {"ip": "109.252.93.158", "ua": "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_13_6) Chrome/70.0 Safari/537.36",
+               "ref": "https://www.google.com/", "host": "shop.example.com"},
+        "data": {
+            "page": {"url": f"https://shop.example.com/catalog/{n % 300}?utm_source=google&utm_campaign=spring",
+                     "title": "Catalog", "domain": "shop.example.com", "scheme": "https", "ref": "https://www.google.com/",
+                     "query": {"utm_source": "google", "utm_campaign": "spring", "page": str(n % 7)}},
+            "sess": {"type": "campaign", "engine": "google", "num": 3, "hasMarks": 1, "pageNum": n % 20, "eventNum": n % 50,
+                     "marks": {"utm_source": "google", "utm_campaign": "spring", "has_gclid": 0}, "start": 1540771600000,
+                     "refhost": "www.google.com"},
+            "browser": {"if1": 0, "if2": 0, "w": 1440, "h": 900, "tw": 1440, "th": 900, "aw": 1440, "ah": 877,
+                        "sopr": 2, "soa": 0, "sot": "landscape-primary", "plt": "MacIntel", "prd": "Google Inc."},
+            "lib": {"id": "web-sdk", "v": 3.1, "sv": 1.0},
+            "user": {"tz": "Europe/Moscow", "ts": 1540771658000, "tzo": -180, "id": f"u{n % 900}"},
+            "char": {"ls": 1, "ae": 1, "pr": 0, "sb": 1, "ab": 0, "wp": 0},
+            "perf": {"cs": 0, "scs": 0, "dl": 12, "dc": 400, "di": 350, "rqs": 20, "rss": 120, "rse": 130, "ce": 0},
+            "data": {"category": "shoes"},
+            "uaparser": {"os_family": "Mac OS X", "os_version": [10, 13, 6], "browser_family": "Chrome",
+                         "browser_version": [70, 0, 3538], "device_family": "Mac", "is_bot": False, "is_mob": False,
+                         "is_tablet": False, "is_pc": True},
+            "geoip": {"country_code": "RU", "country_name": "Russia"},
+        },
+        "id": str(7_000_000_000_000_000 + n), "time": 1_700_000_000_000 + n,
+    }
+
+
+def ceiling(rows: list[dict[str, Any]], folder: Path) -> float:
+    """Rows/s of a direct chDB INSERT ... FORMAT JSONEachRow, in a child (chDB keeps one path per process)."""
+    code = f"""
+import json, sys, time
+from band.store.backend import ChdbBackend
+from band.store.config import load
+from band.store.migrate import ensure
+rows = json.load(open({str(folder / 'rows.json')!r}))
+b = ChdbBackend(__import__('pathlib').Path({str(folder / 'ceiling')!r}))
+ensure(b, load())
+bodies = ["\\n".join(json.dumps(r, separators=(',', ':')) for r in rows[i:i + 5000]).encode() for i in range(0, len(rows), 5000)]
+t = time.perf_counter()
+for body in bodies:
+    b.insert('stats', 'events', body)
+print(len(rows) / (time.perf_counter() - t))
+"""
+    import json
+
+    (folder / "rows.json").write_text(json.dumps(rows))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def count() -> int:
+    try:
+        return int((await store.query("SELECT count() AS n FROM stats.events", timeout__=10))[0]["n"])
+    except Exception:
+        return -1
+
+
+async def main(n: int) -> None:
+    folder = Path(tempfile.mkdtemp(prefix="bench-store-"))
+    events = [sdk_event(i) for i in range(n)]
+    builder = RowBuilder(load())
+    t = time.perf_counter()
+    rows = [builder.build(e)[1] for e in events]
+    build_us = (time.perf_counter() - t) / n * 1e6
+    top = ceiling(rows, folder)
+    print(f"row building: {build_us:.1f} µs per event ({1e6 / build_us:,.0f} events/s on one core)")
+    print(f"ceiling, direct chDB INSERT FORMAT JSONEachRow: {top:,.0f} rows/s")
+
+    with NatsServer(store_dir=folder / "js") as server:
+        nc = await nats.connect(server.url)
+        app = App("bench")
+        app.nc = nc
+        set_current(app)
+        js = nc.jetstream()
+        await ensure_stream(js)
+        for start in range(0, n, 1000):
+            acks = [js.publish("in.gen.track.page", wire.encode(e), headers={wire.MSG_ID_HEADER: e["id"]})
+                    for e in events[start:start + 1000]]
+            await asyncio.gather(*acks)
+        env = {**os.environ, "NATS_URL": server.url, "STORE_DIR": str(folder / "data")}
+        proc = subprocess.Popen([sys.executable, "-m", "band", "store"], env=env, cwd=folder,
+                                stdout=subprocess.DEVNULL, stderr=open(folder / "store.log", "wb"))
+        try:
+            peak = 0.0
+            while await count() < 0:
+                await asyncio.sleep(0.05)
+            started, first = time.perf_counter(), await count()
+            while (got := await count()) < n:
+                peak = max(peak, rss_mb(proc.pid))
+                await asyncio.sleep(0.1)
+            took = time.perf_counter() - started
+            rate = (got - first) / took
+            print(f"ingest from the stream into embedded chDB: {rate:,.0f} events/s "
+                  f"({rate / top:.2f}x the direct-insert ceiling), {n:,} events of backlog")
+            print(f"store RSS while catching up: peak {peak:.0f} MB, after {rss_mb(proc.pid):.0f} MB")
+
+            sent: dict[int, float] = {}
+            seen: dict[int, float] = {}
+
+            async def publisher() -> None:
+                for i in range(200):
+                    e = sdk_event(n + i)
+                    sent[int(e["id"])] = time.perf_counter()
+                    await js.publish("in.gen.track.page", wire.encode(e), headers={wire.MSG_ID_HEADER: e["id"]})
+                    await asyncio.sleep(0.02)
+
+            async def poller() -> None:
+                low = 7_000_000_000_000_000 + n
+                while len(seen) < 200:
+                    found = await store.query("SELECT id FROM stats.events WHERE id >= {low:UInt64}", low=low)
+                    now = time.perf_counter()
+                    for row in found:
+                        seen.setdefault(int(row["id"]), now)
+                    await asyncio.sleep(0.02)
+
+            await asyncio.gather(publisher(), poller())
+            latencies = [seen[i] - sent[i] for i in sent]
+            latencies.sort()
+            p99 = latencies[int(len(latencies) * 0.99) - 1]
+            print(f"hit -> queryable at the defaults (batch 5,000 rows / 1 s): p50 {statistics.median(latencies):.2f} s, "
+                  f"p99 {p99:.2f} s")
+        finally:
+            proc.terminate()
+            proc.wait(30)
+            await nc.close()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=50_000)
+    asyncio.run(main(parser.parse_args().events))

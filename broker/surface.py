@@ -1,0 +1,40 @@
+"""Front's small fixed paths: ``/lib.js``, ``/favicon.ico`` and ``/coffee``."""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+
+from aiohttp import web
+
+from .config import EdgeConfig
+from .libjs import CONTENT_TYPE, LibJs
+from .request import pick_uid
+
+
+@cache
+def _favicon() -> bytes:
+    return (resources.files("broker") / "static" / "favicon.ico").read_bytes()
+
+
+def favicon() -> web.Response:
+    return web.Response(body=_favicon(), headers={"Content-Type": "image/x-icon"})
+
+
+def coffee(config: EdgeConfig) -> web.Response:
+    """``/coffee``: 418 with the edge's name, front's liveness joke kept for its users' checks."""
+    return web.Response(status=418, text="I'm a teapot", headers={"X-My-Name": config.name})
+
+
+def lib_js(request: web.Request, lib: LibJs, config: EdgeConfig) -> tuple[web.Response, str]:
+    """The SDK with the visitor's uid configured in; the uid for the cookie.
+
+    A returning visitor's cookie uid is the one handed to the page (``?uid=`` first, as
+    front read it); a first visit gets a new one, the same in the prefix and the cookie.
+    """
+    cookie = request.cookies.get(config.cookie_name) if "Cookie" in request.headers else None
+    uid = pick_uid(request.query.get("uid"), cookie)
+    return web.Response(body=lib.body(uid), headers={"Content-Type": CONTENT_TYPE}), uid
+
+
+__all__ = ["coffee", "favicon", "lib_js"]

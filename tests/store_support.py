@@ -1,0 +1,57 @@
+"""Helpers for the store's tests: a ``band store`` process, events as the edge publishes them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from band import RPCError, store, wire
+from band._runtime.stream import ensure_stream
+from support.poll import wait_for
+from support.processes import Proc
+
+UID = "6462464730849083392"
+
+
+def start_store(tmp_path: Path, nats_url: str, name: str = "store", **env: str) -> Proc:
+    """``band store`` with its data in ``tmp_path/data``, run in ``tmp_path`` (where store.yml is read)."""
+    log = tmp_path / f"{name}.log"
+    full = {**os.environ, "NATS_URL": nats_url, "STORE_DIR": str(tmp_path / "data"), "STORE_BATCH_SECONDS": "0.2", **env}
+    with open(log, "ab") as out:
+        popen = subprocess.Popen([sys.executable, "-m", "band", "store"], stdout=out, stderr=subprocess.STDOUT,
+                                 env=full, cwd=tmp_path)
+    return Proc(popen, log, f"store {name}")
+
+
+def event(n: int, **data: Any) -> dict[str, Any]:
+    return {"key": "in.gen.track.page", "service": "track", "name": "page", "channel": "http", "projectId": 0,
+            "uid": UID, "td": {"ip": "127.0.0.1", "ua": "test"}, "data": {"page": {"url": f"https://x.test/{n}"}, **data},
+            "id": str(7_000_000_000_000_000 + n), "time": 1_700_000_000_000 + n}
+
+
+async def publish(nc: Any, events: list[dict[str, Any]]) -> None:
+    js = nc.jetstream()
+    await ensure_stream(js)
+    for e in events:
+        key = f"in.gen.{e['service']}.{e['name']}"
+        await js.publish(key, wire.encode(e), headers={wire.MSG_ID_HEADER: e["id"]})
+
+
+async def count(sql: str = "SELECT count() AS n FROM stats.events", **params: Any) -> int:
+    try:
+        rows = await store.query(sql, timeout__=5, **params)
+    except RPCError:
+        return -1
+    return int(rows[0]["n"])
+
+
+async def counted(expected: int, proc: Proc, sql: str = "SELECT count() AS n FROM stats.events", timeout: float = 60) -> None:
+    async def there() -> bool:
+        return await count(sql) == expected
+
+    await wait_for(there, timeout, f"{expected} rows from {sql}", procs=[proc])
+
+

@@ -1,0 +1,54 @@
+"""The store against a ClickHouse server (clickhouse-connect): runs only when
+``CLICKHOUSE_URL`` points at one, e.g. ``CLICKHOUSE_URL=http://localhost:8123``.
+
+Each test uses a database of its own (``database:`` in its store.yml) and drops it afterwards."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from band import RPCError, store
+from band.store.backend import ServerBackend
+from store_support import count, counted, event, publish, start_store
+
+URL = os.environ.get("CLICKHOUSE_URL", "")
+pytestmark = pytest.mark.skipif(not URL, reason="set CLICKHOUSE_URL to a ClickHouse server to run these")
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Iterator[str]:
+    name = f"band_test_{uuid.uuid4().hex[:8]}"
+    (tmp_path / "store.yml").write_text(f"database: {name}\n")
+    yield name
+    backend = ServerBackend(URL)
+    backend.command(f"DROP DATABASE IF EXISTS `{name}`")
+    backend.close()
+
+
+async def test_server_store_writes_queries_and_refuses_ddl(tmp_path: Path, own_nats: Any, store_client: Any, database: str) -> None:
+    proc = start_store(tmp_path, own_nats.url, CLICKHOUSE_URL=URL)
+    try:
+        await publish(store_client, [event(n) for n in range(10)])
+        await counted(10, proc, f"SELECT count() AS n FROM {database}.events")
+        rows = await store.query(f"SELECT page_url FROM {database}.events WHERE id = {{id:UInt64}}", id=7_000_000_000_000_003)
+        assert rows == [{"page_url": "https://x.test/3"}]
+        with pytest.raises(RPCError, match="read-only"):
+            await store.query(f"DROP TABLE {database}.events")
+    finally:
+        assert proc.stop() == 0, proc.text()[-3000:]
+
+
+async def test_two_replicas_share_the_consumer_and_store_each_event_once(tmp_path: Path, own_nats: Any, store_client: Any, database: str) -> None:
+    first = start_store(tmp_path, own_nats.url, name="a", CLICKHOUSE_URL=URL)
+    second = start_store(tmp_path, own_nats.url, name="b", CLICKHOUSE_URL=URL)
+    try:
+        await publish(store_client, [event(n) for n in range(2000)])
+        await counted(2000, first, f"SELECT count() AS n FROM {database}.events")
+        assert await count(f"SELECT uniqExact(id) AS n FROM {database}.events") == 2000
+    finally:
+        assert first.stop() == 0 and second.stop() == 0
