@@ -57,6 +57,8 @@ async def test_cli_serves_https_and_wss(nats_url: str, edge_certs: Path) -> None
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
 
 
 def test_bad_certificate_is_named(edge_certs: Path) -> None:
