@@ -85,6 +85,7 @@ DLQ_METHOD_HEADER: Final = "Band-Method"  # ...and the listener that gave up on 
 # Each client's replies come back under _INBOX_<client name>.<nuid>; nats.conf grants
 # each user only its own prefix, so nobody reads replies meant for another.
 INBOX_PREFIX: Final = "_INBOX_"
+
 # W3C Trace Context, on every request and publish while tracing is on (band.tracing)
 TRACEPARENT_HEADER: Final = "traceparent"
 TRACESTATE_HEADER: Final = "tracestate"

@@ -28,11 +28,11 @@ from typing import Any
 import nats
 
 from band import App, store, wire
-from band.app import set_current
+from band._core.app import set_current
 from band.natsserver import NatsServer
 from band.store.config import load
 from band.store.rows import RowBuilder
-from band.stream import ensure_stream
+from band._runtime.stream import ensure_stream
 
 UID = 6462464730849083392
 

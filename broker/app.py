@@ -67,7 +67,6 @@ class Edge:
     js: JetStreamContext
     discovery: Discovery
     pipeline: Pipeline
-    builtins: Builtins
 
     def __init__(self, config: EdgeConfig) -> None:
         self.config = config
@@ -79,6 +78,7 @@ class Edge:
         self._stream_task: asyncio.Task[None] | None = None
         self.ready = asyncio.Event()  # set once NATS, discovery and the pipeline are up
         self._connect_failed = asyncio.Event()  # the first connect attempt failed: start serving 503s
+        self._builtins: Builtins | None = None
         self.cookie = UidCookie(config)
         self.lib = LibJs(config)
 
@@ -114,10 +114,6 @@ class Edge:
                 path = request.path
                 if path == "/wss" and not web.WebSocketResponse().can_prepare(request).ok:
                     resp = json_response({"message": "/wss expects a WebSocket upgrade"}, 400)
-                elif path != "/health" and not self.ready.is_set():
-                    resp = json_response({"message": NATS_DOWN}, 503)
-                elif path == "/wss":
-                    return await handle_socket(request, pipeline=self.pipeline, sockets=self.sockets, config=self.config, client_ip=self.client_ip, metrics=self.metrics, cookie=self.cookie)
                 elif path == "/" and method == "GET" and not request.query_string:
                     resp = web.Response(text=ROOT_PAGE, content_type="text/plain")
                 elif path == "/lib.js" and method == "GET":
@@ -130,6 +126,10 @@ class Edge:
                     resp = await self.health()
                 elif path == "/metrics":
                     resp = web.Response(body=self.metrics.render(), headers={"Content-Type": self.metrics.content_type})
+                elif not self.ready.is_set():  # NATS not (yet) there: everything below needs it
+                    resp = json_response({"message": NATS_DOWN}, 503)
+                elif path == "/wss":
+                    return await handle_socket(request, pipeline=self.pipeline, sockets=self.sockets, config=self.config, client_ip=self.client_ip, metrics=self.metrics, cookie=self.cookie)
                 elif path.startswith(UPLOAD_PATH):
                     resp, uid = await self.uploads.receive(request, self.nc, self.pipeline, self.client_ip)
                 else:
@@ -266,9 +266,9 @@ class Edge:
             keep_polls=self.config.discovery_keep_polls,
             default_timeout_ms=self.config.handler_timeout_ms,
         )
-        self.builtins = Builtins(self.config, self.metrics)
-        await self.builtins.start()
-        self.pipeline = Pipeline(self.discovery, self.config, self.metrics, self.stream_missing, self.builtins)
+        self._builtins = builtins = Builtins(self.config, self.metrics)
+        await builtins.start()
+        self.pipeline = Pipeline(self.discovery, self.config, self.metrics, self.stream_missing, builtins)
         self.stream_missing()
         assert self._stream_task is not None
         await asyncio.wait([self._stream_task], timeout=self.config.publish_timeout_ms / 1000)
@@ -287,8 +287,8 @@ class Edge:
                     await push.unsubscribe()
         if hasattr(self, "pipeline"):
             await self.pipeline.stop()
-        if hasattr(self, "builtins"):
-            await self.builtins.stop()
+        if self._builtins is not None:
+            await self._builtins.stop()
         if self.nc.is_closed:
             return
         if not self.nc.is_connected:  # reconnecting (or never connected): nothing to drain

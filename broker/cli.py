@@ -17,9 +17,9 @@ from typing import Any
 
 from aiohttp import web
 
+from band import tracing
 from band._core import log as band_log
 from band._runtime.signals import Signals
-from band import tracing
 
 from .app import make_app
 from .config import ConfigError, EdgeConfig, from_env, split_urls

@@ -20,8 +20,8 @@ from band import wire
 from band._runtime.timers import Deadlines
 from band.response import BadResponse, ErrorResponse, RedirectResponse, Response, from_wire
 
-from .builtins import built_in_answer
 from .builtin_enrichers import Builtins
+from .default_answers import built_in_answer
 from .config import EdgeConfig
 from .discovery import Discovery
 from .link import Link, LinkDown, Reply

@@ -63,3 +63,17 @@ async def test_annotations_are_judged_only_when_they_are_json_types(nats_url: st
         with pytest.raises(RemoteError) as bug:
             await rpc.request("argcheck", "buggy", text="x")
         assert bug.value.code == 500
+
+
+async def test_a_positional_only_parameter_named_by_keyword_is_a_400(nats_url: str, nc: Any) -> None:
+    app = App("argbind")
+
+    @app.expose()
+    async def strict(a: int, /, **rest: Any) -> int:
+        return a
+
+    rpc = RPC(lambda: nc)
+    async with serve(app, nats_url):
+        with pytest.raises(RemoteError) as caught:
+            await rpc.request("argbind", "strict", a=1)
+        assert caught.value.code == 400 and "'a'" in caught.value.message, caught.value.message

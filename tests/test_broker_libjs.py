@@ -14,7 +14,7 @@ from broker.headers import auto_domain, forwarded_host
 from broker.libjs import tracker_source
 from broker.request import pick_uid, valid_uid
 from support.fakes import running_edge, unique
-from test_sdk_support import arrivals
+from support.sdk import arrivals
 
 PREFIX = re.compile(r'^;window\["(?P<g>\w+)"\]&&window\["(?P=g)"\]\(\'configure\',(?P<opts>\{.*?\})\);')
 

@@ -14,7 +14,7 @@ from qs_codec import DecodeOptions, decode
 
 from broker.qs import FORM, QUERY, QsError, parse
 from support.fakes import running_edge, unique
-from test_sdk_support import arrivals
+from support.sdk import arrivals
 
 
 def q(text: str, **kw: Any) -> dict[str, Any]:

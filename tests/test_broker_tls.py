@@ -15,7 +15,7 @@ import pytest
 
 from support.poll import wait_for
 from band.natsserver import free_port
-from test_sdk_support import make_edge_certs
+from support.sdk import make_edge_certs
 
 
 @pytest.fixture(scope="module")

@@ -42,7 +42,8 @@ class Output:
         self.lines: list[str] = []
         assert proc.stdout is not None
         stream = proc.stdout
-        threading.Thread(target=lambda: self.lines.extend(iter(stream.readline, "")), daemon=True).start()
+        self.reader = threading.Thread(target=lambda: self.lines.extend(iter(stream.readline, "")), daemon=True)
+        self.reader.start()
 
     def has(self, text: str) -> bool:
         return any(text in line for line in list(self.lines))
@@ -50,20 +51,24 @@ class Output:
 
 @pytest.fixture
 def spawn(nats_url: str) -> Iterator[Any]:
-    procs: list[subprocess.Popen[str]] = []
+    procs: list[tuple[subprocess.Popen[str], Output]] = []
 
     def start(*args: str) -> tuple[subprocess.Popen[str], Output]:
         env = {**os.environ, "NATS_URL": nats_url, "PYTHONUNBUFFERED": "1"}
         proc = subprocess.Popen([sys.executable, "-m", "band", *args], env=env, text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        procs.append(proc)
-        return proc, Output(proc)
+        output = Output(proc)
+        procs.append((proc, output))
+        return proc, output
 
     yield start
-    for proc in procs:
+    for proc, output in procs:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=30)
+        output.reader.join(10)  # EOF once the child is gone; then its pipe can be closed
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 async def version(nc: Any, name: str) -> dict[str, Any] | None:

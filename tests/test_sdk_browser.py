@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from broker.app import make_app
 from support.fakes import edge_config
 from support.poll import wait_for
-from test_sdk_support import arrivals, make_edge_certs, site
+from support.sdk import arrivals, make_edge_certs, site
 
 CHROMIUM = "/usr/bin/chromium"
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (apt-get install chromium)")

@@ -16,7 +16,7 @@ import pytest
 
 from band import RPCError, store
 from band.natsserver import NatsServer
-from store_support import count, counted, event, publish, start_store
+from support.store import count, counted, event, publish, start_store
 from support.poll import wait_for
 from support.processes import start_edge
 

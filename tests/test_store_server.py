@@ -14,7 +14,7 @@ import pytest
 
 from band import RPCError, store
 from band.store.backend import ServerBackend
-from store_support import count, counted, event, publish, start_store
+from support.store import count, counted, event, publish, start_store
 
 URL = os.environ.get("CLICKHOUSE_URL", "")
 pytestmark = pytest.mark.skipif(not URL, reason="set CLICKHOUSE_URL to a ClickHouse server to run these")

@@ -2,7 +2,7 @@
 
 ``from band import expose, rpc, settings, ...`` resolves against the *current* app:
 the one ``band run`` (or a test) is loading, else a process-wide default made on
-first use. Nothing here does I/O; :mod:`band.service` runs an app on NATS.
+first use. Nothing here does I/O; :mod:`band._runtime.service` runs an app on NATS.
 """
 
 from __future__ import annotations

@@ -70,6 +70,9 @@ class Arguments:
     def __init__(self, fn: Callable[..., Any]) -> None:
         target = inspect.unwrap(fn)  # @blocking wraps; the hints live on the original
         self.signature = inspect.signature(fn)
+        # Keywords that passed the missing-argument check can only fail to bind when a
+        # parameter is positional-only: bind (a few microseconds) only then.
+        self._bind = any(p.kind is inspect.Parameter.POSITIONAL_ONLY for p in self.signature.parameters.values())
         try:
             hints = typing.get_type_hints(target)
         except Exception:  # an annotation that does not evaluate: judge none
@@ -86,10 +89,11 @@ class Arguments:
 
     def problem(self, method: str, params: Mapping[str, Any]) -> str | None:
         """Why ``method(**params)`` is a bad call, naming the argument, or ``None``."""
-        try:
-            self.signature.bind(**params)
-        except TypeError as exc:
-            return f"{method}(): {exc}"
+        if self._bind:
+            try:
+                self.signature.bind(**params)
+            except TypeError as exc:
+                return f"{method}(): {exc}"
         for name, kinds in self.kinds.items():
             if name in params and not _fits(params[name], kinds):
                 wanted = " or ".join(dict.fromkeys(_JSON_TYPES[k] for k in kinds))

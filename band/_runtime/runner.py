@@ -14,12 +14,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import AsyncIterator
 
+from .. import tracing
 from .._core import log
 from .._core.app import App
 from .connect import connect
 from ..errors import ConfigError
 from .._core.loader import load_service
-from .. import tracing
 from ..metrics import exposed, port_from
 from .service import Service, ServiceOptions
 from .signals import Signals

@@ -60,6 +60,15 @@ class Service:
         self._started = False
         self._stopped = False
 
+    @property
+    def metrics(self) -> "ServiceMetrics | None":
+        """Set while /metrics is served (band.metrics); the calls report to it."""
+        return self.dispatch.metrics
+
+    @metrics.setter
+    def metrics(self, metrics: "ServiceMetrics | None") -> None:
+        self.dispatch.metrics = metrics
+
     # --- lifecycle ---------------------------------------------------------------
     async def __aenter__(self) -> "Service":
         await self.start()
@@ -191,15 +200,6 @@ class Service:
         stats = EndpointStats(name if not taken else f"{name}-{taken}", subject, wire.queue_group(self.app.name), metadata)
         self.identity.endpoints.append(stats)
         self._stats.setdefault((role, ep.method), stats)
-
-    @property
-    def metrics(self) -> ServiceMetrics | None:
-        """Set while /metrics is served (band.metrics); the dispatch records into it."""
-        return self.dispatch.metrics
-
-    @metrics.setter
-    def metrics(self, value: ServiceMetrics | None) -> None:
-        self.dispatch.metrics = value
 
     async def _subscribe(self, subject: str, handler: Callback) -> None:
         """The NATS callback only schedules: each message runs in its own slot of the gate."""

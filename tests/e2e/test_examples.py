@@ -234,7 +234,7 @@ def sdk_page(n: int, uid: str, day: int, path: str, ref: str = "", campaign: str
 
 
 async def test_reports_answer_the_everyday_questions(tmp_path: Path, own_nats: Any, store_client: Any) -> None:
-    from store_support import counted, publish, start_store
+    from support.store import counted, publish, start_store
 
     proc = start_store(tmp_path, own_nats.url)
     a, b, c = "1000000000000000001", "1000000000000000002", "1000000000000000003"

@@ -125,7 +125,7 @@ async def test_hung_handlers_do_not_use_up_the_service(nats_url: str) -> None:
     assert statuses == [200] * 3 and not stop_hangs, (
         f"after 40 hung calls (each past its 300 ms timeout) the service answers {statuses} and its stop "
         f"{'hangs' if stop_hangs else 'works'}: hung handler tasks keep their max_inflight slots "
-        "(band/service.py _answer calls the handler with no timeout; _spawn then blocks the NATS callback, "
+        "(a handler called with no time limit would hold its slot in the gate, which then blocks the NATS callback, "
         "so sub.drain() in stop() never returns)"
     )
 

@@ -17,7 +17,7 @@ import pytest
 from support.poll import wait_for
 from support.fakes import running_edge
 from band.natsserver import free_port
-from test_sdk_support import DEPLOY, arrivals, make_edge_certs
+from support.sdk import DEPLOY, arrivals, make_edge_certs
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 pytestmark = pytest.mark.skipif(not Path(NGINX).exists(), reason="needs nginx (apt-get install nginx-light)")
@@ -69,6 +69,8 @@ def nginx(tmp_path: Path, edge_certs: Path) -> Iterator[Any]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
 
 
 async def test_https_through_nginx(nc: Any, nats_url: str, nginx: Any, edge_certs: Path) -> None:

@@ -71,7 +71,7 @@ async def site(pages: dict[str, str]) -> AsyncIterator[str]:
         await runner.cleanup()
 
 
-DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 
 
 def make_edge_certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
