@@ -1,18 +1,26 @@
-"""Edge throughput and latency against bare aiohttp serving the same GIF, in one run.
+"""Edge CPU per hit against bare aiohttp serving the same GIF, in one run.
 
-Not a test: run it by hand on a quiet machine and read the ratios.
+Not a test: run it by hand and read the CPU figures and ratios.
 
-    /tmp/v/bin/python bench/bench_edge.py            # wrk if installed, else a Python load generator
-    /tmp/v/bin/python bench/bench_edge.py --duration 10 --soak 60
+    .venv/bin/python bench/bench_edge.py                       # defaults below
+    .venv/bin/python bench/bench_edge.py --rate 400 --duration 10 --soak 30
 
-Scenarios (32 connections each):
-  bare    aiohttp answering the 43-byte GIF (the yardstick)
-  floor   aiohttp + one nats-py request to the pixel handler + one JetStream publish,
-          nothing else: what the client library alone costs per hit
-  pixel   GET /benchpix/hit through the edge; the handler is a band service
-  track   GET /benchtrack/page: two enricher services, one handler, one listener, JetStream
-  p99     the track scenario at half its measured rate, open loop, for --soak seconds;
-          the edge's RSS is sampled the whole time
+The headline figures are **CPU microseconds per hit of each process** (user + system
+time from /proc/<pid>/stat, before and after, minus what the process burns idle),
+measured at a fixed request rate well below saturation (an open-loop load generator in
+its own process). CPU per hit does not depend on how busy the machine is or how many
+cores the load generator takes; requests per second do, so they are printed only for
+orientation.
+
+Scenarios:
+  bare    aiohttp answering the 43-byte GIF (the yardstick), at --rate
+  pixel   GET /pixel/hit.gif through the edge: the built-in answer, stored in JetStream
+  track   GET /benchtrack/page: two enricher services (benchgeo, benchua), a handler
+          service (benchtrack) and a durable listener service (benchstore), JetStream
+  then    throughput at saturation (closed loop, 32 connections) for pixel and track,
+          and /track/page at half that rate for --soak seconds: p50/p99 and the edge's RSS
+Targets: pixel (edge + nats-server) <= 2.5 x bare aiohttp's CPU per request;
+track, all processes together, <= 300 us per hit.
 """
 
 from __future__ import annotations
@@ -21,7 +29,6 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -35,6 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 CONNECTIONS = 32
+SERVICES = ("benchgeo", "benchua", "benchtrack", "benchstore")
 
 
 # --- the processes under test -------------------------------------------------------
@@ -48,103 +56,60 @@ def bare_server(port: int) -> None:
 
     app = web.Application()
     app.router.add_get("/{tail:.*}", gif)
-    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
-
-
-def floor_server(port: int, nats_url: str) -> None:
-    """The client-library floor: aiohttp + one nats-py request + one JetStream publish per
-    hit, none of the edge's own work (parsing, ids, cookies, metrics, discovery)."""
-    import itertools
-
-    import nats
-    from aiohttp import web
-
-    from band.response import PIXEL_GIF
-
-    async def main() -> None:
-        nc = await nats.connect(nats_url)
-        js = nc.jetstream()
-        ids = itertools.count()
-
-        async def hit(request: web.Request) -> web.Response:
-            await nc.request("band.handle.in.gen.benchpix.hit", b'{"key":"in.gen.benchpix.hit","data":{}}', timeout=1)
-            await js.publish("in.gen.floor.hit", b"{}", headers={"Nats-Msg-Id": f"floor-{next(ids)}"})
-            return web.Response(body=PIXEL_GIF, content_type="image/gif")
-
-        app = web.Application()
-        app.router.add_get("/{tail:.*}", hit)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        await asyncio.Event().wait()
-
     try:
         import uvloop
 
-        uvloop.install()
+        uvloop.install()  # the same loop the edge runs on
     except ImportError:
         pass
-    asyncio.run(main())
+    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
 
 
-def services(nats_url: str) -> None:
-    """The band services of the scenarios, each on its own connection (as `band run` would)."""
+def service(nats_url: str, name: str) -> None:
+    """One bench service in its own process, on its own connection (as `band run` would)."""
     from typing import Any as _Any
 
     from band import App, response
     from band.testing import serve
 
-    pix = App("benchpix")
+    app = App(name)
+    if name == "benchtrack":
 
-    @pix.expose.handler()
-    async def hit(**_: _Any) -> _Any:
-        return response.pixel()
+        @app.expose.handler()
+        async def page(data: dict[str, _Any], **_: _Any) -> _Any:
+            return response.data({"ok": True})
 
-    track = App("benchtrack")
+    elif name == "benchstore":
 
-    @track.expose.handler()
-    async def page(data: dict[str, _Any], **_: _Any) -> _Any:
-        return response.data({"ok": True})
+        @app.expose.listener(keys=["in.gen.benchtrack"], durable=True, deliver="new")
+        async def store(**_: _Any) -> None:
+            return None
 
-    @track.expose.listener(keys=["in.gen.benchtrack"])
-    async def store(**_: _Any) -> None:
-        return None
+    elif name == "benchgeo":
 
-    geo = App("benchgeo")
+        @app.expose.enricher(props={"ip": "td.ip"}, keys=["in.gen.benchtrack"])
+        async def locate(ip: str, **_: _Any) -> _Any:
+            return {"country": "NL"}
 
-    @geo.expose.enricher(props={"ip": "td.ip"}, keys=["in.gen.benchtrack"])
-    async def locate(ip: str, **_: _Any) -> _Any:
-        return {"country": "NL"}
+    elif name == "benchua":
 
-    ua = App("benchua")
-
-    @ua.expose.enricher(props={"agent": "td.ua"}, keys=["in.gen.benchtrack"])
-    async def parse(agent: str, **_: _Any) -> _Any:
-        return {"os": "Linux"}
+        @app.expose.enricher(props={"agent": "td.ua"}, keys=["in.gen.benchtrack"])
+        async def parse(agent: str, **_: _Any) -> _Any:
+            return {"os": "Linux"}
 
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
-        async with serve(pix, nats_url), serve(track, nats_url), serve(geo, nats_url), serve(ua, nats_url):
+        async with serve(app, nats_url):
             print("ready", flush=True)
             await stop.wait()
 
     asyncio.run(main())
 
 
-# --- load ------------------------------------------------------------------------------
-def wrk(url: str, duration: float) -> float:
-    out = subprocess.run(["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{int(duration)}s", url], capture_output=True, text=True, check=True).stdout
-    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if errors:
-        print(f"    ! {errors.group(1)} non-2xx answers", flush=True)
-    assert match, out
-    return float(match.group(1))
-
-
-async def _closed_loop(url: str, duration: float) -> tuple[int, int]:
+# --- load (in its own process, so it never shares a loop with what it measures) -------------
+async def _closed_loop(url: str, duration: float) -> dict[str, Any]:
     import aiohttp
 
     done = errors = 0
@@ -160,27 +125,11 @@ async def _closed_loop(url: str, duration: float) -> tuple[int, int]:
                     errors += resp.status >= 400
 
         await asyncio.gather(*(worker() for _ in range(CONNECTIONS)))
-    return done, errors
-
-
-def pyload(url: str, duration: float) -> float:
-    done, errors = asyncio.run(_closed_loop(url, duration))
-    if errors:
-        print(f"    ! {errors} error answers", flush=True)
-    return done / duration
-
-
-def load_child(kind: str, url: str, duration: float, rate: float, out: str) -> None:
-    """Runs in its own process so the load generator does not share the edge's loop."""
-    if kind == "rps":
-        result: Any = pyload(url, duration)
-    else:
-        result = asyncio.run(_open_loop(url, duration, rate))
-    Path(out).write_text(json.dumps(result))
+    return {"rate": done / duration, "requests": done, "errors": errors}
 
 
 async def _open_loop(url: str, duration: float, rate: float) -> dict[str, Any]:
-    """Requests at a fixed rate over 32 connections; latency from the scheduled start."""
+    """Requests at a fixed rate over up to 32 connections; latency from the scheduled start."""
     import aiohttp
 
     latencies: list[float] = []
@@ -204,71 +153,43 @@ async def _open_loop(url: str, duration: float, rate: float) -> dict[str, Any]:
         tasks = []
         for i in range(total):
             tasks.append(asyncio.ensure_future(one(i)))
-            if len(tasks) >= 2000:
+            if len(tasks) >= 500:
                 await asyncio.gather(*tasks)
                 tasks.clear()
         await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - start
     latencies.sort()
     return {
-        "sent": total,
+        "rate": total / elapsed,
+        "requests": total,
         "errors": errors,
         "p50_ms": latencies[len(latencies) // 2] * 1000,
         "p99_ms": latencies[int(len(latencies) * 0.99)] * 1000,
-        "max_ms": latencies[-1] * 1000,
     }
 
 
-def _ms(text: str) -> float:
-    value, unit = re.match(r"([\d.]+)(us|ms|s|m)", text).groups()  # type: ignore[union-attr]
-    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+def load_child(kind: str, url: str, duration: float, rate: float, out: str) -> None:
+    try:
+        import uvloop
+
+        uvloop.install()  # a cheaper generator leaves more of the machine to what it measures
+    except ImportError:
+        pass
+    result = asyncio.run(_closed_loop(url, duration) if kind == "closed" else _open_loop(url, duration, rate))
+    Path(out).write_text(json.dumps(result))
 
 
-def wrk_rate(url: str, duration: float, rate: float) -> dict[str, Any]:
-    """wrk at about ``rate`` req/s: each connection waits 32/rate s between requests."""
-
-    def run(delay_ms: float, seconds: float) -> str:
-        with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
-            f.write(f"function delay() return {max(delay_ms, 0.0):.3f} end\n")
-            script = f.name
-        try:
-            return subprocess.run(["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{int(seconds)}s", "--latency", "-s", script, url], capture_output=True, text=True, check=True).stdout
-        finally:
-            os.unlink(script)
-
-    # a connection's cycle is latency + delay: calibrate the delay for the wanted rate
-    cycle_ms = CONNECTIONS * 1000.0 / rate
-    probe = float(re.search(r"Requests/sec:\s+([\d.]+)", run(cycle_ms, 3)).group(1))  # type: ignore[union-attr]
-    overhead = CONNECTIONS * 1000.0 / probe - cycle_ms
-    out = run(cycle_ms - overhead, duration)
-    pct = dict(re.findall(r"^\s+(50|99)%\s+(\S+)", out, re.M))
-    achieved = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-    return {"rate": achieved, "requests": total, "p50_ms": _ms(pct["50"]), "p99_ms": _ms(pct["99"]), "max_ms": 0.0, "errors": int(errors.group(1)) if errors else 0}
-
-
-def in_child(kind: str, url: str, duration: float, rate: float = 0.0) -> Any:
+def load(kind: str, url: str, duration: float, rate: float = 0.0) -> dict[str, Any]:
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
         out = f.name
     code = "import sys; sys.path.insert(0, %r); import bench_edge as b; b.load_child(%r, %r, %r, %r, %r)" % (str(Path(__file__).parent), kind, url, duration, rate, out)
     subprocess.run([sys.executable, "-c", code], check=True)
-    result = json.loads(Path(out).read_text())
+    result: dict[str, Any] = json.loads(Path(out).read_text())
     os.unlink(out)
     return result
 
 
-def rps(url: str, duration: float, use_wrk: bool) -> float:
-    return wrk(url, duration) if use_wrk else float(in_child("rps", url, duration))
-
-
-# --- plumbing ----------------------------------------------------------------------------
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
+# --- CPU and memory from /proc ------------------------------------------------------------
 def cpu_s(pid: int) -> float:
     """User + system CPU seconds of a process and its children so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -279,13 +200,47 @@ def cpu_s(pid: int) -> float:
     return own + sum(cpu_s(k) for k in kids if Path(f"/proc/{k}").exists())
 
 
-def edge_rss(pid: int) -> float:
-    """RSS of the edge: the process, or the sum of its workers with --workers N."""
+def rss_mb(pid: int) -> float:
+    """RSS of a process plus its children (the edge's workers with --workers N)."""
+    total = 0.0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            total = int(line.split()[1]) / 1024
     children = Path(f"/proc/{pid}/task/{pid}/children")
     kids = [int(c) for c in children.read_text().split()] if children.exists() else []
-    return rss_mb(pid) + sum(rss_mb(k) for k in kids if Path(f"/proc/{k}").exists())
+    return total + sum(rss_mb(k) for k in kids if Path(f"/proc/{k}").exists())
 
 
+class Meter:
+    """CPU per hit of named processes: (CPU during a run - idle CPU for as long) / hits."""
+
+    def __init__(self, pids: dict[str, int], idle_s: float) -> None:
+        self.pids = pids
+        before, started = self.sample(), time.perf_counter()
+        time.sleep(idle_s)
+        after, elapsed = self.sample(), time.perf_counter() - started
+        self.idle = {name: (after[name] - before[name]) / elapsed for name in pids}  # CPU s per s, idle
+
+    def sample(self) -> dict[str, float]:
+        return {name: cpu_s(pid) for name, pid in self.pids.items()}
+
+    def median(self, rounds: int, url: str, rate: float, duration: float, names: tuple[str, ...]) -> tuple[dict[str, float], dict[str, Any]]:
+        """The median of ``rounds`` runs, process by process (one noisy round does not count)."""
+        runs = [self.run(url, rate, duration, names) for _ in range(rounds)]
+        per_hit = {n: sorted(r[0][n] for r in runs)[len(runs) // 2] for n in names}
+        return per_hit, {"rate": sum(r[1]["rate"] for r in runs) / rounds, "errors": sum(r[1]["errors"] for r in runs)}
+
+    def run(self, url: str, rate: float, duration: float, names: tuple[str, ...]) -> tuple[dict[str, float], dict[str, Any]]:
+        """µs per hit of each process in ``names`` while ``url`` gets ``rate`` hits/s."""
+        before, started = self.sample(), time.perf_counter()
+        result = load("open", url, duration, rate)
+        after, elapsed = self.sample(), time.perf_counter() - started
+        hits = max(result["requests"], 1)
+        per_hit = {n: max(after[n] - before[n] - self.idle[n] * elapsed, 0.0) / hits * 1e6 for n in names}
+        return per_hit, result
+
+
+# --- plumbing ----------------------------------------------------------------------------
 def wait_http(url: str, timeout: float = 30.0) -> None:
     import urllib.request
 
@@ -303,26 +258,39 @@ def wait_http(url: str, timeout: float = 30.0) -> None:
 
 
 def wait_routed(base: str, timeout: float = 30.0) -> None:
-    """Until the edge routes the bench handlers (a band handler answers pixel, not the default)."""
+    """Until the edge routes the bench handler and both enrichers answer."""
     import urllib.request
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with urllib.request.urlopen(f"{base}/benchtrack/page", timeout=5) as resp:
             if json.loads(resp.read()) == {"ok": True}:
-                return
+                break
         time.sleep(0.2)
-    raise TimeoutError("bench services not routed")
+    else:
+        raise TimeoutError("bench services not routed")
+    time.sleep(2 * 1.5)  # a discovery refresh or two: every enricher in the snapshot
+
+
+def spawn(code: str, **popen: Any) -> subprocess.Popen[bytes]:
+    here = str(Path(__file__).parent)
+    return subprocess.Popen([sys.executable, "-c", f"import sys; sys.path.insert(0, {here!r}); import bench_edge as b; {code}"], **popen)
+
+
+def line(label: str, per_hit: dict[str, float]) -> str:
+    parts = " + ".join(f"{name} {us:.0f}" for name, us in per_hit.items())
+    return f"  {label:<34} {sum(per_hit.values()):6.0f} us/hit = {parts}"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds per throughput scenario")
-    parser.add_argument("--soak", type=float, default=60.0, help="seconds of the half-load p99/RSS run")
+    parser.add_argument("--rate", type=float, default=400.0, help="hits/s of the CPU-per-hit runs (well below saturation)")
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds per CPU-per-hit run and per saturation run")
+    parser.add_argument("--rounds", type=int, default=3, help="CPU-per-hit runs per scenario; the median of each process is printed")
+    parser.add_argument("--soak", type=float, default=20.0, help="seconds of the half-load p99/RSS run (0 skips it and saturation)")
+    parser.add_argument("--profile", metavar="DIR", help="after the CPU runs, py-spy record the edge and a service during each scenario into DIR (pip install py-spy)")
     parser.add_argument("--workers", type=int, default=1, help="edge worker processes (SO_REUSEPORT)")
-    parser.add_argument("--no-wrk", action="store_true", help="use the Python load generator even if wrk is installed")
     args = parser.parse_args()
-    use_wrk = bool(shutil.which("wrk")) and not args.no_wrk
 
     from band.cli import processes
     from band.cli.natsserver import NatsServer
@@ -333,64 +301,68 @@ def main() -> int:
     nats_server = NatsServer(store_dir=store).start()
     try:
         bare_port, edge_port = free_port(), free_port()
-        here = str(Path(__file__).parent)
-        procs.append(subprocess.Popen([sys.executable, "-c", f"import sys; sys.path.insert(0, {here!r}); import bench_edge as b; b.bare_server({bare_port})"]))
-        svc = subprocess.Popen([sys.executable, "-c", f"import sys; sys.path.insert(0, {here!r}); import bench_edge as b; b.services({nats_server.url!r})"], stdout=subprocess.PIPE)
-        procs.append(svc)
-        assert svc.stdout is not None
-        for line in svc.stdout:  # the services log to stdout too
-            if line.strip() == b"ready":
-                break
-        else:
-            raise RuntimeError("bench services did not start")
+        procs.append(bare := spawn(f"b.bare_server({bare_port})"))
         env = {**os.environ, "EDGE_STREAM_STORAGE": "file"}
         edge = subprocess.Popen([sys.executable, "-m", "broker", "--host", "127.0.0.1", "--port", str(edge_port), "--nats", nats_server.url, "--log-level", "WARNING", "--workers", str(args.workers)], cwd=ROOT, env=env)
         procs.append(edge)
-        floor_port = free_port()
-        procs.append(subprocess.Popen([sys.executable, "-c", f"import sys; sys.path.insert(0, {here!r}); import bench_edge as b; b.floor_server({floor_port}, {nats_server.url!r})"]))
-        bare, base, floor = f"http://127.0.0.1:{bare_port}", f"http://127.0.0.1:{edge_port}", f"http://127.0.0.1:{floor_port}"
-        wait_http(bare + "/x.gif")
-        wait_http(base + "/health")  # the edge has created the events stream
-        wait_routed(base)
-        wait_http(floor + "/x.gif")
-
-        print(f"load generator: {'wrk' if use_wrk else 'python aiohttp client'}, {CONNECTIONS} connections, {args.duration:.0f}s each; {os.cpu_count()} CPUs", flush=True)
-        rss_peak = edge_rss(edge.pid)
-        bare_rps = rps(bare + "/pixel/hit.gif", args.duration, use_wrk)
-        print(f"  bare aiohttp GIF        {bare_rps:9.0f} req/s", flush=True)
-        floor_rps = rps(floor + "/x.gif", args.duration, use_wrk)
-        print(f"  floor: aiohttp + nats-py request + JetStream publish, no edge logic {floor_rps:9.0f} req/s   ratio {floor_rps / bare_rps:.2f}", flush=True)
-        pixel_rps = rps(base + "/benchpix/hit", args.duration, use_wrk)
-        rss_peak = max(rss_peak, edge_rss(edge.pid))
-        print(f"  edge pixel (band)       {pixel_rps:9.0f} req/s   ratio {pixel_rps / bare_rps:.2f}  (goal >= 0.5)", flush=True)
-        track_rps = rps(base + "/benchtrack/page", args.duration, use_wrk)
-        rss_peak = max(rss_peak, edge_rss(edge.pid))
-        print(f"  edge /track/page        {track_rps:9.0f} req/s   ratio {track_rps / bare_rps:.2f}  (goal >= 0.3)", flush=True)
-
-        half = track_rps / 2
-        result: dict[str, Any] = {}
-
-        async def soak() -> None:
-            nonlocal rss_peak, result
-            if use_wrk:
-                task = asyncio.get_running_loop().run_in_executor(None, wrk_rate, base + "/benchtrack/page", args.soak, half)
+        bare_url, base = f"http://127.0.0.1:{bare_port}", f"http://127.0.0.1:{edge_port}"
+        wait_http(base + "/health")  # the edge has created the events stream (the durable listener needs it)
+        svc: dict[str, subprocess.Popen[bytes]] = {}
+        for name in SERVICES:
+            svc[name] = spawn(f"b.service({nats_server.url!r}, {name!r})", stdout=subprocess.PIPE)
+            procs.append(svc[name])
+        for name, proc in svc.items():
+            assert proc.stdout is not None
+            for out in proc.stdout:  # the services log to stdout too
+                if out.strip() == b"ready":
+                    break
             else:
-                task = asyncio.get_running_loop().run_in_executor(None, in_child, "rate", base + "/benchtrack/page", args.soak, half)
-            while not task.done():
-                rss_peak = max(rss_peak, edge_rss(edge.pid))
-                await asyncio.sleep(0.5)
-            result = await task
+                raise RuntimeError(f"bench service {name} did not start")
+        wait_http(bare_url + "/x.gif")
+        wait_routed(base)
 
         assert nats_server.process is not None
-        who = {"edge": edge.pid, "services": svc.pid, "nats-server": nats_server.process.pid}
-        cpu_before = {name: cpu_s(pid) for name, pid in who.items()}
-        asyncio.run(soak())
-        cpu_after = {name: cpu_s(pid) for name, pid in who.items()}
-        print(f"  /track/page at ~{result.get('rate', half):.0f} req/s (half of {track_rps:.0f}) for {args.soak:.0f}s: p50 {result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms (goal <= 10), errors {result['errors']}", flush=True)
-        if result.get("requests"):
-            per_hit = ", ".join(f"{name} {(cpu_after[name] - cpu_before[name]) / result['requests'] * 1e6:.0f} us" for name in who)
-            print(f"  CPU per /track/page hit during that run: {per_hit}", flush=True)
-        print(f"  edge RSS peak {rss_peak:.1f} MB (goal < 150)", flush=True)
+        pids = {"bare": bare.pid, "edge": edge.pid, "nats-server": nats_server.process.pid, **{n: p.pid for n, p in svc.items()}}
+        meter = Meter(pids, idle_s=3.0)
+        print(f"CPU per hit at {args.rate:.0f} hits/s, median of {args.rounds} runs of {args.duration:.0f} s, open loop; idle CPU subtracted; {os.cpu_count()} CPUs", flush=True)
+        bare_cpu, r = meter.median(args.rounds, bare_url + "/pixel/hit.gif", args.rate, args.duration, ("bare",))
+        print(line("bare aiohttp GIF", bare_cpu) + f"   ({r['rate']:.0f}/s, {r['errors']} errors)", flush=True)
+        pixel_cpu, r = meter.median(args.rounds, base + "/pixel/hit.gif", args.rate, args.duration, ("edge", "nats-server"))
+        ratio = sum(pixel_cpu.values()) / max(sum(bare_cpu.values()), 1e-9)
+        print(line("pixel, built-in + JetStream", pixel_cpu) + f"   ({r['rate']:.0f}/s, {r['errors']} errors)", flush=True)
+        print(f"    ratio to bare aiohttp {ratio:.2f} (target <= 2.5)", flush=True)
+        track_cpu, r = meter.median(args.rounds, base + "/benchtrack/page", args.rate, args.duration, ("edge", "nats-server", *SERVICES))
+        print(line("/track/page, 2 enrichers+handler+durable listener", track_cpu) + f"   ({r['rate']:.0f}/s, {r['errors']} errors)", flush=True)
+        print(f"    all processes {sum(track_cpu.values()):.0f} us per hit (target <= 300), {sum(track_cpu.values()) / 300:.2f} of the target", flush=True)
+
+        if args.profile:
+            Path(args.profile).mkdir(parents=True, exist_ok=True)
+            for label, url, who in (("pixel", base + "/pixel/hit.gif", ("edge",)), ("track", base + "/benchtrack/page", ("edge", "benchgeo", "nats-server"))):
+                spies = [subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pids[n]), "-d", str(int(args.duration)), "-r", "250", "--nonblocking", "-f", "raw",
+                                           "-o", str(Path(args.profile) / f"{label}-{n}.txt")] + (["--native"] if n == "nats-server" else []), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for n in who if n != "nats-server"]
+                load("open", url, args.duration, args.rate)
+                for spy in spies:
+                    spy.wait(60)
+            print(f"  py-spy profiles (raw, collapsed stacks) in {args.profile}", flush=True)
+
+        if args.soak > 0:
+            print(f"throughput at saturation ({CONNECTIONS} connections, closed loop; depends on the machine's load):", flush=True)
+            bare_rps = load("closed", bare_url + "/pixel/hit.gif", args.duration)["rate"]
+            pixel_rps = load("closed", base + "/pixel/hit.gif", args.duration)["rate"]
+            track = load("closed", base + "/benchtrack/page", args.duration)
+            print(f"  bare {bare_rps:.0f}/s, pixel {pixel_rps:.0f}/s ({pixel_rps / bare_rps:.2f}), /track/page {track['rate']:.0f}/s ({track['rate'] / bare_rps:.2f}), {track['errors']} errors", flush=True)
+            half = track["rate"] / 2
+            rss_peak = [rss_mb(edge.pid)]
+
+            async def soak() -> dict[str, Any]:
+                task = asyncio.get_running_loop().run_in_executor(None, load, "open", base + "/benchtrack/page", args.soak, half)
+                while not task.done():
+                    rss_peak[0] = max(rss_peak[0], rss_mb(edge.pid))
+                    await asyncio.sleep(0.5)
+                return await task
+
+            result = asyncio.run(soak())
+            print(f"  /track/page at {half:.0f}/s (half of saturation) for {args.soak:.0f} s: p50 {result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms, {result['errors']} errors; edge RSS peak {rss_peak[0]:.1f} MB", flush=True)
     finally:
         for proc in reversed(procs):
             processes.stop(proc, 20)

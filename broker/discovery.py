@@ -57,6 +57,7 @@ class Instance:
     id: str
     endpoints: list[dict[str, Any]]
     seen_poll: int
+    speaks_props: bool = True  # revision 2+: reads props-only enrich requests
 
 
 @dataclass
@@ -67,7 +68,9 @@ class Snapshot:
     wildcards: dict[str, HandlerRoute] = field(default_factory=dict)  # service alias -> route
     enrichers: list[tuple[str, str]] = field(default_factory=list)  # (key prefix, service)
     paths: list[PathRoute] = field(default_factory=list)
-    _enrich_cache: dict[str, frozenset[str]] = field(default_factory=dict)
+    # (key prefix, dot-paths it reads; None = the whole message), one per enricher endpoint
+    enricher_props: list[tuple[str, tuple[str, ...] | None]] = field(default_factory=list)
+    _enrich_cache: dict[str, tuple[frozenset[str], tuple[str, ...] | None]] = field(default_factory=dict)
 
     def handler(self, key: str) -> HandlerRoute | None:
         """The handler of ``key``: a specific key wins over a wildcard."""
@@ -79,9 +82,23 @@ class Snapshot:
 
     def enricher_services(self, key: str) -> frozenset[str]:
         """Distinct services with an enricher matching ``key`` (each answers once)."""
+        return self.enrich_plan(key)[0]
+
+    def enrich_plan(self, key: str) -> tuple[frozenset[str], tuple[str, ...] | None]:
+        """Who enriches ``key`` and the dot-paths to send them (``None``: the whole message,
+        because some matching enricher declares no props or reads revision 1 only)."""
         cached = self._enrich_cache.get(key)
         if cached is None:
-            cached = frozenset(svc for prefix, svc in self.enrichers if not prefix or wire.key_matches(prefix, key))
+            services = frozenset(svc for prefix, svc in self.enrichers if not prefix or wire.key_matches(prefix, key))
+            paths: set[str] | None = set()
+            for prefix, props in self.enricher_props:
+                if prefix and not wire.key_matches(prefix, key):
+                    continue
+                if props is None or paths is None:
+                    paths = None
+                else:
+                    paths.update(props)
+            cached = (services, tuple(sorted(paths)) if paths is not None else None)
             if len(self._enrich_cache) > 10_000:
                 self._enrich_cache.clear()
             self._enrich_cache[key] = cached
@@ -103,10 +120,22 @@ def _timeout_s(md: dict[str, str], default_ms: int) -> float:
     return max(ms, 1.0) / 1000
 
 
+def _prop_paths(md: dict[str, str]) -> tuple[str, ...] | None:
+    """The dot-paths an enricher endpoint reads, or ``None`` when it declares none."""
+    try:
+        props = json.loads(md.get(wire.MD_PROPS) or "{}")
+    except ValueError:
+        return None
+    if not isinstance(props, dict) or not props or not all(isinstance(v, str) for v in props.values()):
+        return None
+    return tuple(sorted(set(props.values())))
+
+
 def build_snapshot(instances: list[Instance], default_timeout_ms: int) -> Snapshot:
     """Routing tables from ADR-32 info responses (malformed endpoints are skipped)."""
     snap = Snapshot()
     enrichers: set[tuple[str, str]] = set()
+    props: set[tuple[str, tuple[str, ...] | None]] = set()
     for inst in sorted(instances, key=lambda i: (i.service, i.id)):
         for ep in inst.endpoints:
             md = ep.get("metadata") or {}
@@ -129,9 +158,12 @@ def build_snapshot(instances: list[Instance], default_timeout_ms: int) -> Snapsh
                             snap.paths.append(PathRoute(segs, key))
             elif role == wire.ROLE_ENRICHER:
                 prefixes = wire.metadata_list(md, wire.MD_KEYS)
+                paths = _prop_paths(md) if inst.speaks_props else None
                 for prefix in prefixes or [""]:
                     enrichers.add((prefix, inst.service))
+                    props.add((prefix, paths))
     snap.enrichers = sorted(enrichers)
+    snap.enricher_props = list(props)
     # more literal segments first, so /x/new wins over /x/:id
     snap.paths.sort(key=lambda r: (-len(r.parts), sum(p.startswith(":") for p in r.parts)))
     return snap
@@ -167,7 +199,8 @@ class Discovery:
         if not isinstance(name, str) or not isinstance(iid, str) or not isinstance(endpoints, list):
             return
         eps = [ep for ep in endpoints if isinstance(ep, dict)]
-        self._instances[(name, iid)] = Instance(name, iid, eps, self._poll)
+        md = info.get("metadata")
+        self._instances[(name, iid)] = Instance(name, iid, eps, self._poll, wire.speaks_props(md if isinstance(md, dict) else None))
 
     def _expire(self) -> None:
         for ident, inst in list(self._instances.items()):

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import types
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Any, Callable, Coroutine, Generator, Mapping
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -62,7 +63,18 @@ class Link:
         """Queue a publish (nats-py buffers it; the flusher writes it on the next turn)."""
         if not self._nc.is_connected:
             raise LinkDown("NATS is not connected")
-        task = asyncio.ensure_future(self._nc.publish(subject, payload, reply=reply, headers=dict(headers) if headers else None))
+        coro = self._nc.publish(subject, payload, reply=reply, headers=dict(headers) if headers else None)
+        # nats-py's publish only appends to its buffer and wakes the flusher: run it here,
+        # without a task and a loop turn per publish; only if it suspends (its buffer is
+        # full) does the rest become a task
+        try:
+            waiting = coro.send(None)
+        except StopIteration:
+            return
+        except Exception as exc:  # as from the task: logged, the hit's deadline answers the client
+            log.warning("publish failed: %r", exc)
+            return
+        task = asyncio.ensure_future(_resume(coro, waiting))
         self._sending.add(task)
         task.add_done_callback(self._sent)
 
@@ -92,6 +104,24 @@ class Link:
             except Exception:
                 pass
         self._sub = None
+
+
+@types.coroutine
+def _resume(coro: Coroutine[Any, Any, None], waiting: Any) -> Generator[Any, Any, None]:
+    """Run the rest of a coroutine that suspended on ``waiting`` (inside a task)."""
+    while True:
+        try:
+            sent = yield waiting
+        except BaseException as exc:  # cancelled: hand it to the coroutine
+            try:
+                waiting = coro.throw(exc)
+            except StopIteration:
+                return
+            continue
+        try:
+            waiting = coro.send(sent)
+        except StopIteration:
+            return
 
 
 __all__ = ["Link", "Reply", "LinkDown"]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -122,15 +121,16 @@ class Pipeline:
         key: str = message["key"]
         started = time.perf_counter()
         limit = self._link.max_payload - 1024  # room for subject and headers
-        services = self._discovery.snapshot.enricher_services(key)
+        services, paths = self._discovery.snapshot.enrich_plan(key)
         reading = self._builtins.begin(message) if self._builtins is not None else None  # fpid now, stored meanwhile
         if services:
-            original = wire.encode(message)
-            if len(original) > limit:
+            # only what the enrichers read (revision 2), else the whole message
+            asked = wire.encode(message if paths is None else wire.enrich_request(message, paths))
+            if len(asked) > limit:
                 if reading is not None:
                     reading.cancel()
                 return _TOO_LARGE
-            await self._enrich(message, original, services, self._config.enrich_timeout_for(key), trace)
+            await self._enrich(message, asked, services, self._config.enrich_timeout_for(key), trace)
         if reading is not None:
             assert self._builtins is not None
             await self._builtins.finish(reading, message, max(0.0, self._config.enrich_timeout_for(key) - (time.perf_counter() - started)))
@@ -240,7 +240,7 @@ class Pipeline:
         value = None
         if ok:
             try:
-                value = json.loads(msg.data) if msg.data else None
+                value = wire.decode(msg.data)
             except ValueError:
                 ok = False
         if not ok:
@@ -256,10 +256,11 @@ class Pipeline:
     async def _handle(self, message: dict[str, Any], payload: bytes, image: bool, trace: HitTrace | None = None) -> Response:
         key: str = message["key"]
         route = self._discovery.snapshot.handler(key)
-        timeout = route.timeout_s if route is not None else self._config.handler_timeout_ms / 1000
+        if route is None:  # nobody handles it: no request; a new handler is routed from the next discovery refresh
+            return self.default(message, image)
         try:
             headers = trace.handle(key) if trace is not None else None
-            reply = await self._wait(self._send(wire.handle_subject(key), payload, headers), timeout)
+            reply = await self._wait(self._send(wire.handle_subject(key), payload, headers), route.timeout_s)
         except _NoResponders:
             return self.default(message, image)
         except _Timeout:
@@ -314,7 +315,7 @@ class Pipeline:
             self._not_stored(msg_id, exc)
             return False
         try:
-            answer = json.loads(ack.data)
+            answer = wire.decode(ack.data)
         except ValueError:
             answer = None
         if not isinstance(answer, dict) or "error" in answer or "seq" not in answer:  # a PubAck has the seq

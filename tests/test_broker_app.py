@@ -74,6 +74,7 @@ async def test_handler_gets_message_and_answers(nc, nats_url: str) -> None:
         return typed(response.data({"hello": message["data"]["who"]}).to_wire())
 
     async with running_edge(nats_url) as (client, edge), FakeService(nc, svc).handler("page", page):
+        await routed(edge, f"in.gen.{svc}.page")
         resp = await client.post(f"/{svc}/page/42?who=query&x=1", data={"who": "body", "y": "2"}, headers={"User-Agent": "UA/1", "Referer": "https://r.example/", "X-Real-IP": "203.0.113.9"})
         assert resp.status == 200
         assert await resp.json() == {"hello": "query"}
@@ -95,6 +96,7 @@ async def test_native_mark_and_json_extension(nc, nats_url: str) -> None:
         return typed(response.data({"ok": True}).to_wire())
 
     async with running_edge(nats_url) as (client, edge), FakeService(nc, svc).handler("hit", hit):
+        await routed(edge, f"in.gen.{svc}.hit")
         resp = await client.post(f"/band/{svc}/hit.json", data=json.dumps({"uid": "1234567890123", "n": 1}), headers={"Content-Type": "text/plain"})
         assert resp.status == 200
         assert await resp.json() == {"type__": "data", "statusCode": 200, "data": {"ok": True}}
@@ -110,6 +112,7 @@ async def test_uid_from_cookie_and_invalid_uid_replaced(nc, nats_url: str) -> No
         return typed({"type__": "data", "statusCode": 200, "data": {}})
 
     async with running_edge(nats_url) as (client, edge), FakeService(nc, svc).handler("hit", hit):
+        await routed(edge, f"in.gen.{svc}.hit")
         await client.get(f"/{svc}/hit", headers={"Cookie": "uid=6462464730849083392"})
         await client.get(f"/{svc}/hit?uid=not-a-uid", headers={"Cookie": "uid=12"})
         assert seen[0]["uid"] == "6462464730849083392"
@@ -131,6 +134,7 @@ async def test_handler_errors_and_garbage(nc, nats_url: str) -> None:
         .handler("text", returns({"type__": "data", "statusCode": 201, "data": "plain text"}))
     )
     async with running_edge(nats_url) as (client, edge), service:
+        await routed(edge, f"in.gen.{svc}.text")
         boom = await client.get(f"/{svc}/boom")
         assert boom.status == 500 and await boom.json() == {"message": "Internal Server Error"}
         bad = await client.get(f"/{svc}/bad")
@@ -269,3 +273,23 @@ async def test_cors_origins_allow_list(nats_url: str) -> None:
     async with running_edge(nats_url) as (client, edge):  # default: any origin, as Rockstat's front
         anyone = await client.get("/track/page", headers={"Origin": "https://evil.example"})
         assert anyone.headers["Access-Control-Allow-Origin"] == "https://evil.example"
+
+
+async def test_key_without_a_handler_in_discovery_answers_the_default_without_asking(nc, nats_url: str) -> None:
+    svc = unique("nohandler")
+    asked: list[str] = []
+
+    async def record(msg: Any) -> None:
+        asked.append(msg.subject)
+
+    # a subscriber that is not in discovery: the edge must not send it the hit
+    sub = await nc.subscribe(wire.handle_subject(f"in.gen.{svc}.page"), cb=record)
+    try:
+        async with running_edge(nats_url) as (client, edge):
+            resp = await client.get(f"/{svc}/page")
+            assert resp.status == 200
+            assert (await resp.json())["key"] == f"in.gen.{svc}.page"
+            await nc.flush()
+            assert asked == []
+    finally:
+        await sub.unsubscribe()

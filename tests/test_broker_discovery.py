@@ -102,3 +102,16 @@ async def test_dead_enricher_forgotten(nc: Any, nats_url: str) -> None:
         await service.stop()
         await enrichers_seen(edge, key, set())
         assert (await client.get(f"/{svc}/page")).status == 200
+
+
+def test_enrich_plan_sends_the_union_of_props_or_the_whole_message() -> None:
+    geo = wire.endpoint_metadata(wire.ROLE_ENRICHER, keys=["in.gen.shop"], props={"ip": "td.ip"})
+    ua = wire.endpoint_metadata(wire.ROLE_ENRICHER, keys=["in.gen"], props={"agent": "td.ua", "ip": "td.ip"})
+    bare = wire.endpoint_metadata(wire.ROLE_ENRICHER, keys=["in.gen.track"], props={})
+    old = Instance("old", "i1", [{"name": "e", "subject": "x", "metadata": geo}], 1, speaks_props=False)
+    snap = build_snapshot([_info("geo", [("a", geo)]), _info("ua", [("b", ua)]), _info("bare", [("c", bare)])], 200)
+    assert snap.enrich_plan("in.gen.shop.buy") == ({"geo", "ua"}, ("td.ip", "td.ua"))
+    assert snap.enrich_plan("in.gen.track.page") == ({"ua", "bare"}, None)  # an enricher without props: everything
+    assert snap.enrich_plan("in.gen.other.x") == ({"ua"}, ("td.ip", "td.ua"))
+    assert build_snapshot([old], 200).enrich_plan("in.gen.shop.buy") == ({"old"}, None)  # a revision-1 service
+    assert wire.speaks_props({"band": "2"}) and not wire.speaks_props({"band": "1"}) and not wire.speaks_props(None)

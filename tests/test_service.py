@@ -191,6 +191,12 @@ async def test_enricher_answers_once_with_props(nats_url: str, nc: Any) -> None:
         assert msg.headers[wire.SERVICE_HEADER] == "uaparser"
         assert json.loads(msg.data) == {"os_family": "Mac OS X"}
         assert calls == [{"ip": "1.2.3.4", "ua": "UA", "uid": "6462464730849083392", "nope": None, "key": "in.gen.track.page"}]
+        # revision 2: the edge sends only the props' values, by dot-path
+        small = wire.enrich_request(message("track", "page"), ("td.ip", "td.ua", "uid"))
+        assert set(small) == {"key", "id", wire.ENRICH_PROPS_FIELD}
+        msg = await nc.request(wire.enrich_subject("in.gen.track.page"), wire.encode(small), timeout=2)
+        assert json.loads(msg.data) == {"os_family": "Mac OS X"}
+        assert calls[1] == calls[0]
         with pytest.raises(nats.errors.NoRespondersError):  # whole-token prefix: tracker is not track
             await nc.request(wire.enrich_subject("in.gen.tracker.x"), wire.encode(message("tracker", "x")), timeout=1)
 

@@ -152,7 +152,7 @@ class Dispatch:
         for ep in self.app.registry.by_role("enricher"):
             if ep.keys and not any(wire.key_matches(p, key) for p in ep.keys):
                 continue
-            args = {arg: wire.get_path(message, path) for arg, path in ep.props.items()}
+            args = {arg: wire.enrich_value(message, path) for arg, path in ep.props.items()}
             args["key"] = key
             result, error = await self.invoke(wire.ROLE_ENRICHER, ep, args, key, message.get("id"), self.call_timeout_s)
             if isinstance(result, ErrorResponse):
