@@ -22,7 +22,8 @@ from conftest import wait_for
 
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[1]
-SHOTS = ROOT / "docs" / "panel"
+# The screenshots in docs/panel.md come from this test: BAND_PANEL_SHOTS=docs/panel refreshes them;
+# otherwise they go to a temporary folder, so a test run leaves the tree as it was.
 SERVICES = Path(__file__).parent / "panel_services"
 TOKEN = "browser-token-0123456789"
 VIEWPORT = {"width": 1366, "height": 800}
@@ -43,7 +44,7 @@ async def stack(tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
     lines: list[str] = []
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "band", "up", str(services), "--port", str(edge), "--data", str(tmp_path / ".band"),
-        env={**os.environ, "NATS_URL": f"nats://127.0.0.1:{free_port()}", "PANEL_TOKEN": TOKEN, "PANEL_PORT": str(panel)},
+        env={**{k: v for k, v in os.environ.items() if k != "NATS_URL"}, "PANEL_TOKEN": TOKEN, "PANEL_PORT": str(panel)},  # band up starts its own NATS
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=tmp_path,
     )
 
@@ -67,11 +68,12 @@ async def stack(tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
         reader.cancel()
 
 
-async def test_panel_in_a_browser(stack: dict[str, Any]) -> None:
+async def test_panel_in_a_browser(stack: dict[str, Any], tmp_path: Path) -> None:
     playwright_api = pytest.importorskip("playwright.async_api")
     edge, base = stack["edge"], stack["panel"]
     assert f"panel: {base}/login" in "".join(stack["lines"])
-    SHOTS.mkdir(parents=True, exist_ok=True)
+    shots = Path(os.environ.get("BAND_PANEL_SHOTS") or tmp_path / "shots")
+    shots.mkdir(parents=True, exist_ok=True)
     async with aiohttp.ClientSession() as http:
 
         async def hit(path: str) -> bool:
@@ -90,17 +92,17 @@ async def test_panel_in_a_browser(stack: dict[str, Any]) -> None:
             page = await browser.new_page(viewport=VIEWPORT)
             page.set_default_timeout(60_000)  # a loaded CI box; every wait still ends on its condition
             try:
-                await run_pages(page, base, hit)
+                await run_pages(page, base, hit, shots)
             finally:
                 await browser.close()
 
 
-async def run_pages(page: Any, base: str, hit: Any) -> None:
-    """Every page in turn; ``hit(path)`` sends a hit to the edge."""
+async def run_pages(page: Any, base: str, hit: Any, shots: Path) -> None:
+    """Every page in turn; ``hit(path)`` sends a hit to the edge; screenshots go to ``shots``."""
     # log in
     await page.goto(f"{base}/")
     assert page.url.endswith("/login")
-    await page.screenshot(path=str(SHOTS / "login.png"))
+    await page.screenshot(path=str(shots / "login.png"))
     await page.fill("input[name=token]", TOKEN)
     await page.click("button[type=submit]")
     await page.wait_for_url(f"{base}/")
@@ -116,7 +118,7 @@ async def run_pages(page: Any, base: str, hit: Any) -> None:
     await hit("/greeter/fail?why=demo")  # the picky listener dead-letters it (the panel keeps BAND_DLQ by now)
     await page.locator(".edge").first.wait_for(timeout=60_000)
     await page.wait_for_timeout(2500)  # let two samples pass so the rates have something to show
-    await page.screenshot(path=str(SHOTS / "overview.png"), full_page=False)
+    await page.screenshot(path=str(shots / "overview.png"), full_page=False)
 
     # events: a hit appears in the live tail
     await page.click("a[data-page=events]")
@@ -134,7 +136,7 @@ async def run_pages(page: Any, base: str, hit: Any) -> None:
     await page.locator("#tail-detail pre.json").wait_for(timeout=60_000)
     assert "in.gen.greeter.hello" in await page.locator("#tail-detail").inner_text()
     await page.locator("#tail-detail .enriched", has_text="segment").wait_for(timeout=10_000)  # the enricher's part, highlighted
-    await page.screenshot(path=str(SHOTS / "events.png"))
+    await page.screenshot(path=str(shots / "events.png"))
 
     # charts
     charts: list[str] = []
@@ -142,7 +144,7 @@ async def run_pages(page: Any, base: str, hit: Any) -> None:
     await page.click("a[data-page=charts]")
     await wait_for(lambda: {"events.svg", "statuses.svg", "timeouts.svg"} <= set(charts), timeout=60, what="the three charts")
     await page.wait_for_load_state("networkidle")
-    await page.screenshot(path=str(SHOTS / "charts.png"), full_page=True)
+    await page.screenshot(path=str(shots / "charts.png"), full_page=True)
 
     # store: a SQL query, its table
     await page.click("a[data-page=store]")
@@ -155,7 +157,7 @@ async def run_pages(page: Any, base: str, hit: Any) -> None:
         await page.click("#sql-run")
         await page.wait_for_timeout(500)
     assert "rows in" in await page.locator("#sql-status").inner_text() or "row in" in await page.locator("#sql-status").inner_text()
-    await page.screenshot(path=str(SHOTS / "store.png"))
+    await page.screenshot(path=str(shots / "store.png"))
 
     # dead letters: the picky listener's failure, inspected
     await page.click("a[data-page=deadletters]")
@@ -163,7 +165,7 @@ async def run_pages(page: Any, base: str, hit: Any) -> None:
     await letter.first.wait_for(timeout=60_000)
     await letter.first.locator("td").first.click()
     await page.locator("#dlq-detail pre.json").wait_for(timeout=60_000)
-    await page.screenshot(path=str(SHOTS / "deadletters.png"))
+    await page.screenshot(path=str(shots / "deadletters.png"))
 
     # control: restart greeter, then stop it (it disappears) and start it (it comes back)
     await page.click("a[data-page=control]")
@@ -171,7 +173,7 @@ async def run_pages(page: Any, base: str, hit: Any) -> None:
     await card.wait_for(timeout=60_000)
     await card.locator("button[data-ctl=restart]").click()
     await page.locator('.proc[data-proc="greeter"][data-state="running"]', has_text="restarts 1").wait_for(timeout=60_000)
-    await page.screenshot(path=str(SHOTS / "control.png"))
+    await page.screenshot(path=str(shots / "control.png"))
     await card.locator("button[data-ctl=stop]").click()
     await page.locator('.proc[data-proc="greeter"][data-state="stopped"]').wait_for(timeout=60_000)
     await page.click("a[data-page=overview]")

@@ -21,7 +21,7 @@ from band.panel.config import PanelConfig
 from band._runtime.stream import ensure_stream
 from band.testing import serve
 from conftest import pinged, wait_for
-from test_broker_fakes import running_edge
+from support.fakes import running_edge
 
 TOKEN = "data-token-0123456789"
 SERVICES = Path(__file__).parent / "panel_services"

@@ -117,10 +117,11 @@ class Child:
         self.pump.start()
 
     def _pump(self, stream: IO[bytes], prefix: str) -> None:
-        for raw in stream:
-            line = raw.decode("utf-8", "replace").rstrip("\n")
-            self.last.append(line)
-            say(prefix + line)
+        with stream:  # closed when the child's output ends, so a restart leaks no pipe
+            for raw in stream:
+                line = raw.decode("utf-8", "replace").rstrip("\n")
+                self.last.append(line)
+                say(prefix + line)
         assert self.process is not None
         say(f"{prefix}exited with {self.process.wait()}")
 
