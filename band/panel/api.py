@@ -18,7 +18,7 @@ from nats.js.errors import NotFoundError
 from .. import wire
 from .._core.rpc import RPC
 from ..errors import RPCError, ServiceUnavailable
-from . import charts, eventcounts, jetstream, queries
+from . import charts, eventcounts, history, jetstream, queries
 from .config import PanelConfig
 from .control import ACTIONS, ControlClient
 from .rpc import JsonRpc
@@ -129,6 +129,24 @@ async def store_saved(_request: web.Request) -> web.Response:
     return web.json_response({"queries": [{"title": t, "sql": s} for t, s in queries.SAVED]})
 
 
+def _store_failed(config: PanelConfig, exc: RPCError) -> web.Response:
+    if isinstance(exc, ServiceUnavailable):
+        return _error(503, f"no '{config.store_service}' service is running: start the store (band up runs it when it is in your services)")
+    return _error(exc.code if 400 <= exc.code < 600 else 502, exc.message)
+
+
+async def user_history(request: web.Request) -> web.Response:
+    uid, user_id = request.query.get("uid"), request.query.get("user_id")
+    wrong = history.problem(uid, user_id)
+    if wrong:
+        return _error(400, wrong)
+    config = request.app[CONFIG]
+    try:
+        return web.json_response(await history.timeline(lambda: request.app[NC], config.store_service, uid, user_id))
+    except RPCError as exc:
+        return _store_failed(config, exc)
+
+
 async def store_query(request: web.Request) -> web.StreamResponse:
     body = await _json_body(request)
     sql, params = body.get("sql"), body.get("params") or None
@@ -141,10 +159,8 @@ async def store_query(request: web.Request) -> web.StreamResponse:
     config = request.app[CONFIG]
     try:
         result = await RPC(lambda: request.app[NC]).request(config.store_service, "query", timeout__=30.0, sql=sql, params=params)
-    except ServiceUnavailable:
-        return _error(503, f"no '{config.store_service}' service is running: start the store (band up runs it when it is in your services)")
     except RPCError as exc:
-        return _error(exc.code if 400 <= exc.code < 600 else 502, exc.message)
+        return _store_failed(config, exc)
     if not isinstance(result, dict) or not isinstance(result.get("rows"), list):
         return _error(502, "the store answered something that is not {columns, rows}")
     if request.query.get("format") == "csv":
@@ -252,6 +268,7 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/api/charts/{which}.svg", chart_svg)
     r.add_get("/api/store/saved", store_saved)
     r.add_post("/api/store/query", store_query)
+    r.add_get("/api/history", user_history)
     r.add_get("/api/deadletters", dlq_list)
     r.add_get("/api/deadletters/{seq}", dlq_one)
     r.add_post("/api/deadletters/{seq}/{action}", dlq_act)

@@ -13,4 +13,34 @@ SAVED: tuple[tuple[str, str], ...] = (
     ("Countries, 7 days", "SELECT sxgeo_country_iso AS country, uniq(uid) AS visitors\nFROM stats.events\nWHERE date >= today() - 7\nGROUP BY country\nORDER BY visitors DESC\nLIMIT 20"),
 )
 
-__all__ = ["SAVED"]
+
+# One visitor's history (the User page): the same SQL as examples/recipes/04-*.sql, whose
+# header comments say how to run them by hand; a test keeps the two copies equal.
+USER_HISTORY = """\
+SELECT dateTime, session, name, page, channel, details
+FROM (
+    SELECT timestamp, id, dateTime, sess_num AS session, name, path(page_url) AS page,
+           if(sess_marks_utm_source != '', concat(sess_marks_utm_source, ' / ', sess_marks_utm_medium), sess_type) AS channel,
+           arrayStringConcat(arrayMap((k, v) -> concat(k, '=', v), data_extra.key, data_extra.value), ' ') AS details
+    FROM stats.events
+    WHERE uid = {uid:UInt64}
+    UNION ALL
+    SELECT timestamp, id, dateTime, sess_num AS session, name, path(page_url) AS page,
+           if(sess_marks_utm_source != '', concat(sess_marks_utm_source, ' / ', sess_marks_utm_medium), sess_type) AS channel,
+           if(name = 'scroll', concat('scrolled ', toString(scroll_ms + scroll_ch), ' of ', toString(scroll_dh), ' px'),
+              arrayStringConcat(arrayMap((k, v) -> concat(k, '=', v), data_extra.key, data_extra.value), ' ')) AS details
+    FROM stats.activity
+    WHERE uid = {uid:UInt64}
+)
+ORDER BY timestamp, id
+"""
+
+UIDS_OF_USER = """\
+SELECT uid, min(dateTime) AS first_seen, max(dateTime) AS last_seen
+FROM stats.events
+WHERE user_id = {user_id:String}
+GROUP BY uid
+ORDER BY first_seen
+"""
+
+__all__ = ["SAVED", "USER_HISTORY", "UIDS_OF_USER"]
