@@ -1,6 +1,6 @@
 """The panel in a real browser over a real ``band up``: NATS, the edge, services and the panel
 as processes. Headless Chromium (the system's, never a downloaded one) logs in, watches a
-service disappear and come back, sees a hit in the live tail, runs SQL, restarts a service,
+service disappear and come back, sees a hit in the live tail, runs SQL, opens a visitor's history, restarts a service,
 and saves a screenshot of every page into docs/panel/."""
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SERVICES = Path(__file__).parent / "panel_services"
 TOKEN = "browser-token-0123456789"
 VIEWPORT = {"width": 1366, "height": 800}
+VISITOR = "1234567890123"  # the uid of the User page's visitor
 
 pytestmark = [
     pytest.mark.slow,
@@ -76,10 +77,10 @@ async def test_panel_in_a_browser(stack: dict[str, Any], tmp_path: Path) -> None
     shots.mkdir(parents=True, exist_ok=True)
     async with aiohttp.ClientSession() as http:
 
-        async def hit(path: str) -> bool:
+        async def hit(path: str, answer: Any = {"hello": "panel"}) -> bool:  # noqa: B006  (never changed)
             try:
                 async with http.get(edge + path) as resp:
-                    return resp.status == 200 and (await resp.json()) == {"hello": "panel"}
+                    return resp.status == 200 and (answer is None or (await resp.json()) == answer)
             except (aiohttp.ClientError, ValueError):
                 return False
 
@@ -158,6 +159,27 @@ async def run_pages(page: Any, base: str, hit: Any, shots: Path) -> None:
         await page.wait_for_timeout(500)
     assert "rows in" in await page.locator("#sql-status").inner_text() or "row in" in await page.locator("#sql-status").inner_text()
     await page.screenshot(path=str(shots / "store.png"))
+
+    # user: a visitor's track hits in the live tail; their uid opens the visitor's history
+    await page.click("a[data-page=events]")
+    await page.locator("#tail-status", has_text=re.compile("following|live")).wait_for(timeout=60_000)
+    visit = page.locator("#tail tr.event-row", has_text="in.gen.track.page").locator("a.uid", has_text=VISITOR)
+    deadline = asyncio.get_running_loop().time() + 60
+    while await visit.count() == 0:
+        assert asyncio.get_running_loop().time() < deadline, "the visitor's hit never reached the live tail"
+        for n in range(2):
+            await hit(f"/track/page?uid={VISITOR}&page[url]=https://shop.example/products/{n}", answer=None)
+        await page.wait_for_timeout(300)
+    await visit.first.click()
+    await page.wait_for_url(re.compile(f"#user/{VISITOR}$"))
+    deadline = asyncio.get_running_loop().time() + 60
+    while await page.locator("#user-timeline tr.user-row").count() < 2:  # the store writes in batches
+        assert asyncio.get_running_loop().time() < deadline, f"no history: {await page.locator('#user-status').inner_text()}"
+        await page.wait_for_timeout(500)
+        await page.click("#user-form button[type=submit]")
+    await page.locator("#user-status", has_text=VISITOR).wait_for(timeout=60_000)  # the last answer is in
+    assert "/products/" in await page.locator("#user-timeline").inner_text()
+    await page.screenshot(path=str(shots / "user.png"))
 
     # dead letters: the picky listener's failure, inspected
     await page.click("a[data-page=deadletters]")

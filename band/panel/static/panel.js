@@ -34,7 +34,7 @@ let current = null;
 let timer = null;
 
 function show() {
-  const name = (location.hash || "#overview").slice(1);
+  const [name, arg] = (location.hash || "#overview").slice(1).split("/");  // #user/<uid or user id>
   const page = pages[name] ? name : "overview";
   document.querySelectorAll(".page").forEach((el) => el.classList.toggle("hidden", el.id !== `page-${page}`));
   document.querySelectorAll("#tabs a").forEach((a) => a.classList.toggle("active", a.dataset.page === page));
@@ -43,7 +43,7 @@ function show() {
   current = page;
   if (page !== "overview") setConn(true, "");  // the time shown is the overview's last update
   const p = pages[page];
-  if (p.enter) p.enter();
+  if (p.enter) p.enter(arg === undefined ? undefined : decodeURIComponent(arg));
   if (p.refresh) { p.refresh(); timer = setInterval(p.refresh, p.every || 2000); }
 }
 
@@ -195,7 +195,7 @@ function tailConnect() {
     const tr = document.createElement("tr");
     tr.className = "clickable event-row";
     tr.dataset.id = id;
-    tr.innerHTML = `<td>${clock(frame.at)}</td><td class="mono">${esc(frame.subject)}</td><td class="mono">${esc(ev.uid)}</td><td>${esc(ev.channel)}</td><td class="mono">${esc(data.slice(0, 160))}</td>`;
+    tr.innerHTML = `<td>${clock(frame.at)}</td><td class="mono">${esc(frame.subject)}</td><td class="mono">${ev.uid ? `<a class="uid" href="#user/${encodeURIComponent(ev.uid)}" title="this visitor's history">${esc(ev.uid)}</a>` : ""}</td><td>${esc(ev.channel)}</td><td class="mono">${esc(data.slice(0, 160))}</td>`;
     const body = $("#tail tbody");
     body.prepend(tr);
     while (body.children.length > MAX_ROWS) { tailEvents.delete(body.lastChild.dataset.id); body.lastChild.remove(); }
@@ -263,6 +263,32 @@ pages.store = {
   },
 };
 
+// --- user: one visitor's history ------------------------------------------------------------
+async function userHistory() {
+  const value = $("#user-id").value.trim();
+  const kind = $("#user-kind").value === "auto" ? (/^[0-9]{10,22}$/.test(value) ? "uid" : "user_id") : $("#user-kind").value;
+  const status = $("#user-status");
+  const body = $("#user-timeline tbody");
+  if (!value) { status.textContent = "type a uid (from the Events page) or the user id your site passed to identify"; status.className = "bad"; return; }
+  status.textContent = "asking the store…";
+  status.className = "muted";
+  try {
+    const h = await api(`/api/history?${kind}=${encodeURIComponent(value)}`);
+    body.innerHTML = h.events.map((e) => `<tr class="user-row"><td class="mono">${esc(e.dateTime)}</td><td class="num">${esc(e.session)}</td><td>${esc(e.name)}</td>
+      <td class="mono">${esc(e.page)}</td><td>${esc(e.channel)}</td><td class="mono">${esc(e.details)}</td></tr>`).join("")
+      || '<tr><td colspan="6" class="muted">no events for this visitor</td></tr>';
+    status.textContent = h.uids.length ? `${fmtInt(h.events.length)} event${h.events.length === 1 ? "" : "s"} in ${fmtInt(h.sessions)} session${h.sessions === 1 ? "" : "s"} · uid${h.uids.length === 1 ? "" : "s"} ${h.uids.join(", ")}`
+      : `no visitor was seen with user id ${value}`;
+  } catch (e) {
+    status.textContent = e.message;
+    status.className = "bad";
+  }
+}
+
+pages.user = {
+  enter(arg) { if (arg) { $("#user-id").value = arg; $("#user-kind").value = "auto"; userHistory(); } },
+};
+
 // --- dead letters --------------------------------------------------------------------------------
 const dlqCache = new Map();
 
@@ -324,6 +350,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("#tail-prefix").onchange = tailSend;
   $("#tail-uid").onchange = tailSend;
   $("#tail").onclick = (e) => { const tr = e.target.closest("tr[data-id]"); if (tr) showEvent(tr.dataset.id, $("#tail"), $("#tail-detail")); };
+  $("#user-form").onsubmit = (e) => { e.preventDefault(); userHistory(); };
   $("#sql-run").onclick = () => runSql(false);
   $("#sql-csv").onclick = () => runSql(true);
   $("#sql").onkeydown = (e) => { if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) { e.preventDefault(); runSql(false); } };
