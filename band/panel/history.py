@@ -9,7 +9,7 @@ from nats.aio.client import Client
 
 from .. import wire
 from .._core.rpc import RPC
-from .queries import UIDS_OF_USER, USER_HISTORY
+from .queries import sql
 
 MAX_USER_ID = 200
 
@@ -33,15 +33,15 @@ async def timeline(nc: Callable[[], Client], store: str, uid: str | None, user_i
     """{"uids": [...], "sessions": n, "events": [{uid, dateTime, session, name, page, channel, details}]}."""
     rpc = RPC(nc)
 
-    async def rows(sql: str, **params: str) -> list[dict[str, Any]]:
-        result = await rpc.request(store, "query", timeout__=30.0, sql=sql, params=params)
+    async def rows(text: str, **params: str) -> list[dict[str, Any]]:
+        result = await rpc.request(store, "query", timeout__=30.0, sql=text, params=params)
         return list(result["rows"])
 
-    uids = [uid] if uid else [str(r["uid"]) for r in await rows(UIDS_OF_USER, user_id=user_id or "")]
+    uids = [uid] if uid else [str(r["uid"]) for r in await rows(sql("uids-of-user"), user_id=user_id or "")]
     events: list[dict[str, Any]] = []
     sessions = 0
     for one in uids:
-        mine = await rows(USER_HISTORY, uid=one)
+        mine = await rows(sql("user-history"), uid=one)
         sessions += len({r["session"] for r in mine})
         events += [{"uid": one, **r} for r in mine]
     return {"uids": uids, "sessions": sessions, "events": events}

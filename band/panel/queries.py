@@ -1,6 +1,10 @@
-"""The everyday questions, one click away on the Store page (ClickHouse SQL, Rockstat's schema)."""
+"""The panel's SQL (ClickHouse, Rockstat's schema): the everyday questions one click away on the
+Store page, and the User page's queries in sql/ (the history tutorial's recipes too)."""
 
 from __future__ import annotations
+
+import functools
+from importlib import resources
 
 SAVED: tuple[tuple[str, str], ...] = (
     ("Events today by name", "SELECT service, name, count() AS events\nFROM stats.events\nWHERE date = today()\nGROUP BY service, name\nORDER BY events DESC"),
@@ -14,33 +18,13 @@ SAVED: tuple[tuple[str, str], ...] = (
 )
 
 
-# One visitor's history (the User page): the same SQL as examples/recipes/04-*.sql, whose
-# header comments say how to run them by hand; a test keeps the two copies equal.
-USER_HISTORY = """\
-SELECT dateTime, session, name, page, channel, details
-FROM (
-    SELECT timestamp, id, dateTime, sess_num AS session, name, path(page_url) AS page,
-           if(sess_marks_utm_source != '', concat(sess_marks_utm_source, ' / ', sess_marks_utm_medium), sess_type) AS channel,
-           arrayStringConcat(arrayMap((k, v) -> concat(k, '=', v), data_extra.key, data_extra.value), ' ') AS details
-    FROM stats.events
-    WHERE uid = {uid:UInt64}
-    UNION ALL
-    SELECT timestamp, id, dateTime, sess_num AS session, name, path(page_url) AS page,
-           if(sess_marks_utm_source != '', concat(sess_marks_utm_source, ' / ', sess_marks_utm_medium), sess_type) AS channel,
-           if(name = 'scroll', concat('scrolled ', toString(scroll_ms + scroll_ch), ' of ', toString(scroll_dh), ' px'),
-              arrayStringConcat(arrayMap((k, v) -> concat(k, '=', v), data_extra.key, data_extra.value), ' ')) AS details
-    FROM stats.activity
-    WHERE uid = {uid:UInt64}
-)
-ORDER BY timestamp, id
-"""
 
-UIDS_OF_USER = """\
-SELECT uid, min(dateTime) AS first_seen, max(dateTime) AS last_seen
-FROM stats.events
-WHERE user_id = {user_id:String}
-GROUP BY uid
-ORDER BY first_seen
-"""
+@functools.cache
+def sql(name: str) -> str:
+    """The text of ``band/panel/sql/<name>.sql``, read when first asked for. ``user-history``
+    (``{uid:UInt64}``) and ``uids-of-user`` (``{user_id:String}``) are also the tutorial's
+    recipes: examples/recipes/04-*.sql link to these files."""
+    return (resources.files(__package__) / "sql" / f"{name}.sql").read_text(encoding="utf-8")
 
-__all__ = ["SAVED", "USER_HISTORY", "UIDS_OF_USER"]
+
+__all__ = ["SAVED", "sql"]
