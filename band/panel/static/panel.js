@@ -43,7 +43,7 @@ function show() {
   current = page;
   if (page !== "overview") setConn(true, "");  // the time shown is the overview's last update
   const p = pages[page];
-  if (p.enter) p.enter(arg === undefined ? undefined : decodeURIComponent(arg));
+  if (p.enter) { let value = arg; try { value = arg && decodeURIComponent(arg); } catch { /* a stray % in the hash: as typed */ } p.enter(value); }
   if (p.refresh) { p.refresh(); timer = setInterval(p.refresh, p.every || 2000); }
 }
 
