@@ -247,9 +247,15 @@ def decode_object(data: bytes) -> dict[str, Any]:
 
 # --- errors on the wire (ADR-32 headers) ----------------------------------------
 def error_headers(code: int, description: str) -> dict[str, str]:
-    """The two micro error headers; CR/LF are folded so no header can be injected."""
+    """The two micro error headers; CR/LF are folded so no header can be injected. A code
+    that is not a number (``RPCError(404, "msg")``, arguments swapped) is sent as 500: the
+    caller still gets an answer, not a timeout."""
     clean = " ".join(str(description).split()) or "error"
-    return {ERROR_HEADER: clean[:1024], ERROR_CODE_HEADER: str(int(code))}
+    try:
+        number = int(code)
+    except (TypeError, ValueError):
+        number = 500
+    return {ERROR_HEADER: clean[:1024], ERROR_CODE_HEADER: str(number)}
 
 
 def error_from_headers(headers: Mapping[str, str] | None) -> tuple[int, str] | None:

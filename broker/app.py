@@ -163,7 +163,8 @@ class Edge:
         return resp
 
     async def health(self) -> web.Response:
-        """200 when NATS is connected and JetStream answers; else 503 saying which."""
+        """200 when NATS is connected and JetStream answers; else 503 saying which. The body
+        also lists the services the edge routes to now (``band up`` waits for its own)."""
         nats_ok = self.ready.is_set() and self.nc.is_connected and self.pipeline.is_connected
         js_ok = False
         if nats_ok:
@@ -173,7 +174,8 @@ class Edge:
             except Exception:
                 js_ok = False
                 self.stream_missing()
-        body = {"nats": nats_ok, "jetstream": js_ok, "inflight": self.pipeline.inflight if hasattr(self, "pipeline") else 0}
+        body = {"nats": nats_ok, "jetstream": js_ok, "inflight": self.pipeline.inflight if hasattr(self, "pipeline") else 0,
+                "services": sorted(self.discovery.snapshot.services) if hasattr(self, "discovery") else []}  # routed to now
         return json_response(body, 200 if nats_ok and js_ok else 503)
 
     # --- lifecycle --------------------------------------------------------------------

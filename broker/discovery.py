@@ -70,6 +70,7 @@ class Snapshot:
     paths: list[PathRoute] = field(default_factory=list)
     # (key prefix, dot-paths it reads; None = the whole message), one per enricher endpoint
     enricher_props: list[tuple[str, tuple[str, ...] | None]] = field(default_factory=list)
+    services: frozenset[str] = frozenset()  # every service with an instance alive (``/health`` lists them)
     _enrich_cache: dict[str, tuple[frozenset[str], tuple[str, ...] | None]] = field(default_factory=dict)
 
     def handler(self, key: str) -> HandlerRoute | None:
@@ -162,6 +163,7 @@ def build_snapshot(instances: list[Instance], default_timeout_ms: int) -> Snapsh
                 for prefix in prefixes or [""]:
                     enrichers.add((prefix, inst.service))
                     props.add((prefix, paths))
+    snap.services = frozenset(inst.service for inst in instances)
     snap.enrichers = sorted(enrichers)
     snap.enricher_props = list(props)
     # more literal segments first, so /x/new wins over /x/:id

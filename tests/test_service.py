@@ -149,6 +149,10 @@ async def test_rpc_request_notify_and_failures(nats_url: str) -> None:
     async def refuse(**params: Any) -> None:
         raise band.RPCError("already there", 409)
 
+    @server.expose()
+    async def swapped(**params: Any) -> None:
+        raise band.RPCError(404, "not found")  # type: ignore[arg-type]  # arguments swapped
+
     async with serve(server, nats_url), serve(client, nats_url):
         rpc = client.rpc
         assert await rpc.request("calc", "add", a=2, b=3) == 5
@@ -159,6 +163,9 @@ async def test_rpc_request_notify_and_failures(nats_url: str) -> None:
         with pytest.raises(band.RemoteError) as refused:
             await rpc.request("calc", "refuse")
         assert (refused.value.code, refused.value.message) == (409, "already there")
+        with pytest.raises(band.RemoteError) as swapped:  # an answer, not a timeout
+            await rpc.request("calc", "swapped", timeout__=5)
+        assert swapped.value.code == 500
         with pytest.raises(band.RemoteError) as remote:
             await rpc.request("calc", "broken")
         assert remote.value.code == 500 and "bad thing" in remote.value.message

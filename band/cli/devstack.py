@@ -101,6 +101,7 @@ class Child:
     args: list[str]
     env: dict[str, str]
     ready: Probe | None = None  # None: ready once started
+    port: int | None = None  # the edge's HTTP port
     process: subprocess.Popen[bytes] | None = None
     last: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=LAST_LINES))
     pump: threading.Thread | None = None
@@ -199,7 +200,28 @@ async def start(children: list[Child], width: int, keep_going: bool, timeout: fl
     await _until_ready([edge], deadline, keep_going=False)
     for child in services:
         child.start(width)
-    return [edge] + await _until_ready(services, deadline, keep_going)
+    ready = await _until_ready(services, deadline, keep_going)
+    await _routed(edge, [c.name for c in ready], deadline)
+    return [edge] + ready
+
+
+async def _routed(edge: Child, names: list[str], deadline: float) -> None:
+    """Until the edge's discovery has seen every ready service (it polls ``$SRV.INFO``
+    every couple of seconds): before that, a hit to one would get the built-in answer."""
+    missing = set(names)
+    while missing and edge.port is not None:
+        try:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1)) as http:
+                async with http.get(f"http://127.0.0.1:{edge.port}/health") as resp:
+                    missing -= set((await resp.json()).get("services") or [])
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, AttributeError):
+            pass
+        if not missing:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            say(f"band up: the edge does not route to {', '.join(sorted(missing))} yet; hits to them get the built-in answer until it does")
+            return
+        await asyncio.sleep(0.2)
 
 
 async def _until_ready(pending: list[Child], deadline: float, keep_going: bool) -> list[Child]:
@@ -271,7 +293,7 @@ async def _up(paths: list[Path], port: int, data: Path, keep_going: bool, timeou
         say(f"NATS at {where.url} ({where.source})")
         nc = await target.reach(where, "band-up", 10.0)
         env = {**os.environ, "NATS_URL": where.url, "PYTHONUNBUFFERED": "1"}
-        edge = Child("edge", [sys.executable, "-m", "band", "edge", "--port", str(port)], {**env, "PORT": str(port)}, http_answers(port))
+        edge = Child("edge", [sys.executable, "-m", "band", "edge", "--port", str(port)], {**env, "PORT": str(port)}, http_answers(port), port=port)
         services = [(service_name(p), p) for p in paths]
         children = [edge] + [
             Child(name, [sys.executable, "-m", "band", "run", str(p)], {**env, **metrics_env(i)}, discoverable(nc, name))
