@@ -32,7 +32,8 @@ class Commands:
         return parser
 
     def add_own(self, name: str, synopsis: str, summary: str, main: Main) -> None:
-        """A subcommand that parses its own arguments (``--help`` included): ``main`` gets
-        everything after ``band NAME`` untouched."""
-        self.add(name, synopsis, summary, lambda args: main(list(args.args)), add_help=False).add_argument("args", nargs=argparse.REMAINDER)
+        """A subcommand that parses its own arguments (``--help`` included): ``band``'s
+        ``main`` hands it everything after ``band NAME`` untouched, before argparse sees it."""
+        self.sub.add_parser(name, help=summary, add_help=False)  # only so argparse names it among the commands
+        self.synopses.append((f"band {name} {synopsis}".rstrip(), summary))
         self.own_parsers[name] = main
