@@ -20,7 +20,7 @@ import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Awaitable, Callable
+from typing import IO, Any, Awaitable, Callable
 
 import aiohttp
 import nats.errors
@@ -101,7 +101,6 @@ class Child:
     args: list[str]
     env: dict[str, str]
     ready: Probe | None = None  # None: ready once started
-    port: int | None = None  # the edge's HTTP port
     process: subprocess.Popen[bytes] | None = None
     last: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=LAST_LINES))
     pump: threading.Thread | None = None
@@ -154,16 +153,37 @@ def say(line: str, stream: IO[str] | None = None) -> None:
         out.flush()
 
 
+async def _health(port: int) -> tuple[int, Any]:
+    """``GET /health`` on ``127.0.0.1:port``: its status and JSON body (``None`` if not JSON);
+    ``(0, None)`` when nothing answers."""
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1)) as http:
+            async with http.get(f"http://127.0.0.1:{port}/health") as resp:
+                try:
+                    body = await resp.json(content_type=None)
+                except ValueError:
+                    body = None
+                return resp.status, body
+    except (aiohttp.ClientError, asyncio.TimeoutError):
+        return 0, None
+
+
 def http_answers(port: int) -> Probe:
     """Any HTTP answer on ``127.0.0.1:port`` (``/health`` may be 503 while NATS is away)."""
 
     async def probe() -> bool:
-        try:
-            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1)) as http:
-                async with http.get(f"http://127.0.0.1:{port}/health") as resp:
-                    return resp.status > 0
-        except (aiohttp.ClientError, asyncio.TimeoutError):
-            return False
+        return (await _health(port))[0] > 0
+
+    return probe
+
+
+def routed_by_edge(port: int, name: str) -> Probe:
+    """The edge on ``port`` routes to ``name``: its discovery (polling ``$SRV.INFO`` every
+    couple of seconds) has seen it, so a hit no longer gets the built-in answer."""
+
+    async def probe() -> bool:
+        body = (await _health(port))[1]
+        return isinstance(body, dict) and name in (body.get("services") or [])
 
     return probe
 
@@ -177,6 +197,18 @@ def discoverable(nc: Client, name: str) -> Probe:
             return True
         except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
             return False
+
+    return probe
+
+
+def every(*probes: Probe) -> Probe:
+    """Ready once each of ``probes`` is, checked in order."""
+
+    async def probe() -> bool:
+        for one in probes:
+            if not await one():
+                return False
+        return True
 
     return probe
 
@@ -200,28 +232,7 @@ async def start(children: list[Child], width: int, keep_going: bool, timeout: fl
     await _until_ready([edge], deadline, keep_going=False)
     for child in services:
         child.start(width)
-    ready = await _until_ready(services, deadline, keep_going)
-    await _routed(edge, [c.name for c in ready], deadline)
-    return [edge] + ready
-
-
-async def _routed(edge: Child, names: list[str], deadline: float) -> None:
-    """Until the edge's discovery has seen every ready service (it polls ``$SRV.INFO``
-    every couple of seconds): before that, a hit to one would get the built-in answer."""
-    missing = set(names)
-    while missing and edge.port is not None:
-        try:
-            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1)) as http:
-                async with http.get(f"http://127.0.0.1:{edge.port}/health") as resp:
-                    missing -= set((await resp.json()).get("services") or [])
-        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, AttributeError):
-            pass
-        if not missing:
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            say(f"band up: the edge does not route to {', '.join(sorted(missing))} yet; hits to them get the built-in answer until it does")
-            return
-        await asyncio.sleep(0.2)
+    return [edge] + await _until_ready(services, deadline, keep_going)
 
 
 async def _until_ready(pending: list[Child], deadline: float, keep_going: bool) -> list[Child]:
@@ -293,14 +304,14 @@ async def _up(paths: list[Path], port: int, data: Path, keep_going: bool, timeou
         say(f"NATS at {where.url} ({where.source})")
         nc = await target.reach(where, "band-up", 10.0)
         env = {**os.environ, "NATS_URL": where.url, "PYTHONUNBUFFERED": "1"}
-        edge = Child("edge", [sys.executable, "-m", "band", "edge", "--port", str(port)], {**env, "PORT": str(port)}, http_answers(port), port=port)
+        edge = Child("edge", [sys.executable, "-m", "band", "edge", "--port", str(port)], {**env, "PORT": str(port)}, http_answers(port))
         services = [(service_name(p), p) for p in paths]
         children = [edge] + [
-            Child(name, [sys.executable, "-m", "band", "run", str(p)], {**env, **metrics_env(i)}, discoverable(nc, name))
+            Child(name, [sys.executable, "-m", "band", "run", str(p)], {**env, **metrics_env(i)}, every(discoverable(nc, name), routed_by_edge(port, name)))
             for i, (name, p) in enumerate(services)
         ]
         store_env = {**env, "STORE_DIR": env.get("STORE_DIR") or str(data / "store")}  # every event into ClickHouse
-        children.append(Child("store", [sys.executable, "-m", "band", "store"], store_env, discoverable(nc, "store")))  # last: children[1:] pair with services
+        children.append(Child("store", [sys.executable, "-m", "band", "store"], store_env, every(discoverable(nc, "store"), routed_by_edge(port, "store"))))  # last: children[1:] pair with services
         running = children  # stopped on the way out, whatever happens below
         width = max(len(c.name) for c in children)
         if reload:  # a change restarts only its own service (watched from the start: no save is missed)
