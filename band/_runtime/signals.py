@@ -23,6 +23,18 @@ from typing import Iterator
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
+def stop_before_serving() -> None:
+    """Until :class:`Signals` takes over inside the loop, SIGTERM ends the process with
+    exit code 0: a process told to stop while it still imports its code has nothing to
+    finish, and the default action would kill it with 143 (``band up`` stopping a stack
+    whose other service failed to start sees exactly that)."""
+    signal.signal(signal.SIGTERM, _exit_cleanly)
+
+
+def _exit_cleanly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
 class Signals:
     """Signal handlers for the current task, installed on enter and removed on exit."""
 

@@ -57,6 +57,9 @@ def _build() -> tuple[argparse.ArgumentParser, Commands]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``band`` script; returns the exit code."""
+    from .._runtime.signals import stop_before_serving
+
+    stop_before_serving()  # first: the imports below take a while on a busy machine
     top, commands = _build()
     argv = sys.argv[1:] if argv is None else list(argv)
     own = commands.own_parsers.get(argv[0]) if argv else None
