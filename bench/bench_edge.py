@@ -70,6 +70,7 @@ def service(nats_url: str, name: str) -> None:
     from typing import Any as _Any
 
     from band import App, response
+    from band._runtime import loop as band_loop
     from band.testing import serve
 
     app = App(name)
@@ -105,7 +106,7 @@ def service(nats_url: str, name: str) -> None:
             print("ready", flush=True)
             await stop.wait()
 
-    asyncio.run(main())
+    band_loop.run(main())  # the loop `band run` picks
 
 
 # --- load (in its own process, so it never shares a loop with what it measures) -------------
@@ -190,14 +191,31 @@ def load(kind: str, url: str, duration: float, rate: float = 0.0) -> dict[str, A
 
 
 # --- CPU and memory from /proc ------------------------------------------------------------
-def cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process and its children so far."""
+def cpu_split(pid: int) -> tuple[float, float, int]:
+    """(user s, system s, context switches) of a process and its children so far; the
+    switches are every thread's voluntary + involuntary ones (a wakeup is about one each)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
-    own = (int(fields[11]) + int(fields[12])) / ticks
+    user, system, switches = int(fields[11]) / ticks, int(fields[12]) / ticks, 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            for row in (task / "status").read_text().splitlines():
+                if "ctxt_switches:" in row:
+                    switches += int(row.split()[1])
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # a thread that ended meanwhile
     children = Path(f"/proc/{pid}/task/{pid}/children")
-    kids = [int(c) for c in children.read_text().split()] if children.exists() else []
-    return own + sum(cpu_s(k) for k in kids if Path(f"/proc/{k}").exists())
+    for kid in (int(c) for c in children.read_text().split()) if children.exists() else ():
+        if Path(f"/proc/{kid}").exists():
+            u, s, w = cpu_split(kid)
+            user, system, switches = user + u, system + s, switches + w
+    return user, system, switches
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process and its children so far."""
+    user, system, _ = cpu_split(pid)
+    return user + system
 
 
 def rss_mb(pid: int) -> float:
@@ -211,6 +229,9 @@ def rss_mb(pid: int) -> float:
     return total + sum(rss_mb(k) for k in kids if Path(f"/proc/{k}").exists())
 
 
+Split = tuple[float, float, float]  # per hit: user µs, system µs, context switches
+
+
 class Meter:
     """CPU per hit of named processes: (CPU during a run - idle CPU for as long) / hits."""
 
@@ -219,25 +240,38 @@ class Meter:
         before, started = self.sample(), time.perf_counter()
         time.sleep(idle_s)
         after, elapsed = self.sample(), time.perf_counter() - started
-        self.idle = {name: (after[name] - before[name]) / elapsed for name in pids}  # CPU s per s, idle
+        # per second, idle: user s, system s, switches
+        self.idle = {name: tuple((a - b) / elapsed for a, b in zip(after[name], before[name])) for name in pids}
+        self.splits: dict[str, Split] = {}  # of the last median: user/system/switches per hit
 
-    def sample(self) -> dict[str, float]:
-        return {name: cpu_s(pid) for name, pid in self.pids.items()}
+    def sample(self) -> dict[str, tuple[float, float, int]]:
+        return {name: cpu_split(pid) for name, pid in self.pids.items()}
 
     def median(self, rounds: int, url: str, rate: float, duration: float, names: tuple[str, ...]) -> tuple[dict[str, float], dict[str, Any]]:
         """The median of ``rounds`` runs, process by process (one noisy round does not count)."""
         runs = [self.run(url, rate, duration, names) for _ in range(rounds)]
-        per_hit = {n: sorted(r[0][n] for r in runs)[len(runs) // 2] for n in names}
+        mid = len(runs) // 2
+        per_hit = {n: sorted(r[0][n] for r in runs)[mid] for n in names}
+        self.splits = {n: tuple(sorted(r[2][n][i] for r in runs)[mid] for i in range(3)) for n in names}  # type: ignore[misc]
         return per_hit, {"rate": sum(r[1]["rate"] for r in runs) / rounds, "errors": sum(r[1]["errors"] for r in runs)}
 
-    def run(self, url: str, rate: float, duration: float, names: tuple[str, ...]) -> tuple[dict[str, float], dict[str, Any]]:
+    def run(self, url: str, rate: float, duration: float, names: tuple[str, ...]) -> tuple[dict[str, float], dict[str, Any], dict[str, Split]]:
         """µs per hit of each process in ``names`` while ``url`` gets ``rate`` hits/s."""
         before, started = self.sample(), time.perf_counter()
         result = load("open", url, duration, rate)
         after, elapsed = self.sample(), time.perf_counter() - started
         hits = max(result["requests"], 1)
-        per_hit = {n: max(after[n] - before[n] - self.idle[n] * elapsed, 0.0) / hits * 1e6 for n in names}
-        return per_hit, result
+        split: dict[str, Split] = {}
+        for n in names:
+            user, system, switches = (max(after[n][i] - before[n][i] - self.idle[n][i] * elapsed, 0.0) / hits for i in range(3))
+            split[n] = (user * 1e6, system * 1e6, switches)
+        per_hit = {n: split[n][0] + split[n][1] for n in names}
+        return per_hit, result, split
+
+
+def split_line(splits: dict[str, Split]) -> str:
+    """User/system µs and context switches per hit, process by process (where the CPU goes)."""
+    return "    user/sys us, switches per hit: " + ", ".join(f"{n} {u:.0f}/{s:.0f} {w:.1f}" for n, (u, s, w) in splits.items())
 
 
 # --- plumbing ----------------------------------------------------------------------------
@@ -327,12 +361,15 @@ def main() -> int:
         print(f"CPU per hit at {args.rate:.0f} hits/s, median of {args.rounds} runs of {args.duration:.0f} s, open loop; idle CPU subtracted; {os.cpu_count()} CPUs", flush=True)
         bare_cpu, r = meter.median(args.rounds, bare_url + "/pixel/hit.gif", args.rate, args.duration, ("bare",))
         print(line("bare aiohttp GIF", bare_cpu) + f"   ({r['rate']:.0f}/s, {r['errors']} errors)", flush=True)
+        print(split_line(meter.splits), flush=True)
         pixel_cpu, r = meter.median(args.rounds, base + "/pixel/hit.gif", args.rate, args.duration, ("edge", "nats-server"))
         ratio = sum(pixel_cpu.values()) / max(sum(bare_cpu.values()), 1e-9)
         print(line("pixel, built-in + JetStream", pixel_cpu) + f"   ({r['rate']:.0f}/s, {r['errors']} errors)", flush=True)
+        print(split_line(meter.splits), flush=True)
         print(f"    ratio to bare aiohttp {ratio:.2f} (target <= 2.5)", flush=True)
         track_cpu, r = meter.median(args.rounds, base + "/benchtrack/page", args.rate, args.duration, ("edge", "nats-server", *SERVICES))
         print(line("/track/page, 2 enrichers+handler+durable listener", track_cpu) + f"   ({r['rate']:.0f}/s, {r['errors']} errors)", flush=True)
+        print(split_line(meter.splits), flush=True)
         print(f"    all processes {sum(track_cpu.values()):.0f} us per hit (target <= 300), {sum(track_cpu.values()) / 300:.2f} of the target", flush=True)
 
         if args.profile:
