@@ -17,6 +17,8 @@ Scenarios:
   pixel   GET /pixel/hit.gif through the edge: the built-in answer, stored in JetStream
   track   GET /benchtrack/page: two enricher services (benchgeo, benchua), a handler
           service (benchtrack) and a durable listener service (benchstore), JetStream
+  floor   raw nats-py: a process answering b"{}" to requests at --rate, nothing else;
+          what any process woken by one NATS message per hit costs on this machine
   then    throughput at saturation (closed loop, 32 connections) for pixel and track,
           and /track/page at half that rate for --soak seconds: p50/p99 and the edge's RSS
 Targets: pixel (edge + nats-server) <= 2.5 x bare aiohttp's CPU per request;
@@ -109,6 +111,62 @@ def service(nats_url: str, name: str) -> None:
     band_loop.run(main())  # the loop `band run` picks
 
 
+RAW_SUBJECT = "bench.raw"
+
+
+def raw_responder(nats_url: str) -> None:
+    """The floor of a service: raw nats-py answering ``{}`` to every request, nothing else."""
+    import nats
+
+    from band._runtime import loop as band_loop
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        nc = await nats.connect(nats_url)
+
+        async def answer(msg: Any) -> None:
+            await msg.respond(b"{}")
+
+        await nc.subscribe(RAW_SUBJECT, cb=answer)
+        await nc.flush()
+        print("ready", flush=True)
+        await stop.wait()
+        await nc.close()
+
+    band_loop.run(main())
+
+
+async def _nats_open_loop(url: str, duration: float, rate: float) -> dict[str, Any]:
+    """Requests to the raw responder at a fixed rate (as _open_loop, over NATS)."""
+    import nats
+
+    total, interval, errors = int(duration * rate), 1.0 / rate, 0
+    nc = await nats.connect(url)
+    start = time.perf_counter()
+
+    async def one(i: int) -> None:
+        nonlocal errors
+        delay = start + i * interval - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        try:
+            await nc.request(RAW_SUBJECT, b"{}", timeout=5)
+        except Exception:
+            errors += 1
+
+    tasks = []
+    for i in range(total):
+        tasks.append(asyncio.ensure_future(one(i)))
+        if len(tasks) >= 500:
+            await asyncio.gather(*tasks)
+            tasks.clear()
+    await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - start
+    await nc.close()
+    return {"rate": total / elapsed, "requests": total, "errors": errors}
+
+
 # --- load (in its own process, so it never shares a loop with what it measures) -------------
 async def _closed_loop(url: str, duration: float) -> dict[str, Any]:
     import aiohttp
@@ -176,7 +234,8 @@ def load_child(kind: str, url: str, duration: float, rate: float, out: str) -> N
         uvloop.install()  # a cheaper generator leaves more of the machine to what it measures
     except ImportError:
         pass
-    result = asyncio.run(_closed_loop(url, duration) if kind == "closed" else _open_loop(url, duration, rate))
+    work = _closed_loop(url, duration) if kind == "closed" else _nats_open_loop(url, duration, rate) if kind == "nats" else _open_loop(url, duration, rate)
+    result = asyncio.run(work)
     Path(out).write_text(json.dumps(result))
 
 
@@ -247,18 +306,18 @@ class Meter:
     def sample(self) -> dict[str, tuple[float, float, int]]:
         return {name: cpu_split(pid) for name, pid in self.pids.items()}
 
-    def median(self, rounds: int, url: str, rate: float, duration: float, names: tuple[str, ...]) -> tuple[dict[str, float], dict[str, Any]]:
+    def median(self, rounds: int, url: str, rate: float, duration: float, names: tuple[str, ...], kind: str = "open") -> tuple[dict[str, float], dict[str, Any]]:
         """The median of ``rounds`` runs, process by process (one noisy round does not count)."""
-        runs = [self.run(url, rate, duration, names) for _ in range(rounds)]
+        runs = [self.run(url, rate, duration, names, kind) for _ in range(rounds)]
         mid = len(runs) // 2
         per_hit = {n: sorted(r[0][n] for r in runs)[mid] for n in names}
         self.splits = {n: tuple(sorted(r[2][n][i] for r in runs)[mid] for i in range(3)) for n in names}  # type: ignore[misc]
         return per_hit, {"rate": sum(r[1]["rate"] for r in runs) / rounds, "errors": sum(r[1]["errors"] for r in runs)}
 
-    def run(self, url: str, rate: float, duration: float, names: tuple[str, ...]) -> tuple[dict[str, float], dict[str, Any], dict[str, Split]]:
+    def run(self, url: str, rate: float, duration: float, names: tuple[str, ...], kind: str = "open") -> tuple[dict[str, float], dict[str, Any], dict[str, Split]]:
         """µs per hit of each process in ``names`` while ``url`` gets ``rate`` hits/s."""
         before, started = self.sample(), time.perf_counter()
-        result = load("open", url, duration, rate)
+        result = load(kind, url, duration, rate)
         after, elapsed = self.sample(), time.perf_counter() - started
         hits = max(result["requests"], 1)
         split: dict[str, Split] = {}
@@ -345,7 +404,8 @@ def main() -> int:
         for name in SERVICES:
             svc[name] = spawn(f"b.service({nats_server.url!r}, {name!r})", stdout=subprocess.PIPE)
             procs.append(svc[name])
-        for name, proc in svc.items():
+        procs.append(raw := spawn(f"b.raw_responder({nats_server.url!r})", stdout=subprocess.PIPE))
+        for name, proc in {**svc, "raw": raw}.items():
             assert proc.stdout is not None
             for out in proc.stdout:  # the services log to stdout too
                 if out.strip() == b"ready":
@@ -356,7 +416,7 @@ def main() -> int:
         wait_routed(base)
 
         assert nats_server.process is not None
-        pids = {"bare": bare.pid, "edge": edge.pid, "nats-server": nats_server.process.pid, **{n: p.pid for n, p in svc.items()}}
+        pids = {"bare": bare.pid, "edge": edge.pid, "nats-server": nats_server.process.pid, **{n: p.pid for n, p in svc.items()}, "raw responder": raw.pid}
         meter = Meter(pids, idle_s=3.0)
         print(f"CPU per hit at {args.rate:.0f} hits/s, median of {args.rounds} runs of {args.duration:.0f} s, open loop; idle CPU subtracted; {os.cpu_count()} CPUs", flush=True)
         bare_cpu, r = meter.median(args.rounds, bare_url + "/pixel/hit.gif", args.rate, args.duration, ("bare",))
@@ -371,6 +431,9 @@ def main() -> int:
         print(line("/track/page, 2 enrichers+handler+durable listener", track_cpu) + f"   ({r['rate']:.0f}/s, {r['errors']} errors)", flush=True)
         print(split_line(meter.splits), flush=True)
         print(f"    all processes {sum(track_cpu.values()):.0f} us per hit (target <= 300), {sum(track_cpu.values()) / 300:.2f} of the target", flush=True)
+        floor, r = meter.median(args.rounds, nats_server.url, args.rate, args.duration, ("raw responder", "nats-server"), kind="nats")
+        print(line("floor: raw nats-py request/reply", floor) + f"   ({r['rate']:.0f}/s, {r['errors']} errors)", flush=True)
+        print(split_line(meter.splits), flush=True)
 
         if args.profile:
             Path(args.profile).mkdir(parents=True, exist_ok=True)
