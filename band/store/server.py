@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import gc
 import re
 from typing import Any, Mapping
 
@@ -38,6 +39,19 @@ _READ = re.compile(r"^\s*(\(|SELECT\b|WITH\b|SHOW\b|DESCRIBE\b|DESC\b|EXPLAIN\b|
 _COMMENT = re.compile(r"^\s*(--[^\n]*\n|/\*.*?\*/)", re.S)
 
 
+def collect_less() -> None:
+    """Run CPython's cycle collector rarely in the store's process.
+
+    Events are trees (no cycles: reference counting frees them), but the store keeps a
+    few batches of them alive, thousands of dicts and lists. At the default thresholds
+    the collector walks those every 700 allocations; measured, that was a quarter of
+    the cost of building rows (11 of 40 µs per event). Startup's objects are frozen out
+    of the collections, and a young collection waits for 100,000 allocations.
+    """
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)
+
+
 class Store:
     """One store process: its config, engine, health and writers."""
 
@@ -62,8 +76,8 @@ class Store:
         delay = 0.5
         while self.engine is None:
             try:
-                engine = Engine(await asyncio.to_thread(open_backend, self.config.clickhouse_url, self.config.data_dir),
-                                self.config.database)
+                engine = Engine.of(await asyncio.to_thread(open_backend, self.config.clickhouse_url, self.config.data_dir),
+                                   self.config)
                 changes = await engine.call(ensure, engine.backend, self.config)
                 self.engine = engine
             except StoreError as exc:
@@ -85,6 +99,7 @@ class Store:
             self.log.info("store: migration applied", migration=name)
         self.health.state = "writing"
         metrics().healthy.set(1)
+        collect_less()
         self._ready.set()
         where = self.config.clickhouse_url and "ClickHouse server" or str(self.config.data_dir)
         self.log.info("store: writing events", into=where, database=self.config.database,

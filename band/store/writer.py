@@ -21,7 +21,6 @@ for longer than one batch.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -32,9 +31,10 @@ from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeout
 
 from .. import wire
+from . import body
 from .._core.log import Logger
 from .backend import Backend, StoreError
-from .config import BAD_ROWS
+from .config import BAD_ROWS, StoreConfig
 from .metrics import metrics
 from .pull import Puller
 from .rows import BadRow, RowBuilder
@@ -42,7 +42,6 @@ from .schema import quote
 
 FETCH_WAIT_S = 0.5
 BACKOFF_MAX_S = 30.0
-_ENCODER = json.JSONEncoder(separators=(",", ":"))  # ASCII escapes: a lone surrogate cannot break the body
 
 
 @dataclass
@@ -77,20 +76,27 @@ class Engine:
     """The backend behind one thread, so statements never run concurrently and the
     event loop never blocks on ClickHouse."""
 
-    def __init__(self, backend: Backend, database: str) -> None:
+    def __init__(self, backend: Backend, database: str, compact: frozenset[str] = frozenset()) -> None:
         self.backend = backend
         self.database = database
+        self.compact = compact  # tables whose rows go as JSONCompactEachRow (see body.py)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
         # one look-up-then-insert at a time, so a replay and the live writer cannot both
         # find an id missing and both write it
         self.lock = asyncio.Lock()
         self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="store-reader")
 
+    @classmethod
+    def of(cls, backend: Backend, config: StoreConfig) -> "Engine":
+        """The engine for ``config``'s database, inserting compact where that is exact."""
+        return cls(backend, config.database, body.compact_tables(list(config.tables.values())))
+
     async def insert(self, table: str, rows: Sequence[dict[str, Any]]) -> None:
         await asyncio.get_running_loop().run_in_executor(self._pool, self._insert, table, rows)
 
     def _insert(self, table: str, rows: Sequence[dict[str, Any]]) -> None:
-        self.backend.insert(self.database, table, b"\n".join(map(_dump, rows)))
+        fmt, columns, data = body.encode(rows, table in self.compact)
+        self.backend.insert(self.database, table, data, fmt, columns)
 
     async def existing(self, table: str, ids: list[int]) -> set[int]:
         sql = f"SELECT id FROM {quote(self.database)}.{quote(table)} WHERE id IN {{ids:Array(UInt64)}}"
@@ -172,7 +178,7 @@ class Writer:
         fallback_id = ((sent_ms << 22) | (seq & 0x3FFFFF)) & (2**64 - 1)  # an id for an event without one
         suspect = self.check_all or self.checking_all() or delivered > 1
         try:
-            message = _load(msg.data)
+            message = body.load(msg.data)
         except wire.DecodeError as exc:
             table, row = self.builder.bad_row(msg.data.decode("utf-8", "replace"), "", str(exc), fallback_id, sent_ms)
             return Item(msg, table, row, suspect)
@@ -264,32 +270,6 @@ class Writer:
             _, row = self.builder.bad_row(message, table, exc.message, item.row["id"], item.row.get("timestamp") or 0)
             self.log.warning("store: an event went to bad_rows", table=table, id=str(item.row["id"]), reason=exc.message)
             await self._insert(BAD_ROWS, [Item(item.msg, BAD_ROWS, row, False)])
-
-
-try:  # the store extra installs orjson; without it the store still runs, on json
-    import orjson
-
-    _fast_loads: Any = orjson.loads
-    _fast_dumps: Any = orjson.dumps
-    _FastError: Any = orjson.JSONDecodeError
-except ImportError:  # pragma: no cover - depends on the install
-    _fast_loads, _fast_dumps, _FastError = wire.decode, lambda row: _ENCODER.encode(row).encode(), wire.DecodeError
-
-
-def _load(data: bytes) -> Any:
-    """orjson (several times faster than json) and, for what it refuses (a lone
-    surrogate escape, huge integers), the contract's own decoder."""
-    try:
-        return _fast_loads(data)
-    except _FastError:
-        return wire.decode(data)
-
-
-def _dump(row: dict[str, Any]) -> bytes:
-    try:
-        return _fast_dumps(row)  # type: ignore[no-any-return]
-    except TypeError:  # an integer over 64 bits, a lone surrogate: ASCII-escaped JSON
-        return _ENCODER.encode(row).encode()
 
 
 def _delivery(reply: str) -> tuple[int, int, int]:
