@@ -1,7 +1,8 @@
 """Rows to an insert body, and event bytes to Python: the store's JSON on its hot path.
 
 Rows go to ClickHouse as ``JSONCompactEachRow`` under an explicit column list, the union
-of the batch's keys: one JSON array per row, ``null`` where a row has no value.
+of the batch's keys: one JSON array per row (comma-separated, which ClickHouse reads, so
+the whole batch is one encoder call), ``null`` where a row has no value.
 ClickHouse reads that about twice as fast as ``JSONEachRow`` (no key to look up per
 value), and ``null`` in a column that is not ``Nullable`` takes the column's default,
 ``DEFAULT`` expression included, exactly as an omitted key does. Only a ``Nullable``
@@ -57,7 +58,11 @@ def encode(rows: Sequence[dict[str, Any]], compact: bool) -> tuple[str, list[str
     if not compact:
         return EACH_ROW, [], b"\n".join(map(dump, rows))
     columns = list(dict.fromkeys(chain.from_iterable(rows)))
-    return COMPACT, columns, b"\n".join([dump(list(map(row.get, columns))) for row in rows])
+    values = [list(map(row.get, columns)) for row in rows]
+    try:  # one call for the batch: "[[...],[...]]" less its brackets is rows separated by commas
+        return COMPACT, columns, _fast_dumps(values)[1:-1]
+    except TypeError:
+        return COMPACT, columns, b"\n".join(map(dump, values))
 
 
 def compact_tables(tables: Sequence[Table]) -> frozenset[str]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import gc
 import re
 from typing import Any, Mapping
 
@@ -26,6 +25,7 @@ from .backend import StoreError, Unavailable, open_backend
 from .config import StoreConfig
 from .metrics import metrics
 from .migrate import ensure
+from .prepare import Preparer, collect_less, processes
 from .pull import Puller
 from .rows import RowBuilder
 from .writer import Engine, Health, Writer
@@ -39,19 +39,6 @@ _READ = re.compile(r"^\s*(\(|SELECT\b|WITH\b|SHOW\b|DESCRIBE\b|DESC\b|EXPLAIN\b|
 _COMMENT = re.compile(r"^\s*(--[^\n]*\n|/\*.*?\*/)", re.S)
 
 
-def collect_less() -> None:
-    """Run CPython's cycle collector rarely in the store's process.
-
-    Events are trees (no cycles: reference counting frees them), but the store keeps a
-    few batches of them alive, thousands of dicts and lists. At the default thresholds
-    the collector walks those every 700 allocations; measured, that was a quarter of
-    the cost of building rows (11 of 40 µs per event). Startup's objects are frozen out
-    of the collections, and a young collection waits for 100,000 allocations.
-    """
-    gc.freeze()
-    gc.set_threshold(100_000, 50, 100)
-
-
 class Store:
     """One store process: its config, engine, health and writers."""
 
@@ -61,6 +48,7 @@ class Store:
         self.ack_wait_s = ack_wait_s
         self.health = Health()
         self.builder = RowBuilder(config)
+        self.preparer = Preparer(self.builder, processes(config.build_processes), logger)
         self.engine: Engine | None = None
         self.writer: Writer | None = None
         self.replaying: Writer | None = None
@@ -100,6 +88,7 @@ class Store:
         self.health.state = "writing"
         metrics().healthy.set(1)
         collect_less()
+        await self.preparer.start()
         self._ready.set()
         where = self.config.clickhouse_url and "ClickHouse server" or str(self.config.data_dir)
         self.log.info("store: writing events", into=where, database=self.config.database,
@@ -113,7 +102,7 @@ class Store:
         assert self.engine is not None
         return Writer(self.engine, self.builder, psub, batch_rows=self.config.batch_rows,
                       batch_seconds=self.config.batch_seconds, ack_wait_s=self.ack_wait_s, health=self.health,
-                      logger=self.log, check_all=check_all)
+                      logger=self.log, check_all=check_all, preparer=self.preparer)
 
     async def _consumer(self, nc: Client, durable: str, policy: DeliverPolicy, since: dt.datetime | None = None) -> Puller:
         js = nc.jetstream()
@@ -139,6 +128,7 @@ class Store:
             await asyncio.wait([self._replay_task], timeout=5)
 
     def close(self) -> None:
+        self.preparer.close()
         if self.engine is not None:
             self.engine.close()
             self.engine = None

@@ -15,7 +15,8 @@ Exactly once, by plain ``SELECT count()``:
   progress so they are not handed to another replica meanwhile.
 
 One batch fills while the previous one is written, so fetching never waits on ClickHouse
-for longer than one batch.
+for longer than one batch; each fetched chunk's rows are built meanwhile, in worker
+processes when there are cores for them (:mod:`.prepare`).
 """
 
 from __future__ import annotations
@@ -36,11 +37,13 @@ from .._core.log import Logger
 from .backend import Backend, StoreError
 from .config import BAD_ROWS, StoreConfig
 from .metrics import metrics
+from .prepare import Preparer
 from .pull import Puller
-from .rows import BadRow, RowBuilder
+from .rows import RowBuilder
 from .schema import quote
 
 FETCH_WAIT_S = 0.5
+MAX_WRITING = 2  # batches built or stored while the next one is fetched (the consumer allows 4 unacked)
 BACKOFF_MAX_S = 30.0
 
 
@@ -62,13 +65,15 @@ class Health:
                 "batches": self.batches, "retries": self.retries, "last_flush": self.last_flush}
 
 
-@dataclass
+@dataclass(slots=True)
 class Item:
-    """One message on its way: its row, and whether it may already be stored."""
+    """One message on its way: its encoded row, and whether it may already be stored."""
 
     msg: Msg
     table: str
-    row: dict[str, Any]
+    id: int
+    ms: int
+    row: bytes
     suspect: bool
 
 
@@ -98,6 +103,12 @@ class Engine:
         fmt, columns, data = body.encode(rows, table in self.compact)
         self.backend.insert(self.database, table, data, fmt, columns)
 
+    async def insert_encoded(self, table: str, form: tuple[str, list[str]], rows: list[bytes]) -> None:
+        """Rows already encoded in ``form`` (``(format, columns)``, see ``RowBuilder.form``)."""
+        fmt, columns = form
+        await asyncio.get_running_loop().run_in_executor(
+            self._pool, self.backend.insert, self.database, table, b"\n".join(rows), fmt, columns)
+
     async def existing(self, table: str, ids: list[int]) -> set[int]:
         sql = f"SELECT id FROM {quote(self.database)}.{quote(table)} WHERE id IN {{ids:Array(UInt64)}}"
         result = await asyncio.get_running_loop().run_in_executor(
@@ -117,9 +128,11 @@ class Writer:
     """Consumes one pull consumer into the store until ``stop`` is set."""
 
     def __init__(self, engine: Engine, builder: RowBuilder, psub: Puller, *, batch_rows: int, batch_seconds: float,
-                 ack_wait_s: float, health: Health, logger: Logger, check_all: bool = False) -> None:
+                 ack_wait_s: float, health: Health, logger: Logger, check_all: bool = False,
+                 preparer: Preparer | None = None) -> None:
         self.engine = engine
         self.builder = builder
+        self.preparer = preparer or Preparer(builder, 0, logger)
         self.psub = psub
         self.batch_rows = batch_rows
         self.batch_seconds = batch_seconds
@@ -132,34 +145,48 @@ class Writer:
         self.stop = asyncio.Event()
 
     async def run(self) -> None:
-        batch: list[Item] = []
+        chunks: list[asyncio.Future[list[Item]]] = []  # this batch's fetched chunks, their rows being built
+        size = 0
         started = 0.0
-        flushing: asyncio.Task[None] | None = None
+        writing: list[asyncio.Task[None]] = []  # batches being built and stored, in order
         loop = asyncio.get_running_loop()
         try:
             while not self.stop.is_set():
                 now = loop.time()
-                wait = FETCH_WAIT_S if not batch else max(0.05, min(FETCH_WAIT_S, started + self.batch_seconds - now))
-                room = self.batch_rows - len(batch)
+                wait = FETCH_WAIT_S if not size else max(0.05, min(FETCH_WAIT_S, started + self.batch_seconds - now))
+                room = self.batch_rows - size
                 if room > 0:
                     msgs = await self._fetch(room, wait)
-                    if msgs and not batch:
+                    if msgs and not size:
                         started = min(self.psub.oldest, loop.time())  # the batch is as old as its first event
-                    batch.extend(map(self._item, msgs))
-                if batch and (len(batch) >= self.batch_rows or loop.time() - started >= self.batch_seconds):
-                    if flushing is not None:
-                        await flushing
-                    flushing = loop.create_task(self.flush(batch))
-                    batch = []
+                    if msgs:
+                        chunks.append(asyncio.ensure_future(self._items(msgs)))
+                        size += len(msgs)
+                if size and (size >= self.batch_rows or loop.time() - started >= self.batch_seconds):
+                    for task in [t for t in writing if t.done()]:
+                        writing.remove(task)
+                        task.result()  # a batch that failed stops the writer
+                    if len(writing) >= MAX_WRITING:
+                        await writing.pop(0)
+                    writing.append(loop.create_task(self._complete(chunks, writing[-1] if writing else None)))
+                    chunks, size = [], 0
         finally:
-            if flushing is not None:
-                await asyncio.shield(flushing)
-            if batch and not self.health.state == "failed":
-                await self.flush(batch, give_up_on_stop=True)
+            for task in writing:
+                await asyncio.shield(task)
+            if chunks and not self.health.state == "failed":
+                await self._complete(chunks, None)
             try:
                 await self.psub.unsubscribe()
             except Exception:  # closed connection: the subscription is gone with it
                 pass
+
+    async def _complete(self, chunks: list[asyncio.Future[list[Item]]], after: asyncio.Task[None] | None) -> None:
+        """Store one batch once its rows are built and the batch before it is stored: the
+        next batch is fetched meanwhile."""
+        batch = [item for items in await asyncio.gather(*chunks) for item in items]
+        if after is not None:
+            await after
+        await self.flush(batch, give_up_on_stop=True)
 
     async def _fetch(self, room: int, wait: float) -> list[Msg]:
         try:
@@ -173,24 +200,16 @@ class Writer:
             await asyncio.sleep(1.0)
             return []
 
-    def _item(self, msg: Msg) -> Item:
-        seq, sent_ms, delivered = _delivery(msg.reply)
-        fallback_id = ((sent_ms << 22) | (seq & 0x3FFFFF)) & (2**64 - 1)  # an id for an event without one
-        suspect = self.check_all or self.checking_all() or delivered > 1
-        try:
-            message = body.load(msg.data)
-        except wire.DecodeError as exc:
-            table, row = self.builder.bad_row(msg.data.decode("utf-8", "replace"), "", str(exc), fallback_id, sent_ms)
-            return Item(msg, table, row, suspect)
-        if not isinstance(message, dict):
-            table, row = self.builder.bad_row(message, "", "the event is not a JSON object", fallback_id, sent_ms)
-            return Item(msg, table, row, suspect)
-        try:
-            table, row = self.builder.build(message, fallback_id, sent_ms)
-        except BadRow as exc:
-            table, row = self.builder.bad_row(message, self.builder.route(message.get("service"), message.get("name")),
-                                              str(exc), fallback_id, sent_ms)
-        return Item(msg, table, row, suspect)
+    async def _items(self, msgs: list[Msg]) -> list[Item]:
+        """The chunk's items, their rows built by the preparer."""
+        deliveries = [_delivery(msg.reply) for msg in msgs]
+        fallbacks = [(((sent_ms << 22) | (seq & 0x3FFFFF)) & (2**64 - 1), sent_ms)  # an id for an event without one
+                     for seq, sent_ms, _ in deliveries]
+        prepared = await self.preparer.prepare([msg.data for msg in msgs], fallbacks)
+        check_all = self.check_all or self.checking_all()
+        return [Item(msg, table, id_, ms, row, check_all or delivered > 1)
+                for msg, table, id_, ms, row, (_, _, delivered)
+                in zip(msgs, prepared.tables, prepared.ids, prepared.ms, prepared.rows, deliveries)]
 
     # --- one batch ----------------------------------------------------------------
     async def flush(self, batch: list[Item], give_up_on_stop: bool = True) -> None:
@@ -237,22 +256,22 @@ class Writer:
 
     async def _unstored(self, table: str, items: list[Item]) -> list[Item]:
         """``items`` less those a previous delivery already stored (looked up by id)."""
-        suspects = [it.row["id"] for it in items if it.suspect]
+        suspects = [it.id for it in items if it.suspect]
         if not suspects:
             return items
         found = await self.engine.existing(table, suspects)
         if table != BAD_ROWS:
             found |= await self.engine.existing(BAD_ROWS, suspects)
         if found:
-            skipped = sum(1 for it in items if it.suspect and it.row["id"] in found)
+            skipped = sum(1 for it in items if it.suspect and it.id in found)
             self.health.skipped += skipped
             metrics().skipped.inc(skipped)
-        return [it for it in items if not (it.suspect and it.row["id"] in found)]
+        return [it for it in items if not (it.suspect and it.id in found)]
 
     async def _insert(self, table: str, items: list[Item]) -> None:
         """Insert; on a data error split in halves until the bad rows are isolated."""
         try:
-            await self.engine.insert(table, [it.row for it in items])
+            await self.engine.insert_encoded(table, self.builder.form(table), [it.row for it in items])
             self.health.rows[table] += len(items)
             metrics().rows.labels(table).inc(len(items))
         except StoreError as exc:
@@ -267,9 +286,9 @@ class Writer:
                 raise  # cannot happen with the stock bad_rows; never loop on it
             item = items[0]
             message = _message_of(item.msg)
-            _, row = self.builder.bad_row(message, table, exc.message, item.row["id"], item.row.get("timestamp") or 0)
-            self.log.warning("store: an event went to bad_rows", table=table, id=str(item.row["id"]), reason=exc.message)
-            await self._insert(BAD_ROWS, [Item(item.msg, BAD_ROWS, row, False)])
+            _, row = self.builder.bad_row(message, table, exc.message, item.id, item.ms)
+            self.log.warning("store: an event went to bad_rows", table=table, id=str(item.id), reason=exc.message)
+            await self._insert(BAD_ROWS, [Item(item.msg, BAD_ROWS, item.id, item.ms, self.builder.encode(BAD_ROWS, row), False)])
 
 
 def _delivery(reply: str) -> tuple[int, int, int]:
@@ -296,7 +315,7 @@ def _first_per_id(batch: Iterable[Item]) -> list[Item]:
     seen: set[int] = set()
     out = []
     for item in batch:
-        key = item.row["id"]
+        key = item.id
         if key not in seen:
             seen.add(key)
             out.append(item)
