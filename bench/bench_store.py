@@ -107,6 +107,28 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def children(pid: int) -> list[int]:
+    """The live child processes of ``pid`` (the store's row-building workers)."""
+    kids: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            kids += [int(k) for k in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return kids
+
+
+def tree_cpu_s(pid: int) -> dict[int, float]:
+    """CPU seconds of ``pid`` and of each live child, by pid."""
+    found = {pid: cpu_s(pid)}
+    for kid in children(pid):
+        try:
+            found[kid] = cpu_s(kid)
+        except OSError:
+            pass
+    return found
+
+
 async def count() -> int:
     try:
         return int((await store.query("SELECT count() AS n FROM stats.events", timeout__=10))[0]["n"])
@@ -150,7 +172,7 @@ async def main(n: int) -> None:
             while await count() < 0:
                 await asyncio.sleep(0.05)
             started, first = time.perf_counter(), await count()
-            cpu0, nats0 = cpu_s(proc.pid), cpu_s(nats_pid)
+            cpu0, nats0 = tree_cpu_s(proc.pid), cpu_s(nats_pid)
             shown = first
             while (got := await count()) < n:
                 if got - shown >= 100_000:
@@ -158,13 +180,19 @@ async def main(n: int) -> None:
                     shown = got
                 await asyncio.sleep(0.1)
             took = time.perf_counter() - started
-            store_us = (cpu_s(proc.pid) - cpu0) / (got - first) * 1e6
+            cpu1 = tree_cpu_s(proc.pid)
+            used = {p: cpu1[p] - cpu0.get(p, 0.0) for p in cpu1}
+            store_us = sum(used.values()) / (got - first) * 1e6
+            main_us = used[proc.pid] / (got - first) * 1e6
             nats_us = (cpu_s(nats_pid) - nats0) / (got - first) * 1e6
             rate = (got - first) / took
             print(f"ingest from the stream into embedded chDB: {rate:,.0f} events/s wall "
                   f"({rate / top:.2f}x the direct-insert ceiling), {got - first:,} events of backlog")
             print(f"CPU per event: store {store_us:.1f} µs ({1e6 / store_us:,.0f} events per CPU-second, "
                   f"{store_us / top_cpu:.2f}x the ceiling's CPU per row), nats-server {nats_us:.1f} µs")
+            print(f"  of which the store's process {main_us:.1f} µs (chDB runs there), its {len(used) - 1} "
+                  f"row-building processes {store_us - main_us:.1f} µs; all processes busy "
+                  f"{(sum(used.values()) + (cpu_s(nats_pid) - nats0)) / took:.2f} of {os.cpu_count()} CPUs")
             print(f"store RSS: peak {rss_mb(proc.pid, 'VmHWM'):.0f} MB while catching up, "
                   f"now {rss_mb(proc.pid):.0f} MB")
 

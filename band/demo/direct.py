@@ -54,7 +54,7 @@ def write(events: list[dict[str, Any]], data_dir: Path | None = None,
     config = load()
 
     async def run() -> dict[str, int]:
-        engine = Engine(open_backend(config.clickhouse_url, data_dir or config.data_dir), config.database)
+        engine = Engine.of(open_backend(config.clickhouse_url, data_dir or config.data_dir), config)
         try:
             return await insert(engine, config, events, progress)
         finally:

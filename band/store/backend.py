@@ -11,7 +11,9 @@ import json
 import re
 import threading
 from pathlib import Path
-from typing import Any, Mapping, Protocol
+from typing import Any, Mapping, Protocol, Sequence
+
+from .schema import quote
 
 # ClickHouse error codes that mean "this data does not fit", not "the server is unwell":
 # such a batch is split to find the rows at fault instead of being retried forever.
@@ -58,7 +60,8 @@ class Result(Protocol):
 class Backend(Protocol):
     def command(self, sql: str) -> None: ...
     def select(self, sql: str, params: Mapping[str, Any] | None = None, readonly: bool = False) -> dict[str, Any]: ...
-    def insert(self, database: str, table: str, body: bytes) -> None: ...
+    def insert(self, database: str, table: str, body: bytes, fmt: str = "JSONEachRow",
+               columns: Sequence[str] = ()) -> None: ...
     def close(self) -> None: ...
 
 
@@ -104,8 +107,10 @@ class ChdbBackend:
         with self._lock:
             return _parse_json(self._run(self._session, sql, "JSON", params).bytes())
 
-    def insert(self, database: str, table: str, body: bytes) -> None:
-        sql = f"INSERT INTO `{database}`.`{table}` FORMAT JSONEachRow\n" + body.decode()
+    def insert(self, database: str, table: str, body: bytes, fmt: str = "JSONEachRow",
+               columns: Sequence[str] = ()) -> None:
+        listed = f" ({', '.join(map(quote, columns))})" if columns else ""
+        sql = f"INSERT INTO {quote(database)}.{quote(table)}{listed} FORMAT {fmt}\n" + body.decode()
         with self._lock:
             self._run(self._session, sql)
 
@@ -154,8 +159,10 @@ class ServerBackend:
         raw = self._call(self._client.raw_query, sql, parameters=dict(params or {}), settings=settings, fmt="JSON")
         return _parse_json(raw)
 
-    def insert(self, database: str, table: str, body: bytes) -> None:
-        self._call(self._client.raw_insert, f"`{database}`.`{table}`", insert_block=body, fmt="JSONEachRow")
+    def insert(self, database: str, table: str, body: bytes, fmt: str = "JSONEachRow",
+               columns: Sequence[str] = ()) -> None:
+        self._call(self._client.raw_insert, f"{quote(database)}.{quote(table)}", column_names=list(columns) or None,
+                   insert_block=body, fmt=fmt)
 
     def close(self) -> None:
         try:

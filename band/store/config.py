@@ -34,6 +34,7 @@ class StoreConfig:
     batch_rows: int = 5000
     batch_seconds: float = 1.0
     max_value_bytes: int = 65536
+    build_processes: str = "auto"
     insertable: frozenset[str] = frozenset()
     migrations: Path | None = None
     raw: dict[str, Any] = field(default_factory=dict)
@@ -73,6 +74,7 @@ class StoreConfig:
                 batch_rows=max(1, int(data.get("batch_rows") or 5000)),
                 batch_seconds=max(0.01, float(data.get("batch_seconds") or 1.0)),
                 max_value_bytes=int(data.get("max_value_bytes") or 65536),
+                build_processes=_processes(data.get("build_processes", "auto")),
                 insertable=frozenset(str(t) for t in data.get("insertable") or ()),
                 migrations=(base / str(migrations)) if migrations else (base / "migrations"),
                 raw=dict(data),
@@ -86,6 +88,13 @@ class StoreConfig:
     def may_insert(self, table: str) -> bool:
         """Services write their own tables; the event tables only when config allows."""
         return table in self.tables and (table not in self.routed_tables() or table in self.insertable)
+
+
+def _processes(value: Any) -> str:
+    text = str(value).strip().lower()
+    if text != "auto" and not (text.isdigit() and int(text) <= 64):
+        raise ConfigError(f"store config: build_processes is {value!r}; use auto or a number of processes from 0 to 64")
+    return text
 
 
 def route_key(rule: str) -> str:

@@ -15,12 +15,12 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
-from dataclasses import dataclass
 from typing import Any, Mapping
 
+from . import body
 from .config import BAD_ROWS, StoreConfig, route_key
 from .schema import Table
-from .values import Converter, Misfit, converter, text
+from .values import Misfit, converter, int_range, text
 
 _EPOCH = dt.date(1970, 1, 1)
 
@@ -40,48 +40,58 @@ class BadRow(ValueError):
     """The event cannot be a row (a value over ``max_value_bytes``): it goes to ``bad_rows``."""
 
 
-@dataclass(frozen=True)
-class _Slot:
-    """Where one flattened path lands in one table: a column, or an ``_extra`` entry."""
-
-    column: str | None
-    convert: Converter | None
-    extra: str  # the extra's prefix ("" = root extra), used when column is None or the value misfits
-    key: str  # the key inside that extra
-    plain: type | None = None  # a value of exactly this type goes to the column as it is (str into String)
+# A trie entry, one per path seen: a list, indexed by these positions (no attribute
+# lookups on the hot path). The slot fields are filled the first time a leaf reaches it.
+_KIDS, _PATH, _READY, _PLAIN, _COLUMN, _CONVERT, _EXTRA, _KEY, _LOW, _HIGH = range(10)
 
 
 class TableLayout:
     """One table's columns and extras, with the path → slot answers cached in a trie
     (one dict per level, walked beside the event, so a known path costs a dict lookup
-    per key and no tuple). An entry is ``[slot or None, trie of the level below, path]``."""
+    per key and no tuple). An entry says where a leaf lands: ``_COLUMN`` (or None),
+    ``_PLAIN`` (a value of exactly this type goes in as it is: ``str`` into text columns,
+    ``int`` within ``_LOW``..``_HIGH`` into integer ones), ``_CONVERT`` for the rest,
+    and the ``_EXTRA``/``_KEY`` used when there is no column or the value misfits."""
 
     MAX_CACHED = 100_000  # paths from a hostile client cannot grow the cache forever
 
     def __init__(self, table: Table) -> None:
         self.table = table
         self.columns = {name: converter(col.type) for name, col in table.columns.items() if "." not in name}
-        self._text = {name for name, col in table.columns.items() if _is_text(col.type)}
+        self._types = {name: col.type for name, col in table.columns.items() if "." not in name}
         self.extras = table.extra_prefixes()
-        self.root: list[Any] = [None, {}, ()]
+        self.root: list[Any] = self._entry(())
         self._cached = 0
+
+    @staticmethod
+    def _entry(path: tuple[str, ...]) -> list[Any]:
+        return [{}, path, False, None, None, None, "", "", 0, -1]
 
     def child(self, parent: list[Any], key: str) -> list[Any]:
         """The trie entry of ``key`` under ``parent`` (a throwaway one once the cache is full)."""
-        trie: dict[str, list[Any]] = parent[1]
+        trie: dict[str, list[Any]] = parent[_KIDS]
         entry = trie.get(key)
         if entry is None:
-            entry = [None, {}, parent[2] + (key,)]
+            entry = self._entry(parent[_PATH] + (key,))
             if self._cached < self.MAX_CACHED:
                 trie[key] = entry
                 self._cached += 1
         return entry
 
-    def slot(self, path: tuple[str, ...]) -> _Slot:
+    def resolve(self, entry: list[Any]) -> None:
+        """Fill ``entry``'s slot fields from its path."""
+        path = entry[_PATH]
         name = "_".join(path)
-        extra, key = self._nearest_extra(path)
+        entry[_EXTRA], entry[_KEY] = self._nearest_extra(path)
         convert = self.columns.get(name)
-        return _Slot(name if convert is not None else None, convert, extra, key, str if name in self._text else None)
+        if convert is not None:
+            entry[_COLUMN], entry[_CONVERT] = name, convert
+            type_ = self._types[name]
+            if _is_text(type_):
+                entry[_PLAIN] = str
+            elif (bounds := int_range(type_)) is not None:
+                entry[_PLAIN], (entry[_LOW], entry[_HIGH]) = int, bounds
+        entry[_READY] = True
 
     def _nearest_extra(self, path: tuple[str, ...]) -> tuple[str, str]:
         for cut in range(len(path) - 1, 0, -1):
@@ -94,22 +104,49 @@ class TableLayout:
 class RowBuilder:
     """Builds rows for every routed table of one :class:`StoreConfig`."""
 
+    MAX_ROUTES = 10_000  # (service, name) pairs remembered; hostile names cannot grow it forever
+
     def __init__(self, config: StoreConfig) -> None:
         self.config = config
         self.layouts = {name: TableLayout(t) for name, t in config.tables.items()}
-        self._copy_props = tuple(p for p in config.copy_props if p != "td")
+        self._copy_props = tuple(p for p in config.copy_props if p not in ("td", "data"))
         self._flatten_td = "td" in config.copy_props
+        self._copies = tuple((column, tuple(tuple(path.split(".")) for path in paths))
+                             for column, paths in config.copy.items())
         self._max = config.max_value_bytes
         self._quarter = self._max // 4  # a str of fewer chars cannot exceed the limit in UTF-8
+        self._routes: dict[tuple[str, str], str] = {}
+        self._columns = {name: list(t.columns) for name, t in config.tables.items()}
+        self._compact = body.compact_tables(list(config.tables.values()))
+
+    def form(self, table: str) -> tuple[str, list[str]]:
+        """``(format, columns)`` of the rows :meth:`encode` makes for ``table``."""
+        if table in self._compact:
+            return body.COMPACT, self._columns[table]
+        return body.EACH_ROW, []
+
+    def encode(self, table: str, row: dict[str, Any]) -> bytes:
+        """``row`` as one line of an insert into ``table`` (see :meth:`form`): a JSON array
+        over the table's columns, ``null`` where the row has no value."""
+        if table in self._compact:
+            return body.dump(list(map(row.get, self._columns[table])))
+        return body.dump(row)
 
     def route(self, service: Any, name: Any) -> str:
-        destinations = self.config.destinations
         service_text = str(service or "")
-        return (
-            destinations.get(route_key(f"{service_text}/{name or ''}"))
+        name_text = str(name or "")
+        known = self._routes.get((service_text, name_text))
+        if known is not None:
+            return known
+        destinations = self.config.destinations
+        table = (
+            destinations.get(route_key(f"{service_text}/{name_text}"))
             or destinations.get(f"{service_text}/default")
             or destinations["other"]
         )
+        if len(self._routes) < self.MAX_ROUTES:
+            self._routes[(service_text, name_text)] = table
+        return table
 
     def build(self, message: Mapping[str, Any], fallback_id: int = 0, fallback_ms: int = 0) -> tuple[str, dict[str, Any]]:
         """``(table, row)`` for ``message``.
@@ -120,27 +157,31 @@ class RowBuilder:
         Raises:
             BadRow: a value too large for any column.
         """
-        table = self.route(message.get("service"), message.get("name"))
+        get = message.get
+        table = self.route(get("service"), get("name"))
         layout = self.layouts[table]
         row: dict[str, Any] = {}
         extras: dict[str, tuple[list[str], list[str]]] = {}
-        top = {prop: message[prop] for prop in self._copy_props if prop in message and prop != "data"}
-        if self._flatten_td and isinstance(message.get("td"), dict):
-            top["td"] = message["td"]
-        data = message.get("data")
+        top = {prop: message[prop] for prop in self._copy_props if prop in message}
+        td = get("td")
+        if self._flatten_td and isinstance(td, dict):
+            top["td"] = td
+        data = get("data")
         if data is not None and not isinstance(data, dict):
             top["data"] = data
-        self._walk(layout, row, extras, top)
+        roots = [top]
         if isinstance(data, dict):
-            self._walk(layout, row, extras, data)
-        if isinstance(message.get("params"), dict):
-            self._walk(layout, row, extras, {"params": message["params"]})
-        for column, paths in self.config.copy.items():
-            if column in layout.columns and column not in row:
+            roots.append(data)
+        params = get("params")
+        if isinstance(params, dict):
+            roots.append({"params": params})
+        self._walk(layout, row, extras, roots)
+        for column, paths in self._copies:
+            if column not in row and column in layout.columns:
                 self._copy(layout, row, column, message, paths)
-        if not isinstance(row.get("id"), int) or row.get("id") == 0:
+        if type(row.get("id")) is not int or row["id"] == 0:
             row["id"] = fallback_id
-        self._times(row, message.get("time"), fallback_ms, layout.columns)
+        self._times(row, get("time"), fallback_ms, layout.columns)
         for prefix, (keys, values) in extras.items():
             base = f"{prefix}_extra" if prefix else "extra"
             row[f"{base}.key"], row[f"{base}.value"] = keys, values
@@ -158,48 +199,56 @@ class RowBuilder:
 
     # --- pieces --------------------------------------------------------------------
     def _walk(self, layout: TableLayout, row: dict[str, Any], extras: dict[str, tuple[list[str], list[str]]],
-              value: dict[str, Any]) -> None:
-        """Every leaf under ``value`` (an object at the event's root) into ``row``: the hot
-        loop of the store, one trie step per key."""
-        quarter, child_of = self._quarter, layout.child
-        stack = [(value, layout.root)]
+              roots: list[dict[str, Any]]) -> None:
+        """Every leaf under ``roots`` (objects at the event's root) into ``row``: the hot
+        loop of the store, one trie step per key and, for a text or in-range integer
+        value, no call at all. Entry fields by number (``_KIDS`` = 0 ... ``_HIGH`` = 9):
+        a constant index is cheaper than a global's."""
+        quarter, limit, child_of, resolve = self._quarter, self._max, layout.child, layout.resolve
+        stack = [(value, layout.root) for value in roots]
+        pop, push = stack.pop, stack.append
         while stack:
-            node, parent = stack.pop()
-            level = parent[1]
+            node, parent = pop()
+            level = parent[0]
             for key, child in node.items():
-                entry = level.get(key) or child_of(parent, key)
+                entry = level.get(key)
+                if entry is None:
+                    entry = child_of(parent, key)
                 kind = type(child)
                 if kind is dict:  # JSON objects are plain dicts: no ABC check on the hot path
-                    stack.append((child, entry))
+                    push((child, entry))
                     continue
                 if child is None:
                     continue
-                slot = entry[0]
-                if slot is None:
-                    slot = entry[0] = layout.slot(entry[2])
-                if kind is str and len(child) > quarter and len(child.encode()) > self._max:
-                    raise BadRow(f"{'.'.join(entry[2])} is {len(child.encode())} bytes, over max_value_bytes {self._max}")
-                if kind is slot.plain:
-                    row[slot.column] = child
+                if not entry[2]:
+                    resolve(entry)
+                if kind is str:
+                    if len(child) > quarter and len(child.encode()) > limit:
+                        raise BadRow(f"{'.'.join(entry[1])} is {len(child.encode())} bytes, over max_value_bytes {limit}")
+                    if entry[3] is str:
+                        row[entry[4]] = child
+                        continue
+                elif kind is int and entry[3] is int and entry[8] <= child <= entry[9]:
+                    row[entry[4]] = child
                     continue
-                convert = slot.convert
+                convert = entry[5]
                 if convert is not None:
                     try:
-                        row[slot.column] = convert(child)
+                        row[entry[4]] = convert(child)
                         continue
                     except Misfit:
                         pass
-                bucket = extras.get(slot.extra)
+                bucket = extras.get(entry[6])
                 if bucket is None:
-                    bucket = extras[slot.extra] = ([], [])
-                bucket[0].append(slot.key)
+                    bucket = extras[entry[6]] = ([], [])
+                bucket[0].append(entry[7])
                 bucket[1].append(child if kind is str else text(child))
 
     def _copy(self, layout: TableLayout, row: dict[str, Any], column: str, message: Mapping[str, Any],
-              paths: tuple[str, ...]) -> None:
+              paths: tuple[tuple[str, ...], ...]) -> None:
         for path in paths:
             value: Any = message
-            for part in path.split("."):
+            for part in path:
                 value = value.get(part) if isinstance(value, dict) else None
             if value is None or isinstance(value, (dict, list)):
                 continue

@@ -25,6 +25,7 @@ from .backend import StoreError, Unavailable, open_backend
 from .config import StoreConfig
 from .metrics import metrics
 from .migrate import ensure
+from .prepare import Preparer, collect_less, processes
 from .pull import Puller
 from .rows import RowBuilder
 from .writer import Engine, Health, Writer
@@ -47,6 +48,7 @@ class Store:
         self.ack_wait_s = ack_wait_s
         self.health = Health()
         self.builder = RowBuilder(config)
+        self.preparer = Preparer(self.builder, processes(config.build_processes), logger)
         self.engine: Engine | None = None
         self.writer: Writer | None = None
         self.replaying: Writer | None = None
@@ -62,8 +64,8 @@ class Store:
         delay = 0.5
         while self.engine is None:
             try:
-                engine = Engine(await asyncio.to_thread(open_backend, self.config.clickhouse_url, self.config.data_dir),
-                                self.config.database)
+                engine = Engine.of(await asyncio.to_thread(open_backend, self.config.clickhouse_url, self.config.data_dir),
+                                   self.config)
                 changes = await engine.call(ensure, engine.backend, self.config)
                 self.engine = engine
             except StoreError as exc:
@@ -85,6 +87,8 @@ class Store:
             self.log.info("store: migration applied", migration=name)
         self.health.state = "writing"
         metrics().healthy.set(1)
+        collect_less()
+        await self.preparer.start()
         self._ready.set()
         where = self.config.clickhouse_url and "ClickHouse server" or str(self.config.data_dir)
         self.log.info("store: writing events", into=where, database=self.config.database,
@@ -98,7 +102,7 @@ class Store:
         assert self.engine is not None
         return Writer(self.engine, self.builder, psub, batch_rows=self.config.batch_rows,
                       batch_seconds=self.config.batch_seconds, ack_wait_s=self.ack_wait_s, health=self.health,
-                      logger=self.log, check_all=check_all)
+                      logger=self.log, check_all=check_all, preparer=self.preparer)
 
     async def _consumer(self, nc: Client, durable: str, policy: DeliverPolicy, since: dt.datetime | None = None) -> Puller:
         js = nc.jetstream()
@@ -124,6 +128,7 @@ class Store:
             await asyncio.wait([self._replay_task], timeout=5)
 
     def close(self) -> None:
+        self.preparer.close()
         if self.engine is not None:
             self.engine.close()
             self.engine = None

@@ -107,6 +107,18 @@ def _passthrough(value: Any) -> Any:
     return value
 
 
+def int_range(type_: str) -> tuple[int, int] | None:
+    """``(low, high)`` of an integer column type (wrappers and all), else None: the row
+    builder puts an ``int`` within it into the column without calling a converter."""
+    type_ = type_.strip()
+    wrapped = _WRAPPER.match(type_)
+    if wrapped:
+        return int_range(wrapped.group(2))
+    if type_ in ("Bool", "Boolean"):
+        return (0, 1)
+    return _INT_RANGES.get(type_)
+
+
 def converter(type_: str) -> Converter:
     """The converter for a ClickHouse type such as ``Array(Int16)`` or ``LowCardinality(String)``."""
     type_ = type_.strip()

@@ -15,13 +15,13 @@ Exactly once, by plain ``SELECT count()``:
   progress so they are not handed to another replica meanwhile.
 
 One batch fills while the previous one is written, so fetching never waits on ClickHouse
-for longer than one batch.
+for longer than one batch; each fetched chunk's rows are built meanwhile, in worker
+processes when there are cores for them (:mod:`.prepare`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -32,17 +32,19 @@ from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeout
 
 from .. import wire
+from . import body
 from .._core.log import Logger
 from .backend import Backend, StoreError
-from .config import BAD_ROWS
+from .config import BAD_ROWS, StoreConfig
 from .metrics import metrics
+from .prepare import Preparer
 from .pull import Puller
-from .rows import BadRow, RowBuilder
+from .rows import RowBuilder
 from .schema import quote
 
 FETCH_WAIT_S = 0.5
+MAX_WRITING = 2  # batches built or stored while the next one is fetched (the consumer allows 4 unacked)
 BACKOFF_MAX_S = 30.0
-_ENCODER = json.JSONEncoder(separators=(",", ":"))  # ASCII escapes: a lone surrogate cannot break the body
 
 
 @dataclass
@@ -63,13 +65,15 @@ class Health:
                 "batches": self.batches, "retries": self.retries, "last_flush": self.last_flush}
 
 
-@dataclass
+@dataclass(slots=True)
 class Item:
-    """One message on its way: its row, and whether it may already be stored."""
+    """One message on its way: its encoded row, and whether it may already be stored."""
 
     msg: Msg
     table: str
-    row: dict[str, Any]
+    id: int
+    ms: int
+    row: bytes
     suspect: bool
 
 
@@ -77,20 +81,33 @@ class Engine:
     """The backend behind one thread, so statements never run concurrently and the
     event loop never blocks on ClickHouse."""
 
-    def __init__(self, backend: Backend, database: str) -> None:
+    def __init__(self, backend: Backend, database: str, compact: frozenset[str] = frozenset()) -> None:
         self.backend = backend
         self.database = database
+        self.compact = compact  # tables whose rows go as JSONCompactEachRow (see body.py)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
         # one look-up-then-insert at a time, so a replay and the live writer cannot both
         # find an id missing and both write it
         self.lock = asyncio.Lock()
         self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="store-reader")
 
+    @classmethod
+    def of(cls, backend: Backend, config: StoreConfig) -> "Engine":
+        """The engine for ``config``'s database, inserting compact where that is exact."""
+        return cls(backend, config.database, body.compact_tables(list(config.tables.values())))
+
     async def insert(self, table: str, rows: Sequence[dict[str, Any]]) -> None:
         await asyncio.get_running_loop().run_in_executor(self._pool, self._insert, table, rows)
 
     def _insert(self, table: str, rows: Sequence[dict[str, Any]]) -> None:
-        self.backend.insert(self.database, table, b"\n".join(map(_dump, rows)))
+        fmt, columns, data = body.encode(rows, table in self.compact)
+        self.backend.insert(self.database, table, data, fmt, columns)
+
+    async def insert_encoded(self, table: str, form: tuple[str, list[str]], rows: list[bytes]) -> None:
+        """Rows already encoded in ``form`` (``(format, columns)``, see ``RowBuilder.form``)."""
+        fmt, columns = form
+        await asyncio.get_running_loop().run_in_executor(
+            self._pool, self.backend.insert, self.database, table, b"\n".join(rows), fmt, columns)
 
     async def existing(self, table: str, ids: list[int]) -> set[int]:
         sql = f"SELECT id FROM {quote(self.database)}.{quote(table)} WHERE id IN {{ids:Array(UInt64)}}"
@@ -111,9 +128,11 @@ class Writer:
     """Consumes one pull consumer into the store until ``stop`` is set."""
 
     def __init__(self, engine: Engine, builder: RowBuilder, psub: Puller, *, batch_rows: int, batch_seconds: float,
-                 ack_wait_s: float, health: Health, logger: Logger, check_all: bool = False) -> None:
+                 ack_wait_s: float, health: Health, logger: Logger, check_all: bool = False,
+                 preparer: Preparer | None = None) -> None:
         self.engine = engine
         self.builder = builder
+        self.preparer = preparer or Preparer(builder, 0, logger)
         self.psub = psub
         self.batch_rows = batch_rows
         self.batch_seconds = batch_seconds
@@ -126,34 +145,48 @@ class Writer:
         self.stop = asyncio.Event()
 
     async def run(self) -> None:
-        batch: list[Item] = []
+        chunks: list[asyncio.Future[list[Item]]] = []  # this batch's fetched chunks, their rows being built
+        size = 0
         started = 0.0
-        flushing: asyncio.Task[None] | None = None
+        writing: list[asyncio.Task[None]] = []  # batches being built and stored, in order
         loop = asyncio.get_running_loop()
         try:
             while not self.stop.is_set():
                 now = loop.time()
-                wait = FETCH_WAIT_S if not batch else max(0.05, min(FETCH_WAIT_S, started + self.batch_seconds - now))
-                room = self.batch_rows - len(batch)
+                wait = FETCH_WAIT_S if not size else max(0.05, min(FETCH_WAIT_S, started + self.batch_seconds - now))
+                room = self.batch_rows - size
                 if room > 0:
                     msgs = await self._fetch(room, wait)
-                    if msgs and not batch:
+                    if msgs and not size:
                         started = min(self.psub.oldest, loop.time())  # the batch is as old as its first event
-                    batch.extend(map(self._item, msgs))
-                if batch and (len(batch) >= self.batch_rows or loop.time() - started >= self.batch_seconds):
-                    if flushing is not None:
-                        await flushing
-                    flushing = loop.create_task(self.flush(batch))
-                    batch = []
+                    if msgs:
+                        chunks.append(asyncio.ensure_future(self._items(msgs)))
+                        size += len(msgs)
+                if size and (size >= self.batch_rows or loop.time() - started >= self.batch_seconds):
+                    for task in [t for t in writing if t.done()]:
+                        writing.remove(task)
+                        task.result()  # a batch that failed stops the writer
+                    if len(writing) >= MAX_WRITING:
+                        await writing.pop(0)
+                    writing.append(loop.create_task(self._complete(chunks, writing[-1] if writing else None)))
+                    chunks, size = [], 0
         finally:
-            if flushing is not None:
-                await asyncio.shield(flushing)
-            if batch and not self.health.state == "failed":
-                await self.flush(batch, give_up_on_stop=True)
+            for task in writing:
+                await asyncio.shield(task)
+            if chunks and not self.health.state == "failed":
+                await self._complete(chunks, None)
             try:
                 await self.psub.unsubscribe()
             except Exception:  # closed connection: the subscription is gone with it
                 pass
+
+    async def _complete(self, chunks: list[asyncio.Future[list[Item]]], after: asyncio.Task[None] | None) -> None:
+        """Store one batch once its rows are built and the batch before it is stored: the
+        next batch is fetched meanwhile."""
+        batch = [item for items in await asyncio.gather(*chunks) for item in items]
+        if after is not None:
+            await after
+        await self.flush(batch, give_up_on_stop=True)
 
     async def _fetch(self, room: int, wait: float) -> list[Msg]:
         try:
@@ -167,24 +200,16 @@ class Writer:
             await asyncio.sleep(1.0)
             return []
 
-    def _item(self, msg: Msg) -> Item:
-        seq, sent_ms, delivered = _delivery(msg.reply)
-        fallback_id = ((sent_ms << 22) | (seq & 0x3FFFFF)) & (2**64 - 1)  # an id for an event without one
-        suspect = self.check_all or self.checking_all() or delivered > 1
-        try:
-            message = _load(msg.data)
-        except wire.DecodeError as exc:
-            table, row = self.builder.bad_row(msg.data.decode("utf-8", "replace"), "", str(exc), fallback_id, sent_ms)
-            return Item(msg, table, row, suspect)
-        if not isinstance(message, dict):
-            table, row = self.builder.bad_row(message, "", "the event is not a JSON object", fallback_id, sent_ms)
-            return Item(msg, table, row, suspect)
-        try:
-            table, row = self.builder.build(message, fallback_id, sent_ms)
-        except BadRow as exc:
-            table, row = self.builder.bad_row(message, self.builder.route(message.get("service"), message.get("name")),
-                                              str(exc), fallback_id, sent_ms)
-        return Item(msg, table, row, suspect)
+    async def _items(self, msgs: list[Msg]) -> list[Item]:
+        """The chunk's items, their rows built by the preparer."""
+        deliveries = [_delivery(msg.reply) for msg in msgs]
+        fallbacks = [(((sent_ms << 22) | (seq & 0x3FFFFF)) & (2**64 - 1), sent_ms)  # an id for an event without one
+                     for seq, sent_ms, _ in deliveries]
+        prepared = await self.preparer.prepare([msg.data for msg in msgs], fallbacks)
+        check_all = self.check_all or self.checking_all()
+        return [Item(msg, table, id_, ms, row, check_all or delivered > 1)
+                for msg, table, id_, ms, row, (_, _, delivered)
+                in zip(msgs, prepared.tables, prepared.ids, prepared.ms, prepared.rows, deliveries)]
 
     # --- one batch ----------------------------------------------------------------
     async def flush(self, batch: list[Item], give_up_on_stop: bool = True) -> None:
@@ -231,22 +256,22 @@ class Writer:
 
     async def _unstored(self, table: str, items: list[Item]) -> list[Item]:
         """``items`` less those a previous delivery already stored (looked up by id)."""
-        suspects = [it.row["id"] for it in items if it.suspect]
+        suspects = [it.id for it in items if it.suspect]
         if not suspects:
             return items
         found = await self.engine.existing(table, suspects)
         if table != BAD_ROWS:
             found |= await self.engine.existing(BAD_ROWS, suspects)
         if found:
-            skipped = sum(1 for it in items if it.suspect and it.row["id"] in found)
+            skipped = sum(1 for it in items if it.suspect and it.id in found)
             self.health.skipped += skipped
             metrics().skipped.inc(skipped)
-        return [it for it in items if not (it.suspect and it.row["id"] in found)]
+        return [it for it in items if not (it.suspect and it.id in found)]
 
     async def _insert(self, table: str, items: list[Item]) -> None:
         """Insert; on a data error split in halves until the bad rows are isolated."""
         try:
-            await self.engine.insert(table, [it.row for it in items])
+            await self.engine.insert_encoded(table, self.builder.form(table), [it.row for it in items])
             self.health.rows[table] += len(items)
             metrics().rows.labels(table).inc(len(items))
         except StoreError as exc:
@@ -261,35 +286,9 @@ class Writer:
                 raise  # cannot happen with the stock bad_rows; never loop on it
             item = items[0]
             message = _message_of(item.msg)
-            _, row = self.builder.bad_row(message, table, exc.message, item.row["id"], item.row.get("timestamp") or 0)
-            self.log.warning("store: an event went to bad_rows", table=table, id=str(item.row["id"]), reason=exc.message)
-            await self._insert(BAD_ROWS, [Item(item.msg, BAD_ROWS, row, False)])
-
-
-try:  # the store extra installs orjson; without it the store still runs, on json
-    import orjson
-
-    _fast_loads: Any = orjson.loads
-    _fast_dumps: Any = orjson.dumps
-    _FastError: Any = orjson.JSONDecodeError
-except ImportError:  # pragma: no cover - depends on the install
-    _fast_loads, _fast_dumps, _FastError = wire.decode, lambda row: _ENCODER.encode(row).encode(), wire.DecodeError
-
-
-def _load(data: bytes) -> Any:
-    """orjson (several times faster than json) and, for what it refuses (a lone
-    surrogate escape, huge integers), the contract's own decoder."""
-    try:
-        return _fast_loads(data)
-    except _FastError:
-        return wire.decode(data)
-
-
-def _dump(row: dict[str, Any]) -> bytes:
-    try:
-        return _fast_dumps(row)  # type: ignore[no-any-return]
-    except TypeError:  # an integer over 64 bits, a lone surrogate: ASCII-escaped JSON
-        return _ENCODER.encode(row).encode()
+            _, row = self.builder.bad_row(message, table, exc.message, item.id, item.ms)
+            self.log.warning("store: an event went to bad_rows", table=table, id=str(item.id), reason=exc.message)
+            await self._insert(BAD_ROWS, [Item(item.msg, BAD_ROWS, item.id, item.ms, self.builder.encode(BAD_ROWS, row), False)])
 
 
 def _delivery(reply: str) -> tuple[int, int, int]:
@@ -316,7 +315,7 @@ def _first_per_id(batch: Iterable[Item]) -> list[Item]:
     seen: set[int] = set()
     out = []
     for item in batch:
-        key = item.row["id"]
+        key = item.id
         if key not in seen:
             seen.add(key)
             out.append(item)

@@ -1,0 +1,167 @@
+"""Event bytes to encoded rows, in worker processes beside the store's event loop.
+
+Decoding an event, building its row and encoding it is most of the store's Python work
+(about 35 of 70 µs per event on a 2-core machine), and it holds the GIL: on one
+interpreter it caps ingest near 18,000 events/s however many cores there are. So the
+writer hands each fetched chunk's bytes to ``build_processes`` worker processes
+(``auto``: one per core beyond the first, at most 4) and gets back, per message, its
+table, id, time and row as a JSON array over the table's columns
+(:meth:`RowBuilder.encode`). Pickling that costs the loop about 2 µs per event.
+
+With no workers (one core, or ``build_processes: 0``) the same function runs in the
+store's process. A worker that dies (killed by hand, out of memory) costs nothing:
+its chunk is prepared in-process and the pool is started again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, NamedTuple, Sequence
+
+from .. import wire
+from .._core.log import Logger
+from . import body
+from .config import StoreConfig
+from .rows import BadRow, RowBuilder
+
+MAX_AUTO_PROCESSES = 4
+PARENT_CHECK_S = 0.5
+
+
+class Prepared(NamedTuple):
+    """A chunk's messages, ready to insert, as parallel lists (they cross a process
+    boundary: plain lists pickle four times faster than a tuple per message)."""
+
+    tables: list[str]
+    ids: list[int]
+    ms: list[int]  # the event's time in ms (bad_rows keeps it when the row is refused later)
+    rows: list[bytes]  # each a line of an insert into its table (RowBuilder.encode)
+
+
+def collect_less() -> None:
+    """Run CPython's cycle collector rarely in a process that builds rows.
+
+    Events are trees (no cycles: reference counting frees them), but a writer keeps a
+    few batches alive, thousands of dicts and lists. At the default thresholds the
+    collector walks those every 700 allocations; measured, that was a quarter of the
+    cost of building rows (11 of 40 µs per event). Startup's objects are frozen out of
+    the collections, and a young collection waits for 100,000 allocations.
+    """
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)
+
+
+def prepare_with(builder: RowBuilder, datas: Sequence[bytes], fallbacks: Sequence[tuple[int, int]]) -> Prepared:
+    """The chunk's rows; ``fallbacks`` holds ``(id, ms)`` from each stream message, for an
+    event without an ``id`` or ``time``. Never raises on bad data: an event that cannot
+    be a row becomes a ``bad_rows`` row."""
+    out = Prepared([], [], [], [])
+    for data, (fallback_id, fallback_ms) in zip(datas, fallbacks):
+        table, row = _row(builder, data, fallback_id, fallback_ms)
+        out.tables.append(table)
+        out.ids.append(row["id"])
+        out.ms.append(row.get("timestamp") or fallback_ms)
+        out.rows.append(builder.encode(table, row))
+    return out
+
+
+def _row(builder: RowBuilder, data: bytes, fallback_id: int, fallback_ms: int) -> tuple[str, dict[str, Any]]:
+    try:
+        message = body.load(data)
+    except wire.DecodeError as exc:
+        return builder.bad_row(data.decode("utf-8", "replace"), "", str(exc), fallback_id, fallback_ms)
+    if not isinstance(message, dict):
+        return builder.bad_row(message, "", "the event is not a JSON object", fallback_id, fallback_ms)
+    try:
+        return builder.build(message, fallback_id, fallback_ms)
+    except BadRow as exc:
+        return builder.bad_row(message, builder.route(message.get("service"), message.get("name")), str(exc),
+                               fallback_id, fallback_ms)
+
+
+# --- in a worker process ----------------------------------------------------------------
+_builder: RowBuilder | None = None
+
+
+def _start(config: StoreConfig) -> None:
+    """A worker's initializer: the store's process handles signals and stops the pool;
+    if it is killed instead, the worker notices within a second and exits."""
+    global _builder
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    collect_less()
+    _builder = RowBuilder(config)
+    threading.Thread(target=_exit_with, args=(os.getppid(),), name="store-parent-watch", daemon=True).start()
+
+
+def _exit_with(parent: int) -> None:
+    """Exit once ``parent`` is gone. A pool worker waits on a queue it holds both ends of,
+    so a SIGKILLed store would otherwise leave it waiting forever."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_S)
+    os._exit(0)
+
+
+def _prepare(datas: list[bytes], fallbacks: list[tuple[int, int]]) -> Prepared:
+    assert _builder is not None, "the worker was not started with _start"
+    return prepare_with(_builder, datas, fallbacks)
+
+
+def _ready() -> bool:
+    return _builder is not None
+
+
+def processes(setting: str | int, cpus: int | None = None) -> int:
+    """Worker processes for ``build_processes`` (``auto`` or a number)."""
+    if str(setting).strip().lower() == "auto":
+        return max(0, min(MAX_AUTO_PROCESSES, (cpus or os.cpu_count() or 1) - 1))
+    return max(0, int(setting))
+
+
+class Preparer:
+    """Prepares chunks in ``count`` worker processes, or in this process when 0."""
+
+    def __init__(self, builder: RowBuilder, count: int, logger: Logger) -> None:
+        self.builder = builder
+        self.count = count
+        self.log = logger
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _started(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            # spawn, not fork: this process runs chDB's threads, which a fork would copy mid-flight
+            self._pool = ProcessPoolExecutor(self.count, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_start, initargs=(self.builder.config,))
+        return self._pool
+
+    async def start(self) -> None:
+        """Start the workers now (a spawned process takes a second to import), not on
+        the first chunk."""
+        if self.count:
+            pool, loop = self._started(), asyncio.get_running_loop()
+            await asyncio.gather(*(loop.run_in_executor(pool, _ready) for _ in range(self.count)))
+
+    async def prepare(self, datas: list[bytes], fallbacks: list[tuple[int, int]]) -> Prepared:
+        if self.count == 0 or not datas:
+            return prepare_with(self.builder, datas, fallbacks)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._started(), _prepare, datas, fallbacks)
+        except BrokenProcessPool:
+            self.log.warning("store: a row-building process died; building this chunk here and starting it again")
+            broken, self._pool = self._pool, None
+            if broken is not None:
+                broken.shutdown(wait=False, cancel_futures=True)
+            return prepare_with(self.builder, datas, fallbacks)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None

@@ -1,0 +1,141 @@
+"""Rows built beside the writer (band/store/prepare.py) and encoded compact (rows.encode):
+the same rows as before, nothing lost when a building process dies, no process left behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from band.errors import ConfigError
+from band.store.config import StoreConfig, load
+from band.store.prepare import prepare_with, processes
+from band.store.rows import RowBuilder
+from band.cli.natsserver import NatsServer
+from support.poll import wait_for
+from support.store import count, counted, event, publish, start_store
+
+pytest.importorskip("chdb")
+
+
+def test_prepare_never_raises_on_bad_data_and_keeps_every_event() -> None:
+    builder = RowBuilder(load())
+    good = json.dumps(event(1)).encode()
+    huge = json.dumps(event(2, page={"title": "t" * 100_000})).encode()
+    got = prepare_with(builder, [good, b"{not json", b"[1, 2]", huge], [(11, 1000), (12, 2000), (13, 3000), (14, 4000)])
+    assert got.tables == ["events", "bad_rows", "bad_rows", "bad_rows"]
+    assert got.ids == [7_000_000_000_000_001, 12, 13, 7_000_000_000_000_002]
+    assert got.ms[:3] == [1_700_000_000_001, 2000, 3000]
+    fmt, columns = builder.form("events")
+    assert fmt == "JSONCompactEachRow" and columns == list(builder.config.tables["events"].columns)
+    row = json.loads(got.rows[0])
+    assert len(row) == len(columns) and row[columns.index("page_url")] == "https://x.test/1"
+
+
+def test_build_processes_setting() -> None:
+    assert processes("auto", cpus=1) == 0 and processes("auto", cpus=2) == 1 and processes("auto", cpus=16) == 4
+    assert processes("0") == 0 and processes(3) == 3
+    with pytest.raises(ConfigError, match="build_processes is 'many'"):
+        StoreConfig.from_mapping({**load().raw, "build_processes": "many"})
+
+
+def test_compact_rows_land_exactly_as_json_each_row_rows(tmp_path: Path) -> None:
+    """Every column, DEFAULT expressions and Nested extras included, is the same whether
+    a row goes as JSONEachRow (the dict) or JSONCompactEachRow (its encoded array)."""
+    script = textwrap.dedent("""
+        import json, sys
+        from pathlib import Path
+        from band.store.backend import open_backend
+        from band.store.config import load
+        from band.store.migrate import ensure
+        from band.store.rows import RowBuilder
+        config = load()
+        backend = open_backend("", Path(sys.argv[1]))
+        ensure(backend, config)
+        backend.command("CREATE TABLE stats.events_copy AS stats.events")
+        builder = RowBuilder(config)
+        rows = [builder.build(json.loads(line))[1] for line in sys.stdin]
+        backend.insert("stats", "events", b"\\n".join(json.dumps(r).encode() for r in rows))
+        fmt, columns = builder.form("events")
+        backend.insert("stats", "events_copy", b"\\n".join(builder.encode("events", r) for r in rows), fmt, columns)
+        a = backend.select("SELECT * FROM stats.events ORDER BY id")["rows"]
+        b = backend.select("SELECT * FROM stats.events_copy ORDER BY id")["rows"]
+        print(json.dumps({"same": a == b, "rows": len(a), "char_ls": [r["char_ls"] for r in b],
+                          "extra": [r["extra.key"] for r in b]}))
+    """)
+    events = [event(1), event(2, char={"ls": 1}, odd={"deep": {"x": 1}}, sess={"num": "many"}),
+              event(3, page={"url": "https://x.test/é", "title": "ü \u2028"})]
+    events[0].pop("time")
+    out = subprocess.run([sys.executable, "-c", script, str(tmp_path / "db")], input="\n".join(map(json.dumps, events)),
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    answer = json.loads(out.stdout.strip().splitlines()[-1])
+    assert answer["same"] and answer["rows"] == 3
+    assert answer["char_ls"] == [-1, 1, -1], "an omitted column takes its DEFAULT, as with JSONEachRow"
+    assert ["odd_deep_x", "sess_num"] == sorted(answer["extra"][1])
+
+
+def _workers(pid: int) -> list[int]:
+    """The store's row-building processes (its spawned children, not the resource tracker)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for kid in (task / "children").read_text().split():
+            cmdline = Path(f"/proc/{kid}/cmdline").read_bytes().replace(b"\0", b" ")
+            if b"spawn_main" in cmdline:
+                found.append(int(kid))
+    return found
+
+
+def _gone(pids: list[int]) -> bool:
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            return False
+    return True
+
+
+async def test_a_killed_building_process_loses_nothing(tmp_path: Path, own_nats: NatsServer, store_client: Any) -> None:
+    proc = start_store(tmp_path, own_nats.url, STORE_BUILD_PROCESSES="1")
+    try:
+        await publish(store_client, [event(n) for n in range(50)])
+        await counted(50, proc)
+        workers = _workers(proc.pid)
+        assert len(workers) == 1, f"one row-building process, found {workers}"
+        os.kill(workers[0], signal.SIGKILL)
+        await wait_for(lambda: _gone(workers), 10, "the killed process to be gone")
+        await publish(store_client, [event(n) for n in range(50, 120)])
+        await counted(120, proc)
+        assert await count("SELECT uniqExact(id) AS n FROM stats.events") == 120
+        await wait_for(lambda: "a row-building process died" in proc.text(), 10, "the warning in the log", procs=[proc])
+        await publish(store_client, [event(n) for n in range(120, 130)])
+        await counted(130, proc)
+        await wait_for(lambda: len(_workers(proc.pid)) == 1, 20, "the pool started again", procs=[proc])
+    finally:
+        assert proc.stop() == 0, proc.text()[-3000:]
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+async def test_no_building_process_outlives_the_store(tmp_path: Path, own_nats: NatsServer, store_client: Any, how: str) -> None:
+    proc = start_store(tmp_path, own_nats.url, STORE_BUILD_PROCESSES="2")
+    try:
+        await publish(store_client, [event(n) for n in range(10)])
+        await counted(10, proc)
+        workers = _workers(proc.pid)
+        assert len(workers) == 2
+        if how == "SIGTERM":
+            assert proc.stop() == 0, proc.text()[-3000:]
+        else:
+            proc.kill()
+        await wait_for(lambda: _gone(workers), 10, f"the row-building processes gone after {how}")
+    finally:
+        proc.kill()
