@@ -65,6 +65,12 @@ class DurableListener:
 
     async def create(self) -> None:
         """Create (or update) the consumer and subscribe the inbox its events come to."""
+        await self.make_consumer()
+        self._inbox = self.nc.new_inbox()
+        self._sub = await self.nc.subscribe(self._inbox + ".*", cb=self._on_delivery)
+
+    async def make_consumer(self) -> None:
+        """Create the durable consumer, or update it to this listener's settings."""
         ep = self.ep
         config = ConsumerConfig(
             durable_name=self.name,
@@ -80,8 +86,6 @@ class DurableListener:
             await js.add_consumer(wire.STREAM, config)
         except (BadRequestError, ServerError) as exc:  # e.g. a deliver policy changed since it was made
             raise ConfigError(f"cannot create durable consumer {self.name!r}: {exc.description}") from None
-        self._inbox = self.nc.new_inbox()
-        self._sub = await self.nc.subscribe(self._inbox + ".*", cb=self._on_delivery)
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Pull and start events while slots are free; stop pulling once ``stopping`` is set.
