@@ -18,7 +18,9 @@ Scenarios:
   track   GET /benchtrack/page: two enricher services (benchgeo, benchua), a handler
           service (benchtrack) and a durable listener service (benchstore), JetStream
   floor   raw nats-py: a process answering b"{}" to requests at --rate, nothing else;
-          what any process woken by one NATS message per hit costs on this machine
+          what any process woken by one NATS message per hit costs on this machine; and
+          bare aiohttp storing each hit with one raw nats-py JetStream publish: the pixel
+          hit with no edge logic at all
   then    throughput at saturation (closed loop, 32 connections) for pixel and track,
           and /track/page at half that rate for --soak seconds: p50/p99 and the edge's RSS
 Targets: pixel (edge + nats-server) <= 2.5 x bare aiohttp's CPU per request;
@@ -112,6 +114,42 @@ def service(nats_url: str, name: str) -> None:
 
 
 RAW_SUBJECT = "bench.raw"
+STORED_SUBJECT = "in.gen.benchraw.hit"  # in the events stream: JetStream acknowledges it
+
+
+def bare_js_server(port: int, nats_url: str) -> None:
+    """The floor of an edge: bare aiohttp that stores each hit with one raw nats-py
+    JetStream publish (a request on the stream's subject) before it answers the GIF."""
+    import itertools
+
+    import nats
+    from aiohttp import web
+
+    from band.response import PIXEL_GIF
+
+    ids = itertools.count()
+    body = json.dumps({"key": STORED_SUBJECT, "service": "benchraw", "name": "hit", "channel": "pixel", "projectId": 0,
+                       "uid": "0", "td": {"ip": "127.0.0.1", "ua": "", "ref": "", "host": ""}, "data": {}}).encode()
+
+    async def connect(app: web.Application) -> Any:
+        app["nc"] = await nats.connect(nats_url)
+        yield
+        await app["nc"].close()
+
+    async def gif(request: web.Request) -> web.Response:
+        await request.app["nc"].request(STORED_SUBJECT, body, timeout=5, headers={"Nats-Msg-Id": f"raw-{os.getpid()}-{next(ids)}"})
+        return web.Response(body=PIXEL_GIF, content_type="image/gif")
+
+    app = web.Application()
+    app.cleanup_ctx.append(connect)
+    app.router.add_get("/{tail:.*}", gif)
+    try:
+        import uvloop
+
+        uvloop.install()  # the same loop the edge runs on
+    except ImportError:
+        pass
+    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
 
 
 def raw_responder(nats_url: str) -> None:
@@ -405,6 +443,7 @@ def main() -> int:
             svc[name] = spawn(f"b.service({nats_server.url!r}, {name!r})", stdout=subprocess.PIPE)
             procs.append(svc[name])
         procs.append(raw := spawn(f"b.raw_responder({nats_server.url!r})", stdout=subprocess.PIPE))
+        procs.append(bare_js := spawn(f"b.bare_js_server({(bare_js_port := free_port())}, {nats_server.url!r})"))
         for name, proc in {**svc, "raw": raw}.items():
             assert proc.stdout is not None
             for out in proc.stdout:  # the services log to stdout too
@@ -413,10 +452,11 @@ def main() -> int:
             else:
                 raise RuntimeError(f"bench service {name} did not start")
         wait_http(bare_url + "/x.gif")
+        wait_http(f"http://127.0.0.1:{bare_js_port}/x.gif")
         wait_routed(base)
 
         assert nats_server.process is not None
-        pids = {"bare": bare.pid, "edge": edge.pid, "nats-server": nats_server.process.pid, **{n: p.pid for n, p in svc.items()}, "raw responder": raw.pid}
+        pids = {"bare": bare.pid, "edge": edge.pid, "nats-server": nats_server.process.pid, **{n: p.pid for n, p in svc.items()}, "raw responder": raw.pid, "bare+js": bare_js.pid}
         meter = Meter(pids, idle_s=3.0)
         print(f"CPU per hit at {args.rate:.0f} hits/s, median of {args.rounds} runs of {args.duration:.0f} s, open loop; idle CPU subtracted; {os.cpu_count()} CPUs", flush=True)
         bare_cpu, r = meter.median(args.rounds, bare_url + "/pixel/hit.gif", args.rate, args.duration, ("bare",))
@@ -434,6 +474,10 @@ def main() -> int:
         floor, r = meter.median(args.rounds, nats_server.url, args.rate, args.duration, ("raw responder", "nats-server"), kind="nats")
         print(line("floor: raw nats-py request/reply", floor) + f"   ({r['rate']:.0f}/s, {r['errors']} errors)", flush=True)
         print(split_line(meter.splits), flush=True)
+        stored, r = meter.median(args.rounds, f"http://127.0.0.1:{bare_js_port}/pixel/hit.gif", args.rate, args.duration, ("bare+js", "nats-server"))
+        print(line("floor: bare aiohttp + raw JS publish", stored) + f"   ({r['rate']:.0f}/s, {r['errors']} errors)", flush=True)
+        print(split_line(meter.splits), flush=True)
+        print(f"    ratio to bare aiohttp {sum(stored.values()) / max(sum(bare_cpu.values()), 1e-9):.2f} (a pixel hit stored with no edge logic at all)", flush=True)
 
         if args.profile:
             Path(args.profile).mkdir(parents=True, exist_ok=True)
