@@ -60,10 +60,17 @@ def bare_server(port: int) -> None:
 
     app = web.Application()
     app.router.add_get("/{tail:.*}", gif)
+    run_app(app, port)
+
+
+def run_app(app: Any, port: int) -> None:
+    """Serve a bare aiohttp app on the loop the edge runs on."""
+    from aiohttp import web
+
     try:
         import uvloop
 
-        uvloop.install()  # the same loop the edge runs on
+        uvloop.install()
     except ImportError:
         pass
     web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
@@ -143,13 +150,7 @@ def bare_js_server(port: int, nats_url: str) -> None:
     app = web.Application()
     app.cleanup_ctx.append(connect)
     app.router.add_get("/{tail:.*}", gif)
-    try:
-        import uvloop
-
-        uvloop.install()  # the same loop the edge runs on
-    except ImportError:
-        pass
-    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
+    run_app(app, port)
 
 
 def raw_responder(nats_url: str) -> None:
@@ -175,6 +176,17 @@ def raw_responder(nats_url: str) -> None:
     band_loop.run(main())
 
 
+async def _in_waves(one: Any, total: int) -> None:
+    """``one(i)`` for every i < total, at most 500 scheduled at a time (each waits for its own start)."""
+    tasks = []
+    for i in range(total):
+        tasks.append(asyncio.ensure_future(one(i)))
+        if len(tasks) >= 500:
+            await asyncio.gather(*tasks)
+            tasks.clear()
+    await asyncio.gather(*tasks)
+
+
 async def _nats_open_loop(url: str, duration: float, rate: float) -> dict[str, Any]:
     """Requests to the raw responder at a fixed rate (as _open_loop, over NATS)."""
     import nats
@@ -193,13 +205,7 @@ async def _nats_open_loop(url: str, duration: float, rate: float) -> dict[str, A
         except Exception:
             errors += 1
 
-    tasks = []
-    for i in range(total):
-        tasks.append(asyncio.ensure_future(one(i)))
-        if len(tasks) >= 500:
-            await asyncio.gather(*tasks)
-            tasks.clear()
-    await asyncio.gather(*tasks)
+    await _in_waves(one, total)
     elapsed = time.perf_counter() - start
     await nc.close()
     return {"rate": total / elapsed, "requests": total, "errors": errors}
@@ -247,13 +253,7 @@ async def _open_loop(url: str, duration: float, rate: float) -> dict[str, Any]:
                 errors += resp.status >= 400
             latencies.append(time.perf_counter() - due)
 
-        tasks = []
-        for i in range(total):
-            tasks.append(asyncio.ensure_future(one(i)))
-            if len(tasks) >= 500:
-                await asyncio.gather(*tasks)
-                tasks.clear()
-        await asyncio.gather(*tasks)
+        await _in_waves(one, total)
         elapsed = time.perf_counter() - start
     latencies.sort()
     return {
