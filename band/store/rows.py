@@ -41,7 +41,7 @@ class BadRow(ValueError):
 
 
 # A trie entry, one per path seen: a list, indexed by these positions (no attribute
-# lookups on the hot path). The slot fields are filled the first time a leaf reaches it.
+# lookups on the hot path). The slot fields are filled when the entry is made.
 _KIDS, _PATH, _READY, _PLAIN, _COLUMN, _CONVERT, _EXTRA, _KEY, _LOW, _HIGH = range(10)
 
 
@@ -73,6 +73,7 @@ class TableLayout:
         entry = trie.get(key)
         if entry is None:
             entry = self._entry(parent[_PATH] + (key,))
+            self.resolve(entry)
             if self._cached < self.MAX_CACHED:
                 trie[key] = entry
                 self._cached += 1
@@ -204,7 +205,7 @@ class RowBuilder:
         loop of the store, one trie step per key and, for a text or in-range integer
         value, no call at all. Entry fields by number (``_KIDS`` = 0 ... ``_HIGH`` = 9):
         a constant index is cheaper than a global's."""
-        quarter, limit, child_of, resolve = self._quarter, self._max, layout.child, layout.resolve
+        quarter, limit, child_of = self._quarter, self._max, layout.child
         stack = [(value, layout.root) for value in roots]
         pop, push = stack.pop, stack.append
         while stack:
@@ -215,22 +216,22 @@ class RowBuilder:
                 if entry is None:
                     entry = child_of(parent, key)
                 kind = type(child)
-                if kind is dict:  # JSON objects are plain dicts: no ABC check on the hot path
-                    push((child, entry))
-                    continue
-                if child is None:
-                    continue
-                if not entry[2]:
-                    resolve(entry)
-                if kind is str:
-                    if len(child) > quarter and len(child.encode()) > limit:
-                        raise BadRow(f"{'.'.join(entry[1])} is {len(child.encode())} bytes, over max_value_bytes {limit}")
-                    if entry[3] is str:
+                if kind is entry[3]:  # the column's plain type: text into text, an integer into an integer
+                    if kind is str:
+                        if len(child) > quarter and len(child.encode()) > limit:
+                            raise BadRow(f"{'.'.join(entry[1])} is {len(child.encode())} bytes, over max_value_bytes {limit}")
                         row[entry[4]] = child
                         continue
-                elif kind is int and entry[3] is int and entry[8] <= child <= entry[9]:
-                    row[entry[4]] = child
+                    if entry[8] <= child <= entry[9]:
+                        row[entry[4]] = child
+                        continue
+                elif kind is dict:  # JSON objects are plain dicts: no ABC check on the hot path
+                    push((child, entry))
                     continue
+                elif child is None:
+                    continue
+                elif kind is str and len(child) > quarter and len(child.encode()) > limit:
+                    raise BadRow(f"{'.'.join(entry[1])} is {len(child.encode())} bytes, over max_value_bytes {limit}")
                 convert = entry[5]
                 if convert is not None:
                     try:
