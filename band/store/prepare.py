@@ -68,26 +68,31 @@ def prepare_with(builder: RowBuilder, datas: Sequence[bytes], fallbacks: Sequenc
     be a row becomes a ``bad_rows`` row."""
     out = Prepared([], [], [], [])
     for data, (fallback_id, fallback_ms) in zip(datas, fallbacks):
-        table, row = _row(builder, data, fallback_id, fallback_ms)
+        table, event_id, ms, row = _row(builder, data, fallback_id, fallback_ms)
         out.tables.append(table)
-        out.ids.append(row["id"])
-        out.ms.append(row.get("timestamp") or fallback_ms)
+        out.ids.append(event_id)
+        out.ms.append(ms)
         out.rows.append(builder.encode(table, row))
     return out
 
 
-def _row(builder: RowBuilder, data: bytes, fallback_id: int, fallback_ms: int) -> tuple[str, dict[str, Any]]:
+def _row(builder: RowBuilder, data: bytes, fallback_id: int, fallback_ms: int) -> tuple[str, int, int, Any]:
     try:
         message = body.load(data)
     except wire.DecodeError as exc:
-        return builder.bad_row(data.decode("utf-8", "replace"), "", str(exc), fallback_id, fallback_ms)
+        return _bad(builder.bad_row(data.decode("utf-8", "replace"), "", str(exc), fallback_id, fallback_ms), fallback_ms)
     if not isinstance(message, dict):
-        return builder.bad_row(message, "", "the event is not a JSON object", fallback_id, fallback_ms)
+        return _bad(builder.bad_row(message, "", "the event is not a JSON object", fallback_id, fallback_ms), fallback_ms)
     try:
-        return builder.build(message, fallback_id, fallback_ms)
+        return builder.line(message, fallback_id, fallback_ms)
     except BadRow as exc:
-        return builder.bad_row(message, builder.route(message.get("service"), message.get("name")), str(exc),
-                               fallback_id, fallback_ms)
+        return _bad(builder.bad_row(message, builder.route(message.get("service"), message.get("name")), str(exc),
+                                    fallback_id, fallback_ms), fallback_ms)
+
+
+def _bad(bad: tuple[str, dict[str, Any]], fallback_ms: int) -> tuple[str, int, int, Any]:
+    table, row = bad
+    return table, row["id"], row.get("timestamp") or fallback_ms, row
 
 
 # --- in a worker process ----------------------------------------------------------------
