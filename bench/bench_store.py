@@ -100,6 +100,23 @@ def rss_mb(pid: int, field: str = "VmRSS") -> float:
     return 0.0
 
 
+def tree_rss_mb(pid: int, field: str = "VmRSS") -> dict[str, float]:
+    """Resident memory of the store's process and of each child (chDB's, the row
+    builders), MB; with ``VmHWM`` each one's peak so far (their sum bounds the total)."""
+    found = {"store": rss_mb(pid, field)}
+    for kid in children(pid):
+        try:
+            name = role(kid)
+            found[name] = found.get(name, 0.0) + rss_mb(kid, field)
+        except OSError:
+            pass
+    return found
+
+
+def _rss_text(parts: dict[str, float]) -> str:
+    return f"{sum(parts.values()):.0f} MB (" + ", ".join(f"{k} {v:.0f}" for k, v in parts.items() if v) + ")"
+
+
 def cpu_s(pid: int) -> float:
     """User + system CPU seconds a process has used: on a shared machine CPU per event is
     the honest figure, wall-clock rates depend on the neighbours."""
@@ -118,12 +135,20 @@ def children(pid: int) -> list[int]:
     return kids
 
 
-def tree_cpu_s(pid: int) -> dict[int, float]:
-    """CPU seconds of ``pid`` and of each live child, by pid."""
-    found = {pid: cpu_s(pid)}
+def role(kid: int) -> str:
+    """What a child of the store is: chDB's process, a row builder, or multiprocessing's tracker."""
+    if b"resource_tracker" in Path(f"/proc/{kid}/cmdline").read_bytes():
+        return "tracker"
+    return "chdb" if "chdb" in Path(f"/proc/{kid}/maps").read_text() else "builder"
+
+
+def tree_cpu_s(pid: int) -> dict[str, float]:
+    """CPU seconds of the store's process and of its children, by role."""
+    found = {"store": cpu_s(pid)}
     for kid in children(pid):
         try:
-            found[kid] = cpu_s(kid)
+            name = role(kid)
+            found[name] = found.get(name, 0.0) + cpu_s(kid)
         except OSError:
             pass
     return found
@@ -174,27 +199,29 @@ async def main(n: int) -> None:
             started, first = time.perf_counter(), await count()
             cpu0, nats0 = tree_cpu_s(proc.pid), cpu_s(nats_pid)
             shown = first
+            peak_now = 0.0
             while (got := await count()) < n:
+                peak_now = max(peak_now, sum(tree_rss_mb(proc.pid).values()))
                 if got - shown >= 100_000:
-                    print(f"  stored {got:,} / {n:,}", flush=True)
+                    print(f"  stored {got:,} / {n:,}, store RSS now {_rss_text(tree_rss_mb(proc.pid))}", flush=True)
                     shown = got
                 await asyncio.sleep(0.1)
             took = time.perf_counter() - started
             cpu1 = tree_cpu_s(proc.pid)
             used = {p: cpu1[p] - cpu0.get(p, 0.0) for p in cpu1}
             store_us = sum(used.values()) / (got - first) * 1e6
-            main_us = used[proc.pid] / (got - first) * 1e6
+            per_role = {p: v / (got - first) * 1e6 for p, v in used.items()}
             nats_us = (cpu_s(nats_pid) - nats0) / (got - first) * 1e6
             rate = (got - first) / took
             print(f"ingest from the stream into embedded chDB: {rate:,.0f} events/s wall "
                   f"({rate / top:.2f}x the direct-insert ceiling), {got - first:,} events of backlog")
             print(f"CPU per event: store {store_us:.1f} µs ({1e6 / store_us:,.0f} events per CPU-second, "
                   f"{store_us / top_cpu:.2f}x the ceiling's CPU per row), nats-server {nats_us:.1f} µs")
-            print(f"  of which the store's process {main_us:.1f} µs (chDB runs there), its {len(used) - 1} "
-                  f"row-building processes {store_us - main_us:.1f} µs; all processes busy "
-                  f"{(sum(used.values()) + (cpu_s(nats_pid) - nats0)) / took:.2f} of {os.cpu_count()} CPUs")
-            print(f"store RSS: peak {rss_mb(proc.pid, 'VmHWM'):.0f} MB while catching up, "
-                  f"now {rss_mb(proc.pid):.0f} MB")
+            print(f"  of which the store's process {per_role['store']:.1f} µs, chDB's process {per_role.get('chdb', 0):.1f} µs, "
+                  f"row builders {per_role.get('builder', 0):.1f} µs; the store and nats-server kept "
+                  f"{(sum(used.values()) + (cpu_s(nats_pid) - nats0)) / took:.2f} of {os.cpu_count()} CPUs busy")
+            print(f"store RSS while catching up: highest sampled total {peak_now:.0f} MB; each process's peak "
+                  f"{_rss_text(tree_rss_mb(proc.pid, 'VmHWM'))}; now {_rss_text(tree_rss_mb(proc.pid))}")
 
             sent: dict[int, float] = {}
             seen: dict[int, float] = {}

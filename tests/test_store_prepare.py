@@ -1,5 +1,6 @@
-"""Rows built beside the writer (band/store/prepare.py) and encoded compact (rows.encode):
-the same rows as before, nothing lost when a building process dies, no process left behind."""
+"""Rows built beside the writer (band/store/prepare.py) and encoded compact (rows.encode),
+chDB in a process of its own (band/store/isolated.py): the same rows as before, nothing
+lost when a building process dies, no process left behind."""
 
 from __future__ import annotations
 
@@ -40,7 +41,8 @@ def test_prepare_never_raises_on_bad_data_and_keeps_every_event() -> None:
 
 
 def test_build_processes_setting() -> None:
-    assert processes("auto", cpus=1) == 0 and processes("auto", cpus=2) == 1 and processes("auto", cpus=16) == 4
+    assert processes("auto", cpus=1) == 0 and processes("auto", cpus=2) == 0 and processes("auto", cpus=4) == 2
+    assert processes("auto", cpus=16) == 4
     assert processes("0") == 0 and processes(3) == 3
     with pytest.raises(ConfigError, match="build_processes is 'many'"):
         StoreConfig.from_mapping({**load().raw, "build_processes": "many"})
@@ -82,15 +84,22 @@ def test_compact_rows_land_exactly_as_json_each_row_rows(tmp_path: Path) -> None
     assert ["odd_deep_x", "sess_num"] == sorted(answer["extra"][1])
 
 
-def _workers(pid: int) -> list[int]:
-    """The store's row-building processes (its spawned children, not the resource tracker)."""
-    found = []
+def _spawned(pid: int) -> dict[int, str]:
+    """The store's spawned children (not multiprocessing's resource tracker): ``chdb``
+    for the process holding chDB, ``builder`` for a row builder."""
+    found = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
-        for kid in (task / "children").read_text().split():
-            cmdline = Path(f"/proc/{kid}/cmdline").read_bytes().replace(b"\0", b" ")
-            if b"spawn_main" in cmdline:
-                found.append(int(kid))
+        for kid in map(int, (task / "children").read_text().split()):
+            try:
+                if b"spawn_main" in Path(f"/proc/{kid}/cmdline").read_bytes():
+                    found[kid] = "chdb" if "chdb" in Path(f"/proc/{kid}/maps").read_text() else "builder"
+            except OSError:  # exited meanwhile
+                pass
     return found
+
+
+def _workers(pid: int) -> list[int]:
+    return [kid for kid, what in _spawned(pid).items() if what == "builder"]
 
 
 def _gone(pids: list[int]) -> bool:
@@ -130,12 +139,30 @@ async def test_no_building_process_outlives_the_store(tmp_path: Path, own_nats: 
     try:
         await publish(store_client, [event(n) for n in range(10)])
         await counted(10, proc)
-        workers = _workers(proc.pid)
-        assert len(workers) == 2
+        workers = list(_spawned(proc.pid))
+        assert sorted(_spawned(proc.pid).values()) == ["builder", "builder", "chdb"]
         if how == "SIGTERM":
             assert proc.stop() == 0, proc.text()[-3000:]
         else:
             proc.kill()
-        await wait_for(lambda: _gone(workers), 10, f"the row-building processes gone after {how}")
+        await wait_for(lambda: _gone(workers), 10, f"chDB's and the row-building processes gone after {how}")
     finally:
         proc.kill()
+
+
+async def test_a_killed_chdb_process_is_started_again_and_loses_nothing(tmp_path: Path, own_nats: NatsServer,
+                                                                         store_client: Any) -> None:
+    proc = start_store(tmp_path, own_nats.url, STORE_BUILD_PROCESSES="0")
+    try:
+        await publish(store_client, [event(n) for n in range(40)])
+        await counted(40, proc)
+        chdb = [kid for kid, what in _spawned(proc.pid).items() if what == "chdb"]
+        assert len(chdb) == 1
+        os.kill(chdb[0], signal.SIGKILL)
+        await wait_for(lambda: _gone(chdb), 10, "chDB's process gone")
+        await publish(store_client, [event(n) for n in range(40, 100)])
+        await counted(100, proc)
+        assert await count("SELECT uniqExact(id) AS n FROM stats.events") == 100
+        assert [what for what in _spawned(proc.pid).values()] == ["chdb"], "one chDB process again"
+    finally:
+        assert proc.stop() == 0, proc.text()[-3000:]

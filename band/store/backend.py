@@ -182,5 +182,10 @@ def _redact(url: str) -> str:
 
 
 def open_backend(clickhouse_url: str, data_dir: Path) -> Backend:
-    """A server when ``clickhouse_url`` is set, else chDB on ``data_dir``."""
-    return ServerBackend(clickhouse_url) if clickhouse_url else ChdbBackend(data_dir)
+    """A server when ``clickhouse_url`` is set, else chDB on ``data_dir``, in a process of
+    its own (:mod:`.isolated`: chDB in this process would slow the event loop)."""
+    if clickhouse_url:
+        return ServerBackend(clickhouse_url)
+    from .isolated import IsolatedChdb
+
+    return IsolatedChdb(data_dir)

@@ -1,15 +1,17 @@
 """Event bytes to encoded rows, in worker processes beside the store's event loop.
 
 Decoding an event, building its row and encoding it is most of the store's Python work
-(about 35 of 70 µs per event on a 2-core machine), and it holds the GIL: on one
-interpreter it caps ingest near 18,000 events/s however many cores there are. So the
-writer hands each fetched chunk's bytes to ``build_processes`` worker processes
-(``auto``: one per core beyond the first, at most 4) and gets back, per message, its
+(about 30 of the 50 µs per event its process spends, chDB being in a process of its
+own), and it holds the GIL: one interpreter caps ingest near 20,000 events/s however
+many cores there are. So the
+writer can hand each fetched chunk's bytes to ``build_processes`` worker processes
+(``auto``: one per core beyond the second, at most 4) and get back, per message, its
 table, id, time and row as a JSON array over the table's columns
-(:meth:`RowBuilder.encode`). Pickling that costs the loop about 2 µs per event.
+(:meth:`RowBuilder.encode`). Pickling that costs the loop about 2 µs per event, and
+the whole machine about 12 µs more per event than building in-process.
 
-With no workers (one core, or ``build_processes: 0``) the same function runs in the
-store's process. A worker that dies (killed by hand, out of memory) costs nothing:
+With no workers (two cores or fewer, or ``build_processes: 0``) the same function runs
+in the store's process. A worker that dies (killed by hand, out of memory) costs nothing:
 its chunk is prepared in-process and the pool is started again.
 """
 
@@ -53,10 +55,11 @@ def collect_less() -> None:
     few batches alive, thousands of dicts and lists. At the default thresholds the
     collector walks those every 700 allocations; measured, that was a quarter of the
     cost of building rows (11 of 40 µs per event). Startup's objects are frozen out of
-    the collections, and a young collection waits for 100,000 allocations.
+    the collections, and a young collection waits for 100,000 allocations (older
+    generations keep their default pace, so cyclic garbage is still collected).
     """
     gc.freeze()
-    gc.set_threshold(100_000, 50, 100)
+    gc.set_threshold(100_000, 10, 10)
 
 
 def prepare_with(builder: RowBuilder, datas: Sequence[bytes], fallbacks: Sequence[tuple[int, int]]) -> Prepared:
@@ -65,26 +68,31 @@ def prepare_with(builder: RowBuilder, datas: Sequence[bytes], fallbacks: Sequenc
     be a row becomes a ``bad_rows`` row."""
     out = Prepared([], [], [], [])
     for data, (fallback_id, fallback_ms) in zip(datas, fallbacks):
-        table, row = _row(builder, data, fallback_id, fallback_ms)
+        table, event_id, ms, row = _row(builder, data, fallback_id, fallback_ms)
         out.tables.append(table)
-        out.ids.append(row["id"])
-        out.ms.append(row.get("timestamp") or fallback_ms)
+        out.ids.append(event_id)
+        out.ms.append(ms)
         out.rows.append(builder.encode(table, row))
     return out
 
 
-def _row(builder: RowBuilder, data: bytes, fallback_id: int, fallback_ms: int) -> tuple[str, dict[str, Any]]:
+def _row(builder: RowBuilder, data: bytes, fallback_id: int, fallback_ms: int) -> tuple[str, int, int, Any]:
     try:
         message = body.load(data)
     except wire.DecodeError as exc:
-        return builder.bad_row(data.decode("utf-8", "replace"), "", str(exc), fallback_id, fallback_ms)
+        return _bad(builder.bad_row(data.decode("utf-8", "replace"), "", str(exc), fallback_id, fallback_ms), fallback_ms)
     if not isinstance(message, dict):
-        return builder.bad_row(message, "", "the event is not a JSON object", fallback_id, fallback_ms)
+        return _bad(builder.bad_row(message, "", "the event is not a JSON object", fallback_id, fallback_ms), fallback_ms)
     try:
-        return builder.build(message, fallback_id, fallback_ms)
+        return builder.line(message, fallback_id, fallback_ms)
     except BadRow as exc:
-        return builder.bad_row(message, builder.route(message.get("service"), message.get("name")), str(exc),
-                               fallback_id, fallback_ms)
+        return _bad(builder.bad_row(message, builder.route(message.get("service"), message.get("name")), str(exc),
+                                    fallback_id, fallback_ms), fallback_ms)
+
+
+def _bad(bad: tuple[str, dict[str, Any]], fallback_ms: int) -> tuple[str, int, int, Any]:
+    table, row = bad
+    return table, row["id"], row.get("timestamp") or fallback_ms, row
 
 
 # --- in a worker process ----------------------------------------------------------------
@@ -120,9 +128,14 @@ def _ready() -> bool:
 
 
 def processes(setting: str | int, cpus: int | None = None) -> int:
-    """Worker processes for ``build_processes`` (``auto`` or a number)."""
+    """Worker processes for ``build_processes`` (``auto`` or a number).
+
+    ``auto`` leaves two cores to the store's process and chDB's, and uses the rest (at
+    most 4): handing rows to a worker costs about 12 µs per event more in all, so on
+    2 cores, where nothing is spare, building in-process measured faster.
+    """
     if str(setting).strip().lower() == "auto":
-        return max(0, min(MAX_AUTO_PROCESSES, (cpus or os.cpu_count() or 1) - 1))
+        return max(0, min(MAX_AUTO_PROCESSES, (cpus or os.cpu_count() or 1) - 2))
     return max(0, int(setting))
 
 

@@ -41,14 +41,15 @@ class BadRow(ValueError):
 
 
 # A trie entry, one per path seen: a list, indexed by these positions (no attribute
-# lookups on the hot path). The slot fields are filled the first time a leaf reaches it.
+# lookups on the hot path). The slot fields are filled when the entry is made.
 _KIDS, _PATH, _READY, _PLAIN, _COLUMN, _CONVERT, _EXTRA, _KEY, _LOW, _HIGH = range(10)
 
 
 class TableLayout:
     """One table's columns and extras, with the path → slot answers cached in a trie
     (one dict per level, walked beside the event, so a known path costs a dict lookup
-    per key and no tuple). An entry says where a leaf lands: ``_COLUMN`` (or None),
+    per key and no tuple). An entry says where a leaf lands: ``_COLUMN`` (the column's
+    position in a row, or None),
     ``_PLAIN`` (a value of exactly this type goes in as it is: ``str`` into text columns,
     ``int`` within ``_LOW``..``_HIGH`` into integer ones), ``_CONVERT`` for the rest,
     and the ``_EXTRA``/``_KEY`` used when there is no column or the value misfits."""
@@ -59,6 +60,8 @@ class TableLayout:
         self.table = table
         self.columns = {name: converter(col.type) for name, col in table.columns.items() if "." not in name}
         self._types = {name: col.type for name, col in table.columns.items() if "." not in name}
+        self.names = list(table.columns)  # a row is a list in this order (JSONCompactEachRow's)
+        self.position = {name: i for i, name in enumerate(self.names)}
         self.extras = table.extra_prefixes()
         self.root: list[Any] = self._entry(())
         self._cached = 0
@@ -73,6 +76,7 @@ class TableLayout:
         entry = trie.get(key)
         if entry is None:
             entry = self._entry(parent[_PATH] + (key,))
+            self.resolve(entry)
             if self._cached < self.MAX_CACHED:
                 trie[key] = entry
                 self._cached += 1
@@ -85,7 +89,7 @@ class TableLayout:
         entry[_EXTRA], entry[_KEY] = self._nearest_extra(path)
         convert = self.columns.get(name)
         if convert is not None:
-            entry[_COLUMN], entry[_CONVERT] = name, convert
+            entry[_COLUMN], entry[_CONVERT] = self.position[name], convert
             type_ = self._types[name]
             if _is_text(type_):
                 entry[_PLAIN] = str
@@ -116,7 +120,7 @@ class RowBuilder:
         self._max = config.max_value_bytes
         self._quarter = self._max // 4  # a str of fewer chars cannot exceed the limit in UTF-8
         self._routes: dict[tuple[str, str], str] = {}
-        self._columns = {name: list(t.columns) for name, t in config.tables.items()}
+        self._columns = {name: layout.names for name, layout in self.layouts.items()}
         self._compact = body.compact_tables(list(config.tables.values()))
 
     def form(self, table: str) -> tuple[str, list[str]]:
@@ -125,11 +129,15 @@ class RowBuilder:
             return body.COMPACT, self._columns[table]
         return body.EACH_ROW, []
 
-    def encode(self, table: str, row: dict[str, Any]) -> bytes:
-        """``row`` as one line of an insert into ``table`` (see :meth:`form`): a JSON array
-        over the table's columns, ``null`` where the row has no value."""
+    def encode(self, table: str, row: dict[str, Any] | list[Any]) -> bytes:
+        """``row`` (from :meth:`line`, or a dict such as :meth:`bad_row`'s) as one line of
+        an insert into ``table`` (see :meth:`form`): a JSON array over the table's columns,
+        ``null`` where the row has no value."""
         if table in self._compact:
-            return body.dump(list(map(row.get, self._columns[table])))
+            return body.dump(row if isinstance(row, list) else list(map(row.get, self._columns[table])))
+        if isinstance(row, list):
+            names = self._columns[table]
+            row = {names[i]: value for i, value in enumerate(row) if value is not None}
         return body.dump(row)
 
     def route(self, service: Any, name: Any) -> str:
@@ -149,7 +157,21 @@ class RowBuilder:
         return table
 
     def build(self, message: Mapping[str, Any], fallback_id: int = 0, fallback_ms: int = 0) -> tuple[str, dict[str, Any]]:
-        """``(table, row)`` for ``message``.
+        """``(table, row)`` for ``message``, the row as a dict of the columns it fills
+        (and ``id``); :meth:`line` is the same as a list, which the writer uses.
+
+        Raises:
+            BadRow: a value too large for any column.
+        """
+        table, event_id, _, values = self.line(message, fallback_id, fallback_ms)
+        names = self.layouts[table].names
+        row = {names[i]: value for i, value in enumerate(values) if value is not None}
+        row["id"] = event_id
+        return table, row
+
+    def line(self, message: Mapping[str, Any], fallback_id: int = 0, fallback_ms: int = 0) -> tuple[str, int, int, list[Any]]:
+        """``(table, id, time in ms, row)`` for ``message``; the row is a list over the
+        table's columns (``None`` where the event has no value).
 
         ``fallback_id`` stands in for a missing or non-numeric ``id`` and
         ``fallback_ms`` for a missing ``time`` (both from the stream message).
@@ -160,7 +182,7 @@ class RowBuilder:
         get = message.get
         table = self.route(get("service"), get("name"))
         layout = self.layouts[table]
-        row: dict[str, Any] = {}
+        row: list[Any] = [None] * len(layout.names)
         extras: dict[str, tuple[list[str], list[str]]] = {}
         top = {prop: message[prop] for prop in self._copy_props if prop in message}
         td = get("td")
@@ -176,16 +198,25 @@ class RowBuilder:
         if isinstance(params, dict):
             roots.append({"params": params})
         self._walk(layout, row, extras, roots)
+        position = layout.position
         for column, paths in self._copies:
-            if column not in row and column in layout.columns:
-                self._copy(layout, row, column, message, paths)
-        if type(row.get("id")) is not int or row["id"] == 0:
-            row["id"] = fallback_id
-        self._times(row, get("time"), fallback_ms, layout.columns)
+            at = position.get(column)
+            if at is not None and row[at] is None and column in layout.columns:
+                self._copy(layout, row, column, at, message, paths)
+        at = position.get("id")
+        event_id = row[at] if at is not None else None
+        if type(event_id) is not int or event_id == 0:
+            event_id = fallback_id
+            if at is not None:
+                row[at] = event_id
+        ms = self._times(row, get("time"), fallback_ms, position)
         for prefix, (keys, values) in extras.items():
             base = f"{prefix}_extra" if prefix else "extra"
-            row[f"{base}.key"], row[f"{base}.value"] = keys, values
-        return table, row
+            key_at, value_at = position.get(f"{base}.key"), position.get(f"{base}.value")
+            if key_at is None or value_at is None:  # never dropped: without a place to keep them, a bad row
+                raise BadRow(f"table {table} has no {base} columns for {', '.join(keys)}")
+            row[key_at], row[value_at] = keys, values
+        return table, event_id, ms, row
 
     def bad_row(self, message: Any, table: str, reason: str, fallback_id: int, fallback_ms: int) -> tuple[str, dict[str, Any]]:
         """The ``bad_rows`` row that keeps an event whole, with why it is there."""
@@ -193,18 +224,18 @@ class RowBuilder:
         event_id = message.get("id") if isinstance(message, Mapping) else None
         row["id"] = int(event_id) if isinstance(event_id, str) and event_id.isdigit() and int(event_id) < 2**64 else fallback_id
         self._times(row, message.get("time") if isinstance(message, Mapping) else None, fallback_ms,
-                    self.layouts[BAD_ROWS].columns)
+                    {name: name for name in self.layouts[BAD_ROWS].columns})
         row["message"] = message if isinstance(message, str) else json.dumps(message, ensure_ascii=False, default=str)
         return BAD_ROWS, row
 
     # --- pieces --------------------------------------------------------------------
-    def _walk(self, layout: TableLayout, row: dict[str, Any], extras: dict[str, tuple[list[str], list[str]]],
+    def _walk(self, layout: TableLayout, row: list[Any], extras: dict[str, tuple[list[str], list[str]]],
               roots: list[dict[str, Any]]) -> None:
         """Every leaf under ``roots`` (objects at the event's root) into ``row``: the hot
         loop of the store, one trie step per key and, for a text or in-range integer
         value, no call at all. Entry fields by number (``_KIDS`` = 0 ... ``_HIGH`` = 9):
         a constant index is cheaper than a global's."""
-        quarter, limit, child_of, resolve = self._quarter, self._max, layout.child, layout.resolve
+        quarter, limit, child_of = self._quarter, self._max, layout.child
         stack = [(value, layout.root) for value in roots]
         pop, push = stack.pop, stack.append
         while stack:
@@ -215,22 +246,22 @@ class RowBuilder:
                 if entry is None:
                     entry = child_of(parent, key)
                 kind = type(child)
-                if kind is dict:  # JSON objects are plain dicts: no ABC check on the hot path
-                    push((child, entry))
-                    continue
-                if child is None:
-                    continue
-                if not entry[2]:
-                    resolve(entry)
-                if kind is str:
-                    if len(child) > quarter and len(child.encode()) > limit:
-                        raise BadRow(f"{'.'.join(entry[1])} is {len(child.encode())} bytes, over max_value_bytes {limit}")
-                    if entry[3] is str:
+                if kind is entry[3]:  # the column's plain type: text into text, an integer into an integer
+                    if kind is str:
+                        if len(child) > quarter and len(child.encode()) > limit:
+                            raise BadRow(f"{'.'.join(entry[1])} is {len(child.encode())} bytes, over max_value_bytes {limit}")
                         row[entry[4]] = child
                         continue
-                elif kind is int and entry[3] is int and entry[8] <= child <= entry[9]:
-                    row[entry[4]] = child
+                    if entry[8] <= child <= entry[9]:
+                        row[entry[4]] = child
+                        continue
+                elif kind is dict:  # JSON objects are plain dicts: no ABC check on the hot path
+                    push((child, entry))
                     continue
+                elif child is None:
+                    continue
+                elif kind is str and len(child) > quarter and len(child.encode()) > limit:
+                    raise BadRow(f"{'.'.join(entry[1])} is {len(child.encode())} bytes, over max_value_bytes {limit}")
                 convert = entry[5]
                 if convert is not None:
                     try:
@@ -244,7 +275,7 @@ class RowBuilder:
                 bucket[0].append(entry[7])
                 bucket[1].append(child if kind is str else text(child))
 
-    def _copy(self, layout: TableLayout, row: dict[str, Any], column: str, message: Mapping[str, Any],
+    def _copy(self, layout: TableLayout, row: list[Any], column: str, at: int, message: Mapping[str, Any],
               paths: tuple[tuple[str, ...], ...]) -> None:
         for path in paths:
             value: Any = message
@@ -253,20 +284,22 @@ class RowBuilder:
             if value is None or isinstance(value, (dict, list)):
                 continue
             try:
-                row[column] = layout.columns[column](value)
+                row[at] = layout.columns[column](value)
                 return
             except Misfit:
                 continue
 
     @staticmethod
-    def _times(row: dict[str, Any], time_ms: Any, fallback_ms: int, columns: Mapping[str, Any]) -> None:
+    def _times(row: Any, time_ms: Any, fallback_ms: int, position: Mapping[str, Any]) -> int:
         """``date``, ``dateTime`` and ``timestamp`` in UTC from the event's ``time`` (ms),
-        each where the table has that column."""
+        each where the table has that column (``row`` a list by ``position``, or a dict
+        when ``position`` maps each name to itself); returns the time in ms."""
         ms = time_ms if isinstance(time_ms, int) and not isinstance(time_ms, bool) and 0 < time_ms < 2**42 else fallback_ms
         seconds = ms // 1000
-        if "date" in columns:
-            row["date"] = _day(seconds // 86400)
-        if "dateTime" in columns:
-            row["dateTime"] = seconds
-        if "timestamp" in columns:
-            row["timestamp"] = ms
+        if "date" in position:
+            row[position["date"]] = _day(seconds // 86400)
+        if "dateTime" in position:
+            row[position["dateTime"]] = seconds
+        if "timestamp" in position:
+            row[position["timestamp"]] = ms
+        return ms

@@ -1,0 +1,162 @@
+"""chDB in a process of its own, behind the same :class:`~.backend.Backend` calls.
+
+chDB runs ClickHouse inside Python, and while a statement runs in one thread it keeps
+taking the GIL back: measured, a thread looping beside a running chDB statement (an
+insert, or a plain ``SELECT`` on one ClickHouse thread) advanced at 0.27-0.31 of its
+speed while burning 0.83 of a core. In the store that thread is the event loop (NATS,
+acks, building the next batch), slowed to a third for the whole of every insert.
+
+So the store's chDB lives in a child process that owns the data directory, and each
+call crosses a pipe: one for writes and one for read-only queries, each served by a
+thread of the child, so a query never waits behind an insert. An error comes back as
+the same :class:`StoreError` (or :class:`Unavailable`). A child that dies is reported
+as :class:`Unavailable` and started again on the next call (the writer retries with
+backoff meanwhile, acking nothing). The child exits when its parent does, even after
+a SIGKILL: its end of each pipe then reads end-of-file.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from multiprocessing import util
+import signal
+import threading
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from .backend import ChdbBackend, StoreError, Unavailable
+
+START_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 30.0
+
+
+def _serve(conn: Connection, backend: ChdbBackend) -> None:
+    """Answer one pipe's calls until it closes (the parent stopped or died)."""
+    while True:
+        try:
+            method, args = conn.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            answer: tuple[str, Any] = ("ok", getattr(backend, method)(*args))
+        except StoreError as exc:
+            answer = ("unavailable" if isinstance(exc, Unavailable) else "error", (exc.message, exc.code))
+        except Exception as exc:  # a bug of ours, not ClickHouse's answer: still an answer, never a hang
+            answer = ("error", (f"{type(exc).__name__}: {exc}", 0))
+        try:
+            conn.send(answer)
+        except (EOFError, OSError):
+            return
+
+
+def _child(path: str, writes: Connection, reads: Connection) -> None:
+    """The child's main: open chDB, serve both pipes, close chDB when the writes pipe ends."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us by closing the pipes
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        backend = ChdbBackend(Path(path))
+    except StoreError as exc:
+        writes.send(("unavailable" if isinstance(exc, Unavailable) else "error", (exc.message, exc.code)))
+        return
+    writes.send(("ok", None))
+    threading.Thread(target=_serve, args=(reads, backend), name="store-reads", daemon=True).start()
+    _serve(writes, backend)
+    backend.close()
+
+
+class _Channel:
+    """One pipe to the child, one call at a time."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.lock = threading.Lock()
+
+    def call(self, method: str, *args: Any) -> Any:
+        with self.lock:
+            try:
+                self.conn.send((method, args))
+                kind, value = self.conn.recv()
+            except (EOFError, OSError, BrokenPipeError):
+                raise Unavailable("the store's chDB process exited; it is started again on the next statement") from None
+        return _answer(kind, value)
+
+
+def _close_all(*conns: Connection) -> None:
+    for conn in conns:
+        conn.close()
+
+
+def _answer(kind: str, value: Any) -> Any:
+    if kind == "ok":
+        return value
+    message, code = value
+    raise (Unavailable if kind == "unavailable" else StoreError)(message, code)
+
+
+class IsolatedChdb:
+    """A :class:`~.backend.Backend` whose chDB runs in a child process (see the module)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()  # starting and stopping the child
+        self._process: Any = None
+        self._writes: _Channel | None = None
+        self._reads: _Channel | None = None
+        self._start()
+
+    def _start(self) -> None:
+        context = multiprocessing.get_context("spawn")  # no copy of this process's threads
+        writes, child_writes = context.Pipe()
+        reads, child_reads = context.Pipe()
+        process = context.Process(target=_child, args=(str(self.path), child_writes, child_reads),
+                                  name="band-store-chdb", daemon=True)
+        process.start()
+        child_writes.close()  # ours closed: the child's reads end at EOF when we are gone
+        child_reads.close()
+        if not writes.poll(START_TIMEOUT_S):
+            process.kill()
+            raise Unavailable(f"the store's chDB process did not open {self.path} within {START_TIMEOUT_S:.0f} s")
+        try:
+            _answer(*writes.recv())
+        except EOFError:
+            raise Unavailable(f"the store's chDB process exited while opening {self.path}") from None
+        self._process, self._writes, self._reads = process, _Channel(writes), _Channel(reads)
+        # at interpreter exit without close(): multiprocessing runs this before it joins
+        # its children, so the child sees EOF and exits (it ignores SIGTERM)
+        util.Finalize(self, _close_all, args=(writes, reads), exitpriority=10)
+
+    def _channel(self, read: bool) -> _Channel:
+        with self._lock:
+            if self._process is None or not self._process.is_alive():
+                self._stop()
+                self._start()
+            channel = self._reads if read else self._writes
+            assert channel is not None
+            return channel
+
+    def command(self, sql: str) -> None:
+        self._channel(False).call("command", sql)
+
+    def select(self, sql: str, params: Mapping[str, Any] | None = None, readonly: bool = False) -> dict[str, Any]:
+        result: dict[str, Any] = self._channel(readonly).call("select", sql, dict(params) if params else None, readonly)
+        return result
+
+    def insert(self, database: str, table: str, body: bytes, fmt: str = "JSONEachRow",
+               columns: Sequence[str] = ()) -> None:
+        self._channel(False).call("insert", database, table, body, fmt, list(columns))
+
+    def _stop(self) -> None:
+        for channel in (self._writes, self._reads):
+            if channel is not None:
+                channel.conn.close()  # EOF in the child: it closes chDB and exits
+        if self._process is not None:
+            self._process.join(STOP_TIMEOUT_S)
+            if self._process.is_alive():
+                self._process.kill()
+                self._process.join(5)
+        self._process = self._writes = self._reads = None
+
+    def close(self) -> None:
+        with self._lock:
+            self._stop()
