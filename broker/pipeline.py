@@ -148,7 +148,7 @@ class Pipeline:
         except LinkDown as exc:
             return self._not_stored(message["id"], exc)
         # the ack's deadline runs from now, alongside the handler's, not after it
-        self._deadlines.fail(stored[1], self._publish_timeout, _Timeout)
+        ack_slot = self._deadlines.fail(stored[1], self._publish_timeout, _Timeout)
         handle_started = time.perf_counter()
         try:
             answer = await self._handle(message, payload, image, trace)
@@ -160,6 +160,7 @@ class Pipeline:
                 trace.published(ok)
         finally:
             self._waiting.pop(stored[0], None)
+            self._deadlines.release(stored[1], ack_slot)
             if not stored[1].done():
                 stored[1].cancel()  # the hit was cancelled: nobody will read the ack
         metrics.observe("publish", time.perf_counter() - handle_started)
@@ -180,12 +181,13 @@ class Pipeline:
         """The reply, or :class:`_Timeout` / :class:`_NoResponders` (``timeout=None``: its
         deadline was set when it was sent)."""
         token, fut = sent
-        if timeout is not None:
-            self._deadlines.fail(fut, timeout, _Timeout)
+        slot = self._deadlines.fail(fut, timeout, _Timeout) if timeout is not None else None
         try:
             msg = await fut
         finally:
             self._waiting.pop(token, None)
+            if slot is not None:
+                self._deadlines.release(fut, slot)
         if msg.status == _NO_RESPONDERS and not msg.data:
             raise _NoResponders()
         return msg
@@ -206,9 +208,10 @@ class Pipeline:
         gather = _Gather(services, asyncio.get_running_loop().create_future(), trace=trace)
         self._gathers[token] = gather
         headers = trace.enrich(message["key"], services) if trace is not None else None
+        slot: int | None = None
         try:
             self._link.publish(wire.enrich_subject(message["key"]), payload, self._link.inbox + token, headers)
-            self._deadlines.fail(gather.done, timeout, _Timeout)
+            slot = self._deadlines.fail(gather.done, timeout, _Timeout)
             await gather.done
         except _Timeout:
             for service in services - gather.answered:
@@ -217,6 +220,8 @@ class Pipeline:
             log.warning("enrich request for %s not sent: NATS link down", message["key"])
         finally:
             del self._gathers[token]
+            if slot is not None:
+                self._deadlines.release(gather.done, slot)
             if trace is not None:
                 trace.enriched()
         if gather.results:

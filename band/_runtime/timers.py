@@ -34,14 +34,21 @@ class Deadlines:
         return self._add(task, limit_s, None)
 
     def fail(self, fut: asyncio.Future[Any], limit_s: float, error: type[BaseException]) -> int:
-        """Fail ``fut`` with ``error()`` unless it is done within ``limit_s``."""
+        """Fail ``fut`` with ``error()`` unless it is done within ``limit_s``; returns the
+        slot for :meth:`release` once ``fut`` is done."""
         return self._add(fut, limit_s, error)
 
     def release(self, fut: asyncio.Future[Any], slot: int) -> None:
-        """``fut`` is finished with (in time or not): forget it."""
+        """``fut`` is finished with (in time or not): forget it. A slot left empty loses
+        its timer, so an idle loop is not woken for a deadline nobody waits on."""
         pending = self._slots.get(slot)
         if pending is not None:
             pending.pop(fut, None)
+            if not pending:
+                del self._slots[slot]
+                timer = self._timers.pop(slot, None)
+                if timer is not None:
+                    timer.cancel()
         self._cut.discard(fut)
 
     def expired(self, task: asyncio.Future[Any]) -> bool:
