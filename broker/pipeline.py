@@ -85,6 +85,11 @@ class Pipeline:
     def inflight(self) -> int:
         return self._inflight
 
+    @property
+    def armed_deadlines(self) -> int:
+        """Deadline timers armed now; 0 between hits (a finished hit leaves none to fire)."""
+        return self._deadlines.armed
+
     async def start(self, nc: Client) -> None:
         """Open the link: one reply inbox on ``nc`` for every hit of this edge."""
         link = Link(nc, self._on_reply)

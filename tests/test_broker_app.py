@@ -192,6 +192,7 @@ async def test_enrichers_merged_under_service(nc, nats_url: str) -> None:
             body = await resp.json()
             assert body == {"a": "1", geo: {"country": "NL"}, ua: {"os": "Linux"}}
             assert broken not in seen[0]["data"]
+            assert edge.pipeline.armed_deadlines == 0  # the enrich, handler and ack deadlines all released
             metrics = await (await client.get("/metrics")).text()
             assert f'band_edge_enricher_errors_total{{service="{broken}"}} 1.0' in metrics
     finally:

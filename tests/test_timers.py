@@ -54,3 +54,21 @@ async def test_a_released_task_is_not_cut_and_close_drops_the_timers() -> None:
     with pytest.raises(Late):
         await sentinel
     assert not other.done()
+
+
+async def test_a_slot_whose_deadlines_are_all_released_keeps_no_timer() -> None:
+    """An idle loop is not woken for deadlines nobody waits on any more."""
+    deadlines = Deadlines(slot_s=10.0)
+    loop = asyncio.get_running_loop()
+    first, second = loop.create_future(), loop.create_future()
+    slot = deadlines.fail(first, 1.0, Late)
+    assert deadlines.fail(second, 1.0, Late) == slot  # the same slot, one timer
+    assert deadlines.armed == 1
+    deadlines.release(first, slot)
+    assert deadlines.armed == 1  # second still waits on it
+    deadlines.release(second, slot)
+    assert deadlines.armed == 0
+    again = loop.create_future()
+    deadlines.release(again, deadlines.fail(again, 1.0, Late))  # a slot can be armed again
+    assert deadlines.armed == 0
+    assert not first.done() and not second.done()

@@ -51,6 +51,11 @@ class Deadlines:
                     timer.cancel()
         self._cut.discard(fut)
 
+    @property
+    def armed(self) -> int:
+        """Timers waiting to fire now (one per slot that still holds a deadline)."""
+        return len(self._timers)
+
     def expired(self, task: asyncio.Future[Any]) -> bool:
         """True when ``task`` was cancelled by :meth:`cut` (not by a stop)."""
         return task in self._cut
