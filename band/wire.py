@@ -32,6 +32,14 @@ KEY_PREFIX: Final = "in.gen"
 STREAM: Final = "BAND_EVENTS"
 DLQ_STREAM: Final = "BAND_DLQ"  # keeps band.dlq.> so dead letters can be listed and replayed
 DLQ_SUBJECTS: Final = "band.dlq.>"
+JS_API: Final = "$JS.API"
+HEARTBEAT_STATUS: Final = "100"  # a status message that only says the server is there
+PULL_EXPIRED_STATUS: Final = "408"  # a pull request's time ran out (pull again)
+
+
+def pull_subject(durable: str, stream: str = STREAM) -> str:
+    """Where a pull request for ``durable``'s next events goes (JetStream's API)."""
+    return f"{JS_API}.CONSUMER.MSG.NEXT.{stream}.{durable}"
 
 # --- uploads: files in the JetStream object store (ADR-20) -------------------------
 # POST /upload/<service>/<name> stores each file part as one object, then sends the

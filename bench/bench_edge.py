@@ -17,6 +17,10 @@ Scenarios:
   pixel   GET /pixel/hit.gif through the edge: the built-in answer, stored in JetStream
   track   GET /benchtrack/page: two enricher services (benchgeo, benchua), a handler
           service (benchtrack) and a durable listener service (benchstore), JetStream
+  floor   raw nats-py: a process answering b"{}" to requests at --rate, nothing else;
+          what any process woken by one NATS message per hit costs on this machine; and
+          bare aiohttp storing each hit with one raw nats-py JetStream publish: the pixel
+          hit with no edge logic at all
   then    throughput at saturation (closed loop, 32 connections) for pixel and track,
           and /track/page at half that rate for --soak seconds: p50/p99 and the edge's RSS
 Targets: pixel (edge + nats-server) <= 2.5 x bare aiohttp's CPU per request;
@@ -56,10 +60,17 @@ def bare_server(port: int) -> None:
 
     app = web.Application()
     app.router.add_get("/{tail:.*}", gif)
+    run_app(app, port)
+
+
+def run_app(app: Any, port: int) -> None:
+    """Serve a bare aiohttp app on the loop the edge runs on."""
+    from aiohttp import web
+
     try:
         import uvloop
 
-        uvloop.install()  # the same loop the edge runs on
+        uvloop.install()
     except ImportError:
         pass
     web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
@@ -70,6 +81,7 @@ def service(nats_url: str, name: str) -> None:
     from typing import Any as _Any
 
     from band import App, response
+    from band._runtime import loop as band_loop
     from band.testing import serve
 
     app = App(name)
@@ -105,7 +117,98 @@ def service(nats_url: str, name: str) -> None:
             print("ready", flush=True)
             await stop.wait()
 
-    asyncio.run(main())
+    band_loop.run(main())  # the loop `band run` picks
+
+
+RAW_SUBJECT = "bench.raw"
+STORED_SUBJECT = "in.gen.benchraw.hit"  # in the events stream: JetStream acknowledges it
+
+
+def bare_js_server(port: int, nats_url: str) -> None:
+    """The floor of an edge: bare aiohttp that stores each hit with one raw nats-py
+    JetStream publish (a request on the stream's subject) before it answers the GIF."""
+    import itertools
+
+    import nats
+    from aiohttp import web
+
+    from band.response import PIXEL_GIF
+
+    ids = itertools.count()
+    body = json.dumps({"key": STORED_SUBJECT, "service": "benchraw", "name": "hit", "channel": "pixel", "projectId": 0,
+                       "uid": "0", "td": {"ip": "127.0.0.1", "ua": "", "ref": "", "host": ""}, "data": {}}).encode()
+
+    async def connect(app: web.Application) -> Any:
+        app["nc"] = await nats.connect(nats_url)
+        yield
+        await app["nc"].close()
+
+    async def gif(request: web.Request) -> web.Response:
+        await request.app["nc"].request(STORED_SUBJECT, body, timeout=5, headers={"Nats-Msg-Id": f"raw-{os.getpid()}-{next(ids)}"})
+        return web.Response(body=PIXEL_GIF, content_type="image/gif")
+
+    app = web.Application()
+    app.cleanup_ctx.append(connect)
+    app.router.add_get("/{tail:.*}", gif)
+    run_app(app, port)
+
+
+def raw_responder(nats_url: str) -> None:
+    """The floor of a service: raw nats-py answering ``{}`` to every request, nothing else."""
+    import nats
+
+    from band._runtime import loop as band_loop
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        nc = await nats.connect(nats_url)
+
+        async def answer(msg: Any) -> None:
+            await msg.respond(b"{}")
+
+        await nc.subscribe(RAW_SUBJECT, cb=answer)
+        await nc.flush()
+        print("ready", flush=True)
+        await stop.wait()
+        await nc.close()
+
+    band_loop.run(main())
+
+
+async def _in_waves(one: Any, total: int) -> None:
+    """``one(i)`` for every i < total, at most 500 scheduled at a time (each waits for its own start)."""
+    tasks = []
+    for i in range(total):
+        tasks.append(asyncio.ensure_future(one(i)))
+        if len(tasks) >= 500:
+            await asyncio.gather(*tasks)
+            tasks.clear()
+    await asyncio.gather(*tasks)
+
+
+async def _nats_open_loop(url: str, duration: float, rate: float) -> dict[str, Any]:
+    """Requests to the raw responder at a fixed rate (as _open_loop, over NATS)."""
+    import nats
+
+    total, interval, errors = int(duration * rate), 1.0 / rate, 0
+    nc = await nats.connect(url)
+    start = time.perf_counter()
+
+    async def one(i: int) -> None:
+        nonlocal errors
+        delay = start + i * interval - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        try:
+            await nc.request(RAW_SUBJECT, b"{}", timeout=5)
+        except Exception:
+            errors += 1
+
+    await _in_waves(one, total)
+    elapsed = time.perf_counter() - start
+    await nc.close()
+    return {"rate": total / elapsed, "requests": total, "errors": errors}
 
 
 # --- load (in its own process, so it never shares a loop with what it measures) -------------
@@ -150,13 +253,7 @@ async def _open_loop(url: str, duration: float, rate: float) -> dict[str, Any]:
                 errors += resp.status >= 400
             latencies.append(time.perf_counter() - due)
 
-        tasks = []
-        for i in range(total):
-            tasks.append(asyncio.ensure_future(one(i)))
-            if len(tasks) >= 500:
-                await asyncio.gather(*tasks)
-                tasks.clear()
-        await asyncio.gather(*tasks)
+        await _in_waves(one, total)
         elapsed = time.perf_counter() - start
     latencies.sort()
     return {
@@ -175,7 +272,8 @@ def load_child(kind: str, url: str, duration: float, rate: float, out: str) -> N
         uvloop.install()  # a cheaper generator leaves more of the machine to what it measures
     except ImportError:
         pass
-    result = asyncio.run(_closed_loop(url, duration) if kind == "closed" else _open_loop(url, duration, rate))
+    work = _closed_loop(url, duration) if kind == "closed" else _nats_open_loop(url, duration, rate) if kind == "nats" else _open_loop(url, duration, rate)
+    result = asyncio.run(work)
     Path(out).write_text(json.dumps(result))
 
 
@@ -190,14 +288,31 @@ def load(kind: str, url: str, duration: float, rate: float = 0.0) -> dict[str, A
 
 
 # --- CPU and memory from /proc ------------------------------------------------------------
-def cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process and its children so far."""
+def cpu_split(pid: int) -> tuple[float, float, int]:
+    """(user s, system s, context switches) of a process and its children so far; the
+    switches are every thread's voluntary + involuntary ones (a wakeup is about one each)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
-    own = (int(fields[11]) + int(fields[12])) / ticks
+    user, system, switches = int(fields[11]) / ticks, int(fields[12]) / ticks, 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            for row in (task / "status").read_text().splitlines():
+                if "ctxt_switches:" in row:
+                    switches += int(row.split()[1])
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # a thread that ended meanwhile
     children = Path(f"/proc/{pid}/task/{pid}/children")
-    kids = [int(c) for c in children.read_text().split()] if children.exists() else []
-    return own + sum(cpu_s(k) for k in kids if Path(f"/proc/{k}").exists())
+    for kid in (int(c) for c in children.read_text().split()) if children.exists() else ():
+        if Path(f"/proc/{kid}").exists():
+            u, s, w = cpu_split(kid)
+            user, system, switches = user + u, system + s, switches + w
+    return user, system, switches
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process and its children so far."""
+    user, system, _ = cpu_split(pid)
+    return user + system
 
 
 def rss_mb(pid: int) -> float:
@@ -211,6 +326,9 @@ def rss_mb(pid: int) -> float:
     return total + sum(rss_mb(k) for k in kids if Path(f"/proc/{k}").exists())
 
 
+Split = tuple[float, float, float]  # per hit: user µs, system µs, context switches
+
+
 class Meter:
     """CPU per hit of named processes: (CPU during a run - idle CPU for as long) / hits."""
 
@@ -219,25 +337,38 @@ class Meter:
         before, started = self.sample(), time.perf_counter()
         time.sleep(idle_s)
         after, elapsed = self.sample(), time.perf_counter() - started
-        self.idle = {name: (after[name] - before[name]) / elapsed for name in pids}  # CPU s per s, idle
+        # per second, idle: user s, system s, switches
+        self.idle = {name: tuple((a - b) / elapsed for a, b in zip(after[name], before[name])) for name in pids}
+        self.splits: dict[str, Split] = {}  # of the last median: user/system/switches per hit
 
-    def sample(self) -> dict[str, float]:
-        return {name: cpu_s(pid) for name, pid in self.pids.items()}
+    def sample(self) -> dict[str, tuple[float, float, int]]:
+        return {name: cpu_split(pid) for name, pid in self.pids.items()}
 
-    def median(self, rounds: int, url: str, rate: float, duration: float, names: tuple[str, ...]) -> tuple[dict[str, float], dict[str, Any]]:
+    def median(self, rounds: int, url: str, rate: float, duration: float, names: tuple[str, ...], kind: str = "open") -> tuple[dict[str, float], dict[str, Any]]:
         """The median of ``rounds`` runs, process by process (one noisy round does not count)."""
-        runs = [self.run(url, rate, duration, names) for _ in range(rounds)]
-        per_hit = {n: sorted(r[0][n] for r in runs)[len(runs) // 2] for n in names}
+        runs = [self.run(url, rate, duration, names, kind) for _ in range(rounds)]
+        mid = len(runs) // 2
+        per_hit = {n: sorted(r[0][n] for r in runs)[mid] for n in names}
+        self.splits = {n: tuple(sorted(r[2][n][i] for r in runs)[mid] for i in range(3)) for n in names}  # type: ignore[misc]
         return per_hit, {"rate": sum(r[1]["rate"] for r in runs) / rounds, "errors": sum(r[1]["errors"] for r in runs)}
 
-    def run(self, url: str, rate: float, duration: float, names: tuple[str, ...]) -> tuple[dict[str, float], dict[str, Any]]:
+    def run(self, url: str, rate: float, duration: float, names: tuple[str, ...], kind: str = "open") -> tuple[dict[str, float], dict[str, Any], dict[str, Split]]:
         """µs per hit of each process in ``names`` while ``url`` gets ``rate`` hits/s."""
         before, started = self.sample(), time.perf_counter()
-        result = load("open", url, duration, rate)
+        result = load(kind, url, duration, rate)
         after, elapsed = self.sample(), time.perf_counter() - started
         hits = max(result["requests"], 1)
-        per_hit = {n: max(after[n] - before[n] - self.idle[n] * elapsed, 0.0) / hits * 1e6 for n in names}
-        return per_hit, result
+        split: dict[str, Split] = {}
+        for n in names:
+            user, system, switches = (max(after[n][i] - before[n][i] - self.idle[n][i] * elapsed, 0.0) / hits for i in range(3))
+            split[n] = (user * 1e6, system * 1e6, switches)
+        per_hit = {n: split[n][0] + split[n][1] for n in names}
+        return per_hit, result, split
+
+
+def split_line(splits: dict[str, Split]) -> str:
+    """User/system µs and context switches per hit, process by process (where the CPU goes)."""
+    return "    user/sys us, switches per hit: " + ", ".join(f"{n} {u:.0f}/{s:.0f} {w:.1f}" for n, (u, s, w) in splits.items())
 
 
 # --- plumbing ----------------------------------------------------------------------------
@@ -311,7 +442,9 @@ def main() -> int:
         for name in SERVICES:
             svc[name] = spawn(f"b.service({nats_server.url!r}, {name!r})", stdout=subprocess.PIPE)
             procs.append(svc[name])
-        for name, proc in svc.items():
+        procs.append(raw := spawn(f"b.raw_responder({nats_server.url!r})", stdout=subprocess.PIPE))
+        procs.append(bare_js := spawn(f"b.bare_js_server({(bare_js_port := free_port())}, {nats_server.url!r})"))
+        for name, proc in {**svc, "raw": raw}.items():
             assert proc.stdout is not None
             for out in proc.stdout:  # the services log to stdout too
                 if out.strip() == b"ready":
@@ -319,21 +452,32 @@ def main() -> int:
             else:
                 raise RuntimeError(f"bench service {name} did not start")
         wait_http(bare_url + "/x.gif")
+        wait_http(f"http://127.0.0.1:{bare_js_port}/x.gif")
         wait_routed(base)
 
         assert nats_server.process is not None
-        pids = {"bare": bare.pid, "edge": edge.pid, "nats-server": nats_server.process.pid, **{n: p.pid for n, p in svc.items()}}
+        pids = {"bare": bare.pid, "edge": edge.pid, "nats-server": nats_server.process.pid, **{n: p.pid for n, p in svc.items()}, "raw responder": raw.pid, "bare+js": bare_js.pid}
         meter = Meter(pids, idle_s=3.0)
         print(f"CPU per hit at {args.rate:.0f} hits/s, median of {args.rounds} runs of {args.duration:.0f} s, open loop; idle CPU subtracted; {os.cpu_count()} CPUs", flush=True)
         bare_cpu, r = meter.median(args.rounds, bare_url + "/pixel/hit.gif", args.rate, args.duration, ("bare",))
         print(line("bare aiohttp GIF", bare_cpu) + f"   ({r['rate']:.0f}/s, {r['errors']} errors)", flush=True)
+        print(split_line(meter.splits), flush=True)
         pixel_cpu, r = meter.median(args.rounds, base + "/pixel/hit.gif", args.rate, args.duration, ("edge", "nats-server"))
         ratio = sum(pixel_cpu.values()) / max(sum(bare_cpu.values()), 1e-9)
         print(line("pixel, built-in + JetStream", pixel_cpu) + f"   ({r['rate']:.0f}/s, {r['errors']} errors)", flush=True)
+        print(split_line(meter.splits), flush=True)
         print(f"    ratio to bare aiohttp {ratio:.2f} (target <= 2.5)", flush=True)
         track_cpu, r = meter.median(args.rounds, base + "/benchtrack/page", args.rate, args.duration, ("edge", "nats-server", *SERVICES))
         print(line("/track/page, 2 enrichers+handler+durable listener", track_cpu) + f"   ({r['rate']:.0f}/s, {r['errors']} errors)", flush=True)
+        print(split_line(meter.splits), flush=True)
         print(f"    all processes {sum(track_cpu.values()):.0f} us per hit (target <= 300), {sum(track_cpu.values()) / 300:.2f} of the target", flush=True)
+        floor, r = meter.median(args.rounds, nats_server.url, args.rate, args.duration, ("raw responder", "nats-server"), kind="nats")
+        print(line("floor: raw nats-py request/reply", floor) + f"   ({r['rate']:.0f}/s, {r['errors']} errors)", flush=True)
+        print(split_line(meter.splits), flush=True)
+        stored, r = meter.median(args.rounds, f"http://127.0.0.1:{bare_js_port}/pixel/hit.gif", args.rate, args.duration, ("bare+js", "nats-server"))
+        print(line("floor: bare aiohttp + raw JS publish", stored) + f"   ({r['rate']:.0f}/s, {r['errors']} errors)", flush=True)
+        print(split_line(meter.splits), flush=True)
+        print(f"    ratio to bare aiohttp {sum(stored.values()) / max(sum(bare_cpu.values()), 1e-9):.2f} (a pixel hit stored with no edge logic at all)", flush=True)
 
         if args.profile:
             Path(args.profile).mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,7 @@ from aiohttp import web
 from band import tracing
 from band.cli.edge import parse_args
 from band._core import log as band_log
+from band._runtime import loop
 from band._runtime.signals import Signals
 
 from .app import make_app
@@ -51,20 +52,11 @@ async def serve(config: EdgeConfig, *, reuse_port: bool = False, stop: asyncio.E
             await runner.cleanup()
 
 
-def _use_uvloop() -> None:
-    try:
-        import uvloop
-    except ImportError:
-        return
-    uvloop.install()
-
-
 def run_worker(config: EdgeConfig, reuse_port: bool, log_level: str) -> None:
     band_log.configure({**os.environ, "LOG_LEVEL": log_level})  # JSON_LOGS=1: one JSON object per line, as services
-    _use_uvloop()
     tracing.setup("edge")  # only when OTEL_* asks for it
     try:
-        asyncio.run(serve(config, reuse_port=reuse_port))
+        loop.run(serve(config, reuse_port=reuse_port))  # uvloop when installed
     finally:
         tracing.shutdown()
 

@@ -127,3 +127,38 @@ async def test_long_work_past_ack_wait_is_not_redelivered(nats_url: str, nc: Any
         assert attempts == [("long1", 1)]
     finally:
         await js.delete_consumer(wire.STREAM, "longsvc_store")
+
+
+async def test_a_pull_refused_by_the_server_is_retried_after_a_pause(nats_url: str, nc: Any) -> None:
+    """The consumer deleted under a running listener: its pull requests are answered with
+    a status, not events. It asks again after a pause (not in a tight loop), and takes
+    events again once the consumer is back."""
+    from band._runtime.durable import DurableListener
+
+    js = nc.jetstream()
+    await ensure_stream(js)
+    app = App("gonesvc")
+    got: list[str] = []
+
+    @app.expose.listener(keys=["in.gen.gonetest"], durable=True, deliver="new")
+    async def store(id: str, **params: Any) -> None:
+        got.append(id)
+
+    pulls: list[Any] = []
+
+    async def seen(msg: Any) -> None:
+        pulls.append(msg)
+
+    await nc.subscribe(wire.pull_subject("gonesvc_store"), cb=seen)
+    async with serve(app, nats_url) as service:
+        await publish(js, "in.gen.gonetest.a", "before")
+        await wait_for(lambda: got == ["before"], what="an event while the consumer is there")
+        await js.delete_consumer(wire.STREAM, "gonesvc_store")
+        refused_from = len(pulls)
+        await wait_for(lambda: len(pulls) >= refused_from + 3, timeout=10, what="pulls retried after the refusal")
+        assert len(pulls) < refused_from + 10  # about one a second, not thousands
+        listener: DurableListener = service._durables[0]
+        await listener.make_consumer()  # the consumer back (as a restart of the service would make it)
+        await publish(js, "in.gen.gonetest.a", "after")
+        await wait_for(lambda: got == ["before", "after"], timeout=10, what="events again once the consumer is back")
+    await js.delete_consumer(wire.STREAM, "gonesvc_store")

@@ -1,8 +1,12 @@
 """Durable listeners: a JetStream pull consumer per function, acked after it returns.
 
 Pulls are sized by the free slots of the service's in-flight gate: the consumer
-reserves slots, fetches at most that many events, starts each in its own slot and
-pulls again as soon as one frees. A slow event holds its own slot, never a batch.
+reserves slots, asks the server for at most that many events in one pull request it
+holds open for ``FETCH_WAIT_S``, starts each event in its own slot as it arrives, and
+pulls again once the request is used up or has expired. A slow event holds its own
+slot, never a batch. One open request instead of a fetch per event: each event then
+costs its delivery and its ack, not two pull requests and a "no messages" reply too
+(nats-py's ``fetch`` probes with ``no_wait`` before it waits).
 
 A failed call is nak'ed with a growing delay and, at its ``max_deliver``-th try,
 moved to ``band.dlq.<service>`` and terminated. A call is cut at the service's
@@ -17,10 +21,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from typing import Any
-
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeout
+from nats.aio.subscription import Subscription
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import BadRequestError, ServerError
 
@@ -32,7 +35,8 @@ from .dispatch import Dispatch, describe, quiet
 from .limits import Gate
 from .stream import StreamLimits, ensure_stream
 
-FETCH_WAIT_S = 0.5  # how long one pull waits for events
+FETCH_WAIT_S = 0.5  # how long one pull request waits on the server for events
+PULL_GRACE_S = 1.0  # a pull whose end never came (a reconnect lost it) is given up this much later
 MOST_PER_PULL = 64
 
 
@@ -51,12 +55,22 @@ class DurableListener:
         self.dispatch = dispatch
         self.gate = gate
         self.name = wire.durable_name(app.name, ep.method)
-        self._psub: Any = None
+        self._sub: Subscription | None = None
+        self._inbox = ""
+        self._pulls = 0  # pull requests sent; the current one's replies come on <inbox>.<n>
+        self._owed = 0  # events the current pull may still bring, each with a reserved slot
+        self._pull_ended: asyncio.Future[str] | None = None  # how it ended: "" used up, else the status
         # in work, by its ack subject (unique per delivery) -> (msg, when it last said so to the server)
         self._working: dict[str, tuple[Msg, float]] = {}
 
     async def create(self) -> None:
-        """Create (or update) the consumer and bind a pull subscription to it."""
+        """Create (or update) the consumer and subscribe the inbox its events come to."""
+        await self.make_consumer()
+        self._inbox = self.nc.new_inbox()
+        self._sub = await self.nc.subscribe(self._inbox + ".*", cb=self._on_delivery)
+
+    async def make_consumer(self) -> None:
+        """Create the durable consumer, or update it to this listener's settings."""
         ep = self.ep
         config = ConsumerConfig(
             durable_name=self.name,
@@ -72,13 +86,13 @@ class DurableListener:
             await js.add_consumer(wire.STREAM, config)
         except (BadRequestError, ServerError) as exc:  # e.g. a deliver policy changed since it was made
             raise ConfigError(f"cannot create durable consumer {self.name!r}: {exc.description}") from None
-        self._psub = await js.pull_subscribe_bind(durable=self.name, stream=wire.STREAM)
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Pull and start events while slots are free; stop pulling once ``stopping`` is set.
 
         A pull is never cancelled half-way by us: a pull request the server still holds
-        after we left would take events to a dead inbox until their ack_wait.
+        after we left would take events to a dead inbox until their ack_wait. So the
+        last one is waited out (at most ``FETCH_WAIT_S``), its events started.
         """
         async with asyncio.TaskGroup() as group:
             beat = group.create_task(self._keep_in_progress())
@@ -87,25 +101,52 @@ class DurableListener:
                     await self._pull_once(stopping)
             finally:
                 beat.cancel()
+                if self._sub is not None:  # events the last pull brought are started first
+                    await quiet(self._sub.drain() if self.nc.is_connected else self._sub.unsubscribe())  # type: ignore[no-untyped-call]
 
     async def _pull_once(self, stopping: asyncio.Event) -> None:
+        """One pull request for as many events as there are free slots, until it ends."""
         slots = await self.gate.reserve(MOST_PER_PULL)
-        msgs: list[Msg] = []
+        self._owed = slots
         try:
-            if not stopping.is_set():
-                msgs = await self._psub.fetch(slots, timeout=FETCH_WAIT_S)
-        except (NatsTimeout, asyncio.TimeoutError):
-            pass
-        except Exception as exc:  # connection trouble: back off, the client reconnects
-            self.app.logger.warning("durable fetch failed; retrying", method=self.ep.method, error=describe(exc))
-            with contextlib.suppress(asyncio.TimeoutError):  # back off, but not past a stop
-                await asyncio.wait_for(stopping.wait(), 1.0)
+            if stopping.is_set():
+                return
+            self._pulls += 1
+            self._pull_ended = ended = asyncio.get_running_loop().create_future()
+            request = wire.encode({"batch": slots, "expires": int(FETCH_WAIT_S * 1e9)})
+            try:
+                await self.nc.publish(wire.pull_subject(self.name), request, reply=f"{self._inbox}.{self._pulls}")
+                done, _ = await asyncio.wait([ended], timeout=FETCH_WAIT_S + PULL_GRACE_S)
+                status = ended.result() if done else ""
+                if status not in ("", wire.PULL_EXPIRED_STATUS):  # 409 consumer deleted, 503 no JetStream...
+                    raise ConnectionError(f"pull answered with status {status}")
+            except Exception as exc:  # connection or consumer trouble: back off, the client reconnects
+                self.app.logger.warning("durable pull failed; retrying", method=self.ep.method, error=describe(exc))
+                with contextlib.suppress(asyncio.TimeoutError):  # back off, but not past a stop
+                    await asyncio.wait_for(stopping.wait(), 1.0)
         finally:
-            started = 0
-            for msg in msgs[:slots]:
-                self.gate.start(tracing.delivery(msg, self._one(msg)) if tracing.ON else self._one(msg))
-                started += 1
-            self.gate.give_back(slots - started)
+            self._pull_ended = None
+            owed, self._owed = self._owed, 0
+            self.gate.give_back(owed)
+
+    async def _on_delivery(self, msg: Msg) -> None:
+        """An event of a pull: start it in a reserved slot. A status: that pull has ended."""
+        status = msg.headers.get(wire.STATUS_HEADER) if msg.headers and not msg.data else None
+        if status is not None:
+            if status != wire.HEARTBEAT_STATUS and msg.subject == f"{self._inbox}.{self._pulls}":
+                self._end_pull(status)  # 408 expired: pull again; 409 (consumer gone...): after a pause
+            return
+        if self._owed > 0:
+            self._owed -= 1
+            if self._owed == 0:
+                self._end_pull("")
+        else:  # from a pull given up for lost: start it once a slot is free
+            await self.gate.reserve()
+        self.gate.start(tracing.delivery(msg, self._one(msg)) if tracing.ON else self._one(msg))
+
+    def _end_pull(self, status: str) -> None:
+        if self._pull_ended is not None and not self._pull_ended.done():
+            self._pull_ended.set_result(status)
 
     async def _keep_in_progress(self) -> None:
         """Every third of ack_wait, tell the server the events still in work are alive."""

@@ -17,6 +17,7 @@ from typing import AsyncIterator
 from .. import tracing
 from .._core import log
 from .._core.app import App
+from . import loop
 from .connect import connect
 from ..errors import ConfigError
 from .._core.loader import load_service
@@ -60,7 +61,7 @@ def run(path: str | Path, url: str | None = None, name: str | None = None) -> in
         return 2
     tracing.setup(app.name)  # only when OTEL_* asks for it
     try:
-        asyncio.run(serve_until_stopped(app, url))
+        loop.run(serve_until_stopped(app, url))  # uvloop when installed
     except ConfigError as exc:
         print(f"band run: {exc}", file=sys.stderr)
         return 2
