@@ -4,10 +4,13 @@ and the store's memory during a backlog catch-up.
     .venv/bin/python bench/bench_store.py [--events 50000]
 
 1. Ceiling: the same rows inserted straight into chDB (``INSERT ... FORMAT JSONEachRow``,
-   batches of 5,000) in this process, no NATS, no row building.
+   batches of 5,000), no NATS, no row building; beside it the same in the
+   ``JSONCompactEachRow`` form the store sends.
 2. Ingest: N web-SDK-shaped events waiting in JetStream (the store was down), then
    ``band store`` starts and catches up; events/s from start of writing to the last
-   row, with the ratio to the ceiling, and the store's peak RSS while it catches up.
+   row, with the ratio to the ceiling; CPU per event of each process (the store's, the
+   chDB process it starts, row builders if any, nats-server); memory of each, with a
+   running count every 100,000 events.
 3. Latency: 200 events, one every 20 ms, published as the edge does, polled through
    ``store.query``; p50/p99 from publish to queryable, at the default batch settings.
 """
@@ -31,6 +34,7 @@ from band import App, store, wire
 from band._core.app import set_current
 from band.cli.natsserver import NatsServer
 from band.store.config import load
+from band.store.prepare import collect_less
 from band.store.rows import RowBuilder
 from band._runtime.stream import ensure_stream
 
@@ -67,29 +71,44 @@ def sdk_event(n: int) -> dict[str, Any]:
     }
 
 
-def ceiling(rows: list[dict[str, Any]], folder: Path) -> tuple[float, float]:
-    """Rows/s and CPU µs per row of a direct chDB INSERT ... FORMAT JSONEachRow, in a
-    child (chDB keeps one path per process)."""
+def ceiling(rows: list[dict[str, Any]], folder: Path) -> dict[str, tuple[float, float]]:
+    """Rows/s and CPU µs per row of direct chDB inserts of the same rows, batches of
+    5,000, each format in a child of its own on a fresh directory (chDB keeps one path
+    per process, and one run's merges would slow the next): ``JSONEachRow`` (the
+    ceiling the store is held to) and ``JSONCompactEachRow`` over the table's columns
+    (the format the store sends)."""
     code = f"""
 import json, sys, time
+from pathlib import Path
 from band.store.backend import ChdbBackend
 from band.store.config import load
 from band.store.migrate import ensure
+from band.store.prepare import collect_less
+from band.store.rows import RowBuilder
 rows = json.load(open({str(folder / 'rows.json')!r}))
-b = ChdbBackend(__import__('pathlib').Path({str(folder / 'ceiling')!r}))
-ensure(b, load())
-bodies = ["\\n".join(json.dumps(r, separators=(',', ':')) for r in rows[i:i + 5000]).encode() for i in range(0, len(rows), 5000)]
-t, c = time.perf_counter(), time.process_time()
-for body in bodies:
-    b.insert('stats', 'events', body)
-print(len(rows) / (time.perf_counter() - t), (time.process_time() - c) / len(rows) * 1e6)
+config = load()
+builder = RowBuilder(config)
+b = ChdbBackend(Path({str(folder)!r}) / ('ceiling-' + sys.argv[1]))
+ensure(b, config)
+fmt, columns = builder.form('events')
+forms = {{"JSONEachRow": ([json.dumps(r, separators=(',', ':')).encode() for r in rows], "JSONEachRow", []),
+          "JSONCompactEachRow": ([builder.encode('events', r) for r in rows], fmt, columns)}}
+for name, (lines, form, cols) in [(sys.argv[1], forms[sys.argv[1]])]:
+    bodies = [b"\\n".join(lines[i:i + 5000]) for i in range(0, len(lines), 5000)]
+    t, c = time.perf_counter(), time.process_time()
+    for body in bodies:
+        b.insert('stats', 'events', body, form, cols)
+    print(name, len(rows) / (time.perf_counter() - t), (time.process_time() - c) / len(rows) * 1e6)
 """
     import json
 
     (folder / "rows.json").write_text(json.dumps(rows))
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    rate, cpu = out.stdout.strip().splitlines()[-1].split()
-    return float(rate), float(cpu)
+    found = {}
+    for form in ("JSONEachRow", "JSONCompactEachRow"):
+        out = subprocess.run([sys.executable, "-c", code, form], capture_output=True, text=True, check=True)
+        name, rate, cpu = out.stdout.strip().splitlines()[-1].split()
+        found[name] = (float(rate), float(cpu))
+    return found
 
 
 def rss_mb(pid: int, field: str = "VmRSS") -> float:
@@ -165,13 +184,20 @@ async def main(n: int) -> None:
     folder = Path(tempfile.mkdtemp(prefix="bench-store-"))
     events = [sdk_event(i) for i in range(min(n, 50_000))]
     builder = RowBuilder(load())
-    t = time.perf_counter()
+    collect_less()  # as the store's process does
+    t = time.process_time()
+    for e in events:
+        table, _, _, line = builder.line(e)
+        builder.encode(table, line)
+    build_us = (time.process_time() - t) / len(events) * 1e6
     rows = [builder.build(e)[1] for e in events]
-    build_us = (time.perf_counter() - t) / len(events) * 1e6
-    top, top_cpu = ceiling(rows, folder)
-    print(f"row building: {build_us:.1f} µs per event ({1e6 / build_us:,.0f} events/s on one core)")
-    print(f"ceiling, direct chDB INSERT FORMAT JSONEachRow: {top:,.0f} rows/s, {top_cpu:.1f} CPU µs per row "
-          f"({1e6 / top_cpu:,.0f} rows per CPU-second)")
+    ceilings = ceiling(rows, folder)
+    top, top_cpu = ceilings["JSONEachRow"]
+    print(f"row building and encoding, as the store does it: {build_us:.1f} CPU µs per event "
+          f"({1e6 / build_us:,.0f} events/s on one core)")
+    for name, (rate, cpu) in ceilings.items():
+        print(f"{'ceiling' if name == 'JSONEachRow' else 'the same'}, direct chDB INSERT FORMAT {name}: {rate:,.0f} rows/s, "
+              f"{cpu:.1f} CPU µs per row ({1e6 / cpu:,.0f} rows per CPU-second)")
 
     with NatsServer(store_dir=folder / "js") as server:
         nc = await nats.connect(server.url)

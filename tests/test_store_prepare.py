@@ -166,3 +166,21 @@ async def test_a_killed_chdb_process_is_started_again_and_loses_nothing(tmp_path
         assert [what for what in _spawned(proc.pid).values()] == ["chdb"], "one chDB process again"
     finally:
         assert proc.stop() == 0, proc.text()[-3000:]
+
+
+def test_an_encoded_row_holds_no_more_memory_than_its_bytes() -> None:
+    """Rows wait in memory for their batch's insert (up to four batches): each must cost
+    about its length, not the encoder's whole working buffer."""
+    import tracemalloc
+
+    from band.store import body
+
+    row = ["https://shop.example.com/catalog/1"] * 30
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        kept = [body.dump(row) for _ in range(500)]
+        per_row = (tracemalloc.get_traced_memory()[0] - before) / len(kept)
+    finally:
+        tracemalloc.stop()
+    assert per_row < 2 * len(kept[0]) + 200, f"{per_row:.0f} bytes held per {len(kept[0])}-byte row"

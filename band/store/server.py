@@ -110,7 +110,7 @@ class Store:
         config = ConsumerConfig(
             durable_name=durable, ack_policy=AckPolicy.EXPLICIT, ack_wait=self.ack_wait_s,
             deliver_policy=policy, filter_subject=wire.EVENTS_SUBJECTS,
-            max_ack_pending=self.config.batch_rows * 4,  # one batch writing, one filling, room to spare
+            max_ack_pending=self.config.batch_rows * 4,  # batches being stored or waiting to be, and one filling
             opt_start_time=since,
         )
         try:
