@@ -22,6 +22,8 @@ from typing import Any
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+from .. import wire
+
 GRACE_S = 1.0  # past a request's own expiry before we stop waiting for its answer
 
 
@@ -30,7 +32,7 @@ class Puller:
 
     def __init__(self, nc: Client, stream: str, durable: str, *, pending_limit: int) -> None:
         self._nc = nc
-        self._subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}"
+        self._subject = wire.pull_subject(durable, stream)
         self._inbox = nc.new_inbox()
         self._pending_limit = pending_limit
         self._sub: Any = None
@@ -49,8 +51,8 @@ class Puller:
 
     async def _arrived(self, msg: Msg) -> None:
         headers = msg.headers
-        if headers and not msg.data and headers.get("Status"):
-            if headers["Status"] != "100":  # 100 is a heartbeat; anything else ends the request
+        if headers and not msg.data and headers.get(wire.STATUS_HEADER):
+            if headers[wire.STATUS_HEADER] != wire.HEARTBEAT_STATUS:  # anything but a heartbeat ends the request
                 self._open = False
         else:
             if not self._ready:
