@@ -8,6 +8,7 @@ exits with code 0 within the wait's deadline (generous: this machine is shared).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import sys
@@ -190,3 +191,25 @@ async def test_edge_stops_while_draining_on_a_second_signal(tmp_path: Path, nats
 
 async def _is(value: Any, expected: Any) -> bool:
     return bool(await value == expected)
+
+
+def test_a_stop_sent_while_the_interpreter_starts_exits_0(tmp_path: Path) -> None:
+    """``band up`` may stop a child the instant it started it (another service failed):
+    started as ``band up`` starts it, with SIGTERM held, ``band run`` exits 0 even when
+    the signal comes before Python has run a line; started plainly, the same signal
+    kills it with -15, which is what ``held`` is for."""
+    import os
+    import subprocess
+
+    from band.cli import processes
+
+    service = write_service(tmp_path, "early", HANGING)
+    env = {**os.environ, "NATS_URL": f"nats://127.0.0.1:{free_port()}"}  # nothing listens there
+    codes = {}
+    for how in ("held", "plain"):
+        with processes.held() if how == "held" else contextlib.nullcontext():
+            proc = subprocess.Popen([sys.executable, "-m", "band", "run", str(service)], env=env,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc.send_signal(signal.SIGTERM)
+        codes[how] = proc.wait(EXIT_S)
+    assert codes == {"held": 0, "plain": -signal.SIGTERM}

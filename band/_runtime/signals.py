@@ -27,8 +27,13 @@ def stop_before_serving() -> None:
     """Until :class:`Signals` takes over inside the loop, SIGTERM ends the process with
     exit code 0: a process told to stop while it still imports its code has nothing to
     finish, and the default action would kill it with 143 (``band up`` stopping a stack
-    whose other service failed to start sees exactly that)."""
+    whose other service failed to start sees exactly that).
+
+    ``band up`` starts its children with SIGTERM blocked (:func:`band.cli.processes.held`),
+    so one sent before this line ran waits instead of killing the interpreter as it
+    starts; it is unblocked here, once the handler is in place, and handled then."""
     signal.signal(signal.SIGTERM, _exit_cleanly)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
 
 
 def _exit_cleanly(signum: int, frame: object) -> None:

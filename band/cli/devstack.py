@@ -107,11 +107,12 @@ class Child:
 
     def start(self, width: int) -> None:
         """Start it (from the main thread: see :func:`processes.die_with_parent`)."""
-        self.process = subprocess.Popen(
-            self.args, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            start_new_session=True,  # Ctrl-C reaches band up only; it stops children in order
-            preexec_fn=processes.die_with_parent(),  # ...and if band up dies, they follow
-        )
+        with processes.held(signal.SIGTERM):  # a stop while it starts waits for its handler
+            self.process = subprocess.Popen(
+                self.args, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C reaches band up only; it stops children in order
+                preexec_fn=processes.die_with_parent(),  # ...and if band up dies, they follow
+            )
         assert self.process.stdout is not None
         self.pump = threading.Thread(target=self._pump, args=(self.process.stdout, f"{self.name:>{width}} | "), daemon=True)
         self.pump.start()

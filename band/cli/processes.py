@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import signal
 import subprocess
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 STOP_TIMEOUT_S = 10.0
 _PR_SET_PDEATHSIG = 1
@@ -23,6 +24,21 @@ def stop(process: subprocess.Popen[Any], timeout: float = STOP_TIMEOUT_S, sig: i
             process.kill()
             process.wait()
     return int(process.returncode)
+
+
+@contextmanager
+def held(sig: int = signal.SIGTERM) -> Iterator[None]:
+    """Children started inside the block begin with ``sig`` blocked (a child inherits
+    the signal mask of the thread that starts it), so a stop sent while a band command
+    is still starting its interpreter waits until the command can act on it
+    (:func:`band._runtime.signals.stop_before_serving` unblocks it); without this, a
+    SIGTERM in the first fraction of a second killed it with -15. Only for band commands:
+    anything else would keep the signal blocked."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {sig})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def die_with_parent() -> Callable[[], None] | None:
