@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import os
 import signal
 import subprocess
@@ -107,7 +108,10 @@ class Child:
 
     def start(self, width: int) -> None:
         """Start it (from the main thread: see :func:`processes.die_with_parent`)."""
-        with processes.held(signal.SIGTERM):  # a stop while it starts waits for its handler
+        # a band command unblocks SIGTERM once its handler is in place, so a stop sent while
+        # it starts waits for that; any other program would never see the signal
+        band_command = self.args[1:3] == ["-m", "band"]
+        with processes.held(signal.SIGTERM) if band_command else contextlib.nullcontext():
             self.process = subprocess.Popen(
                 self.args, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C reaches band up only; it stops children in order
