@@ -33,7 +33,8 @@ def stop_before_serving() -> None:
     so one sent before this line ran waits instead of killing the interpreter as it
     starts; it is unblocked here, once the handler is in place, and handled then."""
     signal.signal(signal.SIGTERM, _exit_cleanly)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+    if hasattr(signal, "pthread_sigmask"):  # POSIX; elsewhere nothing was held
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
 
 
 def _exit_cleanly(signum: int, frame: object) -> None:

@@ -34,6 +34,9 @@ def held(sig: int = signal.SIGTERM) -> Iterator[None]:
     (:func:`band._runtime.signals.stop_before_serving` unblocks it); without this, a
     SIGTERM in the first fraction of a second killed it with -15. Only for band commands:
     anything else would keep the signal blocked."""
+    if not hasattr(signal, "pthread_sigmask"):  # not POSIX: nothing to hold
+        yield
+        return
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, {sig})
     try:
         yield
