@@ -205,3 +205,35 @@ def test_band_up_checks_the_metrics_ports_too(monkeypatch: pytest.MonkeyPatch) -
     assert ports(8080, 3) == [8080]
     monkeypatch.setenv("METRICS_PORT", "9100")
     assert ports(8080, 3) == [8080, 9100, 9101, 9102], "each service's /metrics port is checked before anything starts"
+
+
+async def test_a_reload_while_the_stack_starts_is_not_a_death() -> None:
+    """``band up --reload``: a service restarted for a change while ``band up`` still
+    waits for the rest of the stack is replaced, not reported as dead (which stopped
+    everything)."""
+    from band.cli.devstack import Child, _until_ready
+
+    calls = 0
+    ready = asyncio.Event()
+
+    async def probe() -> bool:
+        nonlocal calls
+        calls += 1
+        return ready.is_set()
+
+    child = Child("svc", [sys.executable, "-c", "pass"], dict(os.environ), probe)
+    child.start(3)
+    assert child.process is not None
+    await asyncio.to_thread(child.process.wait)
+    loop = asyncio.get_running_loop()
+    with child.replacing():  # the old process is gone, the new one not started yet
+        waiting = asyncio.ensure_future(_until_ready([child], loop.time() + 30, keep_going=False))
+        await wait_for(lambda: calls >= 2 or waiting.done(), 10, "the start loop to poll the child")
+        assert not waiting.done(), waiting.exception() if waiting.done() else ""
+        child.args = [sys.executable, "-c", "import time; time.sleep(60)"]
+        child.start(3)
+    ready.set()
+    try:
+        assert await asyncio.wait_for(waiting, 10) == [child]
+    finally:
+        await asyncio.to_thread(child.stop)

@@ -21,7 +21,7 @@ import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Awaitable, Callable
+from typing import IO, Any, Awaitable, Callable, Iterator
 
 import aiohttp
 import nats.errors
@@ -130,9 +130,22 @@ class Child:
         assert self.process is not None
         say(f"{prefix}exited with {self.process.wait()}")
 
+    restarting: bool = False  # inside replacing(): its old process may be gone already
+
     @property
     def exited(self) -> bool:
-        return self.process is not None and self.process.poll() is not None
+        return not self.restarting and self.process is not None and self.process.poll() is not None
+
+    @contextlib.contextmanager
+    def replacing(self) -> Iterator[None]:
+        """Stop and start it again inside the block: meanwhile it does not count as exited,
+        so ``band up`` still starting the rest of the stack does not take a ``--reload``
+        restart for a service that died during start (and stop everything)."""
+        self.restarting = True
+        try:
+            yield
+        finally:
+            self.restarting = False
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after ``STOP_TIMEOUT_S``; waits for its last output."""

@@ -96,8 +96,9 @@ class Reloader:
                  f"{name:>{self._width}} | the running process is unchanged; fix the file and save again")
             return
         _say(f"{name:>{self._width}} | {changed.name} changed: restarting")
-        await asyncio.to_thread(child.stop)
-        child.start(self._width)  # in this (the main) thread: see processes.die_with_parent
+        with child.replacing():  # band up may still be starting the rest of the stack
+            await asyncio.to_thread(child.stop)
+            child.start(self._width)  # in this (the main) thread: see processes.die_with_parent
 
 
 async def _run(path: Path, args: list[str]) -> int:
