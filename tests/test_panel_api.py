@@ -141,7 +141,7 @@ async def test_json_rpc_single_batch_unknown_and_errors(nats_url: str) -> None:
 
 
 async def test_overview_shows_a_service_with_real_rates_and_its_disappearance(nats_url: str, nc: Any) -> None:
-    async with panel(nats_url) as base, aiohttp.ClientSession(headers=bearer()) as http:
+    async with panel(nats_url) as base, aiohttp.ClientSession(headers=bearer(), timeout=aiohttp.ClientTimeout(total=20)) as http:
 
         async def services() -> dict[str, Any]:
             async with http.get(f"{base}/api/services") as resp:
