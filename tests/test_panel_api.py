@@ -168,3 +168,29 @@ async def test_overview_shows_a_service_with_real_rates_and_its_disappearance(na
 async def _has(services: Any, name: str, status: str) -> bool:
     found = (await services()).get(name)
     return found is not None and found["status"] == status
+
+
+async def test_the_sampler_stops_even_when_a_round_swallows_the_cancel(nats_url: str, nc: Any) -> None:
+    """nats-py's request under Python 3.11's ``wait_for`` can drop a cancellation; the
+    sampler's loop must end anyway, or the panel's shutdown waits for it forever."""
+    import asyncio
+
+    from band.panel.sampler import Sampler
+
+    entered = asyncio.Event()
+
+    class Swallowing(Sampler):
+        async def sample(self) -> None:
+            entered.set()
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError:
+                pass  # what a swallowed cancel looks like from here
+
+    config = PanelConfig(port=free_port(), nats_url=nats_url, token=TOKEN, edge_urls=(), interval_s=0.5)
+    async with aiohttp.ClientSession() as http:
+        task = asyncio.ensure_future(Swallowing(nc, config, http).run())
+        await asyncio.wait_for(entered.wait(), 10)
+        task.cancel()
+        done, _ = await asyncio.wait([task], timeout=10)
+    assert task in done and task.cancelled()

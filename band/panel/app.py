@@ -161,7 +161,7 @@ async def _running(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await asyncio.wait([task], timeout=10)  # never a shutdown that waits forever
         await http.close()
         try:
             await nc.drain()

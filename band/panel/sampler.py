@@ -165,7 +165,12 @@ class Sampler:
         self.edge_history.append((now, statuses, timeouts))
 
     async def run(self) -> None:
-        """Sample until cancelled; one failed round is logged and the next one tries again."""
+        """Sample until cancelled; one failed round is logged and the next one tries again.
+
+        A cancel swallowed inside a round still ends it: on Python 3.11 ``asyncio.wait_for``
+        (under nats-py's requests) can drop a cancellation whose reply lands at the same
+        moment, and the panel's shutdown then waited for this loop forever."""
+        me = asyncio.current_task()
         while True:
             try:
                 if self._nc.is_connected:
@@ -174,6 +179,8 @@ class Sampler:
                 raise
             except Exception:
                 log.exception("panel: sampling failed")
+            if me is not None and me.cancelling():
+                raise asyncio.CancelledError
             self.ready.set()
             await asyncio.sleep(self._config.interval_s)
 
