@@ -42,7 +42,7 @@ class BadRow(ValueError):
 
 # A trie entry, one per path seen: a list, indexed by these positions (no attribute
 # lookups on the hot path). The slot fields are filled when the entry is made.
-_KIDS, _PATH, _READY, _PLAIN, _COLUMN, _CONVERT, _EXTRA, _KEY, _LOW, _HIGH = range(10)
+_KIDS, _PATH, _PLAIN, _COLUMN, _CONVERT, _EXTRA, _KEY, _LOW, _HIGH = range(9)
 
 
 class TableLayout:
@@ -68,7 +68,7 @@ class TableLayout:
 
     @staticmethod
     def _entry(path: tuple[str, ...]) -> list[Any]:
-        return [{}, path, False, None, None, None, "", "", 0, -1]
+        return [{}, path, None, None, None, "", "", 0, -1]
 
     def child(self, parent: list[Any], key: str) -> list[Any]:
         """The trie entry of ``key`` under ``parent`` (a throwaway one once the cache is full)."""
@@ -95,7 +95,6 @@ class TableLayout:
                 entry[_PLAIN] = str
             elif (bounds := int_range(type_)) is not None:
                 entry[_PLAIN], (entry[_LOW], entry[_HIGH]) = int, bounds
-        entry[_READY] = True
 
     def _nearest_extra(self, path: tuple[str, ...]) -> tuple[str, str]:
         for cut in range(len(path) - 1, 0, -1):
@@ -233,7 +232,7 @@ class RowBuilder:
               roots: list[dict[str, Any]]) -> None:
         """Every leaf under ``roots`` (objects at the event's root) into ``row``: the hot
         loop of the store, one trie step per key and, for a text or in-range integer
-        value, no call at all. Entry fields by number (``_KIDS`` = 0 ... ``_HIGH`` = 9):
+        value, no call at all. Entry fields by number (``_KIDS`` = 0 ... ``_HIGH`` = 8):
         a constant index is cheaper than a global's."""
         quarter, limit, child_of = self._quarter, self._max, layout.child
         stack = [(value, layout.root) for value in roots]
@@ -246,14 +245,14 @@ class RowBuilder:
                 if entry is None:
                     entry = child_of(parent, key)
                 kind = type(child)
-                if kind is entry[3]:  # the column's plain type: text into text, an integer into an integer
+                if kind is entry[2]:  # the column's plain type: text into text, an integer into an integer
                     if kind is str:
                         if len(child) > quarter and len(child.encode()) > limit:
                             raise BadRow(f"{'.'.join(entry[1])} is {len(child.encode())} bytes, over max_value_bytes {limit}")
-                        row[entry[4]] = child
+                        row[entry[3]] = child
                         continue
-                    if entry[8] <= child <= entry[9]:
-                        row[entry[4]] = child
+                    if entry[7] <= child <= entry[8]:
+                        row[entry[3]] = child
                         continue
                 elif kind is dict:  # JSON objects are plain dicts: no ABC check on the hot path
                     push((child, entry))
@@ -262,17 +261,17 @@ class RowBuilder:
                     continue
                 elif kind is str and len(child) > quarter and len(child.encode()) > limit:
                     raise BadRow(f"{'.'.join(entry[1])} is {len(child.encode())} bytes, over max_value_bytes {limit}")
-                convert = entry[5]
+                convert = entry[4]
                 if convert is not None:
                     try:
-                        row[entry[4]] = convert(child)
+                        row[entry[3]] = convert(child)
                         continue
                     except Misfit:
                         pass
-                bucket = extras.get(entry[6])
+                bucket = extras.get(entry[5])
                 if bucket is None:
-                    bucket = extras[entry[6]] = ([], [])
-                bucket[0].append(entry[7])
+                    bucket = extras[entry[5]] = ([], [])
+                bucket[0].append(entry[6])
                 bucket[1].append(child if kind is str else text(child))
 
     def _copy(self, layout: TableLayout, row: list[Any], column: str, at: int, message: Mapping[str, Any],
