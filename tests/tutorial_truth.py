@@ -197,12 +197,14 @@ FUNNEL = ("visit", "product", "checkout", "purchase")
 
 def funnel_step(e: Event) -> int:
     """Which step (1-4) an event is, or 0: session, product page, checkout page, purchase."""
-    url = e["data"]["page"]["url"]
+    from urllib.parse import urlsplit
+
+    path = urlsplit(e["data"]["page"]["url"]).path
     if e["name"] == "session":
         return 1
-    if e["name"] == "page" and "/product/" in url:
+    if e["name"] == "page" and path.startswith("/product/"):
         return 2
-    if e["name"] == "page" and "/checkout" in url:
+    if e["name"] == "page" and path == "/checkout":
         return 3
     return 4 if e["name"] == "purchase" else 0
 
@@ -211,7 +213,9 @@ def funnels(events: list[Event]) -> tuple[dict[str, list[int]], dict[str, list[i
     """Counts reaching each step, by day and by the channel of the attempt's first event.
 
     An attempt is a visitor's UTC day; its level is the longest run of steps 1, 2, 3, 4 met in
-    time order: from the day's first step-1 event, each next step's first later event.
+    time order: from the day's first step-1 event, each next step's first later event. Events
+    of the same millisecond count in step order (a landing page at the session's millisecond
+    follows the session); the attempt's source is its first event's, the session winning a tie.
     """
     import datetime as dt
 
@@ -223,14 +227,14 @@ def funnels(events: list[Event]) -> tuple[dict[str, list[int]], dict[str, list[i
     by_day: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
     by_channel: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
     for (day, _), evs in attempts.items():
-        evs.sort(key=lambda e: e["time"])
         level = 0
-        for e in evs:
+        for e in sorted(evs, key=lambda e: (e["time"], funnel_step(e))):
             if level < 4 and funnel_step(e) == level + 1:
                 level += 1
+        first = min(evs, key=lambda e: (e["time"], e["name"] != "session"))
         for step in range(level):
             by_day[day][step] += 1
-            by_channel[channel_of(evs[0])][step] += 1
+            by_channel[channel_of(first)][step] += 1
     return dict(by_day), dict(by_channel)
 
 

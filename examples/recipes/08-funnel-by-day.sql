@@ -5,8 +5,8 @@ WITH attempts AS (
     SELECT date, uid,
            windowFunnel(86400000)(timestamp,
                name = 'session',
-               name = 'page' AND page_url LIKE '%/product/%',
-               name = 'page' AND page_url LIKE '%/checkout%',
+               name = 'page' AND startsWith(path(page_url), '/product/'),
+               name = 'page' AND path(page_url) = '/checkout',
                name = 'purchase') AS level
     FROM stats.events
     GROUP BY date, uid

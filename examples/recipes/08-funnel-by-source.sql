@@ -2,11 +2,13 @@
 -- attempt's first event (docs/tutorials/08-funnels.md).
 WITH attempts AS (
     SELECT date, uid,
-           argMin(if(sess_marks_utm_source != '', concat(sess_marks_utm_source, ' / ', sess_marks_utm_medium), sess_type), timestamp) AS channel,
+           -- the first event's channel; at the same millisecond, the session event's
+           argMin(if(sess_marks_utm_source != '', concat(sess_marks_utm_source, ' / ', sess_marks_utm_medium), sess_type),
+                  (timestamp, name != 'session')) AS channel,
            windowFunnel(86400000)(timestamp,
                name = 'session',
-               name = 'page' AND page_url LIKE '%/product/%',
-               name = 'page' AND page_url LIKE '%/checkout%',
+               name = 'page' AND startsWith(path(page_url), '/product/'),
+               name = 'page' AND path(page_url) = '/checkout',
                name = 'purchase') AS level
     FROM stats.events
     GROUP BY date, uid

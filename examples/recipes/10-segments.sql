@@ -4,7 +4,7 @@ WITH
     (SELECT max(timestamp) FROM stats.events) AS as_of,
     visitors AS (
         SELECT uid,
-               (as_of - max(timestamp)) / 86400000 AS days_since,
+               (as_of - max(timestamp)) / 86400000 AS age_days,
                countIf(name = 'session') AS sessions,
                countIf(name = 'purchase') AS purchases,
                sumIf(toFloat64OrZero(data_extra.value[indexOf(data_extra.key, 'revenue')]), name = 'purchase') AS revenue,
@@ -13,8 +13,9 @@ WITH
         FROM stats.events
         GROUP BY uid
     )
-SELECT toString(uid) AS uid, round(days_since, 2) AS days_since, sessions, purchases, revenue,
-       multiIf(days_since <= 2, 3, days_since <= 7, 2, 1) AS r,
+-- the scores read the exact age_days: a rounded alias named like the column would shadow it
+SELECT toString(uid) AS uid, round(age_days, 2) AS days_since, sessions, purchases, revenue,
+       multiIf(age_days <= 2, 3, age_days <= 7, 2, 1) AS r,
        multiIf(sessions >= 4, 3, sessions >= 2, 2, 1) AS f,
        multiIf(revenue >= 149, 3, revenue > 0, 2, 1) AS m,
        concat('R', toString(r), 'F', toString(f), 'M', toString(m)) AS rfm,
