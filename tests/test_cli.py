@@ -12,6 +12,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from band import App, response, wire
 from band.cli.ports import free_port
 from band.cli.target import nats_target
@@ -196,3 +198,26 @@ def test_band_cli_does_not_import_the_edge() -> None:
     code = "import sys, band.cli; band.cli.parser(); assert 'broker' not in sys.modules, 'band.cli imported broker'"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+async def test_a_command_falling_back_to_the_default_nats_says_so(tmp_path: Path) -> None:
+    """With no --nats, no NATS_URL and no ./.band/nats.url, ``band ls`` tries 127.0.0.1:4222 and says
+    so, whether or not some other program's server answers there."""
+    fell_back = await band("ls", "--timeout", "1", nats_url=None, cwd=tmp_path)
+    assert "nats://127.0.0.1:4222, the default" in fell_back.stderr, fell_back.stderr
+    (tmp_path / ".band").mkdir()
+    (tmp_path / ".band" / "nats.url").write_text(f"nats://127.0.0.1:{free_port()}\n")
+    written = await band("ls", "--timeout", "1", nats_url=None, cwd=tmp_path)
+    assert written.returncode == 1 and "the default" not in written.stderr and "band up" in written.stderr
+
+
+def test_band_demo_sends_to_the_edge_band_up_wrote_down(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from band._runtime.state import edge_url
+
+    monkeypatch.chdir(tmp_path)
+    assert edge_url(None, {}) == "http://127.0.0.1:8080"
+    assert edge_url(None, {"PORT": "18080"}) == "http://127.0.0.1:18080"
+    (tmp_path / ".band").mkdir()
+    (tmp_path / ".band" / "edge.url").write_text("http://127.0.0.1:18081\n")
+    assert edge_url(None, {"PORT": "18080"}) == "http://127.0.0.1:18081"
+    assert edge_url("http://elsewhere:1", {}) == "http://elsewhere:1"

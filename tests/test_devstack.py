@@ -90,6 +90,8 @@ async def test_band_up_is_up_when_it_says_so_and_stops_cleanly(tmp_path: Path) -
         url = url_file.read_text().strip()
         assert url.startswith("nats://127.0.0.1:") and not url.endswith(":4222"), "its own server, on a free port"
         assert "started nats-server" in up.text and f"edge: http://127.0.0.1:{port}/" in up.text
+        edge_file = tmp_path / ".band" / "edge.url"
+        assert edge_file.read_text().strip() == f"http://127.0.0.1:{port}", "band demo run here finds the edge"
         nc = await nats.connect(url)
         try:
             assert await pinged(nc, "greeter"), "'band is up' came before the service was discoverable"
@@ -115,6 +117,7 @@ async def test_band_up_is_up_when_it_says_so_and_stops_cleanly(tmp_path: Path) -
     assert "greeter | exited with 0" in up.text and "edge | exited with 0" in up.text
     assert up.text.index("greeter | exited with 0") < up.text.index("edge | exited with 0"), "services stop before the edge"
     assert not url_file.exists(), "band up removes ./.band/nats.url on the way out"
+    assert not edge_file.exists(), "and ./.band/edge.url"
 
 
 @pytest.mark.slow

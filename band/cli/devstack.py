@@ -28,6 +28,7 @@ import nats.errors
 from nats.aio.client import Client
 
 from .._core import settings as config
+from .._runtime import state
 from ..metrics import metrics_env
 from . import processes, target
 from .natsserver import NatsServer
@@ -54,7 +55,7 @@ def register(commands: Commands) -> None:
     )
     up.add_argument("paths", nargs="*", default=["examples"], help="service directories, .py files, or folders holding them")
     up.add_argument("--port", type=int, help="edge port (default: $PORT or 8080)")
-    up.add_argument("--data", default=str(target.STATE_DIR), help="where the started nats-server keeps JetStream data (default ./.band)")
+    up.add_argument("--data", default=str(state.STATE_DIR), help="where the started nats-server keeps JetStream data (default ./.band)")
     up.add_argument("--keep-going", action="store_true", help="a service that fails to start is reported; the rest keep running")
     up.add_argument("--reload", action="store_true", help="restart a service when a file in its directory changes (development)")
     up.add_argument("--start-timeout", type=float, default=START_TIMEOUT_S, help=f"seconds for everything to be ready (default {START_TIMEOUT_S:g})")
@@ -280,22 +281,22 @@ async def _nats(data: Path) -> tuple[target.Target, NatsServer | None]:
     if named:
         return target.Target(named, "from NATS_URL; unset it to have band up start its own"), None
     written = target.nats_target(env={})
-    if written.source != "the default":  # ./.band/nats.url exists: is its band up still running?
+    if written.source != target.DEFAULT_SOURCE:  # ./.band/nats.url exists: is its band up still running?
         try:
             nc = await target.reach(written, "band-up", 1.0)
         except target.Unreachable:
             pass  # left behind by a band up that was killed
         else:
             await nc.close()
-            raise StartFailed(f"another band up runs in this directory (NATS at {written.url}, ./{target.URL_FILE}); stop it first")
+            raise StartFailed(f"another band up runs in this directory (NATS at {written.url}, ./{state.URL_FILE}); stop it first")
     server = NatsServer(store_dir=data / "nats", log_file=data / "nats.log", die_with_parent=True)
     try:
         server.start()  # in the main thread: the parent-death signal follows the starting thread
     except (OSError, RuntimeError, TimeoutError) as exc:
         raise StartFailed(f"nats-server did not start: {exc} (its log: {data / 'nats.log'})") from None
-    target.URL_FILE.parent.mkdir(parents=True, exist_ok=True)
-    target.URL_FILE.write_text(server.url + "\n", encoding="utf-8")
-    return target.Target(server.url, f"started nats-server with JetStream data in {data / 'nats'}; URL in ./{target.URL_FILE}"), server
+    state.URL_FILE.parent.mkdir(parents=True, exist_ok=True)
+    state.URL_FILE.write_text(server.url + "\n", encoding="utf-8")
+    return target.Target(server.url, f"started nats-server with JetStream data in {data / 'nats'}; URL in ./{state.URL_FILE}"), server
 
 
 def ports(edge: int, services: int) -> list[int]:
@@ -349,6 +350,8 @@ async def _up(paths: list[Path], port: int, data: Path, keep_going: bool, timeou
         band = spell("band")
         from ..panel.uphook import panel_beside
 
+        state.EDGE_FILE.parent.mkdir(parents=True, exist_ok=True)
+        state.EDGE_FILE.write_text(f"http://127.0.0.1:{port}\n", encoding="utf-8")  # for band demo run here
         panel_port = int(os.environ.get("PANEL_PORT") or 8081)
         async with panel_beside(running, width, data, env, port, panel_port, lambda n, a, e: Child(n, a, e, http_answers(panel_port))) as panel:
             say(f"\nband is up\n  NATS: {where.url}\n  edge: http://127.0.0.1:{port}/\n  panel: {panel}\n"
@@ -371,6 +374,7 @@ async def _up(paths: list[Path], port: int, data: Path, keep_going: bool, timeou
             await asyncio.to_thread(running[0].stop)
         if nc is not None:
             await nc.close()
+        state.EDGE_FILE.unlink(missing_ok=True)
         if server is not None:
             await asyncio.to_thread(server.stop)
-            target.URL_FILE.unlink(missing_ok=True)
+            state.URL_FILE.unlink(missing_ok=True)

@@ -3,24 +3,25 @@
 ``band up`` with no ``NATS_URL`` starts its own nats-server on a free port and writes
 its URL to ``./.band/nats.url``; every command run in the same directory finds it there,
 so a second terminal needs no setup. The order: ``--nats``, ``$NATS_URL``,
-``./.band/nats.url``, ``nats://127.0.0.1:4222``.
+``./.band/nats.url``, ``nats://127.0.0.1:4222``. A command that falls back to the last
+says so: another program's nats-server may answer there.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Mapping
 
 from nats.aio.client import Client
 
 from .._runtime.connect import DEFAULT_URL, connect
+from .._runtime.state import URL_FILE, written
 from .spelling import spell
 
-STATE_DIR = Path(".band")  # band up's state, relative to the directory it runs in
-URL_FILE = STATE_DIR / "nats.url"
+DEFAULT_SOURCE = "the default"
 
 
 @dataclass(frozen=True)
@@ -38,13 +39,10 @@ def nats_target(flag: str | None = None, env: Mapping[str, str] | None = None) -
         return Target(flag, "--nats")
     if env.get("NATS_URL"):
         return Target(env["NATS_URL"], "NATS_URL")
-    try:
-        written = URL_FILE.read_text(encoding="utf-8").strip()
-    except OSError:
-        written = ""
-    if written:
-        return Target(written, f"./{URL_FILE}, written by band up")
-    return Target(DEFAULT_URL, "the default")
+    url = written(URL_FILE)
+    if url:
+        return Target(url, f"./{URL_FILE}, written by band up")
+    return Target(DEFAULT_URL, DEFAULT_SOURCE)
 
 
 def nats_url(flag: str | None = None) -> str:
@@ -64,6 +62,9 @@ async def reach(where: str | Target | None, name: str, timeout: float, **options
     are kept for the one-line message instead of being logged at each retry.
     """
     target = where if isinstance(where, Target) else nats_target(where)
+    if target.source == DEFAULT_SOURCE:
+        print(f"note: no --nats, no $NATS_URL and no ./{URL_FILE} here (band up writes it): trying {target.url}, "
+              "the default; another program's nats-server may be the one answering", file=sys.stderr)
     errors: list[BaseException] = []
 
     async def remember(exc: Exception) -> None:

@@ -6,19 +6,19 @@ import argparse
 import asyncio
 import datetime as dt
 import json
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from .._runtime.state import edge_url
 from .generate import generate
 
 DESCRIPTION = """Generate demo traffic: visitors, sessions and events the way the web SDK sends them
 (search, social, referral, direct and paid campaigns with UTM marks; page views, scrolls,
 activity, lead forms, purchases with revenue; visitors returning on later days).
 
-  band demo                         through the edge at http://127.0.0.1:$PORT (default 8080)
+  band demo                         through the edge band up runs here (./.band/edge.url), else http://127.0.0.1:$PORT (default 8080)
   band demo --edge URL              through another edge
   band demo --store                 straight into the store's data directory (the store
                                     must not be running: stop the dev stack first)
@@ -35,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--days", type=int, default=14, help="days of traffic (default 14)")
     p.add_argument("--start", type=dt.date.fromisoformat, help="first day, YYYY-MM-DD (default: so that the last day is today, UTC)")
     where = p.add_mutually_exclusive_group()
-    where.add_argument("--edge", metavar="URL", help="the edge's base URL (default http://127.0.0.1:$PORT, PORT defaulting to 8080)")
+    where.add_argument("--edge", metavar="URL", help="the edge's base URL (default: the one band up runs in this directory, ./.band/edge.url; else http://127.0.0.1:$PORT, PORT defaulting to 8080)")
     where.add_argument("--store", nargs="?", const="", metavar="DIR", help="write into the store directly (default: its data_dir, ./.band/store); keeps the generated days")
     where.add_argument("--jsonl", metavar="FILE", help="write the events as JSON lines instead of sending them")
     p.add_argument("--costs-csv", metavar="FILE", help="also write the ad platforms' cost report for this traffic as CSV")
@@ -89,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _to_store(events, args.store)
     from .edge import EdgeUnreachable, send
 
-    url = args.edge or f"http://127.0.0.1:{os.environ.get('PORT', '8080')}"
+    url = edge_url(args.edge)
     try:
         sent = asyncio.run(send(events, url, args.concurrency, _Counter(f"sent to {url}:")))
     except EdgeUnreachable as exc:
