@@ -1,18 +1,24 @@
 """Every event, stored once, in SQLite; query it over RPC.
 
 The listener is a JetStream durable consumer: an event is acked only after its row
-is written, so a crash or restart redelivers it. The message id is the primary key
+is committed, so a crash or restart redelivers it. The message id is the primary key
 and rows are INSERT OR IGNORE, so a redelivery never stores an event twice.
+
+Writes are batched, as band's own store does: each event joins the batch being
+filled and waits for its commit; one writer commits a batch per transaction on one
+connection. A commit per event cost a core at 1,000 events/s, and parallel commits
+from several threads made SQLite answer "database is locked".
 """
 
+import asyncio
 import json
 import sqlite3
 import threading
-from contextlib import closing
+from contextlib import closing, suppress
 from pathlib import Path
 from typing import Any
 
-from band import blocking, expose, settings
+from band import blocking, cleanup, expose, settings, worker
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -22,6 +28,9 @@ CREATE TABLE IF NOT EXISTS events (
     time INTEGER,
     message TEXT NOT NULL
 )"""
+INSERT = 'INSERT OR IGNORE INTO events (id, key, uid, time, message) VALUES (?, ?, ?, ?, ?)'
+BATCH_ROWS = 500  # a batch is committed when it holds this many events...
+BATCH_SECONDS = 0.2  # ...or is this old
 
 
 _prepare = threading.Lock()
@@ -29,14 +38,11 @@ _prepared: set[str] = set()
 
 
 def connect(path: str) -> sqlite3.Connection:
-    """One connection per call: @blocking runs each call in whichever thread is free.
-
-    The file is prepared once (WAL, so readers do not block the writer; the table), under
-    a lock: two first connections switching to WAL at once get "database is locked"
-    (SQLite does not wait for that lock), and the first event or the first count failed.
-    """
+    """A connection to the events file, prepared once (WAL, so readers never block the
+    writer; the table) under a lock: two first connections switching to WAL at once get
+    "database is locked" (SQLite does not wait for that lock)."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(path, timeout=10)
+    db = sqlite3.connect(path, timeout=10, check_same_thread=False)
     with _prepare:
         if path not in _prepared:
             db.execute('PRAGMA journal_mode=WAL')
@@ -45,25 +51,79 @@ def connect(path: str) -> sqlite3.Connection:
     return db
 
 
+class Batches:
+    """Events waiting for their commit. Only the writer commits, one batch at a time."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[Any, ...]] = []
+        self.committed: asyncio.Future[None] | None = None  # resolved when ``rows`` is in the file
+        self.first = asyncio.Event()  # the batch being filled has an event
+        self.full = asyncio.Event()  # ...and BATCH_ROWS of them
+
+    def add(self, row: tuple[Any, ...]) -> 'asyncio.Future[None]':
+        if self.committed is None:
+            self.committed = asyncio.get_running_loop().create_future()
+        self.rows.append(row)
+        self.first.set()
+        if len(self.rows) >= BATCH_ROWS:
+            self.full.set()
+        return self.committed
+
+    def take(self) -> tuple[list[tuple[Any, ...]], 'asyncio.Future[None] | None']:
+        rows, committed = self.rows, self.committed
+        self.rows, self.committed = [], None
+        self.first.clear()
+        self.full.clear()
+        return rows, committed
+
+
+batches = Batches()
+writer_db: list[sqlite3.Connection] = []  # the writer's one connection, opened by the writer
+
+
 @blocking()
-def store(path: str, message: dict[str, Any]) -> None:
-    with closing(connect(path)) as db, db:
-        db.execute(
-            'INSERT OR IGNORE INTO events (id, key, uid, time, message) VALUES (?, ?, ?, ?, ?)',
-            (message['id'], message['key'], message.get('uid'), message.get('time'), json.dumps(message)),
-        )
+def commit(db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    with db:
+        db.executemany(INSERT, rows)
+
+
+@worker()
+async def write() -> None:
+    """Commit the batch being filled once it is full or BATCH_SECONDS old."""
+    db = connect(settings.db)
+    writer_db.append(db)
+    while True:
+        await batches.first.wait()
+        with suppress(TimeoutError):
+            async with asyncio.timeout(BATCH_SECONDS):
+                await batches.full.wait()
+        rows, committed = batches.take()
+        assert committed is not None
+        try:
+            await commit(db, rows)
+        except Exception as exc:  # a full disk: every event of the batch stays unacked and comes again
+            committed.set_exception(exc)
+        else:
+            committed.set_result(None)
+
+
+@cleanup()
+async def close_writer() -> None:
+    for db in writer_db:
+        db.close()
+
+
+@expose.listener(durable=True)
+async def broadcast(attempt__: int = 1, **message: Any) -> None:
+    """Returns once the event's batch is committed; raising (a full disk) leaves it unacked."""
+    row = (message['id'], message['key'], message.get('uid'), message.get('time'), json.dumps(message))
+    await asyncio.shield(batches.add(row))
 
 
 @blocking()
 def query(path: str, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
     with closing(connect(path)) as db:
         return db.execute(sql, args).fetchall()
-
-
-@expose.listener(durable=True)
-async def broadcast(attempt__: int = 1, **message: Any) -> None:
-    """Raising here (a full disk) leaves the event unacked: it is delivered again."""
-    await store(settings.db, message)
 
 
 def where(key: str | None) -> tuple[str, tuple[Any, ...]]:

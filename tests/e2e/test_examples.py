@@ -224,6 +224,38 @@ async def test_eventwriter_stores_each_event_once_across_restarts(
     await js.delete_consumer(wire.STREAM, "eventwriter_broadcast")  # leave the shared server as found
 
 
+async def test_eventwriter_takes_a_burst_in_batches_without_a_failed_write(
+    nats_url: str, nc: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """1,500 events at once: every one stored, none redelivered (a commit per event from
+    parallel threads made SQLite answer "database is locked", and the events came again)."""
+    monkeypatch.setenv("EVENTS_DB", str(tmp_path / "burst.sqlite"))
+    js = nc.jetstream()
+    await ensure_stream(js)
+    rpc = RPC(lambda: nc)
+    total = 1500
+    acks = [js.publish("in.gen.ewburst.e", wire.encode({**message("in.gen.ewburst.e"), "id": f"78000000000{n:05d}"}),
+                       headers={wire.MSG_ID_HEADER: f"78000000000{n:05d}"}) for n in range(total)]
+    await asyncio.gather(*acks)
+
+    async def all_stored() -> bool:
+        stored: int = await rpc.request("eventwriter", "count", key="in.gen.ewburst")
+        return stored == total
+
+    async def caught_up() -> bool:
+        info = await js.consumer_info(wire.STREAM, "eventwriter_broadcast")
+        return bool(info.num_pending == 0 and info.num_ack_pending == 0)
+
+    try:
+        async with running("eventwriter", nats_url, nc):
+            await wait_for(all_stored, timeout=60, what="the burst stored")
+            await wait_for(caught_up, timeout=30, what="the burst acked")
+            info = await js.consumer_info(wire.STREAM, "eventwriter_broadcast")
+            assert info.num_redelivered == 0, f"{info.num_redelivered} events failed a write and came again"
+    finally:
+        await js.delete_consumer(wire.STREAM, "eventwriter_broadcast")
+
+
 # --- reports: the everyday queries over the store ------------------------------------------
 def sdk_page(n: int, uid: str, day: int, path: str, ref: str = "", campaign: str = "", session: int = 1) -> dict[str, Any]:
     """A web-SDK page view on 2024-05-0<day>."""
