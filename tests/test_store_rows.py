@@ -72,6 +72,18 @@ def test_web_sdk_page_event_lands_in_events_with_rockstat_columns() -> None:
     assert extras(row, "extra")["fpid"] == "1234567890123"
 
 
+def test_the_stock_geoip_enricher_fills_rockstats_geo_columns() -> None:
+    """The panel's "Countries" preset reads sxgeo_country_iso: examples/geoip's answer fills it."""
+    event = sdk_page_event()
+    event["data"]["geoip"] = {"country_code": "DE", "country_name": "Germany", "network": "5.1.0.0/16", "asn_name": "X"}
+    _, row = builder().build(event)
+    assert (row["sxgeo_country_iso"], row["sxgeo_country_en"]) == ("DE", "Germany")
+    sxgeo = sdk_page_event()
+    sxgeo["data"]["sxgeo"] = {"country": {"iso": "RU", "name_en": "Russia"}}
+    _, row = builder().build(sxgeo)
+    assert (row["sxgeo_country_iso"], row["sxgeo_country_en"]) == ("RU", "Russia"), "Rockstat's own enricher still fills them"
+
+
 def test_routing_by_service_and_name_then_default_then_other() -> None:
     b = builder()
     assert b.route("track", "page") == "events"
