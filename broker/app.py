@@ -31,7 +31,7 @@ from .config import EdgeConfig
 from .discovery import Discovery
 from .headers import SECURITY, UidCookie
 from .libjs import LibJs
-from .surface import coffee, favicon, lib_js
+from .surface import coffee, favicon, keep_privately, lib_js
 from .metrics import Metrics
 from .pipeline import INTERNAL_ERROR, Pipeline
 from .render import json_response, render
@@ -103,6 +103,7 @@ class Edge:
         started = time.perf_counter()
         uid: str | None = None
         trace: HitTrace | None = None
+        library = False  # /lib.js: kept by the visitor's browser, unlike every other answer
         try:
             method = request.method
             if method == "OPTIONS":
@@ -118,6 +119,7 @@ class Edge:
                     resp = web.Response(text=ROOT_PAGE, content_type="text/plain")
                 elif path == "/lib.js" and method == "GET":
                     resp, uid = lib_js(request, self.lib, self.config)
+                    library = True
                 elif path == "/favicon.ico":
                     resp = favicon()
                 elif path == "/coffee":
@@ -150,6 +152,8 @@ class Edge:
             log.exception("hit failed: %s %s", request.method, request.path)
             resp = json_response({"message": INTERNAL_ERROR}, 500)
         self.finish(request, resp, started, uid)
+        if library:
+            keep_privately(resp, self.lib)
         if trace is not None:
             trace.end(resp.status)
         return resp

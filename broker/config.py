@@ -61,6 +61,7 @@ class EdgeConfig:
     lib_file: str = ""  # /lib.js serves this web SDK file; empty = band's own tracker
     lib_global: str = "rstat"  # the SDK's global (rstat for SDK 4.x) that /lib.js configures
     client_common: Mapping[str, Any] = field(default_factory=dict)  # options spread into /lib.js's configure
+    lib_max_age_s: int = 3600  # how long a visitor's own browser keeps /lib.js (private: it carries that visitor's uid)
     redis_url: str = ""  # the built-in `stored` enricher reads s:<uid> here; empty = off
     builtin_enrichers: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_BUILTIN_ENRICHERS))  # name -> key prefix
     certfile: str = ""  # TLS: serve https/wss with this certificate chain (PEM) ...

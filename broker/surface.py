@@ -8,7 +8,7 @@ from importlib import resources
 from aiohttp import web
 
 from .config import EdgeConfig
-from .libjs import CONTENT_TYPE, LibJs
+from .libjs import CONTENT_TYPE, LibJs, accepts_gzip
 from .request import pick_uid
 
 
@@ -34,7 +34,23 @@ def lib_js(request: web.Request, lib: LibJs, config: EdgeConfig) -> tuple[web.Re
     """
     cookie = request.cookies.get(config.cookie_name) if "Cookie" in request.headers else None
     uid = pick_uid(request.query.get("uid"), cookie)
-    return web.Response(body=lib.body(uid), headers={"Content-Type": CONTENT_TYPE}), uid
+    etag = lib.etag(uid)
+    headers = {"Content-Type": CONTENT_TYPE, "ETag": etag}
+    if etag in request.headers.get("If-None-Match", ""):
+        return web.Response(status=304, headers=headers), uid
+    if accepts_gzip(request.headers.get("Accept-Encoding", "")):
+        return web.Response(body=lib.gzip(uid), headers={**headers, "Content-Encoding": "gzip"}), uid
+    return web.Response(body=lib.body(uid), headers=headers), uid
 
 
-__all__ = ["coffee", "favicon", "lib_js"]
+def keep_privately(resp: web.StreamResponse, lib: LibJs) -> None:
+    """/lib.js's caching, over the no-cache every other answer carries: only the visitor's
+    own browser keeps it (it holds their uid), and asks again when its cookie changed."""
+    resp.headers["Cache-Control"] = f"private, max-age={lib.max_age_s}"
+    resp.headers.popall("Pragma", None)
+    resp.headers.popall("Expires", None)
+    vary = resp.headers.get("Vary")
+    resp.headers["Vary"] = f"Cookie, Accept-Encoding{', ' + vary if vary else ''}"
+
+
+__all__ = ["coffee", "favicon", "keep_privately", "lib_js"]

@@ -32,7 +32,9 @@ async def test_lib_js_serves_the_configured_sdk_with_the_visitors_uid(nats_url: 
         first = await client.get("/lib.js")
         assert first.status == 200
         assert first.headers["Content-Type"] == "text/javascript; charset=utf-8"
-        assert "no-store" in first.headers["Cache-Control"] and first.headers["Expires"] == "0"
+        # it holds this visitor's uid: only their own browser keeps it, and asks again when its cookie changed
+        assert first.headers["Cache-Control"] == "private, max-age=3600" and "Expires" not in first.headers
+        assert {"Cookie", "Accept-Encoding"} <= {v.strip() for v in first.headers["Vary"].split(",")}
         body = await first.text()
         name, options = configured(body)
         issued = first.cookies["uid"].value
@@ -144,3 +146,35 @@ async def test_websocket_upgrade_sets_the_uid_it_issued(nats_url: str) -> None:
             async with raw.ws_connect(client.make_url("/wss"), headers={"Cookie": "uid=1234567890123"}) as ws:
                 assert "Set-Cookie" not in ws._response.headers
                 assert ws._response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+async def test_lib_js_is_gzipped_and_a_returning_view_transfers_no_sdk(nats_url: str, tmp_path: Path) -> None:
+    """Bytes on the wire for a 200 KB SDK: gzipped when the browser accepts it (the same bytes
+    once unpacked), and nothing but headers when the browser asks again with its ETag."""
+    import gzip
+    import random
+
+    words = [f"function f{n}(a,b){{return a+b*{n}}}" for n in range(400)]
+    sdk = tmp_path / "lib.js"
+    sdk.write_text(";".join(random.Random(1).choice(words) for _ in range(7500)) + "\n")
+    cookie = {"Cookie": "uid=1234567890123456789"}
+    async with running_edge(nats_url, lib_file=str(sdk)) as (client, _):
+        plain = await client.get("/lib.js", headers={**cookie, "Accept-Encoding": "identity"}, auto_decompress=False)
+        plain_body = await plain.read()
+        assert "Content-Encoding" not in plain.headers and len(plain_body) > 200_000
+        packed = await client.get("/lib.js", headers={**cookie, "Accept-Encoding": "gzip, deflate, br"}, auto_decompress=False)
+        packed_body = await packed.read()
+        assert packed.headers["Content-Encoding"] == "gzip"
+        assert gzip.decompress(packed_body) == plain_body, "the same SDK, uid and all"
+        assert len(packed_body) < len(plain_body) / 5
+        etag = packed.headers["ETag"]
+        assert etag == plain.headers["ETag"] and "1234567890123456789" in etag
+        again = await client.get("/lib.js", headers={**cookie, "If-None-Match": etag}, auto_decompress=False)
+        assert again.status == 304 and await again.read() == b""
+        assert again.headers["Cache-Control"].startswith("private")
+        # another visitor (another cookie) never gets a 304 for someone else's copy
+        other = await client.get("/lib.js", headers={"Cookie": "uid=9876543210987654321", "If-None-Match": etag})
+        assert other.status == 200 and configured(await other.text())[1]["initialUid"] == "9876543210987654321"
+        refused = await client.get("/lib.js", headers={**cookie, "Accept-Encoding": "gzip;q=0"}, auto_decompress=False)
+        assert "Content-Encoding" not in refused.headers
+        print(f"/lib.js on the wire: {len(plain_body)} bytes plain, {len(packed_body)} gzipped, 0 (304) when kept")

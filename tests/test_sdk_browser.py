@@ -111,6 +111,13 @@ def check(events: list[dict[str, Any]], uid: str, page_url: str) -> None:
 
 async def test_tracker_cross_site_over_http(browser: Any, nc: Any, nats_url: str) -> None:
     app = make_app(edge_config(nats_url, cookie_secure=False))
+    sdk_sent: list[str] = []  # /lib.js answers with a body, as the edge wrote them
+
+    async def count(request: Any, response: Any) -> None:
+        if request.path == "/lib.js" and response.status == 200:
+            sdk_sent.append(response.headers.get("Content-Encoding", "identity"))
+
+    app.on_response_prepare.append(count)
     async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as client:
         edge_origin = str(client.make_url("")).rstrip("/")
         path = "/shop?utm_source=newsletter&utm_campaign=winter"
@@ -118,6 +125,8 @@ async def test_tracker_cross_site_over_http(browser: Any, nc: Any, nats_url: str
         site_url = [e for e in events if e["name"] == "page"][0]["data"]["page"]["url"]
         assert site_url.startswith("http://localhost:") and site_url.endswith(path)
         check(events, uid, site_url)
+    # two page views, one download of the SDK, gzipped: the second page took the browser's copy
+    assert sdk_sent == ["gzip"]
 
 
 async def test_tracker_over_the_edges_own_tls(browser: Any, nc: Any, nats_url: str, edge_certs: Path) -> None:
