@@ -22,7 +22,7 @@ from nats.aio.client import Client
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 
-from band import tracing, wire
+from band import wire
 from band._runtime.connect import connect
 from band._runtime.stream import ensure_stream
 
@@ -35,7 +35,7 @@ from .surface import coffee, favicon, keep_privately, lib_js
 from .metrics import Metrics
 from .pipeline import INTERNAL_ERROR, Pipeline
 from .render import json_response, render
-from .tracing import HitTrace
+from .tracing import Trace, open_trace
 from .request import BadHit, ClientIP, read_hit
 from .upload import Uploads
 from .ws import Sockets, handle_socket
@@ -102,7 +102,7 @@ class Edge:
         """The one route: fixed paths, then hits; anything unexpected is a bare 500."""
         started = time.perf_counter()
         uid: str | None = None
-        trace: HitTrace | None = None
+        trace: Trace | None = None
         library = False  # /lib.js: kept by the visitor's browser, unlike every other answer
         try:
             method = request.method
@@ -141,8 +141,7 @@ class Edge:
                         resp = json_response({"message": bad.message}, bad.status)
                     else:
                         uid = hit.message["uid"]
-                        if tracing.ON:
-                            trace = HitTrace(request.headers, method, path, hit.message)
+                        trace = open_trace(request.headers, method, path, hit.message)
                         resp = render(await self.pipeline.run(hit.message, hit.image, trace), hit.native)
         except asyncio.CancelledError:
             if trace is not None:

@@ -27,7 +27,7 @@ from .discovery import Discovery
 from .link import Link, LinkDown, Reply
 from .metrics import Metrics
 from .redirects import unsafe_location
-from .tracing import HitTrace
+from .tracing import Trace
 
 log = logging.getLogger("broker.pipeline")
 
@@ -47,7 +47,7 @@ class _Gather:
     done: asyncio.Future[None]
     answered: set[str] = field(default_factory=set)
     results: dict[str, Any] = field(default_factory=dict)
-    trace: HitTrace | None = None
+    trace: Trace | None = None
 
 
 class _Timeout(Exception):
@@ -106,7 +106,7 @@ class Pipeline:
         return hasattr(self, "_link") and self._link.is_connected
 
     # --- the run ------------------------------------------------------------------
-    async def run(self, message: dict[str, Any], image: bool = False, trace: HitTrace | None = None) -> Response:
+    async def run(self, message: dict[str, Any], image: bool = False, trace: Trace | None = None) -> Response:
         """Enrich ``message`` in place, ask its handler, store it; the answer to send.
 
         ``image`` marks an image request: built-in defaults then answer the GIF.
@@ -121,7 +121,7 @@ class Pipeline:
         finally:
             self._inflight -= 1
 
-    async def _run(self, message: dict[str, Any], image: bool, trace: HitTrace | None) -> Response:
+    async def _run(self, message: dict[str, Any], image: bool, trace: Trace | None) -> Response:
         metrics = self._metrics
         key: str = message["key"]
         started = time.perf_counter()
@@ -207,7 +207,7 @@ class Pipeline:
 
     # --- ① enrich -------------------------------------------------------------------
     async def _enrich(
-        self, message: dict[str, Any], payload: bytes, services: frozenset[str], timeout: float, trace: HitTrace | None
+        self, message: dict[str, Any], payload: bytes, services: frozenset[str], timeout: float, trace: Trace | None
     ) -> None:
         token = "e" + str(next(self._tokens))
         gather = _Gather(services, asyncio.get_running_loop().create_future(), trace=trace)
@@ -263,7 +263,7 @@ class Pipeline:
             gather.done.set_result(None)
 
     # --- ② handle -------------------------------------------------------------------
-    async def _handle(self, message: dict[str, Any], payload: bytes, image: bool, trace: HitTrace | None = None) -> Response:
+    async def _handle(self, message: dict[str, Any], payload: bytes, image: bool, trace: Trace | None = None) -> Response:
         key: str = message["key"]
         route = self._discovery.snapshot.handler(key)
         if route is None:  # nobody handles it: no request; a new handler is routed from the next discovery refresh

@@ -1,18 +1,91 @@
-"""The spans of one hit at the edge, made only while tracing is on (:data:`band.tracing.ON`).
+"""A hit's trace at the edge: its spans while tracing is on, else the caller's trace carried.
 
-One server span for the hit (route, key, status) continues the browser's or front's
-``traceparent`` or starts a trace. Under it: the enrich scatter-gather with one span per
-enricher service (answered, failed or late), the handler request, and the JetStream
-publish (ended by its ack). Each request carries its span's context in NATS headers, so
-the services' spans hang under the right step.
+While tracing is on (:data:`band.tracing.ON`), one server span for the hit (route, key,
+status) continues the browser's or front's ``traceparent`` or starts a trace. Under it: the
+enrich scatter-gather with one span per enricher service (answered, failed or late), the
+handler request, and the JetStream publish (ended by its ack). Each request carries its
+span's context in NATS headers, so the services' spans hang under the right step.
+
+While it is off, a hit that arrives with a valid W3C ``traceparent`` still carries it: the
+header goes on every NATS request and on the stored event's publish, and the event's
+``trace_id`` names the caller's trace, so an upstream trace joins its events at the cost of
+a header copy. :func:`open_trace` is the one place a transport opens a hit's trace.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any, Iterable, Mapping
 
 from band import tracing, wire
 from band.response import ErrorResponse, Response
+
+# W3C trace context: version 00-fe, a trace id and a parent id that are not all zeros, flags
+_TRACEPARENT = re.compile(r"(?!ff)[0-9a-f]{2}-(?!0{32})([0-9a-f]{32})-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}\Z")
+_MAX_STATE = 512
+
+
+class CarriedTrace:
+    """The caller's trace context, passed along unchanged while tracing is off; the
+    pipeline's hooks that would make spans do nothing."""
+
+    __slots__ = ("trace_id", "_headers")
+
+    def __init__(self, headers: dict[str, str], trace_id: str) -> None:
+        self._headers = headers
+        self.trace_id = trace_id
+
+    def enrich(self, key: str, services: Iterable[str]) -> dict[str, str]:
+        return dict(self._headers)
+
+    def enricher(self, service: str, ok: bool) -> None:
+        pass
+
+    def enriched(self) -> None:
+        pass
+
+    def handle(self, key: str) -> dict[str, str]:
+        return dict(self._headers)
+
+    def handled(self, answer: Response) -> None:
+        pass
+
+    def publish(self, key: str, headers: dict[str, str]) -> None:
+        headers.update(self._headers)
+
+    def published(self, ok: bool) -> None:
+        pass
+
+    def end(self, status: int) -> None:
+        pass
+
+
+def carried(headers: Mapping[str, str]) -> CarriedTrace | None:
+    """The request's valid ``traceparent`` (and a short ``tracestate``) to pass along, if any."""
+    parent = headers.get(wire.TRACEPARENT_HEADER)
+    if not parent:
+        return None
+    found = _TRACEPARENT.match(parent.strip().lower())
+    if found is None:
+        return None
+    kept = {wire.TRACEPARENT_HEADER: found.group(0)}
+    state = headers.get(wire.TRACESTATE_HEADER)
+    if state and len(state) <= _MAX_STATE and state.isprintable():
+        kept[wire.TRACESTATE_HEADER] = state
+    return CarriedTrace(kept, found.group(1))
+
+
+def open_trace(headers: Mapping[str, str], method: str, path: str, message: dict[str, Any]) -> "Trace | None":
+    """The hit's trace for every transport: spans while tracing is on, else the caller's
+    context carried as it came (``trace_id`` on the event either way), else none."""
+    if tracing.ON:
+        return HitTrace(headers, method, path, message)
+    if wire.TRACEPARENT_HEADER not in headers:
+        return None
+    trace = carried(headers)
+    if trace is not None:
+        message[wire.TRACE_ID_FIELD] = trace.trace_id
+    return trace
 
 
 class HitTrace:
@@ -101,4 +174,6 @@ class HitTrace:
         tracing.detach(self._token)
 
 
-__all__ = ["HitTrace"]
+Trace = HitTrace | CarriedTrace  # what the pipeline calls at each step
+
+__all__ = ["CarriedTrace", "HitTrace", "Trace", "carried", "open_trace"]

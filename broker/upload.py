@@ -25,14 +25,14 @@ from aiohttp import BodyPartReader, web
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
-from band import tracing, wire
+from band import wire
 from band.response import ErrorResponse
 
 from .config import EdgeConfig
 from .objects import ObjectWriter, StoreTimeout, ensure_bucket
 from .pipeline import Pipeline
 from .render import json_response, render
-from .tracing import HitTrace
+from .tracing import open_trace
 from .request import BadHit, ClientIP, build_message, check_token, parse_path, parse_query, pick_uid, project_id, td_of
 
 log = logging.getLogger("broker.upload")
@@ -127,7 +127,7 @@ class Uploads:
         message["projectId"] = project_id(query.get("projectId"), upload.fields.get("projectId"))
         message["data"] = {**upload.fields, **query}
         message[wire.FILES_FIELD] = upload.refs
-        trace = HitTrace(request.headers, request.method, request.path, message) if tracing.ON else None
+        trace = open_trace(request.headers, request.method, request.path, message)
         answer = await pipeline.run(message, trace=trace)
         if trace is not None:
             trace.end(answer.statusCode)

@@ -13,14 +13,14 @@ from typing import Any
 from aiohttp import WSMsgType, web
 from nats.aio.msg import Msg
 
-from band import tracing, wire
+from band import wire
 from band._core.ids import new_id
 
 from .config import EdgeConfig
 from .metrics import Metrics
 from .pipeline import Pipeline
 from .headers import SECURITY, UidCookie
-from .tracing import HitTrace
+from .tracing import open_trace
 from .request import BadHit, ClientIP, build_message, check_token, parse_json_object, project_id, td_of, valid_uid
 
 log = logging.getLogger("broker.ws")
@@ -120,7 +120,7 @@ async def handle_socket(request: web.Request, *, pipeline: Pipeline, sockets: So
             except BadHit as bad:
                 out: dict[str, Any] = {"type__": "error", "statusCode": bad.status, "data": {}, "message": bad.message}
             else:
-                trace = HitTrace(request.headers, "WS", request.path, message) if tracing.ON else None
+                trace = open_trace(request.headers, "WS", request.path, message)
                 answered = await pipeline.run(message, trace=trace)
                 if trace is not None:
                     trace.end(answered.statusCode)

@@ -284,3 +284,31 @@ async def test_bad_trace_headers_start_a_new_trace_quietly(
     assert hits[0].parent is None and hits[1].parent is None
     assert hits[2].parent is not None and format(hits[2].context.trace_id, "032x") == PARENT_TRACE
     assert not [r for r in caplog.records if r.name.startswith("opentelemetry") and r.levelno >= logging.WARNING]
+
+
+async def test_an_incoming_trace_is_carried_with_tracing_off(nats_url: str) -> None:
+    """No OpenTelemetry configured: a hit's W3C traceparent still travels with the stored
+    event (and with the pipeline's requests, by the same hooks), and the event's trace_id
+    names the caller's trace; an absent or invalid one adds nothing."""
+    assert not tracing.ON
+    svc = unique("carry")
+    parent = f"00-{PARENT_TRACE}-00f067aa0ba902b7-01"
+    nc = await nats.connect(nats_url)
+    try:
+        events = await nc.subscribe(f"in.gen.{svc}.>")
+        await nc.flush()
+        async with running_edge(nats_url) as (client, _):
+            async with client.get(f"/{svc}/page", headers={"traceparent": parent, "tracestate": "vendor=1"}) as resp:
+                assert resp.status == 200
+            carried = await events.next_msg(timeout=10)
+            assert carried.headers[wire.TRACEPARENT_HEADER] == parent and carried.headers[wire.TRACESTATE_HEADER] == "vendor=1"
+            assert json.loads(carried.data)[wire.TRACE_ID_FIELD] == PARENT_TRACE
+            for headers in ({}, {"traceparent": "00-zz-01"}, {"traceparent": f"00-{'0' * 32}-00f067aa0ba902b7-01"},
+                            {"traceparent": f"ff-{PARENT_TRACE}-00f067aa0ba902b7-01"}):
+                async with client.get(f"/{svc}/page", headers=headers) as resp:
+                    assert resp.status == 200
+                plain = await events.next_msg(timeout=10)
+                assert wire.TRACEPARENT_HEADER not in (plain.headers or {}), headers
+                assert wire.TRACE_ID_FIELD not in json.loads(plain.data), headers
+    finally:
+        await nc.close()
