@@ -67,6 +67,8 @@ class Metrics:
         self.enricher_errors = Counter("band_edge_enricher_errors", "Enricher services that answered an error or garbage", ["service"], registry=r)
         self.handler_errors = Counter("band_edge_handler_errors", "Handler failures by kind", ["kind"], registry=r)
         self.publish_errors = Counter("band_edge_publish_errors", "Events JetStream did not acknowledge", registry=r)
+        self.unenriched = Counter("band_edge_unenriched", "Hits sent on with no enricher service known for their key "
+                                  "(none registered yet, or none declared): stored without enrichment", registry=r)
         self.ws_sockets = Gauge("band_edge_websockets", "Open WebSocket connections", registry=r)
 
     def answered(self, status: int) -> None:

@@ -136,6 +136,8 @@ class Pipeline:
                     reading.cancel()
                 return _TOO_LARGE
             await self._enrich(message, asked, services, self._config.enrich_timeout_for(key), trace)
+        else:
+            metrics.unenriched.inc()  # stored without enrichment: counted, so nobody mistakes it for enriched
         if reading is not None:
             assert self._builtins is not None
             await self._builtins.finish(reading, message, max(0.0, self._config.enrich_timeout_for(key) - (time.perf_counter() - started)))

@@ -294,3 +294,29 @@ async def test_key_without_a_handler_in_discovery_answers_the_default_without_as
             assert asked == []
     finally:
         await sub.unsubscribe()
+
+
+async def test_hits_stored_before_any_enricher_registered_are_counted(nc: Any, nats_url: str) -> None:
+    """A hit whose key no enricher service covers yet goes on unenriched, and says so in
+    ``band_edge_unenriched_total`` (the panel shows it); once one registers, hits are enriched."""
+    from support.fakes import enrichers_seen
+
+    svc, geo = unique("unen"), unique("geo")
+    key = f"in.gen.{svc}.page"
+
+    def unenriched(text: str) -> float:
+        line = next(x for x in text.splitlines() if x.startswith("band_edge_unenriched_total "))
+        return float(line.split()[1])
+
+    async with running_edge(nats_url) as (client, edge):
+        for _ in range(3):
+            assert (await client.get(f"/{svc}/page")).status == 200
+        assert unenriched(await (await client.get("/metrics")).text()) == 3.0
+        enricher = FakeService(nc, geo).enricher(enriches({"country": "NL"}), keys=[f"in.gen.{svc}"])
+        await enricher.start()
+        try:
+            await enrichers_seen(edge, key, {geo})
+            assert (await client.get(f"/{svc}/page")).status == 200
+            assert unenriched(await (await client.get("/metrics")).text()) == 3.0
+        finally:
+            await enricher.stop()

@@ -64,12 +64,14 @@ def test_parse_edge_metrics_and_rates() -> None:
         "band_edge_stage_seconds_bucket{stage=\"total\",le=\"+Inf\"} 30\nband_edge_stage_seconds_sum{stage=\"total\"} 0.09\n"
         "band_edge_stage_seconds_count{stage=\"total\"} 30\n"
         "# TYPE band_edge_enricher_timeouts counter\nband_edge_enricher_timeouts_total{service=\"geo\"} 2\n"
+        "# TYPE band_edge_unenriched counter\nband_edge_unenriched_total 7\n"
     )
     before = edgemetrics.parse(text.replace(" 30\n", " 10\n").replace("0.09", "0.01").replace("} 4\n", "} 0\n"))
     rates = edgemetrics.rates(edgemetrics.parse(text), before, 2.0)
     assert rates["hits_per_s"] == {"200": 10.0, "404": 2.0}
     assert abs(rates["stages"]["total"]["mean_ms"] - 4.0) < 1e-6  # type: ignore[index]
     assert rates["stages"]["total"]["p95_ms"] == 10.0  # type: ignore[index]
+    assert rates["unenriched"] == 7.0, "hits stored without enrichment, shown on the overview"
 
 
 async def test_live_tail_shows_events_filters_and_samples(nats_url: str, nc: Any) -> None:

@@ -18,6 +18,7 @@ class EdgeTotals:
     enricher_timeouts: dict[str, float] = field(default_factory=dict)
     enricher_errors: dict[str, float] = field(default_factory=dict)
     publish_errors: float = 0.0
+    unenriched: float = 0.0
     websockets: float = 0.0
 
 
@@ -42,6 +43,8 @@ def parse(text: str) -> EdgeTotals:
                 totals.enricher_errors[labels.get("service", "?")] = value
             elif name == "band_edge_publish_errors_total":
                 totals.publish_errors = value
+            elif name == "band_edge_unenriched_total":
+                totals.unenriched = value
             elif name == "band_edge_websockets":
                 totals.websockets = value
     return totals
@@ -76,6 +79,7 @@ def rates(new: EdgeTotals, old: EdgeTotals | None, seconds: float) -> dict[str, 
         "enricher_timeouts": dict(new.enricher_timeouts),
         "enricher_errors": dict(new.enricher_errors),
         "publish_errors": new.publish_errors,
+        "unenriched": new.unenriched,
         "websockets": new.websockets,
     }
 

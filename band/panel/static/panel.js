@@ -87,7 +87,8 @@ function renderEdge(edges) {
     return `<div class="card edge"><div class="svc-head"><span class="dot up"></span><h3>${esc(e.url)}</h3><span class="muted">${fmtRate(e.total_per_s || 0)} hits/s · ${fmtInt(e.websockets)} sockets</span></div>
       <div class="two"><table class="table compact"><thead><tr><th>Status</th><th class="num">Hits</th></tr></thead><tbody>${statuses}</tbody></table>
       <table class="table compact"><thead><tr><th>Stage</th><th class="num">Mean</th><th class="num">p95</th></tr></thead><tbody>${stages}</tbody></table></div>
-      <p class="muted">Enricher timeouts (total): ${timeouts}</p></div>`;
+      <p class="muted">Enricher timeouts (total): ${timeouts}</p>
+      <p class="${e.unenriched ? "warn" : "muted"}" title="hits stored while no enricher service was known for their key: before the enrichers registered, or with none declared">Stored without enrichment (total): ${fmtInt(e.unenriched || 0)}</p></div>`;
   }).join("");
 }
 
