@@ -17,6 +17,7 @@ from nats.aio.msg import Msg
 from .. import tracing, wire
 from .._core.app import App
 from .._core.arguments import Arguments
+from .._core.ids import new_id
 from .._core.registry import Endpoint
 from ..errors import RPCError
 from ..response import ErrorResponse, Response, to_wire
@@ -36,8 +37,16 @@ class Reject(Exception):
 
 
 def describe(exc: BaseException) -> str:
+    """``Type: text``, for this process's own log lines only: never sent to a caller."""
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def internal_error(ref: str) -> str:
+    """What a caller is told when a function raised: a fixed text and the reference the
+    service logged the traceback under. Exception text can hold paths, SQL, hostnames or
+    customer data, so it stays in the log."""
+    return f"internal error in the service (reference {ref}; its log has the details)"
 
 
 async def quiet(awaitable: Any) -> None:
@@ -128,11 +137,12 @@ class Dispatch:
             self.app.logger.warning("request refused", subject=msg.subject, code=exc.code, message=exc.message)
             await self.reply_error(msg, exc.code, exc.message)
         except Exception as exc:
-            error, code = describe(exc), 500
+            error, code = type(exc).__name__, 500  # the stats others can read get the kind, not the text
+            ref = str((params or {}).get("id") or new_id())
             self.app.logger.exception(
-                "request failed", subject=msg.subject, method=ep.method if ep else None, id=(params or {}).get("id")
+                "request failed", subject=msg.subject, method=ep.method if ep else None, id=(params or {}).get("id"), ref=ref
             )
-            await self.reply_error(msg, 500, str(exc) or type(exc).__name__)
+            await self.reply_error(msg, 500, internal_error(ref))
         finally:
             if stats is not None:
                 stats.record(started, error)
@@ -191,21 +201,26 @@ class Dispatch:
         started = time.perf_counter_ns()
         result: Any = None
         error: str | None = None
+        kind: str | None = None  # what the discovery stats (readable by any client) say
         try:
             call = ep.call(params)
             result = await self.limit.within(limit, tracing.calling(role, ep.method, call) if tracing.ON else call)
         except Overrun as exc:
-            error = str(exc)
+            error = kind = str(exc)
             self.app.logger.warning(f"{role} cancelled at its time limit", method=ep.method, key=key, id=msg_id, limit=limit)
         except Exception as exc:
-            error = describe(exc)
-            self.app.logger.exception(f"{role} failed", method=ep.method, key=key, id=msg_id)
+            ref = str(msg_id or new_id())
+            kind = type(exc).__name__
+            # an enricher's error goes back to the edge: no exception text; a listener's goes
+            # only to its own dead letters, for the operator
+            error = describe(exc) if role == wire.ROLE_LISTENER else internal_error(ref)
+            self.app.logger.exception(f"{role} failed", method=ep.method, key=key, id=msg_id, ref=ref)
         stats = self._stats.get((role, ep.method))
         if stats is not None:
-            stats.record(started, error)
+            stats.record(started, kind)
         if self.metrics is not None:
             self.metrics.observe(role, ep.method, started, 0 if error is None else 500)
         return result, error
 
 
-__all__ = ["Dispatch", "Reject", "describe", "quiet"]
+__all__ = ["Dispatch", "Reject", "describe", "internal_error", "quiet"]

@@ -164,12 +164,15 @@ async def test_handler_exception_is_a_plain_500_logged_in_full(nc: Any, nats_url
     await wait_for(lambda: secret in proc.text(), 10, "the exception in the service log", procs=[proc])
     failed = [line for line in proc.json_lines() if line.get("event") == "request failed"]
     assert failed and any("ValueError" in json.dumps(line) for line in failed)
-    # and RPC callers inside get it as the error message
+    # RPC callers inside get a fixed text and the reference the log line carries, never the text
     caller = App(unique("fkcaller"))
     async with serve(caller, nats_url):
         with pytest.raises(RemoteError) as info:
             await caller.rpc.request(svc, "crash", timeout__=5)
-    assert secret in info.value.message and info.value.code == 500
+    assert secret not in info.value.message and "ValueError" not in info.value.message and info.value.code == 500
+    ref = info.value.message.split("reference ", 1)[1].split(";", 1)[0]
+    await wait_for(lambda: any(line.get("ref") == ref and line.get("event") == "request failed" for line in proc.json_lines()),
+                   10, "the reference in the service log", procs=[proc])
 
 
 NEWLINE_TOKENS: list[tuple[str, str, bytes, dict[str, str]]] = [
