@@ -6,7 +6,9 @@ from typing import Any
 
 
 class BandError(Exception):
-    """Root of every error band raises."""
+    """Root of every error band raises where a user can see it: ``except band.BandError``
+    catches them all (decoding, responses, the store, the panel's and the edge's config,
+    the edge's and the CLI's failures)."""
 
 
 class ConfigError(BandError, ValueError):
@@ -19,8 +21,7 @@ class RPCError(BandError):
     def __init__(self, message: str, code: int = 500, data: Any = None) -> None:
         super().__init__(message)
         self.message = message
-        self.code = code
-        self.status = code
+        self.code = code  # the one place the status lives (HTTP's numbers)
         self.data = data
 
     def __repr__(self) -> str:

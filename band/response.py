@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, ClassVar, Mapping
+from .errors import BandError
 
 REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
 
@@ -137,7 +138,7 @@ _KINDS: dict[str, type[Response]] = {
 }
 
 
-class BadResponse(ValueError):
+class BadResponse(BandError, ValueError):
     """A reply that is not a typed response (the edge answers 502)."""
 
 

@@ -14,6 +14,7 @@ import re
 from typing import Any, Final, Mapping
 
 import orjson
+from .errors import BandError
 
 # --- revision ---------------------------------------------------------------
 PROTOCOL_VERSION: Final = "2"  # 2: enrichers get only their props (enrich_request)
@@ -220,7 +221,7 @@ def encode(value: Any) -> bytes:
 _BIG_NUMBER = re.compile(rb"(?:^|[:\[,])\s*-?\d{19}")  # may also match inside a string: then json decodes it
 
 
-class DecodeError(ValueError):
+class DecodeError(BandError, ValueError):
     """A body that is not the JSON this contract expects."""
 
 

@@ -18,6 +18,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from band import wire
+from band.errors import BandError
 
 log = logging.getLogger("broker.link")
 
@@ -34,7 +35,7 @@ class Reply:
 OnReply = Callable[[str, Reply], None]
 
 
-class LinkDown(ConnectionError):
+class LinkDown(BandError, ConnectionError):
     """Not connected to NATS right now (the client keeps reconnecting)."""
 
 

@@ -26,6 +26,7 @@ from nats.js import JetStreamContext, api
 from nats.nuid import NUID
 
 from band import wire
+from band.errors import BandError
 
 WINDOW = 4  # chunks published but not yet acknowledged (memory: WINDOW x chunk size)
 _nuids = NUID()
@@ -114,7 +115,7 @@ class ObjectWriter:
             self.committed = False
 
 
-class StoreTimeout(Exception):
+class StoreTimeout(BandError, TimeoutError):
     """JetStream did not acknowledge within the deadline."""
 
 

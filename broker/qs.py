@@ -22,12 +22,13 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 from qs_codec import DecodeOptions, Duplicates, decode
+from band.errors import BandError
 
 QUERY_DEPTH = 5
 FORM_DEPTH = 2
 
 
-class QsError(ValueError):
+class QsError(BandError, ValueError):
     """The text cannot be read; the message names the problem."""
 
 

@@ -24,12 +24,13 @@ from . import qs
 from .config import EdgeConfig, IPNetwork
 from .discovery import Snapshot
 from .headers import forwarded_host
+from band.errors import BandError
 
 EXTENSIONS = frozenset({"json", "gif", "js", "html"})
 NATIVE_MARK = "band"
 
 
-class BadHit(Exception):
+class BadHit(BandError):
     """A hit the edge refuses; ``status`` is 400, 404, 408 or 413."""
 
     def __init__(self, status: int, message: str) -> None:

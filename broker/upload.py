@@ -34,6 +34,7 @@ from .pipeline import Pipeline
 from .render import json_response, render
 from .tracing import open_trace
 from .request import BadHit, ClientIP, build_message, check_token, parse_path, parse_query, pick_uid, project_id, td_of
+from band.errors import BandError
 
 log = logging.getLogger("broker.upload")
 
@@ -42,7 +43,7 @@ _PLAIN_ENCODINGS = frozenset({"", "binary", "7bit", "8bit"})
 USAGE = "use POST /upload/<service>/<name> with multipart/form-data (curl -F file=@data.csv ...)"
 
 
-class UploadUnavailable(Exception):
+class UploadUnavailable(BandError):
     """The object store cannot take the upload now (503, try again)."""
 
 

@@ -56,6 +56,7 @@ def run(path: str | Path, url: str | None = None, name: str | None = None) -> in
     try:
         app = load_service(path, name)
         port_from()  # a bad METRICS_PORT is refused before connecting
+        ServiceOptions.from_app(app)  # and a bad BAND_* or max_inflight/drain_timeout/call_timeout
     except ConfigError as exc:
         print(f"band run: {exc}", file=sys.stderr)
         return 2

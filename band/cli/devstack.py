@@ -35,6 +35,7 @@ from .natsserver import NatsServer
 from .parser import Commands
 from .ports import port_in_use
 from .spelling import spell
+from ..errors import BandError
 
 STOP_TIMEOUT_S = 15.0
 START_TIMEOUT_S = 60.0
@@ -232,7 +233,7 @@ def every(*probes: Probe) -> Probe:
     return probe
 
 
-class StartFailed(Exception):
+class StartFailed(BandError):
     """The stack did not come up; the message says what to look at."""
 
 

@@ -20,6 +20,7 @@ from nats.aio.client import Client
 from .._runtime.connect import DEFAULT_URL, connect
 from .._runtime.state import URL_FILE, written
 from .spelling import spell
+from ..errors import BandError
 
 DEFAULT_SOURCE = "the default"
 
@@ -50,7 +51,7 @@ def nats_url(flag: str | None = None) -> str:
     return nats_target(flag).url
 
 
-class Unreachable(ConnectionError):
+class Unreachable(BandError, ConnectionError):
     """No NATS answered in time; the message names the URL and what to do."""
 
 

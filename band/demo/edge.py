@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import aiohttp
+from ..errors import BandError
 
 
 @dataclass
@@ -28,7 +29,7 @@ class Sent:
         self.reasons[reason] = self.reasons.get(reason, 0) + 1
 
 
-class EdgeUnreachable(Exception):
+class EdgeUnreachable(BandError, ConnectionError):
     """No edge answers at the URL."""
 
 

@@ -8,12 +8,13 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
+from ..errors import ConfigError
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8081
 
 
-class PanelConfigError(ValueError):
+class PanelConfigError(ConfigError):
     """The panel cannot start as configured; the message says what to set."""
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping, Protocol, Sequence
 
 from .schema import quote
+from ..errors import BandError
 
 # ClickHouse error codes that mean "this data does not fit", not "the server is unwell":
 # such a batch is split to find the rows at fault instead of being retried forever.
@@ -23,7 +24,7 @@ READONLY = {"readonly": 2}  # reads only; settings such as max_threads stay allo
 _CODE = re.compile(r"Code:\s*(\d+)")
 
 
-class StoreError(Exception):
+class StoreError(BandError):
     """ClickHouse refused a statement; ``code`` is ClickHouse's error code (0 if none)."""
 
     def __init__(self, message: str, code: int = 0) -> None:
