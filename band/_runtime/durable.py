@@ -33,7 +33,7 @@ from .._core.registry import Endpoint
 from ..errors import ConfigError
 from .dispatch import Dispatch, describe, quiet
 from .limits import Gate
-from .stream import StreamLimits, ensure_stream
+from .stream import await_stream
 
 FETCH_WAIT_S = 0.5  # how long one pull request waits on the server for events
 PULL_GRACE_S = 1.0  # a pull whose end never came (a reconnect lost it) is given up this much later
@@ -199,11 +199,11 @@ class DurableListener:
 
 
 async def durable_listeners(app: App, nc: Client, dispatch: Dispatch, gate: Gate) -> list[DurableListener]:
-    """A created consumer for every durable listener of ``app`` (the stream made first)."""
+    """A created consumer for every durable listener of ``app`` (once the stream exists)."""
     eps = [ep for ep in app.registry.by_role("listener") if ep.durable]
     if not eps:
         return []
-    await ensure_stream(nc.jetstream(), StreamLimits())
+    await await_stream(nc.jetstream(), app.logger)
     out = []
     for ep in eps:
         listener = DurableListener(app, nc, ep, dispatch, gate)
