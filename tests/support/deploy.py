@@ -165,3 +165,10 @@ async def refused(nc: Client, recorder: Recorder, subject: str, payload: bytes =
         raise AssertionError(f"{subject} was let in and answered: {reply.data[:300]!r}")
     await eventually(lambda: recorder.saw("Permissions Violation", f'Publish to "{subject}"'),
                      what=f"permissions violation for {subject}: {recorder.errors}")
+
+
+async def publish_refused(nc: Client, recorder: Recorder, subject: str, payload: bytes = b"") -> None:
+    """A plain publish (no answer expected, an ack) the server refused as a permissions violation."""
+    await nc.publish(subject, payload)
+    await eventually(lambda: recorder.saw("Permissions Violation", f'Publish to "{subject}"'),
+                     what=f"permissions violation for {subject}: {recorder.errors}")
