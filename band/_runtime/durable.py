@@ -24,6 +24,7 @@ from typing import Any
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import BadRequestError, ServerError
 
@@ -86,6 +87,11 @@ class DurableListener:
             await js.add_consumer(wire.STREAM, config)
         except (BadRequestError, ServerError) as exc:  # e.g. a deliver policy changed since it was made
             raise ConfigError(f"cannot create durable consumer {self.name!r}: {exc.description}") from None
+        except NatsTimeout:  # nats-server drops a request the user may not send: no answer
+            raise ConfigError(f"no answer creating durable consumer {self.name!r}: does nats.conf grant this user "
+                              f"{wire.JS_API}.CONSUMER.DURABLE.CREATE.{wire.STREAM}.{self.name} and the rest of a "
+                              "durable listener's lines (docs/operating.md, Adding a service)? Else JetStream is "
+                              "not answering") from None
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Pull and start events while slots are free; stop pulling once ``stopping`` is set.

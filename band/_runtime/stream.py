@@ -18,6 +18,7 @@ from nats.js.errors import BadRequestError, NotFoundError
 
 from .. import wire
 from .._core.log import Logger
+from ..errors import ConfigError
 
 STREAM_POLL_S = 1.0  # how often a service that may not create the stream looks for it
 
@@ -57,7 +58,13 @@ async def ensure_stream(js: JetStreamContext, limits: StreamLimits = StreamLimit
 async def await_stream(js: JetStreamContext, logger: Logger, limits: StreamLimits = StreamLimits()) -> None:
     """:func:`ensure_stream`, and when the create goes unanswered (a credential that may
     not create the stream: nats-server drops the request as a permissions violation),
-    wait until the edge or the store has created it."""
+    wait until the edge or the store has created it.
+
+    Raises:
+        ConfigError: nobody answers whether the stream exists (no JetStream, or no grant).
+    """
+    if await _stream_exists(js):
+        return
     try:
         await ensure_stream(js, limits)
         return
@@ -65,12 +72,19 @@ async def await_stream(js: JetStreamContext, logger: Logger, limits: StreamLimit
         pass
     logger.warning("the events stream does not exist and this service may not create it; waiting for the edge or "
                    "the store to create it (start one of them)", stream=wire.STREAM)
-    while True:
-        try:
-            await js.stream_info(wire.STREAM)
-            return
-        except NotFoundError:
-            await asyncio.sleep(STREAM_POLL_S)
+    while not await _stream_exists(js):
+        await asyncio.sleep(STREAM_POLL_S)
+
+
+async def _stream_exists(js: JetStreamContext) -> bool:
+    try:
+        await js.stream_info(wire.STREAM)
+        return True
+    except NotFoundError:
+        return False
+    except NatsTimeout:
+        raise ConfigError(f"no answer about the events stream {wire.STREAM}: is JetStream on, and does nats.conf grant "
+                          f"this user {wire.JS_API}.STREAM.INFO.{wire.STREAM} (docs/operating.md, Adding a service)?") from None
 
 
 async def _ensure(js: JetStreamContext, config: StreamConfig) -> None:

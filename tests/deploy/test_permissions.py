@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +22,7 @@ from nats.js.errors import NotFoundError
 import yaml
 
 from band import App, response, wire
+from band.errors import ConfigError
 from band._core.rpc import RPC
 from band._runtime.connect import connect
 from band.response import from_wire
@@ -32,7 +34,7 @@ from band.store.pull import Puller
 from band.testing import serve
 from support.store import event, publish, start_store
 from support.deploy import (NATS_CONF, REPO, Recorder, check_conf, client, conf_server, conf_users, eventually, inbox_of,
-                            password_env, publish_refused, refused, url)
+                            password_env, publish_refused, request_refused, url)
 
 pytestmark = pytest.mark.skipif(not NATS_CONF.exists(), reason="nats.conf not written yet")
 
@@ -414,7 +416,7 @@ def ack_subject(consumer: str) -> str:
 
 
 async def all_refused(nc: Client, errors: Recorder, attempts: list[tuple[str, bytes]]) -> None:
-    await asyncio.gather(*(refused(nc, errors, subject, payload) for subject, payload in attempts))
+    await asyncio.gather(*(request_refused(nc, errors, subject, payload) for subject, payload in attempts))
 
 
 async def published_events(js: Any, prefix: str, n: int) -> list[str]:
@@ -484,7 +486,7 @@ async def test_services_cannot_create_change_or_remove_the_events_stream(own_ser
     try:
         # first: nobody has made it yet, and a service may not make it with its own limits
         for user, nc in svc.items():
-            await refused(nc, errors[user], f"{api}.CREATE.{wire.STREAM}", mine)
+            await request_refused(nc, errors[user], f"{api}.CREATE.{wire.STREAM}", mine)
         with pytest.raises(NotFoundError):
             await admin.jetstream().stream_info(wire.STREAM)
         await ensure_stream(edge.jetstream(), StreamLimits(storage="memory"))  # the edge may
@@ -497,7 +499,7 @@ async def test_services_cannot_create_change_or_remove_the_events_stream(own_ser
                 (f"{api}.DELETE.{wire.STREAM}", b""),
             ])
         # a service without durable listeners has no business with the stream at all
-        await refused(svc["svc_crm"], errors["svc_crm"], f"{api}.INFO.{wire.STREAM}")
+        await request_refused(svc["svc_crm"], errors["svc_crm"], f"{api}.INFO.{wire.STREAM}")
         info = await admin.jetstream().stream_info(wire.STREAM)
         assert info.state.messages == 3 and info.config.max_msgs == -1 and info.config.max_age == 7 * 24 * 3600.0
     finally:
@@ -560,7 +562,7 @@ async def test_services_may_read_the_store_but_only_admin_replays(server: NatsSe
             for method, body in (("query", {"sql": "SELECT 1"}), ("status", {}), ("insert", {"table": "t", "rows": [{}]})):
                 answer = await reports.request(wire.rpc_subject("store", method), wire.encode(body), timeout=2)
                 assert wire.error_from_headers(answer.headers) is None, (method, answer.headers)
-            await refused(reports, errors, wire.rpc_subject("store", "replay"), b'{"since": "2024-05-01"}')
+            await request_refused(reports, errors, wire.rpc_subject("store", "replay"), b'{"since": "2024-05-01"}')
             assert replays == []
             answer = await admin.request(wire.rpc_subject("store", "replay"), b'{"since": "2024-05-01"}', timeout=2)
             assert wire.error_from_headers(answer.headers) is None and replays == ["2024-05-01"]
@@ -632,3 +634,26 @@ async def test_store_and_durable_listener_work_under_their_own_credentials(own_s
             store_proc.stop()
         for nc in (crm, edge, reports):
             await nc.close()
+
+
+async def test_a_durable_listener_without_its_grant_says_what_to_grant(server: NatsServer, env: dict[str, str]) -> None:
+    """nats-server drops what a user may not send, so the listener gets no answer: the
+    service stops starting with the line to add to nats.conf, not a bare timeout."""
+    edge = await client(url("edge", env, server.port), inbox_prefix=inbox_of("edge"))
+    try:
+        await ensure_stream(edge.jetstream(), StreamLimits(storage="memory"))
+    finally:
+        await edge.close()
+    crm, writer = App("crm"), App("eventwriter")
+
+    @crm.expose.listener(durable=True)
+    async def keep(**_: Any) -> None: ...
+
+    @writer.expose.listener(durable=True)
+    async def other(**_: Any) -> None: ...
+
+    for app, user, missing in ((crm, "svc_crm", "$JS.API.STREAM.INFO.BAND_EVENTS"),
+                               (writer, "svc_eventwriter", "$JS.API.CONSUMER.DURABLE.CREATE.BAND_EVENTS.eventwriter_other")):
+        with pytest.raises(ConfigError, match=re.escape(missing)):
+            async with serve(app, url(user, env, server.port)):
+                pass

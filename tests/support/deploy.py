@@ -154,7 +154,7 @@ async def client(server_url: str, recorder: Recorder | None = None, **options: A
     )
 
 
-async def refused(nc: Client, recorder: Recorder, subject: str, payload: bytes = b"", timeout: float = 0.5) -> None:
+async def request_refused(nc: Client, recorder: Recorder, subject: str, payload: bytes = b"", timeout: float = 0.5) -> None:
     """A request the server dropped as a permissions violation: the violation reached the
     client, and no answer came (an answer, even a JetStream error, means it was let in)."""
     try:
