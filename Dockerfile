@@ -1,5 +1,5 @@
-# One image for the edge and every example service (docker-compose.yml picks the
-# command): `band edge`, or `band run examples/<name>`.
+# One image for the edge, the store and every example service (docker-compose.yml
+# picks the command): `band edge`, `band store run`, or `band run examples/<name>`.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -14,11 +14,11 @@ WORKDIR /app
 COPY pyproject.toml README.md* ./
 COPY band ./band
 COPY broker ./broker
-RUN pip install ".[examples,redis]"
+RUN pip install ".[examples,redis,store]"   # store: chDB for `band store` (about 180 MB)
 
 COPY examples ./examples
 
-# Not root; /data is where stateful examples keep files (a volume in compose).
+# Not root; /data is where the store and stateful examples keep files (a volume in compose).
 RUN useradd --system --uid 10001 --home-dir /app band \
     && mkdir -p /data \
     && chown band /data

@@ -24,6 +24,7 @@ from typing import Any
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import BadRequestError, ServerError
 
@@ -33,7 +34,7 @@ from .._core.registry import Endpoint
 from ..errors import ConfigError
 from .dispatch import Dispatch, describe, quiet
 from .limits import Gate
-from .stream import StreamLimits, ensure_stream
+from .stream import await_stream
 
 FETCH_WAIT_S = 0.5  # how long one pull request waits on the server for events
 PULL_GRACE_S = 1.0  # a pull whose end never came (a reconnect lost it) is given up this much later
@@ -86,6 +87,11 @@ class DurableListener:
             await js.add_consumer(wire.STREAM, config)
         except (BadRequestError, ServerError) as exc:  # e.g. a deliver policy changed since it was made
             raise ConfigError(f"cannot create durable consumer {self.name!r}: {exc.description}") from None
+        except NatsTimeout:  # nats-server drops a request the user may not send: no answer
+            raise ConfigError(f"no answer creating durable consumer {self.name!r}: does nats.conf grant this user "
+                              f"{wire.JS_API}.CONSUMER.DURABLE.CREATE.{wire.STREAM}.{self.name} and the rest of a "
+                              "durable listener's lines (docs/operating.md, Adding a service)? Else JetStream is "
+                              "not answering") from None
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Pull and start events while slots are free; stop pulling once ``stopping`` is set.
@@ -199,11 +205,11 @@ class DurableListener:
 
 
 async def durable_listeners(app: App, nc: Client, dispatch: Dispatch, gate: Gate) -> list[DurableListener]:
-    """A created consumer for every durable listener of ``app`` (the stream made first)."""
+    """A created consumer for every durable listener of ``app`` (once the stream exists)."""
     eps = [ep for ep in app.registry.by_role("listener") if ep.durable]
     if not eps:
         return []
-    await ensure_stream(nc.jetstream(), StreamLimits())
+    await await_stream(nc.jetstream(), app.logger)
     out = []
     for ep in eps:
         listener = DurableListener(app, nc, ep, dispatch, gate)

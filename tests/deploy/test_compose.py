@@ -85,8 +85,8 @@ def test_every_client_logs_in_as_a_conf_user_with_the_matching_password(compose:
             assert parsed.hostname == "nats" and parsed.port == 4222, (name, part)
             assert parsed.username in users, f"{name}: user {parsed.username!r} is not in nats.conf"
             assert parsed.password == nats_env[users[parsed.username]], f"{name}: password differs from nats'"
-            if name == "edge":
-                assert parsed.username == "edge"
+            if name in ("edge", "store"):
+                assert parsed.username == name
             else:
                 assert parsed.username == f"svc_{name}", f"{name} should log in as svc_{name}"
         assert svc["depends_on"]["nats"]["condition"] == "service_healthy"
@@ -103,6 +103,9 @@ def test_services_are_the_examples_from_one_image(compose: dict[str, Any]) -> No
         command = svc["command"]
         if name == "edge":
             assert command in (["band", "edge"], ["python", "-m", "broker"])
+            continue
+        if name == "store":
+            assert command == ["band", "store", "run"]
             continue
         assert command[:2] == ["band", "run"], name
         folder = command[2]
@@ -123,7 +126,7 @@ def test_edge_port_and_health(compose: dict[str, Any]) -> None:
 def test_dockerfile_installs_the_package_with_examples() -> None:
     text = DOCKERFILE.read_text()
     assert re.search(r"^FROM python:3\.11-slim", text, re.M)
-    assert re.search(r'pip install ["\']?\.\[examples,redis\]', text)
+    assert re.search(r'pip install ["\']?\.\[examples,redis,store\]', text)  # store: chDB for band store
     for path in ("band", "broker", "examples", "pyproject.toml"):
         assert re.search(rf"^COPY .*\b{re.escape(path)}\b", text, re.M), f"Dockerfile does not copy {path}"
         assert (REPO / path).exists()
@@ -132,6 +135,16 @@ def test_dockerfile_installs_the_package_with_examples() -> None:
     for needed in ("band", "broker", "examples", "pyproject.toml"):
         assert needed not in ignored
     assert ".git" in ignored
+
+
+def test_store_runs_as_its_own_user_with_its_data_on_a_volume(compose: dict[str, Any]) -> None:
+    """The store logs in as ``store`` (its own consumers, never admin) and keeps chDB's files on a volume."""
+    store = compose["services"]["store"]
+    assert urlsplit(store["environment"]["NATS_URL"]).username == "store"
+    assert conf_users()["store"] == "STORE_PASSWORD"
+    data = store["environment"]["STORE_DIR"]
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in store["volumes"]}
+    assert any(Path(data).is_relative_to(target) and source in compose["volumes"] for target, source in mounts.items())
 
 
 def test_stateful_examples_keep_data_on_a_volume(compose: dict[str, Any]) -> None:

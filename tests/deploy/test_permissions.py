@@ -4,9 +4,11 @@ each credential is held to what it needs (issue 4 "Real deployment files", issue
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,9 +17,12 @@ from typing import Any, Iterator
 import aiohttp
 import pytest
 from nats.aio.client import Client
+from nats.js.api import AckPolicy, ConsumerConfig, StorageType
+from nats.js.errors import NotFoundError
 import yaml
 
 from band import App, response, wire
+from band.errors import ConfigError
 from band._core.rpc import RPC
 from band._runtime.connect import connect
 from band.response import from_wire
@@ -25,8 +30,11 @@ from band.cli import processes
 from band.cli.natsserver import NatsServer
 from band.cli.ports import free_port
 from band._runtime.stream import StreamLimits, ensure_stream
+from band.store.pull import Puller
 from band.testing import serve
-from support.deploy import NATS_CONF, REPO, Recorder, check_conf, client, conf_server, conf_users, eventually, inbox_of, password_env, url
+from support.store import event, publish, start_store
+from support.deploy import (NATS_CONF, REPO, Recorder, check_conf, client, conf_server, conf_users, eventually, inbox_of,
+                            password_env, publish_refused, request_refused, url)
 
 pytestmark = pytest.mark.skipif(not NATS_CONF.exists(), reason="nats.conf not written yet")
 
@@ -66,7 +74,7 @@ def apps(seen: dict[str, list[Any]]) -> list[App]:
         return {"name": "Ann", "phone": phone}
 
     @writer.expose.listener(keys=["in.gen.calltracking"], durable=True)
-    async def store(**msg: Any) -> None:
+    async def broadcast(**msg: Any) -> None:  # consumer eventwriter_broadcast, the one nats.conf grants it
         seen["durable"].append(msg["id"])
 
     @writer.expose.listener(keys=["in.gen.calltracking"])
@@ -375,3 +383,277 @@ async def test_every_example_runs_under_its_own_credential(own_server: NatsServe
     finally:
         await edge.close()
         await admin.close()
+
+
+# --- least privilege on the events stream: each credential touches only what is its own
+
+STORE_CONSUMERS = ("store_writer", "store_replay")
+OWN_CONSUMER = "eventwriter_broadcast"  # examples/eventwriter's durable listener, granted to svc_eventwriter
+
+
+def consumer_config(name: str, filter_subject: str = wire.EVENTS_SUBJECTS) -> bytes:
+    """A JetStream consumer-create request as nats-py sends it (the filter is the attacker's choice)."""
+    return json.dumps({"stream_name": wire.STREAM, "config": {
+        "durable_name": name, "ack_policy": "explicit", "deliver_policy": "all", "filter_subject": filter_subject}}).encode()
+
+
+def consumer_attacks(name: str) -> list[tuple[str, bytes]]:
+    """Pull, re-filter (both create APIs), look at and delete consumer ``name``."""
+    api = f"{wire.JS_API}.CONSUMER"
+    return [
+        (wire.pull_subject(name), json.dumps({"batch": 50, "expires": int(0.3e9)}).encode()),
+        (f"{api}.DURABLE.CREATE.{wire.STREAM}.{name}", consumer_config(name, "in.gen.nothing.>")),
+        (f"{api}.CREATE.{wire.STREAM}.{name}.in.gen.nothing.>", consumer_config(name, "in.gen.nothing.>")),
+        (f"{api}.CREATE.{wire.STREAM}.{name}", consumer_config(name, "in.gen.nothing.>")),
+        (f"{api}.INFO.{wire.STREAM}.{name}", b""),
+        (f"{api}.DELETE.{wire.STREAM}.{name}", b""),
+    ]
+
+
+def ack_subject(consumer: str) -> str:
+    """What an ack of ``consumer``'s first delivery looks like ($JS.ACK.<stream>.<consumer>.<n>.<sseq>.<cseq>.<ts>.<left>)."""
+    return f"$JS.ACK.{wire.STREAM}.{consumer}.1.1.1.1700000000000000000.0"
+
+
+async def all_refused(nc: Client, errors: Recorder, attempts: list[tuple[str, bytes]]) -> None:
+    await asyncio.gather(*(request_refused(nc, errors, subject, payload) for subject, payload in attempts))
+
+
+async def published_events(js: Any, prefix: str, n: int) -> list[str]:
+    ids = [f"{prefix}{i:04d}" for i in range(n)]
+    for mid in ids:
+        await js.publish("in.gen.track.page", wire.encode(message("track", "page", mid)),
+                         headers={wire.MSG_ID_HEADER: mid}, timeout=2)
+    return ids
+
+
+async def test_services_cannot_pull_ack_or_change_the_stores_consumers(own_server: NatsServer, env: dict[str, str]) -> None:
+    """svc_crm (no durable listener) and svc_eventwriter (one) against store_writer / store_replay."""
+    port = own_server.port
+    edge = await client(url("edge", env, port), inbox_prefix=inbox_of("edge"))
+    store_errors = Recorder()
+    store_nc = await client(url("store", env, port), store_errors, inbox_prefix=inbox_of("store"))
+    attackers = {user: (Recorder(), user) for user in ("svc_crm", "svc_eventwriter")}
+    clients = {user: await client(url(user, env, port), rec, inbox_prefix=inbox_of(user)) for user, (rec, _) in attackers.items()}
+    try:
+        await ensure_stream(edge.jetstream(), StreamLimits(storage="memory"))
+        sjs = store_nc.jetstream()
+        for name in STORE_CONSUMERS:  # as the store makes them, with its own credential
+            await sjs.add_consumer(wire.STREAM, ConsumerConfig(durable_name=name, ack_policy=AckPolicy.EXPLICIT,
+                                                               filter_subject=wire.EVENTS_SUBJECTS))
+        ids = await published_events(edge.jetstream(), "646246473084908", 50)
+        for user, nc in clients.items():
+            errors = attackers[user][0]
+            for name in STORE_CONSUMERS:
+                await all_refused(nc, errors, consumer_attacks(name))
+                await publish_refused(nc, errors, ack_subject(name), b"+TERM")
+        for name in STORE_CONSUMERS:  # untouched: same filter, nothing delivered, every event still waiting
+            info = await sjs.consumer_info(wire.STREAM, name)
+            assert info.config.filter_subject == wire.EVENTS_SUBJECTS
+            assert (info.num_pending, info.num_ack_pending, info.delivered.consumer_seq) == (50, 0, 0), info
+        # the store itself pulls and acks them, as band/store/pull.py does
+        puller = await Puller(store_nc, wire.STREAM, "store_writer", pending_limit=1000).start()
+        got: list[Any] = []
+        while len(got) < 50:
+            batch = await puller.fetch(50 - len(got), timeout=1.0)
+            assert batch or got, "the store's own pull brought nothing"
+            got += batch
+        for msg in got:
+            await msg.ack()
+        await puller.unsubscribe()
+        assert [json.loads(m.data)["id"] for m in got] == ids
+        await eventually(lambda: _acked(sjs, "store_writer"), what="the store's acks counted")
+        assert not store_errors.errors, store_errors.errors
+    finally:
+        for nc in (edge, store_nc, *clients.values()):
+            await nc.close()
+
+
+async def _acked(js: Any, name: str) -> bool:
+    info = await js.consumer_info(wire.STREAM, name)
+    return bool(info.num_pending == 0 and info.num_ack_pending == 0)
+
+
+async def test_services_cannot_create_change_or_remove_the_events_stream(own_server: NatsServer, env: dict[str, str]) -> None:
+    port = own_server.port
+    admin = await client(url("admin", env, port))
+    edge = await client(url("edge", env, port), inbox_prefix=inbox_of("edge"))
+    errors = {user: Recorder() for user in ("svc_eventwriter", "svc_crm")}
+    svc = {user: await client(url(user, env, port), rec, inbox_prefix=inbox_of(user)) for user, rec in errors.items()}
+    api = f"{wire.JS_API}.STREAM"
+    mine = json.dumps({"name": wire.STREAM, "subjects": [wire.EVENTS_SUBJECTS], "storage": "memory", "max_msgs": 1,
+                       "max_age": 1_000_000_000}).encode()
+    try:
+        # first: nobody has made it yet, and a service may not make it with its own limits
+        for user, nc in svc.items():
+            await request_refused(nc, errors[user], f"{api}.CREATE.{wire.STREAM}", mine)
+        with pytest.raises(NotFoundError):
+            await admin.jetstream().stream_info(wire.STREAM)
+        await ensure_stream(edge.jetstream(), StreamLimits(storage="memory"))  # the edge may
+        await published_events(edge.jetstream(), "646246473084909", 3)
+        for user, nc in svc.items():
+            await all_refused(nc, errors[user], [
+                (f"{api}.UPDATE.{wire.STREAM}", mine),
+                (f"{api}.PURGE.{wire.STREAM}", b"{}"),
+                (f"{api}.MSG.DELETE.{wire.STREAM}", b'{"seq": 1}'),
+                (f"{api}.DELETE.{wire.STREAM}", b""),
+            ])
+        # a service without durable listeners has no business with the stream at all
+        await request_refused(svc["svc_crm"], errors["svc_crm"], f"{api}.INFO.{wire.STREAM}")
+        info = await admin.jetstream().stream_info(wire.STREAM)
+        assert info.state.messages == 3 and info.config.max_msgs == -1 and info.config.max_age == 7 * 24 * 3600.0
+    finally:
+        for nc in (admin, edge, *svc.values()):
+            await nc.close()
+
+
+async def test_a_service_gets_only_its_own_consumers(own_server: NatsServer, env: dict[str, str]) -> None:
+    port = own_server.port
+    edge = await client(url("edge", env, port), inbox_prefix=inbox_of("edge"))
+    owner_errors, crm_errors = Recorder(), Recorder()
+    owner = await client(url("svc_eventwriter", env, port), owner_errors, inbox_prefix=inbox_of("svc_eventwriter"))
+    crm = await client(url("svc_crm", env, port), crm_errors, inbox_prefix=inbox_of("svc_crm"))
+    try:
+        await ensure_stream(edge.jetstream(), StreamLimits(storage="memory"))
+        ojs = owner.jetstream()
+        await ojs.add_consumer(wire.STREAM, ConsumerConfig(durable_name=OWN_CONSUMER, ack_policy=AckPolicy.EXPLICIT,
+                                                           filter_subject=wire.EVENTS_SUBJECTS))
+        await published_events(edge.jetstream(), "646246473084910", 5)
+        # another service: not its consumer by any API, nor a consumer of its own making
+        await all_refused(crm, crm_errors, consumer_attacks(OWN_CONSUMER) + consumer_attacks("crm_mine")[1:2])
+        await publish_refused(crm, crm_errors, ack_subject(OWN_CONSUMER))
+        # the owner: its own consumer's name only
+        await all_refused(owner, owner_errors, consumer_attacks("eventwriter_other")[1:2] + consumer_attacks("crm_by_phone")[1:2])
+        info = await ojs.consumer_info(wire.STREAM, OWN_CONSUMER)
+        assert info.num_pending == 5 and info.delivered.consumer_seq == 0 and info.config.filter_subject == wire.EVENTS_SUBJECTS
+        assert not [e for e in owner_errors.errors if OWN_CONSUMER in e], owner_errors.errors
+    finally:
+        for nc in (edge, owner, crm):
+            await nc.close()
+
+
+async def test_services_may_read_the_store_but_only_admin_replays(server: NatsServer, env: dict[str, str]) -> None:
+    """The store's methods served with the ``store`` credential; a service calls them as nats.conf decides."""
+    store_app = App("store")
+    replays: list[Any] = []
+
+    @store_app.expose()
+    async def query(sql: str, params: dict[str, Any] | None = None) -> Any:
+        return {"columns": [], "rows": [{"sql": sql}]}
+
+    @store_app.expose()
+    async def status() -> Any:
+        return {"state": "writing"}
+
+    @store_app.expose()
+    async def insert(table: str, rows: list[dict[str, Any]]) -> Any:
+        return {"inserted": len(rows)}
+
+    @store_app.expose()
+    async def replay(since: str | None = None) -> Any:
+        replays.append(since)
+        return {"running": True}
+
+    errors = Recorder()
+    reports = await client(url("svc_reports", env, server.port), errors, inbox_prefix=inbox_of("svc_reports"))
+    admin = await client(url("admin", env, server.port))
+    try:
+        async with serve(store_app, url("store", env, server.port)):
+            for method, body in (("query", {"sql": "SELECT 1"}), ("status", {}), ("insert", {"table": "t", "rows": [{}]})):
+                answer = await reports.request(wire.rpc_subject("store", method), wire.encode(body), timeout=2)
+                assert wire.error_from_headers(answer.headers) is None, (method, answer.headers)
+            await request_refused(reports, errors, wire.rpc_subject("store", "replay"), b'{"since": "2024-05-01"}')
+            assert replays == []
+            answer = await admin.request(wire.rpc_subject("store", "replay"), b'{"since": "2024-05-01"}', timeout=2)
+            assert wire.error_from_headers(answer.headers) is None and replays == ["2024-05-01"]
+    finally:
+        await reports.close()
+        await admin.close()
+
+
+def violations(log: Path) -> list[str]:
+    return [line for line in log.read_text().splitlines() if "Violation" in line]
+
+
+@pytest.mark.slow
+async def test_store_and_durable_listener_work_under_their_own_credentials(own_server: NatsServer, env: dict[str, str],
+                                                                           tmp_path: Path) -> None:
+    """A real ``band store`` (chDB) as ``store`` and a durable listener as ``svc_eventwriter``
+    get every event, while svc_crm pulls from and re-filters the store's consumer."""
+    port, log = own_server.port, tmp_path / "nats-server.log"
+    seen: list[str] = []
+    writer = App("eventwriter")
+
+    @writer.expose.listener(durable=True)
+    async def broadcast(**msg: Any) -> None:
+        seen.append(msg["id"])
+
+    crm_errors = Recorder()
+    crm = await client(url("svc_crm", env, port), crm_errors, inbox_prefix=inbox_of("svc_crm"))
+    edge = await client(url("edge", env, port), inbox_prefix=inbox_of("edge"))
+    reports = await connect(url("svc_reports", env, port), name="reports", max_reconnect_attempts=0)
+    store_proc = None
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            # the listener starts first; it may not make the stream, so it waits for the store to
+            listening = asyncio.ensure_future(stack.enter_async_context(serve(writer, url("svc_eventwriter", env, port))))
+            await eventually(lambda: any("$JS.API.STREAM.CREATE.BAND_EVENTS" in v for v in violations(log)), timeout=20,
+                             what="the listener's stream create refused")
+            with pytest.raises(NotFoundError):
+                await edge.jetstream().stream_info(wire.STREAM)
+            store_proc = start_store(tmp_path, url("store", env, port))
+            await asyncio.wait_for(listening, 60)  # the store made the stream: the listener's consumer is up
+            js = edge.jetstream()
+            ids = [e["id"] for e in [event(n) for n in range(40)]]
+            await publish(edge, [event(n) for n in range(20)])
+            # meanwhile another service goes for the store's consumer
+            attacks = consumer_attacks("store_writer")
+            await all_refused(crm, crm_errors, [attacks[0], attacks[1], attacks[2]])
+            await publish_refused(crm, crm_errors, ack_subject("store_writer"))
+            await publish(edge, [event(n) for n in range(20, 40)])
+
+            async def stored() -> bool:
+                try:
+                    rows = await RPC(lambda: reports).request("store", "query", sql="SELECT count() AS n FROM stats.events",
+                                                              timeout__=5)
+                except Exception:
+                    return False
+                return int(rows["rows"][0]["n"]) == 40
+
+            await eventually(stored, timeout=120, what="the store wrote all 40 events", step=0.2, procs=[store_proc])
+            await eventually(lambda: sorted(seen) == sorted(ids), timeout=30, what=f"the listener got all 40, got {len(seen)}")
+            info = await js.stream_info(wire.STREAM)
+            assert info.config.storage == StorageType.FILE and info.state.messages == 40  # the store's StreamLimits
+        assert store_proc.stop() == 0, store_proc.text()[-3000:]
+        # the only refusals: crm's attacks and the listener's one try at making the stream
+        others = [v for v in violations(log) if "user:svc_crm" not in v
+                  and not ("user:svc_eventwriter" in v and '"$JS.API.STREAM.CREATE.BAND_EVENTS"' in v)]
+        assert others == [], others
+    finally:
+        if store_proc is not None and store_proc.alive():
+            store_proc.stop()
+        for nc in (crm, edge, reports):
+            await nc.close()
+
+
+async def test_a_durable_listener_without_its_grant_says_what_to_grant(server: NatsServer, env: dict[str, str]) -> None:
+    """nats-server drops what a user may not send, so the listener gets no answer: the
+    service stops starting with the line to add to nats.conf, not a bare timeout."""
+    edge = await client(url("edge", env, server.port), inbox_prefix=inbox_of("edge"))
+    try:
+        await ensure_stream(edge.jetstream(), StreamLimits(storage="memory"))
+    finally:
+        await edge.close()
+    crm, writer = App("crm"), App("eventwriter")
+
+    @crm.expose.listener(durable=True)
+    async def keep(**_: Any) -> None: ...
+
+    @writer.expose.listener(durable=True)
+    async def other(**_: Any) -> None: ...
+
+    for app, user, missing in ((crm, "svc_crm", "$JS.API.STREAM.INFO.BAND_EVENTS"),
+                               (writer, "svc_eventwriter", "$JS.API.CONSUMER.DURABLE.CREATE.BAND_EVENTS.eventwriter_other")):
+        with pytest.raises(ConfigError, match=re.escape(missing)):
+            async with serve(app, url(user, env, server.port)):
+                pass

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import nats
+import nats.errors
 from nats.aio.client import Client
 
 from support.poll import wait_for as eventually  # noqa: F401  (the deploy tests import it from here)
@@ -151,3 +152,23 @@ async def client(server_url: str, recorder: Recorder | None = None, **options: A
         connect_timeout=2,
         **options,
     )
+
+
+async def request_refused(nc: Client, recorder: Recorder, subject: str, payload: bytes = b"", timeout: float = 0.5) -> None:
+    """A request the server dropped as a permissions violation: the violation reached the
+    client, and no answer came (an answer, even a JetStream error, means it was let in)."""
+    try:
+        reply = await nc.request(subject, payload, timeout=timeout)
+    except nats.errors.TimeoutError:
+        pass
+    else:
+        raise AssertionError(f"{subject} was let in and answered: {reply.data[:300]!r}")
+    await eventually(lambda: recorder.saw("Permissions Violation", f'Publish to "{subject}"'),
+                     what=f"permissions violation for {subject}: {recorder.errors}")
+
+
+async def publish_refused(nc: Client, recorder: Recorder, subject: str, payload: bytes = b"") -> None:
+    """A plain publish (no answer expected, an ack) the server refused as a permissions violation."""
+    await nc.publish(subject, payload)
+    await eventually(lambda: recorder.saw("Permissions Violation", f'Publish to "{subject}"'),
+                     what=f"permissions violation for {subject}: {recorder.errors}")
