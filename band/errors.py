@@ -49,6 +49,11 @@ class RemoteError(RPCError):
     """The remote method raised, or refused the request (bad params, garbage body)."""
 
 
+class CleanupFailed(BandError, ExceptionGroup[Exception]):
+    """One or more ``@cleanup()`` functions raised or overran their deadline; raised by a
+    service's stop after every cleanup ran (each failure is one of its ``exceptions``)."""
+
+
 __all__ = [
     "BandError",
     "ConfigError",
@@ -57,4 +62,5 @@ __all__ = [
     "ServiceUnavailable",
     "NoResponders",
     "RemoteError",
+    "CleanupFailed",
 ]

@@ -7,7 +7,10 @@ import threading
 from itertools import count
 from typing import Any
 
+import pytest
+
 from band import App, blocking
+from band.errors import BandError, CleanupFailed
 from band.testing import serve
 from support.poll import wait_for
 
@@ -48,11 +51,40 @@ async def test_worker_loop_cancelled_at_stop_and_cleanup_runs(nats_url: str) -> 
         await asyncio.sleep(10)
         state["slow_cleanup"] = "finished"
 
-    async with serve(app, nats_url):
-        await wait_for(lambda: state["loop"] >= 3, what="worker looping")
-        assert state["loaded"]
+    with pytest.raises(CleanupFailed) as reported:
+        async with serve(app, nats_url):
+            await wait_for(lambda: state["loop"] >= 3, what="worker looping")
+            assert state["loaded"]
     assert state["broke"] and state["cleaned"] and not state["loaded"]
     assert state["slow_cleanup"] == "started", "a cleanup past its deadline is cancelled"
+    assert "too_slow (TimeoutError)" in str(reported.value), "...and reported once the stop is over"
+
+
+async def test_every_cleanup_runs_and_the_failures_are_reported_together(nats_url: str) -> None:
+    app = App("cleanups")
+    ran: list[str] = []
+
+    @app.cleanup()
+    async def first() -> None:  # cleanups run in reverse: this one last
+        ran.append("first")
+
+    @app.cleanup()
+    async def broken() -> None:
+        ran.append("broken")
+        raise OSError("socket already gone")
+
+    @app.cleanup()
+    async def also_broken() -> None:
+        ran.append("also_broken")
+        raise ValueError("bad state")
+
+    with pytest.raises(CleanupFailed) as reported:
+        async with serve(app, nats_url):
+            pass
+    assert ran == ["also_broken", "broken", "first"], "a failing cleanup does not stop the others"
+    assert [type(e) for e in reported.value.exceptions] == [ValueError, OSError]
+    assert isinstance(reported.value, BandError)
+    assert str(reported.value).startswith("2 cleanup(s) failed: also_broken (ValueError), broken (OSError)")
 
 
 async def test_scheduler_spawn_logs_failures_and_cancels_at_stop(nats_url: str) -> None:

@@ -19,7 +19,7 @@ from .._core import log
 from .._core.app import App
 from . import loop
 from .connect import connect
-from ..errors import ConfigError
+from ..errors import CleanupFailed, ConfigError
 from .._core.loader import load_service
 from ..metrics import exposed, port_from
 from .service import Service, ServiceOptions
@@ -66,6 +66,8 @@ def run(path: str | Path, url: str | None = None, name: str | None = None) -> in
     except ConfigError as exc:
         print(f"band run: {exc}", file=sys.stderr)
         return 2
+    except CleanupFailed as exc:  # the stop itself finished; each traceback is in the log above
+        print(f"band run: stopped, but {exc.message}; their tracebacks are logged above", file=sys.stderr)
     finally:
         tracing.shutdown()  # flush the spans still queued
     return 0

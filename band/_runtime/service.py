@@ -21,6 +21,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from .. import tracing, wire
+from ..errors import CleanupFailed
 from .._core.app import App, reset_current, set_current
 from .._core.registry import Endpoint
 from .connect import flush
@@ -124,12 +125,15 @@ class Service:
             self._crew.cancel()
             await asyncio.wait([self._crew])
         await self.app.scheduler.close()
-        await self._run_cleanups()
+        failed = await self._run_cleanups()
         await quiet(self.app.redis_factory.close())
         if self.nc.is_connected:
             await quiet(self.nc.flush(timeout=1))
         self.app.nc = None
         self.app.logger.info("service stopped")
+        if failed:  # every cleanup ran and the stop finished: now the caller hears of it
+            raise CleanupFailed(f"{len(failed)} cleanup(s) failed: " + ", ".join(
+                f"{getattr(fn, '__name__', fn)} ({type(exc).__name__})" for fn, exc in failed), [exc for _, exc in failed])
 
     async def _drain(self) -> None:
         """Stop taking requests and let the in-flight ones finish, within ``drain_timeout``.
@@ -156,15 +160,21 @@ class Service:
         for task in [t for t in pending if not t.done()]:
             task.cancel()
 
-    async def _run_cleanups(self) -> None:
-        """``@cleanup()`` functions in reverse order, each cancelled at its deadline."""
+    async def _run_cleanups(self) -> list[tuple[Any, Exception]]:
+        """``@cleanup()`` functions in reverse order, each cancelled at its deadline; every
+        one runs whatever the others did, and the failures are returned, not only logged."""
+        failed: list[tuple[Any, Exception]] = []
         for fn, timeout in reversed(self.app.registry.cleanups):
             try:
-                await asyncio.wait_for(fn(), timeout)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(timeout):
+                    await fn()
+            except TimeoutError as exc:
                 self.app.logger.warning("cleanup cancelled at its deadline", cleanup=fn.__name__, timeout=timeout)
-            except Exception:
+                failed.append((fn, exc))
+            except Exception as exc:
                 self.app.logger.exception("cleanup failed", cleanup=fn.__name__)
+                failed.append((fn, exc))
+        return failed
 
     # --- workers and consumers: one task group -------------------------------------
     async def _start_crew(self) -> None:
