@@ -26,6 +26,7 @@ from band import tracing, wire
 from band._runtime.connect import connect
 from band._runtime.stream import ensure_stream
 
+from .bodies import BodyBudget
 from .builtin_enrichers import Builtins
 from .config import EdgeConfig
 from .discovery import Discovery
@@ -36,7 +37,7 @@ from .metrics import Metrics
 from .pipeline import INTERNAL_ERROR, Pipeline
 from .render import json_response, render
 from .tracing import HitTrace
-from .request import BadHit, ClientIP, read_hit
+from .request import BadHit, ClientIP, read_hit, refusal
 from .upload import Uploads
 from .ws import Sockets, handle_socket
 
@@ -73,7 +74,8 @@ class Edge:
         self.metrics = Metrics()
         self.sockets = Sockets()
         self.client_ip = ClientIP(config.proxy_networks())
-        self.uploads = Uploads(config)
+        self.budget = BodyBudget(config.body_budget_bytes)
+        self.uploads = Uploads(config, self.budget)
         self.stream_ready = False
         self._stream_task: asyncio.Task[None] | None = None
         self.ready = asyncio.Event()  # set once NATS, discovery and the pipeline are up
@@ -129,19 +131,22 @@ class Edge:
                 elif not self.ready.is_set():  # NATS not (yet) there: everything below needs it
                     resp = json_response({"message": NATS_DOWN}, 503)
                 elif path == "/wss":
-                    return await handle_socket(request, pipeline=self.pipeline, sockets=self.sockets, config=self.config, client_ip=self.client_ip, metrics=self.metrics, cookie=self.cookie)
+                    resp = await handle_socket(request, pipeline=self.pipeline, sockets=self.sockets, config=self.config, client_ip=self.client_ip, metrics=self.metrics, cookie=self.cookie)
+                    if isinstance(resp, web.WebSocketResponse):  # served and closed; only a refused upgrade is finished below
+                        return resp
                 elif path.startswith(UPLOAD_PATH):
                     resp, uid = await self.uploads.receive(request, self.nc, self.pipeline, self.client_ip)
                 else:
-                    try:
-                        hit = await read_hit(request, self.config, self.discovery.snapshot, self.client_ip)
-                    except BadHit as bad:
-                        resp = json_response({"message": bad.message}, bad.status)
-                    else:
-                        uid = hit.message["uid"]
-                        if tracing.ON:
-                            trace = HitTrace(request.headers, method, path, hit.message)
-                        resp = render(await self.pipeline.run(hit.message, hit.image, trace), hit.native)
+                    with self.budget.hold() as held:  # the body's bytes count until the hit is answered
+                        try:
+                            hit = await read_hit(request, self.config, self.discovery.snapshot, self.client_ip, held)
+                        except BadHit as bad:
+                            resp = refusal(request, bad)
+                        else:
+                            uid = hit.message["uid"]
+                            if tracing.ON:
+                                trace = HitTrace(request.headers, method, path, hit.message)
+                            resp = render(await self.pipeline.run(hit.message, hit.image, trace), hit.native)
         except asyncio.CancelledError:
             if trace is not None:
                 trace.end(499)  # the client went away mid-hit
