@@ -28,6 +28,7 @@ from band._runtime.stream import ensure_stream
 
 from .bodies import BodyBudget
 from .builtin_enrichers import Builtins
+from .stopping import Stopping
 from .config import EdgeConfig
 from .discovery import Discovery
 from .headers import SECURITY, UidCookie
@@ -53,6 +54,8 @@ _CORS_ANY = {"Access-Control-Allow-Origin": "*", **NO_CACHE, **SECURITY}
 _CORS_CREDENTIALS = {"Access-Control-Allow-Credentials": "true", "Vary": "Origin", **NO_CACHE, **SECURITY}
 UPLOAD_PATH = f"/{wire.UPLOAD_PATH}/"
 NATS_DOWN = "NATS is not reachable"
+DRAIN_TIMEOUT_S = 30.0  # NATS drain when no stop bounds it (nats-py's own default)
+SOCKETS_SHARE = 0.1  # of shutdown_timeout_s: WebSockets answering the close (a browser takes milliseconds)
 ROOT_PAGE = (
     "band edge: send hits to /<service>/<name>[/<projectId>] (GET or POST); "
     "POST /upload/<service>/<name> for files (multipart/form-data); "
@@ -74,7 +77,8 @@ class Edge:
         self.metrics = Metrics()
         self.sockets = Sockets()
         self.client_ip = ClientIP(config.proxy_networks())
-        self.budget = BodyBudget(config.body_budget_bytes)
+        self.stopping = Stopping(config.shutdown_timeout_s)
+        self.budget = BodyBudget(config.body_budget_bytes, stopping=self.stopping)
         self.uploads = Uploads(config, self.budget)
         self.stream_ready = False
         self._stream_task: asyncio.Task[None] | None = None
@@ -302,13 +306,16 @@ class Edge:
             await self.nc.close()
             return
         try:
-            await self.nc.drain()
+            async with asyncio.timeout(self.stopping.left(DRAIN_TIMEOUT_S)):  # what the stop has left
+                await self.nc.drain()
         except (nats.errors.Error, asyncio.TimeoutError):
             await self.nc.close()
 
     async def on_shutdown(self, app: web.Application) -> None:
-        """Open sockets would hold shutdown forever: close them first."""
-        await self.sockets.close_all()
+        """The stop begins: body reads get their share of the limit (:mod:`broker.stopping`);
+        open sockets would hold shutdown forever, so they are closed, all at once."""
+        self.stopping.begin()
+        await self.sockets.close_all(self.stopping.left(self.config.shutdown_timeout_s * SOCKETS_SHARE))
 
 
 EDGE = web.AppKey("band_edge", Edge)

@@ -15,15 +15,22 @@ A body is read into one buffer sized by ``Content-Length`` (no growing buffer, n
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import ctypes.util
 import logging
+import math
+from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 
 from aiohttp import web
 
+from .stopping import Stopping
+
 log = logging.getLogger("broker.bodies")
 
+RELEASE_AFTER_BYTES = 8 * 1024 * 1024  # a burst of at least this much: give the freed memory back
+RELEASE_DELAY_S = 0.5  # after a burst, when the bytes in flight are back to zero
 RETRY_AFTER_S = 1  # bodies in flight are answered within the publish timeout: try again soon
 
 
@@ -42,11 +49,13 @@ class BodyBudget:
     least ``release_after`` bytes (the edge returns freed memory to the system then).
     """
 
-    def __init__(self, limit: int, *, release_after: int | None = None) -> None:
+    def __init__(self, limit: int, *, stopping: Stopping | None = None, release_after: int | None = None) -> None:
         self.limit = limit
+        self.stopping = stopping if stopping is not None else Stopping(math.inf)
         self.used = 0
         self.peak = 0  # the most in flight since the last time it came back to zero
-        self._release_after = limit // 4 if release_after is None else release_after
+        self._release_after = RELEASE_AFTER_BYTES if release_after is None else release_after
+        self._release_due = False
 
     def hold(self) -> "Held":
         """A hit's share: empty until it takes bytes; given back when the ``with`` ends."""
@@ -61,7 +70,14 @@ class BodyBudget:
 
     def _give(self, n: int) -> None:
         self.used -= n
-        if self.used == 0 and self.peak >= self._release_after:
+        if self.used == 0 and self.peak >= self._release_after and not self._release_due:
+            # a moment later: what the burst's hits published is still in the NATS client's buffers now
+            self._release_due = True
+            asyncio.get_running_loop().call_later(RELEASE_DELAY_S, self._release)
+
+    def _release(self) -> None:
+        self._release_due = False
+        if self.used == 0:  # still idle: the burst is over
             self.peak = 0
             release_memory()
 
@@ -72,6 +88,15 @@ class Held:
     def __init__(self, budget: BodyBudget) -> None:
         self._budget = budget
         self.bytes = 0
+
+    @property
+    def stopping(self) -> bool:
+        """The edge is stopping: a read that runs out of time was cut, not slow."""
+        return self._budget.stopping.active
+
+    def reading(self, seconds: float) -> AbstractAsyncContextManager[asyncio.Timeout]:
+        """A deadline for reading this hit's body, cut short when the edge stops."""
+        return self._budget.stopping.reading(seconds)
 
     def take(self, n: int) -> None:
         """Reserve ``n`` more bytes.

@@ -7,7 +7,6 @@ tokens ever become part of a routing key.
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import json
 import re
@@ -31,6 +30,7 @@ from .render import json_response
 
 _BLANK = re.compile(rb"\s*\Z")  # matched, not .strip(): no copy of a big body
 _OPENS_OBJECT = re.compile(rb"\s*\{")
+STOPPING = "the edge is shutting down and the body did not arrive in time: send it again"
 EXTENSIONS = frozenset({"json", "gif", "js", "html"})
 NATIVE_MARK = "band"
 
@@ -218,7 +218,7 @@ async def read_body(request: web.Request, target: Target, config: EdgeConfig, he
         return {}
     ctype = request.content_type
     try:
-        async with asyncio.timeout(config.body_timeout_s):
+        async with held.reading(config.body_timeout_s):
             if ctype == "multipart/form-data" and target.extension != "json":
                 # aiohttp parses it whole: reserve what it may hold (a chunked one: the limit)
                 held.take(request.content_length or config.max_body_bytes)
@@ -229,6 +229,8 @@ async def read_body(request: web.Request, target: Target, config: EdgeConfig, he
     except bodies.OverBudget as exc:
         raise busy(exc) from None
     except TimeoutError:
+        if held.stopping:
+            raise BadHit(503, STOPPING, retry_after=RETRY_AFTER_S) from None
         raise BadHit(408, "body not received in time") from None
     except ValueError as exc:  # aiohttp's multipart/form parsing
         raise BadHit(400, f"malformed body: {exc}") from None

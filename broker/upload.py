@@ -29,7 +29,7 @@ from nats.js import JetStreamContext
 from band import tracing, wire
 from band.response import ErrorResponse
 
-from .bodies import BodyBudget, Held, OverBudget
+from .bodies import RETRY_AFTER_S, BodyBudget, Held, OverBudget
 from .config import EdgeConfig
 from .objects import WINDOW, ObjectWriter, StoreTimeout, ensure_bucket
 from .pipeline import Pipeline
@@ -152,11 +152,14 @@ class Uploads:
 
     # --- reading the body -----------------------------------------------------------
     async def _idle(self, step: Awaitable[T]) -> T:
-        """One read from the client, which must send something every idle-timeout."""
+        """One read from the client, which must send something every idle-timeout (and,
+        once the edge stops, finish within the stop's share for reads)."""
         try:
-            async with asyncio.timeout(self.config.upload_idle_timeout_s):
+            async with self.budget.stopping.reading(self.config.upload_idle_timeout_s):
                 return await step
         except TimeoutError:
+            if self.budget.stopping.active:
+                raise BadHit(503, "the edge is shutting down before the upload arrived: send it again", retry_after=RETRY_AFTER_S) from None
             raise BadHit(408, f"no upload data for {self.config.upload_idle_timeout_s:g} s") from None
 
     async def _read(self, request: web.Request, upload: _Upload, js: JetStreamContext, held: Held) -> None:
@@ -261,7 +264,8 @@ class Uploads:
         """Remove every object of a failed upload; the bucket's TTL catches what this misses."""
         for writer in upload.writers:
             try:
-                async with asyncio.timeout(self.config.publish_timeout_ms / 1000):
+                # at least a moment even when a stop has used up its time: a purge takes milliseconds
+                async with asyncio.timeout(max(0.5, self.budget.stopping.left(self.config.publish_timeout_ms / 1000))):
                     await writer.discard()
             except (nats.errors.Error, asyncio.TimeoutError, OSError) as exc:
                 log.warning("upload %s: object %s not removed (%r); it expires with the bucket's TTL", upload.id, writer.name, exc)

@@ -65,9 +65,17 @@ class Sockets:
                 except (ConnectionError, RuntimeError):
                     pass
 
-    async def close_all(self) -> None:
-        for ws in self.all():
-            await ws.close(code=1001, message=b"edge shutting down")
+    async def close_all(self, within_s: float) -> None:
+        """Close every socket at once; a client that does not answer the close within
+        ``within_s`` is left to aiohttp, which cuts its handler at the shutdown timeout."""
+        sockets = self.all()
+        if not sockets:
+            return
+        closing = [asyncio.ensure_future(ws.close(code=1001, message=b"edge shutting down")) for ws in sockets]
+        _, late = await asyncio.wait(closing, timeout=within_s)
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*closing, return_exceptions=True)
 
 
 def frame_message(frame: dict[str, Any], uid: str, td: dict[str, Any], config: EdgeConfig) -> dict[str, Any]:
