@@ -74,7 +74,7 @@ class EdgeConfig:
     max_line_bytes: int = 8190  # request line (so the query string) and each header line
     body_timeout_s: float = 10.0  # reading a body slower than this answers 408
     keepalive_timeout_s: float = 15.0  # also bounds a client that never finishes its headers
-    shutdown_timeout_s: float = 10.0  # in-flight hits get this long to finish on stop
+    shutdown_timeout_s: float = 10.0  # the whole stop: body reads, in-flight hits, NATS drain (broker.stopping)
     ws_max_inflight: int = 16  # frames of one socket in the pipeline at once
 
     # uploads: POST /upload/<service>/<name>, files streamed into a JetStream object store

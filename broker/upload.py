@@ -6,9 +6,12 @@ the message — ordinary form fields and the query as ``data``, the file referen
 ``files`` — runs through the normal pipeline to the handler of ``in.gen.<service>.<name>``.
 
 What happens to stored files:
-- the upload fails before the message is sent (client gone, over the limit, too slow,
-  malformed, NATS down): every object of the request is removed, nothing is published;
-- the message is sent: the objects stay until the bucket's TTL, whatever the handler
+- the event is not stored (the upload failed before its message was sent: client gone,
+  over the limit, too slow, malformed, NATS down, the edge stopping; or the message was
+  refused on its way: too large for NATS, not UTF-8, no JetStream ack): every object of
+  the request is removed, so nothing is kept for an answer that is not a success. Part
+  names are checked before a byte of the part is stored;
+- the event is stored: the objects stay until the bucket's TTL, whatever the handler
   answers (the event in the stream refers to them, so listeners can still read them).
 """
 
