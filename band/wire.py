@@ -121,7 +121,8 @@ DEFAULT_ENRICH_TIMEOUT_MS: Final = 200
 
 # \Z, not $: "$" also matches before a trailing newline ("track\n" would pass)
 _TOKEN = re.compile(r"^[A-Za-z0-9_\-]+\Z")
-UID_RE: Final = re.compile(r"^[0-9]{10,22}\Z")
+UID_RE: Final = re.compile(r"^[0-9]{10,22}\Z")  # the web SDK's pattern
+UID_MAX: Final = 2**64 - 1  # uids are stored as UInt64
 
 
 def is_token(value: object) -> bool:
@@ -130,6 +131,13 @@ def is_token(value: object) -> bool:
     Letters, digits, ``_`` and ``-`` only: no ``.``, ``*``, ``>``, whitespace or empty.
     """
     return isinstance(value, str) and bool(_TOKEN.match(value))
+
+
+def is_uid(value: object) -> bool:
+    """True when ``value`` is a visitor uid: the SDK's pattern, not all zeros (``0`` is
+    what the SDK sends before it knows one) and within ``UID_MAX`` (a longer number would
+    not fit the store's ``UInt64``)."""
+    return isinstance(value, str) and bool(UID_RE.match(value)) and bool(value.strip("0")) and (len(value) < 20 or int(value) <= UID_MAX)
 
 
 def is_service_name(value: object) -> bool:
@@ -219,29 +227,75 @@ def encode(value: Any) -> bytes:
 
 
 _BIG_NUMBER = re.compile(rb"(?:^|[:\[,])\s*-?\d{19}")  # may also match inside a string: then json decodes it
+# A JSON escape of a surrogate (\uD800-\uDFFF): only then can json's result hold a lone one.
+SURROGATE_ESCAPE: Final = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 
 class DecodeError(BandError, ValueError):
     """A body that is not the JSON this contract expects."""
 
 
+def _shown(text: str, limit: int = 80) -> str:
+    """``text`` safe to put in a message: lone surrogates as ``\\udcff``, cut at ``limit``."""
+    return text.encode("utf-8", "backslashreplace").decode()[:limit]
+
+
+def lone_surrogate(value: Any, where: str = "") -> str | None:
+    """Where ``value`` holds text that is not Unicode (a lone surrogate, which no UTF-8
+    encoder takes), as ``"lone surrogate \\ud800 at data.a"``; ``None`` when every
+    string in it, keys included, is valid text.
+
+    JSON can spell one (``"\\ud800"``) and Python's json reads it; so do header and
+    file-name bytes that are not UTF-8 (decoded with ``surrogateescape``). Such text
+    cannot be encoded again, so whoever takes it in refuses it up front, naming where.
+    """
+    stack: list[tuple[Any, str]] = [(value, where)]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, str):
+            if not item.isascii():
+                try:
+                    item.encode()
+                except UnicodeEncodeError as exc:
+                    return f"lone surrogate \\u{ord(item[exc.start]):04x} at {_shown(path) or 'the top level'}"
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                name = f"{path}.{key}" if path else str(key)
+                if isinstance(key, str) and not key.isascii():
+                    stack.append((key, name))
+                stack.append((child, name))
+        elif isinstance(item, (list, tuple)):
+            stack.extend((child, f"{path}[{i}]") for i, child in enumerate(item))
+    return None
+
+
 def decode(data: bytes) -> Any:
-    """Parse a JSON body; an empty body is ``None``."""
+    """Parse a JSON body; an empty body is ``None``.
+
+    Text must be Unicode: a lone surrogate (``"\\ud800"``, or its bytes) is refused, as
+    orjson refuses it, since nothing could encode it again (a reply, a publish, an insert
+    would fail later, far from the cause).
+    """
     if not data:
         return None
     if _BIG_NUMBER.search(data) is None:
         try:
-            return orjson.loads(data)  # strict JSON: NaN/Infinity are refused, as the edge does
+            return orjson.loads(data)  # strict JSON, strict UTF-8: NaN/Infinity and lone surrogates are refused
         except orjson.JSONDecodeError as exc:
             if "depth" in str(exc):
                 raise DecodeError("body is nested too deeply") from None
             raise DecodeError(f"body is not valid JSON: {exc}") from None
     try:  # a number of 19+ digits: orjson would read it as a float, json keeps it exact
-        return json.loads(data)
+        value = json.loads(bytes(data).decode("utf-8"))  # decoded here: json would let surrogate bytes through
     except (UnicodeDecodeError, ValueError) as exc:
         raise DecodeError(f"body is not valid JSON: {exc}") from None
     except RecursionError:
         raise DecodeError("body is nested too deeply") from None
+    if SURROGATE_ESCAPE.search(data) is not None:
+        problem = lone_surrogate(value)
+        if problem is not None:
+            raise DecodeError(f"body is not valid JSON: {problem}")
+    return value
 
 
 def decode_object(data: bytes) -> dict[str, Any]:

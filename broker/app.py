@@ -26,7 +26,9 @@ from band import wire
 from band._runtime.connect import connect
 from band._runtime.stream import ensure_stream
 
+from .bodies import BodyBudget
 from .builtin_enrichers import Builtins
+from .stopping import Stopping
 from .config import EdgeConfig
 from .discovery import Discovery
 from .headers import SECURITY, UidCookie
@@ -36,7 +38,7 @@ from .metrics import Metrics
 from .pipeline import INTERNAL_ERROR, Pipeline
 from .render import json_response, render
 from .tracing import Trace, open_trace
-from .request import BadHit, ClientIP, read_hit
+from .request import BadHit, ClientIP, read_hit, refusal
 from .upload import Uploads
 from .ws import Sockets, handle_socket
 
@@ -52,6 +54,8 @@ _CORS_ANY = {"Access-Control-Allow-Origin": "*", **NO_CACHE, **SECURITY}
 _CORS_CREDENTIALS = {"Access-Control-Allow-Credentials": "true", "Vary": "Origin", **NO_CACHE, **SECURITY}
 UPLOAD_PATH = f"/{wire.UPLOAD_PATH}/"
 NATS_DOWN = "NATS is not reachable"
+DRAIN_TIMEOUT_S = 30.0  # NATS drain when no stop bounds it (nats-py's own default)
+SOCKETS_SHARE = 0.1  # of shutdown_timeout_s: WebSockets answering the close (a browser takes milliseconds)
 ROOT_PAGE = (
     "band edge: send hits to /<service>/<name>[/<projectId>] (GET or POST); "
     "POST /upload/<service>/<name> for files (multipart/form-data); "
@@ -73,7 +77,9 @@ class Edge:
         self.metrics = Metrics()
         self.sockets = Sockets()
         self.client_ip = ClientIP(config.proxy_networks())
-        self.uploads = Uploads(config)
+        self.stopping = Stopping(config.shutdown_timeout_s)
+        self.budget = BodyBudget(config.body_budget_bytes, stopping=self.stopping)
+        self.uploads = Uploads(config, self.budget)
         self.stream_ready = False
         self._stream_task: asyncio.Task[None] | None = None
         self.ready = asyncio.Event()  # set once NATS, discovery and the pipeline are up
@@ -131,18 +137,21 @@ class Edge:
                 elif not self.ready.is_set():  # NATS not (yet) there: everything below needs it
                     resp = json_response({"message": NATS_DOWN}, 503)
                 elif path == "/wss":
-                    return await handle_socket(request, pipeline=self.pipeline, sockets=self.sockets, config=self.config, client_ip=self.client_ip, metrics=self.metrics, cookie=self.cookie)
+                    resp = await handle_socket(request, pipeline=self.pipeline, sockets=self.sockets, config=self.config, client_ip=self.client_ip, metrics=self.metrics, cookie=self.cookie)
+                    if isinstance(resp, web.WebSocketResponse):  # served and closed; only a refused upgrade is finished below
+                        return resp
                 elif path.startswith(UPLOAD_PATH):
                     resp, uid = await self.uploads.receive(request, self.nc, self.pipeline, self.client_ip)
                 else:
-                    try:
-                        hit = await read_hit(request, self.config, self.discovery.snapshot, self.client_ip)
-                    except BadHit as bad:
-                        resp = json_response({"message": bad.message}, bad.status)
-                    else:
-                        uid = hit.message["uid"]
-                        trace = open_trace(request.headers, method, path, hit.message)
-                        resp = render(await self.pipeline.run(hit.message, hit.image, trace), hit.native)
+                    with self.budget.hold() as held:  # the body's bytes count until the hit is answered
+                        try:
+                            hit = await read_hit(request, self.config, self.discovery.snapshot, self.client_ip, held)
+                        except BadHit as bad:
+                            resp = refusal(request, bad)
+                        else:
+                            uid = hit.message["uid"]
+                            trace = open_trace(request.headers, method, path, hit.message)
+                            resp = render(await self.pipeline.run(hit.message, hit.image, trace), hit.native)
         except asyncio.CancelledError:
             if trace is not None:
                 trace.end(499)  # the client went away mid-hit
@@ -300,13 +309,16 @@ class Edge:
             await self.nc.close()
             return
         try:
-            await self.nc.drain()
+            async with asyncio.timeout(self.stopping.left(DRAIN_TIMEOUT_S)):  # what the stop has left
+                await self.nc.drain()
         except (nats.errors.Error, asyncio.TimeoutError):
             await self.nc.close()
 
     async def on_shutdown(self, app: web.Application) -> None:
-        """Open sockets would hold shutdown forever: close them first."""
-        await self.sockets.close_all()
+        """The stop begins: body reads get their share of the limit (:mod:`broker.stopping`);
+        open sockets would hold shutdown forever, so they are closed, all at once."""
+        self.stopping.begin()
+        await self.sockets.close_all(self.stopping.left(self.config.shutdown_timeout_s * SOCKETS_SHARE))
 
 
 EDGE = web.AppKey("band_edge", Edge)

@@ -26,6 +26,7 @@ from band._runtime.signals import Signals
 from .app import make_app
 from .config import ConfigError, EdgeConfig, from_env, split_urls
 from .libjs import LibJs
+from .stopping import HANDLERS_SHARE
 from .tls import server_context
 
 log = logging.getLogger("broker")
@@ -39,7 +40,8 @@ async def serve(config: EdgeConfig, *, reuse_port: bool = False, stop: asyncio.E
     """
     tls = server_context(config)
     async with Signals(stop) as signals:
-        runner = web.AppRunner(make_app(config), access_log=None, shutdown_timeout=config.shutdown_timeout_s)
+        # aiohttp waits its share for in-flight hits; body reads and the NATS drain share the rest (broker.stopping)
+        runner = web.AppRunner(make_app(config), access_log=None, shutdown_timeout=config.shutdown_timeout_s * HANDLERS_SHARE)
         try:
             await runner.setup()
             site = web.TCPSite(runner, config.host, config.port, reuse_port=reuse_port or None, backlog=1024, ssl_context=tls)

@@ -69,12 +69,13 @@ class EdgeConfig:
 
     # limits
     max_body_bytes: int = 1024 * 1024
+    body_budget_bytes: int = 64 * 1024 * 1024  # request bodies in flight, all hits together; past it 503 + Retry-After
     max_fields: int = 1000  # query + body fields
     max_depth: int = 32  # JSON nesting
     max_line_bytes: int = 8190  # request line (so the query string) and each header line
     body_timeout_s: float = 10.0  # reading a body slower than this answers 408
     keepalive_timeout_s: float = 15.0  # also bounds a client that never finishes its headers
-    shutdown_timeout_s: float = 10.0  # in-flight hits get this long to finish on stop
+    shutdown_timeout_s: float = 10.0  # the whole stop: body reads, in-flight hits, NATS drain (broker.stopping)
     ws_max_inflight: int = 16  # frames of one socket in the pipeline at once
 
     # uploads: POST /upload/<service>/<name>, files streamed into a JetStream object store
@@ -99,10 +100,13 @@ class EdgeConfig:
             raise ConfigError(f"workers must be >= 1, got {self.workers}")
         if not self.nats_urls:
             raise ConfigError("nats_urls is empty")
-        for knob in ("enrich_timeout_ms", "handler_timeout_ms", "publish_timeout_ms", "max_body_bytes", "max_fields", "max_depth", "max_inflight",
+        for knob in ("enrich_timeout_ms", "handler_timeout_ms", "publish_timeout_ms", "max_body_bytes", "body_budget_bytes", "max_fields", "max_depth", "max_inflight",
                      "upload_max_bytes", "upload_ttl_s", "upload_idle_timeout_s", "upload_max_concurrent"):
             if getattr(self, knob) <= 0:
                 raise ConfigError(f"{knob} must be > 0, got {getattr(self, knob)}")
+        if self.body_budget_bytes < self.max_body_bytes:
+            raise ConfigError(f"body_budget_bytes ({self.body_budget_bytes}) must be at least max_body_bytes ({self.max_body_bytes}): "
+                              "else a body within the limit could never be read")
         for alias, service in self.aliases.items():
             if not wire.is_token(alias) or not wire.is_token(service):
                 raise ConfigError(f"aliases: {alias!r} -> {service!r} is not a pair of subject tokens")

@@ -39,6 +39,12 @@ DEADLINE_SLOT_S = 0.005
 _TOO_LARGE = ErrorResponse(message="event too large for NATS", statusCode=413)
 
 
+def _not_text(message: dict[str, Any]) -> ErrorResponse:
+    """The 400 for a message holding a lone surrogate, naming where."""
+    problem = wire.lone_surrogate(message) or "text that is not valid Unicode"
+    return ErrorResponse(message=f"the hit holds text that is not UTF-8: {problem}", statusCode=400)
+
+
 @dataclass
 class _Gather:
     """One enrich request in flight: who is expected, who answered, what they said."""
@@ -111,17 +117,24 @@ class Pipeline:
 
         ``image`` marks an image request: built-in defaults then answer the GIF.
         """
+        return (await self.run_stored(message, image, trace))[0]
+
+    async def run_stored(self, message: dict[str, Any], image: bool = False, trace: Trace | None = None) -> tuple[Response, bool]:
+        """:meth:`run`, and whether the event is in the stream (JetStream acknowledged it):
+        an upload removes its files when it is not."""
         if not self._link.is_connected:
-            return ErrorResponse(message="NATS is not reachable", statusCode=503)
+            return ErrorResponse(message="NATS is not reachable", statusCode=503), False
         if self._inflight >= self._config.max_inflight:
-            return ErrorResponse(message="edge is overloaded", statusCode=503)
+            return ErrorResponse(message="edge is overloaded", statusCode=503), False
         self._inflight += 1
         try:
             return await self._run(message, image, trace)
+        except UnicodeEncodeError:  # text no encoder takes (a lone surrogate) that no reader refused
+            return _not_text(message), False
         finally:
             self._inflight -= 1
 
-    async def _run(self, message: dict[str, Any], image: bool, trace: Trace | None) -> Response:
+    async def _run(self, message: dict[str, Any], image: bool, trace: Trace | None) -> tuple[Response, bool]:
         metrics = self._metrics
         key: str = message["key"]
         started = time.perf_counter()
@@ -134,7 +147,7 @@ class Pipeline:
             if len(asked) > limit:
                 if reading is not None:
                     reading.cancel()
-                return _TOO_LARGE
+                return _TOO_LARGE, False
             await self._enrich(message, asked, services, self._config.enrich_timeout_for(key), trace)
         else:
             metrics.unenriched.inc()  # stored without enrichment: counted, so nobody mistakes it for enriched
@@ -145,7 +158,7 @@ class Pipeline:
             metrics.observe("enrich", time.perf_counter() - started)
         payload = wire.encode(message)
         if len(payload) > limit:  # a server closes a connection that sends more than max_payload
-            return _TOO_LARGE
+            return _TOO_LARGE, False
         # ③ is sent before ② so both travel in one write; the answer waits for both.
         headers = {wire.MSG_ID_HEADER: message["id"]}
         if trace is not None:
@@ -153,7 +166,7 @@ class Pipeline:
         try:
             stored = self._send(key, payload, headers)
         except LinkDown as exc:
-            return self._not_stored(message["id"], exc)
+            return self._not_stored(message["id"], exc), False
         # the ack's deadline runs from now, alongside the handler's, not after it
         ack_slot = self._deadlines.fail(stored[1], self._publish_timeout, _Timeout)
         handle_started = time.perf_counter()
@@ -173,8 +186,8 @@ class Pipeline:
         metrics.observe("publish", time.perf_counter() - handle_started)
         metrics.observe("total", time.perf_counter() - started)
         if not ok:
-            return ErrorResponse(message="event store unavailable, try again", statusCode=503)
-        return answer
+            return ErrorResponse(message="event store unavailable, try again", statusCode=503), False
+        return answer, True
 
     # --- the reply mux ----------------------------------------------------------------
     def _send(self, subject: str, payload: bytes, headers: dict[str, str] | None = None) -> tuple[str, asyncio.Future[Reply]]:

@@ -7,36 +7,59 @@ tokens ever become part of a routing key.
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import json
+import re
 import time
 from dataclasses import dataclass
 from typing import Any, Mapping
 from urllib.parse import unquote
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from band import wire
 from band._core.ids import new_id
 
-from . import qs
+from . import bodies, qs
+from .bodies import RETRY_AFTER_S, Held, OverBudget
 from .config import EdgeConfig, IPNetwork
 from .discovery import Snapshot
 from .headers import forwarded_host
+from .render import json_response
 from band.errors import BandError
 
+_BLANK = re.compile(rb"\s*\Z")  # matched, not .strip(): no copy of a big body
+_OPENS_OBJECT = re.compile(rb"\s*\{")
+STOPPING = "the edge is shutting down and the body did not arrive in time: send it again"
 EXTENSIONS = frozenset({"json", "gif", "js", "html"})
 NATIVE_MARK = "band"
 
 
 class BadHit(BandError):
-    """A hit the edge refuses; ``status`` is 400, 404, 408 or 413."""
+    """A hit the edge refuses; ``status`` is 400, 404, 408, 413 or 503 (busy, with
+    ``retry_after`` seconds)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.retry_after = retry_after
+
+
+def refusal(request: web.Request, bad: BadHit) -> web.Response:
+    """The answer to a refused hit. When its body was not read to the end the connection
+    closes: the rest of a refused body is neither read nor buffered."""
+    resp = json_response({"message": bad.message}, bad.status)
+    if bad.retry_after is not None:
+        resp.headers["Retry-After"] = str(bad.retry_after)
+    if not request.content.is_eof():
+        resp.force_close()
+    return resp
+
+
+def busy(exc: OverBudget) -> BadHit:
+    return BadHit(503, str(exc), retry_after=RETRY_AFTER_S)
 
 
 @dataclass
@@ -124,16 +147,42 @@ def _too_deep(value: Any, max_depth: int) -> bool:
     return False
 
 
-def parse_json_object(body: bytes, max_depth: int, max_fields: int) -> dict[str, Any]:
+def parse_json_object(body: bytes | bytearray, max_depth: int, max_fields: int) -> dict[str, Any]:
     """A JSON object body; empty is ``{}``.
 
     Raises:
-        BadHit: not JSON (the parser's message), not an object, not UTF-8, too deep.
+        BadHit: not JSON (the parser's message), not an object, not UTF-8, too deep,
+            text that is not Unicode.
     """
-    if not body.strip():
+    value = load_json_object(body, max_depth, max_fields)
+    check_text(value, body)
+    return value
+
+
+def check_text(value: dict[str, Any], body: bytes | bytearray) -> None:
+    """Refuse JSON text that is not Unicode: ``"\\ud800"`` is valid JSON, but a lone
+    surrogate cannot be encoded again, so the event could never be published.
+
+    Raises:
+        BadHit: 400 naming the first such string.
+    """
+    if wire.SURROGATE_ESCAPE.search(body) is not None:
+        problem = wire.lone_surrogate(value)
+        if problem is not None:
+            raise BadHit(400, f"malformed JSON body: {problem} (text must be valid Unicode)")
+
+
+def load_json_object(body: bytes | bytearray, max_depth: int, max_fields: int) -> dict[str, Any]:
+    """:func:`parse_json_object` before its text check (the WebSocket reads ``id__`` first).
+
+    Raises:
+        BadHit: as :func:`parse_json_object`, except for lone surrogates.
+    """
+    if _BLANK.match(body):
         return {}
     try:
-        value = json.loads(body, parse_constant=_no_constant)
+        # decoded here, strictly: json.loads would let the bytes of a lone surrogate through
+        value = json.loads(body.decode("utf-8"), parse_constant=_no_constant)
     except UnicodeDecodeError:
         raise BadHit(400, "body is not valid UTF-8") from None
     except RecursionError:
@@ -150,7 +199,7 @@ def parse_json_object(body: bytes, max_depth: int, max_fields: int) -> dict[str,
     return value
 
 
-def parse_form(body: bytes, max_fields: int, max_depth: int = 32) -> dict[str, Any]:
+def parse_form(body: bytes | bytearray, max_fields: int, max_depth: int = 32) -> dict[str, Any]:
     """A urlencoded body as front read it: ``qs.parse`` to depth 2, no arrays."""
     try:
         text = body.decode("utf-8")
@@ -159,33 +208,47 @@ def parse_form(body: bytes, max_fields: int, max_depth: int = 32) -> dict[str, A
     return _qs(text, qs.FORM, max_fields, max_depth)
 
 
-async def read_body(request: web.Request, target: Target, config: EdgeConfig) -> dict[str, Any]:
-    """Body fields by content type (or by the ``.json`` extension), within size and time limits.
+async def read_body(request: web.Request, target: Target, config: EdgeConfig, held: Held) -> dict[str, Any]:
+    """Body fields by content type (or by the ``.json`` extension), within size and time
+    limits and the edge's body budget (``held`` keeps this hit's share).
 
     Raises:
-        BadHit: 413 over the size limit, 408 too slow, 400 malformed.
+        BadHit: 413 over the size limit, 408 too slow, 400 malformed, 503 over the budget.
     """
     if request.method != "POST" or (request.content_length == 0):
         return {}
     ctype = request.content_type
     try:
-        async with asyncio.timeout(config.body_timeout_s):
+        async with held.reading(config.body_timeout_s):
             if ctype == "multipart/form-data" and target.extension != "json":
+                # aiohttp parses it whole: reserve what it may hold (a chunked one: the limit)
+                held.take(request.content_length or config.max_body_bytes)
                 return await _read_multipart(request, config)
-            body = await request.read()
-    except web.HTTPRequestEntityTooLarge:
+            body = await bodies.read_body(request, held, config.max_body_bytes)
+    except (web.HTTPRequestEntityTooLarge, bodies.TooLarge):
         raise BadHit(413, f"body larger than {config.max_body_bytes} bytes") from None
+    except bodies.OverBudget as exc:
+        raise busy(exc) from None
     except TimeoutError:
+        if held.stopping:
+            raise BadHit(503, STOPPING, retry_after=RETRY_AFTER_S) from None
         raise BadHit(408, "body not received in time") from None
     except ValueError as exc:  # aiohttp's multipart/form parsing
         raise BadHit(400, f"malformed body: {exc}") from None
+    except HttpProcessingError as exc:  # a malformed part header, a body cut short
+        raise BadHit(400, f"malformed body: {parser_message(exc.message)}") from None
     if target.extension == "json" or ctype == "application/json" or ctype.endswith("+json"):
         return parse_json_object(body, config.max_depth, config.max_fields)
     if ctype == "application/x-www-form-urlencoded":
         return parse_form(body, config.max_fields, config.max_depth)
-    if body.lstrip()[:1] == b"{":  # a JSON object sent as text/plain or without a type
+    if _OPENS_OBJECT.match(body):  # a JSON object sent as text/plain or without a type
         return parse_json_object(body, config.max_depth, config.max_fields)
     return {}
+
+
+def parser_message(text: str) -> str:
+    """aiohttp's parser messages quote the raw bytes on further lines: keep the sentence."""
+    return text.strip().split("\n", 1)[0].rstrip(":") or "the HTTP parser refused it"
 
 
 async def _read_multipart(request: web.Request, config: EdgeConfig) -> dict[str, Any]:
@@ -198,6 +261,9 @@ async def _read_multipart(request: web.Request, config: EdgeConfig) -> dict[str,
             fields[name] = value
         elif isinstance(value, web.FileField):  # a file part: not a field; release its temp file
             value.file.close()
+    problem = wire.lone_surrogate(fields)
+    if problem is not None:  # a part name in bytes that are not UTF-8
+        raise BadHit(400, f"malformed multipart body: {problem} (part names must be UTF-8)")
     return fields
 
 
@@ -260,13 +326,16 @@ class ClientIP:
 
 
 def valid_uid(value: Any) -> str | None:
-    """``value`` as a uid when it is one (``^[0-9]{10,22}$``, not all zeros); else ``None``.
+    """``value`` as a uid when it is one (``^[0-9]{10,22}$``, not all zeros, at most
+    ``2**64 - 1``); else ``None``.
 
     The web SDK sends ``"uid": 0`` (and ``?uid=0``) before it knows one: that is no uid.
+    Neither is a number past 64 bits: the SDK's pattern lets 20-22 digits through, but the
+    store keeps uids as ``UInt64``, where every such uid would become one and the same.
     """
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
-    if isinstance(value, str) and wire.UID_RE.match(value) and value.strip("0"):
+    if isinstance(value, str) and wire.is_uid(value):
         return value
     return None
 
@@ -320,27 +389,44 @@ def build_message(*, key: str, service: str, name: str, channel: str, project: i
     }
 
 
+def header_text(headers: Mapping[str, str], name: str) -> str:
+    """A header's value as text for the message ("" when absent).
+
+    Raises:
+        BadHit: the value is not UTF-8 (aiohttp keeps such bytes as lone surrogates,
+            which could not be published).
+    """
+    value = headers.get(name, "")
+    if not value.isascii() and wire.lone_surrogate(value) is not None:
+        raise BadHit(400, f"header {name} is not valid UTF-8: send it as UTF-8 (or percent-encoded)")
+    return value
+
+
 def td_of(request: web.Request, client_ip: ClientIP) -> dict[str, Any]:
-    """Transport data; ``host`` is the ``X-Forwarded-Host`` a trusted proxy passed, else ``Host``."""
+    """Transport data; ``host`` is the ``X-Forwarded-Host`` a trusted proxy passed, else ``Host``.
+
+    Raises:
+        BadHit: a header that goes into it is not UTF-8.
+    """
     headers = request.headers
-    host = client_ip.host(request.remote, headers) or headers.get("Host", "")
+    host = client_ip.host(request.remote, headers) or header_text(headers, "Host")
     return {
         "ip": client_ip(request.remote, headers),
-        "ua": headers.get("User-Agent", ""),
-        "ref": headers.get("Referer", ""),
+        "ua": header_text(headers, "User-Agent"),
+        "ref": header_text(headers, "Referer"),
         "host": host,
     }
 
 
-async def read_hit(request: web.Request, config: EdgeConfig, snapshot: Snapshot, client_ip: ClientIP) -> Hit:
-    """Turn one HTTP request into a :class:`Hit`.
+async def read_hit(request: web.Request, config: EdgeConfig, snapshot: Snapshot, client_ip: ClientIP, held: Held) -> Hit:
+    """Turn one HTTP request into a :class:`Hit`; ``held``: its share of the body budget.
 
     Raises:
         BadHit: the hit cannot become a message (nothing is published).
     """
     target = parse_path(request.raw_path)
     query = parse_query(request.rel_url.raw_query_string, config.max_fields, config.max_depth)
-    body = await read_body(request, target, config)
+    body = await read_body(request, target, config, held)
     if len(query) + len(body) > config.max_fields:
         raise BadHit(400, f"too many fields (limit {config.max_fields})")
     data: dict[str, Any] = {**body, **query}
@@ -380,4 +466,4 @@ async def read_hit(request: web.Request, config: EdgeConfig, snapshot: Snapshot,
     return Hit(message, target.native, image)
 
 
-__all__ = ["BadHit", "Hit", "Target", "read_hit", "parse_path", "parse_query", "parse_json_object", "parse_form", "ClientIP", "pick_uid", "valid_uid", "project_id", "build_message", "check_token", "td_of"]
+__all__ = ["BadHit", "refusal", "busy", "header_text", "parser_message", "Hit", "Target", "read_hit", "parse_path", "parse_query", "parse_json_object", "load_json_object", "check_text", "parse_form", "ClientIP", "pick_uid", "valid_uid", "project_id", "build_message", "check_token", "td_of"]

@@ -6,9 +6,12 @@ the message — ordinary form fields and the query as ``data``, the file referen
 ``files`` — runs through the normal pipeline to the handler of ``in.gen.<service>.<name>``.
 
 What happens to stored files:
-- the upload fails before the message is sent (client gone, over the limit, too slow,
-  malformed, NATS down): every object of the request is removed, nothing is published;
-- the message is sent: the objects stay until the bucket's TTL, whatever the handler
+- the event is not stored (the upload failed before its message was sent: client gone,
+  over the limit, too slow, malformed, NATS down, the edge stopping; or the message was
+  refused on its way: too large for NATS, not UTF-8, no JetStream ack): every object of
+  the request is removed, so nothing is kept for an answer that is not a success. Part
+  names are checked before a byte of the part is stored;
+- the event is stored: the objects stay until the bucket's TTL, whatever the handler
   answers (the event in the stream refers to them, so listeners can still read them).
 """
 
@@ -22,24 +25,28 @@ from typing import Any, Awaitable, TypeVar
 import aiohttp
 import nats.errors
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from band import wire
 from band.response import ErrorResponse
 
+from .bodies import RETRY_AFTER_S, BodyBudget, Held, OverBudget
 from .config import EdgeConfig
-from .objects import ObjectWriter, StoreTimeout, ensure_bucket
+from .objects import WINDOW, ObjectWriter, StoreTimeout, ensure_bucket
 from .pipeline import Pipeline
 from .render import json_response, render
 from .tracing import open_trace
-from .request import BadHit, ClientIP, build_message, check_token, parse_path, parse_query, pick_uid, project_id, td_of
 from band.errors import BandError
+from .request import BadHit, ClientIP, parser_message, build_message, busy, check_token, parse_path, parse_query, pick_uid, project_id, td_of
 
 log = logging.getLogger("broker.upload")
 
 T = TypeVar("T")
 _PLAIN_ENCODINGS = frozenset({"", "binary", "7bit", "8bit"})
+# what one upload holds while it streams: the chunks in flight, the one being filled, a read
+WORKING_BYTES = (WINDOW + 2) * wire.UPLOAD_CHUNK_BYTES
 USAGE = "use POST /upload/<service>/<name> with multipart/form-data (curl -F file=@data.csv ...)"
 
 
@@ -64,8 +71,9 @@ class _Upload:
 class Uploads:
     """The edge's upload endpoint: limits, the bucket, and the uploads in flight."""
 
-    def __init__(self, config: EdgeConfig) -> None:
+    def __init__(self, config: EdgeConfig, budget: BodyBudget) -> None:
         self.config = config
+        self.budget = budget
         self.active = 0
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
@@ -87,54 +95,58 @@ class Uploads:
             return _refuse(BadHit(503, "too many uploads at once, try again shortly")), None
         self.active += 1
         try:
-            return await self._receive(request, nc, pipeline, client_ip)
+            with self.budget.hold() as held:
+                return await self._receive(request, nc, pipeline, client_ip, held)
         finally:
             self.active -= 1
 
-    async def _receive(self, request: web.Request, nc: Client, pipeline: Pipeline, client_ip: ClientIP) -> tuple[web.StreamResponse, str | None]:
+    async def _receive(self, request: web.Request, nc: Client, pipeline: Pipeline, client_ip: ClientIP, held: Held) -> tuple[web.StreamResponse, str | None]:
         config = self.config
         try:
             service, name = self._target(request)
             query = parse_query(request.rel_url.raw_query_string, config.max_fields)
+            td = td_of(request, client_ip)
+            held.take(WORKING_BYTES)
         except BadHit as bad:
             return _refuse(bad), None
+        except OverBudget as exc:
+            return _refuse(busy(exc)), None
         # made first: the objects are named after its id; fields and uid come with the body
         message = build_message(key=wire.routing_key(service, name), service=service, name=name, channel="http",
-                                project=0, uid="", td=td_of(request, client_ip), data={})
+                                project=0, uid="", td=td, data={})
         upload = _Upload(service, name, message["id"])
+        stored = False
         try:
-            await self._read(request, upload, self._jetstream(nc))
-        except asyncio.CancelledError:  # the edge is stopping: take nothing half-written with us
-            await asyncio.shield(self._discard(upload))
-            raise
-        except Exception as exc:
-            await self._discard(upload)
-            if isinstance(exc, BadHit):
-                return _refuse(exc), None
-            if isinstance(exc, UploadUnavailable):
-                return _refuse(BadHit(503, str(exc))), None
-            if isinstance(exc, (aiohttp.ClientError, ConnectionError)):
-                log.info("upload to %s/%s interrupted: %r", service, name, exc)
-                return _refuse(BadHit(400, "upload interrupted before the end of the body")), None
-            raise
-        if not upload.refs:
-            return _refuse(BadHit(400, f"no file in the upload: {USAGE}")), None
-        if not pipeline.is_connected or pipeline.inflight >= config.max_inflight:
-            await self._discard(upload)  # nothing will refer to them
-            return json_response({"message": "edge is overloaded or NATS is not reachable, try again"}, 503), None
-
-        cookie = request.cookies.get(config.cookie_name) if "Cookie" in request.headers else None
-        uid = message["uid"] = pick_uid(query.get("uid"), upload.fields.get("uid"), cookie)
-        message["projectId"] = project_id(query.get("projectId"), upload.fields.get("projectId"))
-        message["data"] = {**upload.fields, **query}
-        message[wire.FILES_FIELD] = upload.refs
-        trace = open_trace(request.headers, request.method, request.path, message)
-        answer = await pipeline.run(message, trace=trace)
-        if trace is not None:
-            trace.end(answer.statusCode)
-        if isinstance(answer, ErrorResponse) and answer.statusCode >= 500:
-            log.warning("upload %s to %s answered %d; its files stay until the bucket's TTL", upload.id, message["key"], answer.statusCode)
-        return render(answer), uid
+            try:
+                await self._read(request, upload, self._jetstream(nc), held)
+            except Exception as exc:
+                if isinstance(exc, BadHit):
+                    return _refuse(exc), None
+                if isinstance(exc, OverBudget):
+                    return _refuse(busy(exc)), None
+                if isinstance(exc, UploadUnavailable):
+                    return _refuse(BadHit(503, str(exc))), None
+                if isinstance(exc, (aiohttp.ClientError, ConnectionError)):
+                    log.info("upload to %s/%s interrupted: %r", service, name, exc)
+                    return _refuse(BadHit(400, "upload interrupted before the end of the body")), None
+                raise
+            if not upload.refs:
+                return _refuse(BadHit(400, f"no file in the upload: {USAGE}")), None
+            cookie = request.cookies.get(config.cookie_name) if "Cookie" in request.headers else None
+            uid = message["uid"] = pick_uid(query.get("uid"), upload.fields.get("uid"), cookie)
+            message["projectId"] = project_id(query.get("projectId"), upload.fields.get("projectId"))
+            message["data"] = {**upload.fields, **query}
+            message[wire.FILES_FIELD] = upload.refs
+            trace = open_trace(request.headers, request.method, request.path, message)
+            answer, stored = await pipeline.run_stored(message, trace=trace)
+            if trace is not None:
+                trace.end(answer.statusCode)
+            if stored and isinstance(answer, ErrorResponse) and answer.statusCode >= 500:
+                log.warning("upload %s to %s answered %d; its files stay until the bucket's TTL", upload.id, message["key"], answer.statusCode)
+            return render(answer), uid
+        finally:
+            if not stored:  # no event refers to them: whatever went wrong, take nothing half-kept with us
+                await asyncio.shield(self._discard(upload))
 
     def _target(self, request: web.Request) -> tuple[str, str]:
         segments = parse_path(request.raw_path).segments
@@ -144,14 +156,17 @@ class Uploads:
 
     # --- reading the body -----------------------------------------------------------
     async def _idle(self, step: Awaitable[T]) -> T:
-        """One read from the client, which must send something every idle-timeout."""
+        """One read from the client, which must send something every idle-timeout (and,
+        once the edge stops, finish within the stop's share for reads)."""
         try:
-            async with asyncio.timeout(self.config.upload_idle_timeout_s):
+            async with self.budget.stopping.reading(self.config.upload_idle_timeout_s):
                 return await step
         except TimeoutError:
+            if self.budget.stopping.active:
+                raise BadHit(503, "the edge is shutting down before the upload arrived: send it again", retry_after=RETRY_AFTER_S) from None
             raise BadHit(408, f"no upload data for {self.config.upload_idle_timeout_s:g} s") from None
 
-    async def _read(self, request: web.Request, upload: _Upload, js: JetStreamContext) -> None:
+    async def _read(self, request: web.Request, upload: _Upload, js: JetStreamContext, held: Held) -> None:
         config = self.config
         if request.content_type != "multipart/form-data":
             raise BadHit(415, f"upload body is {request.content_type or 'untyped'}: {USAGE}")
@@ -169,28 +184,29 @@ class Uploads:
                     raise BadHit(400, f"too many form parts (limit {config.max_fields})")
                 if part.name is None:
                     raise BadHit(400, "a form part has no name (Content-Disposition: form-data; name=...)")
-                encoding = part.headers.get("Content-Transfer-Encoding", "").lower()
-                if encoding not in _PLAIN_ENCODINGS or part.headers.get("Content-Encoding", "identity").lower() != "identity":
-                    raise BadHit(400, f"part {part.name!r}: send the bytes as they are (no transfer or content encoding)")
+                _check_part(part)
                 if part.filename is None:
-                    await self._read_field(part, upload)
+                    await self._read_field(part, upload, held)
                 else:
                     await self._store_file(part, upload, js)
         except ValueError as exc:  # aiohttp's multipart parser
             raise BadHit(400, f"malformed multipart body: {exc}") from None
+        except HttpProcessingError as exc:  # a malformed part header (InvalidHeader), a body cut short
+            raise BadHit(400, f"malformed multipart body: {parser_message(exc.message)}") from None
 
     def _count(self, upload: _Upload, n: int) -> None:
         upload.body_bytes += n
         if upload.body_bytes > self.config.upload_max_bytes:
             raise BadHit(413, f"upload larger than {self.config.upload_max_bytes} bytes")
 
-    async def _read_field(self, part: BodyPartReader, upload: _Upload) -> None:
+    async def _read_field(self, part: BodyPartReader, upload: _Upload, held: Held) -> None:
         raw = bytearray()
         while chunk := await self._idle(part.read_chunk(8192)):
             self._count(upload, len(chunk))
             upload.field_bytes += len(chunk)
             if upload.field_bytes > self.config.max_body_bytes:
                 raise BadHit(413, f"form fields larger than {self.config.max_body_bytes} bytes")
+            held.take(len(chunk))  # fields are kept until the message is sent: they count
             raw += chunk
         try:
             upload.fields[str(part.name)] = raw.decode("utf-8")
@@ -252,7 +268,8 @@ class Uploads:
         """Remove every object of a failed upload; the bucket's TTL catches what this misses."""
         for writer in upload.writers:
             try:
-                async with asyncio.timeout(self.config.publish_timeout_ms / 1000):
+                # at least a moment even when a stop has used up its time: a purge takes milliseconds
+                async with asyncio.timeout(max(0.5, self.budget.stopping.left(self.config.publish_timeout_ms / 1000))):
                     await writer.discard()
             except (nats.errors.Error, asyncio.TimeoutError, OSError) as exc:
                 log.warning("upload %s: object %s not removed (%r); it expires with the bucket's TTL", upload.id, writer.name, exc)
@@ -263,9 +280,26 @@ class Uploads:
         self._bucket_ready = False
 
 
+def _check_part(part: BodyPartReader) -> None:
+    """Refuse a part whose name, file name or type is not UTF-8 before a byte of it is
+    stored: they go into the message, which could not be published with them.
+
+    Raises:
+        BadHit: 400 naming the part.
+    """
+    encoding = part.headers.get("Content-Transfer-Encoding", "").lower()
+    if encoding not in _PLAIN_ENCODINGS or part.headers.get("Content-Encoding", "identity").lower() != "identity":
+        raise BadHit(400, f"part {part.name!r}: send the bytes as they are (no transfer or content encoding)")
+    for what, value in (("name", part.name), ("file name", part.filename), ("Content-Type", part.headers.get("Content-Type"))):
+        if value is not None and not value.isascii() and wire.lone_surrogate(value) is not None:
+            raise BadHit(400, f"part {part.name!r}: its {what} is not valid UTF-8; send names in UTF-8")
+
+
 def _refuse(bad: BadHit) -> web.Response:
     """A refusal that closes the connection: the rest of a refused body is not read."""
     resp = json_response({"message": bad.message}, bad.status)
+    if bad.retry_after is not None:
+        resp.headers["Retry-After"] = str(bad.retry_after)
     resp.force_close()
     return resp
 

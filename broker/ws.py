@@ -21,7 +21,7 @@ from .metrics import Metrics
 from .pipeline import Pipeline
 from .headers import SECURITY, UidCookie
 from .tracing import open_trace
-from .request import BadHit, ClientIP, build_message, check_token, parse_json_object, project_id, td_of, valid_uid
+from .request import BadHit, ClientIP, build_message, check_text, check_token, load_json_object, project_id, refusal, td_of, valid_uid
 
 log = logging.getLogger("broker.ws")
 
@@ -65,9 +65,17 @@ class Sockets:
                 except (ConnectionError, RuntimeError):
                     pass
 
-    async def close_all(self) -> None:
-        for ws in self.all():
-            await ws.close(code=1001, message=b"edge shutting down")
+    async def close_all(self, within_s: float) -> None:
+        """Close every socket at once; a client that does not answer the close within
+        ``within_s`` is left to aiohttp, which cuts its handler at the shutdown timeout."""
+        sockets = self.all()
+        if not sockets:
+            return
+        closing = [asyncio.ensure_future(ws.close(code=1001, message=b"edge shutting down")) for ws in sockets]
+        _, late = await asyncio.wait(closing, timeout=within_s)
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*closing, return_exceptions=True)
 
 
 def frame_message(frame: dict[str, Any], uid: str, td: dict[str, Any], config: EdgeConfig) -> dict[str, Any]:
@@ -93,8 +101,13 @@ def frame_message(frame: dict[str, Any], uid: str, td: dict[str, Any], config: E
     )
 
 
-async def handle_socket(request: web.Request, *, pipeline: Pipeline, sockets: Sockets, config: EdgeConfig, client_ip: ClientIP, metrics: Metrics, cookie: UidCookie) -> web.WebSocketResponse:
-    """Serve one ``/wss?uid=…`` connection until it closes."""
+async def handle_socket(request: web.Request, *, pipeline: Pipeline, sockets: Sockets, config: EdgeConfig, client_ip: ClientIP, metrics: Metrics, cookie: UidCookie) -> web.StreamResponse:
+    """Serve one ``/wss?uid=…`` connection until it closes; a ``400`` instead of the
+    upgrade when its headers cannot go into the frames' messages."""
+    try:
+        td = td_of(request, client_ip)
+    except BadHit as bad:
+        return refusal(request, bad)
     ws = web.WebSocketResponse(max_msg_size=config.max_body_bytes, heartbeat=30.0)
     # the cookie first: a page cannot forge it, while ?uid= (what the web SDK sends
     # when it has no cookie) can name anyone; pushes must not carry secrets either way
@@ -104,7 +117,6 @@ async def handle_socket(request: web.Request, *, pipeline: Pipeline, sockets: So
     if known is None or known != request.cookies.get(config.cookie_name):  # issued or taken from ?uid=: remember it
         ws.headers["Set-Cookie"] = cookie.header(uid, client_ip.host(request.remote, request.headers))
     await ws.prepare(request)
-    td = td_of(request, client_ip)
     sockets.add(uid, ws)
     metrics.ws_sockets.inc()
     slots = asyncio.Semaphore(config.ws_max_inflight)
@@ -114,8 +126,11 @@ async def handle_socket(request: web.Request, *, pipeline: Pipeline, sockets: So
         try:
             ident: Any = None
             try:
-                frame = parse_json_object(raw, config.max_depth, config.max_fields)
+                frame = load_json_object(raw, config.max_depth, config.max_fields)
                 ident = frame.get("id__")
+                if wire.lone_surrogate(ident) is not None:  # not echoed: the answer could not be encoded
+                    ident = None
+                check_text(frame, raw)
                 message = frame_message(frame, uid, td, config)
             except BadHit as bad:
                 out: dict[str, Any] = {"type__": "error", "statusCode": bad.status, "data": {}, "message": bad.message}

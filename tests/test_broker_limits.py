@@ -7,12 +7,14 @@ import io
 import json
 from typing import Any
 
+import aiohttp
 import pytest
 from nats.aio.msg import Msg
 
 from band._runtime.connect import flush
 from support.poll import wait_for
 from support.fakes import FakeService, returns, running_edge, unique
+from support.processes import RawAnswer
 
 
 async def test_body_over_limit_is_413(nats_url: str) -> None:
@@ -185,3 +187,99 @@ async def test_too_big_for_enrichers_is_413_and_link_survives(nc: Any, nats_url:
         assert huge.status == 413
         assert edge.pipeline.is_connected
         assert (await client.get(f"/{svc}/x")).status == 200
+
+
+BOUNDARY = "XyZ"
+MULTIPART = f"multipart/form-data; boundary={BOUNDARY}"
+
+
+def raw_exchange(port: int, method: str, target: str, headers: dict[str, str | bytes], body: bytes) -> RawAnswer:
+    """One request as raw bytes (header values as given, not UTF-8 on purpose), the answer
+    parsed strictly by ``http.client``."""
+    import http.client
+    import socket
+
+    fields = {"Host": "edge.test", **headers, "Content-Length": str(len(body)), "Connection": "close"}
+    head = f"{method} {target} HTTP/1.1\r\n".encode()
+    head += b"".join(k.encode() + b": " + (v if isinstance(v, bytes) else v.encode()) + b"\r\n" for k, v in fields.items())
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+        sock.sendall(head + b"\r\n" + body)
+        resp = http.client.HTTPResponse(sock, method=method)
+        resp.begin()
+        return RawAnswer(resp.status, resp.getheaders(), resp.read())
+
+
+@pytest.mark.parametrize(
+    "headers,body,problem",
+    [
+        # JSON may spell a lone surrogate; it parses, but no encoder takes it (the hit was a 500)
+        ({"Content-Type": "application/json"}, b'{"a": "\\ud800"}', "lone surrogate \\ud800 at a"),
+        ({"Content-Type": "application/json"}, b'{"a": {"\\udcff": 1}}', "lone surrogate \\udcff at a.\\udcff"),
+        ({"Content-Type": "text/plain"}, b'{"a": ["x", "\\udfff"]}', "lone surrogate \\udfff at a[1]"),
+        # header bytes that are not UTF-8 reach the message's td as lone surrogates
+        ({"User-Agent": b"Mozilla \xff\xfe"}, b"", "header User-Agent is not valid UTF-8"),
+        ({"Referer": b"https://x.test/\xed\xa0\x80"}, b"", "header Referer is not valid UTF-8"),
+        ({"Host": b"x\xff.test"}, b"", "header Host is not valid UTF-8"),
+        # multipart: a part header aiohttp cannot parse, a part name that is not UTF-8
+        ({"Content-Type": MULTIPART}, f"--{BOUNDARY}\r\nContent-Disposition form-data\r\n\r\nv\r\n--{BOUNDARY}--\r\n".encode(), "malformed body: Invalid HTTP header"),
+        ({"Content-Type": MULTIPART}, f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="a\xff"\r\n\r\nv\r\n--{BOUNDARY}--\r\n'.encode("latin-1"), "lone surrogate \\udcff at a\\udcff"),
+    ],
+    ids=["json-escape", "json-key", "text-plain-json", "user-agent", "referer", "host", "multipart-header", "multipart-name"],
+)
+async def test_text_that_is_not_utf8_is_400_naming_it(nc: Any, nats_url: str, headers: dict[str, str | bytes], body: bytes, problem: str) -> None:
+    """Every way text that is not UTF-8 enters a hit answers 400 naming where (it was a 500),
+    and nothing is published."""
+    svc = unique("utf")
+    seen: list[str] = []
+
+    async def spy(msg: Msg) -> None:
+        seen.append(msg.subject)
+
+    sub = await nc.subscribe(f"in.gen.{svc}.>", cb=spy)
+    await flush(nc)
+    async with running_edge(nats_url) as (client, edge):
+        answer = await asyncio.to_thread(raw_exchange, client.port, "POST" if body else "GET", f"/{svc}/page", headers, body)
+        assert answer.status == 400, answer.body
+        assert problem in answer.json()["message"], answer.json()
+        ok = await client.post(f"/{svc}/done", json={"a": "ünï \U0001F600"})  # real text, pairs included, still goes through
+        assert ok.status == 200
+    await wait_for(lambda: f"in.gen.{svc}.done" in seen, what="the control hit")
+    await sub.unsubscribe()
+    assert seen == [f"in.gen.{svc}.done"]
+
+
+async def test_a_uid_past_64_bits_is_replaced_wherever_it_comes_from(nc: Any, nats_url: str) -> None:
+    """Query, body, cookie, WebSocket and upload: a 20-digit uid over 2**64 - 1 is no uid;
+    a new one is issued and set as the cookie, as for ``uid=0`` (it was kept, and stored as 0)."""
+    too_big = "99999999999999999999"
+    svc = unique("uid")
+    events: list[dict[str, Any]] = []
+
+    async def keep(msg: Msg) -> None:
+        events.append(json.loads(msg.data))
+
+    sub = await nc.subscribe(f"in.gen.{svc}.>", cb=keep)
+    await flush(nc)
+    async with running_edge(nats_url, upload_bucket=unique("uidup")) as (client, edge):
+        answers = [
+            await client.get(f"/{svc}/query?uid={too_big}"),
+            await client.post(f"/{svc}/body", json={"uid": too_big}),
+            await client.post(f"/{svc}/number", data=f'{{"uid": {too_big}}}', headers={"Content-Type": "application/json"}),
+            await client.get(f"/{svc}/cookie", headers={"Cookie": f"uid={too_big}"}),
+        ]
+        form = aiohttp.FormData()
+        form.add_field("uid", too_big)
+        form.add_field("f", io.BytesIO(b"data"), filename="f.txt")
+        answers.append(await client.post(f"/upload/{svc}/upload", data=form))
+        for resp in answers:
+            assert resp.status == 200, await resp.text()
+            issued = resp.cookies["uid"].value
+            assert issued != too_big and int(issued) < 2**64
+        async with client.ws_connect(f"/wss?uid={too_big}", headers={"Cookie": f"uid={too_big}"}) as ws:
+            issued = ws._response.cookies["uid"].value
+            assert issued != too_big and int(issued) < 2**64
+            await ws.send_str(json.dumps({"service": svc, "name": "ws", "id__": 1}))
+            assert json.loads((await ws.receive()).data)["statusCode"] == 200
+        await wait_for(lambda: len(events) == 6, what="the six events")
+    await sub.unsubscribe()
+    assert all(e["uid"] != too_big and int(e["uid"]) < 2**64 for e in events), [e["uid"] for e in events]

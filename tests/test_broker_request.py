@@ -8,7 +8,7 @@ import pytest
 
 from broker.config import ConfigError, EdgeConfig, from_env
 from broker.redirects import host_allowed, unsafe_location
-from broker.request import BadHit, ClientIP, parse_path, pick_uid, project_id
+from broker.request import BadHit, ClientIP, parse_path, pick_uid, project_id, valid_uid
 
 
 def test_parse_path() -> None:
@@ -61,3 +61,20 @@ def test_config_from_env() -> None:
     assert tuned.enrich_timeout_for("in.gen.other.x") == 0.2
 
 
+
+
+def test_a_uid_past_64_bits_is_no_uid() -> None:
+    """The SDK's pattern allows 22 digits; the store's uid is a UInt64, where every
+    larger uid was stored as 0: one visitor made of strangers."""
+    assert valid_uid("18446744073709551615") == "18446744073709551615"  # 2**64 - 1: the largest that fits
+    for too_big in ("18446744073709551616", "99999999999999999999", "1234567890123456789012", 10**20):
+        assert valid_uid(too_big) is None
+        assert pick_uid(too_big) != str(too_big)
+    assert valid_uid("00000000000000000000042") is None  # 23 characters: the pattern's limit
+    assert valid_uid("0000000000000000000042") == "0000000000000000000042"  # 42 fits
+
+
+def test_config_refuses_a_body_budget_below_one_body() -> None:
+    assert from_env({"EDGE_BODY_BUDGET_BYTES": "16777216"}).body_budget_bytes == 16 * 1024 * 1024
+    with pytest.raises(ConfigError, match="body_budget_bytes .* must be at least max_body_bytes"):
+        EdgeConfig(body_budget_bytes=1000, max_body_bytes=2000)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -58,3 +59,33 @@ async def test_plain_get_on_wss_is_400(nats_url: str) -> None:
     async with running_edge(nats_url) as (client, edge):
         resp = await client.get("/wss")
         assert resp.status == 400 and "WebSocket" in (await resp.json())["message"]
+
+
+async def test_a_frame_with_a_lone_surrogate_is_answered(nats_url: str) -> None:
+    """``"\\ud800"`` parses as JSON but cannot be published: the frame got no answer at
+    all (the edge only logged it). Now an error frame with its ``id__``, as for other bad frames."""
+    async with running_edge(nats_url) as (client, edge):
+        async with client.ws_connect("/wss?uid=1234567890123") as ws:
+            await ws.send_str('{"service": "track", "name": "page", "a": "\\ud800", "id__": 5}')
+            bad = json.loads((await ws.receive(timeout=5)).data)
+            assert bad["type__"] == "error" and bad["statusCode"] == 400 and bad["id__"] == 5
+            assert "lone surrogate \\ud800 at a" in bad["message"]
+            await ws.send_str('{"service": "track", "name": "page", "id__": "\\udfff"}')  # its id__ cannot be echoed
+            assert json.loads((await ws.receive(timeout=5)).data) | {"message": ""} == {"type__": "error", "statusCode": 400, "data": {}, "message": "", "id__": None}
+            await ws.send_str(json.dumps({"service": "track", "name": "page", "id__": 6}))
+            assert json.loads((await ws.receive(timeout=5)).data)["id__"] == 6  # the socket still serves
+
+
+async def test_an_upgrade_whose_headers_are_not_utf8_is_400(nats_url: str) -> None:
+    """Every frame of such a socket would have failed to publish (its User-Agent goes into
+    each message): the upgrade is refused, naming the header."""
+    async with running_edge(nats_url) as (client, edge):
+        reader, writer = await asyncio.open_connection(client.host, client.port)
+        writer.write(b"GET /wss HTTP/1.1\r\nHost: x\r\nUser-Agent: \xff\xfe\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+                     b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)
+        assert head.startswith(b"HTTP/1.1 400 ") and b"X-Content-Type-Options: nosniff" in head
+        size = next(int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:"))
+        assert b"header User-Agent is not valid UTF-8" in await reader.readexactly(size)
+        writer.close()

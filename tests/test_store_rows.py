@@ -180,3 +180,19 @@ def test_overlay_file_merges_over_the_defaults(tmp_path: Path) -> None:
 def test_migration_files_split_into_statements() -> None:
     sql = "-- a view\nCREATE VIEW v AS SELECT 1;\n\nALTER TABLE t\n  ADD COLUMN x String;\n-- only a comment\n"
     assert statements(sql) == ["-- a view\nCREATE VIEW v AS SELECT 1", "ALTER TABLE t\n  ADD COLUMN x String"]
+
+
+@pytest.mark.parametrize("uid", ["18446744073709551616", "99999999999999999999", "abc", -1])
+def test_a_uid_that_does_not_fit_makes_a_bad_row(uid: Any) -> None:
+    """Not ``extra`` as other misfits: the uid column would take its default 0, shared by
+    every such event, merging strangers into one visitor."""
+    event = sdk_page_event()
+    event["uid"] = uid
+    with pytest.raises(BadRow, match="does not fit the uid column"):
+        builder().build(event)
+    fits = sdk_page_event()
+    fits["uid"] = "18446744073709551615"
+    assert builder().build(fits)[1]["uid"] == 2**64 - 1
+    for none in (None, ""):  # no uid at all (store.insert from a service): the default, as before
+        fits["uid"] = none
+        assert "uid" not in builder().build(fits)[1]

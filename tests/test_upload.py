@@ -321,6 +321,32 @@ async def test_slow_or_malformed_uploads_leave_nothing(nats_url: str, nc: Any) -
         assert await objects_left(js, bucket) == 0
 
 
+def raw_part(param: str, filename: bytes) -> bytes:
+    """A file part head with a file name of raw bytes (not necessarily UTF-8)."""
+    return f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{param}\"; filename=\"".encode() + filename + b'"\r\nContent-Type: application/octet-stream\r\n\r\n'
+
+
+async def test_an_upload_answered_with_an_error_keeps_no_object(nats_url: str, nc: Any) -> None:
+    """Nothing accepted is kept when the answer is not 2xx. A file name that is not UTF-8
+    was stored, then the message could not be encoded: a 500, its object left behind. An
+    event too large for NATS (413) also left its files. Names are now checked before a
+    byte is stored; any failure after that removes what was stored."""
+    bucket = unique("up")
+    js = nc.jetstream()
+    async with running_edge(nats_url, upload_bucket=bucket) as (client, edge):
+        host, port = client.server.host, client.server.port
+        for body, status, problem in (
+            (raw_part("file", b"caf\xe9.csv") + b"a,b\r\n1,2\r\n" + b"\r\n" + TAIL, 400, "its file name is not valid UTF-8"),
+            (part_head("ok", "ok.bin") + b"x" * 300_000 + b"\r\n" + raw_part("bad", b"\xed\xa0\x80") + b"y\r\n" + TAIL, 400, "part 'bad'"),
+            # stored whole, then the event (fields and all) is over NATS's max_payload
+            (part_head("note") + b"n" * 1_048_000 + b"\r\n" + part_head("file", "f.bin") + b"z" * 300_000 + b"\r\n" + TAIL, 413, "too large"),
+        ):
+            got, answer = await raw_upload(host, port, "/upload/x/y", iter([body]), length=len(body))
+            assert got == status and problem in answer["message"], (got, answer)
+            await wait_for(lambda: edge.uploads.active == 0, what="the upload to end")
+            assert await objects_left(js, bucket) == 0, problem
+
+
 async def test_too_many_uploads_at_once_answer_503(nats_url: str, nc: Any) -> None:
     bucket = unique("up")
     async with running_edge(nats_url, upload_bucket=bucket, upload_max_concurrent=1, upload_idle_timeout_s=2) as (client, edge):

@@ -24,3 +24,21 @@ def test_numbers_past_64_bits_stay_exact(body: bytes) -> None:
 def test_bad_bodies_are_decode_errors(body: bytes, problem: str) -> None:
     with pytest.raises(wire.DecodeError, match=problem):
         wire.decode(body)
+
+
+@pytest.mark.parametrize("body", [
+    b'{"x": "\\ud800", "n": 12345678901234567890123}',  # a big number takes json's road, which reads the escape
+    b'{"x": "\xed\xa0\x80", "n": 12345678901234567890123}',  # the escape's bytes: json reads them too
+])
+def test_lone_surrogates_are_decode_errors(body: bytes) -> None:
+    """A lone surrogate decodes in Python's json but encodes nowhere: a service answered
+    its caller 500 (the reply could not be encoded) instead of 400."""
+    with pytest.raises(wire.DecodeError, match="surrogate|not valid JSON"):
+        wire.decode(body)
+    assert wire.decode(b'{"x": "\\ud83d\\ude00", "n": 12345678901234567890123}')["x"] == "\U0001F600"  # a pair is text
+
+
+def test_lone_surrogate_names_where() -> None:
+    assert wire.lone_surrogate({"data": {"a": ["ok", "x\ud800"]}}) == "lone surrogate \\ud800 at data.a[1]"
+    assert wire.lone_surrogate({"k\udcff": 1}) == "lone surrogate \\udcff at k\\udcff"
+    assert wire.lone_surrogate({"a": "ünï", "b": [1, None, "\U0001F600"]}) is None

@@ -23,6 +23,9 @@ from .schema import Table
 from .values import Misfit, converter, int_range, text
 
 _EPOCH = dt.date(1970, 1, 1)
+# The visitor: a uid that does not fit its column would take the column's default (0),
+# which all such events share, so it makes a bad row instead of going to `extra`.
+UID = "uid"
 
 
 @functools.lru_cache(maxsize=4096)
@@ -114,6 +117,7 @@ class RowBuilder:
         self.layouts = {name: TableLayout(t) for name, t in config.tables.items()}
         self._copy_props = tuple(p for p in config.copy_props if p not in ("td", "data"))
         self._flatten_td = "td" in config.copy_props
+        self._checks_uid = UID in self._copy_props
         self._copies = tuple((column, tuple(tuple(path.split(".")) for path in paths))
                              for column, paths in config.copy.items())
         self._max = config.max_value_bytes
@@ -202,6 +206,11 @@ class RowBuilder:
             at = position.get(column)
             if at is not None and row[at] is None and column in layout.columns:
                 self._copy(layout, row, column, at, message, paths)
+        if self._checks_uid:
+            at = position.get(UID)
+            if at is not None and row[at] is None and get(UID) not in (None, ""):
+                raise BadRow(f"uid {str(get(UID))[:40]!r} does not fit the uid column ({layout.table.columns[UID].type}); "
+                             "stored as the column's default 0 it would merge with every other such visitor")
         at = position.get("id")
         event_id = row[at] if at is not None else None
         if type(event_id) is not int or event_id == 0:

@@ -1,6 +1,11 @@
 """Fuzz the framework's message decoding: garbage on ``band.rpc.*``, ``band.handle.*`` and
 ``band.enrich.*`` of a running ``band run`` process gets a micro error reply (ADR-32
-headers) or a valid answer, never silence, and the service keeps serving."""
+headers) or a valid answer, never silence, and the service keeps serving.
+
+Text that is not Unicode is drawn on purpose: lone surrogates spelled in JSON
+(``"\\ud800"``) or as their bytes, also beside numbers past 64 bits (which take the
+standard library's parser, the one that reads them): each is a 400, not a 500 from a
+reply that could not be encoded."""
 
 from __future__ import annotations
 
@@ -40,8 +45,9 @@ async def mark(ip=None, deep=None, **_):
     return {{"ip": str(ip)[:20]}}
 """
 
+surrogates = st.text(st.characters(categories=["Cs"]), min_size=1, max_size=2)
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20) | surrogates,
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
     max_leaves=20,
 )
@@ -51,6 +57,9 @@ payloads = st.one_of(
     st.sampled_from([b"", b"null", b"[]", b"{", b"{}", b'{"key": 1}', b'{"key": "in.gen.x.y"}', b"\xff\xfe", b'"str"', b"1e999", b"NaN", b"[" * 20]),
     json_values.map(lambda v: json.dumps(v).encode()),
     st.dictionaries(message_keys, json_values, max_size=6).map(lambda d: json.dumps(d).encode()),
+    # a number past 64 bits sends the body through json, which reads "\ud800" and its bytes
+    st.dictionaries(message_keys, json_values, max_size=4).map(lambda d: json.dumps({**d, "x": "\ud800", "n": 2**70}).encode()),
+    st.just(b'{"x": "\xed\xa0\x80", "n": 12345678901234567890123}'),
 )
 headers = st.none() | st.dictionaries(
     st.sampled_from([wire.ERROR_HEADER, wire.ERROR_CODE_HEADER, wire.MSG_ID_HEADER, "Status", "X-Any"]),
@@ -74,9 +83,11 @@ def requests(draw: Any, svc: str) -> tuple[str, bytes, dict[str, str] | None]:
 
 def check_reply(msg: Any, payload: bytes) -> None:
     error = wire.error_from_headers(msg.headers)
-    try:
-        decoded = json.loads(payload) if payload.strip() else {}  # no body: no parameters
+    try:  # strict UTF-8, and no lone surrogates: JSON as the contract reads it
+        decoded = json.loads(payload.decode("utf-8")) if payload.strip() else {}  # no body: no parameters
     except (ValueError, RecursionError):
+        decoded = None
+    if decoded is not None and wire.lone_surrogate(decoded) is not None:
         decoded = None
     if decoded is not None and not isinstance(decoded, dict):  # JSON, but not an object: refused
         assert error is not None and error[0] == 400, (payload[:80], msg.headers, msg.data[:80])
@@ -110,6 +121,8 @@ async def test_fuzz_service_decoding(nc: Any, nats_url: str, tmp_path: Path) -> 
         @example((wire.handle_subject(f"in.gen.{svc}.page"), b"[1,2]", None), True)
         @example((wire.enrich_subject(f"in.gen.{svc}.page"), b'{"no_key": 1}', None), True)
         @example((wire.rpc_subject(svc, "needs"), b"{}", None), True)
+        @example((wire.rpc_subject(svc, "needs"), b'{"x": "\\ud800", "n": 12345678901234567890123}', None), True)
+        @example((wire.handle_subject(f"in.gen.{svc}.page"), b'{"key": "k", "data": {"a": "\\udfff"}, "n": 12345678901234567890123}', None), True)
         def check(req: tuple[str, bytes, dict[str, str] | None], with_reply: bool) -> None:
             subject, payload, hdrs = req
             if not with_reply and payload[:1] != b"{":  # fire-and-forget garbage: must not hurt

@@ -5,6 +5,11 @@ wildcards), query strings, headers, cookies, content types and bodies go to one
 running edge as raw bytes. Every answer must be well-formed HTTP (parsed by
 ``http.client``), never a 5xx (no service runs, so nothing but parsing can fail),
 and every subject the edge publishes must be made of valid tokens.
+
+Text that is not UTF-8 is drawn on purpose: lone surrogates (in JSON as ``"\\ud800"``,
+in headers and bodies as their bytes), bytes that are no UTF-8 at all (``\\xff``),
+percent-encoded ones (``%ED%A0%80``), and malformed multipart part headers, on hits
+and on ``/upload/...``.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from nats.aio.msg import Msg
 
 from band._runtime.connect import flush
 from band import wire
-from support.fakes import running_edge
+from support.fakes import running_edge, unique
 
 PHASES = (Phase.explicit, Phase.generate)  # no shrinking: a failure costs seconds, and the raw input is shown
 MAX_EXAMPLES = 500
@@ -31,7 +36,7 @@ WORDS = ["track", "t4k", "band", "gif", "pixel", "away", "redir", "page", "wss",
          "$SRV", "INFO", "PING", "band.rpc", "band.handle", "rpc", "_INBOX", "in.gen.x.y", ">", "*", ".", "..", "",
          "1234567890123", "-1", "x" * 300]
 EXTENSIONS = ["", ".json", ".gif", ".js", ".html", ".xml", ".JSON", "."]
-GARBAGE = ["%", "%z", "%zz", "%ff", "%C3", "%2E", "%2F", "%00", "%0d%0a", "%20", "%E2%80%AE", "%F0%9F%92%A9"]
+GARBAGE = ["%", "%z", "%zz", "%ff", "%C3", "%2E", "%2F", "%00", "%0d%0a", "%20", "%E2%80%AE", "%F0%9F%92%A9", "%ED%A0%80", "%ED%B3%BF"]
 HEADER_NAMES = ["Cookie", "Content-Type", "Accept", "X-Forwarded-For", "X-Real-IP", "Origin", "Referer",
                 "User-Agent", "Host", "Access-Control-Request-Headers", "Accept-Encoding", "X-Band"]
 CONTENT_TYPES = ["application/json", "text/plain", "application/x-www-form-urlencoded",
@@ -41,37 +46,76 @@ QUERY_KEYS = ["service", "name", "uid", "projectId", "to", "band", "data", "id",
 # almost valid: one trailing control character after a valid token or uid
 NEAR_MISSES = ["track\n", "page\n", "track\r\n", "pixel\n", "12345678901\n", "6462464730849083392\r\n", "page\t", "track\x00"]
 
-# printable latin-1 without CR/LF (a header value that is still one header line)
-header_text = st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"), max_size=60)
-anything = st.text(max_size=40)
+# Lone surrogates stand for bytes that are not UTF-8 on the wire (see ``raw``):
+# U+DC80..U+DCFF for one raw byte 0x80..0xFF, any other for its 3-byte (invalid) UTF-8 form.
+surrogate = st.characters(categories=["Cs"])
+# printable latin-1 without CR/LF (a header value that is still one header line), and surrogates
+header_text = st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f") | surrogate, max_size=60)
+anything = st.text(st.characters(codec=None) | surrogate, max_size=40)
+
+
+def raw(text: str) -> bytes:
+    """``text`` as UTF-8, except its lone surrogates: U+DC80..U+DCFF become the raw byte they
+    escape (``surrogateescape``), any other its surrogate bytes (``surrogatepass``)."""
+    out = bytearray()
+    for ch in text:
+        code = ord(ch)
+        if 0xDC80 <= code <= 0xDCFF:
+            out.append(code - 0xDC00)
+        else:
+            out += ch.encode("utf-8", "surrogatepass")
+    return bytes(out)
+
 
 segment = st.one_of(
     st.sampled_from(WORDS),
     st.from_regex(r"[A-Za-z0-9_\-]{1,12}", fullmatch=True),
-    anything.map(lambda s: quote(s, safe="")),
-    anything.map(lambda s: quote(s, safe="/.%*>$:@!&'()+,;=")),
+    anything.map(lambda s: quote(raw(s), safe="")),
+    anything.map(lambda s: quote(raw(s), safe="/.%*>$:@!&'()+,;=")),
     st.lists(st.sampled_from(GARBAGE + ["a", "b", ".", "_"]), min_size=1, max_size=5).map("".join),
     anything.map(lambda s: "".join(c for c in s if c not in " \r\n\t?#\x00\x0b\x0c")),  # raw UTF-8
 )
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20) | st.text(surrogate, max_size=2),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8) | st.text(surrogate, max_size=1), inner, max_size=4),
     max_leaves=20,
+)
+# multipart part headers, well-formed or not: no colon, a name or file name that is not
+# UTF-8, a folded line, an encoding the edge refuses
+part_heads = st.one_of(
+    st.sampled_from([
+        'Content-Disposition: form-data; name="f"; filename="a.csv"',
+        'Content-Disposition form-data; name="f"',
+        "Content-Disposition: form-data",
+        ": no name",
+        'Content-Disposition: form-data; name="f"\r\n continued',
+        'Content-Disposition: form-data; name="f"; filename="a"\r\nContent-Transfer-Encoding: base64',
+        "Content-Disposition: form-data; name=\"f\"; filename*=UTF-8''%ED%A0%80.csv",
+    ]),
+    st.tuples(anything, st.one_of(st.none(), anything)).map(
+        lambda nf: f'Content-Disposition: form-data; name="{nf[0]}"' + (f'; filename="{nf[1]}"' if nf[1] is not None else "")
+    ),
+    header_text.map(lambda v: f'Content-Disposition: form-data; name="f"; filename="x"\r\nContent-Type: {v}'),
 )
 body = st.one_of(
     st.just(b""),
+    json_values.map(lambda v: json.dumps({"a": v, "s": "\ud800"}).encode()),  # JSON spells a lone surrogate: "\ud800"
     st.binary(max_size=300),
     st.dictionaries(st.sampled_from(QUERY_KEYS) | st.text(max_size=8), json_values | st.sampled_from(NEAR_MISSES), max_size=6).map(lambda d: json.dumps(d).encode()),
     json_values.map(lambda v: json.dumps(v).encode()),
-    st.lists(st.tuples(st.sampled_from(QUERY_KEYS) | anything, anything), max_size=5).map(lambda kv: urlencode(kv).encode()),
+    st.lists(st.tuples(st.sampled_from(QUERY_KEYS) | anything, anything), max_size=5).map(lambda kv: urlencode([(raw(k), raw(v)) for k, v in kv]).encode()),
     st.lists(st.tuples(st.sampled_from(QUERY_KEYS), anything), max_size=3).map(
-        lambda kv: "".join(f'--XyZ\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n' for k, v in kv).encode() + b"--XyZ--\r\n"
+        lambda kv: raw("".join(f'--XyZ\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n' for k, v in kv)) + b"--XyZ--\r\n"
+    ),
+    st.lists(st.tuples(part_heads, anything), min_size=1, max_size=3).map(
+        lambda parts: raw("".join(f"--XyZ\r\n{head}\r\n\r\n{v}\r\n" for head, v in parts)) + b"--XyZ--\r\n"
     ),
 )
 query = st.one_of(
     st.just(""),
-    st.lists(st.tuples(st.sampled_from(QUERY_KEYS) | anything, st.sampled_from(WORDS + NEAR_MISSES) | anything), max_size=6).map(urlencode),
+    st.lists(st.tuples(st.sampled_from(QUERY_KEYS) | anything, st.sampled_from(WORDS + NEAR_MISSES) | anything), max_size=6).map(
+        lambda kv: urlencode([(raw(k), raw(v)) for k, v in kv])),
     st.lists(st.sampled_from(GARBAGE + ["=", "&", "a", "service=", "name=", "uid=", "+", ";"]), max_size=10).map("".join),
 )
 cookie = st.one_of(
@@ -90,6 +134,8 @@ def requests(draw: Any) -> tuple[str, bytes]:
         token = st.from_regex(r"[A-Za-z0-9_\-]{1,12}", fullmatch=True)
         parts = [draw(st.sampled_from(["track", "t4k", "gif", "pixel", "away", "redir"]) | token), draw(token)]
         parts += draw(st.lists(st.from_regex(r"-?[0-9]{1,25}", fullmatch=True) | segment, max_size=1))
+        if draw(st.integers(0, 5)) == 0:  # an upload: the same noise, streamed into the object store
+            parts = [wire.UPLOAD_PATH, *parts[:2]]
         path = "/" + "/".join(parts)
     else:
         path = "/" + "/".join(draw(st.lists(segment, max_size=5)))
@@ -110,7 +156,7 @@ def requests(draw: Any) -> tuple[str, bytes]:
     lines += [f"{name}: {value}" for name, value in draw(headers) if name.lower() not in ("host", "content-length", "transfer-encoding", "connection")]
     payload = draw(body) if verb != "GET" or draw(st.booleans()) else b""
     lines += [f"Content-Length: {len(payload)}", "Connection: close"]
-    head = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogatepass")
+    head = raw("\r\n".join(lines) + "\r\n\r\n")
     return verb, head + payload
 
 
@@ -144,7 +190,7 @@ async def test_fuzz_edge_http_parsing(nc: Any, nats_url: str) -> None:
         await nc.subscribe(subject, cb=spy)
     await flush(nc)
     statuses: Counter[int] = Counter()
-    async with running_edge(nats_url, max_body_bytes=64 * 1024, body_timeout_s=5.0) as (client, edge):
+    async with running_edge(nats_url, max_body_bytes=64 * 1024, body_timeout_s=5.0, upload_bucket=unique("fzup")) as (client, edge):
         port = client.port
         assert port is not None
 
@@ -155,6 +201,10 @@ async def test_fuzz_edge_http_parsing(nc: Any, nats_url: str) -> None:
         @example(("GET", b"GET /track/page?service=a.b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
         @example(("GET", b"GET /%24SRV/INFO HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
         @example(("GET", b"GET /tr\xc3\xa4ck/p\xe4ge HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
+        @example(("POST", b'POST /track/page HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 14\r\nConnection: close\r\n\r\n{"a":"\\ud800"}'))
+        @example(("GET", b"GET /track/page HTTP/1.1\r\nHost: x\r\nUser-Agent: \xff\xfe\r\nReferer: \xed\xa0\x80\r\nConnection: close\r\n\r\n"))
+        @example(("POST", b"POST /upload/x/y HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=XyZ\r\nContent-Length: 52\r\nConnection: close\r\n\r\n--XyZ\r\nContent-Disposition form-data\r\n\r\nv\r\n--XyZ--\r\n"))
+        @example(("POST", b'POST /upload/x/y HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=XyZ\r\nContent-Length: 77\r\nConnection: close\r\n\r\n--XyZ\r\nContent-Disposition: form-data; name="f"; filename="\xff"\r\n\r\nv\r\n--XyZ--\r\n'))
         @example(("POST", b"POST /band/t4k.json HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 9\r\nConnection: close\r\n\r\n{\"a\":1e9999}"[:-3]))
         def check(req: tuple[str, bytes]) -> None:
             verb, raw = req
@@ -218,15 +268,23 @@ async def test_fuzz_websocket_frames(nc: Any, nats_url: str) -> None:
             @example('{"service": "track\\n", "name": "page", "id__": 1}')
             @example('{"service": "$SRV", "name": "INFO", "id__": 2}')
             @example(b"\xff\xfe\x00")
+            @example('{"service": "track", "name": "page", "a": "\\ud800", "id__": 3}')
+            @example('{"service": "track", "name": "page", "id__": ["\\udcff"]}')
+            @example(b'{"service": "track", "name": "page", "a": "\xed\xa0\x80", "id__": 4}')
             def check(frame: str | bytes) -> None:
                 answer = asyncio.run_coroutine_threadsafe(roundtrip(frame), loop).result(20)
                 assert isinstance(answer, dict) and answer.get("type__") in ("data", "pixel", "redirect", "error"), answer
                 assert answer["statusCode"] < 500, (frame, answer)
                 try:  # strict JSON, as the edge reads it: NaN and Infinity are not JSON
-                    sent = json.loads(frame, parse_constant=strict_constant)
+                    sent = json.loads(frame.decode("utf-8") if isinstance(frame, bytes) else frame, parse_constant=strict_constant)  # UTF-8 strictly, as the edge
                 except (ValueError, RecursionError):
                     sent = None
-                assert answer["id__"] == (sent.get("id__") if isinstance(sent, dict) else None), (frame, answer)
+                ident = sent.get("id__") if isinstance(sent, dict) else None
+                if wire.lone_surrogate(ident) is not None:  # an id__ that is not text cannot be echoed
+                    ident = None
+                elif isinstance(sent, dict) and wire.lone_surrogate(sent) is not None:  # "\ud800" parses but is refused: 400, id__ echoed
+                    assert answer["statusCode"] == 400 and "lone surrogate" in answer["message"], (frame, answer)
+                assert answer["id__"] == ident, (frame, answer)
                 kinds[f"{answer['type__']} {answer['statusCode']}"] += 1
 
             await asyncio.to_thread(check)
