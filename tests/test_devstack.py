@@ -214,7 +214,8 @@ async def test_a_reload_while_the_stack_starts_is_not_a_death() -> None:
     """``band up --reload``: a service restarted for a change while ``band up`` still
     waits for the rest of the stack is replaced, not reported as dead (which stopped
     everything)."""
-    from band.cli.devstack import Child, _until_ready
+    from band.cli.child import Child
+    from band.cli.devstack import _until_ready
 
     calls = 0
     ready = asyncio.Event()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import aiohttp
 
-from band.cli.devstack import Child
+from band.cli.child import Child
 from band.cli.ports import free_port
 from band.panel.control import ControlClient, serving, start_child
 from conftest import wait_for

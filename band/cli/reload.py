@@ -15,10 +15,9 @@ import signal
 import sys
 import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from .devstack import Child
+from .child import Child
 
 DEBOUNCE_MS = 150  # changes this close together are one change (an editor's save is several writes)
 # A service's code and config; data it writes next to itself (SQLite files, logs) restarts nothing.
@@ -102,8 +101,6 @@ class Reloader:
 
 
 async def _run(path: Path, args: list[str]) -> int:
-    from .devstack import Child
-
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
