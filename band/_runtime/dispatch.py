@@ -25,7 +25,7 @@ from .limits import CallLimit, Overrun
 from .micro import EndpointStats
 
 if TYPE_CHECKING:
-    from ..metrics import ServiceMetrics
+    from .metrics import ServiceMetrics
 
 
 class Reject(Exception):
@@ -67,7 +67,7 @@ class Dispatch:
         self.limit = CallLimit()
         self._stats = stats
         self._rpc = app.registry.rpc_methods()
-        self.metrics: ServiceMetrics | None = None  # set while /metrics is served (band.metrics)
+        self.metrics: ServiceMetrics | None = None  # set while /metrics is served (band/_runtime/metrics.py)
 
     def decode(self, msg: Msg) -> dict[str, Any] | None:
         try:

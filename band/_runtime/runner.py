@@ -14,15 +14,16 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import AsyncIterator
 
-from .. import tracing
+from .. import tracing, wire
 from .._core import log
 from .._core.app import App
 from . import loop
 from .connect import connect
 from ..errors import CleanupFailed, ConfigError
 from .._core.loader import load_service
-from ..metrics import exposed, port_from
-from .service import Service, ServiceOptions
+from .metrics import ServiceMetrics, exposed, port_from
+from .options import ServiceOptions
+from .service import Service
 from .signals import Signals
 
 
@@ -44,10 +45,32 @@ async def serve_until_stopped(app: App, url: str | None = None, stop: asyncio.Ev
     """Run ``app`` until ``stop`` is set or SIGTERM/SIGINT (see :mod:`.signals`: a signal
     while connecting cancels the connect; while serving it starts a graceful stop)."""
     async with Signals(stop) as signals:
-        async with running(app, url) as service, exposed(service):  # /metrics when METRICS_PORT is set
+        async with running(app, url) as service, measured(service):  # /metrics when METRICS_PORT is set
             with signals.graceful():
                 await signals.requested.wait()
             app.logger.info("stopping")
+
+
+@asynccontextmanager
+async def measured(service: Service, port: int | None = None) -> AsyncIterator[ServiceMetrics | None]:
+    """Count ``service``'s work and serve it on ``/metrics`` while the block runs; without
+    ``port`` (and no ``METRICS_PORT``) nothing is counted or served."""
+    port = port if port is not None else port_from()
+    if port is None:
+        yield None
+        return
+    app = service.app
+    metrics = ServiceMetrics(
+        app.name, inflight=lambda: service.gate.running, collectors=app.collectors,
+        durable_methods=[ep.method for ep in app.registry.by_role("listener") if ep.durable],
+        consumer_info=lambda consumer: service.nc.jetstream().consumer_info(wire.STREAM, consumer),
+    )
+    async with exposed(metrics, app.logger, port):
+        service.metrics = metrics
+        try:
+            yield metrics
+        finally:
+            service.metrics = None
 
 
 def run(path: str | Path, url: str | None = None, name: str | None = None) -> int:

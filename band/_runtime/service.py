@@ -32,7 +32,7 @@ from .micro import EndpointStats, ServiceIdentity, serve_discovery
 from .options import ServiceOptions
 
 if TYPE_CHECKING:
-    from ..metrics import ServiceMetrics
+    from .metrics import ServiceMetrics
 
 Callback = Callable[[Msg], Coroutine[Any, Any, None]]
 
@@ -63,7 +63,7 @@ class Service:
 
     @property
     def metrics(self) -> "ServiceMetrics | None":
-        """Set while /metrics is served (band.metrics); the calls report to it."""
+        """Set while /metrics is served (band/_runtime/metrics.py); the calls report to it."""
         return self.dispatch.metrics
 
     @metrics.setter

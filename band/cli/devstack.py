@@ -24,7 +24,7 @@ from nats.aio.client import Client
 
 from .._core import settings as config
 from .._runtime import state
-from ..metrics import metrics_env
+from .._runtime.metrics import metrics_env
 from . import target
 from .child import Child, Probe, say
 from .natsserver import NatsServer

@@ -6,7 +6,9 @@ and dead letters; and the process's own CPU, memory and file descriptors.
 
 The service calls in only when metrics are on (``service.metrics`` is not ``None``), so
 a service without ``METRICS_PORT`` pays one attribute check per request. Each
-(role, method) resolves its labelled children once.
+(role, method) resolves its labelled children once. The counters are handed what they
+read (a name, the in-flight count, the durable consumers and how to ask JetStream about
+them), never the service itself: the runtime calls into metrics, not the other way round.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import asyncio
 import contextlib
 import os
 import time
-from typing import TYPE_CHECKING, Any, AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -23,11 +26,9 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
-from . import wire
-from .errors import ConfigError
-
-if TYPE_CHECKING:
-    from ._runtime.service import Service
+from .. import wire
+from .._core.log import Logger
+from ..errors import ConfigError
 
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 LAG_TIMEOUT_S = 0.5  # a scrape never waits longer than this for JetStream
@@ -36,20 +37,24 @@ LAG_TIMEOUT_S = 0.5  # a scrape never waits longer than this for JetStream
 class ServiceMetrics:
     """The counters of one running service, in a registry of their own."""
 
-    def __init__(self, service: Service) -> None:
-        self.service = service
-        self.name = service.app.name
+    def __init__(self, name: str, *, inflight: Callable[[], int], durable_methods: Iterable[str] = (),
+                 consumer_info: Callable[[str], Awaitable[Any]] | None = None, collectors: Iterable[Any] = ()) -> None:
+        """``inflight()`` counts requests running now; ``consumer_info(consumer)`` asks JetStream
+        about one of the ``durable_methods``' consumers (its lag, read at scrape time)."""
+        self.name = name
+        self._durable = [wire.durable_name(name, method) for method in durable_methods]
+        self._consumer_info = consumer_info
         self.registry = r = CollectorRegistry(auto_describe=True)
         ProcessCollector(registry=r)
         PlatformCollector(registry=r)
-        for collector in service.app.collectors:  # the service's own (the store's band_store_*)
+        for collector in collectors:  # the service's own (the store's band_store_*)
             r.register(collector)
         endpoint = ["service", "role", "method"]
         self.requests = Counter("band_service_requests", "Requests handled, by endpoint", endpoint, registry=r)
         self.errors = Counter("band_service_errors", "Failed requests, by endpoint and code", [*endpoint, "code"], registry=r)
         self.latency = Histogram("band_service_latency_seconds", "Time to handle one request", endpoint, buckets=BUCKETS, registry=r)
-        inflight = Gauge("band_service_inflight", "Requests being handled now", ["service"], registry=r)
-        inflight.labels(self.name).set_function(lambda: service.gate.running)
+        running = Gauge("band_service_inflight", "Requests being handled now", ["service"], registry=r)
+        running.labels(self.name).set_function(inflight)
         durable = ["service", "consumer"]
         self.lag = Gauge("band_durable_lag", "Events the durable listener has not been handed yet", durable, registry=r)
         self.redeliveries = Counter("band_durable_redeliveries", "Events delivered again after a failure or timeout", durable, registry=r)
@@ -79,14 +84,11 @@ class ServiceMetrics:
 
     async def refresh(self) -> None:
         """Read each durable consumer's lag from JetStream (bounded wait; skipped on trouble)."""
-        durable = [ep.method for ep in self.service.app.registry.by_role("listener") if ep.durable]
-        if not durable:
+        if self._consumer_info is None:
             return
-        js = self.service.nc.jetstream()
-        for method in durable:
-            consumer = wire.durable_name(self.name, method)
+        for consumer in self._durable:
             try:
-                info = await js.consumer_info(wire.STREAM, consumer, timeout=LAG_TIMEOUT_S)
+                info = await asyncio.wait_for(self._consumer_info(consumer), LAG_TIMEOUT_S)
             except Exception:  # NATS away: the last value stands
                 continue
             self.lag.labels(self.name, consumer).set(info.num_pending or 0)
@@ -115,16 +117,12 @@ def metrics_env(index: int, env: Mapping[str, str] | None = None) -> dict[str, s
 
 
 @contextlib.asynccontextmanager
-async def exposed(service: Service, port: int | None = None, host: str | None = None) -> AsyncIterator[ServiceMetrics | None]:
-    """Count ``service``'s work and serve it on ``/metrics`` while the block runs.
+async def exposed(metrics: ServiceMetrics, logger: Logger, port: int, host: str | None = None) -> AsyncIterator[ServiceMetrics]:
+    """Serve ``metrics`` on ``/metrics`` at ``port`` while the block runs.
 
-    Without ``port`` (and no ``METRICS_PORT``) nothing is counted or served.
+    Raises:
+        ConfigError: the port cannot be bound (naming it and what to do).
     """
-    port = port if port is not None else port_from()
-    if port is None:
-        yield None
-        return
-    metrics = ServiceMetrics(service)
     app = web.Application()
     app.router.add_get("/metrics", metrics.render)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -135,13 +133,11 @@ async def exposed(service: Service, port: int | None = None, host: str | None = 
     except OSError as exc:
         await runner.cleanup()
         raise ConfigError(f"cannot serve /metrics on port {port} ({exc.strerror}); set METRICS_PORT to a free port") from None
-    service.metrics = metrics
-    service.app.logger.info("metrics on /metrics", port=port)
+    logger.info("metrics on /metrics", port=port)
     try:
         yield metrics
     finally:
-        service.metrics = None
         await asyncio.shield(runner.cleanup())
 
 
-__all__ = ["ServiceMetrics", "exposed", "port_from"]
+__all__ = ["ServiceMetrics", "exposed", "metrics_env", "port_from"]
