@@ -30,7 +30,8 @@ def test_prepare_never_raises_on_bad_data_and_keeps_every_event() -> None:
     builder = RowBuilder(load())
     good = json.dumps(event(1)).encode()
     huge = json.dumps(event(2, page={"title": "t" * 100_000})).encode()
-    got = prepare_with(builder, [good, b"{not json", b"[1, 2]", huge], [(11, 1000), (12, 2000), (13, 3000), (14, 4000)])
+    got = prepare_with(builder, [good, b"{not json", b"[1, 2]", huge],
+                       [(11, 1000, 501), (12, 2000, 502), (13, 3000, 503), (14, 4000, 504)])
     assert got.tables == ["events", "bad_rows", "bad_rows", "bad_rows"]
     assert got.ids == [7_000_000_000_000_001, 12, 13, 7_000_000_000_000_002]
     assert got.ms[:3] == [1_700_000_000_001, 2000, 3000]
@@ -38,6 +39,9 @@ def test_prepare_never_raises_on_bad_data_and_keeps_every_event() -> None:
     assert fmt == "JSONCompactEachRow" and columns == list(builder.config.tables["events"].columns)
     row = json.loads(got.rows[0])
     assert len(row) == len(columns) and row[columns.index("page_url")] == "https://x.test/1"
+    bad_columns = builder.form("bad_rows")[1]
+    seqs = [row[columns.index("stream_seq")]] + [json.loads(r)[bad_columns.index("stream_seq")] for r in got.rows[1:]]
+    assert seqs == [501, 502, 503, 504], "every row, good or bad, keeps its stream sequence"
 
 
 def test_build_processes_setting() -> None:
