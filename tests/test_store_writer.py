@@ -41,23 +41,23 @@ def config(tmp_path: Path) -> StoreConfig:
     return StoreConfig.from_mapping({**load().raw, "data_dir": str(tmp_path / "data")}, tmp_path)
 
 
-async def consumer(nc: Any) -> Puller:
+async def consumer(nc: Any, durable: str = DURABLE) -> Puller:
     """The durable consumer made afresh: every message of the stream is a first delivery again."""
     js = nc.jetstream()
     await ensure_stream(js)
     try:
-        await js.delete_consumer(wire.STREAM, DURABLE)
+        await js.delete_consumer(wire.STREAM, durable)
     except nats.js.errors.NotFoundError:
         pass
-    await js.add_consumer(wire.STREAM, ConsumerConfig(durable_name=DURABLE, ack_policy=AckPolicy.EXPLICIT,
+    await js.add_consumer(wire.STREAM, ConsumerConfig(durable_name=durable, ack_policy=AckPolicy.EXPLICIT,
                                                       filter_subject=wire.EVENTS_SUBJECTS))
-    return await Puller(nc, wire.STREAM, DURABLE, pending_limit=1000).start()
+    return await Puller(nc, wire.STREAM, durable, pending_limit=1000).start()
 
 
-async def write_all(engine: Engine, cfg: StoreConfig, psub: Puller, events: int) -> Writer:
+async def write_all(engine: Engine, cfg: StoreConfig, psub: Puller, events: int, check_all: bool = False) -> Writer:
     """A writer over ``psub`` until it has acked ``events`` messages (or the test fails)."""
     writer = Writer(engine, RowBuilder(cfg), psub, batch_rows=100, batch_seconds=0.1, ack_wait_s=30,
-                    health=Health(), logger=Logger(component="test"))
+                    health=Health(), logger=Logger(component="test"), check_all=check_all)
     task = asyncio.create_task(writer.run())
     try:
         await wait_for(lambda: writer.processed >= events or task.done(), 30, f"{events} messages acked")
@@ -109,5 +109,22 @@ async def test_a_batch_whose_insert_outcome_is_unknown_is_retried_all_suspect(tm
         assert writer.processed == 20 and writer.health.retries >= 1, "the first insert's answer was lost"
         assert await stored(writer.engine) == (20, 20)
         assert writer.health.skipped == 20
+    finally:
+        backend.close()
+
+
+async def test_what_a_replay_stored_ahead_of_the_live_writer_is_not_written_again(tmp_path: Path, client: Any) -> None:
+    """A replay reads the whole stream, past a live writer that lags behind; when the replay
+    is over, the live writer reaches those events as first deliveries."""
+    cfg = config(tmp_path)
+    backend = IsolatedChdb(cfg.data_dir)
+    try:
+        await asyncio.to_thread(ensure, backend, cfg)
+        await publish(client, [event(n) for n in range(10)])
+        engine = Engine.of(backend, cfg)  # one store process: the replay and the live writer share it
+        await write_all(engine, cfg, await consumer(client, "replay_test"), 10, check_all=True)
+        live = await write_all(engine, cfg, await consumer(client), 10)
+        assert await stored(engine) == (10, 10)
+        assert live.health.skipped == 10
     finally:
         backend.close()
