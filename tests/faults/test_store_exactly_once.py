@@ -11,27 +11,29 @@ The faults: nats-server SIGKILLed and restarted on the same port and data direct
 (its consumer's ack state rolls back, and stored events come again as first
 deliveries); chDB's process exiting right after an insert committed, before it answers
 (``BAND_STORE_TEST_EXIT_AFTER_INSERT``, a hook of band/store/isolated.py); the store
-SIGKILLed mid-batch and started again.
+SIGKILLed while chDB's process holds its insert, which commits once the store is gone.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Awaitable
 
 import aiohttp
 import nats
 import pytest
 
-from band import App, RPCError, store, wire
+from band import App, RPCError, current_app, store, wire
 from band._core.app import reset_current, set_current
 from band.cli.natsserver import NatsServer
 from band.store.isolated import EXIT_AFTER_INSERT
 from band.store.server import DURABLE
 from support.poll import wait_for
 from support.processes import Load, Proc, edge_healthy, start_edge, stream_ids
-from support.store import start_store
+from support.store import gone, spawned, start_store
 
 pytest.importorskip("chdb")
 
@@ -108,7 +110,9 @@ class Rig:
             f"({answered - answered_unique} doubles, {len(ids) - answered_unique} missing)")
         assert total == unique, f"{total - unique} events stored twice (of {unique})"
         assert unique == len(in_stream), f"the stream holds {len(in_stream)} events, the store {unique}"
-        return f"{len(ids)} answered 2xx, stored once each ({total} rows, {len(in_stream)} events in the stream)"
+        status = await current_app().rpc.request("store", "status", timeout__=10)
+        return (f"{len(ids)} answered 2xx, stored once each ({total} rows, {len(in_stream)} events in the stream; "
+                f"the last store skipped {status['skipped']} already stored)")
 
     async def close(self) -> None:
         if self.load is not None:
@@ -186,13 +190,42 @@ async def test_chdb_process_dying_between_commit_and_reply(tmp_path: Path) -> No
 
 
 @pytest.mark.slow
-async def test_store_sigkilled_mid_batch_and_restarted(tmp_path: Path) -> None:
-    async with rig(tmp_path) as (setup, nc, _):
+async def test_store_sigkilled_mid_batch_with_its_insert_committing(tmp_path: Path) -> None:
+    """The store SIGKILLed while chDB's process holds its insert, which commits after the
+    store is gone: stored and never acked. Batches of 20 rows, so a whole insert (at most
+    the consumer's 80 unacked events, about 60 KB) waits in the pipe to chDB's process."""
+    async with rig(tmp_path, STORE_BATCH_ROWS="20") as (setup, nc, _):
+        js = nc.jetstream()
+
+        async def unacked() -> int:
+            return int((await js.consumer_info(wire.STREAM, DURABLE)).num_ack_pending or 0)
+
         for _ in range(2):
             await setup.more_hits()
-            setup.store.kill()  # SIGKILL mid-batch: batches of 200 under 8 clients
+            chdb = [pid for pid, what in spawned(setup.store.pid).items() if what == "chdb"]
+            os.kill(chdb[0], signal.SIGSTOP)  # an insert from now on waits for it
+            try:  # nothing acked until the consumer's 80 are out: the writer waits on an insert
+                await wait_for(lambda: _equals(unacked(), 80), 30, "the store to wait on its insert", procs=setup.procs())
+                setup.store.kill()
+            finally:
+                os.kill(chdb[0], signal.SIGCONT)  # it commits the insert it holds, finds the store gone, exits
+            await wait_for(lambda: gone(chdb), 20, "chDB's process to finish its insert and exit")
             await setup.more_hits(100, store_up=False)  # the edge keeps answering: the events wait in JetStream
             setup.store = setup.start_store()
+            await wait_for(lambda: _skipped(1), 30, "the new store to find the committed events stored",
+                           step=0.2, procs=setup.procs())
         await setup.more_hits()
         await setup.settled(nc)
-        print("\nthe store SIGKILLed twice:", await setup.check(nc))
+        print("\nthe store SIGKILLed twice with an insert committing:", await setup.check(nc))
+
+
+async def _equals(value: Awaitable[int], expected: int) -> bool:
+    return await value == expected
+
+
+async def _skipped(at_least: int) -> bool:
+    try:
+        status = await current_app().rpc.request("store", "status", timeout__=5)
+    except RPCError:
+        return False
+    return int(status["skipped"]) >= at_least
