@@ -21,7 +21,7 @@ from band.store.prepare import prepare_with, processes
 from band.store.rows import RowBuilder
 from band.cli.natsserver import NatsServer
 from support.poll import wait_for
-from support.store import count, counted, event, publish, start_store
+from support.store import count, counted, event, gone, publish, spawned, start_store
 
 pytest.importorskip("chdb")
 
@@ -30,7 +30,8 @@ def test_prepare_never_raises_on_bad_data_and_keeps_every_event() -> None:
     builder = RowBuilder(load())
     good = json.dumps(event(1)).encode()
     huge = json.dumps(event(2, page={"title": "t" * 100_000})).encode()
-    got = prepare_with(builder, [good, b"{not json", b"[1, 2]", huge], [(11, 1000), (12, 2000), (13, 3000), (14, 4000)])
+    got = prepare_with(builder, [good, b"{not json", b"[1, 2]", huge],
+                       [(11, 1000, 501), (12, 2000, 502), (13, 3000, 503), (14, 4000, 504)])
     assert got.tables == ["events", "bad_rows", "bad_rows", "bad_rows"]
     assert got.ids == [7_000_000_000_000_001, 12, 13, 7_000_000_000_000_002]
     assert got.ms[:3] == [1_700_000_000_001, 2000, 3000]
@@ -38,6 +39,9 @@ def test_prepare_never_raises_on_bad_data_and_keeps_every_event() -> None:
     assert fmt == "JSONCompactEachRow" and columns == list(builder.config.tables["events"].columns)
     row = json.loads(got.rows[0])
     assert len(row) == len(columns) and row[columns.index("page_url")] == "https://x.test/1"
+    bad_columns = builder.form("bad_rows")[1]
+    seqs = [row[columns.index("stream_seq")]] + [json.loads(r)[bad_columns.index("stream_seq")] for r in got.rows[1:]]
+    assert seqs == [501, 502, 503, 504], "every row, good or bad, keeps its stream sequence"
 
 
 def test_build_processes_setting() -> None:
@@ -84,33 +88,8 @@ def test_compact_rows_land_exactly_as_json_each_row_rows(tmp_path: Path) -> None
     assert ["odd_deep_x", "sess_num"] == sorted(answer["extra"][1])
 
 
-def _spawned(pid: int) -> dict[int, str]:
-    """The store's spawned children (not multiprocessing's resource tracker): ``chdb``
-    for the process holding chDB, ``builder`` for a row builder."""
-    found = {}
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        for kid in map(int, (task / "children").read_text().split()):
-            try:
-                if b"spawn_main" in Path(f"/proc/{kid}/cmdline").read_bytes():
-                    found[kid] = "chdb" if "chdb" in Path(f"/proc/{kid}/maps").read_text() else "builder"
-            except OSError:  # exited meanwhile
-                pass
-    return found
-
-
 def _workers(pid: int) -> list[int]:
-    return [kid for kid, what in _spawned(pid).items() if what == "builder"]
-
-
-def _gone(pids: list[int]) -> bool:
-    for pid in pids:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state != "Z":
-            return False
-    return True
+    return [kid for kid, what in spawned(pid).items() if what == "builder"]
 
 
 async def test_a_killed_building_process_loses_nothing(tmp_path: Path, own_nats: NatsServer, store_client: Any) -> None:
@@ -121,7 +100,7 @@ async def test_a_killed_building_process_loses_nothing(tmp_path: Path, own_nats:
         workers = _workers(proc.pid)
         assert len(workers) == 1, f"one row-building process, found {workers}"
         os.kill(workers[0], signal.SIGKILL)
-        await wait_for(lambda: _gone(workers), 10, "the killed process to be gone")
+        await wait_for(lambda: gone(workers), 10, "the killed process to be gone")
         await publish(store_client, [event(n) for n in range(50, 120)])
         await counted(120, proc)
         assert await count("SELECT uniqExact(id) AS n FROM stats.events") == 120
@@ -139,13 +118,13 @@ async def test_no_building_process_outlives_the_store(tmp_path: Path, own_nats: 
     try:
         await publish(store_client, [event(n) for n in range(10)])
         await counted(10, proc)
-        workers = list(_spawned(proc.pid))
-        assert sorted(_spawned(proc.pid).values()) == ["builder", "builder", "chdb"]
+        workers = list(spawned(proc.pid))
+        assert sorted(spawned(proc.pid).values()) == ["builder", "builder", "chdb"]
         if how == "SIGTERM":
             assert proc.stop() == 0, proc.text()[-3000:]
         else:
             proc.kill()
-        await wait_for(lambda: _gone(workers), 10, f"chDB's and the row-building processes gone after {how}")
+        await wait_for(lambda: gone(workers), 10, f"chDB's and the row-building processes gone after {how}")
     finally:
         proc.kill()
 
@@ -156,14 +135,14 @@ async def test_a_killed_chdb_process_is_started_again_and_loses_nothing(tmp_path
     try:
         await publish(store_client, [event(n) for n in range(40)])
         await counted(40, proc)
-        chdb = [kid for kid, what in _spawned(proc.pid).items() if what == "chdb"]
+        chdb = [kid for kid, what in spawned(proc.pid).items() if what == "chdb"]
         assert len(chdb) == 1
         os.kill(chdb[0], signal.SIGKILL)
-        await wait_for(lambda: _gone(chdb), 10, "chDB's process gone")
+        await wait_for(lambda: gone(chdb), 10, "chDB's process gone")
         await publish(store_client, [event(n) for n in range(40, 100)])
         await counted(100, proc)
         assert await count("SELECT uniqExact(id) AS n FROM stats.events") == 100
-        assert [what for what in _spawned(proc.pid).values()] == ["chdb"], "one chDB process again"
+        assert [what for what in spawned(proc.pid).values()] == ["chdb"], "one chDB process again"
     finally:
         assert proc.stop() == 0, proc.text()[-3000:]
 

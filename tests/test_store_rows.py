@@ -131,6 +131,17 @@ def test_missing_id_and_time_come_from_the_stream_message() -> None:
     assert (table, row["id"], row["date"], row["timestamp"]) == ("webhooks", 99, "1970-01-02", 86_400_000)
 
 
+def test_stream_seq_comes_from_the_stream_never_from_the_event() -> None:
+    b = builder(destinations={"shop/default": "orders"}, tables={"orders": {"order_total": "Float64"}})
+    table, row = b.build({"service": "shop", "name": "paid", "id": "5", "data": {"stream_seq": 1, "order": {"total": 2}}},
+                         seq=77)
+    assert table == "orders" and row["stream_seq"] == 77, "a table of one's own gets the column too"
+    assert extras(row, "extra")["stream_seq"] == "1", "the event's own stream_seq is kept, in extra"
+    assert b.bad_row({"id": "5"}, "orders", "why", 1, 2, seq=78)[1]["stream_seq"] == 78
+    with pytest.raises(ConfigError, match="stream_seq is the store's own column"):
+        builder(tables={"webhooks": {"stream_seq": "String"}})
+
+
 def test_custom_table_in_a_few_lines_of_yaml() -> None:
     b = builder(destinations={"shop/default": "orders"},
                 tables={"orders": {"_options": {"extend": "base", "order_by": "(date, id)"},

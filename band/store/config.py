@@ -19,6 +19,9 @@ from .schema import Column, Table, build_tables, merge
 SERVICE_DIR = Path(__file__).resolve().parent / "service"
 ROOT_EXTRA = (Column("extra.key", "Array(String)"), Column("extra.value", "Array(String)"))
 BAD_ROWS = "bad_rows"
+# The stream sequence of the message a row came from: every table the store writes has it
+# (see writer.py), filled by the store alone, so a user's table need not declare it.
+STREAM_SEQ = Column("stream_seq", "UInt64")
 _SPACE = re.compile(r"\s+")
 
 
@@ -58,6 +61,10 @@ class StoreConfig:
                     tables[table].columns[column.name] = column
         if BAD_ROWS not in tables:
             raise ConfigError(f"the store needs a {BAD_ROWS!r} table (the stock config defines it)")
+        for name in sorted(set(destinations.values()) | {BAD_ROWS}):
+            if tables[name].columns.setdefault(STREAM_SEQ.name, STREAM_SEQ).type != STREAM_SEQ.type:
+                raise ConfigError(f"table {name!r}: {STREAM_SEQ.name} is the store's own column ({STREAM_SEQ.type}, "
+                                  "the stream sequence of each row); give your column another name")
         copy = {str(col): tuple(str(p) for p in (paths if isinstance(paths, list) else [paths]))
                 for col, paths in (data.get("copy") or {}).items()}
         migrations = data.get("migrations")

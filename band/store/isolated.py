@@ -13,11 +13,16 @@ the same :class:`StoreError` (or :class:`Unavailable`). A child that dies is rep
 as :class:`Unavailable` and started again on the next call (the writer retries with
 backoff meanwhile, acking nothing). The child exits when its parent does, even after
 a SIGKILL: its end of each pipe then reads end-of-file.
+
+A test hook, off unless set: ``BAND_STORE_TEST_EXIT_AFTER_INSERT=N`` makes each child
+exit (``os._exit``) right after its Nth insert has committed, before it replies: the
+moment where the writer cannot know its insert landed (tests/faults/).
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import os
 from multiprocessing import util
 import signal
 import threading
@@ -29,6 +34,27 @@ from .backend import ChdbBackend, StoreError, Unavailable
 
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
+EXIT_AFTER_INSERT = "BAND_STORE_TEST_EXIT_AFTER_INSERT"  # the test hook (see the module)
+
+
+class _Backend(ChdbBackend):
+    """chDB whose process exits right after its ``exit_after``-th insert commits (the test hook)."""
+
+    def __init__(self, path: Path, exit_after: int) -> None:
+        super().__init__(path)
+        self.inserts_left = exit_after
+
+    def insert(self, database: str, table: str, body: bytes, fmt: str = "JSONEachRow",
+               columns: Sequence[str] = ()) -> None:
+        super().insert(database, table, body, fmt, columns)
+        self.inserts_left -= 1
+        if self.inserts_left == 0:
+            os._exit(70)  # committed, never answered
+
+
+def _open(path: str) -> ChdbBackend:
+    exit_after = int(os.environ.get(EXIT_AFTER_INSERT) or 0)
+    return _Backend(Path(path), exit_after) if exit_after > 0 else ChdbBackend(Path(path))
 
 
 def _serve(conn: Connection, backend: ChdbBackend) -> None:
@@ -55,7 +81,7 @@ def _child(path: str, writes: Connection, reads: Connection) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us by closing the pipes
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
-        backend = ChdbBackend(Path(path))
+        backend = _open(path)
     except StoreError as exc:
         writes.send(("unavailable" if isinstance(exc, Unavailable) else "error", (exc.message, exc.code)))
         return

@@ -62,13 +62,14 @@ def collect_less() -> None:
     gc.set_threshold(100_000, 10, 10)
 
 
-def prepare_with(builder: RowBuilder, datas: Sequence[bytes], fallbacks: Sequence[tuple[int, int]]) -> Prepared:
-    """The chunk's rows; ``fallbacks`` holds ``(id, ms)`` from each stream message, for an
-    event without an ``id`` or ``time``. Never raises on bad data: an event that cannot
-    be a row becomes a ``bad_rows`` row."""
+def prepare_with(builder: RowBuilder, datas: Sequence[bytes], stream: Sequence[tuple[int, int, int]]) -> Prepared:
+    """The chunk's rows; ``stream`` holds ``(id, ms, sequence)`` from each stream message:
+    the id and time stand in for an event without its own, the sequence fills
+    ``stream_seq``. Never raises on bad data: an event that cannot be a row becomes a
+    ``bad_rows`` row."""
     out = Prepared([], [], [], [])
-    for data, (fallback_id, fallback_ms) in zip(datas, fallbacks):
-        table, event_id, ms, row = _row(builder, data, fallback_id, fallback_ms)
+    for data, (fallback_id, fallback_ms, seq) in zip(datas, stream):
+        table, event_id, ms, row = _row(builder, data, fallback_id, fallback_ms, seq)
         out.tables.append(table)
         out.ids.append(event_id)
         out.ms.append(ms)
@@ -76,18 +77,20 @@ def prepare_with(builder: RowBuilder, datas: Sequence[bytes], fallbacks: Sequenc
     return out
 
 
-def _row(builder: RowBuilder, data: bytes, fallback_id: int, fallback_ms: int) -> tuple[str, int, int, Any]:
+def _row(builder: RowBuilder, data: bytes, fallback_id: int, fallback_ms: int, seq: int) -> tuple[str, int, int, Any]:
     try:
         message = body.load(data)
     except wire.DecodeError as exc:
-        return _bad(builder.bad_row(data.decode("utf-8", "replace"), "", str(exc), fallback_id, fallback_ms), fallback_ms)
+        return _bad(builder.bad_row(data.decode("utf-8", "replace"), "", str(exc), fallback_id, fallback_ms, seq),
+                    fallback_ms)
     if not isinstance(message, dict):
-        return _bad(builder.bad_row(message, "", "the event is not a JSON object", fallback_id, fallback_ms), fallback_ms)
+        return _bad(builder.bad_row(message, "", "the event is not a JSON object", fallback_id, fallback_ms, seq),
+                    fallback_ms)
     try:
-        return builder.line(message, fallback_id, fallback_ms)
+        return builder.line(message, fallback_id, fallback_ms, seq)
     except BadRow as exc:
         return _bad(builder.bad_row(message, builder.route(message.get("service"), message.get("name")), str(exc),
-                                    fallback_id, fallback_ms), fallback_ms)
+                                    fallback_id, fallback_ms, seq), fallback_ms)
 
 
 def _bad(bad: tuple[str, dict[str, Any]], fallback_ms: int) -> tuple[str, int, int, Any]:
@@ -118,9 +121,9 @@ def _exit_with(parent: int) -> None:
     os._exit(0)
 
 
-def _prepare(datas: list[bytes], fallbacks: list[tuple[int, int]]) -> Prepared:
+def _prepare(datas: list[bytes], stream: list[tuple[int, int, int]]) -> Prepared:
     assert _builder is not None, "the worker was not started with _start"
-    return prepare_with(_builder, datas, fallbacks)
+    return prepare_with(_builder, datas, stream)
 
 
 def _ready() -> bool:
@@ -162,17 +165,18 @@ class Preparer:
             pool, loop = self._started(), asyncio.get_running_loop()
             await asyncio.gather(*(loop.run_in_executor(pool, _ready) for _ in range(self.count)))
 
-    async def prepare(self, datas: list[bytes], fallbacks: list[tuple[int, int]]) -> Prepared:
+    async def prepare(self, datas: list[bytes], stream: list[tuple[int, int, int]]) -> Prepared:
+        """Rows for ``datas``; ``stream`` as in :func:`prepare_with`."""
         if self.count == 0 or not datas:
-            return prepare_with(self.builder, datas, fallbacks)
+            return prepare_with(self.builder, datas, stream)
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._started(), _prepare, datas, fallbacks)
+            return await asyncio.get_running_loop().run_in_executor(self._started(), _prepare, datas, stream)
         except BrokenProcessPool:
             self.log.warning("store: a row-building process died; building this chunk here and starting it again")
             broken, self._pool = self._pool, None
             if broken is not None:
                 broken.shutdown(wait=False, cancel_futures=True)
-            return prepare_with(self.builder, datas, fallbacks)
+            return prepare_with(self.builder, datas, stream)
 
     def close(self) -> None:
         if self._pool is not None:

@@ -19,6 +19,7 @@ import asyncio
 import json
 from typing import Any
 
+import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
@@ -32,6 +33,7 @@ class Puller:
 
     def __init__(self, nc: Client, stream: str, durable: str, *, pending_limit: int) -> None:
         self._nc = nc
+        self._stream = stream
         self._subject = wire.pull_subject(durable, stream)
         self._inbox = nc.new_inbox()
         self._pending_limit = pending_limit
@@ -90,6 +92,20 @@ class Puller:
         if self._ready:
             self._first_at = loop.time()
         return taken
+
+    @property
+    def epoch(self) -> int:
+        """How many times the connection has been re-established: after a reconnect the
+        server may be one that restarted, with its consumers' ack state rolled back."""
+        return int(self._nc.stats["reconnects"])
+
+    async def last_seq(self) -> int | None:
+        """The stream's last sequence, or None when JetStream does not answer now."""
+        try:
+            info = await self._nc.jetstream().stream_info(self._stream)
+        except (nats.errors.Error, asyncio.TimeoutError):  # reconnecting, JetStream still starting: do without
+            return None
+        return int(info.state.last_seq)
 
     async def unsubscribe(self) -> None:
         if self._sub is not None:

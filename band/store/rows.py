@@ -8,6 +8,8 @@
   value does not fit the column's type, goes to the nearest ancestor's ``<prefix>_extra``
   (key relative to it, value as text), else the root ``extra``: never dropped.
 - ``copy`` fills a column from the first of its paths present (``td_fpid`` from ``data.fpid``).
+- ``stream_seq`` is the stream sequence the writer passes in, never a value of the event:
+  an event's own ``stream_seq`` goes to ``extra`` like any field without a column.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import json
 from typing import Any, Mapping
 
 from . import body
-from .config import BAD_ROWS, StoreConfig, route_key
+from .config import BAD_ROWS, STREAM_SEQ, StoreConfig, route_key
 from .schema import Table
 from .values import Misfit, converter, int_range, text
 
@@ -61,7 +63,8 @@ class TableLayout:
 
     def __init__(self, table: Table) -> None:
         self.table = table
-        self.columns = {name: converter(col.type) for name, col in table.columns.items() if "." not in name}
+        self.columns = {name: converter(col.type) for name, col in table.columns.items()
+                        if "." not in name and name != STREAM_SEQ.name}  # the store's own: no event fills it
         self._types = {name: col.type for name, col in table.columns.items() if "." not in name}
         self.names = list(table.columns)  # a row is a list in this order (JSONCompactEachRow's)
         self.position = {name: i for i, name in enumerate(self.names)}
@@ -159,25 +162,28 @@ class RowBuilder:
             self._routes[(service_text, name_text)] = table
         return table
 
-    def build(self, message: Mapping[str, Any], fallback_id: int = 0, fallback_ms: int = 0) -> tuple[str, dict[str, Any]]:
+    def build(self, message: Mapping[str, Any], fallback_id: int = 0, fallback_ms: int = 0,
+              seq: int = 0) -> tuple[str, dict[str, Any]]:
         """``(table, row)`` for ``message``, the row as a dict of the columns it fills
         (and ``id``); :meth:`line` is the same as a list, which the writer uses.
 
         Raises:
             BadRow: a value too large for any column.
         """
-        table, event_id, _, values = self.line(message, fallback_id, fallback_ms)
+        table, event_id, _, values = self.line(message, fallback_id, fallback_ms, seq)
         names = self.layouts[table].names
         row = {names[i]: value for i, value in enumerate(values) if value is not None}
         row["id"] = event_id
         return table, row
 
-    def line(self, message: Mapping[str, Any], fallback_id: int = 0, fallback_ms: int = 0) -> tuple[str, int, int, list[Any]]:
+    def line(self, message: Mapping[str, Any], fallback_id: int = 0, fallback_ms: int = 0,
+             seq: int = 0) -> tuple[str, int, int, list[Any]]:
         """``(table, id, time in ms, row)`` for ``message``; the row is a list over the
         table's columns (``None`` where the event has no value).
 
         ``fallback_id`` stands in for a missing or non-numeric ``id`` and
-        ``fallback_ms`` for a missing ``time`` (both from the stream message).
+        ``fallback_ms`` for a missing ``time`` (both from the stream message); ``seq``
+        is the message's stream sequence, for ``stream_seq``.
 
         Raises:
             BadRow: a value too large for any column.
@@ -218,6 +224,9 @@ class RowBuilder:
             if at is not None:
                 row[at] = event_id
         ms = self._times(row, get("time"), fallback_ms, position)
+        at = position.get(STREAM_SEQ.name)
+        if at is not None:
+            row[at] = seq
         for prefix, (keys, values) in extras.items():
             base = f"{prefix}_extra" if prefix else "extra"
             key_at, value_at = position.get(f"{base}.key"), position.get(f"{base}.value")
@@ -226,9 +235,11 @@ class RowBuilder:
             row[key_at], row[value_at] = keys, values
         return table, event_id, ms, row
 
-    def bad_row(self, message: Any, table: str, reason: str, fallback_id: int, fallback_ms: int) -> tuple[str, dict[str, Any]]:
-        """The ``bad_rows`` row that keeps an event whole, with why it is there."""
-        row: dict[str, Any] = {"table": table, "reason": reason[:4096]}
+    def bad_row(self, message: Any, table: str, reason: str, fallback_id: int, fallback_ms: int,
+                seq: int = 0) -> tuple[str, dict[str, Any]]:
+        """The ``bad_rows`` row that keeps an event whole, with why it is there (``seq``:
+        its stream sequence)."""
+        row: dict[str, Any] = {"table": table, "reason": reason[:4096], STREAM_SEQ.name: seq}
         event_id = message.get("id") if isinstance(message, Mapping) else None
         row["id"] = int(event_id) if isinstance(event_id, str) and event_id.isdigit() and int(event_id) < 2**64 else fallback_id
         self._times(row, message.get("time") if isinstance(message, Mapping) else None, fallback_ms,

@@ -4,15 +4,30 @@ Exactly once, by plain ``SELECT count()``:
 
 - A message is acked only after the row holding it is in ClickHouse (or in
   ``bad_rows``). A crash before the ack leaves it unacked: JetStream delivers it again.
-- A message JetStream delivered before (``num_delivered > 1``) may already be stored:
-  its ``id`` is looked up in its table first and skipped when found. A replay looks up
-  every id. Ids are unique per event (the edge's ``Nats-Msg-Id``), so nothing is
-  written twice and no ``FINAL`` or ``ReplacingMergeTree`` is needed.
+- Every row keeps its message's stream sequence (``stream_seq``), and the writer keeps
+  a high-water mark (:mod:`.highwater`): the highest sequence that may be in the store.
+  It is read from the store (``max(stream_seq)``) when the writer starts and after each
+  NATS reconnect, and raised to a batch's highest sequence before the batch's insert is
+  tried, so an insert whose outcome is unknown (a crash, a timeout) is covered.
+- A message may already be stored (is *suspect*) when its sequence is at or below the
+  mark, when JetStream delivered it before, while a replay runs, and when it has no
+  JetStream metadata. A suspect's ``id`` is looked up in its table and ``bad_rows``
+  first and skipped when found. The delivery count alone is not enough: a nats-server
+  restarted after a crash rolls its consumer's ack state back and delivers stored
+  messages again as first deliveries. Ids are unique per event (the edge's
+  ``Nats-Msg-Id``), so nothing is written twice and no ``FINAL`` or
+  ``ReplacingMergeTree`` is needed.
+- Suspects are judged, the mark raised and the batch inserted under the engine's lock,
+  so a replay and the live writer in one process cannot both find an id missing.
 - A batch whose insert fails on its data is split in halves until the rows at fault
   are found; they go to ``bad_rows`` with ClickHouse's reason, the rest lands.
-- Any other failure (server unreachable, disk full) keeps the batch: nothing is acked,
-  the insert is retried with backoff, and JetStream is told the messages are in
-  progress so they are not handed to another replica meanwhile.
+- Any other failure (server unreachable, disk full, chDB's process dying, a timeout,
+  any exception) keeps the batch: nothing is acked, and the insert is retried with
+  backoff with every message of the batch suspect, since any part of it may have been
+  written. JetStream is told the messages are in progress so they are not handed to
+  another replica meanwhile.
+
+In steady state nothing is looked up: each batch's sequences are above the mark.
 
 Fetching never waits on ClickHouse: batches fill while the previous ones are written
 (those cut during one insert go in the next one together), and each fetched chunk's
@@ -37,6 +52,7 @@ from . import body
 from .._core.log import Logger
 from .backend import Backend, StoreError
 from .config import BAD_ROWS, StoreConfig
+from .highwater import HighWater, stored_max
 from .metrics import metrics
 from .prepare import Preparer
 from .pull import Puller
@@ -67,13 +83,15 @@ class Health:
 
 @dataclass(slots=True)
 class Item:
-    """One message on its way: its encoded row, and whether it may already be stored."""
+    """One message on its way: its encoded row, its stream sequence, and whether it may
+    already be stored."""
 
     msg: Msg
     table: str
     id: int
     ms: int
     row: bytes
+    seq: int  # 0 for a message without JetStream metadata
     suspect: bool
 
 
@@ -89,6 +107,7 @@ class Engine:
         # one look-up-then-insert at a time, so a replay and the live writer cannot both
         # find an id missing and both write it
         self.lock = asyncio.Lock()
+        self.mark = HighWater()  # every writer's, under the same lock
         self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="store-reader")
 
     @classmethod
@@ -152,6 +171,11 @@ class Writer:
         storing: asyncio.Task[None] | None = None
         loop = asyncio.get_running_loop()
         try:
+            async with self.engine.lock:
+                await self._read_mark()  # before the first fetch
+        except StoreError as exc:  # the first batch reads it again before it is judged
+            self.log.warning("store: cannot read the stored stream sequences yet", error=exc.message)
+        try:
             while not self.stop.is_set():
                 now = loop.time()
                 wait = FETCH_WAIT_S if not size else max(0.05, min(FETCH_WAIT_S, started + self.batch_seconds - now))
@@ -209,12 +233,12 @@ class Writer:
     async def _items(self, msgs: list[Msg]) -> list[Item]:
         """The chunk's items, their rows built by the preparer."""
         deliveries = [_delivery(msg.reply) for msg in msgs]
-        fallbacks = [(((sent_ms << 22) | (seq & 0x3FFFFF)) & (2**64 - 1), sent_ms)  # an id for an event without one
-                     for seq, sent_ms, _ in deliveries]
-        prepared = await self.preparer.prepare([msg.data for msg in msgs], fallbacks)
+        stream = [(((sent_ms << 22) | (seq & 0x3FFFFF)) & (2**64 - 1), sent_ms, seq)  # an id for an event without one
+                  for seq, sent_ms, _ in deliveries]
+        prepared = await self.preparer.prepare([msg.data for msg in msgs], stream)
         check_all = self.check_all or self.checking_all()
-        return [Item(msg, table, id_, ms, row, check_all or delivered > 1)
-                for msg, table, id_, ms, row, (_, _, delivered)
+        return [Item(msg, table, id_, ms, row, seq, check_all or delivered > 1)
+                for msg, table, id_, ms, row, (seq, _, delivered)
                 in zip(msgs, prepared.tables, prepared.ids, prepared.ms, prepared.rows, deliveries)]
 
     # --- one batch ----------------------------------------------------------------
@@ -227,22 +251,26 @@ class Writer:
         last_touch = time.monotonic()
         while True:
             try:
-                for table, items in groups.items():
-                    if table in done:
-                        continue
-                    async with self.engine.lock:
+                async with self.engine.lock:
+                    await self._judge(batch)
+                    for table, items in groups.items():
+                        if table in done:
+                            continue
                         fresh = await self._unstored(table, items)
                         if fresh:
                             await self._insert(table, fresh)
-                    done.add(table)
+                        done.add(table)
                 break
-            except StoreError as exc:
-                self.health.state, self.health.last_error = "retrying", exc.message
+            except Exception as exc:  # anything but a data error (handled in _insert): the outcome is unknown
+                for item in batch:
+                    item.suspect = True  # any part of the batch may be stored now
+                error = exc.message if isinstance(exc, StoreError) else f"{type(exc).__name__}: {exc}"
+                self.health.state, self.health.last_error = "retrying", error
                 self.health.retries += 1
                 metrics().retries.inc()
                 metrics().healthy.set(0)
                 self.log.warning("store: ClickHouse write failed; keeping the batch and retrying",
-                                 error=exc.message, rows=len(batch), retry_in=delay)
+                                 error=error, rows=len(batch), retry_in=delay)
                 if time.monotonic() - last_touch > self.ack_wait_s / 3:
                     await _each(batch, "in_progress")  # still ours: not to be redelivered meanwhile
                     last_touch = time.monotonic()
@@ -259,6 +287,31 @@ class Writer:
         self.health.state, self.health.batches, self.health.last_flush = "writing", self.health.batches + 1, time.time()
         metrics().healthy.set(1)
         metrics().batch_seconds.observe(time.monotonic() - started)
+
+    async def _read_mark(self) -> None:
+        """Read the mark from the store when this connection has not yet: at start, and
+        after a reconnect (the server may have restarted and rolled its consumer back).
+        Under the engine's lock."""
+        epoch = self.psub.epoch
+        if self.engine.mark.epoch == epoch:
+            return
+        stored = await self.engine.call(stored_max, self.engine.backend, self.engine.database,
+                                        self.builder.config.routed_tables())
+        self.engine.mark.settle(stored, await self.psub.last_seq(), epoch)
+        self.log.info("store: stream sequences up to the mark are looked up before they are written",
+                      mark=self.engine.mark.seq)
+
+    async def _judge(self, batch: list[Item]) -> None:
+        """Mark suspect what may be stored already, then raise the mark over the batch:
+        from here on its insert may happen without our knowing. Under the engine's lock."""
+        await self._read_mark()
+        mark, top = self.engine.mark, 0
+        for item in batch:
+            if mark.covers(item.seq):
+                item.suspect = True
+            if item.seq > top:
+                top = item.seq
+        mark.raise_to(top)
 
     async def _unstored(self, table: str, items: list[Item]) -> list[Item]:
         """``items`` less those a previous delivery already stored (looked up by id)."""
@@ -292,9 +345,10 @@ class Writer:
                 raise  # cannot happen with the stock bad_rows; never loop on it
             item = items[0]
             message = _message_of(item.msg)
-            _, row = self.builder.bad_row(message, table, exc.message, item.id, item.ms)
+            _, row = self.builder.bad_row(message, table, exc.message, item.id, item.ms, item.seq)
             self.log.warning("store: an event went to bad_rows", table=table, id=str(item.id), reason=exc.message)
-            await self._insert(BAD_ROWS, [Item(item.msg, BAD_ROWS, item.id, item.ms, self.builder.encode(BAD_ROWS, row), False)])
+            await self._insert(BAD_ROWS, [Item(item.msg, BAD_ROWS, item.id, item.ms, self.builder.encode(BAD_ROWS, row),
+                                               item.seq, False)])
 
 
 def _delivery(reply: str) -> tuple[int, int, int]:

@@ -55,3 +55,27 @@ async def counted(expected: int, proc: Proc, sql: str = "SELECT count() AS n FRO
     await wait_for(there, timeout, f"{expected} rows from {sql}", procs=[proc])
 
 
+def spawned(pid: int) -> dict[int, str]:
+    """The store's spawned children (not multiprocessing's resource tracker): ``chdb``
+    for the process holding chDB, ``builder`` for a row builder."""
+    found = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for kid in map(int, (task / "children").read_text().split()):
+            try:
+                if b"spawn_main" in Path(f"/proc/{kid}/cmdline").read_bytes():
+                    found[kid] = "chdb" if "chdb" in Path(f"/proc/{kid}/maps").read_text() else "builder"
+            except OSError:  # exited meanwhile
+                pass
+    return found
+
+
+def gone(pids: list[int]) -> bool:
+    """Each of ``pids`` has exited (gone, or a zombie nobody reaps)."""
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            return False
+    return True
