@@ -1,6 +1,6 @@
-"""``python -m broker``: the edge (see :func:`broker.cli.main`)."""
+"""``python -m broker``: the edge (see :func:`broker.command.main`)."""
 
-from .cli import main
+from .command import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -18,7 +18,6 @@ from typing import Any
 from aiohttp import web
 
 from band import tracing
-from band.cli.edge import parse_args
 from band._core import log as band_log
 from band._runtime import loop
 from band._runtime.signals import Signals
@@ -63,13 +62,8 @@ def run_worker(config: EdgeConfig, reuse_port: bool, log_level: str) -> None:
         tracing.shutdown()
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m broker``; returns the exit code."""
-    return run(parse_args(argv))
-
-
 def run(args: argparse.Namespace) -> int:
-    """Run the edge with ``band edge``'s arguments (:mod:`band.cli.edge`)."""
+    """Run the edge with ``band edge``'s arguments (:mod:`broker.command`)."""
     overrides: dict[str, Any] = {"host": args.host, "port": args.port, "workers": args.workers, "certfile": args.certfile, "keyfile": args.keyfile}
     if args.nats:
         overrides["nats_urls"] = split_urls(args.nats)
@@ -116,4 +110,4 @@ def _run_workers(config: EdgeConfig, log_level: str) -> int:
     return code
 
 
-__all__ = ["main", "run", "serve"]
+__all__ = ["run", "serve"]

@@ -1,40 +1,38 @@
 """The ``band`` command: run services, the edge, the dev stack; look inside a running system.
 
-Each command group is a module here (listed in ``GROUPS``) with ``register(commands)``:
-adding a command is one module and one line below. ``band edge`` imports the edge
-(``broker``) only when it runs, so ``band`` does not depend on it.
+Every subcommand is wired one way: the package it belongs to registers it, through an
+entry point in the ``band.commands`` group (pyproject.toml) naming a light module's
+``register(commands)``. ``band`` finds them in the installed metadata, so it imports no
+feature (the edge, the store, the panel) until one of its commands runs.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from importlib import metadata
 from typing import Sequence
 
 from .parser import Commands
 
-GROUPS = (
-    "devstack",  # band up
-    "run",  # band run
-    "edge",  # band edge
-    "inspect",  # band ls, call, tail
-    "scaffold",  # band new
-    "store",  # band sql, band store
-    "demo",  # band demo
-    "panel",  # band panel
-)
+GROUP = "band.commands"
+HELP_ORDER = ("up", "run", "edge", "inspect", "new", "store", "demo", "panel")  # the rest follow, by name
 
 EPILOG = """Where NATS is: --nats URL, else $NATS_URL (comma-separated for a cluster), else
 ./.band/nats.url (written by band up in this directory), else nats://127.0.0.1:4222."""
 
 
 def version() -> str:
-    try:
-        return metadata.version("band")
-    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
-        return "unknown (not installed)"
+    from .. import __version__
+
+    return __version__
+
+
+def registrations() -> list[metadata.EntryPoint]:
+    """The installed ``band.commands`` entry points, in the order ``band --help`` lists them."""
+    found = {ep.name: ep for ep in metadata.entry_points(group=GROUP)}
+    order = {name: i for i, name in enumerate(HELP_ORDER)}
+    return sorted(found.values(), key=lambda ep: (order.get(ep.name, len(order)), ep.name))
 
 
 def parser() -> argparse.ArgumentParser:
@@ -46,8 +44,8 @@ def _build() -> tuple[argparse.ArgumentParser, Commands]:
     top = argparse.ArgumentParser(prog="band", usage="band [-h] [--version] COMMAND [ARGS...]", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
     top.add_argument("--version", action="version", version=f"band {version()}")
     commands = Commands(top.add_subparsers(dest="command", metavar="COMMAND", help=argparse.SUPPRESS))  # listed above
-    for group in GROUPS:
-        importlib.import_module(f"{__name__}.{group}").register(commands)
+    for entry in registrations():
+        entry.load()(commands)
     width = max(len(synopsis) for synopsis, _ in commands.synopses)
     top.description = "band: small Python services for event pipelines on NATS.\n\n" + "\n".join(
         f"  {synopsis:<{width}}  {summary}" for synopsis, summary in commands.synopses

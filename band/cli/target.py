@@ -4,52 +4,21 @@
 its URL to ``./.band/nats.url``; every command run in the same directory finds it there,
 so a second terminal needs no setup. The order: ``--nats``, ``$NATS_URL``,
 ``./.band/nats.url``, ``nats://127.0.0.1:4222``. A command that falls back to the last
-says so: another program's nats-server may answer there.
+says so: another program's nats-server may answer there. (Where the URL comes from is
+:mod:`band._runtime.state`; this module reaches it.)
 """
-
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
-from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from nats.aio.client import Client
 
-from .._runtime.connect import DEFAULT_URL, connect
-from .._runtime.state import URL_FILE, written
+from .._runtime.connect import connect
+from .._runtime.state import DEFAULT_SOURCE, URL_FILE, Target, nats_target, nats_url
 from .spelling import spell
 from ..errors import BandError
-
-DEFAULT_SOURCE = "the default"
-
-
-@dataclass(frozen=True)
-class Target:
-    """A NATS URL (comma-separated for a cluster) and where it came from, for messages."""
-
-    url: str
-    source: str
-
-
-def nats_target(flag: str | None = None, env: Mapping[str, str] | None = None) -> Target:
-    """The NATS to use: ``flag``, else ``NATS_URL``, else ``./.band/nats.url``, else localhost."""
-    env = os.environ if env is None else env
-    if flag:
-        return Target(flag, "--nats")
-    if env.get("NATS_URL"):
-        return Target(env["NATS_URL"], "NATS_URL")
-    url = written(URL_FILE)
-    if url:
-        return Target(url, f"./{URL_FILE}, written by band up")
-    return Target(DEFAULT_URL, DEFAULT_SOURCE)
-
-
-def nats_url(flag: str | None = None) -> str:
-    """The URL alone (see :func:`nats_target`)."""
-    return nats_target(flag).url
-
 
 class Unreachable(BandError, ConnectionError):
     """No NATS answered in time; the message names the URL and what to do."""
@@ -85,3 +54,6 @@ async def reach(where: str | Target | None, name: str, timeout: float, **options
         f"cannot reach NATS at {target.url} (from {target.source}) within {timeout:g}s: {reason}.{hint}"
         f" Start one with '{spell('band')} up', or name another with --nats URL."
     )
+
+
+__all__ = ["DEFAULT_SOURCE", "Target", "Unreachable", "nats_target", "nats_url", "reach"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..cli.parser import Commands
+
 SYNOPSIS = ""
 SUMMARY = "the operator's web panel and its JSON / JSON-RPC API (127.0.0.1:8081)"
 DESCRIPTION = (
@@ -19,10 +21,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nats", help="NATS URL(s)")
 
 
+def register(commands: Commands) -> None:
+    """``band panel``."""
+    add_arguments(commands.add("panel", SYNOPSIS, SUMMARY, run, description=DESCRIPTION))
+
+
 def run(args: argparse.Namespace) -> int:
     from .app import main
 
     return main(args)
 
 
-__all__ = ["add_arguments", "run", "SYNOPSIS", "SUMMARY", "DESCRIPTION"]
+__all__ = ["DESCRIPTION", "SUMMARY", "SYNOPSIS", "add_arguments", "register", "run"]

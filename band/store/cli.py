@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 from ..errors import RPCError
 
-from ..cli.target import nats_url
+from .._runtime.state import nats_url
 
 
 def _sql_parser() -> argparse.ArgumentParser:

@@ -1,15 +1,20 @@
-"""``band demo``: the demo traffic generator's command line (``band.demo.cli``)."""
+"""``band demo``: its entry in the ``band`` command (light: the generator, ``band.demo.cli``,
+is imported only when it runs)."""
 
 from __future__ import annotations
 
-from .parser import Commands
+from ..cli.parser import Commands
 
 
 def register(commands: Commands) -> None:
+    """``band demo``."""
     commands.add_own("demo", "[--store|--jsonl FILE]", "generate demo traffic (visitors, sessions, campaigns, purchases)", main)
 
 
 def main(argv: list[str]) -> int:
-    from ..demo.cli import main as demo_main
+    from .cli import main as demo_main
 
     return demo_main(argv)
+
+
+__all__ = ["main", "register"]

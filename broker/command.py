@@ -1,13 +1,16 @@
-"""``band edge``: the HTTP edge's command line. The edge itself (``broker``) is imported
-only when the command runs, so ``band`` does not depend on it at import."""
+"""``band edge`` (and ``python -m broker``): the edge's flags and its entry in the ``band``
+command. Light on purpose: ``band --help`` imports it, and the edge itself (aiohttp, the
+pipeline) is imported only when the command runs."""
 
 from __future__ import annotations
 
 import argparse
 import os
 
-from . import target
-from .parser import Commands
+from band._runtime.state import nats_url
+from band.cli.parser import Commands
+
+DESCRIPTION = "band's HTTP edge: hits in, NATS pipeline, answers out."
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:
@@ -28,16 +31,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-DESCRIPTION = "band's HTTP edge: hits in, NATS pipeline, answers out."
-
-
 def register(commands: Commands) -> None:
+    """``band edge``."""
     edge = commands.add("edge", "", "run the HTTP edge", run, description=DESCRIPTION)
     add_options(edge)
 
 
 def run(args: argparse.Namespace) -> int:
-    from broker.cli import run as run_edge
+    """``band edge``: the NATS of ``--nats``, ``$NATS_URL`` or the ``band up`` run here."""
+    from .cli import run as run_edge
 
-    args.nats = target.nats_url(args.nats)
+    args.nats = nats_url(args.nats)
     return run_edge(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m broker``; returns the exit code."""
+    from .cli import run as run_edge
+
+    return run_edge(parse_args(argv))
+
+
+__all__ = ["DESCRIPTION", "add_options", "main", "parse_args", "register", "run"]

@@ -1,22 +1,27 @@
-"""``band sql`` and ``band store``: the store's own command line (``band.store.cli``)."""
+"""``band sql`` and ``band store``: their entry in the ``band`` command (light: the store's
+command line, ``band.store.cli``, is imported only when one runs)."""
 
 from __future__ import annotations
 
-from .parser import Commands
+from ..cli.parser import Commands
 
 
 def register(commands: Commands) -> None:
+    """``band sql`` and ``band store``."""
     commands.add_own("sql", '"SELECT ..."', "query the store (every event, in ClickHouse); --format json|csv|tsv", sql)
     commands.add_own("store", "[replay|status]", "run the store service; re-read the stream into it; its health", store)
 
 
 def sql(argv: list[str]) -> int:
-    from ..store.cli import main
+    from .cli import main
 
     return main(["sql", *argv])
 
 
 def store(argv: list[str]) -> int:
-    from ..store.cli import main
+    from .cli import main
 
     return main(["store", *argv])
+
+
+__all__ = ["register", "sql", "store"]
