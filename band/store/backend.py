@@ -11,8 +11,9 @@ import json
 import re
 import threading
 from pathlib import Path
-from typing import Any, Mapping, Protocol, Sequence
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
+from . import readonly as _readonly
 from .schema import quote
 from ..errors import BandError
 
@@ -20,7 +21,8 @@ from ..errors import BandError
 # such a batch is split to find the rows at fault instead of being retried forever.
 DATA_ERRORS = frozenset({6, 25, 26, 27, 32, 38, 41, 53, 69, 70, 72, 117, 131, 190, 321, 349, 441, 442, 675, 676, 1001})
 _DATA_TEXT = ("Cannot parse", "while reading the value of key", "(at row ")
-READONLY = {"readonly": 2}  # reads only; settings such as max_threads stay allowed, readonly itself cannot be lowered
+READONLY = {"readonly": 1}  # reads only, and a query cannot change any setting (its SETTINGS clause is refused)
+READONLY_CODE = 164  # ClickHouse's READONLY; the parse guard's refusals carry it too
 _CODE = re.compile(r"Code:\s*(\d+)")
 
 
@@ -75,8 +77,42 @@ def _parse_json(raw: str | bytes) -> dict[str, Any]:
     return {"columns": [{"name": c["name"], "type": c["type"]} for c in answer.get("meta", [])], "rows": answer.get("data", [])}
 
 
+Run = Callable[[str, Mapping[str, Any] | None], dict[str, Any]]  # one statement on the reading session
+
+
+def check_read(run: Run, sql: str, params: Mapping[str, Any] | None) -> None:
+    """The parse guard of a read-only query (:mod:`.readonly`), with ``run`` on the reading
+    session: ClickHouse parses ``sql`` (one statement, else a refusal; a syntax error as
+    ClickHouse words it), prints its tree, and the tree must be a read.
+
+    Raises:
+        StoreError: code :data:`READONLY_CODE` for a statement that is not a read; the
+            parse's own error (a syntax error, a missing parameter) otherwise.
+    """
+    try:
+        statement = str(run(_readonly.one_statement(sql), None)["rows"][0]["statement"])
+    except StoreError as exc:
+        if _readonly.MULTI_STATEMENTS in exc.message:
+            raise StoreError(_readonly.ONE_STATEMENT, READONLY_CODE) from None
+        raise StoreError(_IN_SCOPE.sub("", exc.message), exc.code) from None
+    try:
+        ast = "\n".join(str(row["explain"]) for row in run(_readonly.explain(sql), params)["rows"])
+    except StoreError as exc:
+        if exc.code == READONLY_CODE:  # the session refused the statement's SETTINGS while parsing
+            raise StoreError(f"{_readonly.SETTINGS} ({exc.message})", READONLY_CODE) from None
+        raise
+    try:
+        _readonly.check(ast, statement)
+    except _readonly.Refused as exc:
+        raise StoreError(str(exc), READONLY_CODE) from None
+
+
+# ClickHouse names the query it was parsing in; that is ours (one_statement), not the user's
+_IN_SCOPE = re.compile(r"[.:\s]*In scope SELECT formatQuerySingleLine\(.*\) AS statement\.", re.S)
+
+
 class ChdbBackend:
-    """chDB on a data directory; one session writes, a ``readonly=2`` one answers queries."""
+    """chDB on a data directory; one session writes, a ``readonly=1`` one answers queries."""
 
     def __init__(self, path: Path) -> None:
         try:
@@ -88,7 +124,7 @@ class ChdbBackend:
         self._lock = threading.Lock()  # one statement at a time on the writing session
         try:
             self._session = Session(str(self.path))  # type: ignore[no-untyped-call]
-            self._reader = Session(f"{self.path}?readonly=2")  # type: ignore[no-untyped-call]
+            self._reader = Session(f"{self.path}?readonly=1")  # type: ignore[no-untyped-call]
         except Exception as exc:
             raise Unavailable(f"cannot open the store's data directory {self.path}: {exc}") from None
 
@@ -103,10 +139,15 @@ class ChdbBackend:
             self._run(self._session, sql)
 
     def select(self, sql: str, params: Mapping[str, Any] | None = None, readonly: bool = False) -> dict[str, Any]:
+        """``readonly``: on the ``readonly=1`` session, after :func:`check_read`."""
         if readonly:
-            return _parse_json(self._run(self._reader, sql, "JSON", params).bytes())
+            check_read(self._read, sql, params)
+            return self._read(sql, params)
         with self._lock:
             return _parse_json(self._run(self._session, sql, "JSON", params).bytes())
+
+    def _read(self, sql: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
+        return _parse_json(self._run(self._reader, sql, "JSON", params).bytes())
 
     def insert(self, database: str, table: str, body: bytes, fmt: str = "JSONEachRow",
                columns: Sequence[str] = ()) -> None:
@@ -154,11 +195,19 @@ class ServerBackend:
         self._call(self._client.command, sql)
 
     def select(self, sql: str, params: Mapping[str, Any] | None = None, readonly: bool = False) -> dict[str, Any]:
+        """``readonly``: with ``readonly=1`` in the request (set beside the store's own
+        settings, which it then keeps), after :func:`check_read`."""
         settings: dict[str, Any] = {"output_format_json_quote_64bit_integers": 0}
         if readonly:
             settings.update(READONLY)
-        raw = self._call(self._client.raw_query, sql, parameters=dict(params or {}), settings=settings, fmt="JSON")
-        return _parse_json(raw)
+
+        def run(text: str, values: Mapping[str, Any] | None) -> dict[str, Any]:
+            return _parse_json(self._call(self._client.raw_query, text, parameters=dict(values or {}),
+                                          settings=settings, fmt="JSON"))
+
+        if readonly:
+            check_read(run, sql, params)
+        return run(sql, params)
 
     def insert(self, database: str, table: str, body: bytes, fmt: str = "JSONEachRow",
                columns: Sequence[str] = ()) -> None:

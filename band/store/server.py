@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import re
 from typing import Any, Mapping
 
 from nats.aio.client import Client
@@ -21,7 +20,7 @@ from .. import wire
 from ..errors import RPCError
 from .._core.log import Logger
 from .._runtime.stream import ensure_stream
-from .backend import StoreError, Unavailable, open_backend
+from .backend import READONLY_CODE, StoreError, Unavailable, open_backend
 from .config import StoreConfig
 from .metrics import metrics
 from .migrate import ensure
@@ -34,9 +33,6 @@ DURABLE = "store_writer"
 REPLAY = "store_replay"
 READY_TIMEOUT_S = 30.0
 MAX_INSERT_ROWS = 100_000
-# statements a read-only query may start with; anything else is refused before ClickHouse sees it
-_READ = re.compile(r"^\s*(\(|SELECT\b|WITH\b|SHOW\b|DESCRIBE\b|DESC\b|EXPLAIN\b|EXISTS\b)", re.I)
-_COMMENT = re.compile(r"^\s*(--[^\n]*\n|/\*.*?\*/)", re.S)
 
 
 class Store:
@@ -147,25 +143,23 @@ class Store:
 
     # --- RPC ------------------------------------------------------------------------------
     async def query(self, sql: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
-        """A read-only query with server-side ``{name:Type}`` parameters.
+        """A read-only query with server-side ``{name:Type}`` parameters: the backend's
+        parse guard (:mod:`.readonly`) and its ``readonly=1`` session, both.
 
         Raises:
-            RPCError: 400 with ClickHouse's message for a bad query or a write/DDL.
+            RPCError: 400 "store.query is read-only: ..." for anything but one read;
+                400 with ClickHouse's message for a bad query.
         """
         if not isinstance(sql, str) or not sql.strip():
             raise RPCError("sql must be a non-empty string", 400)
         if params is not None and not isinstance(params, Mapping):
             raise RPCError("params must be an object of name: value", 400)
-        if not _READ.match(_strip_comments(sql)):
-            raise RPCError("store.query is read-only: it runs SELECT, WITH, SHOW, DESCRIBE, EXPLAIN and EXISTS. "
-                           "Change tables in the store's store.yml or a migrations/*.sql file; write rows with "
-                           "store.insert", 400)
         engine = await self.ready()
         try:
             result: dict[str, Any] = await engine.call(engine.backend.select, sql, dict(params or {}), True, read=True)
         except StoreError as exc:
-            if exc.code == 164:  # READONLY
-                raise RPCError(f"store.query is read-only; DDL goes in store.yml or migrations/ ({exc.message})", 400) from None
+            if exc.code == READONLY_CODE:
+                raise RPCError(f"store.query is read-only: {exc.message}", 400) from None
             raise RPCError(exc.message, 400 if exc.code else 503) from None
         limit = self._nc.max_payload if self._nc is not None else 1 << 20
         if len(result["rows"]) > 100 and len(wire.encode(result)) > limit - 1024:
@@ -252,14 +246,6 @@ class Store:
         writer = self.replaying
         running = self._replay_task is not None and not self._replay_task.done()
         return {"running": running, "total": self.replay_total, "done": writer.processed if writer else 0}
-
-
-def _strip_comments(sql: str) -> str:
-    while True:
-        stripped = _COMMENT.sub("", sql, count=1)
-        if stripped == sql:
-            return sql
-        sql = stripped
 
 
 def _parse_since(since: str | None) -> dt.datetime | None:
