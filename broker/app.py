@@ -23,8 +23,7 @@ from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 
 from band import wire
-from band._runtime.connect import connect
-from band._runtime.stream import ensure_stream
+from band.runtime import connect, ensure_stream
 
 from .bodies import BodyBudget
 from .builtin_enrichers import Builtins

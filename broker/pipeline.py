@@ -17,7 +17,7 @@ from typing import Any, Callable
 from nats.aio.client import Client
 
 from band import wire
-from band._runtime.timers import Deadlines
+from band.runtime import Deadlines
 from band.response import BadResponse, ErrorResponse, RedirectResponse, Response, from_wire
 
 from .builtin_enrichers import Builtins

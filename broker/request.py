@@ -19,7 +19,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from band import wire
-from band._core.ids import new_id
+from band.runtime import new_id
 
 from . import bodies, qs
 from .bodies import RETRY_AFTER_S, Held, OverBudget

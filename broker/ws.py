@@ -14,7 +14,7 @@ from aiohttp import WSMsgType, web
 from nats.aio.msg import Msg
 
 from band import wire
-from band._core.ids import new_id
+from band.runtime import new_id
 
 from .config import EdgeConfig
 from .metrics import Metrics
