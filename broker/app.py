@@ -53,9 +53,21 @@ ROOT_PAGE = (
     "/health for load balancers, /metrics for Prometheus, /wss for WebSocket.\n"
 )
 
-STARTED = web.RequestKey("band_started", float)  # when the request reached the app: X-Response-Time
-UID = web.RequestKey("band_uid", str)  # the uid the answer's cookie carries (a hit's, /lib.js's)
-PRIVATE = web.RequestKey("band_private", bool)  # /lib.js: kept by the visitor's browser, unlike every other answer
+
+
+class Answer:
+    """What a route tells :meth:`Edge.on_response_prepare` about its answer (one object
+    per request: one look-up there, not one per header)."""
+
+    __slots__ = ("started", "uid", "private")
+
+    def __init__(self, started: float) -> None:
+        self.started = started  # when the request reached the app: X-Response-Time
+        self.uid: str | None = None  # the uid the answer's cookie carries (a hit's, /lib.js's)
+        self.private = False  # /lib.js: kept by the visitor's browser, unlike every other answer
+
+
+ANSWER = web.RequestKey("band_answer", Answer)
 
 ANY = r"[\s\S]*"  # any rest of a path, also one holding a (decoded) line break
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -103,7 +115,7 @@ class Edge:
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         """Before any route: the clock, preflights, refused methods; anything unexpected a bare 500."""
-        request[STARTED] = time.perf_counter()
+        request[ANSWER] = Answer(time.perf_counter())
         method = request.method
         if method == "OPTIONS":
             return self.preflight(request)
@@ -129,14 +141,13 @@ class Edge:
             extra = {"Access-Control-Allow-Origin": origin, **_CORS_CREDENTIALS}
         else:
             extra = dict(_CORS_ANY)
-        uid = request.get(UID)
-        if uid is not None:
-            extra["Set-Cookie"] = self.cookie.header(uid, self.client_ip.host(request.remote, request.headers))
-        started = request.get(STARTED)
-        if started is not None:
-            extra["X-Response-Time"] = f"{(time.perf_counter() - started) * 1000:.3f}ms"
+        answer = request.get(ANSWER)  # none only when aiohttp answered before any route ran
+        if answer is not None:
+            if answer.uid is not None:
+                extra["Set-Cookie"] = self.cookie.header(answer.uid, self.client_ip.host(request.remote, request.headers))
+            extra["X-Response-Time"] = f"{(time.perf_counter() - answer.started) * 1000:.3f}ms"
         resp.headers.update(extra)  # one update: cheaper than a setitem per header
-        if request.get(PRIVATE):
+        if answer is not None and answer.private:
             keep_privately(resp, self.lib)
         self.metrics.answered(resp.status)
 
@@ -159,7 +170,7 @@ class Edge:
                 hit = await read_hit(request, self.config, running.discovery.snapshot, self.client_ip, held)
             except BadHit as bad:
                 return refusal(request, bad)
-            request[UID] = hit.uid
+            request[ANSWER].uid = hit.uid
             return render(await running.pipeline.run(hit), hit.native)
 
     async def root(self, request: web.Request) -> web.StreamResponse:
@@ -169,8 +180,9 @@ class Edge:
         return web.Response(text=ROOT_PAGE, content_type="text/plain")
 
     async def lib_js(self, request: web.Request) -> web.StreamResponse:
-        resp, request[UID] = lib_js(request, self.lib, self.config)
-        request[PRIVATE] = True
+        answer = request[ANSWER]
+        resp, answer.uid = lib_js(request, self.lib, self.config)
+        answer.private = True
         return resp
 
     async def favicon(self, request: web.Request) -> web.StreamResponse:
@@ -194,9 +206,7 @@ class Edge:
         running = self.running
         if running is None:
             return json_response({"message": NATS_DOWN}, 503)
-        resp, uid = await self.uploads.receive(request, running.nc, running.pipeline, self.client_ip)
-        if uid is not None:
-            request[UID] = uid
+        resp, request[ANSWER].uid = await self.uploads.receive(request, running.nc, running.pipeline, self.client_ip)
         return resp
 
     async def health(self, request: web.Request) -> web.StreamResponse:

@@ -77,31 +77,25 @@ class Pipeline:
         an upload removes its files when it is not. The hit's trace opens and ends here:
         with the answer's status, 499 when the client went away, 500 when the run failed."""
         trace = open_trace(hit.headers, hit.method, hit.path, hit.message)
-        if trace is None:
-            return await self._admit(hit, None)
-        status = 500
-        try:
-            outcome = await self._admit(hit, trace)
-            status = http_status(outcome[0], hit.native)
-            return outcome
-        except asyncio.CancelledError:
-            status = CLIENT_GONE
-            raise
-        finally:
-            trace.end(status)
-
-    async def _admit(self, hit: Hit, trace: Trace | None) -> tuple[Response, bool]:
         if not self._link.is_connected:
-            return ErrorResponse(message="NATS is not reachable", statusCode=503), False
-        if self._inflight >= self._config.max_inflight:
-            return ErrorResponse(message="edge is overloaded", statusCode=503), False
-        self._inflight += 1
-        try:
-            return await self._run(hit.message, hit.image, trace)
-        except UnicodeEncodeError:  # text no encoder takes (a lone surrogate) that no reader refused
-            return _not_text(hit.message), False
-        finally:
-            self._inflight -= 1
+            outcome: tuple[Response, bool] = ErrorResponse(message="NATS is not reachable", statusCode=503), False
+        elif self._inflight >= self._config.max_inflight:
+            outcome = ErrorResponse(message="edge is overloaded", statusCode=503), False
+        else:
+            self._inflight += 1
+            try:
+                outcome = await self._run(hit.message, hit.image, trace)
+            except UnicodeEncodeError:  # text no encoder takes (a lone surrogate) that no reader refused
+                outcome = _not_text(hit.message), False
+            except BaseException as exc:
+                if trace is not None:
+                    trace.end(CLIENT_GONE if isinstance(exc, asyncio.CancelledError) else 500)
+                raise
+            finally:
+                self._inflight -= 1
+        if trace is not None:
+            trace.end(http_status(outcome[0], hit.native))
+        return outcome
 
     async def _run(self, message: dict[str, Any], image: bool, trace: Trace | None) -> tuple[Response, bool]:
         metrics = self._metrics
