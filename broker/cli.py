@@ -18,9 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from band import tracing
-from band._core import log as band_log
-from band._runtime import loop
-from band._runtime.signals import Signals
+from band.runtime import Signals, configure_logging, run as run_loop
 
 from .app import make_app
 from .config import ConfigError, EdgeConfig, from_env, split_urls
@@ -54,10 +52,10 @@ async def serve(config: EdgeConfig, *, reuse_port: bool = False, stop: asyncio.E
 
 
 def run_worker(config: EdgeConfig, reuse_port: bool, log_level: str) -> None:
-    band_log.configure({**os.environ, "LOG_LEVEL": log_level})  # JSON_LOGS=1: one JSON object per line, as services
+    configure_logging({**os.environ, "LOG_LEVEL": log_level})  # JSON_LOGS=1: one JSON object per line, as services
     tracing.setup("edge")  # only when OTEL_* asks for it
     try:
-        loop.run(serve(config, reuse_port=reuse_port))  # uvloop when installed
+        run_loop(serve(config, reuse_port=reuse_port))  # uvloop when installed
     finally:
         tracing.shutdown()
 

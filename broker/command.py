@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from band._runtime.state import nats_url
+from band.runtime import nats_url
 from band.cli.parser import Commands
 
 DESCRIPTION = "band's HTTP edge: hits in, NATS pipeline, answers out."

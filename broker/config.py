@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 from band import wire
 from band.errors import ConfigError  # one ConfigError for services and the edge; its message names the knob
-from band._runtime.stream import StreamLimits
+from band.runtime import StreamLimits
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 

@@ -17,7 +17,7 @@ from typing import Any
 from nats.aio.client import Client
 
 from band import wire
-from band._runtime.micro import collect
+from band.runtime import collect
 
 log = logging.getLogger("broker.discovery")
 

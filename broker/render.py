@@ -13,6 +13,8 @@ from aiohttp import web
 from band import wire
 from band.response import PIXEL_GIF, DataResponse, ErrorResponse, PixelResponse, RedirectResponse, Response
 
+from .hit import http_status
+
 JSON = "application/json"
 # Content-Type given as a header, not content_type=: aiohttp then skips parsing it per answer.
 _JSON_TYPE = {"Content-Type": "application/json; charset=utf-8"}
@@ -25,7 +27,7 @@ def json_response(value: Any, status: int = 200) -> web.Response:
 
 
 def render_pixel(resp: PixelResponse) -> web.Response:
-    return web.Response(body=PIXEL_GIF, status=resp.statusCode if 200 <= resp.statusCode < 300 else 200, headers=_GIF_TYPE)
+    return web.Response(body=PIXEL_GIF, status=http_status(resp, False), headers=_GIF_TYPE)
 
 
 def render_redirect(resp: RedirectResponse) -> web.Response:
@@ -44,8 +46,7 @@ def render_data(resp: DataResponse) -> web.Response:
 
 def render_native(resp: Response) -> web.Response:
     """The typed response as JSON; a redirect answers 200 so the SDK can follow it itself."""
-    status = 200 if isinstance(resp, (RedirectResponse, PixelResponse)) else resp.statusCode
-    return json_response(resp.to_wire(), status)
+    return json_response(resp.to_wire(), http_status(resp, True))
 
 
 _RENDERERS: dict[type, Callable[[Any], web.Response]] = {

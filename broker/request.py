@@ -1,50 +1,36 @@
-"""From an HTTP hit to a band message: path, aliases, extensions, band mark, fields, uid, td.
+"""An HTTP request's parts of a hit: path, extensions, band mark, query and body fields.
 
-Everything that can be wrong with a hit is found here and raised as :class:`BadHit`
-(status + a message naming the problem) before anything reaches NATS: only subject-safe
-tokens ever become part of a routing key.
+Everything that can be wrong with the request is found here and raised as :class:`BadHit`
+(status + a message naming the problem) before anything reaches NATS; the rules that make
+the message (service and name, uid, ``td``, ``projectId``) are :mod:`broker.hit`'s, the
+same for every transport.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
-import time
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import unquote
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from band import wire
-from band._core.ids import new_id
 
 from . import bodies, qs
 from .bodies import RETRY_AFTER_S, Held, OverBudget
-from .config import EdgeConfig, IPNetwork
+from .config import EdgeConfig
 from .discovery import Snapshot
-from .headers import forwarded_host
+from .hit import BadHit, ClientIP, Hit, Parts, make_hit, pick_uid, project_id, td_of, valid_uid
 from .render import json_response
-from band.errors import BandError
 
 _BLANK = re.compile(rb"\s*\Z")  # matched, not .strip(): no copy of a big body
 _OPENS_OBJECT = re.compile(rb"\s*\{")
 STOPPING = "the edge is shutting down and the body did not arrive in time: send it again"
 EXTENSIONS = frozenset({"json", "gif", "js", "html"})
 NATIVE_MARK = "band"
-
-
-class BadHit(BandError):
-    """A hit the edge refuses; ``status`` is 400, 404, 408, 413 or 503 (busy, with
-    ``retry_after`` seconds)."""
-
-    def __init__(self, status: int, message: str, retry_after: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.retry_after = retry_after
 
 
 def refusal(request: web.Request, bad: BadHit) -> web.Response:
@@ -60,15 +46,6 @@ def refusal(request: web.Request, bad: BadHit) -> web.Response:
 
 def busy(exc: OverBudget) -> BadHit:
     return BadHit(503, str(exc), retry_after=RETRY_AFTER_S)
-
-
-@dataclass
-class Hit:
-    """A parsed hit: the message plus how the answer must be shaped."""
-
-    message: dict[str, Any]
-    native: bool  # a `band` segment: answer with the whole typed response as JSON
-    image: bool  # an image request (`.gif` or Accept: image/*): channel `pixel`
 
 
 @dataclass(frozen=True)
@@ -267,159 +244,9 @@ async def _read_multipart(request: web.Request, config: EdgeConfig) -> dict[str,
     return fields
 
 
-# --- who ---------------------------------------------------------------------------
-def _valid_ip(text: str | None) -> str | None:
-    if not text:
-        return None
-    try:
-        return str(ipaddress.ip_address(text.strip()))
-    except ValueError:
-        return None
-
-
-class ClientIP:
-    """Who sent a hit: X-Real-IP, else the first X-Forwarded-For hop — only when the peer
-    is a trusted proxy; else the peer. Peer decisions are cached (peers repeat)."""
-
-    def __init__(self, trusted: tuple[IPNetwork, ...]) -> None:
-        self.trusted = trusted
-        self._peers: dict[str, tuple[str, bool]] = {}
-
-    def _peer(self, peer: str) -> tuple[str, bool]:
-        known = self._peers.get(peer)
-        if known is None:
-            ip = _valid_ip(peer)
-            known = (ip, any(ipaddress.ip_address(ip) in net for net in self.trusted)) if ip else (peer, False)
-            if len(self._peers) > 50_000:
-                self._peers.clear()
-            self._peers[peer] = known
-        return known
-
-    def trusts(self, peer: str | None) -> bool:
-        """Is ``peer`` a trusted proxy (its forwarding headers count)?"""
-        if not peer:
-            return False
-        return self._peer(peer)[1]
-
-    def host(self, peer: str | None, headers: Mapping[str, str]) -> str:
-        """The ``X-Forwarded-Host`` a trusted proxy passed; "" from anyone else."""
-        if "X-Forwarded-Host" not in headers or not self.trusts(peer):
-            return ""
-        return forwarded_host(headers)
-
-    def __call__(self, peer: str | None, headers: Mapping[str, str]) -> str:
-        if not peer:
-            return ""
-        peer_ip, is_proxy = self._peer(peer)
-        if is_proxy:
-            real = headers.get("X-Real-IP")
-            if real:
-                real = _valid_ip(real)
-                if real:
-                    return real
-            forwarded = headers.get("X-Forwarded-For")
-            if forwarded:
-                first = _valid_ip(forwarded.split(",", 1)[0])
-                if first:
-                    return first
-        return peer_ip
-
-
-def valid_uid(value: Any) -> str | None:
-    """``value`` as a uid when it is one (``^[0-9]{10,22}$``, not all zeros, at most
-    ``2**64 - 1``); else ``None``.
-
-    The web SDK sends ``"uid": 0`` (and ``?uid=0``) before it knows one: that is no uid.
-    Neither is a number past 64 bits: the SDK's pattern lets 20-22 digits through, but the
-    store keeps uids as ``UInt64``, where every such uid would become one and the same.
-    """
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = str(value)
-    if isinstance(value, str) and wire.is_uid(value):
-        return value
-    return None
-
-
-def pick_uid(*candidates: Any) -> str:
-    """The first candidate that is a valid uid, else a new id."""
-    for value in candidates:
-        uid = valid_uid(value)
-        if uid is not None:
-            return uid
-    return new_id()
-
-
-def project_id(*candidates: Any) -> int:
-    """The first candidate given; an integer or 0."""
-    for value in candidates:
-        if value is None or value == "":
-            continue
-        if isinstance(value, bool):
-            return 0
-        if isinstance(value, int):
-            return value
-        if isinstance(value, str) and value.strip().lstrip("-").isdigit() and len(value) < 20:
-            return int(value)
-        return 0
-    return 0
-
-
-def check_token(what: str, value: Any) -> str:
-    if value is None or value == "":
-        raise BadHit(400, f"{what} is missing: use /<service>/<name>")
-    if not wire.is_token(value):
-        shown = repr(value)[:64]
-        raise BadHit(400, f"{what} {shown} is not valid: letters, digits, '_' and '-' only")
-    return str(value)
-
-
-def build_message(*, key: str, service: str, name: str, channel: str, project: int, uid: str, td: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
-    """The message in its documented field order (design.md)."""
-    return {
-        "key": key,
-        "service": service,
-        "name": name,
-        "channel": channel,
-        "projectId": project,
-        "uid": uid,
-        "td": td,
-        "data": data,
-        "id": new_id(),
-        "time": time.time_ns() // 1_000_000,
-    }
-
-
-def header_text(headers: Mapping[str, str], name: str) -> str:
-    """A header's value as text for the message ("" when absent).
-
-    Raises:
-        BadHit: the value is not UTF-8 (aiohttp keeps such bytes as lone surrogates,
-            which could not be published).
-    """
-    value = headers.get(name, "")
-    if not value.isascii() and wire.lone_surrogate(value) is not None:
-        raise BadHit(400, f"header {name} is not valid UTF-8: send it as UTF-8 (or percent-encoded)")
-    return value
-
-
-def td_of(request: web.Request, client_ip: ClientIP) -> dict[str, Any]:
-    """Transport data; ``host`` is the ``X-Forwarded-Host`` a trusted proxy passed, else ``Host``.
-
-    Raises:
-        BadHit: a header that goes into it is not UTF-8.
-    """
-    headers = request.headers
-    host = client_ip.host(request.remote, headers) or header_text(headers, "Host")
-    return {
-        "ip": client_ip(request.remote, headers),
-        "ua": header_text(headers, "User-Agent"),
-        "ref": header_text(headers, "Referer"),
-        "host": host,
-    }
-
-
+# --- the hit ---------------------------------------------------------------------
 async def read_hit(request: web.Request, config: EdgeConfig, snapshot: Snapshot, client_ip: ClientIP, held: Held) -> Hit:
-    """Turn one HTTP request into a :class:`Hit`; ``held``: its share of the body budget.
+    """Turn one HTTP request into a :class:`~broker.hit.Hit`; ``held``: its share of the body budget.
 
     Raises:
         BadHit: the hit cannot become a message (nothing is published).
@@ -429,41 +256,34 @@ async def read_hit(request: web.Request, config: EdgeConfig, snapshot: Snapshot,
     body = await read_body(request, target, config, held)
     if len(query) + len(body) > config.max_fields:
         raise BadHit(400, f"too many fields (limit {config.max_fields})")
-    data: dict[str, Any] = {**body, **query}
     segments = target.segments
-
+    image = target.extension == "gif" or request.headers.get("Accept", "").startswith("image/")
+    parts = Parts(
+        channel="pixel" if image else "http",
+        service=None,
+        name=None,
+        query=query,
+        payload=body,
+        cookie=request.cookies.get(config.cookie_name) if "Cookie" in request.headers else None,
+        td=td_of(request.headers, request.remote, client_ip),
+        native=target.native,
+        image=image,
+        headers=request.headers,
+        method=request.method,
+        path=request.path,
+    )
     routed = snapshot.path_route(segments) if snapshot.paths else None
     if routed is not None:
-        route, params = routed
-        data.update(params)
-        _, _, service, name = route.key.split(".")
-        pid: Any = data.get("projectId")
+        route, parts.params = routed
+        _, _, parts.service, parts.name = route.key.split(".")
+        parts.project = parts.params.get("projectId")
     else:
         if len(segments) > 3:
             raise BadHit(404, "no route: use /<service>/<name>[/<projectId>]")
-        path_service = segments[0] if segments else None
-        asked: Any = query.get("service") or body.get("service") or path_service
-        asked = config.aliases.get(asked, asked) if isinstance(asked, str) else asked
-        service = check_token("service", asked)
-        name = check_token("name", (segments[1] if len(segments) > 1 else None) or query.get("name") or body.get("name"))
-        pid = segments[2] if len(segments) > 2 else (query.get("projectId") if "projectId" in query else body.get("projectId"))
-
-    image = target.extension == "gif" or request.headers.get("Accept", "").startswith("image/")
-    cookie = request.cookies.get(config.cookie_name) if "Cookie" in request.headers else None
-    uid = pick_uid(query.get("uid"), body.get("uid"), cookie)
-    message = build_message(
-        key=f"{wire.KEY_PREFIX}.{service}.{name}",
-        service=service,
-        name=name,
-        channel="pixel" if image else "http",
-        project=project_id(pid),
-        uid=uid,
-        td=td_of(request, client_ip),
-        data=data,
-    )
-    if routed is not None:  # the handler gets them as keywords, over the message's own fields
-        message[wire.PARAMS_FIELD] = routed[1]
-    return Hit(message, target.native, image)
+        parts.service = query.get("service") or body.get("service") or (segments[0] if segments else None)
+        parts.name = (segments[1] if len(segments) > 1 else None) or query.get("name") or body.get("name")
+        parts.project = segments[2] if len(segments) > 2 else None
+    return make_hit(parts, config.aliases)
 
 
-__all__ = ["BadHit", "refusal", "busy", "header_text", "parser_message", "Hit", "Target", "read_hit", "parse_path", "parse_query", "parse_json_object", "load_json_object", "check_text", "parse_form", "ClientIP", "pick_uid", "valid_uid", "project_id", "build_message", "check_token", "td_of"]
+__all__ = ["BadHit", "refusal", "busy", "parser_message", "Hit", "Target", "read_hit", "parse_path", "parse_query", "parse_json_object", "load_json_object", "check_text", "parse_form", "ClientIP", "pick_uid", "valid_uid", "project_id"]

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from .config import EdgeConfig
 from .libjs import CONTENT_TYPE, LibJs, accepts_gzip
-from .request import pick_uid
+from .hit import pick_uid
 
 
 @cache

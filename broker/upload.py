@@ -35,11 +35,12 @@ from band.response import ErrorResponse
 from .bodies import RETRY_AFTER_S, BodyBudget, Held, OverBudget
 from .config import EdgeConfig
 from .objects import WINDOW, ObjectWriter, StoreTimeout, ensure_bucket
+from .hit import BadHit, ClientIP, Parts, check_token, make_hit, td_of
 from .pipeline import Pipeline
 from .render import json_response, render
-from .tracing import open_trace
 from band.errors import BandError
-from .request import BadHit, ClientIP, parser_message, build_message, busy, check_token, parse_path, parse_query, pick_uid, project_id, td_of
+from band.runtime import new_id
+from .request import parser_message, busy, parse_path, parse_query
 
 log = logging.getLogger("broker.upload")
 
@@ -105,16 +106,13 @@ class Uploads:
         try:
             service, name = self._target(request)
             query = parse_query(request.rel_url.raw_query_string, config.max_fields)
-            td = td_of(request, client_ip)
+            td = td_of(request.headers, request.remote, client_ip)
             held.take(WORKING_BYTES)
         except BadHit as bad:
             return _refuse(bad), None
         except OverBudget as exc:
             return _refuse(busy(exc)), None
-        # made first: the objects are named after its id; fields and uid come with the body
-        message = build_message(key=wire.routing_key(service, name), service=service, name=name, channel="http",
-                                project=0, uid="", td=td, data={})
-        upload = _Upload(service, name, message["id"])
+        upload = _Upload(service, name, new_id())  # the id first: the objects are named after it
         stored = False
         try:
             try:
@@ -132,18 +130,18 @@ class Uploads:
                 raise
             if not upload.refs:
                 return _refuse(BadHit(400, f"no file in the upload: {USAGE}")), None
-            cookie = request.cookies.get(config.cookie_name) if "Cookie" in request.headers else None
-            uid = message["uid"] = pick_uid(query.get("uid"), upload.fields.get("uid"), cookie)
-            message["projectId"] = project_id(query.get("projectId"), upload.fields.get("projectId"))
-            message["data"] = {**upload.fields, **query}
-            message[wire.FILES_FIELD] = upload.refs
-            trace = open_trace(request.headers, request.method, request.path, message)
-            answer, stored = await pipeline.run_stored(message, trace=trace)
-            if trace is not None:
-                trace.end(answer.statusCode)
+            hit = make_hit(
+                Parts(
+                    channel="http", service=service, name=name, query=query, payload=upload.fields,
+                    cookie=request.cookies.get(config.cookie_name) if "Cookie" in request.headers else None,
+                    td=td, id=upload.id, files=upload.refs, headers=request.headers, method=request.method, path=request.path,
+                ),
+                config.aliases,
+            )
+            answer, stored = await pipeline.run_stored(hit)
             if stored and isinstance(answer, ErrorResponse) and answer.statusCode >= 500:
-                log.warning("upload %s to %s answered %d; its files stay until the bucket's TTL", upload.id, message["key"], answer.statusCode)
-            return render(answer), uid
+                log.warning("upload %s to %s answered %d; its files stay until the bucket's TTL", upload.id, hit.message["key"], answer.statusCode)
+            return render(answer), hit.uid
         finally:
             if not stored:  # no event refers to them: whatever went wrong, take nothing half-kept with us
                 await asyncio.shield(self._discard(upload))
@@ -152,7 +150,8 @@ class Uploads:
         segments = parse_path(request.raw_path).segments
         if len(segments) != 3:
             raise BadHit(404, f"no route: {USAGE}")
-        return check_token("service", segments[1]), check_token("name", segments[2])
+        service = self.config.aliases.get(segments[1], segments[1])  # the objects are named after the service itself
+        return check_token("service", service), check_token("name", segments[2])
 
     # --- reading the body -----------------------------------------------------------
     async def _idle(self, step: Awaitable[T]) -> T:

@@ -2,26 +2,32 @@
 
 Each edge instance subscribes ``band.ws.>`` without a queue group, so a push reaches
 every instance and each delivers it to the sockets of that uid it holds.
+
+Two uids, on purpose. A frame's event takes the page's uid by the rule of every hit
+(:mod:`broker.hit`: the uid it names, the socket's ``?uid=``, then the cookie), so one
+page view never splits across uids. The socket's push identity is fixed at the upgrade:
+the cookie it arrived with (else ``?uid=``, what the web SDK sends before it has a cookie,
+else a new id); naming a uid in a frame never changes what the socket receives.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, Mapping
 
 from aiohttp import WSMsgType, web
 from nats.aio.msg import Msg
 
 from band import wire
-from band._core.ids import new_id
+from band.runtime import new_id
 
 from .config import EdgeConfig
+from .hit import BadHit, ClientIP, Hit, Parts, first_uid, make_hit, td_of, valid_uid
 from .metrics import Metrics
 from .pipeline import Pipeline
 from .headers import SECURITY, UidCookie
-from .tracing import open_trace
-from .request import BadHit, ClientIP, build_message, check_text, check_token, load_json_object, project_id, refusal, td_of, valid_uid
+from .request import check_text, load_json_object, refusal
 
 log = logging.getLogger("broker.ws")
 
@@ -78,45 +84,55 @@ class Sockets:
         await asyncio.gather(*closing, return_exceptions=True)
 
 
-def frame_message(frame: dict[str, Any], uid: str, td: dict[str, Any], config: EdgeConfig) -> dict[str, Any]:
-    """A WebSocket frame ``{"service","name",...}`` as a message with channel ``ws``.
+class Socket:
+    """What every frame of one socket shares: the upgrade's parts of its hits."""
 
-    Raises:
-        BadHit: missing or unsafe service/name.
-    """
-    service = frame.get("service")
-    service = config.aliases.get(service, service) if isinstance(service, str) else service
-    service = check_token("service", service)
-    name = check_token("name", frame.get("name"))
-    data = {k: v for k, v in frame.items() if k != "id__"}
-    return build_message(
-        key=f"{wire.KEY_PREFIX}.{service}.{name}",
-        service=service,
-        name=name,
-        channel="ws",
-        project=project_id(frame.get("projectId")),
-        uid=uid,
-        td=td,
-        data=data,
-    )
+    __slots__ = ("request", "td", "cookie", "query", "identity")
+
+    def __init__(self, request: web.Request, td: dict[str, Any], cookie_name: str) -> None:
+        self.request = request
+        self.td = td
+        self.cookie = request.cookies.get(cookie_name)
+        named = request.query.get("uid")
+        self.query: dict[str, Any] = {"uid": named} if named is not None else {}
+        # the push identity: the cookie it came with; without one, ?uid= (the web SDK's
+        # first connect) or a new id. A frame never changes it.
+        self.identity = valid_uid(self.cookie) or valid_uid(named) or new_id()
+
+    @property
+    def page_uid(self) -> str:
+        """The page's uid by the rule of every hit: the cookie the upgrade answer sets."""
+        return first_uid(self.query.get("uid"), self.cookie) or self.identity
+
+    def hit(self, frame: dict[str, Any], aliases: Mapping[str, str]) -> Hit:
+        """A frame ``{"service","name",...}`` as a hit with channel ``ws``.
+
+        Raises:
+            BadHit: missing or unsafe service/name.
+        """
+        request = self.request
+        parts = Parts(
+            channel="ws", service=frame.get("service"), name=frame.get("name"), query=self.query,
+            payload={k: v for k, v in frame.items() if k != "id__"}, cookie=self.cookie, td=self.td,
+            own_uid=self.identity, headers=request.headers, method="WS", path=request.path,
+        )
+        return make_hit(parts, aliases)
 
 
 async def handle_socket(request: web.Request, *, pipeline: Pipeline, sockets: Sockets, config: EdgeConfig, client_ip: ClientIP, metrics: Metrics, cookie: UidCookie) -> web.StreamResponse:
     """Serve one ``/wss?uid=…`` connection until it closes; a ``400`` instead of the
     upgrade when its headers cannot go into the frames' messages."""
     try:
-        td = td_of(request, client_ip)
+        socket = Socket(request, td_of(request.headers, request.remote, client_ip), config.cookie_name)
     except BadHit as bad:
         return refusal(request, bad)
     ws = web.WebSocketResponse(max_msg_size=config.max_body_bytes, heartbeat=30.0)
-    # the cookie first: a page cannot forge it, while ?uid= (what the web SDK sends
-    # when it has no cookie) can name anyone; pushes must not carry secrets either way
-    known = valid_uid(request.cookies.get(config.cookie_name)) or valid_uid(request.query.get("uid"))
-    uid = known or new_id()
     ws.headers.update(SECURITY)
-    if known is None or known != request.cookies.get(config.cookie_name):  # issued or taken from ?uid=: remember it
-        ws.headers["Set-Cookie"] = cookie.header(uid, client_ip.host(request.remote, request.headers))
+    page_uid = socket.page_uid
+    if page_uid != socket.cookie:  # as every hit's answer: the cookie follows the page's uid
+        ws.headers["Set-Cookie"] = cookie.header(page_uid, client_ip.host(request.remote, request.headers))
     await ws.prepare(request)
+    uid = socket.identity
     sockets.add(uid, ws)
     metrics.ws_sockets.inc()
     slots = asyncio.Semaphore(config.ws_max_inflight)
@@ -131,15 +147,11 @@ async def handle_socket(request: web.Request, *, pipeline: Pipeline, sockets: So
                 if wire.lone_surrogate(ident) is not None:  # not echoed: the answer could not be encoded
                     ident = None
                 check_text(frame, raw)
-                message = frame_message(frame, uid, td, config)
+                hit = socket.hit(frame, config.aliases)
             except BadHit as bad:
                 out: dict[str, Any] = {"type__": "error", "statusCode": bad.status, "data": {}, "message": bad.message}
             else:
-                trace = open_trace(request.headers, "WS", request.path, message)
-                answered = await pipeline.run(message, trace=trace)
-                if trace is not None:
-                    trace.end(answered.statusCode)
-                out = answered.to_wire()
+                out = (await pipeline.run(hit)).to_wire()
             out["id__"] = ident
             if not ws.closed:
                 await ws.send_str(wire.encode(out).decode())
@@ -170,4 +182,4 @@ async def handle_socket(request: web.Request, *, pipeline: Pipeline, sockets: So
     return ws
 
 
-__all__ = ["Sockets", "handle_socket", "frame_message"]
+__all__ = ["Sockets", "Socket", "handle_socket"]

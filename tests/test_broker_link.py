@@ -23,7 +23,7 @@ async def test_publishes_arrive_in_order_also_when_the_client_must_flush_first(n
     await nc.flush()
     for pending_size in (2 * 1024 * 1024, 1):  # 1 byte: every publish waits for a flush (the task path)
         small = await nats.connect(nats_url, pending_size=pending_size)
-        link = Link(small, lambda token, reply: None)
+        link = Link(small)
         try:
             got.clear()
             for i in range(50):

@@ -6,11 +6,12 @@ import asyncio
 import json
 from typing import Any
 
+import aiohttp
 from aiohttp import WSMsgType
 
 from band import wire
 from support.poll import wait_for
-from support.fakes import FakeService, running_edge, typed, unique
+from support.fakes import FakeService, routed, running_edge, typed, unique
 
 
 async def test_frames_run_the_pipeline(nc: Any, nats_url: str) -> None:
@@ -89,3 +90,38 @@ async def test_an_upgrade_whose_headers_are_not_utf8_is_400(nats_url: str) -> No
         size = next(int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:"))
         assert b"header User-Agent is not valid UTF-8" in await reader.readexactly(size)
         writer.close()
+
+
+async def test_one_page_view_keeps_one_uid_on_every_transport_and_pushes_follow_the_cookie(nc: Any, nats_url: str) -> None:
+    """A page whose stored uid differs from the edge's cookie (the cookie changed, the site
+    kept its uid): its HTTP hit and its WebSocket frame were stored under two uids, and a
+    push to the uid the page knows missed its socket. Now both events carry the page's uid,
+    the HTTP answer re-issues the cookie to it, and a socket that arrives with that cookie
+    gets the page's pushes; a frame naming a stranger's uid never gets the stranger's."""
+    svc = unique("page")
+    page, old_cookie, stranger = "4444444444444", "5555555555555", "6666666666666"
+    seen: list[dict[str, Any]] = []
+
+    async def record(message: dict[str, Any]) -> Any:
+        seen.append(message)
+        return typed({"type__": "data", "statusCode": 200, "data": {}})
+
+    async with FakeService(nc, svc).handler("view", record), running_edge(nats_url) as (client, edge):
+        await routed(edge, f"in.gen.{svc}.view")
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as browser:  # cookies as sent, by hand
+            hit = await browser.get(client.make_url(f"/{svc}/view?uid={page}"), headers={"Cookie": f"uid={old_cookie}"})
+            assert hit.status == 200 and hit.cookies["uid"].value == page  # the cookie follows the page's uid
+            async with browser.ws_connect(client.make_url(f"/wss?uid={page}"), headers={"Cookie": f"uid={old_cookie}"}) as ws:
+                await ws.send_str(json.dumps({"service": svc, "name": "view", "uid": page, "id__": 1}))
+                assert json.loads((await ws.receive(timeout=5)).data)["id__"] == 1
+            assert [m["uid"] for m in seen] == [page, page]  # one page view, one uid
+
+            async with browser.ws_connect(client.make_url("/wss"), headers={"Cookie": f"uid={page}"}) as ws:
+                await ws.send_str(json.dumps({"service": svc, "name": "view", "uid": stranger, "id__": 2}))
+                assert json.loads((await ws.receive(timeout=5)).data)["id__"] == 2
+                assert seen[-1]["uid"] == stranger  # naming a uid changes the event's uid...
+                await wait_for(lambda: len(edge.sockets) == 1, what="socket registered")
+                await nc.publish(wire.ws_subject(stranger), b'{"for":"stranger"}')
+                await nc.publish(wire.ws_subject(page), b'{"for":"page"}')
+                # ...never what the socket receives: pushes arrive in order, so the stranger's would come first
+                assert (await ws.receive(timeout=5)).data == '{"for":"page"}'

@@ -16,7 +16,7 @@ from nats.aio.client import Client
 from nats.js.errors import NotFoundError
 
 from .. import wire
-from .._core.rpc import RPC
+from ..runtime import RPC
 from ..errors import RPCError, ServiceUnavailable
 from . import charts, eventcounts, history, jetstream, queries
 from .config import PanelConfig

@@ -21,8 +21,7 @@ from urllib.parse import quote
 import aiohttp
 from aiohttp import web
 
-from .._runtime.connect import connect
-from .._runtime.stream import ensure_dlq_stream
+from ..runtime import connect, ensure_dlq_stream
 from . import api
 from .auth import COOKIE, Auth
 from .config import PanelConfig, PanelConfigError, from_env

@@ -19,7 +19,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from .. import wire
-from .._core.rpc import RPC
+from ..runtime import RPC
 from ..errors import RPCError
 
 BUCKET_S = 15 * 60

@@ -8,7 +8,7 @@ from typing import Any, Callable
 from nats.aio.client import Client
 
 from .. import wire
-from .._core.rpc import RPC
+from ..runtime import RPC
 from .queries import sql
 
 MAX_USER_ID = 200

@@ -18,7 +18,7 @@ from nats.js.api import RawStreamMsg
 from nats.js.errors import NotFoundError
 
 from .. import wire
-from .._runtime.stream import ensure_dlq_stream
+from ..runtime import ensure_dlq_stream
 
 LIST_LIMIT = 200
 

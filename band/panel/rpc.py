@@ -15,7 +15,7 @@ from typing import Any, Callable
 from nats.aio.client import Client
 
 from .. import wire
-from .._core.rpc import RPC
+from ..runtime import RPC
 from ..errors import RPCError, RPCTimeout, ServiceUnavailable
 from ..response import Response
 

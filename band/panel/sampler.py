@@ -21,7 +21,7 @@ import aiohttp
 from nats.aio.client import Client
 
 from .. import wire
-from .._runtime.micro import collect as gather_micro
+from ..runtime import collect as gather_micro
 from . import charts, edgemetrics, jetstream
 from .config import PanelConfig
 

@@ -1,0 +1,36 @@
+"""What band's own edge (``broker/``) and panel (``band.panel``) build on, as public names.
+
+A service needs none of it (``from band import ...`` is its API). The edge and the panel
+run beside services and must connect, keep the streams, collect ``$SRV`` answers, keep
+deadlines, make ids, log and stop exactly as services do: they take those parts from
+here, never from ``band._core`` or ``band._runtime``, so the private layout can change
+without breaking them. Importing this module does nothing else.
+"""
+
+from __future__ import annotations
+
+from ._core.ids import new_id
+from ._core.log import configure as configure_logging
+from ._core.rpc import RPC
+from ._runtime.connect import connect
+from ._runtime.loop import run
+from ._runtime.micro import collect
+from ._runtime.signals import Signals
+from ._runtime.state import nats_url
+from ._runtime.stream import StreamLimits, ensure_dlq_stream, ensure_stream
+from ._runtime.timers import Deadlines
+
+__all__ = [
+    "Deadlines",
+    "RPC",
+    "Signals",
+    "StreamLimits",
+    "collect",
+    "configure_logging",
+    "connect",
+    "ensure_dlq_stream",
+    "ensure_stream",
+    "nats_url",
+    "new_id",
+    "run",
+]
