@@ -18,20 +18,9 @@ import pytest
 from broker.bodies import BodyBudget, OverBudget
 from support.fakes import unique
 from support.poll import wait_for
-from support.processes import edge_healthy, start_edge, stream_ids
+from support.processes import edge_healthy, memory, start_edge, stream_ids
 
 MiB = 1024 * 1024
-
-
-def memory(pid: int) -> dict[str, int]:
-    """VmRSS (now) and VmHWM (peak) of ``pid``, in bytes."""
-    out = {}
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                out[key] = int(value.split()[0]) * 1024
-    return out
 
 
 async def test_the_budget_refuses_past_its_limit_and_gives_back() -> None:

@@ -34,6 +34,7 @@ from band.cli.ports import free_port
 from band.testing import serve
 from support.poll import wait_for
 from support.fakes import routed, running_edge, unique
+from support.processes import memory
 
 BOUNDARY = "bandtestboundary7MA4YWxkTrZu0gW"
 MiB = 1024 * 1024
@@ -417,16 +418,6 @@ async def test_nats_going_away_mid_upload_answers_503_and_the_edge_recovers(tmp_
 
 
 # --- the edge as its own process: memory stays flat for a 200 MB upload -------------
-def _status(pid: int) -> dict[str, int]:
-    out = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                out[key] = int(value.split()[0]) * 1024
-    return out
-
-
 @asynccontextmanager
 async def edge_process(nats_url: str, **env: str) -> AsyncIterator[tuple[subprocess.Popen[bytes], int]]:
     """``python -m broker`` on a free port, healthy; on exit SIGTERM, and it must exit 0."""
@@ -471,13 +462,13 @@ async def test_200_mb_upload_streams_through_a_separate_edge(nats_url: str, nc: 
                 return "files" in await resp.json()
 
         await wait_for(handled, timeout=10, what="the edge to route uploads to the handler")
-        before = _status(edge.pid)
+        before = memory(edge.pid)
         progress = [0]
         peak = [0]
 
         async def sample() -> None:
             while True:
-                peak[0] = max(peak[0], _status(edge.pid)["VmRSS"])
+                peak[0] = max(peak[0], memory(edge.pid)["VmRSS"])
                 await asyncio.sleep(0.05)
 
         sampler = asyncio.create_task(sample())
@@ -489,7 +480,7 @@ async def test_200_mb_upload_streams_through_a_separate_edge(nats_url: str, nc: 
                 status = resp.status
         elapsed = time.perf_counter() - started
         sampler.cancel()
-        after = _status(edge.pid)
+        after = memory(edge.pid)
         assert status == 200, body
         (got,) = body["files"]
         assert got["size"] == total and got["sha256"] == expected == got["ref"]["sha256"]

@@ -83,6 +83,17 @@ class Proc:
         return processes.stop(self.popen, timeout)
 
 
+def memory(pid: int) -> dict[str, int]:
+    """VmRSS (now) and VmHWM (peak) of ``pid``, in bytes, from /proc."""
+    out = {}
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                out[key] = int(value.split()[0]) * 1024
+    return out
+
+
 def _spawn(args: list[str], log: Path, what: str, env: dict[str, str]) -> Proc:
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
