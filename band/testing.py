@@ -21,3 +21,8 @@ async def serve(app: App | str | Path, nats_url: str, options: ServiceOptions | 
     """Run ``app`` (an App, or a path ``band run`` would take) on its own connection."""
     async with running(app if isinstance(app, App) else load_service(app), nats_url, options) as service:
         yield service
+
+
+__all__ = [
+    "serve",
+]

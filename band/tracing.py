@@ -246,3 +246,27 @@ def add_ids_to_record(record: Any) -> bool:
         if found is not None:
             record.trace_id, record.span_id = found
     return True
+
+
+__all__ = [
+    "ON",
+    "add_ids",
+    "add_ids_to_record",
+    "attach",
+    "calling",
+    "context_of",
+    "delivery",
+    "detach",
+    "extract",
+    "fail",
+    "failed",
+    "ids",
+    "inject",
+    "outgoing",
+    "serving",
+    "setup",
+    "shutdown",
+    "start",
+    "use",
+    "wanted",
+]

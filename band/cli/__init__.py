@@ -78,3 +78,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     raise SystemExit(main())
+
+
+__all__ = [
+    "EPILOG",
+    "GROUP",
+    "HELP_ORDER",
+    "main",
+    "parser",
+    "registrations",
+    "version",
+]

@@ -293,3 +293,19 @@ async def _up(paths: list[Path], port: int, data: Path, keep_going: bool, timeou
         if server is not None:
             await asyncio.to_thread(server.stop)
             state.URL_FILE.unlink(missing_ok=True)
+
+
+__all__ = [
+    "START_TIMEOUT_S",
+    "StartFailed",
+    "discoverable",
+    "every",
+    "find_services",
+    "http_answers",
+    "ports",
+    "register",
+    "routed_by_edge",
+    "run",
+    "service_name",
+    "start",
+]

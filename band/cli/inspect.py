@@ -221,3 +221,16 @@ async def tail(args: argparse.Namespace) -> int:
     finally:
         await nc.close()
     return 0
+
+
+__all__ = [
+    "CONNECT_TIMEOUT_S",
+    "call",
+    "call_command",
+    "call_params",
+    "ls",
+    "ls_command",
+    "register",
+    "tail",
+    "tail_command",
+]

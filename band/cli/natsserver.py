@@ -111,3 +111,9 @@ class NatsServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+__all__ = [
+    "NatsServer",
+    "find_binary",
+]

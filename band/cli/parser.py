@@ -37,3 +37,10 @@ class Commands:
         self.sub.add_parser(name, help=summary, add_help=False)  # only so argparse names it among the commands
         self.synopses.append((f"band {name} {synopsis}".rstrip(), summary))
         self.own_parsers[name] = main
+
+
+__all__ = [
+    "Commands",
+    "Main",
+    "Run",
+]

@@ -37,3 +37,10 @@ def port_in_use(port: int, host: str = "0.0.0.0") -> bool:
                 return True
             raise
     return False
+
+
+__all__ = [
+    "free_port",
+    "port_in_use",
+    "port_open",
+]

@@ -64,3 +64,11 @@ def die_with_parent() -> Callable[[], None] | None:
         prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
     return preexec
+
+
+__all__ = [
+    "STOP_TIMEOUT_S",
+    "die_with_parent",
+    "held",
+    "stop",
+]

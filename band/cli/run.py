@@ -27,3 +27,9 @@ def run_service(args: argparse.Namespace) -> int:
     from .._runtime.runner import run
 
     return run(args.path, target.nats_url(args.nats), args.name)
+
+
+__all__ = [
+    "register",
+    "run_service",
+]

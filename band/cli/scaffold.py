@@ -51,3 +51,11 @@ def create(name: str, parent: Path) -> Path:
         text = (templates / template).read_text(encoding="utf-8").replace("{{name}}", name)
         (folder / target.format(name=name.replace("-", "_"))).write_text(text, encoding="utf-8")
     return folder
+
+
+__all__ = [
+    "FILES",
+    "create",
+    "new_service",
+    "register",
+]

@@ -24,3 +24,8 @@ def spell(tool: str) -> str:
         return str(path.absolute().relative_to(Path.cwd()))
     except ValueError:
         return str(path.absolute())
+
+
+__all__ = [
+    "spell",
+]

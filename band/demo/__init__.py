@@ -8,4 +8,4 @@ from __future__ import annotations
 
 from .generate import CONVERSION, generate
 
-__all__ = ["generate", "CONVERSION"]
+__all__ = ["CONVERSION", "generate"]

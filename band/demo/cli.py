@@ -116,3 +116,9 @@ def _to_store(events: list[dict[str, Any]], data_dir: str) -> int:
         return 1
     print("rows written: " + ", ".join(f"{table} {n}" for table, n in sorted(counts.items())), file=sys.stderr)
     return 0
+
+
+__all__ = [
+    "DESCRIPTION",
+    "main",
+]

@@ -42,3 +42,12 @@ def to_csv(rows: list[dict[str, Any]]) -> str:
     writer.writeheader()
     writer.writerows(rows)
     return out.getvalue()
+
+
+__all__ = [
+    "COLUMNS",
+    "CPC",
+    "PAID_MEDIA",
+    "costs",
+    "to_csv",
+]

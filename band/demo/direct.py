@@ -61,3 +61,11 @@ def write(events: list[dict[str, Any]], data_dir: Path | None = None,
             engine.close()
 
     return asyncio.run(run())
+
+
+__all__ = [
+    "BATCH",
+    "insert",
+    "rows_by_table",
+    "write",
+]

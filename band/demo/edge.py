@@ -82,3 +82,11 @@ async def send(
 
         await asyncio.gather(*(visitor_worker() for _ in range(max(1, concurrency))))
     return sent
+
+
+__all__ = [
+    "EdgeUnreachable",
+    "Sent",
+    "hit_of",
+    "send",
+]

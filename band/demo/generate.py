@@ -261,3 +261,17 @@ def _assign_ids(events: list[dict[str, Any]]) -> None:
         seq = seq + 1 if ms == last_ms else 0
         last_ms = ms
         event["id"] = str((ms << _ID_SHIFT) | (_NODE << 12) | (seq & 0xFFF))
+
+
+__all__ = [
+    "CONVERSION",
+    "DEVICES",
+    "DIRECT",
+    "HOST",
+    "NEXT_PAGES",
+    "PAGES",
+    "PRICES",
+    "SOURCES",
+    "Source",
+    "generate",
+]
