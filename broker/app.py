@@ -23,7 +23,7 @@ from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 
 from band import tracing, wire
-from band._runtime.connect import connect
+from band._runtime.connect import close, connect
 from band._runtime.stream import ensure_stream
 
 from .builtin_enrichers import Builtins
@@ -294,12 +294,12 @@ class Edge:
         if self.nc.is_closed:
             return
         if not self.nc.is_connected:  # reconnecting (or never connected): nothing to drain
-            await self.nc.close()
+            await close(self.nc)  # what it still buffers has nowhere to go; that is logged, not raised
             return
         try:
             await self.nc.drain()
         except (nats.errors.Error, asyncio.TimeoutError):
-            await self.nc.close()
+            await close(self.nc)
 
     async def on_shutdown(self, app: web.Application) -> None:
         """Open sockets would hold shutdown forever: close them first."""
