@@ -12,7 +12,8 @@ from __future__ import annotations
 from ._core.ids import new_id
 from ._core.log import configure as configure_logging
 from ._core.rpc import RPC
-from ._runtime.connect import connect
+from ._runtime.cancel import raise_if_cancelling
+from ._runtime.connect import close, connect
 from ._runtime.loop import run
 from ._runtime.micro import collect
 from ._runtime.signals import Signals
@@ -25,6 +26,7 @@ __all__ = [
     "RPC",
     "Signals",
     "StreamLimits",
+    "close",
     "collect",
     "configure_logging",
     "connect",
@@ -32,5 +34,6 @@ __all__ = [
     "ensure_stream",
     "nats_url",
     "new_id",
+    "raise_if_cancelling",
     "run",
 ]

@@ -20,7 +20,7 @@ from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 
 from band import wire
-from band.runtime import connect, ensure_stream
+from band.runtime import close, connect, ensure_stream
 
 from .builtin_enrichers import Builtins
 from .config import EdgeConfig
@@ -195,13 +195,13 @@ class NatsSide:
         if nc.is_closed:
             return
         if not nc.is_connected:  # reconnecting (or never connected): nothing to drain
-            await nc.close()
+            await close(nc)  # what it still buffers has nowhere to go; that is logged, not raised
             return
         try:
             async with asyncio.timeout(self._stopping.left(DRAIN_TIMEOUT_S)):  # what the stop has left
                 await nc.drain()
         except (nats.errors.Error, asyncio.TimeoutError):
-            await nc.close()
+            await close(nc)
 
 
 __all__ = ["Running", "NatsSide", "EventsStream"]

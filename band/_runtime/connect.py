@@ -6,6 +6,7 @@ survived without anyone's help; subscriptions resume with the connection.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import ssl
@@ -19,6 +20,7 @@ from .. import wire
 from .._core.log import Logger
 
 DEFAULT_URL = "nats://127.0.0.1:4222"
+CLOSE_TIMEOUT_S = 1.0  # a close flushes what is still buffered; a stop waits for it this long at most
 _NOT_TOKEN = re.compile(r"[^A-Za-z0-9_-]")
 
 
@@ -144,3 +146,22 @@ async def flush(nc: Client, timeout: float = 5.0) -> None:
     """
     await nc.flush(timeout=timeout)  # type: ignore[arg-type]
     await nc.flush(timeout=timeout)  # type: ignore[arg-type]
+
+
+async def close(nc: Client, logger: Logger | None = None, timeout: float = CLOSE_TIMEOUT_S) -> None:
+    """Close ``nc`` in whatever state it is in, within ``timeout``; never raises.
+
+    nats-py's close flushes what it still buffers to the socket first. With the server
+    gone (killed, or not yet back) that write fails, and how depends on the loop:
+    uvloop raises ``RuntimeError`` (the transport is closed), asyncio's loop
+    ``ConnectionResetError`` or ``BrokenPipeError``. None of it can be acted on by a
+    process that is stopping, and none of it may turn a clean stop into a traceback:
+    it is logged as a warning and the stop goes on.
+    """
+    try:
+        async with asyncio.timeout(timeout):
+            await nc.close()
+    except TimeoutError:
+        (logger or Logger(component="nats")).warning("NATS connection not closed in time; leaving it", timeout=timeout)
+    except Exception as exc:  # the server went first: nothing is left to flush to
+        (logger or Logger(component="nats")).warning("NATS connection lost while closing", error=f"{type(exc).__name__}: {exc}")

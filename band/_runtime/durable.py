@@ -31,6 +31,7 @@ from nats.js.errors import BadRequestError, ServerError
 from .. import tracing, wire
 from .._core.app import App
 from .._core.registry import Endpoint
+from .cancel import raise_if_cancelling
 from ..errors import ConfigError
 from .dispatch import Dispatch, describe, quiet
 from .limits import Gate
@@ -98,13 +99,15 @@ class DurableListener:
 
         A pull is never cancelled half-way by us: a pull request the server still holds
         after we left would take events to a dead inbox until their ack_wait. So the
-        last one is waited out (at most ``FETCH_WAIT_S``), its events started.
+        last one is waited out (at most ``FETCH_WAIT_S``), its events started; unless
+        the connection is down, when no server holds it and there is nothing to wait for.
         """
         async with asyncio.TaskGroup() as group:
             beat = group.create_task(self._keep_in_progress())
             try:
                 while not stopping.is_set():
                     await self._pull_once(stopping)
+                    raise_if_cancelling()  # a cancel a step swallowed still ends the loop
             finally:
                 beat.cancel()
                 if self._sub is not None:  # events the last pull brought are started first
@@ -122,18 +125,35 @@ class DurableListener:
             request = wire.encode({"batch": slots, "expires": int(FETCH_WAIT_S * 1e9)})
             try:
                 await self.nc.publish(wire.pull_subject(self.name), request, reply=f"{self._inbox}.{self._pulls}")
-                done, _ = await asyncio.wait([ended], timeout=FETCH_WAIT_S + PULL_GRACE_S)
-                status = ended.result() if done else ""
+                status = await self._pull_end(ended, stopping)
                 if status not in ("", wire.PULL_EXPIRED_STATUS):  # 409 consumer deleted, 503 no JetStream...
                     raise ConnectionError(f"pull answered with status {status}")
             except Exception as exc:  # connection or consumer trouble: back off, the client reconnects
                 self.app.logger.warning("durable pull failed; retrying", method=self.ep.method, error=describe(exc))
-                with contextlib.suppress(asyncio.TimeoutError):  # back off, but not past a stop
-                    await asyncio.wait_for(stopping.wait(), 1.0)
+                with contextlib.suppress(TimeoutError):  # back off, but not past a stop
+                    async with asyncio.timeout(1.0):
+                        await stopping.wait()
         finally:
             self._pull_ended = None
             owed, self._owed = self._owed, 0
             self.gate.give_back(owed)
+
+    async def _pull_end(self, ended: asyncio.Future[str], stopping: asyncio.Event) -> str:
+        """How the current pull ended (``""`` when its end never came within the grace).
+
+        A stop while the connection is down ends the wait at once: the request is still
+        in the client's buffer or died with the server that held it."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + FETCH_WAIT_S + PULL_GRACE_S
+        stop = asyncio.ensure_future(stopping.wait())
+        try:
+            either: list[asyncio.Future[Any]] = [ended, stop]
+            await asyncio.wait(either, timeout=deadline - loop.time(), return_when=asyncio.FIRST_COMPLETED)
+            if not ended.done() and stop.done() and self.nc.is_connected:  # a live pull is waited out
+                await asyncio.wait([ended], timeout=max(0.0, deadline - loop.time()))
+            return ended.result() if ended.done() else ""
+        finally:
+            stop.cancel()
 
     async def _on_delivery(self, msg: Msg) -> None:
         """An event of a pull: start it in a reserved slot. A status: that pull has ended."""

@@ -18,7 +18,7 @@ from .. import tracing, wire
 from .._core import log
 from .._core.app import App
 from . import loop
-from .connect import connect
+from .connect import close, connect
 from ..errors import CleanupFailed, ConfigError
 from .._core.loader import load_service
 from .metrics import ServiceMetrics, exposed, port_from
@@ -35,10 +35,7 @@ async def running(app: App, url: str | list[str] | None = None, options: Service
         async with Service(app, nc, options) as service:
             yield service
     finally:
-        try:
-            await nc.close()
-        except OSError as exc:  # the server went first; nothing is left to flush
-            app.logger.warning("NATS connection lost while closing", error=str(exc))
+        await close(nc, app.logger)  # a dead connection's close is logged, never raised
 
 
 async def serve_until_stopped(app: App, url: str | None = None, stop: asyncio.Event | None = None) -> None:

@@ -19,7 +19,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from .. import wire
-from ..runtime import RPC
+from ..runtime import RPC, raise_if_cancelling
 from ..errors import RPCError
 
 BUCKET_S = 15 * 60
@@ -102,6 +102,7 @@ async def from_stream(nc: Client, limit: int, top: int = 9) -> dict[str, Any]:
                 per = counts.setdefault(name, {})
                 per[bucket] = per.get(bucket, 0.0) + 1
             read += len(msgs)
+            raise_if_cancelling()  # a fetch may swallow the cancel of a request the panel drops
     finally:
         try:
             await psub.unsubscribe()

@@ -21,7 +21,7 @@ import aiohttp
 from nats.aio.client import Client
 
 from .. import wire
-from ..runtime import collect as gather_micro
+from ..runtime import collect as gather_micro, raise_if_cancelling
 from . import charts, edgemetrics, jetstream
 from .config import PanelConfig
 
@@ -167,10 +167,8 @@ class Sampler:
     async def run(self) -> None:
         """Sample until cancelled; one failed round is logged and the next one tries again.
 
-        A cancel swallowed inside a round still ends it: on Python 3.11 ``asyncio.wait_for``
-        (under nats-py's requests) can drop a cancellation whose reply lands at the same
-        moment, and the panel's shutdown then waited for this loop forever."""
-        me = asyncio.current_task()
+        A cancel swallowed inside a round still ends it (:mod:`band._runtime.cancel`), so
+        the panel's shutdown never waits for this loop."""
         while True:
             try:
                 if self._nc.is_connected:
@@ -179,8 +177,7 @@ class Sampler:
                 raise
             except Exception:
                 log.exception("panel: sampling failed")
-            if me is not None and me.cancelling():
-                raise asyncio.CancelledError
+            raise_if_cancelling()
             self.ready.set()
             await asyncio.sleep(self._config.interval_s)
 

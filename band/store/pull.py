@@ -45,6 +45,7 @@ class Puller:
         self._first_at = 0.0
         self.oldest = 0.0  # loop time the oldest message of the last fetch arrived: a batch's age starts there
         self._changed = asyncio.Event()
+        self._stopping = False  # the writer stops: a request the connection lost is not waited out
 
     async def start(self) -> Puller:
         self._sub = await self._nc.subscribe(self._inbox, cb=self._arrived, pending_msgs_limit=self._pending_limit,
@@ -79,13 +80,14 @@ class Puller:
         deadline = loop.time() + timeout + GRACE_S
         while self._open and len(self._ready) < room:
             left = deadline - loop.time()
-            if left <= 0:
+            if left <= 0 or (self._stopping and not self._nc.is_connected):
                 self._open = False  # lost (a reconnect): ask again next time
                 break
             self._changed.clear()
             try:
-                await asyncio.wait_for(self._changed.wait(), left)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(left):
+                    await self._changed.wait()
+            except TimeoutError:
                 pass
         taken, self._ready = self._ready[:room], self._ready[room:]
         self.oldest = self._first_at if taken else loop.time()
@@ -106,6 +108,13 @@ class Puller:
         except (nats.errors.Error, asyncio.TimeoutError):  # reconnecting, JetStream still starting: do without
             return None
         return int(info.state.last_seq)
+
+    def stopping(self) -> None:
+        """The writer stops. A request still open is waited out while the connection is
+        up (JetStream ends it within its expiry); with the connection down no server
+        holds it, so the fetch ends now instead of at its deadline."""
+        self._stopping = True
+        self._changed.set()
 
     async def unsubscribe(self) -> None:
         if self._sub is not None:

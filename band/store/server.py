@@ -119,7 +119,7 @@ class Store:
         """Finish the batch in hand (bounded by the caller), leave the rest to JetStream."""
         for writer in (self.replaying, self.writer):
             if writer is not None:
-                writer.stop.set()
+                writer.request_stop()
         if self._replay_task is not None:
             await asyncio.wait([self._replay_task], timeout=5)
 

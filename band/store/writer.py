@@ -38,6 +38,7 @@ rows are built meanwhile, in worker processes when there are cores for them
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -138,9 +139,15 @@ class Engine:
         return await asyncio.get_running_loop().run_in_executor(self._readers if read else self._pool, fn, *args)
 
     def close(self) -> None:
-        self._readers.shutdown(wait=True, cancel_futures=True)
-        self._pool.shutdown(wait=True)
+        """No new statements, close the backend, then wait for the threads. In this order
+        a statement still running (a query cut at the service's drain limit, an insert
+        the writer gave up on) ends with its backend (a busy chDB process is stopped,
+        see :mod:`.isolated`) instead of holding the stop until it is done."""
+        self._readers.shutdown(wait=False, cancel_futures=True)
+        self._pool.shutdown(wait=False, cancel_futures=True)
         self.backend.close()
+        self._readers.shutdown(wait=True)
+        self._pool.shutdown(wait=True)
 
 
 class Writer:
@@ -163,6 +170,11 @@ class Writer:
         self.checking_all: Any = lambda: False  # true while a replay runs beside this writer
         self._queued: list[list[asyncio.Future[list[Item]]]] = []  # batches cut, waiting for the insert in progress
         self.stop = asyncio.Event()
+
+    def request_stop(self) -> None:
+        """Stop after the batch in hand (:meth:`run` then stores it and returns)."""
+        self.stop.set()
+        self.psub.stopping()
 
     async def run(self) -> None:
         chunks: list[asyncio.Future[list[Item]]] = []  # this batch's fetched chunks, their rows being built
@@ -227,7 +239,9 @@ class Writer:
             raise
         except Exception as exc:  # connection trouble: the client reconnects by itself
             self.log.warning("store: fetch failed; retrying", error=f"{type(exc).__name__}: {exc}")
-            await asyncio.sleep(1.0)
+            with contextlib.suppress(TimeoutError):  # back off, but not past a stop
+                async with asyncio.timeout(1.0):
+                    await self.stop.wait()
             return []
 
     async def _items(self, msgs: list[Msg]) -> list[Item]:

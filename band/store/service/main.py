@@ -20,16 +20,22 @@ current_app().collectors.extend(collectors())  # band_store_* on /metrics beside
 
 @worker()
 async def write() -> None:
-    """The writer; at stop it finishes the batch in hand (within STORE_DRAIN_TIMEOUT) and closes."""
+    """The writer; at stop it finishes the batch in hand (within STORE_DRAIN_TIMEOUT) and closes.
+
+    Stopped before it writes (opening ClickHouse, creating its consumer, NATS away) it
+    has no batch in hand: it is cancelled at once."""
     task = asyncio.get_running_loop().create_task(store.run(current_app().connection()))
     try:
         await asyncio.shield(task)
     except asyncio.CancelledError:
         await store.stop()
-        done, _ = await asyncio.wait([task], timeout=DRAIN_S)
-        if not done:
+        if store.writer is not None:
+            await asyncio.wait([task], timeout=DRAIN_S)
+        if not task.done():
             task.cancel()
             await asyncio.wait([task], timeout=1.0)
+        if task.done() and not task.cancelled() and task.exception() is not None:  # cut short by the stop
+            logger.warning("store: the writer ended with an error while stopping", error=repr(task.exception()))
         raise
     finally:
         if task.done():
