@@ -23,7 +23,6 @@ import contextlib
 from typing import Any
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import BadRequestError, ServerError
@@ -35,6 +34,7 @@ from .cancel import raise_if_cancelling
 from ..errors import ConfigError
 from .dispatch import Dispatch, describe, quiet
 from .limits import Gate
+from .pull import PullRequests
 from .stream import await_stream
 
 FETCH_WAIT_S = 0.5  # how long one pull request waits on the server for events
@@ -57,19 +57,14 @@ class DurableListener:
         self.dispatch = dispatch
         self.gate = gate
         self.name = wire.durable_name(app.name, ep.method)
-        self._sub: Subscription | None = None
-        self._inbox = ""
-        self._pulls = 0  # pull requests sent; the current one's replies come on <inbox>.<n>
-        self._owed = 0  # events the current pull may still bring, each with a reserved slot
-        self._pull_ended: asyncio.Future[str] | None = None  # how it ended: "" used up, else the status
+        self._pulls = PullRequests(nc, self.name, self._on_delivery)  # each event of a pull has a reserved slot
         # in work, by its ack subject (unique per delivery) -> (msg, when it last said so to the server)
         self._working: dict[str, tuple[Msg, float]] = {}
 
     async def create(self) -> None:
         """Create (or update) the consumer and subscribe the inbox its events come to."""
         await self.make_consumer()
-        self._inbox = self.nc.new_inbox()
-        self._sub = await self.nc.subscribe(self._inbox + ".*", cb=self._on_delivery)
+        await self._pulls.start()
 
     async def make_consumer(self) -> None:
         """Create the durable consumer, or update it to this listener's settings."""
@@ -110,21 +105,18 @@ class DurableListener:
                     raise_if_cancelling()  # a cancel a step swallowed still ends the loop
             finally:
                 beat.cancel()
-                if self._sub is not None:  # events the last pull brought are started first
-                    await quiet(self._sub.drain() if self.nc.is_connected else self._sub.unsubscribe())  # type: ignore[no-untyped-call]
+                await self._pulls.close(drain=self.nc.is_connected)  # events the last pull brought are started first
 
     async def _pull_once(self, stopping: asyncio.Event) -> None:
         """One pull request for as many events as there are free slots, until it ends."""
         slots = await self.gate.reserve(MOST_PER_PULL)
-        self._owed = slots
+        asked = False
         try:
             if stopping.is_set():
                 return
-            self._pulls += 1
-            self._pull_ended = ended = asyncio.get_running_loop().create_future()
-            request = wire.encode({"batch": slots, "expires": int(FETCH_WAIT_S * 1e9)})
             try:
-                await self.nc.publish(wire.pull_subject(self.name), request, reply=f"{self._inbox}.{self._pulls}")
+                ended = await self._pulls.pull(slots, FETCH_WAIT_S)
+                asked = True
                 status = await self._pull_end(ended, stopping)
                 if status not in ("", wire.PULL_EXPIRED_STATUS):  # 409 consumer deleted, 503 no JetStream...
                     raise ConnectionError(f"pull answered with status {status}")
@@ -134,9 +126,8 @@ class DurableListener:
                     async with asyncio.timeout(1.0):
                         await stopping.wait()
         finally:
-            self._pull_ended = None
-            owed, self._owed = self._owed, 0
-            self.gate.give_back(owed)
+            self._pulls.give_up()  # what it still brings comes late, each reserving a slot of its own
+            self.gate.give_back(self._pulls.owed if asked else slots)
 
     async def _pull_end(self, ended: asyncio.Future[str], stopping: asyncio.Event) -> str:
         """How the current pull ended (``""`` when its end never came within the grace).
@@ -155,24 +146,12 @@ class DurableListener:
         finally:
             stop.cancel()
 
-    async def _on_delivery(self, msg: Msg) -> None:
-        """An event of a pull: start it in a reserved slot. A status: that pull has ended."""
-        status = msg.headers.get(wire.STATUS_HEADER) if msg.headers and not msg.data else None
-        if status is not None:
-            if status != wire.HEARTBEAT_STATUS and msg.subject == f"{self._inbox}.{self._pulls}":
-                self._end_pull(status)  # 408 expired: pull again; 409 (consumer gone...): after a pause
-            return
-        if self._owed > 0:
-            self._owed -= 1
-            if self._owed == 0:
-                self._end_pull("")
-        else:  # from a pull given up for lost: start it once a slot is free
+    async def _on_delivery(self, msg: Msg, late: bool) -> None:
+        """An event: started in the slot its pull reserved, or, come late from a pull given
+        up for lost, once a slot is free."""
+        if late:
             await self.gate.reserve()
         self.gate.start(tracing.delivery(msg, self._one(msg)) if tracing.ON else self._one(msg))
-
-    def _end_pull(self, status: str) -> None:
-        if self._pull_ended is not None and not self._pull_ended.done():
-            self._pull_ended.set_result(status)
 
     async def _keep_in_progress(self) -> None:
         """Every third of ack_wait, tell the server the events still in work are alive."""
