@@ -93,19 +93,26 @@ def _row_event(row: Mapping[str, Any], config: StoreConfig) -> dict[str, Any]:
     (else ``dateTime``, else ``date``), every other column in ``data`` by its own name
     (the builder flattens ``data`` by joining keys with ``_``, so ``page_url`` finds its
     column), and each ``<prefix>_extra`` pair under ``data[<prefix>]``, so the builder
-    puts it back in the same ``_extra`` with the same key."""
+    puts it back in the same ``_extra`` with the same key.
+
+    An ``_extra`` entry named like a column (a value that did not fit it, ``sess_num``:
+    ``"n/a"``) replaces that column's value, which is then only the column's default."""
     top = set(config.copy_props)
     event: dict[str, Any] = {}
     data: dict[str, Any] = {}
+    extras: list[tuple[str, Any, Any]] = []
     for key, value in row.items():
         if key in _ROW_MARKS or key.endswith(".value"):
             continue
         if key.endswith(".key"):
-            _extras(data, key[: -len(".key")], value, row.get(key[: -len(".key")] + ".value"))
+            base = key[: -len(".key")]
+            extras.append((base, value, row.get(base + ".value")))
         elif key in top:
             event[key] = value
         elif value is not None and value != "" and value != []:  # a column left empty: the default again
             data[key] = value
+    for base, keys, values in extras:
+        _extras(data, base, keys, values)
     ms = _row_ms(row)
     if ms is not None:
         event["time"] = ms
@@ -116,14 +123,22 @@ def _row_event(row: Mapping[str, Any], config: StoreConfig) -> dict[str, Any]:
 def _extras(data: dict[str, Any], base: str, keys: Any, values: Any) -> None:
     if not isinstance(keys, list) or not isinstance(values, list):
         return
-    if base == "extra":
-        target = data
-    else:
-        prefix = base[: -len("_extra")] if base.endswith("_extra") else base
-        found = data.setdefault(prefix, {})
-        target = found if isinstance(found, dict) else data.setdefault(prefix + "_", {})
+    target = data
+    if base != "extra":
+        found = data.setdefault(base.removesuffix("_extra"), {})
+        if not isinstance(found, dict):  # a column of the prefix's name: keep its keys flat beside it
+            return _put(data, base.removesuffix("_extra") + "_", keys, values)
+        target = found
+    _put(target, "", keys, values)
+
+
+def _put(target: dict[str, Any], prefix: str, keys: list[Any], values: list[Any]) -> None:
+    """The pairs at the end of ``target`` in their order (the builder keeps an ``_extra``'s
+    keys in the order it meets them), replacing a column's default of the same name."""
     for key, value in zip(keys, values):
-        target.setdefault(str(key), value)
+        name = prefix + str(key)
+        target.pop(name, None)
+        target[name] = value
 
 
 def _row_ms(row: Mapping[str, Any]) -> int | None:

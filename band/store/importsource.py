@@ -6,6 +6,7 @@ a time, so a file of any size is read in constant memory.
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any, BinaryIO, Iterable, Iterator, NamedTuple
 
@@ -93,9 +94,11 @@ def clickhouse_rows(url: str, table: str) -> Iterator[Line]:
         from clickhouse_connect.driver.exceptions import ClickHouseError
     except ImportError:  # pragma: no cover - depends on the install
         raise SourceError("reading from ClickHouse needs clickhouse-connect: pip install 'band[store]'") from None
+    for noisy in ("clickhouse_connect", "urllib3"):  # their retries and warnings: the one line below says it
+        logging.getLogger(noisy).setLevel(logging.CRITICAL)
     shown = re.sub(r"//[^@/]*@", "//***@", url)
     try:
-        client = clickhouse_connect.get_client(dsn=url, autogenerate_session_id=False)
+        client = clickhouse_connect.get_client(dsn=url)
     except Exception as exc:
         raise SourceError(f"cannot reach ClickHouse at {shown}: {_first_line(exc)}") from None
     name = ".".join(quote(part) for part in table.split("."))
@@ -126,9 +129,15 @@ def _split(chunks: Iterable[bytes]) -> Iterator[bytes]:
         yield rest
 
 
+_OS_ERROR = re.compile(r"\[Errno -?\d+\] ([^\"')]+)")
+
+
 def _first_line(exc: BaseException) -> str:
+    """The reason in a few words: the socket's own error when there is one (urllib3's
+    message around it is a paragraph), else the first line."""
     text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:300]
+    found = _OS_ERROR.search(text)
+    return found.group(1).strip() if found else text.splitlines()[0][:300]
 
 
 __all__ = ["Line", "SourceError", "clickhouse_rows", "json_lines", "parse", "sniffed"]
