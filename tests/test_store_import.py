@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.store import UID, count, counted, event, publish, start_store
 
 from band import store
 from band.cli.natsserver import NatsServer
-from support.store import UID, count, counted, event, publish, start_store
 
 pytest.importorskip("chdb")
 
@@ -261,8 +261,7 @@ async def test_a_100000_line_import_holds_its_memory(tmp_path: Path, own_nats: N
     total = 100_000
     path = tmp_path / "big.jsonl"
     with open(path, "w") as out:
-        for n in range(total):
-            out.write(json.dumps(event(n, sess={"num": n % 7, "marks": {"utm_source": "s"}}, user={"tz": "UTC"})) + "\n")
+        out.writelines(json.dumps(event(n, sess={"num": n % 7, "marks": {"utm_source": "s"}}, user={"tz": "UTC"})) + "\n" for n in range(total))
     proc = start_store(tmp_path, own_nats.url)
     try:
         await counted(0, proc)

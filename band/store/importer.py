@@ -2,14 +2,15 @@
 
 Where the events go depends on whether the store runs. A running store holds its chDB
 data directory for itself (chDB lets one process open it), so the import goes through
-it: batches over NATS to its ``import_objects`` method, which stores them beside the
+it: batches over NATS to its ``import_lines`` method, which stores them beside the
 live writer under the same lock. With no store answering, the import opens the data
 directory itself (or ``CLICKHOUSE_URL``'s server), as ``band demo --store`` does, and
 runs the same code (:mod:`.imports`) in this process. Either way each event is looked
 up by id before it is written, so running an import twice, or after it was cut short,
 stores nothing twice.
 
-Batches are cut to fit one NATS message; two are in flight so reading the next one
+A batch is up to 5,000 lines, compressed to fit one NATS message (JSON lines shrink
+5-40x; a batch that does not fit is halved); two are in flight so reading the next one
 overlaps storing this one, which bounds memory whatever the input's size. A bad line
 is reported with its number and the reason, and the rest goes in.
 """
@@ -20,17 +21,19 @@ import argparse
 import asyncio
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator, Protocol, TextIO
+from typing import Any, Protocol, TextIO
 
 from .. import wire
-from ..errors import ConfigError, RPCError
 from .._runtime.state import nats_url
+from ..errors import ConfigError, RPCError
 from .backend import StoreError
+from .imports import AUTO, SHAPES, pack, store_objects
 from .importsource import Line, SourceError, clickhouse_rows, json_lines
-from .imports import AUTO, SHAPES, store_objects
 
 BATCH_EVENTS = 5000
+BATCH_BYTES = 32 << 20  # of lines, before compression
 INFLIGHT = 2  # batches sent and not yet answered
 CALL_TIMEOUT_S = 120.0
 RETRIES = 5
@@ -60,9 +63,8 @@ class Target(Protocol):
     """Where batches are stored: :class:`ThroughStore` or :class:`Direct`."""
 
     what: str
-    max_bytes: int
 
-    async def store(self, objects: list[Any], shape: str) -> dict[str, Any]: ...
+    async def store(self, lines: list[bytes], shape: str) -> dict[str, Any]: ...
     async def close(self) -> None: ...
 
 
@@ -75,15 +77,28 @@ class ThroughStore:
         self.nc = nc
         self.rpc = RPC(lambda: nc)
         self.what = f"through the running store (NATS {url})"
-        self.max_bytes = int(nc.max_payload * 0.7)  # JSON re-encoded may grow a little; the envelope too
+        self.max_bytes = int(nc.max_payload) - 4096  # the call's envelope
 
-    async def store(self, objects: list[Any], shape: str) -> dict[str, Any]:
-        """One batch; retried while the store cannot say what became of it (its ids make that safe)."""
+    async def store(self, lines: list[bytes], shape: str) -> dict[str, Any]:
+        """One batch, halved until each part fits one NATS message."""
+        packed = pack(lines)
+        if len(packed) <= self.max_bytes:
+            return await self._call(packed, shape)
+        if len(lines) == 1:
+            return {"stored": 0, "skipped": 0,
+                    "bad": [[0, f"{len(lines[0]):,} bytes, too large to send in one NATS message ({self.max_bytes:,})"]]}
+        half = len(lines) // 2
+        first, second = await self.store(lines[:half], shape), await self.store(lines[half:], shape)
+        return {"stored": first["stored"] + second["stored"], "skipped": first["skipped"] + second["skipped"],
+                "bad": first["bad"] + [[int(i) + half, reason] for i, reason in second["bad"]]}
+
+    async def _call(self, packed: str, shape: str) -> dict[str, Any]:
+        """Retried while the store cannot say what became of the batch (its ids make that safe)."""
         delay = 1.0
         for attempt in range(RETRIES + 1):
             try:
-                answer: dict[str, Any] = await self.rpc.request("store", "import_objects", timeout__=CALL_TIMEOUT_S,
-                                                                objects=objects, shape=shape)
+                answer: dict[str, Any] = await self.rpc.request("store", "import_lines", timeout__=CALL_TIMEOUT_S,
+                                                                lines=packed, shape=shape)
                 return answer
             except RPCError as exc:
                 if exc.code not in (503, 504) or attempt == RETRIES:
@@ -111,16 +126,15 @@ class Direct:
         self.what = "into ClickHouse at CLICKHOUSE_URL" if self.config.clickhouse_url else f"into {where} directly"
         self.engine = Engine.of(open_backend(self.config.clickhouse_url, where), self.config)
         self.builder = RowBuilder(self.config)
-        self.max_bytes = 64 << 20
 
-    async def open(self) -> "Direct":
+    async def open(self) -> Direct:
         from .migrate import ensure
 
         await self.engine.call(ensure, self.engine.backend, self.config)
         return self
 
-    async def store(self, objects: list[Any], shape: str) -> dict[str, Any]:
-        return (await store_objects(self.engine, self.builder, objects, shape=shape)).as_dict()
+    async def store(self, lines: list[bytes], shape: str) -> dict[str, Any]:
+        return (await store_objects(self.engine, self.builder, lines, shape=shape)).as_dict()
 
     async def close(self) -> None:
         await asyncio.to_thread(self.engine.close)
@@ -187,7 +201,7 @@ class Tally:
         if self.bad <= SHOW_BAD:
             print(f"\rline {number}: {reason}", file=sys.stderr)
         elif self.bad == SHOW_BAD + 1:
-            print(f"\r(more bad lines are counted, not shown)", file=sys.stderr)
+            print("\r(more bad lines are counted, not shown)", file=sys.stderr)
 
     def take(self, numbers: list[int], answer: dict[str, Any]) -> None:
         self.stored += int(answer["stored"])
@@ -200,46 +214,39 @@ class Tally:
                 f"bad {self.bad:,}")
 
 
-def _batches(lines: Iterator[Line], tally: Tally, max_bytes: int) -> Iterator[tuple[list[int], list[Any]]]:
-    """Parsed lines in batches of at most :data:`BATCH_EVENTS` events and ``max_bytes``;
-    lines that are not JSON are reported here."""
+def _batches(lines: Iterator[Line], tally: Tally) -> Iterator[tuple[list[int], list[bytes]]]:
+    """Lines in batches of at most :data:`BATCH_EVENTS` lines and :data:`BATCH_BYTES`."""
     numbers: list[int] = []
-    objects: list[Any] = []
+    raws: list[bytes] = []
     size = 0
     for line in lines:
         tally.read += 1
-        if line.reason:
-            tally.report_bad(line.number, line.reason)
-            continue
-        if line.size > max_bytes:
-            tally.report_bad(line.number, f"{line.size} bytes, over the {max_bytes} a batch can carry")
-            continue
-        if objects and size + line.size > max_bytes:
-            yield numbers, objects
-            numbers, objects, size = [], [], 0
+        if raws and size + len(line.raw) > BATCH_BYTES:
+            yield numbers, raws
+            numbers, raws, size = [], [], 0
         numbers.append(line.number)
-        objects.append(line.obj)
-        size += line.size
-        if len(objects) >= BATCH_EVENTS:
-            yield numbers, objects
-            numbers, objects, size = [], [], 0
-    if objects:
-        yield numbers, objects
+        raws.append(line.raw)
+        size += len(line.raw)
+        if len(raws) >= BATCH_EVENTS:
+            yield numbers, raws
+            numbers, raws, size = [], [], 0
+    if raws:
+        yield numbers, raws
 
 
 async def _import(target: Target, lines: Iterator[Line], shape: str, tally: Tally, progress: Progress) -> None:
     pending: set[asyncio.Task[None]] = set()
 
-    async def one(numbers: list[int], objects: list[Any]) -> None:
-        tally.take(numbers, await target.store(objects, shape))
+    async def one(numbers: list[int], raws: list[bytes]) -> None:
+        tally.take(numbers, await target.store(raws, shape))
 
     try:
-        for numbers, objects in _batches(lines, tally, target.max_bytes):
+        for numbers, raws in _batches(lines, tally):
             while len(pending) >= INFLIGHT:
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
                     task.result()
-            pending.add(asyncio.ensure_future(one(numbers, objects)))
+            pending.add(asyncio.ensure_future(one(numbers, raws)))
             progress(tally.read)
             await asyncio.sleep(0)  # let the request go out while the next batch is read
         await asyncio.gather(*pending)

@@ -1,17 +1,18 @@
 """Where ``band store import`` reads from: JSON lines (a file or stdin), or a table of a
 ClickHouse server streamed with clickhouse-connect (a Rockstat chwriter table, or a
-store's own). Each yields ``(line number, object or None, bytes, reason)`` one line at
-a time, so a file of any size is read in constant memory.
+store's own). Each yields ``(line number, the line's bytes)`` one line at a time, so a
+file of any size is read in constant memory; the lines are parsed where they are stored
+(:mod:`.imports`), except the first few, which say at once whether this is JSON lines.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from typing import Any, BinaryIO, Iterable, Iterator, NamedTuple
+from collections.abc import Iterable, Iterator
+from typing import Any, BinaryIO, NamedTuple
 
-from . import body
-from .. import wire
+from .imports import parse
 from .schema import quote
 
 SNIFF_LINES = 5  # none of the first five lines a JSON object: the input is not JSON lines at all
@@ -24,17 +25,7 @@ class SourceError(Exception):
 
 class Line(NamedTuple):
     number: int
-    obj: Any  # the parsed JSON (None with a reason)
-    size: int  # its bytes, to keep a batch within one NATS message
-    reason: str  # why the line is bad, "" when it parsed
-
-
-def parse(number: int, raw: bytes) -> Line:
-    try:
-        return Line(number, body.load(raw), len(raw), "")
-    except (wire.DecodeError, UnicodeDecodeError) as exc:
-        detail = str(exc).splitlines()[0].removeprefix("body is not valid JSON: ")[:200]
-        return Line(number, None, len(raw), f"not JSON ({detail})")
+    raw: bytes
 
 
 def json_lines(stream: BinaryIO, name: str) -> Iterator[Line]:
@@ -50,31 +41,34 @@ def _numbered(chunks: Iterable[bytes]) -> Iterator[Line]:
     for number, raw in enumerate(chunks, 1):
         raw = raw.strip()
         if raw:
-            yield parse(number, raw)
+            yield Line(number, raw)
 
 
 def sniffed(lines: Iterator[Line], name: str) -> Iterator[Line]:
     """``lines``, once one of the first few is a JSON object; else a :class:`SourceError` at once."""
     head: list[Line] = []
+    first: tuple[Any, str] = (None, "")
     for line in lines:
         head.append(line)
-        if isinstance(line.obj, dict):
+        value, reason = parse(line.raw)
+        if len(head) == 1:
+            first = value, reason
+        if isinstance(value, dict):
             break
         if len(head) >= SNIFF_LINES:
-            raise SourceError(_not_json_lines(name, head))
+            raise SourceError(_not_json_lines(name, head[0].number, *first))
     else:
-        if head and not any(isinstance(line.obj, dict) for line in head):
-            raise SourceError(_not_json_lines(name, head))
+        if head:
+            raise SourceError(_not_json_lines(name, head[0].number, *first))
     yield from head
     yield from lines
 
 
-def _not_json_lines(name: str, head: list[Line]) -> str:
-    first = head[0]
-    if isinstance(first.obj, list):
+def _not_json_lines(name: str, number: int, value: Any, reason: str) -> str:
+    if isinstance(value, list):
         hint = "it is one JSON array: write one element per line (jq -c '.[]')"
     else:
-        hint = f"line {first.number}: {first.reason or 'a JSON ' + type(first.obj).__name__ + ', not an object'}"
+        hint = f"line {number}: {reason or 'a JSON ' + type(value).__name__ + ', not an object'}"
     return (f"{name} is not JSON lines ({hint}); expected one event or store row per line as a JSON object, "
             "e.g. from band demo --jsonl or band sql --format jsonl")
 
@@ -140,4 +134,4 @@ def _first_line(exc: BaseException) -> str:
     return found.group(1).strip() if found else text.splitlines()[0][:300]
 
 
-__all__ = ["Line", "SourceError", "clickhouse_rows", "json_lines", "parse", "sniffed"]
+__all__ = ["Line", "SourceError", "clickhouse_rows", "json_lines", "sniffed"]

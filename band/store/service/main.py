@@ -1,7 +1,7 @@
 """The stock store service: every event into ClickHouse; queries over RPC.
 
 Run it with ``band store`` (``band up`` does). Methods: ``query(sql, params)``,
-``insert(table, rows)``, ``import_objects(objects, shape)``, ``status()``, ``replay(since)``; see docs/storage.md.
+``insert(table, rows)``, ``import_lines(lines, shape)``, ``status()``, ``replay(since)``; see docs/storage.md.
 """
 
 import asyncio
@@ -49,9 +49,9 @@ async def insert(table: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 @expose()
-async def import_objects(objects: list[Any], shape: str = "auto") -> dict[str, Any]:
-    """One batch of `band store import`: {"stored", "skipped", "bad": [[index, reason]]}."""
-    return await store.import_objects(objects, shape)
+async def import_lines(lines: str, shape: str = "auto") -> dict[str, Any]:
+    """One batch of `band store import` (JSON lines, packed): {"stored", "skipped", "bad": [[index, reason]]}."""
+    return await store.import_lines(lines, shape)
 
 
 @expose()
