@@ -209,6 +209,14 @@ def content_id(event: Mapping[str, Any]) -> int:
     return xxhash.xxh64_intdigest(text) or 1
 
 
+def _has_id(event: Mapping[str, Any]) -> bool:
+    """The event's own id will do (the builder takes a number, or a string of digits, in UInt64)."""
+    value = event.get("id")
+    if type(value) is str and value.isdigit():
+        value = int(value)
+    return type(value) is int and 0 < value < 2**64
+
+
 async def store_objects(engine: Engine, builder: RowBuilder, objects: Sequence[Any], *, shape: str = AUTO,
                         now_ms: int | None = None) -> Outcome:
     """Store each object's row unless its id is stored already; an object given as
@@ -231,7 +239,7 @@ async def store_objects(engine: Engine, builder: RowBuilder, objects: Sequence[A
                 continue
         try:
             event = event_of(obj, builder.config, shape)
-            table, event_id, _, row = builder.line(event, content_id(event), fallback_ms, 0)
+            table, event_id, _, row = builder.line(event, 0 if _has_id(event) else content_id(event), fallback_ms, 0)
         except (NotAnEvent, BadRow) as exc:
             outcome.bad.append((index, str(exc)[:_MAX_REASON]))
             continue
