@@ -1,7 +1,7 @@
 """Generated events in a real store, and the recipes' SQL asked of it over RPC.
 
-The whole store path: ``band demo --store`` writes the events through the store's own
-config, tables, row builder and insert; then the stock store service runs (``band run`` of
+The whole store path: ``band demo --jsonl - | band store import -`` writes the events
+through the store's own config, tables, row builder and insert, as the tutorials say; then the stock store service runs (``band run`` of
 band/store/service, on a nats-server of its own so other tests' events stay out) and every
 recipe is asked of it with ``store.query`` over RPC, read-only, as ``band sql`` would.
 """
@@ -109,10 +109,15 @@ def stack(seed: int, visitors: int, days: int, services: list[Path], env: dict[s
 
     with tempfile.TemporaryDirectory() as tmp:
         store = Path(tmp) / "store"
-        fill = subprocess.run([sys.executable, "-m", "band", "demo", "--store", str(store), "--seed", str(seed), "--visitors", str(visitors),
-                               "--days", str(days), "--start", START.isoformat()], cwd=tmp, capture_output=True, text=True, timeout=600,
-                              env={**os.environ, **(env or {})})
-        assert fill.returncode == 0, fill.stderr[-4000:]
+        # as the tutorials say: band demo --jsonl - | band store import - (--direct: no NATS asked)
+        demo = subprocess.Popen([sys.executable, "-m", "band", "demo", "--jsonl", "-", "--seed", str(seed), "--visitors", str(visitors),
+                                 "--days", str(days), "--start", START.isoformat()], cwd=tmp, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, env={**os.environ, **(env or {})})
+        fill = subprocess.run([sys.executable, "-m", "band", "store", "import", "-", "--direct", str(store)], stdin=demo.stdout,
+                              cwd=tmp, capture_output=True, text=True, timeout=600, env={**os.environ, **(env or {})})
+        assert demo.stdout is not None
+        demo.stdout.close()
+        assert demo.wait(timeout=60) == 0 and fill.returncode == 0, fill.stderr[-4000:]
         with NatsServer(store_dir=Path(tmp) / "js") as nats:
             full_env = {**os.environ, "STORE_DIR": str(store), "NATS_URL": nats.url, **(env or {})}
             log_path = Path(tmp) / "services.log"

@@ -3,7 +3,8 @@
 ``band sql "SELECT ..." [name=value ...]`` prints the answer as an aligned table (or
 ``--format json|csv|tsv``); ``band store`` runs the store service; ``band store
 replay [--since DATE]`` re-reads the stream into it with a running count;
-``band store status`` prints its health. All of them talk to the running store over
+``band store status`` prints its health; ``band store import`` loads events one
+already has (:mod:`.importer`). All of them talk to the running store over
 NATS, found as every ``band`` command finds it.
 """
 
@@ -45,6 +46,9 @@ def _store_parser() -> argparse.ArgumentParser:
     replay.add_argument("--nats", help="NATS URL(s)")
     status = sub.add_parser("status", help="the store's health as JSON")
     status.add_argument("--nats", help="NATS URL(s)")
+    from .importer import add_parser
+
+    add_parser(sub)
     return parser
 
 
@@ -60,6 +64,10 @@ def main(argv: Sequence[str]) -> int:
         from .config import SERVICE_DIR
 
         return run(SERVICE_DIR, nats_url(args.nats), None)
+    if args.action == "import":
+        from . import importer
+
+        return importer.main(args)
     return _run(_replay(args) if args.action == "replay" else _status(args))
 
 

@@ -22,6 +22,7 @@ from .._core.log import Logger
 from .._runtime.stream import ensure_stream
 from .backend import READONLY_CODE, StoreError, Unavailable, open_backend
 from .config import StoreConfig
+from .imports import SHAPES, store_objects, unpack
 from .metrics import metrics
 from .migrate import ensure
 from .prepare import Preparer, collect_less, processes
@@ -185,6 +186,25 @@ class Store:
         except StoreError as exc:
             raise RPCError(exc.message, 400 if exc.is_data_error or exc.code else 503) from None
         return {"inserted": len(rows)}
+
+    async def import_lines(self, lines: Any, shape: str) -> dict[str, Any]:
+        """One batch of ``band store import``: JSON lines of events or exported rows
+        (packed by :func:`.imports.pack`), each stored once (see :mod:`.imports`);
+        ``{"stored", "skipped", "bad": [[index, reason]]}``."""
+        if shape not in SHAPES:
+            raise RPCError(f"shape must be one of {', '.join(SHAPES)}, got {shape!r}", 400)
+        try:
+            batch = unpack(lines) if isinstance(lines, str) else None
+        except ValueError as exc:
+            raise RPCError(str(exc), 400) from None
+        if batch is None:
+            raise RPCError("lines must be a batch packed by band store import", 400)
+        engine = await self.ready()
+        try:
+            outcome = await store_objects(engine, self.builder, batch, shape=shape)
+        except StoreError as exc:
+            raise RPCError(f"ClickHouse failed; nothing of this batch is known to be stored: {exc.message}", 503) from None
+        return outcome.as_dict()
 
     async def status(self) -> dict[str, Any]:
         answer = self.health.as_dict()

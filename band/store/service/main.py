@@ -1,7 +1,7 @@
 """The stock store service: every event into ClickHouse; queries over RPC.
 
 Run it with ``band store`` (``band up`` does). Methods: ``query(sql, params)``,
-``insert(table, rows)``, ``status()``, ``replay(since)``; see docs/storage.md.
+``insert(table, rows)``, ``import_lines(lines, shape)``, ``status()``, ``replay(since)``; see docs/storage.md.
 """
 
 import asyncio
@@ -52,6 +52,12 @@ async def query(sql: str, params: dict[str, Any] | None = None) -> dict[str, Any
 async def insert(table: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Rows into a table of your own (defined in store.yml): {"inserted": n}."""
     return await store.insert(table, rows)
+
+
+@expose()
+async def import_lines(lines: str, shape: str = "auto") -> dict[str, Any]:
+    """One batch of `band store import` (JSON lines, packed): {"stored", "skipped", "bad": [[index, reason]]}."""
+    return await store.import_lines(lines, shape)
 
 
 @expose()
