@@ -317,3 +317,16 @@ async def _inflight(session: aiohttp.ClientSession, base: str) -> bool:
         return await metric_value(session, base, "band_service_inflight", {"service": "store"}) >= 1
     except (aiohttp.ClientError, ValueError):
         return False
+
+
+async def test_band_up_stops_while_the_nats_it_was_told_to_use_does_not_answer(tmp_path: Path) -> None:
+    """``band up`` with ``NATS_URL`` naming a server that is not there waits up to 10 s
+    for it; a SIGTERM meanwhile stops it at once, with 0."""
+    service = write_service(tmp_path / "services", "idle", "from band import expose\n")
+    env = {"NATS_URL": _nowhere(), "PORT": str(free_port())}
+    proc = _spawn([sys.executable, "-m", "band", "up", str(service.parent), "--port", env["PORT"]], tmp_path / "up.log", "band up", env)
+    try:
+        await wait_for(lambda: "NATS at" in proc.text(), READY_S, "band up checking NATS", procs=[proc])
+        await sigterm(Subject("up", proc, NatsServer(tmp_path / "unused")))
+    finally:
+        proc.kill()
