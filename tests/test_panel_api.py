@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import os
+import secrets
+import sys
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator
 
@@ -90,10 +94,35 @@ async def test_login_sets_a_strict_http_only_session_and_checks_the_origin(nats_
 def test_refuses_to_listen_beyond_localhost_without_credentials() -> None:
     with pytest.raises(PanelConfigError, match="PANEL_TOKEN"):
         from_env({"PANEL_HOST": "0.0.0.0"})
-    assert from_env({"PANEL_HOST": "0.0.0.0", "PANEL_TOKEN": "x" * 20}).host == "0.0.0.0"
-    assert from_env({"PANEL_HOST": "0.0.0.0", "PANEL_USER": "ops", "PANEL_PASSWORD": "pw"}).user == "ops"
+    assert from_env({"PANEL_HOST": "0.0.0.0", "PANEL_TOKEN": secrets.token_urlsafe(24)}).host == "0.0.0.0"
+    assert from_env({"PANEL_HOST": "0.0.0.0", "PANEL_USER": "ops", "PANEL_PASSWORD": "correct-horse-battery"}).user == "ops"
     local = from_env({})
     assert local.token_generated and len(local.token) >= 20, "on localhost a token is made up and printed"
+
+
+@pytest.mark.parametrize("weak", ["x", "0123456789abcde", "x" * 40, "abababababababababab"])
+@pytest.mark.parametrize("name", ["PANEL_TOKEN", "PANEL_PASSWORD"])
+def test_a_guessable_secret_is_refused_beyond_localhost(name: str, weak: str) -> None:
+    """Fewer than 16 characters, or fewer than 8 different ones: refused on a public address,
+    with the command that makes a good token; on localhost the same secret still serves."""
+    env = {name: weak, **({"PANEL_USER": "ops"} if name == "PANEL_PASSWORD" else {})}
+    with pytest.raises(PanelConfigError) as refused:
+        from_env({"PANEL_HOST": "0.0.0.0", **env})
+    message = str(refused.value)
+    assert name in message and "python -c 'import secrets; print(secrets.token_urlsafe(24))'" in message
+    assert "127.0.0.1" in message, "the message names the other way out: bind to localhost"
+    assert from_env({"PANEL_HOST": "127.0.0.1", **env}).host == "127.0.0.1"
+
+
+async def test_band_panel_with_a_short_token_on_a_public_address_does_not_start() -> None:
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("PANEL_")}, "PANEL_TOKEN": "x"}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "band", "panel", "--host", "0.0.0.0", "--port", str(free_port()),
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 2 and b"band panel on" not in out
+    assert b"PANEL_TOKEN is too easy to guess" in err and b"secrets.token_urlsafe(24)" in err, err
 
 
 async def test_basic_auth(nats_url: str) -> None:

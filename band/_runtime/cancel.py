@@ -19,6 +19,11 @@ still remembers it was asked to stop (``Task.cancelling()``); each round checks.
 from __future__ import annotations
 
 import asyncio
+from typing import Any, Awaitable, Callable, Coroutine, TypeVar
+
+T = TypeVar("T")
+RECANCEL_S = 0.05  # how often a cancel is repeated while the work has not ended
+RECANCEL_FOR_S = 5.0  # after this the work is left to the loop's own teardown
 
 
 def raise_if_cancelling() -> None:
@@ -29,4 +34,28 @@ def raise_if_cancelling() -> None:
         raise asyncio.CancelledError
 
 
-__all__ = ["raise_if_cancelling"]
+async def cancellable(work: Coroutine[Any, Any, T], late: Callable[[T], Awaitable[object]] | None = None) -> T:
+    """Await ``work`` in a task of its own; when cancelled, cancel it until it has ended.
+
+    For a loop that retries inside a library, out of reach of :func:`raise_if_cancelling`:
+    nats-py's first connect tries again and again, each attempt under ``wait_for``, and a
+    cancel that lands as an attempt fails is swallowed there, so the connect (and the
+    process stopping) would go on forever. A cancel repeated a moment later lands while
+    it waits between attempts. A result that came in all the same goes to ``late`` (a
+    connection to close); an error is retrieved, never logged as lost.
+    """
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + RECANCEL_FOR_S
+        while not task.done() and loop.time() < give_up:
+            task.cancel()
+            await asyncio.wait([task], timeout=RECANCEL_S)
+        if task.done() and not task.cancelled() and task.exception() is None and late is not None:
+            await late(task.result())
+        raise
+
+
+__all__ = ["raise_if_cancelling", "cancellable"]

@@ -18,6 +18,7 @@ from nats.aio.client import Client
 
 from .. import wire
 from .._core.log import Logger
+from .cancel import cancellable
 
 DEFAULT_URL = "nats://127.0.0.1:4222"
 CLOSE_TIMEOUT_S = 1.0  # a close flushes what is still buffered; a stop waits for it this long at most
@@ -134,7 +135,7 @@ async def connect(
         settings["tls"] = context
     settings.update(credentials)
     settings.update(options)
-    nc = await nats.connect(servers, **settings)
+    nc: Client = await cancellable(nats.connect(servers, **settings), late=close)  # a stop ends the retries for sure
     return nc
 
 

@@ -16,7 +16,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Coroutine, TypeVar
 
 import aiohttp
 import nats.errors
@@ -34,6 +34,7 @@ from .spelling import spell
 from ..errors import BandError
 
 START_TIMEOUT_S = 60.0
+T = TypeVar("T")
 
 
 def register(commands: Commands) -> None:
@@ -214,6 +215,22 @@ async def _nats(data: Path) -> tuple[target.Target, NatsServer | None]:
     return target.Target(server.url, f"started nats-server with JetStream data in {data / 'nats'}; URL in ./{state.URL_FILE}"), server
 
 
+async def _unless_stopped(work: Coroutine[Any, Any, T], stop: asyncio.Event) -> T | None:
+    """``work``'s result; ``None`` when ``stop`` is set first (``work`` is cancelled then),
+    so a Ctrl-C or SIGTERM while the stack starts stops it at once."""
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait([task, stopped], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if not task.done():
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return None
+    return task.result()
+
+
 def ports(edge: int, services: int) -> list[int]:
     """Every port the stack will bind: the edge's, and each service's /metrics (METRICS_PORT + i)."""
     return [edge] + [int(metrics_env(i)["METRICS_PORT"]) for i in range(services) if metrics_env(i)]
@@ -236,7 +253,10 @@ async def _up(paths: list[Path], port: int, data: Path, keep_going: bool, timeou
     try:
         where, server = await _nats(data)
         say(f"NATS at {where.url} ({where.source})")
-        nc = await target.reach(where, "band-up", 10.0)
+        nc = await _unless_stopped(target.reach(where, "band-up", 10.0), stop)
+        if nc is None:  # Ctrl-C while NATS does not answer yet
+            say("stopping…")
+            return 0
         env = {**os.environ, "NATS_URL": where.url, "PYTHONUNBUFFERED": "1"}
         edge = Child("edge", [sys.executable, "-m", "band", "edge", "--port", str(port)], {**env, "PORT": str(port)}, http_answers(port))
         services = [(service_name(p), p) for p in paths]
@@ -252,16 +272,10 @@ async def _up(paths: list[Path], port: int, data: Path, keep_going: bool, timeou
             from .reload import Reloader
 
             watcher = asyncio.ensure_future(Reloader([(p, c) for (_, p), c in zip(services, children[1:])], width).run(stop))
-        starting = asyncio.ensure_future(start(children, width, keep_going, timeout))
-        stopped = asyncio.ensure_future(stop.wait())
-        await asyncio.wait([starting, stopped], return_when=asyncio.FIRST_COMPLETED)
-        if not starting.done():  # Ctrl-C while starting
-            starting.cancel()
-            await asyncio.gather(starting, return_exceptions=True)
+        up = await _unless_stopped(start(children, width, keep_going, timeout), stop)
+        if up is None:  # Ctrl-C while starting
             say("\nstopping…")
             return 0
-        stopped.cancel()
-        up = starting.result()
         band = spell("band")
         from ..panel.uphook import panel_beside
 

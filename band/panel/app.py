@@ -10,7 +10,6 @@ import argparse
 import asyncio
 import logging
 import os
-import signal
 import sys
 from contextlib import asynccontextmanager
 from html import escape
@@ -21,7 +20,7 @@ from urllib.parse import quote
 import aiohttp
 from aiohttp import web
 
-from ..runtime import connect, ensure_dlq_stream
+from ..runtime import Signals, close, connect, ensure_dlq_stream
 from . import api
 from .auth import COOKIE, Auth
 from .config import PanelConfig, PanelConfigError, from_env
@@ -66,20 +65,34 @@ async def login_get(request: web.Request) -> web.StreamResponse:
     auth = request.app[AUTH]
     token = request.query.get("token")
     if token is not None:  # the link band up prints
+        wait = auth.throttled(request)
+        if wait:
+            return _too_many_page(auth, wait)
         if auth.token_ok(token):
             return _logged_in(auth)
+        auth.failed(request)
         return web.Response(text=_login_page(auth.config, "that link's token is not this panel's"), content_type="text/html", status=401)
     return web.Response(text=_login_page(auth.config), content_type="text/html")
 
 
 async def login_post(request: web.Request) -> web.StreamResponse:
     auth = request.app[AUTH]
+    wait = auth.throttled(request)
+    if wait:  # checked before the credentials: guessing on cannot find the right one
+        return _too_many_page(auth, wait)
     form = await request.post()
     user, password, token = (str(form.get(k, "")) for k in ("user", "password", "token"))
     if (token and auth.token_ok(token)) or (user and auth.password_ok(user, password)):
         return _logged_in(auth)
+    auth.failed(request)
     await asyncio.sleep(FAILED_LOGIN_DELAY_S)  # guessing costs time
     return web.Response(text=_login_page(auth.config, "wrong credentials; try again"), content_type="text/html", status=401)
+
+
+def _too_many_page(auth: Auth, wait: int) -> web.Response:
+    message = f"too many failed logins from your address; try again in {wait} s"
+    return web.Response(text=_login_page(auth.config, message), content_type="text/html", status=429,
+                        headers={"Retry-After": str(wait)})
 
 
 def _logged_in(auth: Auth) -> web.Response:
@@ -141,6 +154,7 @@ def make_app(config: PanelConfig) -> web.Application:
     r.add_get("/api/tail", tail)
     api.add_routes(app)
     app.cleanup_ctx.append(_running)
+    app.on_shutdown.append(_close_sockets)
     return app
 
 
@@ -160,12 +174,15 @@ async def _running(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         task.cancel()
-        await asyncio.wait([task], timeout=10)  # never a shutdown that waits forever
+        await asyncio.wait([task], timeout=1)  # it ends at once (band._runtime.cancel); never a stop that waits on it
         await http.close()
-        try:
-            await nc.drain()
-        except Exception:
-            pass
+        await close(nc)  # its subscriptions ended with the requests; a lost connection's close is only logged
+
+
+async def _close_sockets(app: web.Application) -> None:
+    """Live-tail sockets get a close frame when the panel stops, instead of holding it."""
+    if TAIL in app:
+        await app[TAIL].close_all()
 
 
 @asynccontextmanager
@@ -181,21 +198,20 @@ async def running(config: PanelConfig) -> AsyncIterator[str]:
 
 
 async def serve(config: PanelConfig, stop: asyncio.Event | None = None) -> None:
-    """Serve until ``stop`` is set (or SIGINT/SIGTERM), then shut down in aiohttp's order."""
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
+    """Serve until ``stop`` is set (or SIGINT/SIGTERM), then shut down in aiohttp's order.
+
+    Shutdown is cancellation (:mod:`band._runtime.signals`): a signal while the panel
+    starts (connecting to a NATS that is not there) cancels the start; once it serves,
+    a first signal stops it gracefully and a second one cuts that short.
+    """
+    async with Signals(stop) as signals:
         async with running(config) as base:
             link = f"{base}/login"
             if config.token_generated:
                 link += f"?token={quote(config.token)}"
             print(f"band panel on {link}", flush=True)
-            await stop.wait()
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
+            with signals.graceful():
+                await signals.requested.wait()
 
 
 def main(args: argparse.Namespace) -> int:

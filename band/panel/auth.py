@@ -1,6 +1,8 @@
 """Who may use the panel: a token, basic-auth credentials or a session from the login page.
 
-Every comparison of a secret is constant-time (``hmac.compare_digest``). A state-changing
+Every comparison of a secret is constant-time (``hmac.compare_digest``), and every wrong
+one counts against the client's address (:mod:`.throttle`): the login form, the login
+link and an ``Authorization`` header alike. A state-changing
 request (anything but GET/HEAD) must also come from the panel's own origin: a browser
 sends ``Origin`` (or ``Sec-Fetch-Site``) on every such request, so another site's page
 cannot make a logged-in browser restart a service. Clients that are not browsers (curl,
@@ -21,6 +23,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from .config import PanelConfig
+from .throttle import LoginThrottle
 
 COOKIE = "band_panel"
 PUBLIC = frozenset({"/login", "/health", "/static/panel.css"})
@@ -62,6 +65,15 @@ class Auth:
     def __init__(self, config: PanelConfig) -> None:
         self.config = config
         self.sessions = Sessions(config.session_ttl_s)
+        self.throttle = LoginThrottle(config.login_burst, config.login_refill_s)
+
+    def throttled(self, request: web.Request) -> int:
+        """Seconds this client must wait before its credentials are checked again (0: none)."""
+        return self.throttle.retry_after(request.remote)
+
+    def failed(self, request: web.Request) -> None:
+        """This client offered a wrong credential."""
+        self.throttle.failed(request.remote)
 
     def token_ok(self, token: str) -> bool:
         return bool(self.config.token) and _same(token, self.config.token)
@@ -120,7 +132,14 @@ class Auth:
             if request.method not in SAFE_METHODS and not self.same_origin(request, False):
                 return _refuse(request, 403, "cross-origin request refused: use the panel's own page")
             return await handler(request)
-        header = self.header_identity(request)
+        header: str | None = None
+        if "Authorization" in request.headers:  # a credential offered: rate-limited like a login
+            wait = self.throttled(request)
+            if wait:
+                return too_many(request, wait)
+            header = self.header_identity(request)
+            if header is None:
+                self.failed(request)
         if header is None and not self.session_ok(request):
             if request.path.startswith("/api/") or request.method not in SAFE_METHODS:
                 return _refuse(request, 401, "authentication required: log in at /login, or send 'Authorization: Bearer <PANEL_TOKEN>'")
@@ -131,6 +150,13 @@ class Auth:
         return await handler(request)
 
 
+def too_many(request: web.Request, wait: int) -> web.Response:
+    """429 for a client that failed to log in too often; ``Retry-After`` says how long to wait."""
+    resp = _refuse(request, 429, f"too many failed logins from your address; try again in {wait} s")
+    resp.headers["Retry-After"] = str(wait)
+    return resp
+
+
 def _refuse(request: web.Request, status: int, message: str) -> web.Response:
     resp = web.json_response({"error": message}, status=status)
     if status == 401 and request.path.startswith("/api/"):
@@ -138,4 +164,4 @@ def _refuse(request: web.Request, status: int, message: str) -> web.Response:
     return resp
 
 
-__all__ = ["Auth", "Sessions", "COOKIE"]
+__all__ = ["Auth", "Sessions", "COOKIE", "too_many"]

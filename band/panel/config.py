@@ -12,6 +12,12 @@ from ..errors import ConfigError
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8081
+# Beyond localhost a secret must resist guessing: at least this many characters, and this
+# many different ones (no "xxxxxxxxxxxxxxxx"). secrets.token_urlsafe(24) gives 32 characters,
+# 192 random bits; failed logins are rate-limited besides (band/panel/throttle.py).
+MIN_SECRET_CHARS = 16
+MIN_DISTINCT_CHARS = 8
+MAKE_TOKEN = "python -c 'import secrets; print(secrets.token_urlsafe(24))'"
 
 
 class PanelConfigError(ConfigError):
@@ -26,6 +32,11 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def strong(secret: str) -> bool:
+    """Long enough, and varied enough, to be offered beyond this machine."""
+    return len(secret) >= MIN_SECRET_CHARS and len(set(secret)) >= MIN_DISTINCT_CHARS
 
 
 @dataclass(frozen=True)
@@ -46,6 +57,8 @@ class PanelConfig:
     rpc_timeout_s: float = 5.0
     tail_rate: int = 50  # events per second a browser gets before the tail samples
     session_ttl_s: float = 12 * 3600.0
+    login_burst: int = 10  # failed logins an address may make at once (band/panel/throttle.py)
+    login_refill_s: float = 6.0  # then one more every this many seconds
     cookie_secure: bool = False
     store_service: str = "store"
     stream_count_limit: int = 100_000  # events read from the stream for the 24 h chart without a store
@@ -56,10 +69,18 @@ class PanelConfig:
         if not is_loopback(self.host) and not chosen:
             raise PanelConfigError(
                 f"band panel: refusing to listen on {self.host} without authentication; "
-                "set PANEL_TOKEN (a long random string) or PANEL_USER and PANEL_PASSWORD, or bind to 127.0.0.1"
+                f"set PANEL_TOKEN (make one with {MAKE_TOKEN}) or PANEL_USER and PANEL_PASSWORD, or bind to 127.0.0.1"
             )
         if bool(self.user) != bool(self.password):
             raise PanelConfigError("band panel: set both PANEL_USER and PANEL_PASSWORD, or neither")
+        if not is_loopback(self.host):
+            for name, secret in (("PANEL_TOKEN", self.token), ("PANEL_PASSWORD", self.password)):
+                if secret and not strong(secret):
+                    raise PanelConfigError(
+                        f"band panel: {name} is too easy to guess to listen on {self.host} "
+                        f"({len(secret)} characters, {len(set(secret))} different; at least {MIN_SECRET_CHARS} "
+                        f"with {MIN_DISTINCT_CHARS} different ones): make one with {MAKE_TOKEN}, or bind to 127.0.0.1"
+                    )
         if not 0 < self.port < 65536:
             raise PanelConfigError(f"band panel: port {self.port} is not a TCP port")
 
@@ -91,4 +112,4 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Panel
     return config
 
 
-__all__ = ["PanelConfig", "PanelConfigError", "from_env", "is_loopback", "DEFAULT_PORT"]
+__all__ = ["PanelConfig", "PanelConfigError", "from_env", "is_loopback", "strong", "DEFAULT_PORT", "MIN_SECRET_CHARS"]

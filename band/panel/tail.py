@@ -10,12 +10,13 @@ are sent whole, as the stream holds them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -127,15 +128,25 @@ class Tail:
             await self._leave(watcher)
         return socket
 
+    async def close_all(self) -> None:
+        """Send every socket a close frame (1001, going away): the panel is stopping.
+
+        Their handlers then end at once, instead of holding the shutdown until the
+        server gives up on them."""
+        for watcher in list(self._watchers):
+            with contextlib.suppress(ConnectionError, RuntimeError):  # a socket the browser already dropped
+                await watcher.socket.close(code=WSCloseCode.GOING_AWAY, message=b"panel shutting down")
+
     async def _send(self, watcher: Watcher) -> None:
         """Frames as they come, and the sampling counts once a second."""
         loop = asyncio.get_running_loop()
         next_stats = loop.time() + 1.0
         while not watcher.socket.closed:
             try:
-                frame = await asyncio.wait_for(watcher.queue.get(), max(next_stats - loop.time(), 0.01))
+                async with asyncio.timeout(max(next_stats - loop.time(), 0.01)):  # not wait_for: it can drop a cancel
+                    frame = await watcher.queue.get()
                 await watcher.socket.send_str(frame)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             if loop.time() >= next_stats:
                 next_stats = loop.time() + 1.0

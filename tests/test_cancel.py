@@ -1,0 +1,78 @@
+"""A cancel that a step swallowed (Python 3.11's ``wait_for``) still ends the work."""
+
+from __future__ import annotations
+
+import asyncio
+
+from band._runtime.cancel import cancellable, raise_if_cancelling
+
+
+async def swallows_the_first_cancel(rounds: list[str]) -> str:
+    """Retries inside itself, as nats-py's first connect does; its first cancel is lost."""
+    swallowed = False
+    while True:
+        try:
+            await asyncio.sleep(0.01)
+        except asyncio.CancelledError:
+            if swallowed:
+                raise
+            swallowed = True  # what wait_for does when the cancel and a result meet
+            task = asyncio.current_task()
+            assert task is not None
+            task.uncancel()
+        rounds.append("retry")
+
+
+async def test_cancellable_ends_work_that_swallowed_a_cancel() -> None:
+    rounds: list[str] = []
+    outer = asyncio.ensure_future(cancellable(swallows_the_first_cancel(rounds)))
+    while len(rounds) < 3:
+        await asyncio.sleep(0.01)
+    outer.cancel()
+    done, _ = await asyncio.wait([outer], timeout=2)
+    assert outer in done and outer.cancelled(), "the work went on after its cancel"
+    count = len(rounds)
+    await asyncio.sleep(0.05)
+    assert len(rounds) == count, "the inner work still runs"
+
+
+async def test_cancellable_hands_a_late_result_over() -> None:
+    arrived = asyncio.Event()
+    handed: list[str] = []
+
+    async def connects() -> str:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            arrived.set()
+        return "a connection"  # it came in all the same
+
+    async def late(value: str) -> None:
+        handed.append(value)
+
+    outer = asyncio.ensure_future(cancellable(connects(), late=late))
+    await asyncio.sleep(0)
+    outer.cancel()
+    await asyncio.wait([outer], timeout=2)
+    assert outer.cancelled() and arrived.is_set() and handed == ["a connection"]
+
+
+async def test_raise_if_cancelling_ends_a_loop_whose_step_swallowed_the_cancel() -> None:
+    rounds = 0
+
+    async def loop() -> None:
+        nonlocal rounds
+        while True:
+            try:
+                await asyncio.sleep(0.01)
+            except asyncio.CancelledError:
+                pass  # swallowed, without uncancel(): the task still knows
+            rounds += 1
+            raise_if_cancelling()
+
+    task = asyncio.ensure_future(loop())
+    while rounds < 2:
+        await asyncio.sleep(0.01)
+    task.cancel()
+    done, _ = await asyncio.wait([task], timeout=2)
+    assert task in done and task.cancelled()
