@@ -12,7 +12,7 @@ from __future__ import annotations
 from ._core.ids import new_id
 from ._core.log import configure as configure_logging
 from ._core.rpc import RPC
-from ._runtime.cancel import raise_if_cancelling
+from ._runtime.cancel import every, raise_if_cancelling, retry
 from ._runtime.connect import close, connect
 from ._runtime.loop import run
 from ._runtime.micro import collect
@@ -32,8 +32,10 @@ __all__ = [
     "connect",
     "ensure_dlq_stream",
     "ensure_stream",
+    "every",
     "nats_url",
     "new_id",
     "raise_if_cancelling",
+    "retry",
     "run",
 ]

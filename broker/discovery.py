@@ -17,7 +17,7 @@ from typing import Any
 from nats.aio.client import Client
 
 from band import wire
-from band.runtime import collect, raise_if_cancelling
+from band.runtime import collect, every
 
 log = logging.getLogger("broker.discovery")
 
@@ -215,19 +215,14 @@ class Discovery:
             log.info("discovery: %d instances, %d handlers, %d enricher prefixes", len(self._instances), len(self.snapshot.handlers) + len(self.snapshot.wildcards), len(self.snapshot.enrichers))
 
     async def run(self, started: asyncio.Event | None = None) -> None:
-        """Poll until cancelled (even if a poll swallowed the cancel); ``started`` is set after the first poll."""
-        while True:
-            try:
-                if self._nc.is_connected:
-                    await self.poll_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # a failed poll keeps the last snapshot
-                log.exception("discovery poll failed")
-            raise_if_cancelling()
-            if started is not None and not started.is_set():
-                started.set()
-            await asyncio.sleep(self._interval)
+        """Poll until cancelled (even if a poll swallowed the cancel); ``started`` is set
+        after the first poll; a failed poll keeps the last snapshot."""
+        await every(self._interval, self._poll_if_connected, lambda exc: log.error("discovery poll failed", exc_info=exc),
+                    started=started)
+
+    async def _poll_if_connected(self) -> None:
+        if self._nc.is_connected:
+            await self.poll_once()
 
 
 __all__ = ["Discovery", "Snapshot", "HandlerRoute", "PathRoute", "build_snapshot"]

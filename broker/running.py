@@ -20,7 +20,7 @@ from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 
 from band import wire
-from band.runtime import close, connect, ensure_stream
+from band.runtime import close, connect, ensure_stream, retry
 
 from .builtin_enrichers import Builtins
 from .config import EdgeConfig
@@ -75,15 +75,9 @@ class EventsStream:
 
     async def _keep(self, js: JetStreamContext) -> None:
         """Create the events stream; retry in the background while JetStream is away."""
-        while not self.ready:
-            try:
-                await ensure_stream(js, self._config.stream_limits())
-                self.ready = True
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("events stream %s not ready: %r", wire.STREAM, exc)
-                await asyncio.sleep(STREAM_RETRY_S)
+        await retry(lambda: ensure_stream(js, self._config.stream_limits()), STREAM_RETRY_S,
+                    lambda exc: log.warning("events stream %s not ready: %r", wire.STREAM, exc))
+        self.ready = True
 
 
 class NatsSide:
@@ -128,19 +122,14 @@ class NatsSide:
 
     async def _connect(self) -> Client:
         """Connect, retrying until NATS answers; afterwards nats-py reconnects forever."""
-        while True:
-            try:
-                # band's connect: credentials out of the URLs (cluster failover), NATS_CA for TLS
-                return await connect(
-                    list(self._config.nats_urls),
-                    name=self._config.name,
-                    error_cb=self._nats_error,
-                    disconnected_cb=self._nats_disconnected,
-                    reconnected_cb=self._nats_reconnected,
-                )
-            except (OSError, nats.errors.Error) as exc:
-                log.warning("NATS %s not reachable (%r); retrying", ",".join(self._config.nats_urls), exc)
-                await asyncio.sleep(CONNECT_RETRY_S)
+        urls = list(self._config.nats_urls)
+        return await retry(
+            # band's connect: credentials out of the URLs (cluster failover), NATS_CA for TLS
+            lambda: connect(urls, name=self._config.name, error_cb=self._nats_error,
+                            disconnected_cb=self._nats_disconnected, reconnected_cb=self._nats_reconnected),
+            CONNECT_RETRY_S, lambda exc: log.warning("NATS %s not reachable (%r); retrying", ",".join(urls), exc),
+            errors=(OSError, nats.errors.Error),
+        )
 
     async def _nats_error(self, exc: Exception) -> None:
         self._connect_failed.set()

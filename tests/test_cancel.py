@@ -76,3 +76,56 @@ async def test_raise_if_cancelling_ends_a_loop_whose_step_swallowed_the_cancel()
     task.cancel()
     done, _ = await asyncio.wait([task], timeout=2)
     assert task in done and task.cancelled()
+
+
+async def test_every_goes_on_after_a_failed_round_and_ends_on_a_swallowed_cancel() -> None:
+    from band._runtime.cancel import every
+
+    rounds: list[int] = []
+    failures: list[Exception] = []
+    started = asyncio.Event()
+
+    async def step() -> None:
+        rounds.append(len(rounds))
+        if len(rounds) == 2:
+            raise OSError("one bad round")
+        if len(rounds) >= 4:  # a step that swallows its cancel, as wait_for can on 3.11
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                pass
+
+    loop = asyncio.ensure_future(every(0.001, step, failures.append, started=started))
+    await asyncio.wait_for(started.wait(), 2)
+    while len(rounds) < 4:
+        await asyncio.sleep(0.005)
+    loop.cancel()
+    done, _ = await asyncio.wait([loop], timeout=2)
+    assert loop in done and loop.cancelled(), "the loop went on after its cancel"
+    assert [str(f) for f in failures] == ["one bad round"]
+
+
+async def test_retry_returns_once_the_step_works_and_only_retries_what_it_is_told() -> None:
+    from band._runtime.cancel import retry
+
+    tries: list[int] = []
+    told: list[Exception] = []
+
+    async def connect() -> str:
+        tries.append(1)
+        if len(tries) < 3:
+            raise ConnectionRefusedError("not yet")
+        return "connected"
+
+    assert await retry(connect, 0.001, told.append, errors=(OSError,)) == "connected"
+    assert len(tries) == 3 and len(told) == 2
+
+    async def broken() -> str:
+        raise ValueError("a bug, not a retry")
+
+    try:
+        await retry(broken, 0.001, told.append, errors=(OSError,))
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("an error outside `errors` must propagate")

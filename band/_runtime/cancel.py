@@ -1,4 +1,5 @@
-"""Loops that retry must still end when they are cancelled.
+"""Loops that retry must still end when they are cancelled: the one polling loop
+(:func:`every`), the one retry loop (:func:`retry`), and what they stand on.
 
 Shutdown is cancellation, and on Python 3.11 a cancellation can be lost: when
 ``asyncio.wait_for`` is cancelled in the same loop iteration as its inner future
@@ -14,6 +15,9 @@ still remembers it was asked to stop (``Task.cancelling()``); each round checks.
             log.exception(...)
         raise_if_cancelling()       # ... but the loop ends here
         await asyncio.sleep(interval)
+
+That loop is written once, as :func:`every`; "try until it works" once, as :func:`retry`.
+Neither waits with ``wait_for``.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import asyncio
 from typing import Any, Awaitable, Callable, Coroutine, TypeVar
 
 T = TypeVar("T")
+Failed = Callable[[Exception], None]  # told of each failed round (to log it); the loop goes on
 RECANCEL_S = 0.05  # how often a cancel is repeated while the work has not ended
 RECANCEL_FOR_S = 5.0  # after this the work is left to the loop's own teardown
 
@@ -59,3 +64,36 @@ async def cancellable(work: Coroutine[Any, Any, T], late: Callable[[T], Awaitabl
 
 
 __all__ = ["raise_if_cancelling", "cancellable"]
+
+
+async def every(interval_s: float, step: Callable[[], Awaitable[object]], failed: Failed,
+                started: asyncio.Event | None = None) -> None:
+    """Run ``step`` every ``interval_s`` seconds until cancelled. A step that raises is
+    handed to ``failed`` and the next round tries again; a cancel a step swallowed still
+    ends the loop. ``started`` is set after the first round, whatever it did."""
+    while True:
+        try:
+            await step()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            failed(exc)
+        raise_if_cancelling()
+        if started is not None:
+            started.set()
+        await asyncio.sleep(interval_s)
+
+
+async def retry(step: Callable[[], Awaitable[T]], interval_s: float, failed: Failed,
+                errors: tuple[type[Exception], ...] = (Exception,)) -> T:
+    """``step``'s result, trying again every ``interval_s`` while it raises one of
+    ``errors`` (each handed to ``failed``); ends when cancelled, even if a try swallowed it."""
+    while True:
+        try:
+            return await step()
+        except asyncio.CancelledError:
+            raise
+        except errors as exc:
+            failed(exc)
+        raise_if_cancelling()
+        await asyncio.sleep(interval_s)

@@ -21,7 +21,7 @@ import aiohttp
 from nats.aio.client import Client
 
 from .. import wire
-from ..runtime import collect as gather_micro, raise_if_cancelling
+from ..runtime import collect as gather_micro, every
 from . import charts, edgemetrics, jetstream
 from .config import PanelConfig
 
@@ -165,21 +165,15 @@ class Sampler:
         self.edge_history.append((now, statuses, timeouts))
 
     async def run(self) -> None:
-        """Sample until cancelled; one failed round is logged and the next one tries again.
+        """Sample until cancelled; one failed round is logged and the next one tries again
+        (:func:`band.runtime.every`: a cancel swallowed inside a round still ends it, so the
+        panel's shutdown never waits for this loop)."""
+        await every(self._config.interval_s, self._round, lambda exc: log.error("panel: sampling failed", exc_info=exc),
+                    started=self.ready)
 
-        A cancel swallowed inside a round still ends it (:mod:`band._runtime.cancel`), so
-        the panel's shutdown never waits for this loop."""
-        while True:
-            try:
-                if self._nc.is_connected:
-                    await self.sample()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("panel: sampling failed")
-            raise_if_cancelling()
-            self.ready.set()
-            await asyncio.sleep(self._config.interval_s)
+    async def _round(self) -> None:
+        if self._nc.is_connected:
+            await self.sample()
 
     # --- what the pages read ----------------------------------------------------------
     def services(self) -> list[dict[str, Any]]:

@@ -288,10 +288,9 @@ class Writer:
                 if time.monotonic() - last_touch > self.ack_wait_s / 3:
                     await _each(batch, "in_progress")  # still ours: not to be redelivered meanwhile
                     last_touch = time.monotonic()
-                try:
-                    await asyncio.wait_for(self.stop.wait(), delay)
-                except asyncio.TimeoutError:
-                    pass
+                with contextlib.suppress(TimeoutError):  # a pause, cut short by a stop
+                    async with asyncio.timeout(delay):
+                        await self.stop.wait()
                 if self.stop.is_set() and give_up_on_stop:
                     self.log.warning("store: stopping with a batch not written; JetStream delivers it again", rows=len(batch))
                     return
