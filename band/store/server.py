@@ -9,19 +9,22 @@ many, insert once, then ack them all.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
-from typing import Any, Mapping
+from typing import Any, AsyncIterator, Mapping
 
 from nats.aio.client import Client
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import BadRequestError, NotFoundError
 
 from .. import wire
-from ..errors import RPCError
+from ..errors import ConfigError, RPCError
 from .._core.log import Logger
 from .._runtime.stream import ensure_stream
 from .backend import READONLY_CODE, StoreError, Unavailable, open_backend
 from .config import StoreConfig
+from .http import Interface, serving, url_of
+from .results import Results
 from .metrics import metrics
 from .migrate import ensure
 from .prepare import Preparer, collect_less, processes
@@ -52,10 +55,54 @@ class Store:
         self._replay_task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
         self._nc: Client | None = None
+        self.http_state = "off"
 
     # --- lifecycle ---------------------------------------------------------------------
     async def run(self, nc: Client) -> None:
-        """Open, migrate, then write until :meth:`stop`; retries opening while ClickHouse is down."""
+        """Open, migrate, then write until :meth:`stop`; retries opening while ClickHouse is down.
+        The ClickHouse HTTP interface (embedded chDB only) listens meanwhile."""
+        async with self._http():
+            await self._run(nc)
+
+    @contextlib.asynccontextmanager
+    async def _http(self) -> AsyncIterator[None]:
+        """The ClickHouse HTTP interface, when set and embedded; a port it cannot have is
+        logged naming the setting, and the store goes on writing without it."""
+        settings = self.config.http
+        if not settings.port or self.config.clickhouse_url:
+            yield
+            return
+        interface = Interface(settings, self.results)
+        try:
+            async with serving(interface):
+                self.http_state = url_of(settings)
+                self.log.info("store: ClickHouse HTTP interface (read-only)", url=url_of(settings))
+                yield
+                return
+        except ConfigError as exc:
+            if self.http_state != "off":
+                raise
+            self.http_state = f"failed: {exc}"
+            self.log.error("store: no ClickHouse HTTP interface", error=str(exc))
+        yield
+
+    async def results(self) -> Results:
+        """Reads of any size from the embedded engine (:mod:`.results`).
+
+        Raises:
+            Unavailable: the store is not ready, or writes to a ClickHouse server.
+        """
+        try:
+            engine = await self.ready()
+        except RPCError as exc:
+            raise Unavailable(exc.message) from None
+        opener = getattr(engine.backend, "results", None)
+        if opener is None:
+            raise Unavailable("reads of any size need the embedded store (chDB); this store writes to a server")
+        found: Results = await asyncio.to_thread(opener)
+        return found
+
+    async def _run(self, nc: Client) -> None:
         self._nc = nc
         delay = 0.5
         while self.engine is None:
@@ -190,6 +237,7 @@ class Store:
         answer = self.health.as_dict()
         answer["database"] = self.config.database
         answer["where"] = "server" if self.config.clickhouse_url else "embedded"
+        answer["http"] = self.http_state
         answer["pending"] = await self._pending(DURABLE)
         if self.replaying is not None or self._replay_task is not None:
             answer["replay"] = await self.replay_status()
