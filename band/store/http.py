@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import AsyncIterator, Awaitable, Callable, Mapping
 
 from aiohttp import web
+from aiohttp.web_urldispatcher import _default_expect_handler
 
 from ..errors import ConfigError
 from .backend import READONLY_CODE, StoreError, Unavailable
@@ -163,8 +164,16 @@ class Interface:
         app.router.add_route("HEAD", "/ping", _ok)
         app.router.add_route("GET", "/replicas_status", _ok)
         app.router.add_route("GET", "/", self.handle)
-        app.router.add_route("POST", "/", self.handle)
+        app.router.add_route("POST", "/", self.handle, expect_handler=self._expect)
         return app
+
+    async def _expect(self, request: web.Request) -> web.StreamResponse | None:
+        """``Expect: 100-continue``: a body over the cap is refused before it is sent."""
+        cap = self.settings.limits.max_query_bytes
+        if request.content_length is not None and request.content_length > cap:
+            return _too_large(request.content_length, cap).response(request.query.get("query_id", ""))
+        await _default_expect_handler(request)
+        return None
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         url = request.query

@@ -33,7 +33,7 @@ import uuid
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing import reduction
-from typing import Any, AsyncIterator, Mapping
+from typing import Any, AsyncGenerator, Mapping
 
 from .backend import StoreError, Unavailable, check_read, parse_json, wrap_run
 
@@ -198,7 +198,7 @@ class Answer:
         self._transport: asyncio.BaseTransport | None = None
         self.bytes = 0
 
-    async def chunks(self, size: int = READ_BYTES) -> AsyncIterator[bytes]:
+    async def chunks(self, size: int = READ_BYTES) -> AsyncGenerator[bytes, None]:
         """The answer's bytes as ClickHouse wrote them; at the end, the query's error if it failed.
 
         Raises:
