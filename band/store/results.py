@@ -35,7 +35,7 @@ from multiprocessing.connection import Connection
 from multiprocessing import reduction
 from typing import Any, AsyncGenerator, Mapping
 
-from .backend import StoreError, Unavailable, check_read, parse_json, wrap_run
+from .backend import StoreError, Unavailable, check_read, wrap_run
 
 DEFAULT_FORMAT = "TabSeparated"
 UNKNOWN_FORMAT_CODE = 73  # ClickHouse's UNKNOWN_FORMAT
@@ -175,7 +175,7 @@ def _kill(path: str, query_id: str) -> None:
     except StoreError:
         return
     try:
-        session.query(f"KILL QUERY WHERE position(query, {{m:String}}) > 0 ASYNC", "CSV",
+        session.query("KILL QUERY WHERE position(query, {m:String}) > 0 ASYNC", "CSV",
                       params={"m": f"/* {MARKER}{query_id} */"})
     except Exception:
         pass  # finished meanwhile, or the engine is closing
