@@ -38,6 +38,24 @@ HEARTBEAT_STATUS: Final = "100"  # a status message that only says the server is
 PULL_EXPIRED_STATUS: Final = "408"  # a pull request's time ran out (pull again)
 
 
+# --- the store's answers of any size (docs/protocol.md, "Answers of any size") ---------------
+# ``band.rpc.store.stream`` {sql, params} opens a cursor: {"cursor", "next", "columns"}.
+# The caller then asks ``next`` (``band.rpc.store.next.<store instance>``) {"cursor"} for
+# each chunk, at most STREAM_IN_FLIGHT requests outstanding; a chunk's body is rows as
+# JSON arrays, one a line, at most STREAM_CHUNK_BYTES; the last carries STREAM_DONE_HEADER.
+# A cursor nobody asks for STREAM_IDLE_S seconds is closed and its query cancelled.
+STORE_NEXT_PREFIX: Final = "band.rpc.store.next"
+STREAM_DONE_HEADER: Final = "Band-Stream-Done"
+STREAM_CHUNK_BYTES: Final = 512 * 1024
+STREAM_IN_FLIGHT: Final = 2
+STREAM_IDLE_S: Final = 60.0
+
+
+def store_next_subject(instance: str) -> str:
+    """Where the chunks of one store instance's cursors are asked for."""
+    return f"{STORE_NEXT_PREFIX}.{instance}"
+
+
 def pull_subject(durable: str, stream: str = STREAM) -> str:
     """Where a pull request for ``durable``'s next events goes (JetStream's API)."""
     return f"{JS_API}.CONSUMER.MSG.NEXT.{stream}.{durable}"

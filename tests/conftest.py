@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, AsyncIterator, Iterator
 
@@ -17,6 +18,9 @@ from band.cli.natsserver import NatsServer
 from support.poll import pinged, wait_for  # noqa: F401  (old home of the helpers; import them from support.poll)
 
 ast_guard.install()  # before any test runs a thread: see ast_guard
+# Stores started by tests keep their ClickHouse HTTP interface off (8123 is the developer's);
+# tests of the interface set STORE_HTTP_PORT to a free port.
+os.environ.setdefault("STORE_HTTP_PORT", "0")
 
 
 @pytest.fixture(scope="session")

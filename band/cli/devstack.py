@@ -231,6 +231,12 @@ async def _unless_stopped(work: Coroutine[Any, Any, T], stop: asyncio.Event) -> 
     return task.result()
 
 
+def store_http_port() -> int:
+    """The port of the store's ClickHouse interface (``STORE_HTTP_PORT``, default 8123; 0: off)."""
+    value = os.environ.get("STORE_HTTP_PORT")
+    return int(value) if value and value.isdigit() else (0 if value else 8123)
+
+
 def ports(edge: int, services: int) -> list[int]:
     """Every port the stack will bind: the edge's, and each service's /metrics (METRICS_PORT + i)."""
     return [edge] + [int(metrics_env(i)["METRICS_PORT"]) for i in range(services) if metrics_env(i)]
@@ -242,6 +248,11 @@ async def _up(paths: list[Path], port: int, data: Path, keep_going: bool, timeou
             what = "--port" if taken == port else "METRICS_PORT"
             print(f"band up: port {taken} is in use (another band up, or another program); stop it or choose another {what}", file=sys.stderr)
             return 1
+    clickhouse = store_http_port()
+    if clickhouse and port_in_use(clickhouse, os.environ.get("STORE_HTTP_HOST") or "127.0.0.1"):
+        print(f"band up: port {clickhouse} (the store's ClickHouse interface) is in use (another band up, or a ClickHouse "
+              "server); stop it, or set STORE_HTTP_PORT to another port (0: no interface)", file=sys.stderr)
+        return 1
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -283,7 +294,8 @@ async def _up(paths: list[Path], port: int, data: Path, keep_going: bool, timeou
         state.EDGE_FILE.write_text(f"http://127.0.0.1:{port}\n", encoding="utf-8")  # for band demo run here
         panel_port = int(os.environ.get("PANEL_PORT") or 8081)
         async with panel_beside(running, width, data, env, port, panel_port, lambda n, a, e: Child(n, a, e, http_answers(panel_port))) as panel:
-            say(f"\nband is up\n  NATS: {where.url}\n  edge: http://127.0.0.1:{port}/\n  panel: {panel}\n"
+            sql = f"  clickhouse: http://{os.environ.get('STORE_HTTP_HOST') or '127.0.0.1'}:{clickhouse}/ (read-only, any ClickHouse client)\n" if clickhouse else ""
+            say(f"\nband is up\n  NATS: {where.url}\n  edge: http://127.0.0.1:{port}/\n  panel: {panel}\n{sql}"
                 f"  services: {', '.join(sorted(c.name for c in up[1:])) or 'none'}\n"
                 f"In another terminal here: {band} ls, {band} tail, {band} call SERVICE METHOD k=v. Ctrl-C stops everything.\n")
             await stop.wait()

@@ -15,20 +15,84 @@ parameters, never formatted into the SQL. A bad query raises :class:`band.RPCErr
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from typing import Any, AsyncIterator
 
+from .. import wire
 from .._core.app import current_app
+from ..errors import RemoteError
 
 SERVICE = "store"
 DEFAULT_TIMEOUT_S = 30.0
+TOO_BIG = 413  # the store's code for an answer larger than one NATS message
 
-__all__ = ["query", "query_result", "insert", "SERVICE"]
+__all__ = ["query", "query_result", "stream", "stream_result", "insert", "SERVICE"]
 
 
 async def query_result(sql: str, /, timeout__: float = DEFAULT_TIMEOUT_S, **params: Any) -> dict[str, Any]:
-    """``{"columns": [{"name", "type"}], "rows": [{column: value}]}`` for a read-only query."""
-    answer: dict[str, Any] = await current_app().rpc.request(SERVICE, "query", timeout__=timeout__, sql=sql, params=params)
+    """``{"columns": [{"name", "type"}], "rows": [{column: value}]}`` for a read-only query.
+    An answer larger than one NATS message comes through :func:`stream_result`."""
+    try:
+        answer: dict[str, Any] = await current_app().rpc.request(SERVICE, "query", timeout__=timeout__, sql=sql,
+                                                                params=params)
+    except RemoteError as exc:
+        if exc.code != TOO_BIG:
+            raise
+        columns, rows = await stream_result(sql, timeout__=timeout__, **params)
+        return {"columns": columns, "rows": [row async for row in rows]}
     return answer
+
+
+async def stream_result(sql: str, /, timeout__: float = DEFAULT_TIMEOUT_S,
+                        **params: Any) -> tuple[list[dict[str, str]], AsyncIterator[dict[str, Any]]]:
+    """The columns, and the rows of a read of any size as they arrive, in constant memory
+    (chunks over NATS, at most ``wire.STREAM_IN_FLIGHT`` asked for at once).
+
+    Raises:
+        band.RPCError: as :func:`query`, at once for a bad query, from the rows for a
+            failure after the first chunk.
+    """
+    rpc = current_app().rpc
+    opened = await rpc.request(SERVICE, "stream", timeout__=timeout__, sql=sql, params=params)
+    columns: list[dict[str, str]] = opened["columns"]
+    return columns, _rows(opened, [c["name"] for c in columns], timeout__)
+
+
+async def _rows(opened: dict[str, Any], names: list[str], timeout: float) -> AsyncIterator[dict[str, Any]]:
+    nc = current_app().connection()
+    ask = wire.encode({"cursor": opened["cursor"]})
+    ahead: list[asyncio.Task[Any]] = []
+    done = False
+    try:
+        while True:
+            while not done and len(ahead) < wire.STREAM_IN_FLIGHT:
+                ahead.append(asyncio.ensure_future(nc.request(opened["next"], ask, timeout=timeout)))
+            if not ahead:
+                return
+            msg = await ahead.pop(0)
+            failure = wire.error_from_headers(msg.headers)
+            if failure is not None:
+                raise RemoteError(failure[1], failure[0])
+            if (msg.headers or {}).get(wire.STREAM_DONE_HEADER):
+                done = True
+            for line in msg.data.splitlines():
+                yield dict(zip(names, wire.decode(line)))
+            if done:
+                return
+    finally:
+        for task in ahead:
+            task.cancel()
+
+
+async def stream(sql: str, /, timeout__: float = DEFAULT_TIMEOUT_S, **params: Any) -> AsyncIterator[dict[str, Any]]:
+    """Rows as dicts, any number of them, in constant memory::
+
+        async for row in store.stream("SELECT uid, count() AS n FROM events GROUP BY uid"):
+            ...
+    """
+    _, rows = await stream_result(sql, timeout__=timeout__, **params)
+    async for row in rows:
+        yield row
 
 
 async def query(sql: str, /, timeout__: float = DEFAULT_TIMEOUT_S, **params: Any) -> list[dict[str, Any]]:

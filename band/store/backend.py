@@ -68,7 +68,7 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
-def _parse_json(raw: str | bytes) -> dict[str, Any]:
+def parse_json(raw: str | bytes) -> dict[str, Any]:
     """ClickHouse's JSON output → ``{"columns": [...], "rows": [...]}``; a statement
     with no result (``INSERT ... SELECT``) gives no columns and no rows."""
     if not raw or not raw.strip():
@@ -80,10 +80,11 @@ def _parse_json(raw: str | bytes) -> dict[str, Any]:
 Run = Callable[[str, Mapping[str, Any] | None], dict[str, Any]]  # one statement on the reading session
 
 
-def check_read(run: Run, sql: str, params: Mapping[str, Any] | None) -> None:
+def check_read(run: Run, sql: str, params: Mapping[str, Any] | None) -> str:
     """The parse guard of a read-only query (:mod:`.readonly`), with ``run`` on the reading
     session: ClickHouse parses ``sql`` (one statement, else a refusal; a syntax error as
-    ClickHouse words it), prints its tree, and the tree must be a read.
+    ClickHouse words it), prints its tree, and the tree must be a read. Returns the
+    statement as ClickHouse formats it on one line.
 
     Raises:
         StoreError: code :data:`READONLY_CODE` for a statement that is not a read; the
@@ -105,6 +106,19 @@ def check_read(run: Run, sql: str, params: Mapping[str, Any] | None) -> None:
         _readonly.check(ast, statement)
     except _readonly.Refused as exc:
         raise StoreError(str(exc), READONLY_CODE) from None
+    return statement
+
+
+def wrap_run(session: Any) -> Run:
+    """A :data:`Run` on a chDB session: JSON answers, ClickHouse's errors as :class:`StoreError`."""
+
+    def run(sql: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
+        try:
+            return parse_json(session.query(sql, "JSON", params=dict(params) if params else None).bytes())
+        except Exception as exc:
+            raise StoreError.wrap(exc) from None
+
+    return run
 
 
 # ClickHouse names the query it was parsing in; that is ours (one_statement), not the user's
@@ -144,10 +158,10 @@ class ChdbBackend:
             check_read(self._read, sql, params)
             return self._read(sql, params)
         with self._lock:
-            return _parse_json(self._run(self._session, sql, "JSON", params).bytes())
+            return parse_json(self._run(self._session, sql, "JSON", params).bytes())
 
     def _read(self, sql: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
-        return _parse_json(self._run(self._reader, sql, "JSON", params).bytes())
+        return parse_json(self._run(self._reader, sql, "JSON", params).bytes())
 
     def insert(self, database: str, table: str, body: bytes, fmt: str = "JSONEachRow",
                columns: Sequence[str] = ()) -> None:
@@ -202,7 +216,7 @@ class ServerBackend:
             settings.update(READONLY)
 
         def run(text: str, values: Mapping[str, Any] | None) -> dict[str, Any]:
-            return _parse_json(self._call(self._client.raw_query, text, parameters=dict(values or {}),
+            return parse_json(self._call(self._client.raw_query, text, parameters=dict(values or {}),
                                           settings=settings, fmt="JSON"))
 
         if readonly:

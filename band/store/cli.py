@@ -28,8 +28,10 @@ def _sql_parser() -> argparse.ArgumentParser:
         "Parameters: write {name:Type} in the query and pass name=value after it.")
     parser.add_argument("query", help="SQL, e.g. \"SELECT date, count() FROM stats.events GROUP BY date\"")
     parser.add_argument("params", nargs="*", metavar="name=value", help="values for {name:Type} placeholders")
-    parser.add_argument("--format", choices=("table", "json", "csv", "tsv"), default="table",
-                        help="table (default), json (a list of objects), csv or tsv (with a header line)")
+    parser.add_argument("--format", choices=("table", "json", "jsonl", "csv", "tsv"), default="table",
+                        help="table (default), json (a list of objects), jsonl (JSON lines), csv or tsv (with a header "
+                        "line); "
+                        "any size streams, with the rows so far on stderr")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds (default 30)")
     parser.add_argument("--nats", help="NATS URL(s) (default: $NATS_URL, then ./.band/nats.url)")
     return parser
@@ -109,14 +111,80 @@ def _params(pairs: list[str]) -> dict[str, str]:
 
 
 async def _sql(args: argparse.Namespace) -> int:
+    """The answer streamed from the store (any size, constant memory), rows so far on stderr."""
+    import nats.errors
+
+    from .. import store
+    from .._core.app import App, reset_current, set_current
+    from .._runtime.connect import connect
+
+    url = nats_url(args.nats)
     try:
-        answer = await _call(nats_url(args.nats), "query", args.timeout, sql=args.query, params=_params(args.params))
+        try:
+            nc = await connect(url, name="band-cli", max_reconnect_attempts=0, allow_reconnect=False)
+        except (nats.errors.NoServersError, OSError) as exc:
+            raise RPCError(f"no NATS at {url} ({exc}): start the dev stack with 'band up' or set NATS_URL", 503) from None
+        app = App("band-cli")
+        app.nc = nc
+        token = set_current(app)
+        try:
+            columns, rows = await store.stream_result(args.query, timeout__=args.timeout, **_params(args.params))
+            if args.format == "table":
+                print_result({"columns": columns, "rows": [row async for row in _counted(rows)]}, "table")
+            else:
+                await _write_rows(columns, _counted(rows), args.format)
+        finally:
+            reset_current(token)
+            await nc.close()
     except RPCError as exc:
         hint = " (is the store running? 'band up' starts it, or 'band store')" if exc.code == 503 else ""
         print(f"band sql: {exc.message}{hint}", file=sys.stderr)
         return 2 if exc.code == 2 else 1
-    print_result(answer, args.format)
     return 0
+
+
+PROGRESS_AFTER_S = 1.0  # a quick answer prints no progress
+
+
+async def _counted(rows: Any) -> Any:
+    """``rows`` as they come, with "N rows, R rows/s" on stderr once it takes a while."""
+    import time
+
+    started = shown = time.monotonic()
+    n = 0
+    async for row in rows:
+        n += 1
+        yield row
+        now = time.monotonic()
+        if now - shown >= 0.5 and now - started >= PROGRESS_AFTER_S:
+            shown = now
+            sys.stderr.write(f"\r{n:,} rows, {n / (now - started):,.0f} rows/s")
+            sys.stderr.flush()
+    if shown != started:
+        elapsed = time.monotonic() - started
+        sys.stderr.write(f"\r{n:,} rows in {elapsed:.1f} s, {n / elapsed:,.0f} rows/s\n")
+
+
+async def _write_rows(columns: list[dict[str, str]], rows: Any, fmt: str) -> None:
+    """Rows on stdout as they arrive: csv/tsv with a header line, json as JSON lines."""
+    names = [c["name"] for c in columns]
+    out = sys.stdout
+    if fmt == "jsonl":
+        async for row in rows:
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+    elif fmt == "json":  # one JSON array, written as the rows come: an object a line
+        out.write("[")
+        first = True
+        async for row in rows:
+            out.write(("\n" if first else ",\n") + json.dumps(row, ensure_ascii=False))
+            first = False
+        out.write("\n]\n")
+    else:
+        writer = csv.writer(out, delimiter="," if fmt == "csv" else "\t", lineterminator="\n")
+        writer.writerow(names)
+        async for row in rows:
+            writer.writerow([_cell(row.get(n)) for n in names])
+    out.flush()
 
 
 def print_result(answer: dict[str, Any], fmt: str = "table") -> None:

@@ -14,6 +14,7 @@ from typing import Any, Mapping
 
 from .._core import settings as band_config
 from ..errors import ConfigError
+from .http import Limits, Settings as HttpSettings
 from .schema import Column, Table, build_tables, merge
 
 SERVICE_DIR = Path(__file__).resolve().parent / "service"
@@ -40,6 +41,7 @@ class StoreConfig:
     build_processes: str = "auto"
     insertable: frozenset[str] = frozenset()
     migrations: Path | None = None
+    http: HttpSettings = HttpSettings(port=0)
     raw: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -84,6 +86,7 @@ class StoreConfig:
                 build_processes=_processes(data.get("build_processes", "auto")),
                 insertable=frozenset(str(t) for t in data.get("insertable") or ()),
                 migrations=(base / str(migrations)) if migrations else (base / "migrations"),
+                http=_http(data, str(data.get("database") or "stats")),
                 raw=dict(data),
             )
         except (TypeError, ValueError) as exc:
@@ -102,6 +105,25 @@ def _processes(value: Any) -> str:
     if text != "auto" and not (text.isdigit() and int(text) <= 64):
         raise ConfigError(f"store config: build_processes is {value!r}; use auto or a number of processes from 0 to 64")
     return text
+
+
+def _http(data: Mapping[str, Any], database: str) -> HttpSettings:
+    """The ClickHouse HTTP interface's settings (``http_*``; off when ``http_port`` is 0 or absent)."""
+    def number(key: str, default: float) -> float:
+        value = data.get(key)
+        try:
+            return float(default if value in (None, "") else value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"store config: {key} is {value!r}; use a number") from None
+
+    port = int(number("http_port", 0))
+    if not 0 <= port < 65536:
+        raise ConfigError(f"store config: http_port (STORE_HTTP_PORT) is {port}; use a port from 1 to 65535, or 0 for off")
+    limits = Limits(max_execution_time=number("http_max_execution_time", 300), max_result_rows=int(number("http_max_result_rows", 0)),
+                    max_result_bytes=int(number("http_max_result_bytes", 0)),
+                    max_query_bytes=int(number("http_max_query_bytes", 1 << 20)))
+    return HttpSettings(host=str(data.get("http_host") or "127.0.0.1"), port=port, user=str(data.get("http_user") or "default"),
+                        password=str(data.get("http_password") or ""), database=database, limits=limits)
 
 
 def route_key(rule: str) -> str:

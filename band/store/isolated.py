@@ -8,7 +8,8 @@ acks, building the next batch), slowed to a third for the whole of every insert.
 
 So the store's chDB lives in a child process that owns the data directory, and each
 call crosses a pipe: one for writes and one for read-only queries, each served by a
-thread of the child, so a query never waits behind an insert. An error comes back as
+thread of the child, so a query never waits behind an insert; a third carries reads of
+any size, each in a thread and on a session of its own (:mod:`.results`). An error comes back as
 the same :class:`StoreError` (or :class:`Unavailable`). A child that dies is reported
 as :class:`Unavailable` and started again on the next call (the writer retries with
 backoff meanwhile, acking nothing). The child exits when its parent does, even after
@@ -30,6 +31,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from . import results as _results
 from .backend import ChdbBackend, StoreError, Unavailable
 
 START_TIMEOUT_S = 60.0
@@ -77,8 +79,8 @@ def _serve(conn: Connection, backend: ChdbBackend) -> None:
             return
 
 
-def _child(path: str, writes: Connection, reads: Connection) -> None:
-    """The child's main: open chDB, serve both pipes, close chDB when the writes pipe ends."""
+def _child(path: str, writes: Connection, reads: Connection, streams: Connection) -> None:
+    """The child's main: open chDB, serve the pipes, close chDB when the writes pipe ends."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us by closing the pipes
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
@@ -88,6 +90,8 @@ def _child(path: str, writes: Connection, reads: Connection) -> None:
         return
     writes.send(("ok", None))
     threading.Thread(target=_serve, args=(reads, backend), name="store-reads", daemon=True).start()
+    threading.Thread(target=_results.serve, args=(streams, str(backend.path)), name="store-streams",
+                     daemon=True).start()
     _serve(writes, backend)
     backend.close()
 
@@ -130,17 +134,20 @@ class IsolatedChdb:
         self._process: Any = None
         self._writes: _Channel | None = None
         self._reads: _Channel | None = None
+        self._results: _results.Results | None = None
         self._start()
 
     def _start(self) -> None:
         context = multiprocessing.get_context("spawn")  # no copy of this process's threads
         writes, child_writes = context.Pipe()
         reads, child_reads = context.Pipe()
-        process = context.Process(target=_child, args=(str(self.path), child_writes, child_reads),
+        streams, child_streams = context.Pipe()  # a socket pair: it also carries each answer's pipe
+        process = context.Process(target=_child, args=(str(self.path), child_writes, child_reads, child_streams),
                                   name="band-store-chdb", daemon=True)
         process.start()
         child_writes.close()  # ours closed: the child's reads end at EOF when we are gone
         child_reads.close()
+        child_streams.close()
         if not writes.poll(START_TIMEOUT_S):
             process.kill()
             raise Unavailable(f"the store's chDB process did not open {self.path} within {START_TIMEOUT_S:.0f} s")
@@ -149,9 +156,10 @@ class IsolatedChdb:
         except EOFError:
             raise Unavailable(f"the store's chDB process exited while opening {self.path}") from None
         self._process, self._writes, self._reads = process, _Channel(writes), _Channel(reads)
+        self._results = _results.Results(streams)
         # at interpreter exit without close(): multiprocessing runs this before it joins
         # its children, so the child sees EOF and exits (it ignores SIGTERM)
-        util.Finalize(self, _close_all, args=(writes, reads), exitpriority=10)
+        util.Finalize(self, _close_all, args=(writes, reads, streams), exitpriority=10)
 
     def _channel(self, read: bool) -> _Channel:
         with self._lock:
@@ -161,6 +169,12 @@ class IsolatedChdb:
             channel = self._reads if read else self._writes
             assert channel is not None
             return channel
+
+    def results(self) -> _results.Results:
+        """Reads of any size (:mod:`.results`), on a child that runs (started again if it died)."""
+        self._channel(True)
+        assert self._results is not None
+        return self._results
 
     def command(self, sql: str) -> None:
         self._channel(False).call("command", sql)
@@ -179,6 +193,8 @@ class IsolatedChdb:
         hold chDB's close until it ends, so a busy child is killed after ``BUSY_STOP_S``:
         ClickHouse writes each part whole, and an insert never answered was never acked,
         so JetStream redelivers it and the writer looks up what it already stored."""
+        if self._results is not None:
+            self._results.close()
         channels = [c for c in (self._writes, self._reads) if c is not None]
         busy = any(c.lock.locked() for c in channels)
         for channel in channels:
@@ -188,7 +204,7 @@ class IsolatedChdb:
             if self._process.is_alive():
                 self._process.kill()
                 self._process.join(5)
-        self._process = self._writes = self._reads = None
+        self._process = self._writes = self._reads = self._results = None
 
     def close(self) -> None:
         with self._lock:

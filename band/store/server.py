@@ -9,20 +9,25 @@ many, insert once, then ack them all.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
-from typing import Any, Mapping
+import uuid
+from typing import Any, AsyncIterator, Mapping
 
 from nats.aio.client import Client
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import BadRequestError, NotFoundError
 
 from .. import wire
-from ..errors import RPCError
+from ..errors import ConfigError, RPCError
 from .._core.log import Logger
 from .._runtime.stream import ensure_stream
-from .backend import READONLY_CODE, StoreError, Unavailable, open_backend
+from .backend import READONLY_CODE, StoreError, Unavailable, open_backend, parse_json
 from .config import StoreConfig
 from .imports import SHAPES, store_objects, unpack
+from .http import Interface, serving, url_of
+from .cursor import FORMAT as CURSOR_FORMAT, Cursor, Cursors
+from .results import Request, Results
 from .metrics import metrics
 from .migrate import ensure
 from .prepare import Preparer, collect_less, processes
@@ -53,10 +58,56 @@ class Store:
         self._replay_task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
         self._nc: Client | None = None
+        self.http_state = "off"
+        self.cursors = Cursors()
+        self.instance = uuid.uuid4().hex[:16]
 
     # --- lifecycle ---------------------------------------------------------------------
     async def run(self, nc: Client) -> None:
-        """Open, migrate, then write until :meth:`stop`; retries opening while ClickHouse is down."""
+        """Open, migrate, then write until :meth:`stop`; retries opening while ClickHouse is down.
+        The ClickHouse HTTP interface (embedded chDB only) listens meanwhile."""
+        async with self._http():
+            await self._run(nc)
+
+    @contextlib.asynccontextmanager
+    async def _http(self) -> AsyncIterator[None]:
+        """The ClickHouse HTTP interface, when set and embedded; a port it cannot have is
+        logged naming the setting, and the store goes on writing without it."""
+        settings = self.config.http
+        if not settings.port or self.config.clickhouse_url:
+            yield
+            return
+        interface = Interface(settings, self.results)
+        try:
+            async with serving(interface):
+                self.http_state = url_of(settings)
+                self.log.info("store: ClickHouse HTTP interface (read-only)", url=url_of(settings))
+                yield
+                return
+        except ConfigError as exc:
+            if self.http_state != "off":
+                raise
+            self.http_state = f"failed: {exc}"
+            self.log.error("store: no ClickHouse HTTP interface", error=str(exc))
+        yield
+
+    async def results(self) -> Results:
+        """Reads of any size from the embedded engine (:mod:`.results`).
+
+        Raises:
+            Unavailable: the store is not ready, or writes to a ClickHouse server.
+        """
+        try:
+            engine = await self.ready()
+        except RPCError as exc:
+            raise Unavailable(exc.message) from None
+        opener = getattr(engine.backend, "results", None)
+        if opener is None:
+            raise Unavailable("reads of any size need the embedded store (chDB); this store writes to a server")
+        found: Results = await asyncio.to_thread(opener)
+        return found
+
+    async def _run(self, nc: Client) -> None:
         self._nc = nc
         delay = 0.5
         while self.engine is None:
@@ -83,6 +134,8 @@ class Store:
         for name in changes.migrations:
             self.log.info("store: migration applied", migration=name)
         self.health.state = "writing"
+        await nc.subscribe(wire.store_next_subject(self.instance), cb=self._on_next)
+        asyncio.get_running_loop().create_task(self._sweep())
         metrics().healthy.set(1)
         collect_less()
         await self.preparer.start()
@@ -156,17 +209,84 @@ class Store:
         if params is not None and not isinstance(params, Mapping):
             raise RPCError("params must be an object of name: value", 400)
         engine = await self.ready()
+        limit = self._nc.max_payload if self._nc is not None else 1 << 20
         try:
-            result: dict[str, Any] = await engine.call(engine.backend.select, sql, dict(params or {}), True, read=True)
+            if self.config.clickhouse_url:
+                result: dict[str, Any] = await engine.call(engine.backend.select, sql, dict(params or {}), True, read=True)
+            else:
+                result = await self._read_all(sql, params or {}, limit)
         except StoreError as exc:
             if exc.code == READONLY_CODE:
                 raise RPCError(f"store.query is read-only: {exc.message}", 400) from None
-            raise RPCError(exc.message, 400 if exc.code else 503) from None
-        limit = self._nc.max_payload if self._nc is not None else 1 << 20
+            raise RPCError(exc.message, exc.code if exc.code == TOO_BIG else 400 if exc.code else 503) from None
         if len(result["rows"]) > 100 and len(wire.encode(result)) > limit - 1024:
-            raise RPCError(f"the answer ({len(result['rows'])} rows) is larger than one NATS message ({limit} bytes): "
-                           "aggregate, or add a LIMIT", 413)
+            raise RPCError(_too_big(len(result["rows"]), limit), TOO_BIG)
         return result
+
+    async def _read_all(self, sql: str, params: Mapping[str, Any], limit: int) -> dict[str, Any]:
+        """A small answer from the embedded store, read as :meth:`stream` reads (the default
+        database, a session of its own); past ``limit`` bytes it stops with code 413."""
+        answer = await (await self.results()).open(Request(sql, {k: _param(v) for k, v in params.items()},
+                                                           database=self.config.database, default_format="JSON"))
+        body = bytearray()
+        try:
+            if answer.format != "JSON":
+                raise StoreError("store.query answers rows as JSON: leave FORMAT out of the query", 400)
+            async for chunk in answer.chunks():
+                body += chunk
+                if len(body) > 2 * limit:  # JSON's layout is about twice the size of the wire's
+                    raise StoreError(_too_big(0, limit), TOO_BIG)
+        finally:
+            answer.cancel()
+        return parse_json(bytes(body))
+
+    async def stream(self, sql: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
+        """Open a cursor on a read of any size (wire: "the store's answers of any size").
+
+        Raises:
+            RPCError: as :meth:`query`; 501 when the store writes to a ClickHouse server.
+        """
+        if not isinstance(sql, str) or not sql.strip():
+            raise RPCError("sql must be a non-empty string", 400)
+        if params is not None and not isinstance(params, Mapping):
+            raise RPCError("params must be an object of name: value", 400)
+        try:
+            results = await self.results()
+            answer = await results.open(Request(sql, {k: _param(v) for k, v in (params or {}).items()},
+                                                database=self.config.database, default_format=CURSOR_FORMAT))
+            if answer.format != CURSOR_FORMAT:
+                answer.cancel()
+                raise StoreError("store.stream sends rows as JSON: leave FORMAT out of the query", 400)
+            cursor = Cursor(answer)
+            await cursor.start()
+        except StoreError as exc:
+            if exc.code == READONLY_CODE:
+                raise RPCError(f"store.query is read-only: {exc.message}", 400) from None
+            raise RPCError(exc.message, 503 if isinstance(exc, Unavailable) else 400) from None
+        self.cursors.add(cursor)
+        return {"cursor": cursor.id, "next": wire.store_next_subject(self.instance), "columns": cursor.columns}
+
+    async def _on_next(self, msg: Any) -> None:
+        asyncio.get_running_loop().create_task(self._next(msg))
+
+    async def _next(self, msg: Any) -> None:
+        headers: dict[str, str] = {}
+        try:
+            request = wire.decode_object(msg.data)
+            limit = self._nc.max_payload - 4096 if self._nc is not None else wire.STREAM_CHUNK_BYTES
+            data, last = await self.cursors.chunk(request.get("cursor"), min(wire.STREAM_CHUNK_BYTES, limit))
+            if last:
+                headers[wire.STREAM_DONE_HEADER] = "1"
+        except (StoreError, wire.DecodeError) as exc:
+            data = b""
+            headers = wire.error_headers(getattr(exc, "code", 400) or 400, getattr(exc, "message", str(exc)))
+        if msg.reply and self._nc is not None:
+            await self._nc.publish(msg.reply, data, headers=headers or None)
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(wire.STREAM_IDLE_S / 6)
+            await self.cursors.sweep()
 
     async def insert(self, table: str, rows: Any) -> dict[str, Any]:
         """Rows into a service's own table (one defined in store.yml); event tables are the writer's."""
@@ -210,6 +330,7 @@ class Store:
         answer = self.health.as_dict()
         answer["database"] = self.config.database
         answer["where"] = "server" if self.config.clickhouse_url else "embedded"
+        answer["http"] = self.http_state
         answer["pending"] = await self._pending(DURABLE)
         if self.replaying is not None or self._replay_task is not None:
             answer["replay"] = await self.replay_status()
@@ -266,6 +387,20 @@ class Store:
         writer = self.replaying
         running = self._replay_task is not None and not self._replay_task.done()
         return {"running": running, "total": self.replay_total, "done": writer.processed if writer else 0}
+
+
+TOO_BIG = 413  # an answer larger than one NATS message: store.query reads it with store.stream
+
+
+def _too_big(rows: int, limit: int) -> str:
+    counted = f" ({rows} rows)" if rows else ""
+    return (f"the answer{counted} is larger than one NATS message ({limit} bytes): read it with store.stream, "
+            "aggregate, or add a LIMIT")
+
+
+def _param(value: Any) -> Any:
+    """A parameter as chDB takes it: text, numbers, and lists/objects as ClickHouse literals (JSON)."""
+    return value if isinstance(value, (str, int, float)) else wire.encode(value).decode()
 
 
 def _parse_since(since: str | None) -> dt.datetime | None:

@@ -49,6 +49,12 @@ async def query(sql: str, params: dict[str, Any] | None = None) -> dict[str, Any
 
 
 @expose()
+async def stream(sql: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A read of any size: {"cursor", "next", "columns"}; ask `next` for each chunk (docs/protocol.md)."""
+    return await store.stream(sql, params)
+
+
+@expose()
 async def insert(table: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Rows into a table of your own (defined in store.yml): {"inserted": n}."""
     return await store.insert(table, rows)
