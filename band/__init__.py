@@ -11,7 +11,8 @@ made on first use. Importing band does nothing else: no loop, no file, no connec
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from ._core.app import App, current_app
 from ._core.blocking import blocking
@@ -21,12 +22,12 @@ from .response import response
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:  # what the module __getattr__ below hands out, for type checkers
-    from ._core.rpc import RPC
-    from ._core.settings import Settings
     from ._core.log import Logger
     from ._core.redis import RedisFactory
     from ._core.registry import Expose
+    from ._core.rpc import RPC
     from ._core.scheduler import Scheduler
+    from ._core.settings import Settings
 
     settings: Settings
     logger: Logger
@@ -53,23 +54,23 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "settings",
-    "logger",
-    "expose",
-    "worker",
+    "App",
+    "BandError",
+    "ConfigError",
+    "NoResponders",
+    "RPCError",
+    "RPCTimeout",
+    "RemoteError",
+    "ServiceUnavailable",
+    "blocking",
     "cleanup",
+    "current_app",
+    "expose",
+    "logger",
+    "redis_factory",
     "response",
     "rpc",
     "scheduler",
-    "blocking",
-    "redis_factory",
-    "App",
-    "current_app",
-    "BandError",
-    "ConfigError",
-    "RPCError",
-    "RPCTimeout",
-    "ServiceUnavailable",
-    "NoResponders",
-    "RemoteError",
+    "settings",
+    "worker",
 ]

@@ -56,11 +56,11 @@ class CleanupFailed(BandError, ExceptionGroup[Exception]):
 
 __all__ = [
     "BandError",
+    "CleanupFailed",
     "ConfigError",
+    "NoResponders",
     "RPCError",
     "RPCTimeout",
-    "ServiceUnavailable",
-    "NoResponders",
     "RemoteError",
-    "CleanupFailed",
+    "ServiceUnavailable",
 ]

@@ -168,4 +168,4 @@ async def read(ref: Mapping[str, Any], *, nc: Client | None = None, limit: int =
     return b"".join([chunk async for chunk in chunks(ref, nc=nc)])
 
 
-__all__ = ["FileRef", "FileMissing", "FileCorrupt", "chunks", "local_copy", "read"]
+__all__ = ["FileCorrupt", "FileMissing", "FileRef", "chunks", "local_copy", "read"]

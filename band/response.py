@@ -7,9 +7,11 @@ Each kind is a small class with a ``type__`` tag and one wire form (``to_wire``)
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar
+
 from .errors import BandError
 
 REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
@@ -177,16 +179,16 @@ def from_wire(value: Any) -> Response:
 
 
 __all__ = [
-    "response",
-    "Response",
+    "PIXEL_GIF",
+    "BadResponse",
     "DataResponse",
+    "ErrorResponse",
     "PixelResponse",
     "RedirectResponse",
-    "ErrorResponse",
+    "Response",
     "ResponseFactory",
-    "BadResponse",
-    "PIXEL_GIF",
     "coerce",
-    "to_wire",
     "from_wire",
+    "response",
+    "to_wire",
 ]

@@ -22,8 +22,8 @@ from ._runtime.stream import StreamLimits, ensure_dlq_stream, ensure_stream
 from ._runtime.timers import Deadlines
 
 __all__ = [
-    "Deadlines",
     "RPC",
+    "Deadlines",
     "Signals",
     "StreamLimits",
     "close",

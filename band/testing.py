@@ -6,9 +6,9 @@ subscribed and answering discovery, so a test can call it right away.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import AsyncIterator
 
 from ._core.app import App
 from ._core.loader import load_service

@@ -20,7 +20,8 @@ import contextlib
 import logging
 import os
 import sys
-from typing import Any, Awaitable, Iterator, Mapping
+from collections.abc import Awaitable, Iterator, Mapping
+from typing import Any
 
 from . import wire
 

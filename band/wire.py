@@ -11,9 +11,11 @@ import base64
 import datetime as _dt
 import json
 import re
-from typing import Any, Final, Mapping
+from collections.abc import Mapping
+from typing import Any, Final
 
 import orjson
+
 from .errors import BandError
 
 # --- revision ---------------------------------------------------------------

@@ -280,7 +280,7 @@ def load_child(kind: str, url: str, duration: float, rate: float, out: str) -> N
 def load(kind: str, url: str, duration: float, rate: float = 0.0) -> dict[str, Any]:
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
         out = f.name
-    code = "import sys; sys.path.insert(0, %r); import bench_edge as b; b.load_child(%r, %r, %r, %r, %r)" % (str(Path(__file__).parent), kind, url, duration, rate, out)
+    code = f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import bench_edge as b; b.load_child({kind!r}, {url!r}, {duration!r}, {rate!r}, {out!r})"
     subprocess.run([sys.executable, "-c", code], check=True)
     result: dict[str, Any] = json.loads(Path(out).read_text())
     os.unlink(out)

@@ -32,11 +32,11 @@ import nats
 
 from band import App, store, wire
 from band._core.app import set_current
+from band._runtime.stream import ensure_stream
 from band.cli.natsserver import NatsServer
 from band.store.config import load
 from band.store.prepare import collect_less
 from band.store.rows import RowBuilder
-from band._runtime.stream import ensure_stream
 
 UID = 6462464730849083392
 

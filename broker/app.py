@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from nats.aio.client import Client
@@ -59,7 +59,7 @@ class Answer:
     """What a route tells :meth:`Edge.on_response_prepare` about its answer (one object
     per request: one look-up there, not one per header)."""
 
-    __slots__ = ("started", "uid", "private")
+    __slots__ = ("private", "started", "uid")
 
     def __init__(self, started: float) -> None:
         self.started = started  # when the request reached the app: X-Response-Time
@@ -278,4 +278,4 @@ def make_app(config: EdgeConfig | None = None) -> web.Application:
     return app
 
 
-__all__ = ["make_app", "Edge", "EDGE", "CONFIG", "METRICS"]
+__all__ = ["CONFIG", "EDGE", "METRICS", "Edge", "make_app"]

@@ -57,7 +57,7 @@ class BodyBudget:
         self._release_after = RELEASE_AFTER_BYTES if release_after is None else release_after
         self._release_due = False
 
-    def hold(self) -> "Held":
+    def hold(self) -> Held:
         """A hit's share: empty until it takes bytes; given back when the ``with`` ends."""
         return Held(self)
 
@@ -107,7 +107,7 @@ class Held:
         self._budget._take(n)
         self.bytes += n
 
-    def __enter__(self) -> "Held":
+    def __enter__(self) -> Held:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
@@ -149,7 +149,7 @@ async def read_body(request: web.Request, held: Held, limit: int) -> bytearray:
 
 
 # --- giving freed memory back ---------------------------------------------------------
-def _malloc_trim() -> "ctypes._NamedFuncPointer | None":
+def _malloc_trim() -> ctypes._NamedFuncPointer | None:
     """glibc's ``malloc_trim``, or ``None`` (musl, macOS: nothing to call)."""
     name = ctypes.util.find_library("c")
     if not name:
@@ -160,7 +160,7 @@ def _malloc_trim() -> "ctypes._NamedFuncPointer | None":
         return None
 
 
-_TRIM: list["ctypes._NamedFuncPointer | None"] = []  # looked up on first use, not at import
+_TRIM: list[ctypes._NamedFuncPointer | None] = []  # looked up on first use, not at import
 
 
 def release_memory() -> None:
@@ -178,4 +178,4 @@ def release_memory() -> None:
         trim(0)
 
 
-__all__ = ["BodyBudget", "Held", "OverBudget", "TooLarge", "RETRY_AFTER_S", "read_body", "release_memory"]
+__all__ = ["RETRY_AFTER_S", "BodyBudget", "Held", "OverBudget", "TooLarge", "read_body", "release_memory"]

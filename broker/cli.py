@@ -18,7 +18,8 @@ from typing import Any
 from aiohttp import web
 
 from band import tracing
-from band.runtime import Signals, configure_logging, run as run_loop
+from band.runtime import Signals, configure_logging
+from band.runtime import run as run_loop
 
 from .app import make_app
 from .config import ConfigError, EdgeConfig, from_env, split_urls

@@ -7,8 +7,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from band.runtime import nats_url
 from band.cli.parser import Commands
+from band.runtime import nats_url
 
 DESCRIPTION = "band's HTTP edge: hits in, NATS pipeline, answers out."
 

@@ -11,8 +11,9 @@ import dataclasses
 import ipaddress
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from band import wire
 from band.errors import ConfigError  # one ConfigError for services and the edge; its message names the knob
@@ -150,7 +151,7 @@ class EdgeConfig:
                 best, ms = len(prefix), value
         return ms / 1000
 
-    def replace(self, **changes: Any) -> "EdgeConfig":
+    def replace(self, **changes: Any) -> EdgeConfig:
         return dataclasses.replace(self, **changes)
 
 
@@ -209,4 +210,4 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: Any) -> EdgeConf
     return EdgeConfig(**values)
 
 
-__all__ = ["EdgeConfig", "ConfigError", "from_env", "split_urls", "DEFAULT_ALIASES"]
+__all__ = ["DEFAULT_ALIASES", "ConfigError", "EdgeConfig", "from_env", "split_urls"]

@@ -225,4 +225,4 @@ class Discovery:
             await self.poll_once()
 
 
-__all__ = ["Discovery", "Snapshot", "HandlerRoute", "PathRoute", "build_snapshot"]
+__all__ = ["Discovery", "HandlerRoute", "PathRoute", "Snapshot", "build_snapshot"]

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import ipaddress
 import time
-from types import MappingProxyType
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from types import MappingProxyType
+from typing import Any
 
 from band import wire
 from band.errors import BandError
@@ -272,4 +273,4 @@ def td_of(headers: Mapping[str, str], peer: str | None, client_ip: ClientIP) -> 
     }
 
 
-__all__ = ["BadHit", "Parts", "Hit", "make_hit", "http_status", "valid_uid", "first_uid", "pick_uid", "project_id", "check_token", "ClientIP", "header_text", "td_of"]
+__all__ = ["BadHit", "ClientIP", "Hit", "Parts", "check_token", "first_uid", "header_text", "http_status", "make_hit", "pick_uid", "project_id", "td_of", "valid_uid"]

@@ -18,8 +18,9 @@ import asyncio
 import itertools
 import logging
 import types
+from collections.abc import Callable, Coroutine, Generator, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Coroutine, Generator, Mapping
+from typing import Any
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -62,7 +63,7 @@ OnAnswer = Callable[[str, Reply], None]
 class Request:
     """One request in flight: what :meth:`Link.reply` awaits and :meth:`Link.forget` drops."""
 
-    __slots__ = ("token", "future", "slot")
+    __slots__ = ("future", "slot", "token")
 
     def __init__(self, token: str, future: asyncio.Future[Reply], slot: int) -> None:
         self.token = token
@@ -77,7 +78,7 @@ class Request:
 class _Scatter:
     """One request answered by several services: who is expected, who answered."""
 
-    __slots__ = ("expected", "answered", "on_answer", "done")
+    __slots__ = ("answered", "done", "expected", "on_answer")
 
     def __init__(self, expected: frozenset[str], on_answer: OnAnswer, done: asyncio.Future[None]) -> None:
         self.expected = expected
@@ -274,4 +275,4 @@ def _resume(coro: Coroutine[Any, Any, None], waiting: Any) -> Generator[Any, Any
             return
 
 
-__all__ = ["Link", "Reply", "Request", "LinkDown", "ReplyTimeout", "NoResponders", "DEADLINE_SLOT_S"]
+__all__ = ["DEADLINE_SLOT_S", "Link", "LinkDown", "NoResponders", "Reply", "ReplyTimeout", "Request"]

@@ -10,7 +10,7 @@ at scrape time, which renders them. Rare events use prometheus-client's own metr
 from __future__ import annotations
 
 from bisect import bisect_left
-from typing import Iterator
+from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
@@ -33,7 +33,7 @@ class _Histogram:
 
 
 class _HotCollector(Collector):
-    def __init__(self, metrics: "Metrics") -> None:
+    def __init__(self, metrics: Metrics) -> None:
         self._m = metrics
 
     def collect(self) -> Iterator[Metric]:
@@ -87,4 +87,4 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-__all__ = ["Metrics", "STAGES", "BUCKETS"]
+__all__ = ["BUCKETS", "STAGES", "Metrics"]

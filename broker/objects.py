@@ -66,7 +66,7 @@ class ObjectWriter:
         fut = self._acks.popleft()
         try:
             await asyncio.wait_for(fut, self._timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise StoreTimeout(f"JetStream did not acknowledge a chunk of {self.name} within {self._timeout}s") from None
 
     @property
@@ -83,7 +83,7 @@ class ObjectWriter:
             nuid=self.nuid,
             size=self.size,
             chunks=self.chunks,
-            mtime=datetime.datetime.now(datetime.timezone.utc).isoformat(),
+            mtime=datetime.datetime.now(datetime.UTC).isoformat(),
             digest="SHA-256=" + base64.urlsafe_b64encode(self._hash.digest()).decode(),
             description=description or None,
             options=api.ObjectMetaOptions(max_chunk_size=wire.UPLOAD_CHUNK_BYTES),
@@ -137,4 +137,4 @@ async def ensure_bucket(js: JetStreamContext, bucket: str, *, ttl_s: float, stor
     )
 
 
-__all__ = ["ObjectWriter", "StoreTimeout", "ensure_bucket", "WINDOW"]
+__all__ = ["WINDOW", "ObjectWriter", "StoreTimeout", "ensure_bucket"]

@@ -12,14 +12,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from band import wire
 from band.response import BadResponse, ErrorResponse, RedirectResponse, Response, from_wire
 
 from .builtin_enrichers import Builtins
-from .default_answers import built_in_answer
 from .config import EdgeConfig
+from .default_answers import built_in_answer
 from .discovery import Discovery
 from .hit import Hit, http_status
 from .link import Link, LinkDown, NoResponders, Reply, ReplyTimeout, Request
@@ -262,4 +263,4 @@ class Pipeline:
         return ErrorResponse(message=_NOT_STORED, statusCode=503)
 
 
-__all__ = ["Pipeline", "INTERNAL_ERROR"]
+__all__ = ["INTERNAL_ERROR", "Pipeline"]

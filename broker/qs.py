@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 from qs_codec import DecodeOptions, Duplicates, decode
+
 from band.errors import BandError
 
 QUERY_DEPTH = 5
@@ -130,4 +131,4 @@ def parse(text: str, grammar: Grammar, *, max_fields: int, max_depth: int) -> di
         raise QsError(f"{grammar.what}: {exc}") from None
 
 
-__all__ = ["parse", "Grammar", "QUERY", "FORM", "QsError", "QUERY_DEPTH", "FORM_DEPTH"]
+__all__ = ["FORM", "FORM_DEPTH", "QUERY", "QUERY_DEPTH", "Grammar", "QsError", "parse"]

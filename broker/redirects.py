@@ -43,4 +43,4 @@ def redirect_problem(to: object, allowed: tuple[str, ...]) -> str | None:
     return None
 
 
-__all__ = ["unsafe_location", "host_allowed", "redirect_problem"]
+__all__ = ["host_allowed", "redirect_problem", "unsafe_location"]

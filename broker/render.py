@@ -6,7 +6,8 @@ typed response as JSON, which is what the Rockstat web SDK reads.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -63,4 +64,4 @@ def render(resp: Response, native: bool = False) -> web.Response:
     return _RENDERERS[type(resp)](resp)
 
 
-__all__ = ["render", "render_native", "json_response", "render_pixel", "render_redirect", "render_error", "render_data"]
+__all__ = ["json_response", "render", "render_data", "render_error", "render_native", "render_pixel", "render_redirect"]

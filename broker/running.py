@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import AsyncIterator, Callable
 
 import nats.errors
 from nats.aio.client import Client
@@ -189,8 +189,8 @@ class NatsSide:
         try:
             async with asyncio.timeout(self._stopping.left(DRAIN_TIMEOUT_S)):  # what the stop has left
                 await nc.drain()
-        except (nats.errors.Error, asyncio.TimeoutError):
+        except (TimeoutError, nats.errors.Error):
             await close(nc)
 
 
-__all__ = ["Running", "NatsSide", "EventsStream"]
+__all__ = ["EventsStream", "NatsSide", "Running"]

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 READS_SHARE = 0.4
 HANDLERS_SHARE = 0.5
@@ -75,4 +75,4 @@ class Stopping:
             read.reschedule(reads_end)
 
 
-__all__ = ["Stopping", "READS_SHARE", "HANDLERS_SHARE"]
+__all__ = ["HANDLERS_SHARE", "READS_SHARE", "Stopping"]

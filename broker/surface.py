@@ -8,8 +8,8 @@ from importlib import resources
 from aiohttp import web
 
 from .config import EdgeConfig
-from .libjs import CONTENT_TYPE, LibJs, accepts_gzip
 from .hit import pick_uid
+from .libjs import CONTENT_TYPE, LibJs, accepts_gzip
 
 
 @cache

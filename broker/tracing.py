@@ -15,7 +15,8 @@ a header copy. :func:`open_trace` is the one place a transport opens a hit's tra
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from band import tracing, wire
 from band.response import ErrorResponse, Response
@@ -29,7 +30,7 @@ class CarriedTrace:
     """The caller's trace context, passed along unchanged while tracing is off; the
     pipeline's hooks that would make spans do nothing."""
 
-    __slots__ = ("trace_id", "_headers")
+    __slots__ = ("_headers", "trace_id")
 
     def __init__(self, headers: dict[str, str], trace_id: str) -> None:
         self._headers = headers
@@ -75,7 +76,7 @@ def carried(headers: Mapping[str, str]) -> CarriedTrace | None:
     return CarriedTrace(kept, found.group(1))
 
 
-def open_trace(headers: Mapping[str, str], method: str, path: str, message: dict[str, Any]) -> "Trace | None":
+def open_trace(headers: Mapping[str, str], method: str, path: str, message: dict[str, Any]) -> Trace | None:
     """The hit's trace for every transport: spans while tracing is on, else the caller's
     context carried as it came (``trace_id`` on the event either way), else none."""
     if tracing.ON:
@@ -91,7 +92,7 @@ def open_trace(headers: Mapping[str, str], method: str, path: str, message: dict
 class HitTrace:
     """The spans of one hit; the pipeline calls in at each step."""
 
-    __slots__ = ("span", "trace_id", "_enrich", "_enrichers", "_handle", "_publish", "_token")
+    __slots__ = ("_enrich", "_enrichers", "_handle", "_publish", "_token", "span", "trace_id")
 
     def __init__(self, headers: Mapping[str, str], method: str, path: str, message: dict[str, Any]) -> None:
         key = message["key"]

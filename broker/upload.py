@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, TypeVar
+from typing import Any, TypeVar
 
 import aiohttp
 import nats.errors
@@ -30,17 +31,17 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from band import wire
+from band.errors import BandError
 from band.response import ErrorResponse
+from band.runtime import new_id
 
 from .bodies import RETRY_AFTER_S, BodyBudget, Held, OverBudget
 from .config import EdgeConfig
-from .objects import WINDOW, ObjectWriter, StoreTimeout, ensure_bucket
 from .hit import BadHit, ClientIP, Parts, check_token, make_hit, td_of
+from .objects import WINDOW, ObjectWriter, StoreTimeout, ensure_bucket
 from .pipeline import Pipeline
 from .render import json_response, render
-from band.errors import BandError
-from band.runtime import new_id
-from .request import parser_message, busy, parse_path, parse_query
+from .request import busy, parse_path, parse_query, parser_message
 
 log = logging.getLogger("broker.upload")
 
@@ -258,7 +259,7 @@ class Uploads:
         config = self.config
         try:
             await ensure_bucket(js, config.upload_bucket, ttl_s=config.upload_ttl_s, storage=config.upload_storage, replicas=config.stream_replicas)
-        except (nats.errors.Error, asyncio.TimeoutError) as exc:
+        except (TimeoutError, nats.errors.Error) as exc:
             log.warning("upload bucket %s not ready: %r", config.upload_bucket, exc)
             raise UploadUnavailable("upload storage is unavailable, try again later") from None
         self._bucket_ready = True
@@ -270,7 +271,7 @@ class Uploads:
                 # at least a moment even when a stop has used up its time: a purge takes milliseconds
                 async with asyncio.timeout(max(0.5, self.budget.stopping.left(self.config.publish_timeout_ms / 1000))):
                     await writer.discard()
-            except (nats.errors.Error, asyncio.TimeoutError, OSError) as exc:
+            except (TimeoutError, nats.errors.Error, OSError) as exc:
                 log.warning("upload %s: object %s not removed (%r); it expires with the bucket's TTL", upload.id, writer.name, exc)
         upload.writers.clear()
 
@@ -303,4 +304,4 @@ def _refuse(bad: BadHit) -> web.Response:
     return resp
 
 
-__all__ = ["Uploads", "USAGE"]
+__all__ = ["USAGE", "Uploads"]

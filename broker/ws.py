@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from aiohttp import WSMsgType, web
 from nats.aio.msg import Msg
@@ -23,10 +24,10 @@ from band import wire
 from band.runtime import new_id
 
 from .config import EdgeConfig
+from .headers import SECURITY, UidCookie
 from .hit import BadHit, ClientIP, Hit, Parts, first_uid, make_hit, td_of, valid_uid
 from .metrics import Metrics
 from .pipeline import Pipeline
-from .headers import SECURITY, UidCookie
 from .request import check_text, load_json_object, refusal
 
 log = logging.getLogger("broker.ws")
@@ -87,7 +88,7 @@ class Sockets:
 class Socket:
     """What every frame of one socket shares: the upgrade's parts of its hits."""
 
-    __slots__ = ("request", "td", "cookie", "query", "identity")
+    __slots__ = ("cookie", "identity", "query", "request", "td")
 
     def __init__(self, request: web.Request, td: dict[str, Any], cookie_name: str) -> None:
         self.request = request
@@ -182,4 +183,4 @@ async def handle_socket(request: web.Request, *, pipeline: Pipeline, sockets: So
     return ws
 
 
-__all__ = ["Sockets", "Socket", "handle_socket"]
+__all__ = ["Socket", "Sockets", "handle_socket"]

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterator
+from typing import Any
 
 import nats
 import pytest
 
-pytest.register_assert_rewrite("support")
+pytest.register_assert_rewrite("support")  # before support's modules are imported: their asserts explain themselves
 
-import ast_guard
-from band import App
-from band._core.app import reset_current, set_current
-from band.cli.natsserver import NatsServer
-from support.poll import pinged, wait_for  # noqa: F401  (old home of the helpers; import them from support.poll)
+import ast_guard  # noqa: E402
+
+from band import App  # noqa: E402
+from band._core.app import reset_current, set_current  # noqa: E402
+from band.cli.natsserver import NatsServer  # noqa: E402
 
 ast_guard.install()  # before any test runs a thread: see ast_guard
 # Stores started by tests keep their ClickHouse HTTP interface off (8123 is the developer's);

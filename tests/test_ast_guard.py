@@ -6,9 +6,8 @@ import ast
 import sys
 import threading
 
-import pytest
-
 import ast_guard
+import pytest
 
 
 class Garbage:

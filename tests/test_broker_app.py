@@ -6,14 +6,14 @@ import json
 from typing import Any
 
 import pytest
+from support.fakes import FakeService, enriches, fails, raw, returns, routed, running_edge, typed, unique
 
 from band import wire
 from band.response import PIXEL_GIF, response
-from support.fakes import FakeService, enriches, fails, raw, returns, routed, running_edge, typed, unique
 
 
 async def test_root_health_metrics(nats_url: str) -> None:
-    async with running_edge(nats_url) as (client, edge):
+    async with running_edge(nats_url) as (client, _edge):
         root = await client.get("/")
         assert root.status == 200 and "band edge" in await root.text()
         health = await client.get("/health")
@@ -26,7 +26,7 @@ async def test_root_health_metrics(nats_url: str) -> None:
 
 
 async def test_pixel_default_gif_cookie_cors(nats_url: str) -> None:
-    async with running_edge(nats_url) as (client, edge):
+    async with running_edge(nats_url) as (client, _edge):
         resp = await client.get("/gif/open", headers={"Origin": "https://shop.example"})
         assert resp.status == 200
         assert resp.content_type == "image/gif"
@@ -41,7 +41,7 @@ async def test_pixel_default_gif_cookie_cors(nats_url: str) -> None:
 
 async def test_default_answers(nats_url: str) -> None:
     svc = unique("hook")
-    async with running_edge(nats_url) as (client, edge):
+    async with running_edge(nats_url) as (client, _edge):
         resp = await client.post(f"/{svc}/event", json={"a": 1})
         body = await resp.json()
         assert resp.status == 200 and body["key"] == f"in.gen.{svc}.event" and wire.UID_RE.match(body["id"])
@@ -58,7 +58,7 @@ async def test_default_answers(nats_url: str) -> None:
 
 
 async def test_redirect_allow_list(nats_url: str) -> None:
-    async with running_edge(nats_url, redirect_hosts=("example.com",)) as (client, edge):
+    async with running_edge(nats_url, redirect_hosts=("example.com",)) as (client, _edge):
         ok = await client.get("/redir/go?to=https://www.example.com/", allow_redirects=False)
         assert ok.status == 302
         no = await client.get("/redir/go?to=https://evil.test/", allow_redirects=False)
@@ -202,7 +202,7 @@ async def test_enrichers_merged_under_service(nc, nats_url: str) -> None:
 
 async def test_listen_publishes_to_jetstream(nc, nats_url: str) -> None:
     svc = unique("store")
-    async with running_edge(nats_url) as (client, edge):
+    async with running_edge(nats_url) as (client, _edge):
         js = nc.jetstream()
         sub = await js.subscribe(f"in.gen.{svc}.>", ordered_consumer=True)
         resp = await client.post(f"/{svc}/event", json={"v": 7})
@@ -216,7 +216,7 @@ async def test_listen_publishes_to_jetstream(nc, nats_url: str) -> None:
 
 @pytest.mark.parametrize("alias,service", [("t4k", "track"), ("gif", "pixel"), ("away", "redir")])
 async def test_aliases(nc, nats_url: str, alias: str, service: str) -> None:
-    async with running_edge(nats_url) as (client, edge):
+    async with running_edge(nats_url) as (client, _edge):
         js = nc.jetstream()
         sub = await js.subscribe(f"in.gen.{service}.alias-{alias}", ordered_consumer=True)
         await client.get(f"/{alias}/alias-{alias}?to=https://example.com/", allow_redirects=False)
@@ -235,7 +235,7 @@ async def test_multipart_fields_and_project_from_query(nc: Any, nats_url: str) -
         seen.append(message)
         return typed({"type__": "data", "statusCode": 200, "data": {}})
 
-    async with FakeService(nc, svc).handler("hook", hook), running_edge(nats_url) as (client, edge):
+    async with FakeService(nc, svc).handler("hook", hook), running_edge(nats_url) as (client, _edge):
         form = aiohttp.FormData()
         form.add_field("a", "1")
         form.add_field("upload", b"\x00\x01binary", filename="x.bin", content_type="application/octet-stream")
@@ -271,7 +271,7 @@ async def test_cors_origins_allow_list(nats_url: str) -> None:
         assert other.status == 200, "the hit is still recorded"
         assert other.headers["Access-Control-Allow-Origin"] == "*"
         assert "Access-Control-Allow-Credentials" not in other.headers
-    async with running_edge(nats_url) as (client, edge):  # default: any origin, as Rockstat's front
+    async with running_edge(nats_url) as (client, _edge):  # default: any origin, as Rockstat's front
         anyone = await client.get("/track/page", headers={"Origin": "https://evil.example"})
         assert anyone.headers["Access-Control-Allow-Origin"] == "https://evil.example"
 
@@ -286,7 +286,7 @@ async def test_key_without_a_handler_in_discovery_answers_the_default_without_as
     # a subscriber that is not in discovery: the edge must not send it the hit
     sub = await nc.subscribe(wire.handle_subject(f"in.gen.{svc}.page"), cb=record)
     try:
-        async with running_edge(nats_url) as (client, edge):
+        async with running_edge(nats_url) as (client, _edge):
             resp = await client.get(f"/{svc}/page")
             assert resp.status == 200
             assert (await resp.json())["key"] == f"in.gen.{svc}.page"

@@ -14,11 +14,11 @@ from typing import Any
 
 import aiohttp
 import pytest
-
-from broker.bodies import BodyBudget, OverBudget
 from support.fakes import unique
 from support.poll import wait_for
 from support.processes import edge_healthy, memory, start_edge, stream_ids
+
+from broker.bodies import BodyBudget, OverBudget
 
 MiB = 1024 * 1024
 

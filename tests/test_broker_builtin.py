@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 import xxhash
-
-from broker.builtin_enrichers import FPID_SEED, fpid
 from support.fakes import FakeService, enrichers_seen, running_edge, unique
 from support.sdk import arrivals
+
+from broker.builtin_enrichers import FPID_SEED, fpid
 
 IP = "109.252.93.158"
 UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/70.0.3538.77 Safari/537.36"

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from support.fakes import FakeService, enrichers_seen, enriches, returns, routed, running_edge, typed, unique
+from support.poll import wait_for
+
 from band import wire
 from broker.discovery import Instance, build_snapshot
-from support.poll import wait_for
-from support.fakes import FakeService, enrichers_seen, enriches, returns, routed, running_edge, typed, unique
 
 
 def _info(service: str, endpoints: list[tuple[str, dict[str, str]]]) -> Instance:

@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from support.fakes import running_edge, unique
+from support.sdk import arrivals
 
 from band import wire
 from broker.headers import auto_domain, forwarded_host
 from broker.libjs import tracker_source
 from broker.request import pick_uid, valid_uid
-from support.fakes import running_edge, unique
-from support.sdk import arrivals
 
 PREFIX = re.compile(r'^;window\["(?P<g>\w+)"\]&&window\["(?P=g)"\]\(\'configure\',(?P<opts>\{.*?\})\);')
 

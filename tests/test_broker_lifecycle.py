@@ -9,12 +9,12 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
+from support.fakes import FakeService, edge_config, running_edge, typed, unique
+from support.poll import wait_for
+from support.processes import start_edge
 
 from band.cli.natsserver import NatsServer
 from broker.app import EDGE, make_app
-from support.poll import wait_for
-from support.fakes import FakeService, edge_config, running_edge, typed, unique
-from support.processes import start_edge
 
 
 @pytest.mark.slow
@@ -81,7 +81,7 @@ async def test_cli_workers_serve_and_stop(nats_url: str, tmp_path: Path) -> None
                 try:
                     async with session.get(f"{base}/health", timeout=aiohttp.ClientTimeout(total=2)) as resp:
                         return bool((await resp.json())["nats"] is True)
-                except (aiohttp.ClientError, asyncio.TimeoutError):
+                except (TimeoutError, aiohttp.ClientError):
                     return False
 
             await wait_for(healthy, timeout=30, what="edge workers started", procs=[edge])
@@ -97,7 +97,7 @@ async def test_edge_with_user_and_password(tmp_path: Path) -> None:
     server = NatsServer(store_dir=tmp_path / "js", extra_args=["--user", "edge", "--pass", "s3cret"]).start()
     try:
         url = f"nats://edge:s3cret@127.0.0.1:{server.port}"
-        async with running_edge(url) as (client, edge):
+        async with running_edge(url) as (client, _edge):
             resp = await client.get("/track/auth")
             assert resp.status == 200 and "id" in await resp.json()
     finally:

@@ -10,15 +10,15 @@ from typing import Any
 import aiohttp
 import pytest
 from nats.aio.msg import Msg
+from support.fakes import FakeService, returns, running_edge, unique
+from support.poll import wait_for
+from support.processes import RawAnswer
 
 from band._runtime.connect import flush
-from support.poll import wait_for
-from support.fakes import FakeService, returns, running_edge, unique
-from support.processes import RawAnswer
 
 
 async def test_body_over_limit_is_413(nats_url: str) -> None:
-    async with running_edge(nats_url, max_body_bytes=1024) as (client, edge):
+    async with running_edge(nats_url, max_body_bytes=1024) as (client, _edge):
         resp = await client.post("/track/big", data=json.dumps({"x": "a" * 5000}), headers={"Content-Type": "application/json"})
         assert resp.status == 413
         assert "1024" in (await resp.json())["message"]
@@ -41,7 +41,7 @@ async def test_body_over_limit_is_413(nats_url: str) -> None:
     ],
 )
 async def test_bad_json_is_400_naming_the_problem(nats_url: str, body: bytes, problem: str) -> None:
-    async with running_edge(nats_url) as (client, edge):
+    async with running_edge(nats_url) as (client, _edge):
         resp = await client.post("/track/json", data=body, headers={"Content-Type": "application/json"})
         assert resp.status == 400
         assert problem in (await resp.json())["message"]
@@ -49,7 +49,7 @@ async def test_bad_json_is_400_naming_the_problem(nats_url: str, body: bytes, pr
 
 @pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH", "HEAD"])
 async def test_other_methods_are_405(nats_url: str, method: str) -> None:
-    async with running_edge(nats_url) as (client, edge):
+    async with running_edge(nats_url) as (client, _edge):
         resp = await client.request(method, "/track/page")
         assert resp.status == 405
         assert resp.headers["Allow"] == "GET, POST, OPTIONS"
@@ -82,7 +82,7 @@ async def test_unsafe_tokens_are_400_and_never_published(nc: Any, nats_url: str)
 
     subs = [await nc.subscribe(s, cb=spy) for s in ("in.>", "band.>")]
     await flush(nc)
-    async with running_edge(nats_url) as (client, edge):
+    async with running_edge(nats_url) as (client, _edge):
         for path in BAD_PATHS:
             resp = await client.get(path)
             assert resp.status == 400, path
@@ -96,7 +96,7 @@ async def test_unsafe_tokens_are_400_and_never_published(nc: Any, nats_url: str)
 
 
 async def test_invalid_utf8_is_400(nats_url: str) -> None:
-    async with running_edge(nats_url) as (client, edge):
+    async with running_edge(nats_url) as (client, _edge):
         assert (await client.get("/track/%FF")).status == 400
         query = await client.get("/track/page?a=%FF%FE")
         assert query.status == 400 and "UTF-8" in (await query.json())["message"]
@@ -107,14 +107,14 @@ async def test_invalid_utf8_is_400(nats_url: str) -> None:
 
 
 async def test_huge_query_string_is_refused(nats_url: str) -> None:
-    async with running_edge(nats_url) as (client, edge):
+    async with running_edge(nats_url) as (client, _edge):
         huge = await client.get("/track/page?x=" + "a" * 100_000)
         assert huge.status in (400, 413, 414)
         assert (await client.get("/track/page?a=1")).status == 200
 
 
 async def test_many_fields_are_400(nats_url: str) -> None:
-    async with running_edge(nats_url, max_line_bytes=65536) as (client, edge):
+    async with running_edge(nats_url, max_line_bytes=65536) as (client, _edge):
         many = await client.get("/track/page?" + "&".join(f"f{i}=1" for i in range(1500)))
         assert many.status == 400 and "too many" in (await many.json())["message"]
         form = await client.post("/track/page", data="&".join(f"f{i}=1" for i in range(5000)), headers={"Content-Type": "application/x-www-form-urlencoded"})
@@ -124,7 +124,7 @@ async def test_many_fields_are_400(nats_url: str) -> None:
 
 
 async def test_slow_headers_connection_is_closed(nats_url: str) -> None:
-    async with running_edge(nats_url, keepalive_timeout_s=0.5) as (client, edge):
+    async with running_edge(nats_url, keepalive_timeout_s=0.5) as (client, _edge):
         reader, writer = await asyncio.open_connection(client.host, client.port)
         writer.write(b"GET /track/page HTTP/1.1\r\nHost: x\r\n")  # and never the end of the headers
         await writer.drain()
@@ -134,7 +134,7 @@ async def test_slow_headers_connection_is_closed(nats_url: str) -> None:
 
 
 async def test_slow_body_is_408(nats_url: str) -> None:
-    async with running_edge(nats_url, body_timeout_s=0.3) as (client, edge):
+    async with running_edge(nats_url, body_timeout_s=0.3) as (client, _edge):
         reader, writer = await asyncio.open_connection(client.host, client.port)
         writer.write(b"POST /track/page HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"a\":")
         await writer.drain()
@@ -167,7 +167,7 @@ async def test_big_events_cross_nats_whole_and_too_big_is_413(nc: Any, nats_url:
     async def echo(message: dict[str, Any]) -> Any:
         return None, json.dumps({"type__": "data", "statusCode": 200, "data": message["data"]}).encode()
 
-    async with FakeService(nc, svc).handler("echo", echo), running_edge(nats_url, max_body_bytes=4 * 1024 * 1024) as (client, edge):
+    async with FakeService(nc, svc).handler("echo", echo), running_edge(nats_url, max_body_bytes=4 * 1024 * 1024) as (client, _edge):
         big = {"blob": "x" * 600_000, "n": list(range(1000))}
         as_json = {"Content-Type": "application/json"}
         resp = await client.post(f"/{svc}/echo", data=io.BytesIO(json.dumps(big).encode()), headers=as_json)
@@ -237,7 +237,7 @@ async def test_text_that_is_not_utf8_is_400_naming_it(nc: Any, nats_url: str, he
 
     sub = await nc.subscribe(f"in.gen.{svc}.>", cb=spy)
     await flush(nc)
-    async with running_edge(nats_url) as (client, edge):
+    async with running_edge(nats_url) as (client, _edge):
         answer = await asyncio.to_thread(raw_exchange, client.port, "POST" if body else "GET", f"/{svc}/page", headers, body)
         assert answer.status == 400, answer.body
         assert problem in answer.json()["message"], answer.json()
@@ -260,7 +260,7 @@ async def test_a_uid_past_64_bits_is_replaced_wherever_it_comes_from(nc: Any, na
 
     sub = await nc.subscribe(f"in.gen.{svc}.>", cb=keep)
     await flush(nc)
-    async with running_edge(nats_url, upload_bucket=unique("uidup")) as (client, edge):
+    async with running_edge(nats_url, upload_bucket=unique("uidup")) as (client, _edge):
         answers = [
             await client.get(f"/{svc}/query?uid={too_big}"),
             await client.post(f"/{svc}/body", json={"uid": too_big}),

@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from qs_codec import DecodeOptions, decode
-
-from broker.qs import FORM, QUERY, QsError, parse
 from support.fakes import running_edge, unique
 from support.sdk import arrivals
+
+from broker.qs import FORM, QUERY, QsError, parse
 
 
 def q(text: str, **kw: Any) -> dict[str, Any]:
@@ -85,7 +85,7 @@ def test_mixed_text_reads_as_qs_does(text: str) -> None:
 
 async def test_image_transport_and_form_arrive_nested(nc: Any, nats_url: str) -> None:
     svc = unique("qs")
-    async with running_edge(nats_url) as (client, edge), arrivals(nc, f"in.gen.{svc}.>") as seen:
+    async with running_edge(nats_url) as (client, _edge), arrivals(nc, f"in.gen.{svc}.>") as seen:
         query = "data[target][tag]=a&user[ts]=1700000000000&sess[marks][utm_source]=ads&list[]=1&list[]=2"
         resp = await client.get(f"/band/{svc}/page.gif?{query}")
         assert resp.status == 200
@@ -101,7 +101,7 @@ async def test_image_transport_and_form_arrive_nested(nc: Any, nats_url: str) ->
 
 
 async def test_nesting_bombs_are_refused(nats_url: str) -> None:
-    async with running_edge(nats_url, max_body_bytes=1024 * 1024) as (client, edge):
+    async with running_edge(nats_url, max_body_bytes=1024 * 1024) as (client, _edge):
         bomb = "a" + "[a]" * 200 + "=1"
         resp = await client.get(f"/qs/bomb?{bomb}")
         assert resp.status == 400 and "nested deeper" in (await resp.json())["message"]

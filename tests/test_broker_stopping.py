@@ -15,11 +15,11 @@ from typing import Any
 import aiohttp
 import nats.js.errors
 import pytest
-
-from band import wire
 from support.fakes import unique
 from support.poll import wait_for
 from support.processes import edge_healthy, start_edge
+
+from band import wire
 
 BOUNDARY = "stallboundary"
 

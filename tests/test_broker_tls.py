@@ -12,10 +12,10 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-
 from support.poll import wait_for
-from band.cli.ports import free_port
 from support.sdk import make_edge_certs
+
+from band.cli.ports import free_port
 
 
 @pytest.fixture(scope="module")

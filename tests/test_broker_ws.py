@@ -8,10 +8,10 @@ from typing import Any
 
 import aiohttp
 from aiohttp import WSMsgType
+from support.fakes import FakeService, routed, running_edge, typed, unique
+from support.poll import wait_for
 
 from band import wire
-from support.poll import wait_for
-from support.fakes import FakeService, routed, running_edge, typed, unique
 
 
 async def test_frames_run_the_pipeline(nc: Any, nats_url: str) -> None:
@@ -22,7 +22,7 @@ async def test_frames_run_the_pipeline(nc: Any, nats_url: str) -> None:
         seen.append(message)
         return typed({"type__": "data", "statusCode": 200, "data": {"got": message["data"]["x"]}})
 
-    async with FakeService(nc, svc).handler("echo", echo), running_edge(nats_url) as (client, edge):
+    async with FakeService(nc, svc).handler("echo", echo), running_edge(nats_url) as (client, _edge):
         async with client.ws_connect("/wss?uid=1234567890123") as ws:
             await ws.send_str(json.dumps({"service": svc, "name": "echo", "x": 7, "id__": 5}))
             answer = json.loads((await ws.receive()).data)
@@ -57,7 +57,7 @@ async def test_push_reaches_every_socket_of_the_uid_on_every_edge(nc: Any, nats_
 
 
 async def test_plain_get_on_wss_is_400(nats_url: str) -> None:
-    async with running_edge(nats_url) as (client, edge):
+    async with running_edge(nats_url) as (client, _edge):
         resp = await client.get("/wss")
         assert resp.status == 400 and "WebSocket" in (await resp.json())["message"]
 
@@ -65,7 +65,7 @@ async def test_plain_get_on_wss_is_400(nats_url: str) -> None:
 async def test_a_frame_with_a_lone_surrogate_is_answered(nats_url: str) -> None:
     """``"\\ud800"`` parses as JSON but cannot be published: the frame got no answer at
     all (the edge only logged it). Now an error frame with its ``id__``, as for other bad frames."""
-    async with running_edge(nats_url) as (client, edge):
+    async with running_edge(nats_url) as (client, _edge):
         async with client.ws_connect("/wss?uid=1234567890123") as ws:
             await ws.send_str('{"service": "track", "name": "page", "a": "\\ud800", "id__": 5}')
             bad = json.loads((await ws.receive(timeout=5)).data)
@@ -80,7 +80,7 @@ async def test_a_frame_with_a_lone_surrogate_is_answered(nats_url: str) -> None:
 async def test_an_upgrade_whose_headers_are_not_utf8_is_400(nats_url: str) -> None:
     """Every frame of such a socket would have failed to publish (its User-Agent goes into
     each message): the upgrade is refused, naming the header."""
-    async with running_edge(nats_url) as (client, edge):
+    async with running_edge(nats_url) as (client, _edge):
         reader, writer = await asyncio.open_connection(client.host, client.port)
         writer.write(b"GET /wss HTTP/1.1\r\nHost: x\r\nUser-Agent: \xff\xfe\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
                      b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")

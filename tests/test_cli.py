@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
 import shlex
+import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from band import App, response, wire
-from band.errors import RPCError
 from band.cli.ports import free_port
 from band.cli.target import nats_target
+from band.errors import RPCError
 from band.testing import serve
 
 

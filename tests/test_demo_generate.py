@@ -10,9 +10,10 @@ import sys
 from collections import Counter, defaultdict
 from typing import Any
 
+from support.fakes import running_edge
+
 from band.demo import CONVERSION, generate
 from band.demo.edge import send
-from support.fakes import running_edge
 
 START = dt.date(2026, 11, 1)
 
@@ -24,7 +25,7 @@ def test_same_seed_same_events_other_seed_other_events() -> None:
 
 def test_events_look_like_a_site_with_sessions_sources_and_purchases() -> None:
     events = generate(1, 400, 14, START)
-    lo = int(dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc).timestamp() * 1000)
+    lo = int(dt.datetime(2026, 11, 1, tzinfo=dt.UTC).timestamp() * 1000)
     assert all(lo <= e["time"] < lo + 14 * 86_400_000 for e in events)
     ids = [int(e["id"]) for e in events]
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
@@ -90,7 +91,7 @@ async def _through_the_edge(nc: Any, nats_url: str) -> None:
     want = {e["uid"] for e in events}
     got: list[dict[str, Any]] = []
     js = nc.jetstream()
-    async with running_edge(nats_url) as (client, edge):
+    async with running_edge(nats_url) as (client, _edge):
         sub = await js.subscribe("in.gen.track.>", ordered_consumer=True)  # the edge made the stream
         base = str(client.make_url("/"))
         sent = await send(events, base, concurrency=4)

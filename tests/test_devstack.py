@@ -12,11 +12,11 @@ from pathlib import Path
 import aiohttp
 import nats
 import pytest
+from support.poll import pinged, wait_for
 
 from band.cli.devstack import ports
 from band.cli.natsserver import NatsServer
 from band.cli.ports import free_port, port_in_use
-from support.poll import pinged, wait_for
 
 SERVICE = '''
 from band import expose, response

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from support.poll import wait_for
+
 from band import App, wire
 from band._runtime.stream import ensure_stream
 from band.testing import serve
-from support.poll import wait_for
 
 
 async def publish(js: Any, key: str, ident: str) -> None:

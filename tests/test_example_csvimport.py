@@ -6,10 +6,10 @@ import io
 from typing import Any
 
 import aiohttp
+from e2e.test_examples import example
+from support.fakes import routed, running_edge, unique
 
 from band.testing import serve
-from support.fakes import routed, running_edge, unique
-from e2e.test_examples import example
 
 
 def csv_form(name: str, body: bytes, **fields: str) -> aiohttp.FormData:

@@ -8,11 +8,11 @@ from itertools import count
 from typing import Any
 
 import pytest
+from support.poll import wait_for
 
 from band import App, blocking
 from band.errors import BandError, CleanupFailed
 from band.testing import serve
-from support.poll import wait_for
 
 
 async def test_worker_loop_cancelled_at_stop_and_cleanup_runs(nats_url: str) -> None:

@@ -13,16 +13,17 @@ import subprocess
 import sys
 import textwrap
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import nats
 import pytest
+from support.fakes import running_edge, unique
+from support.poll import wait_for
 
 from band import wire
 from band.cli.ports import free_port
-from support.poll import wait_for
-from support.fakes import running_edge, unique
 
 REPO = Path(__file__).resolve().parent.parent
 DASHBOARD = REPO / "deploy" / "grafana" / "band.json"

@@ -8,18 +8,19 @@ import json
 import os
 import secrets
 import sys
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator
+from typing import Any
 
 import aiohttp
 import pytest
+from support.poll import wait_for
 
 from band import App, RPCError
 from band.cli.ports import free_port
 from band.panel.app import running
 from band.panel.config import PanelConfig, PanelConfigError, from_env
 from band.testing import serve
-from conftest import wait_for
 
 TOKEN = "test-token-0123456789"
 

@@ -11,14 +11,15 @@ import re
 import shutil
 import signal
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import aiohttp
 import pytest
+from support.poll import wait_for
 
 from band.cli.ports import free_port
-from conftest import wait_for
 
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,7 +64,7 @@ async def stack(tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
             proc.send_signal(signal.SIGINT)
             try:
                 await asyncio.wait_for(proc.wait(), 60)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 proc.kill()
                 await proc.wait()
         reader.cancel()
@@ -77,7 +78,7 @@ async def test_panel_in_a_browser(stack: dict[str, Any], tmp_path: Path) -> None
     shots.mkdir(parents=True, exist_ok=True)
     async with aiohttp.ClientSession() as http:
 
-        async def hit(path: str, answer: Any = {"hello": "panel"}) -> bool:  # noqa: B006  (never changed)
+        async def hit(path: str, answer: Any = {"hello": "panel"}) -> bool:
             try:
                 async with http.get(edge + path) as resp:
                     return resp.status == 200 and (answer is None or (await resp.json()) == answer)

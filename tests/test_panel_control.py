@@ -10,11 +10,11 @@ import sys
 from pathlib import Path
 
 import aiohttp
+from support.poll import wait_for
 
 from band.cli.child import Child
 from band.cli.ports import free_port
 from band.panel.control import ControlClient, serving, start_child
-from conftest import wait_for
 
 SLEEPER = "import sys, time; print('ready', flush=True); time.sleep(600)"
 

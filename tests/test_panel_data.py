@@ -5,23 +5,24 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import aiohttp
 import pytest
+from support.fakes import running_edge
+from support.poll import pinged, wait_for
 
 from band import wire
+from band._runtime.stream import ensure_stream
 from band.cli.natsserver import NatsServer
 from band.cli.ports import free_port
 from band.panel import edgemetrics, eventcounts
 from band.panel.app import running
 from band.panel.config import PanelConfig
-from band._runtime.stream import ensure_stream
 from band.testing import serve
-from conftest import pinged, wait_for
-from support.fakes import running_edge
 
 TOKEN = "data-token-0123456789"
 SERVICES = Path(__file__).parent / "panel_services"

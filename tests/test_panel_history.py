@@ -6,14 +6,14 @@ import asyncio
 from typing import Any
 
 import aiohttp
+from support.poll import wait_for
+from test_tutorial_history import as_tuples, expected
+from tutorial_store import RECIPES, events, history_visitor, stack
 
+from band.cli.ports import free_port
 from band.panel import queries
 from band.panel.app import running
 from band.panel.config import PanelConfig
-from band.cli.ports import free_port
-from test_tutorial_history import as_tuples, expected
-from support.poll import wait_for
-from tutorial_store import RECIPES, events, history_visitor, stack
 
 SEED, VISITORS, DAYS = 1, 60, 5
 TOKEN = "history-token-0123456789"

@@ -54,7 +54,7 @@ def event(uid: int, name: str, ms: int, url: str = "", source: str = "", medium:
 
     extra = {"data_extra.key": ["revenue"], "data_extra.value": [str(revenue)]} if revenue is not None else {}
     return {"uid": uid, "name": name, "timestamp": ms, "page_url": url, "sess_type": sess_type,
-            "date": dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).date().isoformat(),
+            "date": dt.datetime.fromtimestamp(ms / 1000, dt.UTC).date().isoformat(),
             "sess_marks_utm_source": source, "sess_marks_utm_medium": medium, **extra}
 
 

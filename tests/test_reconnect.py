@@ -7,14 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.poll import wait_for
 
 import band
 from band import App
-from band.cli.natsserver import NatsServer
 from band._runtime.connect import connect, inbox_prefix_for
 from band._runtime.service import ServiceOptions
+from band.cli.natsserver import NatsServer
 from band.testing import serve
-from support.poll import wait_for
 
 
 @pytest.mark.slow

@@ -6,19 +6,20 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import textwrap
+import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import nats
 import pytest
+from support.fakes import unique
+from support.poll import wait_for
 
 from band import wire
 from band.cli.ports import free_port
 from band.cli.reload import syntax_error
-from support.poll import wait_for
-from support.fakes import unique
 
 pytest.importorskip("watchfiles")
 

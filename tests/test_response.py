@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from band import response
-from band.response import (PIXEL_GIF, BadResponse, DataResponse, PixelResponse, coerce, from_wire)
+from band.response import PIXEL_GIF, BadResponse, DataResponse, PixelResponse, coerce, from_wire
 
 
 def test_factory_forms() -> None:

@@ -11,11 +11,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-
+from support.poll import pinged, wait_for
 
 from band import App
 from band.testing import serve
-from support.poll import pinged, wait_for
 
 SLOW_SERVICE = '''
 import asyncio
@@ -58,7 +57,7 @@ async def test_sigterm_lets_in_flight_requests_finish(nats_url: str, nc: Any, tm
             results = await asyncio.gather(*calls)
         assert sorted(r["n"] for r in results) == list(range(20))
         assert all(r["greeting"] == "hello" for r in results)
-        out, err = proc.communicate(timeout=15)
+        _out, err = proc.communicate(timeout=15)
         assert proc.returncode == 0, err
     finally:
         if proc.poll() is None:

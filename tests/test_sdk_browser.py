@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-
-from broker.app import make_app
 from support.fakes import edge_config
 from support.poll import wait_for
 from support.sdk import arrivals, make_edge_certs, site
+
+from broker.app import make_app
 
 CHROMIUM = "/usr/bin/chromium"
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (apt-get install chromium)")
@@ -122,7 +122,7 @@ async def test_tracker_cross_site_over_http(browser: Any, nc: Any, nats_url: str
         edge_origin = str(client.make_url("")).rstrip("/")
         path = "/shop?utm_source=newsletter&utm_campaign=winter"
         uid, events = await visit(browser, nc, edge_origin, "localhost", path)
-        site_url = [e for e in events if e["name"] == "page"][0]["data"]["page"]["url"]
+        site_url = next(e for e in events if e["name"] == "page")["data"]["page"]["url"]
         assert site_url.startswith("http://localhost:") and site_url.endswith(path)
         check(events, uid, site_url)
     # two page views, one download of the SDK, gzipped: the second page took the browser's copy
@@ -139,7 +139,7 @@ async def test_tracker_over_the_edges_own_tls(browser: Any, nc: Any, nats_url: s
         edge_origin = f"https://localhost:{server.port}"
         path = "/shop?utm_source=newsletter&utm_campaign=winter"
         uid, events = await visit(browser, nc, edge_origin, "127.0.0.1", path, ignore_https_errors=True)
-        site_url = [e for e in events if e["name"] == "page"][0]["data"]["page"]["url"]
+        site_url = next(e for e in events if e["name"] == "page")["data"]["page"]["url"]
         assert site_url.startswith("http://127.0.0.1:")
         check(events, uid, site_url)
     finally:
@@ -159,7 +159,7 @@ async def test_tracker_fallback_transports(browser: Any, nc: Any, nats_url: str,
         edge_origin = str(client.make_url("")).rstrip("/")
         uid, events = await visit(browser, nc, edge_origin, "localhost", "/shop?utm_source=newsletter&utm_campaign=winter", prelude=prelude)
     assert {e["uid"] for e in events} == {uid} and {e["channel"] for e in events} == {channel}
-    page = [e for e in events if e["name"] == "page"][0]["data"]
+    page = next(e for e in events if e["name"] == "page")["data"]
     assert page["data"] == {"section": "shoes"}
     if channel == "pixel":  # the image carries the cropped message, as the SDK's does; values are strings
         assert page["sess"] == {"num": "1", "pageNum": "1", "eventNum": "0", "type": "campaign"}
@@ -173,6 +173,6 @@ async def test_tracker_session_source_from_the_referrer(browser: Any, nc: Any, n
     async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as client:
         edge_origin = str(client.make_url("")).rstrip("/")
         _, events = await visit(browser, nc, edge_origin, "localhost", "/shop", referer="https://www.google.com/search?q=boots")
-    sess = [e for e in events if e["name"] == "page"][0]["data"]["sess"]
+    sess = next(e for e in events if e["name"] == "page")["data"]["sess"]
     assert sess["type"] == "organic" and sess["engine"] == "google" and sess["refhost"] == "google.com"
     assert sess["hasMarks"] is False and sess["marks"] == {}

@@ -8,12 +8,12 @@ from typing import Any
 
 import nats
 import pytest
+from support.poll import wait_for
 
 import band
 from band import App, response, wire
-from band.response import PixelResponse, RedirectResponse, ErrorResponse, from_wire
+from band.response import ErrorResponse, PixelResponse, RedirectResponse, from_wire
 from band.testing import serve
-from support.poll import wait_for
 
 
 async def handle(nc: Any, key: str, message: dict[str, Any] | None = None, timeout: float = 2.0) -> Any:

@@ -17,12 +17,12 @@ from typing import Any
 
 import aiohttp
 import pytest
-
-from band.cli.natsserver import NatsServer
-from band.cli.ports import free_port
 from support.fakes import FakeService, returns, unique
 from support.poll import pinged, wait_for
 from support.processes import Proc, _spawn, start_edge, write_service
+
+from band.cli.natsserver import NatsServer
+from band.cli.ports import free_port
 
 EXIT_S = 10  # a stop is prompt when it happens within this; today's bug was never
 HANGING = """
@@ -60,7 +60,7 @@ async def status(session: aiohttp.ClientSession, url: str) -> int | None:
         async with session.get(url, timeout=aiohttp.ClientTimeout(total=3)) as resp:
             await resp.read()
             return resp.status
-    except (aiohttp.ClientError, asyncio.TimeoutError):
+    except (TimeoutError, aiohttp.ClientError):
         return None
 
 
@@ -172,7 +172,7 @@ async def test_edge_stops_while_draining_on_a_second_signal(tmp_path: Path, nats
                     try:
                         async with session.get(f"{base}/{svc}/probe", timeout=aiohttp.ClientTimeout(total=3)) as resp:
                             return bool(resp.status == 200 and (await resp.json()).get("probe") is True)
-                    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+                    except (TimeoutError, aiohttp.ClientError, ValueError):
                         return False
 
                 await wait_for(routed, timeout=30, what="the fake service routed", procs=[edge])

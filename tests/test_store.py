@@ -13,12 +13,12 @@ from typing import Any
 
 import aiohttp
 import pytest
+from support.poll import wait_for
+from support.processes import start_edge
+from support.store import count, counted, event, publish, start_store
 
 from band import RPCError, store
 from band.cli.natsserver import NatsServer
-from support.store import count, counted, event, publish, start_store
-from support.poll import wait_for
-from support.processes import start_edge
 
 pytest.importorskip("chdb")
 
@@ -235,9 +235,8 @@ async def _rows_over(n: int) -> bool:
 
 
 async def test_clickhouse_unreachable_keeps_events_and_says_so(tmp_path: Path, own_nats: NatsServer, store_client: Any) -> None:
-    from band.cli.ports import free_port
-
     from band import current_app
+    from band.cli.ports import free_port
 
     down = f"http://127.0.0.1:{free_port()}/"  # nothing listens there
     proc = start_store(tmp_path, own_nats.url, CLICKHOUSE_URL=down)

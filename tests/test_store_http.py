@@ -12,12 +12,16 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import lz4.frame
 import nats
 import pytest
+from support.poll import wait_for
+from support.processes import Proc
+from support.store import counted, event, publish, start_store
 
 from band import App
 from band._core.app import reset_current, set_current
@@ -25,9 +29,6 @@ from band.cli.natsserver import NatsServer
 from band.cli.ports import free_port
 from band.errors import ConfigError
 from band.store import http as store_http
-from support.poll import wait_for
-from support.processes import Proc
-from support.store import counted, event, publish, start_store
 
 EVENTS = 30
 PASSWORD = "s3cret-pw"
@@ -186,7 +187,7 @@ def test_refused(loaded: tuple[int, Proc], sql: str, params: str) -> None:
     port, _ = loaded
     status, headers, body = curl(port, "--data-binary", sql, path=f"/?x=1{params}")
     assert status == 403 and headers["x-clickhouse-exception-code"] == "164", body
-    assert body.startswith(b"Code: 164. DB::Exception:") and b"read-only" in body or b"readonly" in body
+    assert (body.startswith(b"Code: 164. DB::Exception:") and b"read-only" in body) or b"readonly" in body
 
 
 @needs_curl

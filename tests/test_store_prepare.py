@@ -14,14 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.poll import wait_for
+from support.store import count, counted, event, gone, publish, spawned, start_store
 
+from band.cli.natsserver import NatsServer
 from band.errors import ConfigError
 from band.store.config import StoreConfig, load
 from band.store.prepare import prepare_with, processes
 from band.store.rows import RowBuilder
-from band.cli.natsserver import NatsServer
-from support.poll import wait_for
-from support.store import count, counted, event, gone, publish, spawned, start_store
 
 pytest.importorskip("chdb")
 

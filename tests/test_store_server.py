@@ -11,14 +11,15 @@ import subprocess
 import sys
 import textwrap
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
+from support.store import count, counted, event, publish, start_store
 
 from band import RPCError, store
 from band.store.backend import ServerBackend
-from support.store import count, counted, event, publish, start_store
 
 URL = os.environ.get("CLICKHOUSE_URL", "")
 needs_server = pytest.mark.skipif(not URL, reason="set CLICKHOUSE_URL to a ClickHouse server to run these")

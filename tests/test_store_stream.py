@@ -3,21 +3,21 @@
 
 from __future__ import annotations
 
-
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import nats
 import pytest
+from support.processes import Proc
+from support.store import counted, event, publish, start_store
 
 from band import App, RPCError, store
 from band._core.app import reset_current, set_current
 from band.cli.natsserver import NatsServer
-from support.processes import Proc
-from support.store import counted, event, publish, start_store
 
 EVENTS = 20
 
@@ -85,7 +85,7 @@ def _high_water_mb(pid: int) -> float:
 
 @pytest.mark.slow
 def test_band_sql_csv_of_a_million_rows_in_bounded_memory(stack: tuple[str, Proc], tmp_path: Path) -> None:
-    url, proc = stack
+    url, _proc = stack
     out, err = tmp_path / "all.csv", tmp_path / "err.txt"
     with open(out, "wb") as stdout, open(err, "wb") as stderr:
         popen = subprocess.Popen([sys.executable, "-m", "band", "sql", "--format", "csv", "--nats", url,

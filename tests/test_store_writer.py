@@ -5,12 +5,15 @@ nats-server, real chDB in its own process, the store's own classes."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import nats
 import pytest
 from nats.js.api import AckPolicy, ConsumerConfig
+from support.poll import wait_for
+from support.store import event, publish
 
 from band import wire
 from band._core.log import Logger
@@ -22,8 +25,6 @@ from band.store.migrate import ensure
 from band.store.pull import Puller
 from band.store.rows import RowBuilder
 from band.store.writer import Engine, Health, Writer
-from support.poll import wait_for
-from support.store import event, publish
 
 pytest.importorskip("chdb")
 

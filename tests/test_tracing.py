@@ -14,22 +14,22 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import nats
-
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from support.fakes import enrichers_seen, routed, running_edge, unique
+from support.poll import wait_for
 
-from band.cli.ports import free_port
 from band import App, response, tracing, wire
 from band._core import log
+from band.cli.ports import free_port
 from band.testing import serve
-from support.poll import wait_for
-from support.fakes import enrichers_seen, routed, running_edge, unique
 
 UID = "6462464730849083392"
 PARENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"

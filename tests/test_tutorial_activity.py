@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 import tutorial_truth as truth
 from tutorial_store import events, query
 

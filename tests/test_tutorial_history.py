@@ -12,7 +12,7 @@ from tutorial_store import answers, events, history_visitor, query
 def expected(uid: str, evs: list[dict] | None = None) -> list[tuple[str, int, str, str, str]]:  # type: ignore[type-arg]
     """(dateTime, session, name, page, channel) of each of the visitor's events, in time order."""
     mine = sorted((e for e in (events() if evs is None else evs) if e["uid"] == uid), key=lambda e: (e["time"], int(e["id"])))
-    return [(dt.datetime.fromtimestamp(e["time"] // 1000, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
+    return [(dt.datetime.fromtimestamp(e["time"] // 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S"),
              e["data"]["sess"]["num"], e["name"], urlsplit(e["data"]["page"]["url"]).path, truth.channel_of(e)) for e in mine]
 
 

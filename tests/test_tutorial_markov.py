@@ -8,7 +8,6 @@ import sys
 from types import ModuleType
 
 import pytest
-
 import tutorial_truth as truth
 from tutorial_store import RECIPES, band_sql_json_markov, events, query
 
@@ -43,7 +42,7 @@ def test_the_documented_pipe_band_sql_json_into_the_script() -> None:
     lines = out.stdout.splitlines()
     assert lines[0].split()[0] == "channel" and len(lines) == 1 + len(want)
     for line in lines[1:]:
-        *name, p_conv, effect, credited = line.split()
+        *name, _p_conv, effect, credited = line.split()
         channel = " ".join(name)
         assert float(effect) == pytest.approx(want[channel]["removal_effect"], abs=0.00005)
         assert float(credited) == pytest.approx(want[channel]["conversions"], abs=0.005)

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tutorial_store import DAYS, RECIPES, ROOT, SEED, VISITORS, events, stack, store_ready
 
 from band.demo.costs import costs, to_csv
-from tutorial_store import DAYS, RECIPES, ROOT, SEED, VISITORS, events, stack, store_ready
 
 OVERLAY = {"STORE_CONFIG": str(RECIPES / "store.yml")}
 POSTBACKS = [

@@ -9,7 +9,6 @@ import json
 from typing import Any
 
 import pytest
-
 import tutorial_truth as truth
 from tutorial_store import DAYS, RECIPES, SEED, VISITORS, events, stack, store_ready
 

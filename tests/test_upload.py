@@ -26,15 +26,15 @@ import aiohttp
 import nats
 import nats.js.errors
 import pytest
+from support.fakes import routed, running_edge, unique
+from support.poll import wait_for
+from support.processes import memory
 
 from band import App, files, wire
-from band.files import FileRef, chunks
 from band.cli.natsserver import NatsServer
 from band.cli.ports import free_port
+from band.files import FileRef, chunks
 from band.testing import serve
-from support.poll import wait_for
-from support.fakes import routed, running_edge, unique
-from support.processes import memory
 
 BOUNDARY = "bandtestboundary7MA4YWxkTrZu0gW"
 MiB = 1024 * 1024

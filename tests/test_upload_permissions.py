@@ -9,13 +9,13 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from e2e.test_examples import example
+from support.deploy import NATS_CONF, conf_server, inbox_of, password_env, url
+from support.fakes import routed, running_edge
+from test_upload import MiB, big_file_body, raw_upload
 
 from band.cli.natsserver import NatsServer
 from band.testing import serve
-from support.fakes import routed, running_edge
-from support.deploy import NATS_CONF, conf_server, inbox_of, password_env, url
-from e2e.test_examples import example
-from test_upload import MiB, big_file_body, raw_upload
 
 pytestmark = pytest.mark.skipif(not NATS_CONF.exists(), reason="nats.conf not written yet")
 

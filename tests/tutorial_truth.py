@@ -222,7 +222,7 @@ def funnels(events: list[Event]) -> tuple[dict[str, list[int]], dict[str, list[i
     attempts: dict[tuple[str, str], list[Event]] = defaultdict(list)
     for e in events:
         if e["name"] not in ACTIVITY_TABLE:
-            day = dt.datetime.fromtimestamp(e["time"] / 1000, dt.timezone.utc).date().isoformat()
+            day = dt.datetime.fromtimestamp(e["time"] / 1000, dt.UTC).date().isoformat()
             attempts[(day, e["uid"])].append(e)
     by_day: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
     by_channel: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])

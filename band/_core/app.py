@@ -8,8 +8,9 @@ first use. Nothing here does I/O; :mod:`band._runtime.service` runs an app on NA
 from __future__ import annotations
 
 import contextvars
+from collections.abc import Callable
 from types import ModuleType
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from nats.aio.client import Client
 

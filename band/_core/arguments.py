@@ -18,11 +18,12 @@ from __future__ import annotations
 import inspect
 import types
 import typing
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 _JSON_TYPES: dict[Any, str] = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
                                list: "an array", dict: "an object", type(None): "null"}
-_cache: dict[Callable[..., Any], "Arguments"] = {}
+_cache: dict[Callable[..., Any], Arguments] = {}
 
 
 def _json_name(value: Any) -> str:
@@ -81,7 +82,7 @@ class Arguments:
                       if name in self.signature.parameters and (kinds := _kinds(hint)) is not None}
 
     @classmethod
-    def of(cls, fn: Callable[..., Any]) -> "Arguments":
+    def of(cls, fn: Callable[..., Any]) -> Arguments:
         found = _cache.get(fn)
         if found is None:
             found = _cache[fn] = cls(fn)

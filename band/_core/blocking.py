@@ -6,7 +6,8 @@ CPU-bound or blocking code would otherwise stall every request of the service.
 from __future__ import annotations
 
 import functools
-from typing import Any, Awaitable, Callable, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import anyio.to_thread
 

@@ -11,9 +11,9 @@ import importlib.util
 import sys
 from pathlib import Path
 
-from .app import App, reset_current, set_current
 from ..errors import ConfigError
 from . import settings as _settings
+from .app import App, reset_current, set_current
 
 
 def service_main(path: Path) -> Path:

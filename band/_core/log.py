@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import structlog
 
@@ -71,7 +72,7 @@ class Logger:
     def __init__(self, **fields: Any) -> None:
         self._fields = fields
 
-    def bind(self, **fields: Any) -> "Logger":
+    def bind(self, **fields: Any) -> Logger:
         return Logger(**{**self._fields, **fields})
 
     def _log(self, method: str, event: str, args: tuple[Any, ...], fields: dict[str, Any]) -> None:

@@ -8,8 +8,9 @@ raise :class:`~band.errors.ConfigError` right at the decorator.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Literal, Mapping, TypeVar
+from typing import Any, Literal, TypeVar
 
 from .. import wire
 from ..errors import ConfigError

@@ -7,7 +7,8 @@ after the call's timeout, :class:`~band.errors.RemoteError` when the remote rais
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import nats.errors
 from nats.aio.client import Client

@@ -8,7 +8,8 @@ documented ``await scheduler.spawn(coro)`` form (it returns the same job).
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Coroutine, Generator
+from collections.abc import Coroutine, Generator
+from typing import Any
 
 from .log import Logger
 
@@ -21,7 +22,7 @@ class Job:
     def __init__(self, task: asyncio.Task[Any]) -> None:
         self._task = task
 
-    def __await__(self) -> Generator[Any, None, "Job"]:
+    def __await__(self) -> Generator[Any, None, Job]:
         if False:  # pragma: no cover - makes this a generator
             yield
         return self
@@ -34,7 +35,7 @@ class Job:
         """Wait for the task and return its result (raises what it raised)."""
         return await self._task
 
-    def close(self) -> "asyncio.Future[None]":
+    def close(self) -> asyncio.Future[None]:
         """Cancel the task; the returned future (await it or not) is done once it stopped."""
         self._task.cancel()
         closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()

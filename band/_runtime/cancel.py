@@ -23,7 +23,8 @@ Neither waits with ``wait_for``.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Awaitable, Callable, Coroutine, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 Failed = Callable[[Exception], None]  # told of each failed round (to log it); the loop goes on
@@ -63,7 +64,7 @@ async def cancellable(work: Coroutine[Any, Any, T], late: Callable[[T], Awaitabl
         raise
 
 
-__all__ = ["raise_if_cancelling", "cancellable"]
+__all__ = ["cancellable", "raise_if_cancelling"]
 
 
 async def every(interval_s: float, step: Callable[[], Awaitable[object]], failed: Failed,

@@ -10,8 +10,8 @@ import asyncio
 import os
 import re
 import ssl
-from urllib.parse import unquote, urlsplit, urlunsplit
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import nats
 from nats.aio.client import Client

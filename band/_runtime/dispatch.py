@@ -9,7 +9,8 @@ its time limit. Nothing here subscribes: :mod:`band._runtime.service` wires it u
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg

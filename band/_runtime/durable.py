@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from typing import Any
+
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeout
@@ -30,8 +31,8 @@ from nats.js.errors import BadRequestError, ServerError
 from .. import tracing, wire
 from .._core.app import App
 from .._core.registry import Endpoint
-from .cancel import raise_if_cancelling
 from ..errors import ConfigError
+from .cancel import raise_if_cancelling
 from .dispatch import Dispatch, describe, quiet
 from .limits import Gate
 from .pull import PullRequests
@@ -217,4 +218,4 @@ async def durable_listeners(app: App, nc: Client, dispatch: Dispatch, gate: Gate
     return out
 
 
-__all__ = ["DurableListener", "durable_listeners", "FETCH_WAIT_S"]
+__all__ = ["FETCH_WAIT_S", "DurableListener", "durable_listeners"]

@@ -12,7 +12,8 @@ telling its own cut apart from a stop.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Awaitable, Coroutine
+from collections.abc import Awaitable, Coroutine
+from typing import Any
 
 from .timers import Deadlines
 
@@ -116,4 +117,4 @@ def _start_task(work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
 
 _EAGER = getattr(asyncio, "eager_task_factory", None)
 
-__all__ = ["Gate", "CallLimit", "Overrun"]
+__all__ = ["CallLimit", "Gate", "Overrun"]

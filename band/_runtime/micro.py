@@ -73,7 +73,7 @@ class ServiceIdentity:
     metadata: dict[str, str] = field(default_factory=lambda: {"band": wire.PROTOCOL_VERSION})
     id: str = field(default_factory=lambda: NUID().next().decode())
     endpoints: list[EndpointStats] = field(default_factory=list)
-    started: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat())
+    started: str = field(default_factory=lambda: _dt.datetime.now(_dt.UTC).isoformat())
 
     def _base(self, kind: str) -> dict[str, Any]:
         return {"type": kind, "name": self.name, "id": self.id, "version": self.version, "metadata": self.metadata}

@@ -8,8 +8,8 @@ value like any other (``drain_timeout: 0`` stops without waiting), never "unset"
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from .._core.app import App
 from ..errors import ConfigError
@@ -48,7 +48,7 @@ class ServiceOptions:
     call_timeout_s: float = DEFAULT_CALL_TIMEOUT_S  # RPC methods, enrichers, listeners
 
     @classmethod
-    def from_app(cls, app: App, env: Mapping[str, str] | None = None) -> "ServiceOptions":
+    def from_app(cls, app: App, env: Mapping[str, str] | None = None) -> ServiceOptions:
         """Raises:
             ConfigError: a value that is not a number or is out of range, naming its source."""
         env = os.environ if env is None else env

@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import AsyncIterator
 
 from .. import tracing, wire
 from .._core import log
 from .._core.app import App
+from .._core.loader import load_service
+from ..errors import CleanupFailed, ConfigError
 from . import loop
 from .connect import close, connect
-from ..errors import CleanupFailed, ConfigError
-from .._core.loader import load_service
 from .metrics import ServiceMetrics, exposed, port_from
 from .options import ServiceOptions
 from .service import Service

@@ -14,16 +14,17 @@ What a message does lives in :mod:`.dispatch`, how many run and how long in
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from .. import tracing, wire
-from ..errors import CleanupFailed
 from .._core.app import App, reset_current, set_current
 from .._core.registry import Endpoint
+from ..errors import CleanupFailed
 from .connect import flush
 from .dispatch import Dispatch, quiet
 from .durable import FETCH_WAIT_S, DurableListener, durable_listeners
@@ -62,16 +63,16 @@ class Service:
         self._stopped = False
 
     @property
-    def metrics(self) -> "ServiceMetrics | None":
+    def metrics(self) -> ServiceMetrics | None:
         """Set while /metrics is served (band/_runtime/metrics.py); the calls report to it."""
         return self.dispatch.metrics
 
     @metrics.setter
-    def metrics(self, metrics: "ServiceMetrics | None") -> None:
+    def metrics(self, metrics: ServiceMetrics | None) -> None:
         self.dispatch.metrics = metrics
 
     # --- lifecycle ---------------------------------------------------------------
-    async def __aenter__(self) -> "Service":
+    async def __aenter__(self) -> Service:
         await self.start()
         return self
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -52,7 +52,7 @@ class Signals:
         self._graceful = False
         self._cancelled = False
 
-    async def __aenter__(self) -> "Signals":
+    async def __aenter__(self) -> Signals:
         self._task = asyncio.current_task()
         loop = asyncio.get_running_loop()
         for sig in SIGNALS:
@@ -93,4 +93,4 @@ class Signals:
             self._task.cancel()
 
 
-__all__ = ["Signals", "SIGNALS"]
+__all__ = ["SIGNALS", "Signals"]

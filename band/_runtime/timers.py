@@ -89,4 +89,4 @@ class Deadlines:
                 fut.set_exception(error())
 
 
-__all__ = ["Deadlines", "SLOT_S"]
+__all__ = ["SLOT_S", "Deadlines"]

@@ -15,8 +15,9 @@ import asyncio
 import os
 import signal
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any, Coroutine, TypeVar
+from typing import Any, TypeVar
 
 import aiohttp
 import nats.errors
@@ -25,13 +26,13 @@ from nats.aio.client import Client
 from .._core import settings as config
 from .._runtime import state
 from .._runtime.metrics import metrics_env
+from ..errors import BandError
 from . import target
 from .child import Child, Probe, say
 from .natsserver import NatsServer
 from .parser import Commands
 from .ports import port_in_use
 from .spelling import spell
-from ..errors import BandError
 
 START_TIMEOUT_S = 60.0
 T = TypeVar("T")
@@ -99,7 +100,7 @@ async def _health(port: int) -> tuple[int, Any]:
                 except ValueError:
                     body = None
                 return resp.status, body
-    except (aiohttp.ClientError, asyncio.TimeoutError):
+    except (TimeoutError, aiohttp.ClientError):
         return 0, None
 
 

@@ -74,7 +74,7 @@ class NatsServer:
         """This process's environment, with ``GOMAXPROCS`` defaulted to ``go_max_procs``."""
         return {"GOMAXPROCS": self.go_max_procs, **os.environ}
 
-    def start(self, timeout: float = 10.0) -> "NatsServer":
+    def start(self, timeout: float = 10.0) -> NatsServer:
         if not self.port:
             self.port = free_port(self.host)
         self.store_dir.mkdir(parents=True, exist_ok=True)
@@ -106,7 +106,7 @@ class NatsServer:
         """SIGKILL: the crash the fault tests simulate."""
         self.stop(signal.SIGKILL)
 
-    def __enter__(self) -> "NatsServer":
+    def __enter__(self) -> NatsServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -8,8 +8,9 @@ in the order ``band --help`` shows them.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 Run = Callable[[argparse.Namespace], int]  # a command: parsed arguments in, exit code out
 Main = Callable[[list[str]], int]  # a command with a parser of its own: its raw arguments in

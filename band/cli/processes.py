@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import signal
 import subprocess
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any
 
 STOP_TIMEOUT_S = 10.0
 _PR_SET_PDEATHSIG = 1

@@ -17,8 +17,9 @@ from nats.aio.client import Client
 
 from .._runtime.connect import connect
 from .._runtime.state import DEFAULT_SOURCE, URL_FILE, Target, nats_target, nats_url
-from .spelling import spell
 from ..errors import BandError
+from .spelling import spell
+
 
 class Unreachable(BandError, ConnectionError):
     """No NATS answered in time; the message names the URL and what to do."""
@@ -44,7 +45,7 @@ async def reach(where: str | Target | None, name: str, timeout: float, **options
         return await asyncio.wait_for(
             connect(target.url, name=name, error_cb=remember, connect_timeout=max(1, round(timeout)), **options), timeout
         )
-    except (asyncio.TimeoutError, OSError) as exc:
+    except (TimeoutError, OSError) as exc:
         errors.append(exc)
     except Exception as exc:  # nats-py's own errors (no servers, auth): the reason is the message
         errors.append(exc)

@@ -8,8 +8,9 @@ import datetime as dt
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from .._runtime.state import edge_url
 from .generate import generate
@@ -64,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.visitors < 0 or args.days < 1:
         print("band demo: --visitors must be 0 or more and --days 1 or more", file=sys.stderr)
         return 2
-    start = args.start or (dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=args.days - 1))
+    start = args.start or (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=args.days - 1))
     events = generate(args.seed, args.visitors, args.days, start)
     if args.costs_csv:
         from .costs import costs, to_csv

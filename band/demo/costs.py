@@ -25,7 +25,7 @@ def costs(events: list[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
     for e in events:
         marks = e["data"]["sess"].get("marks", {})
         if e["name"] == "session" and marks.get("utm_medium") in PAID_MEDIA:
-            day = dt.datetime.fromtimestamp(e["time"] / 1000, dt.timezone.utc).date().isoformat()
+            day = dt.datetime.fromtimestamp(e["time"] / 1000, dt.UTC).date().isoformat()
             sessions[(day, marks["utm_source"], marks.get("utm_campaign", ""))] += 1
     rng = random.Random(seed * 7919 + 1)
     rows = []

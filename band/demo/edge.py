@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import aiohttp
+
 from ..errors import BandError
 
 
@@ -75,7 +77,7 @@ async def send(
                                 sent.ok += 1
                             else:
                                 sent.fail(f"HTTP {resp.status}")
-                    except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+                    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                         sent.fail(type(exc).__name__)
                     if progress:
                         progress(sent.ok + sent.failed, len(events))

@@ -103,7 +103,7 @@ def generate(seed: int, visitors: int, days: int, start: dt.date = dt.date(2026,
     if visitors < 0 or days < 1:
         raise ValueError("visitors must be >= 0 and days >= 1")
     rng = random.Random(seed)
-    day0 = int(dt.datetime(start.year, start.month, start.day, tzinfo=dt.timezone.utc).timestamp() * 1000)
+    day0 = int(dt.datetime(start.year, start.month, start.day, tzinfo=dt.UTC).timestamp() * 1000)
     events: list[dict[str, Any]] = []
     for n in range(visitors):
         first_day = rng.randrange(days)

@@ -9,15 +9,15 @@ import json
 import time
 from typing import Any
 
-from aiohttp import web
 import nats.errors
 import nats.js.errors
+from aiohttp import web
 from nats.aio.client import Client
 from nats.js.errors import NotFoundError
 
 from .. import wire
-from ..runtime import RPC
 from ..errors import RPCError, ServiceUnavailable
+from ..runtime import RPC
 from . import charts, eventcounts, history, jetstream, queries
 from .config import PanelConfig
 from .control import ACTIONS, ControlClient
@@ -277,4 +277,4 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/api/rpc", json_rpc)
 
 
-__all__ = ["add_routes", "CONFIG", "NC", "SAMPLER", "CONTROL", "to_csv"]
+__all__ = ["CONFIG", "CONTROL", "NC", "SAMPLER", "add_routes", "to_csv"]

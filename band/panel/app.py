@@ -11,10 +11,10 @@ import asyncio
 import logging
 import os
 import sys
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from html import escape
 from importlib import resources
-from typing import AsyncIterator
 from urllib.parse import quote
 
 import aiohttp
@@ -232,4 +232,4 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["make_app", "running", "serve", "main"]
+__all__ = ["main", "make_app", "running", "serve"]

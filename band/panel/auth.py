@@ -16,8 +16,8 @@ import binascii
 import hmac
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -164,4 +164,4 @@ def _refuse(request: web.Request, status: int, message: str) -> web.Response:
     return resp
 
 
-__all__ = ["Auth", "Sessions", "COOKIE", "too_many"]
+__all__ = ["COOKIE", "Auth", "Sessions", "too_many"]

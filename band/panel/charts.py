@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Mapping, Sequence
 from html import escape
-from typing import Mapping, Sequence
 
 PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac")
 STATUS_COLOURS = {"2": "#59a14f", "3": "#4e79a7", "4": "#f28e2b", "5": "#e15759"}
@@ -150,4 +150,4 @@ def lines(
     return "".join(parts)
 
 
-__all__ = ["sparkline", "stacked_bars", "lines", "colour", "status_colour"]
+__all__ = ["colour", "lines", "sparkline", "stacked_bars", "status_colour"]

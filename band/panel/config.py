@@ -5,9 +5,10 @@ from __future__ import annotations
 import ipaddress
 import os
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+
 from ..errors import ConfigError
 
 DEFAULT_HOST = "127.0.0.1"
@@ -112,4 +113,4 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Panel
     return config
 
 
-__all__ = ["PanelConfig", "PanelConfigError", "from_env", "is_loopback", "strong", "DEFAULT_PORT", "MIN_SECRET_CHARS"]
+__all__ = ["DEFAULT_PORT", "MIN_SECRET_CHARS", "PanelConfig", "PanelConfigError", "from_env", "is_loopback", "strong"]

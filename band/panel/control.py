@@ -12,9 +12,10 @@ import asyncio
 import inspect
 import os
 import time
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator, Protocol, Sequence
+from typing import Any, Protocol
 
 import aiohttp
 from aiohttp import web
@@ -170,4 +171,4 @@ class ControlClient:
         return await self._call("POST", f"/children/{name}/{action}")
 
 
-__all__ = ["control_app", "serving", "start_child", "ControlClient", "ACTIONS", "describe"]
+__all__ = ["ACTIONS", "ControlClient", "control_app", "describe", "serving", "start_child"]

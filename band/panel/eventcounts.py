@@ -7,7 +7,6 @@ the events stream's last 24 hours headers-only (subject and time, no bodies), at
 
 from __future__ import annotations
 
-import asyncio
 import datetime as _dt
 import time
 from typing import Any
@@ -19,8 +18,8 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from .. import wire
-from ..runtime import RPC, raise_if_cancelling
 from ..errors import RPCError
+from ..runtime import RPC, raise_if_cancelling
 
 BUCKET_S = 15 * 60
 WINDOW_S = 24 * 3600
@@ -69,7 +68,7 @@ async def from_stream(nc: Client, limit: int, top: int = 9) -> dict[str, Any]:
         info = await js.stream_info(wire.STREAM)
     except NotFoundError:
         return {"source": "stream", "times": starts, "series": {}, "note": f"no {wire.STREAM} stream yet"}
-    since = _dt.datetime.fromtimestamp(starts[0], _dt.timezone.utc)
+    since = _dt.datetime.fromtimestamp(starts[0], _dt.UTC)
     config = ConsumerConfig(
         deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=since, ack_policy=AckPolicy.NONE,
         headers_only=True, inactive_threshold=30.0, filter_subject=wire.EVENTS_SUBJECTS,
@@ -93,7 +92,7 @@ async def from_stream(nc: Client, limit: int, top: int = 9) -> dict[str, Any]:
         while read < pending:
             try:
                 msgs = await psub.fetch(min(1000, pending - read), timeout=2.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 break
             for msg in msgs:
                 stamp = msg.metadata.timestamp.timestamp()
@@ -125,4 +124,4 @@ async def events_per_name(nc: Client, store_service: str, limit: int) -> dict[st
     return result
 
 
-__all__ = ["events_per_name", "from_store", "from_stream", "buckets", "STORE_SQL"]
+__all__ = ["STORE_SQL", "buckets", "events_per_name", "from_store", "from_stream"]

@@ -3,7 +3,8 @@ uid it was seen with), asked of the store over RPC with server-side parameters."
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from nats.aio.client import Client
 
@@ -47,4 +48,4 @@ async def timeline(nc: Callable[[], Client], store: str, uid: str | None, user_i
     return {"uids": uids, "sessions": sessions, "events": events}
 
 
-__all__ = ["problem", "timeline", "MAX_USER_ID"]
+__all__ = ["MAX_USER_ID", "problem", "timeline"]

@@ -118,4 +118,4 @@ async def drop(js: JetStreamContext, seq: int) -> dict[str, Any]:
     return {"dropped": seq}
 
 
-__all__ = ["state", "dead_letters", "dead_letter", "replay", "drop"]
+__all__ = ["dead_letter", "dead_letters", "drop", "replay", "state"]

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from nats.aio.client import Client
 
 from .. import wire
-from ..runtime import RPC
 from ..errors import RPCError, RPCTimeout, ServiceUnavailable
 from ..response import Response
+from ..runtime import RPC
 
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
@@ -105,4 +106,4 @@ def _valid_id(value: Any) -> bool:
     return value is None or (isinstance(value, (str, int, float)) and not isinstance(value, bool))
 
 
-__all__ = ["JsonRpc", "split_method", "PARSE_ERROR", "INVALID_REQUEST", "METHOD_NOT_FOUND", "INVALID_PARAMS", "SERVER_ERROR"]
+__all__ = ["INVALID_PARAMS", "INVALID_REQUEST", "METHOD_NOT_FOUND", "PARSE_ERROR", "SERVER_ERROR", "JsonRpc", "split_method"]

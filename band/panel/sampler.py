@@ -21,7 +21,8 @@ import aiohttp
 from nats.aio.client import Client
 
 from .. import wire
-from ..runtime import collect as gather_micro, every
+from ..runtime import collect as gather_micro
+from ..runtime import every
 from . import charts, edgemetrics, jetstream
 from .config import PanelConfig
 
@@ -145,7 +146,7 @@ class Sampler:
                 if resp.status != 200:
                     raise ValueError(f"/metrics answered {resp.status}")
             totals = edgemetrics.parse(text)
-        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
             edge.up, edge.error = False, f"{type(exc).__name__}: {exc}".rstrip(": ")
             return
         now = time.monotonic()

@@ -21,8 +21,8 @@ import ipaddress
 import math
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 BURST = 10  # failed logins an address may make at once
 REFILL_S = 6.0  # then one more every this many seconds (ten a minute)
@@ -86,4 +86,4 @@ def _key(address: str | None) -> str:
     return str(ip)
 
 
-__all__ = ["LoginThrottle", "BURST", "REFILL_S", "MAX_ADDRESSES"]
+__all__ = ["BURST", "MAX_ADDRESSES", "REFILL_S", "LoginThrottle"]

@@ -11,9 +11,10 @@ from __future__ import annotations
 import os
 import secrets
 import sys
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable
+from typing import Any
 
 from .control import serving, start_child
 

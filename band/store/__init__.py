@@ -16,7 +16,8 @@ parameters, never formatted into the SQL. A bad query raises :class:`band.RPCErr
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 from .. import wire
 from .._core.app import current_app
@@ -26,7 +27,7 @@ SERVICE = "store"
 DEFAULT_TIMEOUT_S = 30.0
 TOO_BIG = 413  # the store's code for an answer larger than one NATS message
 
-__all__ = ["query", "query_result", "stream", "stream_result", "insert", "SERVICE"]
+__all__ = ["SERVICE", "insert", "query", "query_result", "stream", "stream_result"]
 
 
 async def query_result(sql: str, /, timeout__: float = DEFAULT_TIMEOUT_S, **params: Any) -> dict[str, Any]:

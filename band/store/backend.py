@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import re
 import threading
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
+from ..errors import BandError
 from . import readonly as _readonly
 from .schema import quote
-from ..errors import BandError
 
 # ClickHouse error codes that mean "this data does not fit", not "the server is unwell":
 # such a batch is split to find the rows at fault instead of being retried forever.
@@ -39,7 +40,7 @@ class StoreError(BandError):
         return self.code in DATA_ERRORS or any(part in self.message for part in _DATA_TEXT)
 
     @classmethod
-    def wrap(cls, exc: BaseException) -> "StoreError":
+    def wrap(cls, exc: BaseException) -> StoreError:
         text = str(exc).strip()
         found = _CODE.search(text)
         return cls(_tidy(text), int(found.group(1)) if found else 0)

@@ -16,8 +16,9 @@ surrogate escape, an integer over 64 bits) falls back to the standard library.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from itertools import chain
-from typing import Any, Sequence
+from typing import Any
 
 from .. import wire
 from .schema import Table

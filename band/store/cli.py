@@ -15,11 +15,11 @@ import asyncio
 import csv
 import json
 import sys
-from typing import Any, Sequence
-
-from ..errors import RPCError
+from collections.abc import Sequence
+from typing import Any
 
 from .._runtime.state import nats_url
+from ..errors import RPCError
 
 
 def _sql_parser() -> argparse.ArgumentParser:

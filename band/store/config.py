@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from .._core import settings as band_config
 from ..errors import ConfigError
-from .http import Limits, Settings as HttpSettings
+from .http import Limits
+from .http import Settings as HttpSettings
 from .schema import Column, Table, build_tables, merge
 
 SERVICE_DIR = Path(__file__).resolve().parent / "service"
@@ -45,7 +47,7 @@ class StoreConfig:
     raw: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_mapping(cls, data: Mapping[str, Any], base_dir: Path | None = None) -> "StoreConfig":
+    def from_mapping(cls, data: Mapping[str, Any], base_dir: Path | None = None) -> StoreConfig:
         """Validate a merged config mapping.
 
         Raises:

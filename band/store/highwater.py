@@ -11,7 +11,7 @@ reconnect, and raises it before each insert (see :mod:`.writer`).
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from .backend import Backend
 from .config import STREAM_SEQ

@@ -29,8 +29,8 @@ import ipaddress
 import re
 import time
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import AsyncIterator, Awaitable, Callable, Mapping
 
 from aiohttp import web
 from aiohttp.web_urldispatcher import _default_expect_handler
@@ -134,7 +134,7 @@ class ClickHouseError(Exception):
         self.text = text
 
     @classmethod
-    def of(cls, exc: StoreError) -> "ClickHouseError":
+    def of(cls, exc: StoreError) -> ClickHouseError:
         if exc.code == READONLY_CODE and not exc.message.startswith("Code:"):
             return cls(f"{READ_ONLY}: {exc.message}", READONLY_CODE)
         if isinstance(exc, Unavailable):
@@ -381,4 +381,4 @@ def url_of(settings: Settings) -> str:
     return f"http://{settings.host}:{settings.port}/"
 
 
-__all__ = ["Interface", "Settings", "Limits", "ClickHouseError", "serving", "url_of", "ALLOWED_SETTINGS", "PROTOCOL"]
+__all__ = ["ALLOWED_SETTINGS", "PROTOCOL", "ClickHouseError", "Interface", "Limits", "Settings", "serving", "url_of"]

@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from multiprocessing import util
 import signal
 import threading
+from collections.abc import Mapping, Sequence
+from multiprocessing import util
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from . import results as _results
 from .backend import ChdbBackend, StoreError, Unavailable

@@ -24,9 +24,10 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 from .. import wire
 from .._core.log import Logger

@@ -85,7 +85,7 @@ class Puller:
         """The stream's last sequence, or None when JetStream does not answer now."""
         try:
             info = await self._nc.jetstream().stream_info(self._stream)
-        except (nats.errors.Error, asyncio.TimeoutError):  # reconnecting, JetStream still starting: do without
+        except (TimeoutError, nats.errors.Error):  # reconnecting, JetStream still starting: do without
             return None
         return int(info.state.last_seq)
 

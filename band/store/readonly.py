@@ -66,7 +66,7 @@ class _Line:
     text: str
 
     @classmethod
-    def of(cls, raw: str) -> "_Line":
+    def of(cls, raw: str) -> _Line:
         text = raw.lstrip(" ")
         return cls(len(raw) - len(text), text.rstrip())
 
@@ -155,5 +155,16 @@ def _not_a_read(name: str) -> str:
             + _CHANGES)
 
 
-__all__ = ["Refused", "check", "one_statement", "explain", "READ_KINDS", "TABLE_FUNCTIONS", "FUNCTIONS_DENIED",
-           "MULTI_STATEMENTS", "ONE_STATEMENT", "SETTINGS", "OUTFILE"]
+__all__ = [
+    "FUNCTIONS_DENIED",
+    "MULTI_STATEMENTS",
+    "ONE_STATEMENT",
+    "OUTFILE",
+    "READ_KINDS",
+    "SETTINGS",
+    "TABLE_FUNCTIONS",
+    "Refused",
+    "check",
+    "explain",
+    "one_statement",
+]

@@ -30,10 +30,11 @@ import os
 import re
 import threading
 import uuid
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
 from multiprocessing import reduction
-from typing import Any, AsyncGenerator, Mapping
+from multiprocessing.connection import Connection
+from typing import Any
 
 from .backend import StoreError, Unavailable, check_read, wrap_run
 
@@ -187,8 +188,8 @@ def _kill(path: str, query_id: str) -> None:
 class Answer:
     """A running read: its ``format``, its bytes (:meth:`chunks`), :meth:`cancel`."""
 
-    def __init__(self, results: "Results", key: int, request: Request, fmt: str, fd: int,
-                 ended: "asyncio.Future[None]") -> None:
+    def __init__(self, results: Results, key: int, request: Request, fmt: str, fd: int,
+                 ended: asyncio.Future[None]) -> None:
         self._results = results
         self._key = key
         self.request = request
@@ -314,7 +315,7 @@ class Results:
         self._conn.close()
 
 
-def _settle(future: "asyncio.Future[Any]", value: Any, error: BaseException | None, fd: int | None) -> None:
+def _settle(future: asyncio.Future[Any], value: Any, error: BaseException | None, fd: int | None) -> None:
     if future.done():
         if fd is not None:
             os.close(fd)
@@ -325,4 +326,4 @@ def _settle(future: "asyncio.Future[Any]", value: Any, error: BaseException | No
         future.set_result(value)
 
 
-__all__ = ["Request", "Answer", "Results", "serve", "prepare", "split_format", "session_string", "DEFAULT_FORMAT"]
+__all__ = ["DEFAULT_FORMAT", "Answer", "Request", "Results", "prepare", "serve", "session_string", "split_format"]

@@ -17,7 +17,8 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from . import body
 from .config import BAD_ROWS, STREAM_SEQ, StoreConfig, route_key

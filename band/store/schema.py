@@ -10,8 +10,9 @@ Nothing here talks to ClickHouse: :mod:`band.store.migrate` applies what this bu
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from ..errors import ConfigError
 
@@ -126,7 +127,7 @@ def build_tables(spec: Mapping[str, Any]) -> dict[str, Table]:
         if name in resolved:
             return resolved[name]
         if name in seen:
-            raise ConfigError(f"tables extend each other in a circle: {' -> '.join(seen + (name,))}")
+            raise ConfigError(f"tables extend each other in a circle: {' -> '.join((*seen, name))}")
         if name not in raw:
             raise ConfigError(f"table {seen[-1]!r} extends {name!r}, which is not defined")
         body = raw[name]
@@ -134,7 +135,7 @@ def build_tables(spec: Mapping[str, Any]) -> dict[str, Table]:
         parent_name = options.get("extend")
         table = Table(name)
         if parent_name:
-            parent = resolve(str(parent_name), seen + (name,))
+            parent = resolve(str(parent_name), (*seen, name))
             table.columns = dict(parent.columns)
             table.order_by, table.partition_by = parent.order_by, parent.partition_by
             table.engine, table.settings = parent.engine, dict(parent.settings)

@@ -12,26 +12,28 @@ import asyncio
 import contextlib
 import datetime as dt
 import uuid
-from typing import Any, AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 from nats.aio.client import Client
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import BadRequestError, NotFoundError
 
 from .. import wire
-from ..errors import ConfigError, RPCError
 from .._core.log import Logger
 from .._runtime.stream import ensure_stream
+from ..errors import ConfigError, RPCError
 from .backend import READONLY_CODE, StoreError, Unavailable, open_backend, parse_json
 from .config import StoreConfig
-from .imports import SHAPES, store_objects, unpack
+from .cursor import FORMAT as CURSOR_FORMAT
+from .cursor import Cursor, Cursors
 from .http import Interface, serving, url_of
-from .cursor import FORMAT as CURSOR_FORMAT, Cursor, Cursors
-from .results import Request, Results
+from .imports import SHAPES, store_objects, unpack
 from .metrics import metrics
 from .migrate import ensure
 from .prepare import Preparer, collect_less, processes
 from .pull import Puller
+from .results import Request, Results
 from .rows import RowBuilder
 from .writer import Engine, Health, Writer
 
@@ -140,7 +142,7 @@ class Store:
         collect_less()
         await self.preparer.start()
         self._ready.set()
-        where = self.config.clickhouse_url and "ClickHouse server" or str(self.config.data_dir)
+        where = (self.config.clickhouse_url and "ClickHouse server") or str(self.config.data_dir)
         self.log.info("store: writing events", into=where, database=self.config.database,
                       batch_rows=self.config.batch_rows, batch_seconds=self.config.batch_seconds)
         psub = await self._consumer(nc, DURABLE, DeliverPolicy.ALL)
@@ -190,7 +192,7 @@ class Store:
             raise RPCError(f"the store is not ready: {self.health.last_error}", 503)
         try:
             await asyncio.wait_for(self._ready.wait(), READY_TIMEOUT_S)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise RPCError(f"the store is not ready: {self.health.last_error or 'still starting'}", 503) from None
         assert self.engine is not None
         return self.engine
@@ -410,4 +412,4 @@ def _parse_since(since: str | None) -> dt.datetime | None:
         value = dt.datetime.fromisoformat(since)
     except ValueError:
         raise RPCError(f"since must be a date or date-time (2024-05-01 or 2024-05-01T12:00), got {since!r}", 400) from None
-    return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value.astimezone(dt.timezone.utc)
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)

@@ -41,16 +41,17 @@ import asyncio
 import contextlib
 import time
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeout
 
 from .. import wire
-from . import body
 from .._core.log import Logger
+from . import body
 from .backend import Backend, StoreError
 from .config import BAD_ROWS, StoreConfig
 from .highwater import HighWater, stored_max
@@ -112,7 +113,7 @@ class Engine:
         self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="store-reader")
 
     @classmethod
-    def of(cls, backend: Backend, config: StoreConfig) -> "Engine":
+    def of(cls, backend: Backend, config: StoreConfig) -> Engine:
         """The engine for ``config``'s database, inserting compact where that is exact."""
         return cls(backend, config.database, body.compact_tables(list(config.tables.values())))
 
@@ -233,7 +234,7 @@ class Writer:
     async def _fetch(self, room: int, wait: float) -> list[Msg]:
         try:
             return await self.psub.fetch(room, timeout=wait)
-        except (NatsTimeout, asyncio.TimeoutError):
+        except (TimeoutError, NatsTimeout):
             return []
         except asyncio.CancelledError:
             raise

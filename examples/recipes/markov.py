@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 import sys
 from collections import defaultdict
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 START, CONVERSION, NULL = "(start)", "(conversion)", "(null)"
 

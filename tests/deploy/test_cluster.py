@@ -10,21 +10,22 @@ import asyncio
 import contextlib
 import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import nats
 import pytest
 from nats.js.api import StreamConfig
+from support.deploy import DEPLOY, check_conf, copy_conf, environment, eventually, inbox_of, password_env, url
 
 from band import App, wire
 from band._core.rpc import RPC
-from band.errors import RPCError
-from band.cli.ports import free_port
-from band.cli.natsserver import NatsServer
 from band._runtime.stream import StreamLimits, ensure_stream
+from band.cli.natsserver import NatsServer
+from band.cli.ports import free_port
+from band.errors import RPCError
 from band.testing import serve
-from support.deploy import DEPLOY, check_conf, copy_conf, environment, eventually, inbox_of, password_env, url
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not (DEPLOY / "cluster" / "node.conf").exists(), reason="no cluster conf")]
 

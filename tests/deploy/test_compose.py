@@ -11,7 +11,6 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
-
 from support.deploy import NATS_CONF, REPO, check_conf, conf_users, conf_variables
 
 COMPOSE = REPO / "docker-compose.yml"

@@ -13,11 +13,11 @@ from typing import Any
 
 import aiohttp
 import pytest
-
-from support.poll import wait_for
 from support.fakes import running_edge
-from band.cli.ports import free_port
+from support.poll import wait_for
 from support.sdk import DEPLOY, arrivals, make_edge_certs
+
+from band.cli.ports import free_port
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 pytestmark = pytest.mark.skipif(not Path(NGINX).exists(), reason="needs nginx (apt-get install nginx-light)")

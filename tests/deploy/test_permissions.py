@@ -11,30 +11,44 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import aiohttp
 import pytest
+import yaml
 from nats.aio.client import Client
 from nats.js.api import AckPolicy, ConsumerConfig, StorageType
 from nats.js.errors import NotFoundError
-import yaml
+from support.deploy import (
+    NATS_CONF,
+    REPO,
+    Recorder,
+    check_conf,
+    client,
+    conf_server,
+    conf_users,
+    eventually,
+    inbox_of,
+    password_env,
+    publish_refused,
+    request_refused,
+    url,
+)
+from support.store import event, publish, start_store
 
 from band import App, response, wire
-from band.errors import ConfigError
 from band._core.rpc import RPC
 from band._runtime.connect import connect
-from band.response import from_wire
+from band._runtime.stream import StreamLimits, ensure_stream
 from band.cli import processes
 from band.cli.natsserver import NatsServer
 from band.cli.ports import free_port
-from band._runtime.stream import StreamLimits, ensure_stream
+from band.errors import ConfigError
+from band.response import from_wire
 from band.store.pull import Puller
 from band.testing import serve
-from support.store import event, publish, start_store
-from support.deploy import (NATS_CONF, REPO, Recorder, check_conf, client, conf_server, conf_users, eventually, inbox_of,
-                            password_env, publish_refused, request_refused, url)
 
 pytestmark = pytest.mark.skipif(not NATS_CONF.exists(), reason="nats.conf not written yet")
 

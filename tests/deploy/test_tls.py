@@ -10,17 +10,18 @@ import json
 import shutil
 import ssl
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
+from support.deploy import DEPLOY, check_conf, client, conf_server, password_env, url
 
 from band import App
-from band.cli.natsserver import NatsServer
 from band._core.rpc import RPC
 from band._runtime.connect import connect
+from band.cli.natsserver import NatsServer
 from band.testing import serve
-from support.deploy import DEPLOY, check_conf, client, conf_server, password_env, url
 
 pytestmark = pytest.mark.skipif(
     shutil.which("openssl") is None or not (DEPLOY / "nats-tls.conf").exists(), reason="needs openssl and deploy/nats-tls.conf"

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from support.fakes import enrichers_seen, routed, running_edge, unique
+from support.poll import wait_for
+
 from band import App, response
 from band.testing import serve
-from support.poll import wait_for
-from support.fakes import enrichers_seen, routed, running_edge, unique
 
 
 async def test_track_page_with_enrichers_handler_listener(nc: Any, nats_url: str) -> None:

@@ -7,20 +7,21 @@ import json
 import os
 import signal
 import sys
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import nats
 import pytest
+from support.poll import wait_for
 
 from band import App, wire
 from band._core.rpc import RPC
-from band.response import ErrorResponse, PixelResponse, RedirectResponse, Response, from_wire
-from band._runtime.stream import ensure_stream
 from band._runtime.service import Service
+from band._runtime.stream import ensure_stream
+from band.response import ErrorResponse, PixelResponse, RedirectResponse, Response, from_wire
 from band.testing import serve
-from support.poll import wait_for
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 UID = "6462464730849083392"

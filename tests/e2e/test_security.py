@@ -16,14 +16,14 @@ from urllib.parse import quote
 import aiohttp
 import pytest
 from nats.aio.msg import Msg
-
-from band._runtime.connect import flush
-from band import App, wire
-from band.errors import RemoteError
-from band.testing import serve
 from support.fakes import routed, running_edge, unique
 from support.poll import pinged, wait_for
 from support.processes import raw_http, start_service, write_service
+
+from band import App, wire
+from band._runtime.connect import flush
+from band.errors import RemoteError
+from band.testing import serve
 
 SERVICE = """
 import os
@@ -107,7 +107,7 @@ def attacks(svc: str) -> list[tuple[str, str, bytes, dict[str, str]]]:
 
 
 async def test_only_handlers_are_reachable_from_http(nc: Any, nats_url: str, sec_service: Any) -> None:
-    svc, proc, record = sec_service
+    svc, _proc, record = sec_service
     subjects: list[str] = []
 
     async def spy(msg: Msg) -> None:
@@ -147,7 +147,7 @@ async def test_only_handlers_are_reachable_from_http(nc: Any, nats_url: str, sec
 
 
 async def test_handler_exception_is_a_plain_500_logged_in_full(nc: Any, nats_url: str, sec_service: Any) -> None:
-    svc, proc, record = sec_service
+    svc, proc, _record = sec_service
     secret = "4111-1111-1111-1111"
     async with running_edge(nats_url) as (client, edge):
         await routed(edge, f"in.gen.{svc}.crash")
@@ -217,7 +217,7 @@ BAD_LOCATIONS = [
 
 
 async def test_redirect_answers_cannot_inject_headers(nats_url: str, sec_service: Any) -> None:
-    svc, proc, record = sec_service
+    svc, _proc, _record = sec_service
     async with running_edge(nats_url) as (client, edge):
         await routed(edge, f"in.gen.{svc}.go")
         port = client.port
@@ -262,7 +262,7 @@ UID_ATTEMPTS: list[tuple[str, bytes, dict[str, str]]] = [
 @pytest.mark.parametrize("target,body,headers", UID_ATTEMPTS, ids=[f"{i}" for i in range(len(UID_ATTEMPTS))])
 async def test_uid_cookie_cannot_be_set_by_the_client(nats_url: str, target: str, body: bytes, headers: dict[str, str]) -> None:
     """Whatever the client sends as uid, an invalid one becomes a fresh numeric id."""
-    async with running_edge(nats_url) as (client, edge):
+    async with running_edge(nats_url) as (client, _edge):
         port = client.port
         assert port is not None
         answer = await asyncio.to_thread(raw_http, port, target, "POST" if body else "GET", headers, body)
@@ -277,7 +277,7 @@ async def test_uid_cookie_cannot_be_set_by_the_client(nats_url: str, target: str
 
 
 async def test_valid_client_uid_is_kept(nats_url: str) -> None:
-    async with running_edge(nats_url) as (client, edge):
+    async with running_edge(nats_url) as (client, _edge):
         port = client.port
         assert port is not None
         answer = await asyncio.to_thread(raw_http, port, "/track/u", "GET", {"Cookie": "uid=6462464730849083392"})
@@ -306,7 +306,7 @@ async def test_valid_client_uid_is_kept(nats_url: str) -> None:
 )
 async def test_redir_is_limited_to_the_allow_list(nats_url: str, to: str, allowed: bool) -> None:
     """``EDGE_REDIRECT_HOSTS`` (``redirect_hosts``): the built-in ``redir`` goes only there."""
-    async with running_edge(nats_url, redirect_hosts=("shop.example",)) as (client, edge):
+    async with running_edge(nats_url, redirect_hosts=("shop.example",)) as (client, _edge):
         port = client.port
         assert port is not None
         answer = await asyncio.to_thread(raw_http, port, f"/redir/click?to={quote(to, safe='')}")

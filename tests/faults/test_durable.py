@@ -11,13 +11,13 @@ from typing import Any
 import aiohttp
 import pytest
 from nats.aio.msg import Msg
+from support.fakes import running_edge, unique
+from support.poll import pinged, wait_for
+from support.processes import Load, start_service, write_service
 
 from band import App, wire
 from band._runtime.stream import ensure_stream
 from band.testing import serve
-from support.poll import pinged, wait_for
-from support.fakes import running_edge, unique
-from support.processes import Load, start_service, write_service
 
 RECORDER = """
 import asyncio, os
@@ -124,7 +124,7 @@ async def test_raising_listener_is_dead_lettered_while_the_stream_keeps_flowing(
     await nc.subscribe(wire.dlq_subject(svc), cb=on_dead)
     hits, every = 600, 30
     paths = [f"/{svc}/page?n={i}" + ("&poison=1" if i % every == 7 else "") for i in range(hits)]
-    async with serve(app, nats_url), running_edge(nats_url) as (client, edge):
+    async with serve(app, nats_url), running_edge(nats_url) as (client, _edge):
         async with aiohttp.ClientSession() as session:
             base = str(client.make_url("")).rstrip("/")
             load = Load(session, base, paths, workers=8, limit=hits).start()

@@ -14,11 +14,11 @@ from typing import Any
 import aiohttp
 import nats
 import pytest
+from support.poll import pinged, wait_for
+from support.processes import Load, edge_healthy, start_edge, start_service, stream_ids, write_service
 
 from band import wire
 from band.cli.natsserver import NatsServer
-from support.poll import pinged, wait_for
-from support.processes import Load, edge_healthy, start_edge, start_service, stream_ids, write_service
 
 ECHO = """
 import os

@@ -12,14 +12,14 @@ from typing import Any
 
 import aiohttp
 import pytest
+from support.fakes import enrichers_seen, routed, running_edge, unique
+from support.poll import pinged, wait_for
+from support.processes import Load, metric_value, start_service, write_service
 
 from band import App, response
 from band._runtime.connect import connect
 from band._runtime.service import Service, ServiceOptions
 from band.testing import serve
-from support.poll import pinged, wait_for
-from support.fakes import enrichers_seen, routed, running_edge, unique
-from support.processes import Load, metric_value, start_service, write_service
 
 
 async def get(session: aiohttp.ClientSession, url: str) -> tuple[int, Any]:

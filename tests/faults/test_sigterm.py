@@ -18,22 +18,23 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import aiohttp
 import nats
 import nats.errors
 import nats.js.errors
 import pytest
+from support.poll import wait_for
+from support.processes import Load, Proc, _spawn, metric_value, start_edge, write_service
 
 from band import wire
 from band._runtime.cancel import raise_if_cancelling
 from band.cli.natsserver import NatsServer
 from band.cli.ports import free_port
-from support.poll import wait_for
-from support.processes import Load, Proc, _spawn, metric_value, start_edge, write_service
 
 pytestmark = pytest.mark.slow
 

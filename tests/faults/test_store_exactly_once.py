@@ -19,21 +19,22 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable
+from typing import Any
 
 import aiohttp
 import nats
 import pytest
+from support.poll import wait_for
+from support.processes import Load, Proc, edge_healthy, start_edge, stream_ids
+from support.store import gone, spawned, start_store
 
 from band import App, RPCError, current_app, store, wire
 from band._core.app import reset_current, set_current
 from band.cli.natsserver import NatsServer
 from band.store.isolated import EXIT_AFTER_INSERT
 from band.store.server import DURABLE
-from support.poll import wait_for
-from support.processes import Load, Proc, edge_healthy, start_edge, stream_ids
-from support.store import gone, spawned, start_store
 
 pytest.importorskip("chdb")
 

@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import nats.errors
-from hypothesis import HealthCheck, Phase, example, given, settings, strategies as st
-
-from band import wire
+from hypothesis import HealthCheck, Phase, example, given, settings
+from hypothesis import strategies as st
 from support.fakes import unique
 from support.poll import pinged, wait_for
 from support.processes import start_service, write_service
+
+from band import wire
 
 PHASES = (Phase.explicit, Phase.generate)  # no shrinking: a failure costs seconds, and the raw input is shown
 MAX_EXAMPLES = 300

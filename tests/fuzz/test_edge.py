@@ -22,12 +22,13 @@ from collections import Counter
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from hypothesis import HealthCheck, Phase, example, given, settings, strategies as st
+from hypothesis import HealthCheck, Phase, example, given, settings
+from hypothesis import strategies as st
 from nats.aio.msg import Msg
-
-from band._runtime.connect import flush
-from band import wire
 from support.fakes import running_edge, unique
+
+from band import wire
+from band._runtime.connect import flush
 
 PHASES = (Phase.explicit, Phase.generate)  # no shrinking: a failure costs seconds, and the raw input is shown
 MAX_EXAMPLES = 500
@@ -72,7 +73,7 @@ segment = st.one_of(
     st.from_regex(r"[A-Za-z0-9_\-]{1,12}", fullmatch=True),
     anything.map(lambda s: quote(raw(s), safe="")),
     anything.map(lambda s: quote(raw(s), safe="/.%*>$:@!&'()+,;=")),
-    st.lists(st.sampled_from(GARBAGE + ["a", "b", ".", "_"]), min_size=1, max_size=5).map("".join),
+    st.lists(st.sampled_from([*GARBAGE, "a", "b", ".", "_"]), min_size=1, max_size=5).map("".join),
     anything.map(lambda s: "".join(c for c in s if c not in " \r\n\t?#\x00\x0b\x0c")),  # raw UTF-8
 )
 
@@ -116,7 +117,7 @@ query = st.one_of(
     st.just(""),
     st.lists(st.tuples(st.sampled_from(QUERY_KEYS) | anything, st.sampled_from(WORDS + NEAR_MISSES) | anything), max_size=6).map(
         lambda kv: urlencode([(raw(k), raw(v)) for k, v in kv])),
-    st.lists(st.sampled_from(GARBAGE + ["=", "&", "a", "service=", "name=", "uid=", "+", ";"]), max_size=10).map("".join),
+    st.lists(st.sampled_from([*GARBAGE, "=", "&", "a", "service=", "name=", "uid=", "+", ";"]), max_size=10).map("".join),
 )
 cookie = st.one_of(
     st.none(),
@@ -190,7 +191,7 @@ async def test_fuzz_edge_http_parsing(nc: Any, nats_url: str) -> None:
         await nc.subscribe(subject, cb=spy)
     await flush(nc)
     statuses: Counter[int] = Counter()
-    async with running_edge(nats_url, max_body_bytes=64 * 1024, body_timeout_s=5.0, upload_bucket=unique("fzup")) as (client, edge):
+    async with running_edge(nats_url, max_body_bytes=64 * 1024, body_timeout_s=5.0, upload_bucket=unique("fzup")) as (client, _edge):
         port = client.port
         assert port is not None
 
@@ -256,7 +257,7 @@ async def test_fuzz_websocket_frames(nc: Any, nats_url: str) -> None:
         await nc.subscribe(subject, cb=spy)
     kinds: Counter[str] = Counter()
     loop = asyncio.get_running_loop()
-    async with running_edge(nats_url) as (client, edge):
+    async with running_edge(nats_url) as (client, _edge):
         async with client.ws_connect("/wss?uid=1234567890123") as ws:
 
             async def roundtrip(frame: str | bytes) -> Any:

@@ -11,17 +11,18 @@ import os
 import re
 import secrets
 import subprocess
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import nats
 import nats.errors
 from nats.aio.client import Client
 
-from support.poll import wait_for as eventually  # noqa: F401  (the deploy tests import it from here)
 from band.cli.natsserver import NatsServer, find_binary
 from band.cli.ports import free_port
+from support.poll import wait_for as eventually
 
 REPO = Path(__file__).resolve().parents[2]
 NATS_CONF = REPO / "nats.conf"

@@ -9,16 +9,17 @@ from __future__ import annotations
 import contextlib
 import json
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from band._runtime.connect import flush
 from band import wire
+from band._runtime.connect import flush
 from broker.app import EDGE, Edge, make_app
 from broker.config import EdgeConfig
 from support.poll import wait_for
@@ -56,19 +57,19 @@ class FakeService:
     subs: list[Subscription] = field(default_factory=list)
     calls: list[dict[str, Any]] = field(default_factory=list)
 
-    def handler(self, name: str, fn: Fn, *, timeout_ms: int = 2000, path: str = "", alias: str | None = None) -> "FakeService":
+    def handler(self, name: str, fn: Fn, *, timeout_ms: int = 2000, path: str = "", alias: str | None = None) -> FakeService:
         key = f"{wire.KEY_PREFIX}.{alias or self.name}.{name}"
         md = wire.endpoint_metadata(wire.ROLE_HANDLER, key=key, timeout=timeout_ms, path=path, alias=alias, method=name)
         self.endpoints.append(Endpoint(name, wire.handle_subject(key), md, fn))
         return self
 
-    def enricher(self, fn: Fn, keys: list[str]) -> "FakeService":
+    def enricher(self, fn: Fn, keys: list[str]) -> FakeService:
         md = wire.endpoint_metadata(wire.ROLE_ENRICHER, keys=keys, props={}, method="enrich")
         for prefix in keys or [""]:
             self.endpoints.append(Endpoint("enrich", wire.prefix_subject(wire.ENRICH_PREFIX, prefix), md, fn))
         return self
 
-    def rpc(self, method: str, fn: Fn) -> "FakeService":
+    def rpc(self, method: str, fn: Fn) -> FakeService:
         md = wire.endpoint_metadata(wire.ROLE_RPC, method=method)
         self.endpoints.append(Endpoint(method, wire.rpc_subject(self.name, method), md, fn))
         return self
@@ -87,7 +88,7 @@ class FakeService:
             ],
         }
 
-    async def start(self) -> "FakeService":
+    async def start(self) -> FakeService:
         for ep in self.endpoints:
             self.subs.append(await self.nc.subscribe(ep.subject, queue=wire.queue_group(self.name), cb=self._serve(ep)))
         for subject in (f"{wire.SRV_PREFIX}.INFO", f"{wire.SRV_PREFIX}.INFO.{self.name}", f"{wire.SRV_PREFIX}.INFO.{self.name}.{self.id}"):
@@ -101,7 +102,7 @@ class FakeService:
         self.subs.clear()
         await flush(self.nc)  # twice: nats-py may send the PING ahead of the SUBs
 
-    async def __aenter__(self) -> "FakeService":
+    async def __aenter__(self) -> FakeService:
         return await self.start()
 
     async def __aexit__(self, *exc: object) -> None:

@@ -15,9 +15,10 @@ import sys
 import textwrap
 import time
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import aiohttp
 import nats.errors
@@ -132,7 +133,7 @@ async def http_status(session: aiohttp.ClientSession, url: str) -> int:
         async with session.get(url, timeout=aiohttp.ClientTimeout(total=3)) as resp:
             await resp.read()
             return resp.status
-    except (aiohttp.ClientError, asyncio.TimeoutError):
+    except (TimeoutError, aiohttp.ClientError):
         return 0
 
 
@@ -211,7 +212,7 @@ class Load:
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _sent: int = 0
 
-    def start(self) -> "Load":
+    def start(self) -> Load:
         self._tasks = [asyncio.create_task(self._worker(i)) for i in range(self.workers)]
         return self
 
@@ -244,7 +245,7 @@ class Load:
                 async with self.session.get(self.base + path, timeout=HTTP_TIMEOUT, allow_redirects=False) as resp:
                     body = await resp.read()
                     answer = Answer(path, resp.status, body, time.perf_counter() - started, phase)
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, aiohttp.ClientError) as exc:
                 answer = Answer(path, 0, b"", time.perf_counter() - started, phase, repr(exc))
             self.answers.append(answer)
             if not 200 <= answer.status < 300:

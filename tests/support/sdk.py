@@ -6,12 +6,12 @@ import contextlib
 import json
 import shutil
 import subprocess
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import pytest
-
 from aiohttp import web
 from nats.aio.client import Client
 from nats.aio.msg import Msg
