@@ -76,26 +76,28 @@ def _parse_json(raw: str | bytes) -> dict[str, Any]:
     return {"columns": [{"name": c["name"], "type": c["type"]} for c in answer.get("meta", [])], "rows": answer.get("data", [])}
 
 
-Run = Callable[[str, Mapping[str, Any] | None], dict[str, Any]]  # one statement on the reading session
+# one statement on the reading session: (sql, params, "JSON" or "TSV") -> the answer's bytes
+Run = Callable[[str, Mapping[str, Any] | None, str], bytes]
 
 
-def check_read(run: Run, sql: str, params: Mapping[str, Any] | None) -> None:
-    """The parse guard of a read-only query (:mod:`.readonly`), with ``run`` on the reading
-    session: ClickHouse parses ``sql`` (one statement, else a refusal; a syntax error as
-    ClickHouse words it), prints its tree, and the tree must be a read.
+def read_only(run: Run, sql: str, params: Mapping[str, Any] | None) -> bytes:
+    """``sql``'s answer in JSON, run only once the parse guard (:mod:`.readonly`) finds
+    it a read: ClickHouse parses it (one statement, else a refusal; a syntax error as
+    ClickHouse words it) and prints its tree, which must be a read.
 
     Raises:
         StoreError: code :data:`READONLY_CODE` for a statement that is not a read; the
             parse's own error (a syntax error, a missing parameter) otherwise.
     """
     try:
-        statement = str(run(_readonly.one_statement(sql), None)["rows"][0]["statement"])
+        statement = str(_parse_json(run(_readonly.one_statement(sql), None, "JSON"))["rows"][0]["statement"])
     except StoreError as exc:
         if _readonly.MULTI_STATEMENTS in exc.message:
             raise StoreError(_readonly.ONE_STATEMENT, READONLY_CODE) from None
         raise StoreError(_IN_SCOPE.sub("", exc.message), exc.code) from None
     try:
-        ast = "\n".join(str(row["explain"]) for row in run(_readonly.explain(sql), params)["rows"])
+        # TSV: one line a row; its escapes (\\, \t) sit inside names and literals, where no rule looks
+        ast = run(_readonly.explain(sql), params, "TSV").decode(errors="replace")
     except StoreError as exc:
         if exc.code == READONLY_CODE:  # the session refused the statement's SETTINGS while parsing
             raise StoreError(f"{_readonly.SETTINGS} ({exc.message})", READONLY_CODE) from None
@@ -104,6 +106,7 @@ def check_read(run: Run, sql: str, params: Mapping[str, Any] | None) -> None:
         _readonly.check(ast, statement)
     except _readonly.Refused as exc:
         raise StoreError(str(exc), READONLY_CODE) from None
+    return run(sql, params, "JSON")
 
 
 # ClickHouse names the query it was parsing in; that is ours (one_statement), not the user's
@@ -138,15 +141,15 @@ class ChdbBackend:
             self._run(self._session, sql)
 
     def select(self, sql: str, params: Mapping[str, Any] | None = None, readonly: bool = False) -> dict[str, Any]:
-        """``readonly``: on the ``readonly=1`` session, after :func:`check_read`."""
+        """``readonly``: on the ``readonly=1`` session, after the parse guard (:func:`read_only`)."""
         if readonly:
-            check_read(self._read, sql, params)
-            return self._read(sql, params)
+            return _parse_json(read_only(self._read, sql, params))
         with self._lock:
             return _parse_json(self._run(self._session, sql, "JSON", params).bytes())
 
-    def _read(self, sql: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
-        return _parse_json(self._run(self._reader, sql, "JSON", params).bytes())
+    def _read(self, sql: str, params: Mapping[str, Any] | None, fmt: str) -> bytes:
+        answer: bytes = self._run(self._reader, sql, fmt, params).bytes()
+        return answer
 
     def insert(self, database: str, table: str, body: bytes, fmt: str = "JSONEachRow",
                columns: Sequence[str] = ()) -> None:
@@ -195,18 +198,19 @@ class ServerBackend:
 
     def select(self, sql: str, params: Mapping[str, Any] | None = None, readonly: bool = False) -> dict[str, Any]:
         """``readonly``: with ``readonly=1`` in the request (set beside the store's own
-        settings, which it then keeps), after :func:`check_read`."""
+        settings, which it then keeps), after the parse guard (:func:`read_only`)."""
         settings: dict[str, Any] = {"output_format_json_quote_64bit_integers": 0}
         if readonly:
             settings.update(READONLY)
 
-        def run(text: str, values: Mapping[str, Any] | None) -> dict[str, Any]:
-            return _parse_json(self._call(self._client.raw_query, text, parameters=dict(values or {}),
-                                          settings=settings, fmt="JSON"))
+        def run(text: str, values: Mapping[str, Any] | None, fmt: str) -> bytes:
+            # no FORMAT for TSV: clickhouse-connect appends it to the text, where EXPLAIN gives it
+            # to the statement explained; a server answers TabSeparated without one
+            answer: bytes = self._call(self._client.raw_query, text, parameters=dict(values or {}), settings=settings,
+                                       fmt=None if fmt == "TSV" else fmt)
+            return answer
 
-        if readonly:
-            check_read(run, sql, params)
-        return run(sql, params)
+        return _parse_json(read_only(run, sql, params) if readonly else run(sql, params, "JSON"))
 
     def insert(self, database: str, table: str, body: bytes, fmt: str = "JSONEachRow",
                columns: Sequence[str] = ()) -> None:
