@@ -27,7 +27,7 @@ needs_server = pytest.mark.skipif(not URL, reason="set CLICKHOUSE_URL to a Click
 
 def test_the_server_backend_through_clickhouse_connects_embedded_client(tmp_path: Path) -> None:
     """Without a server, the server path's own code (clickhouse-connect's calls, the
-    compact insert with its column list, parameters, readonly, error mapping) runs
+    compact insert with its column list, parameters, the read-only guard, error mapping) runs
     against clickhouse-connect's chDB client (``chdb://`` URLs), in a child process."""
     pytest.importorskip("chdb")
     script = textwrap.dedent("""
@@ -46,11 +46,14 @@ def test_the_server_backend_through_clickhouse_connects_embedded_client(tmp_path
         backend.insert("stats", "events", b"\\n".join(lines), fmt, columns)
         found = backend.select("SELECT count() AS n, min(char_ls) AS ls FROM stats.events WHERE id >= {low:UInt64}",
                                {"low": 7_000_000_000_000_001}, readonly=True)["rows"][0]
-        refused = ""
-        try:
-            backend.select("CREATE TABLE stats.x (a UInt8) ENGINE = Memory", readonly=True)
-        except StoreError as exc:
-            refused = exc.message
+        refused = {}
+        for sql in ("CREATE TABLE stats.x (a UInt8) ENGINE = Memory", "SELECT * FROM file('/etc/hostname', 'LineAsString')",
+                    "SELECT file('/etc/hostname')", f"SELECT 1 INTO OUTFILE '{sys.argv[1]}.out'", "SELECT 1; DROP TABLE stats.events"):
+            try:
+                backend.select(sql, readonly=True)
+                refused[sql] = "ran"
+            except StoreError as exc:
+                refused[sql] = exc.code
         print(json.dumps({"n": int(found["n"]), "ls": found["ls"], "refused": refused}))
     """)
     events = [event(n) for n in range(3)]
@@ -59,7 +62,8 @@ def test_the_server_backend_through_clickhouse_connects_embedded_client(tmp_path
     assert out.returncode == 0, out.stderr[-3000:]
     answer = json.loads(out.stdout.strip().splitlines()[-1])
     assert answer["n"] == 2 and answer["ls"] == -1, "parameters, the compact insert and DEFAULT -1 as with chDB"
-    assert "readonly" in answer["refused"].lower(), answer["refused"]
+    assert set(answer["refused"].values()) == {164}, answer["refused"]  # the parse guard's READONLY, as with chDB
+    assert not (tmp_path / "db.out").exists()
 
 
 @pytest.fixture

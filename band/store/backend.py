@@ -78,7 +78,8 @@ def parse_json(raw: str | bytes) -> dict[str, Any]:
     return {"columns": [{"name": c["name"], "type": c["type"]} for c in answer.get("meta", [])], "rows": answer.get("data", [])}
 
 
-Run = Callable[[str, Mapping[str, Any] | None], dict[str, Any]]  # one statement on the reading session
+# one statement on the reading session: (sql, params, "JSON" or "TSV") -> the answer's bytes
+Run = Callable[[str, Mapping[str, Any] | None, str], bytes]
 
 
 def check_read(run: Run, sql: str, params: Mapping[str, Any] | None) -> str:
@@ -92,13 +93,14 @@ def check_read(run: Run, sql: str, params: Mapping[str, Any] | None) -> str:
             parse's own error (a syntax error, a missing parameter) otherwise.
     """
     try:
-        statement = str(run(_readonly.one_statement(sql), None)["rows"][0]["statement"])
+        statement = str(parse_json(run(_readonly.one_statement(sql), None, "JSON"))["rows"][0]["statement"])
     except StoreError as exc:
         if _readonly.MULTI_STATEMENTS in exc.message:
             raise StoreError(_readonly.ONE_STATEMENT, READONLY_CODE) from None
         raise StoreError(_IN_SCOPE.sub("", exc.message), exc.code) from None
     try:
-        ast = "\n".join(str(row["explain"]) for row in run(_readonly.explain(sql), params)["rows"])
+        # TSV: one line a row; its escapes (\\, \t) sit inside names and literals, where no rule looks
+        ast = run(_readonly.explain(sql), params, "TSV").decode(errors="replace")
     except StoreError as exc:
         if exc.code == READONLY_CODE:  # the session refused the statement's SETTINGS while parsing
             raise StoreError(f"{_readonly.SETTINGS} ({exc.message})", READONLY_CODE) from None
@@ -111,13 +113,14 @@ def check_read(run: Run, sql: str, params: Mapping[str, Any] | None) -> str:
 
 
 def wrap_run(session: Any) -> Run:
-    """A :data:`Run` on a chDB session: JSON answers, ClickHouse's errors as :class:`StoreError`."""
+    """A :data:`Run` on a chDB session, ClickHouse's errors as :class:`StoreError`."""
 
-    def run(sql: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
+    def run(sql: str, params: Mapping[str, Any] | None, fmt: str) -> bytes:
         try:
-            return parse_json(session.query(sql, "JSON", params=dict(params) if params else None).bytes())
+            answer: bytes = session.query(sql, fmt, params=dict(params) if params else None).bytes()
         except Exception as exc:
             raise StoreError.wrap(exc) from None
+        return answer
 
     return run
 
@@ -157,12 +160,13 @@ class ChdbBackend:
         """``readonly``: on the ``readonly=1`` session, after :func:`check_read`."""
         if readonly:
             check_read(self._read, sql, params)
-            return self._read(sql, params)
+            return parse_json(self._read(sql, params, "JSON"))
         with self._lock:
             return parse_json(self._run(self._session, sql, "JSON", params).bytes())
 
-    def _read(self, sql: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
-        return parse_json(self._run(self._reader, sql, "JSON", params).bytes())
+    def _read(self, sql: str, params: Mapping[str, Any] | None, fmt: str) -> bytes:
+        answer: bytes = self._run(self._reader, sql, fmt, params).bytes()
+        return answer
 
     def insert(self, database: str, table: str, body: bytes, fmt: str = "JSONEachRow",
                columns: Sequence[str] = ()) -> None:
@@ -216,13 +220,16 @@ class ServerBackend:
         if readonly:
             settings.update(READONLY)
 
-        def run(text: str, values: Mapping[str, Any] | None) -> dict[str, Any]:
-            return parse_json(self._call(self._client.raw_query, text, parameters=dict(values or {}),
-                                          settings=settings, fmt="JSON"))
+        def run(text: str, values: Mapping[str, Any] | None, fmt: str) -> bytes:
+            # no FORMAT for TSV: clickhouse-connect appends it to the text, where EXPLAIN gives it
+            # to the statement explained; a server answers TabSeparated without one
+            answer: bytes = self._call(self._client.raw_query, text, parameters=dict(values or {}), settings=settings,
+                                       fmt=None if fmt == "TSV" else fmt)
+            return answer
 
         if readonly:
             check_read(run, sql, params)
-        return run(sql, params)
+        return parse_json(run(sql, params, "JSON"))
 
     def insert(self, database: str, table: str, body: bytes, fmt: str = "JSONEachRow",
                columns: Sequence[str] = ()) -> None:

@@ -8,11 +8,15 @@ walks the tree it prints (``EXPLAIN AST``: one node a line, one space of indent 
 
 - one statement (the parser refuses a second one: :func:`one_statement`);
 - a reading kind: ``SELECT`` / ``WITH`` / ``UNION``, ``SHOW`` (tables, columns, indexes,
-  ``CREATE``), ``DESCRIBE``, ``EXISTS``, and ``EXPLAIN`` of one of those;
-- no ``INTO OUTFILE``, no ``SETTINGS`` clause and no ``SET``;
+  ``CREATE``), ``DESCRIBE``, ``EXISTS``, and ``EXPLAIN`` of a ``SELECT``;
+- no ``INTO OUTFILE``, no ``SETTINGS`` clause, no ``SET`` and no ``EXPLAIN`` options (the tree
+  prints a ``Set`` node without its values);
 - table functions from :data:`TABLE_FUNCTIONS` only (an allow-list: new ones are refused);
 - none of :data:`FUNCTIONS_DENIED` anywhere (a deny-list: functions that read files or
-  write outside the store's tables).
+  write outside the store's tables);
+- nothing the printed tree leaves out: ``APPLY`` (it holds a function by name), and a
+  ``WHERE`` or ``LIMIT`` of ``SHOW TABLES/COLUMNS/INDEXES`` (only their plain form runs,
+  read from ClickHouse's own formatting of the statement).
 
 The walk trusts only what a user cannot forge. An alias or a quoted name may hold a line
 break, and the text after it then reads like more nodes; such text can add lines (and so
@@ -46,13 +50,20 @@ FUNCTIONS_DENIED = {
     "modelevaluate": "loads a model file from the server's disk",
     "generateserialid": "writes a counter to ClickHouse Keeper",
 }
+# SHOW TABLES / COLUMNS / INDEXES print neither their WHERE nor their LIMIT in the tree, so
+# they run only in their plain form (FROM, LIKE), as ClickHouse formats it on one line
+_HIDING = frozenset({"ShowTables", "ShowColumns", "ShowIndexes"})
+_NAME = r"(?:[A-Za-z_][A-Za-z0-9_]*|`(?:[^`\\]|\\.)*`)"
+_PLAIN_SHOW = re.compile(rf"SHOW(?: (?!WHERE\b|LIMIT\b)[A-Z]+)+(?: FROM {_NAME}(?:\.{_NAME})?)*"
+                         r"(?: (?:NOT )?I?LIKE '(?:[^'\\]|\\.)*')?")
 MULTI_STATEMENTS = "Multi-statements are not allowed"  # ClickHouse's words for a second statement
-_CHANGES = ("change tables in the store's store.yml or a migrations/*.sql file; write rows with store.insert")
+_CHANGES = "change tables in the store's store.yml or a migrations/*.sql file; write rows with store.insert"
 ONE_STATEMENT = "it runs one statement per query: send each statement on its own"
 SETTINGS = ("a SETTINGS clause or SET is refused (readonly=1: the store's limits hold for every query); "
             "remove it")
 OUTFILE = ("INTO OUTFILE writes a file on the store's machine; take the rows from the answer instead "
            "(band sql --format csv|tsv|json)")
+APPLY = "APPLY keeps the function it applies out of the check; call the function on the columns instead"
 _FUNCTION = re.compile(r"Function (.+?)(?: \(alias .*)?(?: \(children \d+\))?")
 
 
@@ -95,8 +106,9 @@ def explain(sql: str) -> str:
 
 
 def check(ast: str, statement: str) -> None:
-    """Refuse ``ast`` (the rows of ``EXPLAIN AST``) unless it is one read; ``statement``
-    (the formatted SQL) only names what was refused.
+    """Refuse ``ast`` (the rows of ``EXPLAIN AST``) unless it is one read. ``statement``,
+    ClickHouse's one-line formatting of it, names what was refused and shows the clauses
+    of ``SHOW`` that the tree leaves out.
 
     Raises:
         Refused: with a message saying what was refused and what to do instead.
@@ -112,22 +124,28 @@ def check(ast: str, statement: str) -> None:
     elif root.kind not in READ_KINDS:
         raise Refused(_not_a_read(_name(root.kind, statement)))
     for at, line in enumerate(lines[1:], 1):
-        _check_line(line, lines[at - 1], explain_options=root.kind == "Explain" and at == 1)
+        _check_line(line, lines[at - 1])
+    if root.kind in _HIDING and not _PLAIN_SHOW.fullmatch(statement):
+        raise Refused(f"{_name(root.kind, statement)} with WHERE or LIMIT cannot be checked; SELECT from "
+                      "system.tables, system.columns or system.data_skipping_indices instead")
 
 
 def _check_explain(lines: list[_Line]) -> None:
     kind = lines[0].text.removeprefix("Explain ").split(" (children")[0]
-    inner = [line for line in lines[1:3] if line.indent == 1 and line.text != "Set"]  # after EXPLAIN's options
-    if kind not in EXPLAINS or not inner or inner[0].kind not in READ_KINDS:
-        raise Refused(f"{kind} runs here on a read only (EXPLAIN, AST, SYNTAX, PIPELINE, ESTIMATE or QUERY TREE "
-                      "of a SELECT, SHOW, DESCRIBE or EXISTS)")
+    if len(lines) > 1 and lines[1].text == "Set":
+        raise Refused("EXPLAIN's options (indexes = 1, ...) are refused: the parsed tree leaves their values out; "
+                      "EXPLAIN without them")
+    if kind not in EXPLAINS or len(lines) < 2 or lines[1].kind != "SelectWithUnionQuery":
+        raise Refused(f"{kind} runs here on a SELECT only (EXPLAIN, AST, SYNTAX, PIPELINE, ESTIMATE or QUERY TREE)")
 
 
-def _check_line(line: _Line, before: _Line, explain_options: bool) -> None:
-    if line.text == "Set" and not explain_options:  # EXPLAIN's own options (indexes=1) print as Set too
+def _check_line(line: _Line, before: _Line) -> None:
+    if line.text == "Set":
         raise Refused(SETTINGS)
     if line.indent in (1, 2) and line.kind == "Literal":  # no read statement holds a literal this high
         raise Refused(OUTFILE)
+    if line.kind == "ColumnsApplyTransformer":
+        raise Refused(APPLY)
     name = line.function
     if name is None:
         return
@@ -151,11 +169,11 @@ def _name(kind: str, statement: str) -> str:
 
 
 def _not_a_read(name: str) -> str:
-    return (f"{name} is not a read (it runs SELECT, WITH, SHOW, DESCRIBE, EXISTS and EXPLAIN of those); "
-            + _CHANGES)
+    return f"{name} is not a read (it runs SELECT, WITH, SHOW, DESCRIBE, EXISTS and EXPLAIN of a SELECT); {_CHANGES}"
 
 
 __all__ = [
+    "APPLY",
     "FUNCTIONS_DENIED",
     "MULTI_STATEMENTS",
     "ONE_STATEMENT",
