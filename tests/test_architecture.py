@@ -1,4 +1,4 @@
-"""docs/architecture.md names every file of band/ and broker/: a new module without its row fails here."""
+"""docs/architecture.md names every file of band/ and broker/, and every public module has its ``__all__``."""
 
 from __future__ import annotations
 
@@ -31,3 +31,17 @@ def test_every_module_has_its_place_in_the_architecture_doc() -> None:
                      if "templates" not in p.parts)
     missing = [m for m in modules if m not in named]
     assert not missing, f"docs/architecture.md does not say where these live: {missing}"
+
+
+def test_every_public_module_says_what_it_exports() -> None:
+    """``__all__`` in every module whose name does not start with ``_`` (and every package)."""
+    lacking = []
+    for package in ("band", "broker"):
+        for path in (ROOT / package).rglob("*.py"):
+            rel = path.relative_to(ROOT)
+            private = any(part.startswith("_") and part != "__init__.py" for part in rel.parts)
+            if private or "templates" in rel.parts or path.name == "__main__.py":
+                continue
+            if not re.search(r"^__all__\b", path.read_text(encoding="utf-8"), re.M):
+                lacking.append(str(rel))
+    assert not lacking, f"no __all__ in {sorted(lacking)}"

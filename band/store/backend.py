@@ -261,3 +261,21 @@ def open_backend(clickhouse_url: str, data_dir: Path) -> Backend:
     from .isolated import IsolatedChdb
 
     return IsolatedChdb(data_dir)
+
+
+__all__ = [
+    "DATA_ERRORS",
+    "READONLY",
+    "READONLY_CODE",
+    "Backend",
+    "ChdbBackend",
+    "Result",
+    "Run",
+    "ServerBackend",
+    "StoreError",
+    "Unavailable",
+    "check_read",
+    "open_backend",
+    "parse_json",
+    "wrap_run",
+]

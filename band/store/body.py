@@ -74,3 +74,13 @@ def compact_tables(tables: Sequence[Table]) -> frozenset[str]:
     without a ``Nullable`` column that has a ``DEFAULT``."""
     return frozenset(t.name for t in tables
                      if not any(c.default and "Nullable(" in c.type for c in t.columns.values()))
+
+
+__all__ = [
+    "COMPACT",
+    "EACH_ROW",
+    "compact_tables",
+    "dump",
+    "encode",
+    "load",
+]

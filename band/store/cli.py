@@ -257,3 +257,10 @@ async def _replay(args: argparse.Namespace) -> int:
         return 1
     print(f"done: {int(state['done']):,} events read; rows already stored were skipped")
     return 0
+
+
+__all__ = [
+    "PROGRESS_AFTER_S",
+    "main",
+    "print_result",
+]

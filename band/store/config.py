@@ -160,3 +160,14 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list):
         return [_plain(v) for v in value]
     return value
+
+
+__all__ = [
+    "BAD_ROWS",
+    "ROOT_EXTRA",
+    "SERVICE_DIR",
+    "STREAM_SEQ",
+    "StoreConfig",
+    "load",
+    "route_key",
+]

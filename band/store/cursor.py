@@ -121,3 +121,10 @@ class Cursors:
         for cursor in list(self.open.values()):
             await cursor.close()
         self.open.clear()
+
+
+__all__ = [
+    "FORMAT",
+    "Cursor",
+    "Cursors",
+]

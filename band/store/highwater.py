@@ -54,3 +54,9 @@ class HighWater:
         """
         self.raise_to(min(stored, stream_last) if stream_last is not None else stored)
         self.epoch = epoch
+
+
+__all__ = [
+    "HighWater",
+    "stored_max",
+]

@@ -210,3 +210,12 @@ class IsolatedChdb:
     def close(self) -> None:
         with self._lock:
             self._stop()
+
+
+__all__ = [
+    "BUSY_STOP_S",
+    "EXIT_AFTER_INSERT",
+    "START_TIMEOUT_S",
+    "STOP_TIMEOUT_S",
+    "IsolatedChdb",
+]

@@ -36,3 +36,10 @@ def metrics() -> StoreMetrics:
 def collectors() -> list[object]:
     m = metrics()
     return [m.rows, m.skipped, m.retries, m.healthy, m.batch_seconds]
+
+
+__all__ = [
+    "StoreMetrics",
+    "collectors",
+    "metrics",
+]

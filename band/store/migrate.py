@@ -100,3 +100,12 @@ def _json(text: str) -> str:
     import json
 
     return json.dumps(text)
+
+
+__all__ = [
+    "MIGRATIONS_TABLE",
+    "Changes",
+    "apply_migrations",
+    "ensure",
+    "statements",
+]

@@ -183,3 +183,14 @@ class Preparer:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+
+
+__all__ = [
+    "MAX_AUTO_PROCESSES",
+    "PARENT_CHECK_S",
+    "Prepared",
+    "Preparer",
+    "collect_less",
+    "prepare_with",
+    "processes",
+]

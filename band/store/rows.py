@@ -323,3 +323,11 @@ class RowBuilder:
         if "timestamp" in position:
             row[position["timestamp"]] = ms
         return ms
+
+
+__all__ = [
+    "UID",
+    "BadRow",
+    "RowBuilder",
+    "TableLayout",
+]

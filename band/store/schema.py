@@ -166,3 +166,15 @@ def merge(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]
         else:
             out[key] = value
     return out
+
+
+__all__ = [
+    "DEFAULT_ENGINE",
+    "DEFAULT_PARTITION",
+    "Column",
+    "Table",
+    "build_tables",
+    "merge",
+    "parse_column",
+    "quote",
+]

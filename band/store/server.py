@@ -413,3 +413,13 @@ def _parse_since(since: str | None) -> dt.datetime | None:
     except ValueError:
         raise RPCError(f"since must be a date or date-time (2024-05-01 or 2024-05-01T12:00), got {since!r}", 400) from None
     return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+__all__ = [
+    "DURABLE",
+    "MAX_INSERT_ROWS",
+    "READY_TIMEOUT_S",
+    "REPLAY",
+    "TOO_BIG",
+    "Store",
+]

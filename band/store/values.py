@@ -149,3 +149,12 @@ def converter(type_: str) -> Converter:
     if type_ in ("Bool", "Boolean"):
         return _integer(0, 1)
     return _passthrough
+
+
+__all__ = [
+    "Converter",
+    "Misfit",
+    "converter",
+    "int_range",
+    "text",
+]

@@ -411,3 +411,13 @@ async def _each(batch: list[Item], what: str) -> None:
             await getattr(item.msg, what)()
         except Exception:
             pass
+
+
+__all__ = [
+    "BACKOFF_MAX_S",
+    "FETCH_WAIT_S",
+    "Engine",
+    "Health",
+    "Item",
+    "Writer",
+]

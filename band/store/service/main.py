@@ -76,3 +76,16 @@ async def status() -> dict[str, Any]:
 async def replay(since: str | None = None) -> dict[str, Any]:
     """Re-read the stream (from `since`, a date) into the store; stored events are skipped."""
     return await store.replay(since)
+
+
+__all__ = [
+    "DRAIN_S",
+    "import_lines",
+    "insert",
+    "query",
+    "replay",
+    "status",
+    "store",
+    "stream",
+    "write",
+]
