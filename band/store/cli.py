@@ -229,7 +229,7 @@ async def _check(args: argparse.Namespace) -> int:
                 f"{entry['rows']} rows, stream sequences {', '.join(map(str, entry['seqs']))}"
             print(f"{kind} id {entry['id'] or '(none)'} ({where})")
     span = f" (stream sequences {result['first_seq']}-{result['last_seq']})" if result["events"] else ""
-    print(f"{result['events']:,} events checked{span}: "
+    print(f"{result['events']:,} events checked{span} in {result['seconds']:.1f} s: "
           f"missing {result['missing']}, duplicated {result['duplicated']}, pending {result['pending']}")
     if result["pending"]:
         print(f"pending: above what the store has acked (sequence {result['ack_floor']}); "

@@ -33,6 +33,7 @@ from .. import wire
 from .backend import Backend
 from .config import STREAM_SEQ
 from .schema import quote
+from .writer import delivery
 
 FETCH_BATCH = 10_000
 FETCH_WAIT_S = 2.0
@@ -84,14 +85,13 @@ async def read_window(nc: Client, since: dt.datetime | None, window: Window) -> 
             except nats.errors.TimeoutError:
                 break  # nothing more in the window (messages removed by the stream's limits meanwhile)
             for msg in msgs:
-                meta = msg.metadata
-                seq = int(meta.sequence.stream)
+                seq = delivery(msg.reply)[0]
                 if seq > last:
                     done = True
                     break
                 window.seqs.append(seq)
                 window.ids.append(_int_id((msg.headers or {}).get(wire.MSG_ID_HEADER)))
-                done = seq == last or int(meta.num_pending or 0) == 0
+                done = seq == last or len(window.seqs) >= window.total
         await psub.unsubscribe()
     finally:
         await _delete(nc, name)
@@ -189,6 +189,7 @@ class Check:
         self.window = Window()
         self.stage = "reading the stream"
         self.started = time.monotonic()
+        self.read_s = 0.0  # reading the stream's side took this long
         self.result: dict[str, Any] | None = None
         self.task: asyncio.Task[None] | None = None
 

@@ -260,6 +260,7 @@ class Store:
         engine, window = self.engine, check.window
         floor = reconcile.ack_floor(await self._nc.jetstream().consumer_info(wire.STREAM, DURABLE))
         await reconcile.read_window(self._nc, since, window)
+        check.read_s = time.monotonic() - check.started
         check.stage = "looking the events up in the store"
         tables = self.config.routed_tables()
         lo, hi = (min(window.seqs), max(window.seqs)) if window.seqs else (1, 0)
@@ -270,7 +271,7 @@ class Store:
         check.result = reconcile.report(window, missing, doubles, pending, floor, check.key[1],
                                         time.monotonic() - check.started)
         self.log.info("store: check done", events=len(window.seqs), missing=len(missing), duplicated=len(doubles),
-                      pending=len(pending))
+                      pending=len(pending), stream_read_s=round(check.read_s, 2), seconds=check.result["seconds"])
 
     async def counts(self, minutes: int) -> dict[str, Any]:
         """The last ``minutes``: events stored, failed (``bad_rows``) and flagged, per minute

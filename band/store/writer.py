@@ -249,7 +249,7 @@ class Writer:
 
     async def _items(self, msgs: list[Msg]) -> list[Item]:
         """The chunk's items, their rows built by the preparer."""
-        deliveries = [_delivery(msg.reply) for msg in msgs]
+        deliveries = [delivery(msg.reply) for msg in msgs]
         stream = [(((sent_ms << 22) | (seq & 0x3FFFFF)) & (2**64 - 1), sent_ms, seq)  # an id for an event without one
                   for seq, sent_ms, _ in deliveries]
         prepared = await self.preparer.prepare([msg.data for msg in msgs], stream)
@@ -370,7 +370,7 @@ class Writer:
                                                item.seq, False, item.stream_ms)])
 
 
-def _delivery(reply: str) -> tuple[int, int, int]:
+def delivery(reply: str) -> tuple[int, int, int]:
     """``(stream sequence, stored at in ms, times delivered)`` from a JetStream reply
     subject, ``$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ns>.<pending>``
     (or the form with domain and account hash before the stream): what nats-py's
