@@ -60,6 +60,7 @@ async def test_overview_reconciles_the_last_hour_with_what_was_sent(tmp_path: Pa
                 await wait_for(reconciled, 30, "the overview's reconciliation", step=0.3, procs=[edge, store])
                 assert (seen["accepted"], seen["published"], seen["in_stream"], seen["stored"], seen["failed"], seen["flagged"]) \
                     == (HITS + 1, HITS + 1, HITS + 1, HITS, 1, 0), seen
+                assert seen["pending"] == 0 and "on the way" not in seen["picture"] and "−" not in seen["picture"], seen
                 assert seen["lag"]["p50_ms"] is not None and seen["lag"]["p99_ms"] >= seen["lag"]["p50_ms"], seen
                 assert seen["notes"] == [] and f"{HITS:,} + 1 failed" in seen["picture"], seen
     finally:

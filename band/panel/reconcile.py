@@ -5,7 +5,7 @@ published (each edge's ``/metrics/minutes``), events the stream received (the st
 asks JetStream), events stored and failed (``bad_rows``) and flagged as bots (the
 store counts its rows), and the store's lag to queryable (p50 / p99). The picture is a
 row of bars, one per stage, each as wide as its count: a shorter bar is a gap, named
-in red with its size. ``band store check`` proves the same per event.
+in red with its size, less what the store has still to write ("on the way"). ``band store check`` proves the same per event.
 """
 
 from __future__ import annotations
@@ -44,14 +44,14 @@ async def read(nc: Client, http: aiohttp.ClientSession, edge_urls: Sequence[str]
         "minutes": MINUTES,
         "accepted": sum(int(e.get("answered", 0)) for e in answered) if answered else None,
         "published": sum(int(e.get("published", 0)) for e in answered) if answered else None,
-        "in_stream": None, "stored": None, "failed": None, "flagged": None, "lag": {"p50_ms": None, "p99_ms": None},
+        "in_stream": None, "stored": None, "failed": None, "flagged": None, "pending": None, "lag": {"p50_ms": None, "p99_ms": None},
     }
     try:
         counts = await RPC(lambda: nc).request(store_service, "counts", timeout__=TIMEOUT_S, minutes=MINUTES)
     except (RPCError, asyncio.TimeoutError) as exc:
         notes.append(f"the store did not answer ({getattr(exc, 'message', exc)}): start it with 'band store'")
     else:
-        for name in ("in_stream", "stored", "failed", "flagged", "lag"):
+        for name in ("in_stream", "stored", "failed", "flagged", "pending", "lag"):
             out[name] = counts.get(name)
     out["notes"] = notes
     out["picture"] = picture(out)
@@ -75,24 +75,28 @@ def picture(n: dict[str, Any]) -> str:
         if value is None:
             parts.append(f'<text x="{left}" y="{y + bar_h * 0.68:.0f}" font-size="13" fill="#999">unknown</text>')
             continue
-        span = (width - left - 110) * value / top
-        parts.append(f'<rect x="{left}" y="{y}" width="{max(span, 1):.1f}" height="{bar_h}" rx="3" fill="{fill}"/>')
-        if label == "stored" and failed:
-            extra = (width - left - 110) * failed / top
-            parts.append(f'<rect x="{left + span:.1f}" y="{y}" width="{max(extra, 1):.1f}" height="{bar_h}" rx="3" fill="#f28e2b">'
-                         f'<title>{failed:,} failed (bad_rows)</title></rect>')
-            span += extra
+        scale = (width - left - 110) / top
+        short = previous - value - (failed if label == "stored" else 0) if previous is not None else 0
+        coming = min(short, n.get("pending") or 0) if label == "stored" and short > 0 else 0
+        span = 0.0
+        for count, colour, opacity, title in ((value, fill, 1.0, ""), (failed if label == "stored" else 0, "#f28e2b", 1.0, "failed (bad_rows)"),
+                                              (coming, fill, 0.3, "on the way: the store has still to write them")):
+            if count or not span:
+                parts.append(f'<rect x="{left + span:.1f}" y="{y}" width="{max(count * scale, 1):.1f}" height="{bar_h}" rx="3" '
+                             f'fill="{colour}" fill-opacity="{opacity}">' + (f"<title>{count:,} {title}</title>" if title else "") + "</rect>")
+                span += count * scale
         text = f"{value:,}" + (f" + {failed:,} failed" if label == "stored" and failed else "")
         unsent = value - (n.get("published") or 0) if label == "accepted at the edge" and n.get("published") is not None else 0
         if unsent > 0:
             text += f" ({unsent:,} not sent on)"
         if label == "stored" and flagged:
             text += f" ({flagged:,} bots)"
-        short = previous - value - (failed if label == "stored" else 0) if previous is not None else 0
-        colour = "#e15759" if short > 0 else "#333"
-        if short > 0:
-            text += f"  −{short:,}"
-        parts.append(f'<text x="{left + span + 6:.1f}" y="{y + bar_h * 0.68:.0f}" font-size="13" fill="{colour}">{escape(text)}</text>')
+        if coming:
+            text += f" · {coming:,} on the way"
+        if short > coming:
+            text += f" · −{short - coming:,}"
+        parts.append(f'<text x="{left + span + 6:.1f}" y="{y + bar_h * 0.68:.0f}" font-size="13" '
+                     f'fill="{"#e15759" if short > coming else "#333"}">{escape(text)}</text>')
         previous = value if label != "accepted at the edge" else (n.get("published") if n.get("published") is not None else value)
     parts.append("</svg>")
     return "".join(parts)

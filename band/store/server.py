@@ -275,7 +275,8 @@ class Store:
 
     async def counts(self, minutes: int) -> dict[str, Any]:
         """The last ``minutes``: events stored, failed (``bad_rows``) and flagged, per minute
-        and key; events the stream received; lag to queryable (p50 / p99)."""
+        and key; events the stream received; lag to queryable (p50 / p99); and the events
+        the store has still to write (``pending``, of any age)."""
         if not isinstance(minutes, int) or not 1 <= minutes <= 24 * 60:
             raise RPCError("minutes must be a whole number from 1 to 1440", 400)
         engine = await self.ready()
@@ -290,6 +291,7 @@ class Store:
                 "stored": sum(r["stored"] for r in rows if r["key"] != BAD_ROWS),
                 "failed": sum(r["stored"] for r in rows if r["key"] == BAD_ROWS),
                 "flagged": sum(r["flagged"] for r in rows),
+                "pending": await self._pending(DURABLE),  # in the stream, not yet stored (any age)
                 "lag": self.lag.quantiles(min(minutes, 60))}
 
     # --- replay ------------------------------------------------------------------------------
