@@ -32,6 +32,7 @@ from nats.js.errors import NotFoundError
 from .. import wire
 from .backend import Backend
 from .config import STREAM_SEQ
+from .pull import Puller
 from .schema import quote
 from .writer import delivery
 
@@ -76,13 +77,13 @@ async def read_window(nc: Client, since: dt.datetime | None, window: Window) -> 
     info = await js.add_consumer(wire.STREAM, _window_consumer(since))
     name = str(info.name)
     window.total = int(info.num_pending or 0)
+    puller = await Puller(nc, wire.STREAM, name, pending_limit=FETCH_BATCH * 2).start()
     try:
-        psub = await js.pull_subscribe_bind(name, stream=wire.STREAM)
         done = window.total == 0
         while not done:
-            try:
-                msgs = await psub.fetch(FETCH_BATCH, timeout=FETCH_WAIT_S)
-            except nats.errors.TimeoutError:
+            # no more than the window has left: a fetch waits for all it asks for, or its timeout
+            msgs = await puller.fetch(min(FETCH_BATCH, window.total - len(window.seqs)), timeout=FETCH_WAIT_S)
+            if not msgs:
                 break  # nothing more in the window (messages removed by the stream's limits meanwhile)
             for msg in msgs:
                 seq = delivery(msg.reply)[0]
@@ -92,8 +93,9 @@ async def read_window(nc: Client, since: dt.datetime | None, window: Window) -> 
                 window.seqs.append(seq)
                 window.ids.append(_int_id((msg.headers or {}).get(wire.MSG_ID_HEADER)))
                 done = seq == last or len(window.seqs) >= window.total
-        await psub.unsubscribe()
     finally:
+        puller.stopping()
+        await puller.unsubscribe()
         await _delete(nc, name)
 
 
