@@ -40,6 +40,15 @@ FETCH_BATCH = 10_000
 FETCH_WAIT_S = 2.0
 IDS_SHOWN = 10_000  # ids listed per kind; the counts are always whole
 INACTIVE_S = 30.0  # the server removes the check's consumer this long after a crashed check
+# The consumers' names are fixed, so the store's NATS credential can allow exactly these
+# (nats.conf): the check's window, and the count of the panel's last hour.
+CHECK = "store_check"
+COUNT = "store_count"
+
+
+class Busy(Exception):
+    """The check's consumer exists: another store replica is checking (or one crashed
+    less than :data:`INACTIVE_S` ago)."""
 
 
 @dataclass
@@ -51,22 +60,23 @@ class Window:
     total: int = 0  # what the stream held in the window when the read began
 
 
-def _window_consumer(since: dt.datetime | None) -> ConsumerConfig:
+def _window_consumer(name: str, since: dt.datetime | None) -> ConsumerConfig:
     return ConsumerConfig(
-        ack_policy=AckPolicy.NONE, headers_only=True, filter_subject=wire.EVENTS_SUBJECTS,
+        name=name, ack_policy=AckPolicy.NONE, headers_only=True, filter_subject=wire.EVENTS_SUBJECTS,
         deliver_policy=DeliverPolicy.BY_START_TIME if since else DeliverPolicy.ALL, opt_start_time=since,
         inactive_threshold=INACTIVE_S, max_waiting=1,
     )
 
 
 async def in_stream(nc: Client, since: dt.datetime | None) -> int:
-    """How many events the stream holds from ``since`` (all of them when ``None``)."""
-    js = nc.jetstream()
-    info = await js.add_consumer(wire.STREAM, _window_consumer(since))
+    """How many events the stream holds from ``since`` (all of them when ``None``). The
+    caller runs one at a time; one left by another replica is replaced."""
+    await _delete(nc, COUNT)
+    info = await nc.jetstream().add_consumer(wire.STREAM, _window_consumer(COUNT, since))
     try:
         return int(info.num_pending or 0)
     finally:
-        await _delete(nc, str(info.name))
+        await _delete(nc, COUNT)
 
 
 async def read_window(nc: Client, since: dt.datetime | None, window: Window) -> None:
@@ -74,7 +84,13 @@ async def read_window(nc: Client, since: dt.datetime | None, window: Window) -> 
     last sequence the stream held when the read began."""
     js = nc.jetstream()
     last = int((await js.stream_info(wire.STREAM)).state.last_seq)
-    info = await js.add_consumer(wire.STREAM, _window_consumer(since))
+    try:
+        await js.consumer_info(wire.STREAM, CHECK)
+    except NotFoundError:
+        pass
+    else:
+        raise Busy(CHECK)
+    info = await js.add_consumer(wire.STREAM, _window_consumer(CHECK, since))
     name = str(info.name)
     window.total = int(info.num_pending or 0)
     puller = await Puller(nc, wire.STREAM, name, pending_limit=FETCH_BATCH * 2).start()
@@ -204,5 +220,5 @@ class Check:
         return {"running": True, "stage": self.stage, "read": len(self.window.seqs), "total": self.window.total}
 
 
-__all__ = ["Check", "Window", "ack_floor", "ids_stored", "in_stream", "read_window", "report", "stored_in",
+__all__ = ["CHECK", "COUNT", "Busy", "Check", "Window", "ack_floor", "ids_stored", "in_stream", "read_window", "report", "stored_in",
            "unmatched_ids", "verdict"]

@@ -57,6 +57,7 @@ class Store:
         self._replay_task: asyncio.Task[None] | None = None
         self.lag = LagClock()
         self._check: reconcile.Check | None = None
+        self._counting = asyncio.Lock()  # one stream count at a time: its consumer has one name
         self._ready = asyncio.Event()
         self._nc: Client | None = None
 
@@ -250,6 +251,10 @@ class Store:
             running.task = asyncio.get_running_loop().create_task(self._run_check(running, start))
         assert running.task is not None
         await asyncio.wait([running.task], timeout=max(0.0, min(float(wait), 10.0)))
+        if running.task.done() and isinstance(running.task.exception(), reconcile.Busy):
+            self._check = None
+            raise RPCError("another store replica is running band store check (or one stopped less than "
+                           f"{reconcile.INACTIVE_S:.0f} s ago): try again shortly", 409)
         state = running.state()
         if not state["running"] and self._check is running:
             self._check = None  # answered: the next call starts afresh
@@ -284,7 +289,8 @@ class Store:
         since = dt.datetime.now(dt.timezone.utc).replace(second=0, microsecond=0) - dt.timedelta(minutes=minutes - 1)
         rows = await engine.call(minute_counts, engine.backend, self.config, minutes, read=True)
         try:
-            stream: int | None = await reconcile.in_stream(self._nc, since)
+            async with self._counting:
+                stream: int | None = await reconcile.in_stream(self._nc, since)
         except Exception:  # JetStream away: say unknown, keep the rest
             stream = None
         return {"minutes": minutes, "per_minute": rows, "in_stream": stream,
