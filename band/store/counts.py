@@ -33,9 +33,11 @@ def minute_counts(backend: Backend, config: StoreConfig, minutes: int) -> list[d
         else:
             key = f"'{name}'"
         flagged = f"toUInt64({quote(BOT)} != '')" if BOT in columns else "toUInt64(0)"
+        # the date first: it is in the partition key, so older parts are not read
+        since = "date >= toDate(now() - toIntervalMinute({minutes:UInt32})) AND" if "date" in columns else ""
         parts.append(f"SELECT toUnixTimestamp(toStartOfMinute(dateTime)) AS minute, {key} AS key, {flagged} AS flagged "
                      f"FROM {quote(config.database)}.{quote(name)} "
-                     f"WHERE dateTime >= toStartOfMinute(now()) - toIntervalMinute({{minutes:UInt32}} - 1)")
+                     f"WHERE {since} dateTime >= toStartOfMinute(now()) - toIntervalMinute({{minutes:UInt32}} - 1)")
     if not parts:
         return []
     sql = (f"SELECT minute, key, count() AS stored, sum(flagged) AS flagged FROM ({' UNION ALL '.join(parts)}) "

@@ -263,7 +263,10 @@ class Store:
     async def _run_check(self, check: reconcile.Check, since: dt.datetime | None) -> None:
         assert self._nc is not None and self.engine is not None
         engine, window = self.engine, check.window
-        floor = reconcile.ack_floor(await self._nc.jetstream().consumer_info(wire.STREAM, DURABLE))
+        try:
+            floor = reconcile.ack_floor(await self._nc.jetstream().consumer_info(wire.STREAM, DURABLE))
+        except NotFoundError:  # the writer has not made its consumer yet: nothing is done, all may come
+            floor = 0
         await reconcile.read_window(self._nc, since, window)
         check.read_s = time.monotonic() - check.started
         check.stage = "looking the events up in the store"
