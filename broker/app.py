@@ -194,6 +194,10 @@ class Edge:
     async def metrics_page(self, request: web.Request) -> web.StreamResponse:
         return web.Response(body=self.metrics.render(), headers={"Content-Type": self.metrics.content_type})
 
+    async def minutes_page(self, request: web.Request) -> web.StreamResponse:
+        """Hits answered 2xx and events published per minute and key, the last hour (:mod:`broker.minutes`)."""
+        return json_response(self.metrics.minutes.snapshot(), 200)
+
     async def socket(self, request: web.Request) -> web.StreamResponse:
         if not web.WebSocketResponse().can_prepare(request).ok:
             return json_response({"message": "/wss expects a WebSocket upgrade"}, 400)
@@ -242,6 +246,7 @@ class Edge:
             ("/coffee", self.coffee),
             ("/health", self.health),
             ("/metrics", self.metrics_page),
+            ("/metrics/minutes", self.minutes_page),
             ("/wss", self.socket),
             (f"/{wire.UPLOAD_PATH}/{{tail:{ANY}}}", self.upload),
             (f"/{{tail:{ANY}}}", self.hit),

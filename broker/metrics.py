@@ -18,6 +18,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
+from .minutes import MinuteCounts
+
 STAGES = ("enrich", "handle", "publish", "total")
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -49,6 +51,11 @@ class _HotCollector(Collector):
                 buckets.append((bound, running))
             stages.add_metric([stage], buckets, hist.total)
         yield stages
+        events = CounterMetricFamily("band_edge_events", "Hits answered 2xx, and events published to the stream "
+                                     "(per minute and key: /metrics/minutes)", labels=["outcome"])
+        events.add_metric(["answered"], self._m.minutes.answered)
+        events.add_metric(["published"], self._m.minutes.published)
+        yield events
 
 
 class Metrics:
@@ -61,6 +68,7 @@ class Metrics:
         r = self.registry
         self.status_counts: dict[int, int] = {}
         self.stages = {s: _Histogram() for s in STAGES}
+        self.minutes = MinuteCounts()
         r.register(_HotCollector(self))
         ProcessCollector(registry=r)  # CPU, memory, open files of the edge process
         self.enricher_timeouts = Counter("band_edge_enricher_timeouts", "Enricher services that missed the deadline", ["service"], registry=r)
@@ -74,6 +82,10 @@ class Metrics:
     def answered(self, status: int) -> None:
         counts = self.status_counts
         counts[status] = counts.get(status, 0) + 1
+
+    def hit(self, service: object, name: object, status: int, published: bool) -> None:
+        """One hit's outcome in the per-minute, per-key counts (:mod:`broker.minutes`)."""
+        self.minutes.count(f"{service}/{name}", 200 <= status < 300, published)
 
     def observe(self, stage: str, seconds: float) -> None:
         hist = self.stages[stage]

@@ -94,8 +94,10 @@ class Pipeline:
                 raise
             finally:
                 self._inflight -= 1
+        status = http_status(outcome[0], hit.native)
         if trace is not None:
-            trace.end(http_status(outcome[0], hit.native))
+            trace.end(status)
+        self._metrics.hit(hit.message.get("service"), hit.message.get("name"), status, outcome[1])
         return outcome
 
     async def _run(self, message: dict[str, Any], image: bool, trace: Trace | None) -> tuple[Response, bool]:

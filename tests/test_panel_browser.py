@@ -120,6 +120,11 @@ async def run_pages(page: Any, base: str, hit: Any, shots: Path) -> None:
     await hit("/greeter/fail?why=demo")  # the picky listener dead-letters it (the panel keeps BAND_DLQ by now)
     await page.locator(".edge").first.wait_for(timeout=60_000)
     await page.wait_for_timeout(2500)  # let two samples pass so the rates have something to show
+    # the last hour's reconciliation: the greeter's events stored, beside what the edge accepted
+    await page.wait_for_function("() => { const b = document.querySelector('#reconcile [data-count=stored] b');"
+                                 " return b !== null && !['—', '0'].includes(b.textContent); }", timeout=60_000)
+    assert await page.locator("#reconcile svg.reconcile").count() == 1
+    await page.locator("#reconcile").screenshot(path=str(shots / "reconcile.png"))
     await page.screenshot(path=str(shots / "overview.png"), full_page=False)
 
     # events: a hit appears in the live tail

@@ -23,7 +23,7 @@ from nats.aio.client import Client
 from .. import wire
 from ..runtime import collect as gather_micro
 from ..runtime import every
-from . import charts, edgemetrics, jetstream
+from . import charts, edgemetrics, jetstream, reconcile
 from .config import PanelConfig
 
 log = logging.getLogger("band.panel")
@@ -72,6 +72,7 @@ class Sampler:
         self.edges = [EdgeState(url.rstrip("/")) for url in config.edge_urls]
         self.edge_history: deque[tuple[float, dict[str, float], dict[str, float]]] = deque(maxlen=config.history)
         self.jetstream: dict[str, Any] = {"stream": None, "consumers": [], "dead_letters": 0, "message": "not sampled yet"}
+        self.reconcile: dict[str, Any] = {"notes": ["not sampled yet"]}
         self.ready = asyncio.Event()
 
     # --- one round ------------------------------------------------------------------
@@ -92,7 +93,7 @@ class Sampler:
                 inst.seen_at = now
         self._expire(now)
         self._rates()
-        await asyncio.gather(*(self._read_edge(edge) for edge in self.edges))
+        await asyncio.gather(*(self._read_edge(edge) for edge in self.edges), self._read_reconcile())
         self._edge_history(now)
         try:
             self.jetstream = await jetstream.state(self._nc.jetstream())
@@ -152,6 +153,12 @@ class Sampler:
         now = time.monotonic()
         edge.rates = edgemetrics.rates(totals, edge.totals, now - edge.at) if edge.totals is not None else edgemetrics.rates(totals, totals, 1.0)
         edge.totals, edge.at, edge.up, edge.error = totals, now, True, ""
+
+    async def _read_reconcile(self) -> None:
+        try:
+            self.reconcile = await reconcile.read(self._nc, self._http, [e.url for e in self.edges], self._config.store_service)
+        except Exception as exc:  # NATS away: say so, keep sampling
+            self.reconcile = {"notes": [f"reconciliation: {type(exc).__name__}: {exc}"]}
 
     def _edge_history(self, now: float) -> None:
         statuses: dict[str, float] = {}
@@ -238,6 +245,7 @@ class Sampler:
             "changes": list(self.changes)[:30],
             "edge": self.edge(),
             "jetstream": self.jetstream,
+            "reconcile": self.reconcile,
             "enrichers": self.enricher_services(),
         }
 

@@ -3,8 +3,9 @@
 ``band sql "SELECT ..." [name=value ...]`` prints the answer as an aligned table (or
 ``--format json|csv|tsv``); ``band store`` runs the store service; ``band store
 replay [--since DATE]`` re-reads the stream into it with a running count;
-``band store status`` prints its health; ``band store import`` loads events one
-already has (:mod:`.importer`). All of them talk to the running store over
+``band store status`` prints its health; ``band store check [--since T] [--ids]``
+reconciles the stream with the store (:mod:`.reconcile`); ``band store import`` loads
+events one already has (:mod:`.importer`). All of them talk to the running store over
 NATS, found as every ``band`` command finds it.
 """
 
@@ -48,6 +49,11 @@ def _store_parser() -> argparse.ArgumentParser:
     replay.add_argument("--nats", help="NATS URL(s)")
     status = sub.add_parser("status", help="the store's health as JSON")
     status.add_argument("--nats", help="NATS URL(s)")
+    check = sub.add_parser("check", help="is every event of the stream in the store exactly once? "
+                           "exit 0: yes; 1: some missing or duplicated; 2: the check could not run")
+    check.add_argument("--since", help="check the events from this date or date-time (UTC); default: the whole stream")
+    check.add_argument("--ids", action="store_true", help="list the ids of the missing, duplicated and pending events")
+    check.add_argument("--nats", help="NATS URL(s)")
     from .importer import add_parser
 
     add_parser(sub)
@@ -70,6 +76,8 @@ def main(argv: Sequence[str]) -> int:
         from . import importer
 
         return importer.main(args)
+    if args.action == "check":
+        return _run(_check(args))
     return _run(_replay(args) if args.action == "replay" else _status(args))
 
 
@@ -257,6 +265,47 @@ async def _replay(args: argparse.Namespace) -> int:
         return 1
     print(f"done: {int(state['done']):,} events read; rows already stored were skipped")
     return 0
+
+
+async def _check(args: argparse.Namespace) -> int:
+    """Start the check in the store and follow it; counts on stdout, progress on stderr."""
+    url = nats_url(args.nats)
+    shown = False
+    try:
+        while True:
+            state = await _call(url, "check", 20.0, since=args.since, ids=args.ids, wait=2.0)
+            if not state.get("running"):
+                break
+            if int(state.get("total") or 0) > 0:
+                sys.stderr.write(f"\r  {state.get('stage')}: {int(state.get('read') or 0):,} / {int(state['total']):,} events")
+                sys.stderr.flush()
+                shown = True
+    except RPCError as exc:
+        hint = " (is the store running? 'band up' starts it, or 'band store')" if exc.code == 503 else ""
+        print(f"band store check: {exc.message}{hint}", file=sys.stderr)
+        return 2
+    finally:
+        if shown:
+            sys.stderr.write("\n")
+    if "error" in state:
+        print(f"band store check: the check failed in the store: {state['error']}", file=sys.stderr)
+        return 2
+    result = state["result"]
+    for kind in ("missing", "duplicated", "pending"):
+        for entry in result.get(f"{kind}_ids") or []:
+            where = f"stream sequence {entry['seq']}" if kind != "duplicated" else \
+                f"{entry['rows']} rows, stream sequences {', '.join(map(str, entry['seqs']))}"
+            print(f"{kind} id {entry['id'] or '(none)'} ({where})")
+    span = f" (stream sequences {result['first_seq']}-{result['last_seq']})" if result["events"] else ""
+    print(f"{result['events']:,} events checked{span} in {result['seconds']:.1f} s: "
+          f"missing {result['missing']}, duplicated {result['duplicated']}, pending {result['pending']}")
+    if result["pending"]:
+        print(f"pending: above what the store has acked (sequence {result['ack_floor']}); "
+              "they may still arrive, run the check again later")
+    if not result["ok"]:
+        print("events are missing or stored twice: see 'Proving nothing was lost' in docs/storage.md "
+              "(band store check --ids lists them; band store replay writes missing ones again)")
+    return 0 if result["ok"] else 1
 
 
 __all__ = [

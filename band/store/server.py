@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -23,12 +24,15 @@ from .. import wire
 from .._core.log import Logger
 from .._runtime.stream import ensure_stream
 from ..errors import ConfigError, RPCError
+from . import reconcile
 from .backend import READONLY_CODE, StoreError, Unavailable, open_backend, parse_json
-from .config import StoreConfig
+from .config import BAD_ROWS, StoreConfig
+from .counts import minute_counts
 from .cursor import FORMAT as CURSOR_FORMAT
 from .cursor import Cursor, Cursors
 from .http import Interface, serving, url_of
 from .imports import SHAPES, store_objects, unpack
+from .lag import LagClock
 from .metrics import metrics
 from .migrate import ensure
 from .prepare import Preparer, collect_less, processes
@@ -58,6 +62,9 @@ class Store:
         self.replaying: Writer | None = None
         self.replay_total = 0
         self._replay_task: asyncio.Task[None] | None = None
+        self.lag = LagClock()
+        self._check: reconcile.Check | None = None
+        self._counting = asyncio.Lock()  # one stream count at a time: its consumer has one name
         self._ready = asyncio.Event()
         self._nc: Client | None = None
         self.http_state = "off"
@@ -154,7 +161,8 @@ class Store:
         assert self.engine is not None
         return Writer(self.engine, self.builder, psub, batch_rows=self.config.batch_rows,
                       batch_seconds=self.config.batch_seconds, ack_wait_s=self.ack_wait_s, health=self.health,
-                      logger=self.log, check_all=check_all, preparer=self.preparer)
+                      logger=self.log, check_all=check_all, preparer=self.preparer,
+                      lag=None if check_all else self.lag)  # a replay's old events are not lag
 
     async def _consumer(self, nc: Client, durable: str, policy: DeliverPolicy, since: dt.datetime | None = None) -> Puller:
         js = nc.jetstream()
@@ -346,6 +354,77 @@ class Store:
         except Exception:
             return None
         return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+
+    # --- reconciliation ----------------------------------------------------------------------
+    async def check(self, since: str | None, ids: bool, wait: float) -> dict[str, Any]:
+        """Start the check of the window from ``since`` (or join the one running with the
+        same arguments) and wait up to ``wait`` s: its result, or its progress.
+
+        Raises:
+            RPCError: 409 while a check with other arguments runs; 400 for a bad ``since``.
+        """
+        start = _parse_since(since)
+        await self.ready()
+        running = self._check
+        if running is not None and running.result is None and running.task is not None and not running.task.done():
+            if running.key != (since, bool(ids)):
+                raise RPCError("another band store check is running: wait for it, then try again", 409)
+        else:
+            running = self._check = reconcile.Check(since, bool(ids))
+            running.task = asyncio.get_running_loop().create_task(self._run_check(running, start))
+        assert running.task is not None
+        await asyncio.wait([running.task], timeout=max(0.0, min(float(wait), 10.0)))
+        if running.task.done() and isinstance(running.task.exception(), reconcile.Busy):
+            self._check = None
+            raise RPCError("another store replica is running band store check (or one stopped less than "
+                           f"{reconcile.INACTIVE_S:.0f} s ago): try again shortly", 409)
+        state = running.state()
+        if not state["running"] and self._check is running:
+            self._check = None  # answered: the next call starts afresh
+        return state
+
+    async def _run_check(self, check: reconcile.Check, since: dt.datetime | None) -> None:
+        assert self._nc is not None and self.engine is not None
+        engine, window = self.engine, check.window
+        try:
+            floor = reconcile.ack_floor(await self._nc.jetstream().consumer_info(wire.STREAM, DURABLE))
+        except NotFoundError:  # the writer has not made its consumer yet: nothing is done, all may come
+            floor = 0
+        await reconcile.read_window(self._nc, since, window)
+        check.read_s = time.monotonic() - check.started
+        check.stage = "looking the events up in the store"
+        tables = self.config.routed_tables()
+        lo, hi = (min(window.seqs), max(window.seqs)) if window.seqs else (1, 0)
+        stored, doubles = await engine.call(reconcile.stored_in, engine.backend, self.config.database, tables, lo, hi, read=True)
+        by_id = await engine.call(reconcile.ids_stored, engine.backend, self.config.database, tables,
+                                  reconcile.unmatched_ids(window, stored), read=True)
+        missing, pending = reconcile.verdict(window, stored, by_id, floor)
+        check.result = reconcile.report(window, missing, doubles, pending, floor, check.key[1],
+                                        time.monotonic() - check.started)
+        self.log.info("store: check done", events=len(window.seqs), missing=len(missing), duplicated=len(doubles),
+                      pending=len(pending), stream_read_s=round(check.read_s, 2), seconds=check.result["seconds"])
+
+    async def counts(self, minutes: int) -> dict[str, Any]:
+        """The last ``minutes``: events stored, failed (``bad_rows``) and flagged, per minute
+        and key; events the stream received; lag to queryable (p50 / p99); and the events
+        the store has still to write (``pending``, of any age)."""
+        if not isinstance(minutes, int) or not 1 <= minutes <= 24 * 60:
+            raise RPCError("minutes must be a whole number from 1 to 1440", 400)
+        engine = await self.ready()
+        assert self._nc is not None
+        since = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0) - dt.timedelta(minutes=minutes - 1)
+        rows = await engine.call(minute_counts, engine.backend, self.config, minutes, read=True)
+        try:
+            async with self._counting:
+                stream: int | None = await reconcile.in_stream(self._nc, since)
+        except Exception:  # JetStream away: say unknown, keep the rest
+            stream = None
+        return {"minutes": minutes, "per_minute": rows, "in_stream": stream,
+                "stored": sum(r["stored"] for r in rows if r["key"] != BAD_ROWS),
+                "failed": sum(r["stored"] for r in rows if r["key"] == BAD_ROWS),
+                "flagged": sum(r["flagged"] for r in rows),
+                "pending": await self._pending(DURABLE),  # in the stream, not yet stored (any age)
+                "lag": self.lag.quantiles(min(minutes, 60))}
 
     # --- replay ------------------------------------------------------------------------------
     async def replay(self, since: str | None) -> dict[str, Any]:

@@ -55,6 +55,7 @@ from . import body
 from .backend import Backend, StoreError
 from .config import BAD_ROWS, StoreConfig
 from .highwater import HighWater, stored_max
+from .lag import LagClock
 from .metrics import metrics
 from .prepare import Preparer
 from .pull import Puller
@@ -95,6 +96,7 @@ class Item:
     row: bytes
     seq: int  # 0 for a message without JetStream metadata
     suspect: bool
+    stream_ms: int = 0  # when the stream stored it (lag to queryable starts there)
 
 
 class Engine:
@@ -156,8 +158,9 @@ class Writer:
 
     def __init__(self, engine: Engine, builder: RowBuilder, psub: Puller, *, batch_rows: int, batch_seconds: float,
                  ack_wait_s: float, health: Health, logger: Logger, check_all: bool = False,
-                 preparer: Preparer | None = None) -> None:
+                 preparer: Preparer | None = None, lag: LagClock | None = None) -> None:
         self.engine = engine
+        self.lag = lag
         self.builder = builder
         self.preparer = preparer or Preparer(builder, 0, logger)
         self.psub = psub
@@ -247,13 +250,13 @@ class Writer:
 
     async def _items(self, msgs: list[Msg]) -> list[Item]:
         """The chunk's items, their rows built by the preparer."""
-        deliveries = [_delivery(msg.reply) for msg in msgs]
+        deliveries = [delivery(msg.reply) for msg in msgs]
         stream = [(((sent_ms << 22) | (seq & 0x3FFFFF)) & (2**64 - 1), sent_ms, seq)  # an id for an event without one
                   for seq, sent_ms, _ in deliveries]
         prepared = await self.preparer.prepare([msg.data for msg in msgs], stream)
         check_all = self.check_all or self.checking_all()
-        return [Item(msg, table, id_, ms, row, seq, check_all or delivered > 1)
-                for msg, table, id_, ms, row, (seq, _, delivered)
+        return [Item(msg, table, id_, ms, row, seq, check_all or delivered > 1, sent_ms)
+                for msg, table, id_, ms, row, (seq, sent_ms, delivered)
                 in zip(msgs, prepared.tables, prepared.ids, prepared.ms, prepared.rows, deliveries)]
 
     # --- one batch ----------------------------------------------------------------
@@ -296,6 +299,8 @@ class Writer:
                     self.log.warning("store: stopping with a batch not written; JetStream delivers it again", rows=len(batch))
                     return
                 delay = min(delay * 2, BACKOFF_MAX_S)
+        if self.lag is not None:
+            self.lag.observe(item.stream_ms for item in batch)
         await _each(batch, "ack")
         self.processed += len(batch)
         self.health.state, self.health.batches, self.health.last_flush = "writing", self.health.batches + 1, time.time()
@@ -362,10 +367,10 @@ class Writer:
             _, row = self.builder.bad_row(message, table, exc.message, item.id, item.ms, item.seq)
             self.log.warning("store: an event went to bad_rows", table=table, id=str(item.id), reason=exc.message)
             await self._insert(BAD_ROWS, [Item(item.msg, BAD_ROWS, item.id, item.ms, self.builder.encode(BAD_ROWS, row),
-                                               item.seq, False)])
+                                               item.seq, False, item.stream_ms)])
 
 
-def _delivery(reply: str) -> tuple[int, int, int]:
+def delivery(reply: str) -> tuple[int, int, int]:
     """``(stream sequence, stored at in ms, times delivered)`` from a JetStream reply
     subject, ``$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ns>.<pending>``
     (or the form with domain and account hash before the stream): what nats-py's

@@ -47,6 +47,7 @@ from band.cli.natsserver import NatsServer
 from band.cli.ports import free_port
 from band.errors import ConfigError
 from band.response import from_wire
+from band.store import reconcile
 from band.store.pull import Puller
 from band.testing import serve
 
@@ -477,6 +478,13 @@ async def test_services_cannot_pull_ack_or_change_the_stores_consumers(own_serve
         await puller.unsubscribe()
         assert [json.loads(m.data)["id"] for m in got] == ids
         await eventually(lambda: _acked(sjs, "store_writer"), what="the store's acks counted")
+        # band store check and the panel's count read the stream with the store's credential
+        window = reconcile.Window()
+        await reconcile.read_window(store_nc, None, window)
+        assert (len(window.seqs), await reconcile.in_stream(store_nc, None)) == (50, 50)
+        assert [str(i) for i in window.ids] == ids
+        for user, nc in clients.items():  # and services cannot touch those consumers
+            await all_refused(nc, attackers[user][0], consumer_attacks(reconcile.CHECK))
         assert not store_errors.errors, store_errors.errors
     finally:
         for nc in (edge, store_nc, *clients.values()):

@@ -5,7 +5,9 @@ tmp_path), the edge (``python -m broker``), the store (``band store``, chDB in i
 process). Hits go to the edge over HTTP continuously while the fault strikes; then the
 store is left to catch up until its consumer has nothing pending or unacked (nothing
 more can be redelivered), and ``SELECT count(), uniqExact(id)`` over the ids answered
-2xx must be exactly their number, with no id twice in the whole table.
+2xx must be exactly their number, with no id twice in the whole table, and
+``band store check`` must find every stream sequence stored once (0 missing, 0
+duplicated, 0 pending).
 
 The faults: nats-server SIGKILLed and restarted on the same port and data directory
 (its consumer's ack state rolls back, and stored events come again as first
@@ -28,7 +30,7 @@ import nats
 import pytest
 from support.poll import wait_for
 from support.processes import Load, Proc, edge_healthy, start_edge, stream_ids
-from support.store import gone, spawned, start_store
+from support.store import gone, spawned, start_store, store_check
 
 from band import App, RPCError, current_app, store, wire
 from band._core.app import reset_current, set_current
@@ -112,8 +114,10 @@ class Rig:
         assert total == unique, f"{total - unique} events stored twice (of {unique})"
         assert unique == len(in_stream), f"the stream holds {len(in_stream)} events, the store {unique}"
         status = await current_app().rpc.request("store", "status", timeout__=10)
+        code, out = await store_check(self.nats.url, "--ids")
+        assert code == 0 and f"{len(in_stream):,} events checked" in out and "missing 0, duplicated 0, pending 0" in out, out
         return (f"{len(ids)} answered 2xx, stored once each ({total} rows, {len(in_stream)} events in the stream; "
-                f"the last store skipped {status['skipped']} already stored)")
+                f"the last store skipped {status['skipped']} already stored; band store check: {out.strip()})")
 
     async def close(self) -> None:
         if self.load is not None:

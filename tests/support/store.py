@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -79,3 +80,21 @@ def gone(pids: list[int]) -> bool:
         if state != "Z":
             return False
     return True
+
+
+async def store_check(nats_url: str, *args: str, timeout: float = 120) -> tuple[int, str]:
+    """``band store check ARGS`` as a user runs it: its exit code and stdout."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "band", "store", "check", *args, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, env={**os.environ, "NATS_URL": nats_url})
+    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode() + err.decode()
+
+
+def plant(data_dir: Path, *statements: str) -> None:
+    """Run ``statements`` on a stopped store's data directory with chDB (a loss or a
+    duplicate planted on purpose), in a process of its own as the store does."""
+    code = ("import sys\nfrom chdb.session import Session\ns = Session(sys.argv[1])\n"
+            "for sql in sys.argv[2:]:\n    s.query(sql)\ns.close()\n")
+    subprocess.run([sys.executable, "-c", code, str(data_dir), *statements], check=True, timeout=120)

@@ -102,6 +102,18 @@ function renderJetStream(js) {
     <table class="table compact"><thead><tr><th>Consumer</th><th>Filter</th><th class="num">Lag</th><th class="num">Unacked</th><th class="num">Redelivered</th></tr></thead><tbody>${rows}</tbody></table></div>`;
 }
 
+function renderReconcile(r) {
+  const n = (v) => (v == null ? "—" : fmtInt(v));
+  const lag = r.lag || {};
+  const tiles = [[n(r.accepted), "accepted at the edge", "accepted"], [n(r.in_stream), "in the stream", "in_stream"],
+    [n(r.stored), "stored", "stored"], [n(r.pending), "still to store", "pending"], [n(r.failed), "failed (bad_rows)", "failed"], [n(r.flagged), "flagged as bots", "flagged"],
+    [lag.p50_ms == null ? "—" : "≤ " + fmtMs(lag.p50_ms), "lag to queryable p50", "lag_p50"],
+    [lag.p99_ms == null ? "—" : "≤ " + fmtMs(lag.p99_ms), "lag to queryable p99", "lag_p99"]];
+  const notes = (r.notes || []).map((t) => `<p class="warn">${esc(t)}</p>`).join("");
+  return `${r.picture || ""}<div class="summary">${tiles.map(([v, l, k]) => `<div class="stat" data-count="${k}"><b>${v}</b><span>${l}</span></div>`).join("")}</div>
+    <p class="muted">Events the edge answered but did not send on (bots dropped by configuration) never reach the stream. <code>band store check</code> proves it event by event.</p>${notes}`;
+}
+
 function stat(value, label) { return `<div class="stat"><b>${value}</b><span>${label}</span></div>`; }
 
 pages.overview = {
@@ -116,6 +128,7 @@ pages.overview = {
     $("#summary").innerHTML = stat(`${up} / ${o.services.length}`, "services up") + stat(fmtInt(o.services.reduce((a, s) => a + s.instances.length, 0)), "instances")
       + stat(fmtRate(hits), "edge hits/s") + stat(fmtInt(o.jetstream.stream ? o.jetstream.stream.messages : 0), "events in the stream")
       + stat(fmtInt(lag), "consumer lag") + stat(fmtInt(o.jetstream.dead_letters), "dead letters");
+    $("#reconcile").innerHTML = renderReconcile(o.reconcile || {});
     $("#services").innerHTML = o.services.map(serviceCard).join("") || '<div class="empty">No service answers $SRV.INFO yet. Start one with <code>band run DIR</code>.</div>';
     $("#edge").innerHTML = renderEdge(o.edge);
     $("#jetstream").innerHTML = renderJetStream(o.jetstream);

@@ -1,7 +1,8 @@
 """The stock store service: every event into ClickHouse; queries over RPC.
 
 Run it with ``band store`` (``band up`` does). Methods: ``query(sql, params)``,
-``insert(table, rows)``, ``import_lines(lines, shape)``, ``status()``, ``replay(since)``; see docs/storage.md.
+``insert(table, rows)``, ``import_lines(lines, shape)``, ``status()``, ``replay(since)``,
+``check(since, ids, wait)``, ``counts(minutes)``; see docs/storage.md.
 """
 
 import asyncio
@@ -78,8 +79,23 @@ async def replay(since: str | None = None) -> dict[str, Any]:
     return await store.replay(since)
 
 
+@expose()
+async def check(since: str | None = None, ids: bool = False, wait: float = 2.0) -> dict[str, Any]:
+    """Reconcile the stream with the store (`band store check`): {"running": true, "read", "total"}
+    while it runs (call again to follow it), then {"running": false, "result": {"missing", "duplicated", "pending", ...}}."""
+    return await store.check(since, ids, wait)
+
+
+@expose()
+async def counts(minutes: int = 60) -> dict[str, Any]:
+    """The last `minutes`: stored, failed, flagged per minute and key; events in the stream; lag to queryable."""
+    return await store.counts(minutes)
+
+
 __all__ = [
     "DRAIN_S",
+    "check",
+    "counts",
     "import_lines",
     "insert",
     "query",
