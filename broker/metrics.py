@@ -41,6 +41,10 @@ class _HotCollector(Collector):
         for status, count in sorted(self._m.status_counts.items()):
             answers.add_metric([str(status)], count)
         yield answers
+        bots = CounterMetricFamily("band_edge_bots", "Hits classified as bots, by reason and what was done (flag, drop, keep)", labels=["reason", "action"])
+        for (reason, action), count in sorted(self._m.bot_counts.items()):
+            bots.add_metric([reason, action], count)
+        yield bots
         stages = HistogramMetricFamily("band_edge_stage_seconds", "Latency of each pipeline stage", labels=["stage"])
         for stage, hist in self._m.stages.items():
             running, buckets = 0, []
@@ -61,6 +65,7 @@ class Metrics:
         r = self.registry
         self.status_counts: dict[int, int] = {}
         self.stages = {s: _Histogram() for s in STAGES}
+        self.bot_counts: dict[tuple[str, str], int] = {}
         r.register(_HotCollector(self))
         ProcessCollector(registry=r)  # CPU, memory, open files of the edge process
         self.enricher_timeouts = Counter("band_edge_enricher_timeouts", "Enricher services that missed the deadline", ["service"], registry=r)
@@ -74,6 +79,10 @@ class Metrics:
     def answered(self, status: int) -> None:
         counts = self.status_counts
         counts[status] = counts.get(status, 0) + 1
+
+    def bot(self, reason: str, action: str) -> None:
+        counts = self.bot_counts
+        counts[reason, action] = counts.get((reason, action), 0) + 1
 
     def observe(self, stage: str, seconds: float) -> None:
         hist = self.stages[stage]

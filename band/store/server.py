@@ -20,6 +20,7 @@ from .. import wire
 from ..errors import RPCError
 from .._core.log import Logger
 from .._runtime.stream import ensure_stream
+from .bots import counts_sql
 from .backend import READONLY_CODE, StoreError, Unavailable, open_backend
 from .config import StoreConfig
 from .imports import SHAPES, store_objects, unpack
@@ -211,9 +212,23 @@ class Store:
         answer["database"] = self.config.database
         answer["where"] = "server" if self.config.clickhouse_url else "embedded"
         answer["pending"] = await self._pending(DURABLE)
+        answer["bots"] = await self._bots()
         if self.replaying is not None or self._replay_task is not None:
             answer["replay"] = await self.replay_status()
         return answer
+
+    async def _bots(self) -> dict[str, int] | None:
+        """Stored events per bot reason (``None`` while the store is not open)."""
+        sql = counts_sql(self.config)
+        engine = self.engine
+        if sql is None or engine is None or not self._ready.is_set():
+            return None
+        try:
+            result = await engine.call(engine.backend.select, sql, {}, True, read=True)
+        except StoreError as exc:
+            self.log.warning("store: bot counts not read", error=exc.message)
+            return None
+        return {str(row["reason"]): int(row["n"]) for row in result["rows"]}
 
     async def _pending(self, durable: str) -> int | None:
         if self._nc is None:
