@@ -12,7 +12,8 @@ Reasons, in the order they are checked:
 - ``no_ua``: no or an empty ``User-Agent``;
 - ``headless``: a headless browser's marker (HeadlessChrome, PhantomJS, Puppeteer, ...);
 - ``crawler``: a known crawler, bot or HTTP library (the crawler-user-agents list);
-- ``spam_ref``: a ``Referer`` on a known referrer-spam domain (or a subdomain of one);
+- ``spam_ref``: a ``Referer``, or the page's or session's referrer the web SDK reports
+  (``data.page.ref``, ``data.sess.refhost``), on a known referrer-spam domain (or a subdomain);
 - ``burst``: a uid past ``burst_hits`` hits within the last minute.
 """
 
@@ -166,8 +167,7 @@ class Bots:
         reason = self._ua_reason(ua) if isinstance(ua, str) else "no_ua"
         if reason:
             return reason
-        ref = td.get("ref")
-        if ref and isinstance(ref, str) and self.spam_domains and self._spam(ref):
+        if self.spam_domains and (self._spam(td.get("ref")) or self._sdk_spam(message.get("data"))):
             return "spam_ref"
         if self.burst is not None and self.burst.hit(str(message.get("uid")), self._clock()):
             return "burst"
@@ -177,8 +177,25 @@ class Bots:
         """``flag``, ``drop`` or ``keep`` for ``reason``."""
         return self.actions[reason]
 
-    def _spam(self, ref: str) -> bool:
-        host = referrer_host(ref)
+    def _sdk_spam(self, data: Any) -> bool:
+        """The page's referrer as the web SDK reports it (``data.page.ref``, and its
+        session's ``data.sess.refhost``): ghost spam puts its domain there, while the
+        request's ``Referer`` is the site's own page."""
+        if not isinstance(data, Mapping):
+            return False
+        sess = data.get("sess")
+        if isinstance(sess, Mapping) and "refhost" in sess:  # the session's first page.ref, on every event of it
+            return self._spam(sess["refhost"], host=True)
+        page = data.get("page")
+        return isinstance(page, Mapping) and self._spam(page.get("ref"))
+
+    def _spam(self, ref: Any, host: bool = False) -> bool:
+        if not ref or not isinstance(ref, str):
+            return False
+        host_name = ref.lower().removeprefix("www.") if host else referrer_host(ref)
+        return self._listed(host_name)
+
+    def _listed(self, host: str) -> bool:
         domains = self.spam_domains
         while host:
             if host in domains:

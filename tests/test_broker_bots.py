@@ -56,6 +56,10 @@ def test_each_reason_and_a_person() -> None:
         td = {"ua": headers["User-Agent"], "ref": headers.get("Referer", "")}
         assert bots.classify({"td": td, "uid": UID}) == reason, headers
     assert bots.classify({"td": {"ref": ""}, "uid": UID}) == "no_ua"  # no header at all
+    sdk = {"td": {"ua": CHROME, "ref": "https://shop.test/"}, "uid": UID, "data": {"page": {"ref": "https://semalt.com/x"}}}
+    assert bots.classify(sdk) == "spam_ref"  # the page's referrer, as the web SDK reports it
+    later = {**sdk, "data": {"page": {"ref": "https://shop.test/"}, "sess": {"refhost": "www.semalt.com"}}}
+    assert bots.classify(later) == "spam_ref"  # a later page of a session the spam referred
     assert referrer_host("https://user@WWW.Semalt.com:8443/x?y#z") == "semalt.com"
 
 
