@@ -466,13 +466,16 @@ def bots_only(args: argparse.Namespace) -> int:
             wait_http(f"http://127.0.0.1:{port}/health")
         assert nats_server.process is not None
         meter = Meter({label: proc.pid for label, proc in zip(ports, procs)}, idle_s=2.0)
-        print(f"pixel hits with a browser's User-Agent and Referer at {args.rate:.0f} hits/s, median of {args.rounds} runs of {args.duration:.0f} s; "
-              f"edge CPU per hit, idle subtracted; {os.cpu_count()} CPUs", flush=True)
-        cpu = {}
-        for label, port in ports.items():
-            cpu[label], r = meter.median(args.rounds, f"http://127.0.0.1:{port}/pixel/hit.gif", args.rate, args.duration, (label,), kind="browser")
-            print(line(label, cpu[label]) + f"   ({r['rate']:.0f}/s, {r['errors']} errors)", flush=True)
-        on, off = (sum(v.values()) for v in cpu.values())
+        print(f"pixel hits with a browser's User-Agent and Referer at {args.rate:.0f} hits/s, median of {args.rounds} runs of {args.duration:.0f} s "
+              f"(the two edges in turn, so the machine's load falls on both); edge CPU per hit, idle subtracted; {os.cpu_count()} CPUs", flush=True)
+        runs: dict[str, list[float]] = {label: [] for label in ports}
+        for _ in range(args.rounds):
+            for label, port in ports.items():
+                per_hit, _r, _split = meter.run(f"http://127.0.0.1:{port}/pixel/hit.gif", args.rate, args.duration, (label,), kind="browser")
+                runs[label].append(per_hit[label])
+        for label, values in runs.items():
+            print(f"  {label:<34} {sorted(values)[len(values) // 2]:6.0f} us/hit   (runs: {', '.join(f'{v:.0f}' for v in values)})", flush=True)
+        on, off = (sorted(v)[len(v) // 2] for v in runs.values())
         print(f"    the bot stage: {on - off:+.0f} us per hit end to end (noise of a few us on a busy machine); in process {stage['person']:.2f} us", flush=True)
     finally:
         for proc in reversed(procs):
