@@ -1,4 +1,7 @@
-"""enrich → handle → publish for one hit; every outcome is a typed band response.
+"""classify → enrich → handle → publish for one hit; every outcome is a typed band response.
+
+Every transport's hit comes through :meth:`Pipeline.run_stored`, so this is where each one
+is judged a person's or a bot's (:mod:`broker.bots`), counted, and flagged or dropped.
 
 No aiohttp here: every transport hands a :class:`~broker.hit.Hit` in and renders the
 :class:`~band.response.Response` that comes out. Failures of the services become
