@@ -19,7 +19,7 @@ import orjson
 from .errors import BandError
 
 # --- revision ---------------------------------------------------------------
-PROTOCOL_VERSION: Final = "2"  # 2: enrichers get only their props (enrich_request)
+PROTOCOL_VERSION: Final = "3"  # 2: enrichers get only their props (enrich_request); 3: bots (BOT_FIELD, MD_BOTS)
 
 # --- subjects ----------------------------------------------------------------
 ENRICH_PREFIX: Final = "band.enrich"  # band.enrich.<key>        scatter-gather
@@ -136,6 +136,9 @@ PARAMS_FIELD: Final = "params"
 # The trace id (32 lowercase hex digits) the edge adds while tracing is on, so a stored
 # event can be joined with its trace.
 TRACE_ID_FIELD: Final = "trace_id"
+# Why the edge judged the hit not a person's (``crawler``, ``headless``, ``no_ua``,
+# ``spam_ref``, ``burst``); absent for a person. The store keeps it in the ``bot`` column.
+BOT_FIELD: Final = "bot"
 DEFAULT_HANDLER_TIMEOUT_MS: Final = 200
 DEFAULT_ENRICH_TIMEOUT_MS: Final = 200
 
@@ -377,8 +380,14 @@ ENRICH_PROPS_FIELD: Final = "props"
 
 
 def enrich_request(message: Mapping[str, Any], paths: tuple[str, ...]) -> dict[str, Any]:
-    """``{"key", "id", "props": {dot-path: value}}`` for ``band.enrich.<key>``."""
-    return {"key": message["key"], "id": message.get("id"), ENRICH_PROPS_FIELD: {p: get_path(message, p) for p in paths}}
+    """``{"key", "id", "props": {dot-path: value}}`` for ``band.enrich.<key>``, and the
+    message's ``bot`` reason when it has one (revision 3), so an enricher that declined
+    bots skips it."""
+    request = {"key": message["key"], "id": message.get("id"), ENRICH_PROPS_FIELD: {p: get_path(message, p) for p in paths}}
+    bot = message.get(BOT_FIELD)
+    if bot:
+        request[BOT_FIELD] = bot
+    return request
 
 
 def enrich_value(request: Mapping[str, Any], path: str) -> Any:
@@ -407,6 +416,7 @@ MD_PATH: Final = "path"  # handler: custom HTTP path such as ``/x/:id`` ("" if n
 MD_TIMEOUT: Final = "timeout"  # handler: milliseconds the edge waits
 MD_METHOD: Final = "method"  # the Python function's name
 MD_DURABLE: Final = "durable"  # listener: "true" for a JetStream durable consumer
+MD_BOTS: Final = "bots"  # enricher: "false" when it is not asked for hits the edge flagged as bots
 
 
 def endpoint_metadata(role: str, **fields: Any) -> dict[str, str]:
@@ -446,6 +456,7 @@ def prefix_subject(prefix_root: str, key_prefix: str) -> str:
 
 
 __all__ = [
+    "BOT_FIELD",
     "DEFAULT_ENRICH_TIMEOUT_MS",
     "DEFAULT_HANDLER_TIMEOUT_MS",
     "DLQ_METHOD_HEADER",
@@ -467,6 +478,7 @@ __all__ = [
     "JS_API",
     "KEY_PREFIX",
     "MD_ALIAS",
+    "MD_BOTS",
     "MD_DURABLE",
     "MD_KEY",
     "MD_KEYS",

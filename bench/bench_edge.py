@@ -25,6 +25,13 @@ Scenarios:
           and /track/page at half that rate for --soak seconds: p50/p99 and the edge's RSS
 Targets: pixel (edge + nats-server) <= 2.5 x bare aiohttp's CPU per request;
 track, all processes together, <= 300 us per hit.
+
+    .venv/bin/python bench/bench_edge.py --bots                # the bot stage alone (under a minute)
+
+--bots measures only the edge's bot classification (broker/bots.py): its cost per hit in
+process (a person's browser, a crawler, every user agent new), then the pixel hit's CPU per
+hit of an edge classifying every hit beside one with EDGE_BOT_DETECTION=0, both loaded
+with a browser's User-Agent and Referer (a person's hit: the whole check runs).
 """
 
 from __future__ import annotations
@@ -46,6 +53,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 CONNECTIONS = 32
+BROWSER = {"User-Agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36",
+           "Referer": "https://shop.example.com/product/boots?utm_source=google"}
 SERVICES = ("benchgeo", "benchua", "benchtrack", "benchstore")
 
 
@@ -231,7 +240,7 @@ async def _closed_loop(url: str, duration: float) -> dict[str, Any]:
     return {"rate": done / duration, "requests": done, "errors": errors}
 
 
-async def _open_loop(url: str, duration: float, rate: float) -> dict[str, Any]:
+async def _open_loop(url: str, duration: float, rate: float, headers: dict[str, str] | None = None) -> dict[str, Any]:
     """Requests at a fixed rate over up to 32 connections; latency from the scheduled start."""
     import aiohttp
 
@@ -239,7 +248,7 @@ async def _open_loop(url: str, duration: float, rate: float) -> dict[str, Any]:
     errors = 0
     total = int(duration * rate)
     interval = 1.0 / rate
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONNECTIONS)) as session:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONNECTIONS), headers=headers) as session:
         start = time.perf_counter()
 
         async def one(i: int) -> None:
@@ -272,7 +281,8 @@ def load_child(kind: str, url: str, duration: float, rate: float, out: str) -> N
         uvloop.install()  # a cheaper generator leaves more of the machine to what it measures
     except ImportError:
         pass
-    work = _closed_loop(url, duration) if kind == "closed" else _nats_open_loop(url, duration, rate) if kind == "nats" else _open_loop(url, duration, rate)
+    work = (_closed_loop(url, duration) if kind == "closed" else _nats_open_loop(url, duration, rate) if kind == "nats"
+            else _open_loop(url, duration, rate, BROWSER if kind == "browser" else None))
     result = asyncio.run(work)
     Path(out).write_text(json.dumps(result))
 
@@ -413,6 +423,68 @@ def line(label: str, per_hit: dict[str, float]) -> str:
     return f"  {label:<34} {sum(per_hit.values()):6.0f} us/hit = {parts}"
 
 
+def bot_stage(rounds: int = 200_000) -> dict[str, float]:
+    """The classifier's cost per hit in this process, in microseconds: a person's browser
+    (user agent cached, referrer and burst checked), a crawler (cached), and a stream of user
+    agents never seen before (the worst case: each one matched against the whole list)."""
+    from broker.bots import Bots
+    from broker.config import EdgeConfig
+
+    bots = Bots.from_config(EdgeConfig())
+    person = {"td": {"ua": BROWSER["User-Agent"], "ref": BROWSER["Referer"]}, "uid": "6462464730849083392",
+              "data": {"page": {"ref": "https://www.google.com/search?q=boots"}, "sess": {"refhost": "www.google.com"}}}  # as the web SDK sends
+    crawler = {"td": {"ua": "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)", "ref": ""}, "uid": "6462464730849083393"}
+    fresh = [{"td": {"ua": f"{BROWSER['User-Agent']} build/{n}", "ref": ""}, "uid": str(6462464730849083400 + n)} for n in range(2000)]
+    out = {}
+    for label, messages, n in (("person", [person], rounds), ("crawler", [crawler], rounds), ("new user agent", fresh, len(fresh))):
+        bots.classify(messages[0])  # compiled and cached once, as on an edge's first hit
+        started = time.perf_counter()
+        for i in range(n):
+            bots.classify(messages[i % len(messages)])
+        out[label] = (time.perf_counter() - started) / n * 1e6
+    return out
+
+
+def bots_only(args: argparse.Namespace) -> int:
+    """``--bots``: the bot stage in process, then an edge with and without it (pixel hits)."""
+    from band.cli import processes
+    from band.cli.natsserver import NatsServer
+    from band.cli.ports import free_port
+
+    stage = bot_stage()
+    print("bot classification in process, us per hit: " + ", ".join(f"{k} {v:.2f}" for k, v in stage.items()), flush=True)
+    procs: list[subprocess.Popen[bytes]] = []
+    store = Path(tempfile.mkdtemp(prefix="bench-js-"))
+    nats_server = NatsServer(store_dir=store).start()
+    try:
+        ports = {"edge, bots classified": free_port(), "edge, EDGE_BOT_DETECTION=0": free_port()}
+        for label, port in ports.items():
+            env = {**os.environ, "EDGE_STREAM_STORAGE": "file", "EDGE_BOT_DETECTION": "0" if "=0" in label else "1"}
+            procs.append(subprocess.Popen([sys.executable, "-m", "broker", "--host", "127.0.0.1", "--port", str(port), "--nats", nats_server.url,
+                                           "--log-level", "WARNING"], cwd=ROOT, env=env))
+        for port in ports.values():
+            wait_http(f"http://127.0.0.1:{port}/health")
+        assert nats_server.process is not None
+        meter = Meter({label: proc.pid for label, proc in zip(ports, procs)}, idle_s=2.0)
+        print(f"pixel hits with a browser's User-Agent and Referer at {args.rate:.0f} hits/s, median of {args.rounds} runs of {args.duration:.0f} s "
+              f"(the two edges in turn, so the machine's load falls on both); edge CPU per hit, idle subtracted; {os.cpu_count()} CPUs", flush=True)
+        runs: dict[str, list[float]] = {label: [] for label in ports}
+        for _ in range(args.rounds):
+            for label, port in ports.items():
+                per_hit, _r, _split = meter.run(f"http://127.0.0.1:{port}/pixel/hit.gif", args.rate, args.duration, (label,), kind="browser")
+                runs[label].append(per_hit[label])
+        for label, values in runs.items():
+            print(f"  {label:<34} {sorted(values)[len(values) // 2]:6.0f} us/hit   (runs: {', '.join(f'{v:.0f}' for v in values)})", flush=True)
+        on, off = (sorted(v)[len(v) // 2] for v in runs.values())
+        print(f"    the bot stage: {on - off:+.0f} us per hit end to end (noise of a few us on a busy machine); in process {stage['person']:.2f} us", flush=True)
+    finally:
+        for proc in reversed(procs):
+            processes.stop(proc, 20)
+        nats_server.stop()
+        shutil.rmtree(store, ignore_errors=True)
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rate", type=float, default=400.0, help="hits/s of the CPU-per-hit runs (well below saturation)")
@@ -421,7 +493,10 @@ def main() -> int:
     parser.add_argument("--soak", type=float, default=20.0, help="seconds of the half-load p99/RSS run (0 skips it and saturation)")
     parser.add_argument("--profile", metavar="DIR", help="after the CPU runs, py-spy record the edge and a service during each scenario into DIR (pip install py-spy)")
     parser.add_argument("--workers", type=int, default=1, help="edge worker processes (SO_REUSEPORT)")
+    parser.add_argument("--bots", action="store_true", help="only the bot stage: in process, then an edge with and without it")
     args = parser.parse_args()
+    if args.bots:
+        return bots_only(args)
 
     from band.cli import processes
     from band.cli.natsserver import NatsServer

@@ -65,6 +65,11 @@ class EdgeConfig:
     lib_max_age_s: int = 3600  # how long a visitor's own browser keeps /lib.js (private: it carries that visitor's uid)
     redis_url: str = ""  # the built-in `stored` enricher reads s:<uid> here; empty = off
     builtin_enrichers: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_BUILTIN_ENRICHERS))  # name -> key prefix
+    # bots and spam (broker.bots): flag, drop or keep per reason; every hit is classified
+    bot_detection: bool = True  # False: no hit is classified (EDGE_BOT_DETECTION=0)
+    bots: Mapping[str, str] = field(default_factory=dict)  # reason -> action; a reason not named is flagged
+    spam_referrers_file: str = ""  # more referrer-spam domains, one a line, added to the shipped list
+    burst_hits: int = 300  # a uid past this many hits within a minute is a `burst`; 0 = off
     certfile: str = ""  # TLS: serve https/wss with this certificate chain (PEM) ...
     keyfile: str = ""  # ... and its private key
 
@@ -118,6 +123,7 @@ class EdgeConfig:
         for builtin, prefix in self.builtin_enrichers.items():
             if builtin not in DEFAULT_BUILTIN_ENRICHERS or not isinstance(prefix, str):
                 raise ConfigError(f"builtin_enrichers: {builtin!r} -> {prefix!r}: known are {sorted(DEFAULT_BUILTIN_ENRICHERS)}, each to a key prefix")
+        self._check_bots()
         if bool(self.certfile) != bool(self.keyfile):
             raise ConfigError("certfile and keyfile go together: give both for TLS, or neither")
         if not self.lib_global.isidentifier():
@@ -127,6 +133,17 @@ class EdgeConfig:
         for knob in ("stream_storage", "upload_storage"):
             if getattr(self, knob) not in ("file", "memory"):
                 raise ConfigError(f"{knob} must be file or memory, got {getattr(self, knob)!r}")
+
+    def _check_bots(self) -> None:
+        from .bots import ACTIONS, REASONS
+
+        for reason, action in self.bots.items():
+            if reason not in REASONS or action not in ACTIONS:
+                raise ConfigError(f"bots: {reason!r} -> {action!r}: reasons are {', '.join(REASONS)}; actions are {', '.join(ACTIONS)}")
+        if self.burst_hits < 0:
+            raise ConfigError(f"burst_hits must be >= 0 (0 turns the burst check off), got {self.burst_hits}")
+        if self.spam_referrers_file and not os.path.isfile(self.spam_referrers_file):
+            raise ConfigError(f"spam_referrers_file {self.spam_referrers_file!r} is not a file: give a text file with one domain a line")
 
     def proxy_networks(self) -> tuple[IPNetwork, ...]:
         try:

@@ -68,10 +68,12 @@ class Snapshot:
     wildcards: dict[str, HandlerRoute] = field(default_factory=dict)  # service alias -> route
     enrichers: list[tuple[str, str]] = field(default_factory=list)  # (key prefix, service)
     paths: list[PathRoute] = field(default_factory=list)
-    # (key prefix, dot-paths it reads; None = the whole message), one per enricher endpoint
-    enricher_props: list[tuple[str, tuple[str, ...] | None]] = field(default_factory=list)
+    # (key prefix, dot-paths it reads (None = the whole message), service), one per enricher endpoint
+    enricher_props: list[tuple[str, tuple[str, ...] | None, str]] = field(default_factory=list)
+    # (key prefix, service) of enricher endpoints declared with bots=False: not asked for a bot's hit
+    skip_bots: frozenset[tuple[str, str]] = frozenset()
     services: frozenset[str] = frozenset()  # every service with an instance alive (``/health`` lists them)
-    _enrich_cache: dict[str, tuple[frozenset[str], tuple[str, ...] | None]] = field(default_factory=dict)
+    _enrich_cache: dict[tuple[str, bool], tuple[frozenset[str], tuple[str, ...] | None]] = field(default_factory=dict)
 
     def handler(self, key: str) -> HandlerRoute | None:
         """The handler of ``key``: a specific key wins over a wildcard."""
@@ -85,15 +87,18 @@ class Snapshot:
         """Distinct services with an enricher matching ``key`` (each answers once)."""
         return self.enrich_plan(key)[0]
 
-    def enrich_plan(self, key: str) -> tuple[frozenset[str], tuple[str, ...] | None]:
+    def enrich_plan(self, key: str, bot: bool = False) -> tuple[frozenset[str], tuple[str, ...] | None]:
         """Who enriches ``key`` and the dot-paths to send them (``None``: the whole message,
-        because some matching enricher declares no props or reads revision 1 only)."""
-        cached = self._enrich_cache.get(key)
+        because some matching enricher declares no props or reads revision 1 only); for a
+        bot's hit (``bot``), only the enrichers that want bots."""
+        cached = self._enrich_cache.get((key, bot))
         if cached is None:
-            services = frozenset(svc for prefix, svc in self.enrichers if not prefix or wire.key_matches(prefix, key))
+            skip = self.skip_bots if bot else frozenset()
+            services = frozenset(svc for prefix, svc in self.enrichers
+                                 if (not prefix or wire.key_matches(prefix, key)) and (prefix, svc) not in skip)
             paths: set[str] | None = set()
-            for prefix, props in self.enricher_props:
-                if prefix and not wire.key_matches(prefix, key):
+            for prefix, props, svc in self.enricher_props:
+                if (prefix and not wire.key_matches(prefix, key)) or (prefix, svc) in skip:
                     continue
                 if props is None or paths is None:
                     paths = None
@@ -102,7 +107,7 @@ class Snapshot:
             cached = (services, tuple(sorted(paths)) if paths is not None else None)
             if len(self._enrich_cache) > 10_000:
                 self._enrich_cache.clear()
-            self._enrich_cache[key] = cached
+            self._enrich_cache[key, bot] = cached
         return cached
 
     def path_route(self, segments: list[str]) -> tuple[PathRoute, dict[str, str]] | None:
@@ -136,7 +141,8 @@ def build_snapshot(instances: list[Instance], default_timeout_ms: int) -> Snapsh
     """Routing tables from ADR-32 info responses (malformed endpoints are skipped)."""
     snap = Snapshot()
     enrichers: set[tuple[str, str]] = set()
-    props: set[tuple[str, tuple[str, ...] | None]] = set()
+    props: set[tuple[str, tuple[str, ...] | None, str]] = set()
+    want_bots: set[tuple[str, str]] = set()
     for inst in sorted(instances, key=lambda i: (i.service, i.id)):
         for ep in inst.endpoints:
             md = ep.get("metadata") or {}
@@ -160,12 +166,16 @@ def build_snapshot(instances: list[Instance], default_timeout_ms: int) -> Snapsh
             elif role == wire.ROLE_ENRICHER:
                 prefixes = wire.metadata_list(md, wire.MD_KEYS)
                 paths = _prop_paths(md) if inst.speaks_props else None
+                bots = md.get(wire.MD_BOTS) != "false"  # before revision 3: every hit
                 for prefix in prefixes or [""]:
                     enrichers.add((prefix, inst.service))
-                    props.add((prefix, paths))
+                    props.add((prefix, paths, inst.service))
+                    if bots:
+                        want_bots.add((prefix, inst.service))
     snap.services = frozenset(inst.service for inst in instances)
     snap.enrichers = sorted(enrichers)
-    snap.enricher_props = list(props)
+    snap.enricher_props = sorted(props, key=repr)
+    snap.skip_bots = frozenset(enrichers - want_bots)  # a service skips bots only if none of its endpoints for the prefix wants them
     # more literal segments first, so /x/new wins over /x/:id
     snap.paths.sort(key=lambda r: (-len(r.parts), sum(p.startswith(":") for p in r.parts)))
     return snap

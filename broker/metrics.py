@@ -43,6 +43,10 @@ class _HotCollector(Collector):
         for status, count in sorted(self._m.status_counts.items()):
             answers.add_metric([str(status)], count)
         yield answers
+        bots = CounterMetricFamily("band_edge_bots", "Hits classified as bots, by reason and what was done (flag, drop, keep)", labels=["reason", "action"])
+        for (reason, action), count in sorted(self._m.bot_counts.items()):
+            bots.add_metric([reason, action], count)
+        yield bots
         stages = HistogramMetricFamily("band_edge_stage_seconds", "Latency of each pipeline stage", labels=["stage"])
         for stage, hist in self._m.stages.items():
             running, buckets = 0, []
@@ -69,6 +73,7 @@ class Metrics:
         self.status_counts: dict[int, int] = {}
         self.stages = {s: _Histogram() for s in STAGES}
         self.minutes = MinuteCounts()
+        self.bot_counts: dict[tuple[str, str], int] = {}
         r.register(_HotCollector(self))
         ProcessCollector(registry=r)  # CPU, memory, open files of the edge process
         self.enricher_timeouts = Counter("band_edge_enricher_timeouts", "Enricher services that missed the deadline", ["service"], registry=r)
@@ -86,6 +91,10 @@ class Metrics:
     def hit(self, service: object, name: object, status: int, published: bool) -> None:
         """One hit's outcome in the per-minute, per-key counts (:mod:`broker.minutes`)."""
         self.minutes.count(f"{service}/{name}", 200 <= status < 300, published)
+
+    def bot(self, reason: str, action: str) -> None:
+        counts = self.bot_counts
+        counts[reason, action] = counts.get((reason, action), 0) + 1
 
     def observe(self, stage: str, seconds: float) -> None:
         hist = self.stages[stage]

@@ -61,4 +61,4 @@ class MinuteCounts:
         return {"minutes": rows, "answered": sum(r["answered"] for r in rows), "published": sum(r["published"] for r in rows)}
 
 
-__all__ = ["KEEP_MINUTES", "MAX_KEYS", "MinuteCounts", "OTHER"]
+__all__ = ["KEEP_MINUTES", "MAX_KEYS", "OTHER", "MinuteCounts"]

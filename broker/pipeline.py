@@ -1,4 +1,7 @@
-"""enrich → handle → publish for one hit; every outcome is a typed band response.
+"""classify → enrich → handle → publish for one hit; every outcome is a typed band response.
+
+Every transport's hit comes through :meth:`Pipeline.run_stored`, so this is where each one
+is judged a person's or a bot's (:mod:`broker.bots`), counted, and flagged or dropped.
 
 No aiohttp here: every transport hands a :class:`~broker.hit.Hit` in and renders the
 :class:`~band.response.Response` that comes out. Failures of the services become
@@ -18,6 +21,7 @@ from typing import Any
 from band import wire
 from band.response import BadResponse, ErrorResponse, RedirectResponse, Response, from_wire
 
+from .bots import DROP, FLAG, Bots
 from .builtin_enrichers import Builtins
 from .config import EdgeConfig
 from .default_answers import built_in_answer
@@ -54,6 +58,7 @@ class Pipeline:
         self._on_stream_missing = on_stream_missing
         self._inflight = 0
         self._publish_timeout = config.publish_timeout_ms / 1000
+        self._bots = Bots.from_config(config) if config.bot_detection else None
 
     @property
     def inflight(self) -> int:
@@ -85,7 +90,10 @@ class Pipeline:
         else:
             self._inflight += 1
             try:
-                outcome = await self._run(hit.message, hit.image, trace)
+                if self._bots is not None and self._judge(hit.message) == DROP:
+                    outcome = await self._handle(hit.message, wire.encode(hit.message), hit.image, trace), False
+                else:
+                    outcome = await self._run(hit.message, hit.image, trace)
             except UnicodeEncodeError:  # text no encoder takes (a lone surrogate) that no reader refused
                 outcome = _not_text(hit.message), False
             except BaseException as exc:
@@ -100,12 +108,24 @@ class Pipeline:
         self._metrics.hit(hit.message.get("service"), hit.message.get("name"), status, outcome[1])
         return outcome
 
+    def _judge(self, message: dict[str, Any]) -> str:
+        """Classify the hit (:mod:`broker.bots`), count it, flag its message; the action."""
+        assert self._bots is not None
+        reason = self._bots.classify(message)
+        if not reason:
+            return ""
+        action = self._bots.action(reason)
+        self._metrics.bot(reason, action)
+        if action == FLAG:
+            message[wire.BOT_FIELD] = reason
+        return action
+
     async def _run(self, message: dict[str, Any], image: bool, trace: Trace | None) -> tuple[Response, bool]:
         metrics = self._metrics
         key: str = message["key"]
         started = time.perf_counter()
         limit = self._link.max_payload - 1024  # room for subject and headers
-        services, paths = self._discovery.snapshot.enrich_plan(key)
+        services, paths = self._discovery.snapshot.enrich_plan(key, wire.BOT_FIELD in message)
         reading = self._builtins.begin(message) if self._builtins is not None else None  # fpid now, stored meanwhile
         if services:
             # only what the enrichers read (revision 2), else the whole message

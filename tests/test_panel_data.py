@@ -73,6 +73,10 @@ def test_parse_edge_metrics_and_rates() -> None:
     assert abs(rates["stages"]["total"]["mean_ms"] - 4.0) < 1e-6  # type: ignore[index]
     assert rates["stages"]["total"]["p95_ms"] == 10.0  # type: ignore[index]
     assert rates["unenriched"] == 7.0, "hits stored without enrichment, shown on the overview"
+    bots = edgemetrics.rates(edgemetrics.parse(text + "# TYPE band_edge_bots counter\n"
+                                                      'band_edge_bots_total{action="flag",reason="crawler"} 5\n'
+                                                      'band_edge_bots_total{action="drop",reason="spam_ref"} 2\n'), None, 1.0)
+    assert bots["bots"] == {"crawler": {"flag": 5.0}, "spam_ref": {"drop": 2.0}}, "bots per reason and action, on the overview"
 
 
 async def test_live_tail_shows_events_filters_and_samples(nats_url: str, nc: Any) -> None:
@@ -246,7 +250,11 @@ async def _chart_and_saved(nats_url: str) -> None:
         async with http.get(f"{base}/api/charts?fresh=1") as resp:
             data = (await resp.json())["events"]
         assert data["source"] == "store", data.get("store_error")
-        assert sum(data["series"]["track.page"]) == 2 and sum(data["series"]["hook.in"]) == 1
+        assert sum(data["series"]["track.page"]) == 2 and sum(data["series"]["hook.in"]) == 1  # the crawler's page left out
+        assert "bots excluded" in data["note"]
+        async with http.get(f"{base}/api/charts?fresh=1&bots=1") as resp:
+            with_bots = (await resp.json())["events"]
+        assert sum(with_bots["series"]["track.page"]) == 3 and "bots included" in with_bots["note"]
         async with http.get(f"{base}/api/store/saved") as resp:
             saved = (await resp.json())["queries"]
         for q in saved:

@@ -9,14 +9,14 @@ from typing import Any
 
 import aiohttp
 import pytest
+from support.poll import wait_for
+from support.processes import edge_healthy, start_edge
+from support.store import counted, start_store
 
 from band.cli.natsserver import NatsServer
 from band.cli.ports import free_port
 from band.panel.app import running
 from band.panel.config import PanelConfig
-from support.poll import wait_for
-from support.processes import edge_healthy, start_edge
-from support.store import counted, start_store
 
 pytest.importorskip("chdb")
 

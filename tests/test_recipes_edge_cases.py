@@ -25,7 +25,7 @@ rows, sql = json.loads(sys.stdin.read())
 q = chdb.query
 script = '''
 CREATE DATABASE stats;
-CREATE TABLE stats.events (uid UInt64, name String, timestamp UInt64, date Date, page_url String,
+CREATE TABLE stats.events (uid UInt64, bot LowCardinality(String), name String, timestamp UInt64, date Date, page_url String,
     sess_type String, sess_marks_utm_source String, sess_marks_utm_medium String,
     data_extra Nested(key String, value String)) ENGINE = MergeTree ORDER BY uid;
 '''

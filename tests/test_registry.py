@@ -40,6 +40,7 @@ def test_decorators_record_without_io() -> None:
     (lambda app: app.expose.handler(path="nope"), "path"),
     (lambda app: app.expose.enricher(keys=["out.gen"]), "key prefix"),
     (lambda app: app.expose.enricher(props={"ip": 5}), "props"),
+    (lambda app: app.expose.enricher(bots="no"), "enricher bots must be True or False"),
     (lambda app: app.expose.listener(max_deliver=0), "max_deliver"),
 ])
 def test_bad_declarations_raise_config_error(declare: Any, message: str) -> None:
@@ -48,6 +49,17 @@ def test_bad_declarations_raise_config_error(declare: Any, message: str) -> None
 
 
 async def _noop(**params: Any) -> None: ...
+
+
+def test_an_enricher_says_whether_it_wants_bots() -> None:
+    app = App("geo")
+    app.expose.enricher(props={"ip": "td.ip"}, bots=False)(_noop)
+
+    async def every(**params: Any) -> None: ...
+
+    app.expose.enricher()(every)
+    by_method = {ep.method: ep.bots for ep in app.registry.by_role("enricher")}
+    assert by_method == {"_noop": False, "every": True}  # the default: every hit, as before
 
 
 def test_sync_functions_and_duplicates_are_refused() -> None:

@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.store import counted, event, plant, publish, start_store, store_check
 
 from band import wire
 from band.cli.natsserver import NatsServer
 from band.store.server import DURABLE
-from support.store import counted, event, plant, publish, start_store, store_check
 
 pytest.importorskip("chdb")
 

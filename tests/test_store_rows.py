@@ -126,6 +126,17 @@ def test_a_huge_string_makes_a_bad_row() -> None:
     assert table == "bad_rows" and row["id"] == 6462464730849083393 and '"title"' in row["message"]
 
 
+def test_the_edges_bot_reason_goes_to_the_bot_column_of_every_table_and_bad_rows() -> None:
+    b = builder()
+    for event, table in ((sdk_page_event(), "events"), ({**sdk_page_event(), "service": "hook", "name": "in"}, "webhooks")):
+        assert b.build(event)[1].get("bot") in (None, "")  # a person: the column's default, empty
+        routed, row = b.build({**event, "bot": "crawler"})
+        assert routed == table and row["bot"] == "crawler"
+    big = {**sdk_page_event(), "bot": "headless"}
+    big["data"]["page"]["title"] = "x" * 100_000
+    assert b.bad_row(big, "events", "too big", 1, 2)[1]["bot"] == "headless"
+
+
 def test_missing_id_and_time_come_from_the_stream_message() -> None:
     table, row = builder().build({"service": "x", "name": "y", "data": {}}, fallback_id=99, fallback_ms=86_400_000)
     assert (table, row["id"], row["date"], row["timestamp"]) == ("webhooks", 99, "1970-01-02", 86_400_000)

@@ -41,8 +41,12 @@ GA_HITS = [  # GA4 Measurement Protocol payloads, as the page sends them to Goog
 ]
 
 
+# the page's own hits (GA collect, cookie sync) come from a browser: the edge flags a script's user agent as a bot
+BROWSER = {"User-Agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"}
+
+
 def post_json(url: str, body: Any) -> int:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST", headers={"Content-Type": "text/plain"})
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST", headers={"Content-Type": "text/plain", **BROWSER})
     try:
         with urllib.request.urlopen(request, timeout=10) as resp:
             return int(resp.status)
@@ -58,14 +62,14 @@ def no_redirect(url: str, cookie: str) -> tuple[int, str]:
 
     opener = urllib.request.build_opener(Stop)
     try:
-        with opener.open(urllib.request.Request(url, headers={"Cookie": cookie}), timeout=10) as resp:
+        with opener.open(urllib.request.Request(url, headers={"Cookie": cookie, **BROWSER}), timeout=10) as resp:
             return int(resp.status), ""
     except urllib.error.HTTPError as exc:
         return int(exc.code), str(exc.headers.get("Location", ""))
 
 
 def get_json(url: str, cookie: str) -> Any:
-    request = urllib.request.Request(url, headers={"Cookie": cookie})
+    request = urllib.request.Request(url, headers={"Cookie": cookie, **BROWSER})
     with urllib.request.urlopen(request, timeout=10) as resp:
         return json.loads(resp.read())
 

@@ -13,6 +13,7 @@ import contextlib
 import datetime as dt
 import functools
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -30,6 +31,7 @@ RECIPES = ROOT / "examples" / "recipes"
 START = dt.date(2026, 11, 1)
 SEED, VISITORS, DAYS = 1, 500, 14  # the docs' samples use these
 CLI = "band sql --format json"
+BOTS_IN = "counting bots"  # the key suffix of a recipe's answer without its bot filters
 
 
 def events(seed: int = SEED, visitors: int = VISITORS, days: int = DAYS) -> list[dict[str, Any]]:
@@ -64,7 +66,13 @@ def _params_for(name: str, seed: int, visitors: int, days: int) -> dict[str, Any
     return {"04-user-history.sql": {"uid": uid}, "04-uids-of-user.sql": {"user_id": user_id}}.get(Path(name).name)
 
 
-async def _ask(url: str, files: tuple[str, ...], svcs: list[subprocess.Popen[str]], seed: int, visitors: int, days: int) -> dict[str, Any]:
+def with_bots(sql: str) -> str:
+    """A recipe without its ``bot = ''`` filters: what it would answer counting bots."""
+    return re.sub(r"\b(\w+\.)?bot = ''", "1 = 1", sql)
+
+
+async def _ask(url: str, files: tuple[str, ...], svcs: list[subprocess.Popen[str]], seed: int, visitors: int, days: int,
+               unfiltered: bool = False) -> dict[str, Any]:
     from band._core.rpc import RPC
     from band._runtime.connect import connect
     from band.errors import RPCError
@@ -85,6 +93,9 @@ async def _ask(url: str, files: tuple[str, ...], svcs: list[subprocess.Popen[str
         for name in files:
             out[name] = await rpc.request("store", "query", timeout__=60, sql=Path(name).read_text(),
                                           params=_params_for(name, seed, visitors, days))
+            if unfiltered:
+                out[f"{name} {BOTS_IN}"] = await rpc.request("store", "query", timeout__=60, sql=with_bots(Path(name).read_text()),
+                                                             params=_params_for(name, seed, visitors, days))
         uid, user_id = history_visitor(seed, visitors, days)
         out["history uid"] = await rpc.request("history", "timeline", timeout__=60, uid=uid)
         out["history user_id"] = await rpc.request("history", "timeline", timeout__=60, user_id=user_id)
@@ -99,9 +110,10 @@ async def _ask(url: str, files: tuple[str, ...], svcs: list[subprocess.Popen[str
 
 
 @contextlib.contextmanager
-def stack(seed: int, visitors: int, days: int, services: list[Path], env: dict[str, str] | None = None
+def stack(seed: int, visitors: int, days: int, services: list[Path], env: dict[str, str] | None = None, bots: int = 0
           ) -> Iterator[tuple[str, list[subprocess.Popen[str]]]]:
-    """The demo events in a store, a nats-server of its own, the store service and ``services``.
+    """The demo events in a store (with ``bots`` bot visitors mixed in), a nats-server of its
+    own, the store service and ``services``.
 
     Yields the NATS URL and the service processes; stops them all on exit.
     """
@@ -112,7 +124,7 @@ def stack(seed: int, visitors: int, days: int, services: list[Path], env: dict[s
         store = Path(tmp) / "store"
         # as the tutorials say: band demo --jsonl - | band store import - (--direct: no NATS asked)
         demo = subprocess.Popen([sys.executable, "-m", "band", "demo", "--jsonl", "-", "--seed", str(seed), "--visitors", str(visitors),
-                                 "--days", str(days), "--start", START.isoformat()], cwd=tmp, stdout=subprocess.PIPE,
+                                 "--days", str(days), "--start", START.isoformat(), "--bots", str(bots)], cwd=tmp, stdout=subprocess.PIPE,
                                 stderr=subprocess.DEVNULL, env={**os.environ, **(env or {})})
         fill = subprocess.run([sys.executable, "-m", "band", "store", "import", "-", "--direct", str(store)], stdin=demo.stdout,
                               cwd=tmp, capture_output=True, text=True, timeout=600, env={**os.environ, **(env or {})})
@@ -159,9 +171,9 @@ async def store_ready(rpc: Any, svcs: list[subprocess.Popen[str]]) -> None:
 
 
 @functools.lru_cache(maxsize=4)
-def _run(seed: int, visitors: int, days: int, files: tuple[str, ...]) -> dict[str, Any]:
-    with stack(seed, visitors, days, [RECIPES / "history"]) as (url, svcs):
-        answers = asyncio.run(_ask(url, files, svcs, seed, visitors, days))
+def _run(seed: int, visitors: int, days: int, files: tuple[str, ...], bots: int = 0) -> dict[str, Any]:
+    with stack(seed, visitors, days, [RECIPES / "history"], bots=bots) as (url, svcs):
+        answers = asyncio.run(_ask(url, files, svcs, seed, visitors, days, unfiltered=bots > 0))
         # the documented command too: band sql --format json, as the Markov page pipes it
         cli = subprocess.run([sys.executable, "-m", "band", "sql", "--format", "json", "--nats", url,
                               (RECIPES / "06-markov-transitions.sql").read_text()], capture_output=True, text=True, timeout=120)
@@ -186,6 +198,12 @@ def band_sql_json_markov() -> str:
     """What ``band sql --format json "$(cat 06-markov-transitions.sql)"`` printed."""
     every = everyday()
     return str(_run(SEED, VISITORS, DAYS, every)[CLI])
+
+
+def with_bots_mixed_in(bots: int) -> dict[str, Any]:
+    """Every answer of a run whose store also holds ``bots`` bot visitors' events; each recipe
+    also as ``"<file> counting bots"``, asked without its ``bot = ''`` filters."""
+    return _run(SEED, VISITORS, DAYS, everyday(), bots)
 
 
 def query(recipe: str, seed: int = SEED, visitors: int = VISITORS, days: int = DAYS) -> list[dict[str, Any]]:

@@ -14,6 +14,11 @@ Event = dict[str, Any]
 NONE = "(none)"
 
 
+def people(events: list[Event]) -> list[Event]:
+    """The events of people: the recipes leave out what the edge flagged as a bot (``bot``)."""
+    return [e for e in events if not e.get("bot")]
+
+
 def channel_of(event: Event) -> str:
     """'utm_source / utm_medium' when the session has marks, else the SDK's sess.type."""
     sess = event["data"]["sess"]
@@ -29,6 +34,7 @@ def campaign_of(event: Event) -> str:
 
 def conversion_paths(events: list[Event], conversion: str = "purchase") -> list[tuple[str, float, int, list[tuple[int, str, str]]]]:
     """(uid, revenue, conversion time, touches) per buyer; a touch = (time, channel, campaign)."""
+    events = people(events)
     sessions: dict[str, list[tuple[int, str, str]]] = defaultdict(list)
     first_buy: dict[str, Event] = {}
     for e in events:
@@ -74,6 +80,7 @@ MODELS = ("first", "last", "last_non_direct", "linear", "time_decay", "position"
 
 def attribution(events: list[Event], half_life_days: float = 7) -> dict[tuple[str, str], dict[str, float]]:
     """{(channel, campaign): {c_<model>: conversions, r_<model>: revenue}}."""
+    events = people(events)
     out: dict[tuple[str, str], dict[str, float]] = defaultdict(lambda: defaultdict(float))
     for _, revenue, conv_time, touches in conversion_paths(events):
         for model in MODELS:
@@ -86,6 +93,7 @@ def attribution(events: list[Event], half_life_days: float = 7) -> dict[tuple[st
 
 def markov_paths(events: list[Event], conversion: str = "purchase") -> list[list[str]]:
     """Every visitor's states: (start), session channels in time order (to the first purchase), the end."""
+    events = people(events)
     sessions: dict[str, list[tuple[int, str]]] = defaultdict(list)
     first_buy: dict[str, int] = {}
     for e in events:
@@ -102,6 +110,7 @@ def markov_paths(events: list[Event], conversion: str = "purchase") -> list[list
 
 
 def markov(events: list[Event]) -> tuple[dict[tuple[str, str], int], dict[str, dict[str, float]]]:
+    events = people(events)
     """Transition counts, and per channel P(conversion), removal effect, credited conversions.
 
     Solved exactly (fractions, Gauss-Jordan) rather than iterated, to check the recipe's iteration.
@@ -172,6 +181,7 @@ def activity_index(session_events: list[Event]) -> float:
 
 def activity_attribution(events: list[Event]) -> dict[tuple[str, str], dict[str, float]]:
     """{(channel, campaign): {touches, conversions, revenue}} credited by activity index."""
+    events = people(events)
     by_session: dict[tuple[str, int], list[Event]] = defaultdict(list)
     for e in events:
         by_session[(e["uid"], e["data"]["sess"]["num"])].append(e)
@@ -210,6 +220,7 @@ def funnel_step(e: Event) -> int:
 
 
 def funnels(events: list[Event]) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
+    events = people(events)
     """Counts reaching each step, by day and by the channel of the attempt's first event.
 
     An attempt is a visitor's UTC day; its level is the longest run of steps 1, 2, 3, 4 met in
@@ -240,6 +251,7 @@ def funnels(events: list[Event]) -> tuple[dict[str, list[int]], dict[str, list[i
 
 def segments(events: list[Event]) -> dict[str, dict[str, Any]]:
     """{uid: {r, f, m, rfm, segment, revenue}} as 10-segments.md defines them (the events table's events)."""
+    events = people(events)
     from urllib.parse import urlsplit
 
     rows = [e for e in events if e["name"] not in ACTIVITY_TABLE]

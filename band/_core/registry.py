@@ -36,6 +36,7 @@ class Endpoint:
     timeout_ms: int = wire.DEFAULT_HANDLER_TIMEOUT_MS
     keys: tuple[str, ...] = ()  # enricher/listener: key prefixes (empty = all)
     props: Mapping[str, str] = field(default_factory=dict)  # enricher: arg -> dot-path
+    bots: bool = True  # enricher: asked for hits the edge flagged as bots too
     durable: bool = False  # listener: JetStream durable consumer
     max_deliver: int = DEFAULT_MAX_DELIVER  # durable listener: tries before the DLQ
     accepts: frozenset[str] | None = None  # named params; None = takes **kwargs
@@ -192,13 +193,17 @@ class Expose:
 
         return record
 
-    def enricher(self, props: Mapping[str, str] | None = None, keys: Any = None) -> Callable[[F], F]:
-        """``@expose.enricher(props, keys)``: adds its answer at ``data.<service>``.
+    def enricher(self, props: Mapping[str, str] | None = None, keys: Any = None, *, bots: bool = True) -> Callable[[F], F]:
+        """``@expose.enricher(props, keys, bots=True)``: adds its answer at ``data.<service>``.
 
         Args:
             props: argument name -> dot-path in the message (``{'ip': 'td.ip'}``).
             keys: routing-key prefixes by whole tokens (``['in.gen.track']``); none = all.
+            bots: ``False``: the edge does not ask it for hits it flagged as bots (crawlers,
+                headless browsers, spam), so a crawler storm does not load it.
         """
+        if not isinstance(bots, bool):
+            raise ConfigError(f"enricher bots must be True or False, got {bots!r}")
         if props is not None and not (
             isinstance(props, Mapping) and all(isinstance(k, str) and isinstance(v, str) for k, v in props.items())
         ):
@@ -208,7 +213,7 @@ class Expose:
         def record(fn: F) -> F:
             _require_async(fn, "@expose.enricher()")
             self._registry.add(
-                Endpoint("enricher", fn, fn.__name__, keys=checked, props=dict(props or {}), **_signature(fn))
+                Endpoint("enricher", fn, fn.__name__, keys=checked, props=dict(props or {}), bots=bots, **_signature(fn))
             )
             return fn
 

@@ -160,9 +160,14 @@ class Dispatch:
         key = message["key"]
         merged: Any = None
         failed: str | None = None
+        bot, declined, called = bool(message.get(wire.BOT_FIELD)), False, False
         for ep in self.app.registry.by_role("enricher"):
             if ep.keys and not any(wire.key_matches(p, key) for p in ep.keys):
                 continue
+            if bot and not ep.bots:  # it declined bots: not called
+                declined = True
+                continue
+            called = True
             args = {arg: wire.enrich_value(message, path) for arg, path in ep.props.items()}
             args["key"] = key
             result, error = await self.invoke(wire.ROLE_ENRICHER, ep, args, key, message.get("id"), self.call_timeout_s)
@@ -173,6 +178,8 @@ class Dispatch:
                 value = result.data if isinstance(result, Response) else result
                 merged = {**merged, **value} if isinstance(merged, dict) and isinstance(value, dict) else value
             failed = failed or error
+        if declined and not called:  # the edge did not ask this service for a bot's hit: no answer
+            return None
         if merged is None and failed is not None:
             return await self.reply_error(msg, 500, failed, service)
         if msg.reply:

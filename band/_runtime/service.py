@@ -237,7 +237,7 @@ class Service:
             self._endpoint(ep, subject, wire.endpoint_metadata(wire.ROLE_RPC, method=method))
             subjects[subject] = dispatch.on_rpc
         for ep in registry.by_role("enricher"):
-            md = wire.endpoint_metadata(wire.ROLE_ENRICHER, keys=list(ep.keys), props=dict(ep.props), method=ep.method)
+            md = wire.endpoint_metadata(wire.ROLE_ENRICHER, keys=list(ep.keys), props=dict(ep.props), method=ep.method, bots=ep.bots)
             for prefix in ep.keys or ("",):
                 subject = wire.prefix_subject(wire.ENRICH_PREFIX, prefix)
                 self._endpoint(ep, subject, md)

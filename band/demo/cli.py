@@ -25,6 +25,7 @@ activity, lead forms, purchases with revenue; visitors returning on later days).
                                     must not be running: stop the dev stack first)
   band demo --jsonl events.jsonl    the events as JSON lines (- for stdout), nothing sent
   band demo --costs-csv costs.csv   also the ad platforms' cost report for the same traffic
+  band demo --bots 40               also 40 bot visitors, flagged in the bot column (reports leave them out)
 
 The same --seed, --visitors, --days and --start give the same events."""
 
@@ -34,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     p.add_argument("--visitors", type=int, default=500, help="visitors (default 500)")
     p.add_argument("--days", type=int, default=14, help="days of traffic (default 14)")
+    p.add_argument("--bots", type=int, default=0, help="also this many bot visitors (crawlers, headless browsers, no user agent, referrer spam), flagged as the edge flags them (default 0)")
     p.add_argument("--start", type=dt.date.fromisoformat, help="first day, YYYY-MM-DD (default: so that the last day is today, UTC)")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--edge", metavar="URL", help="the edge's base URL (default: the one band up runs in this directory, ./.band/edge.url; else http://127.0.0.1:$PORT, PORT defaulting to 8080)")
@@ -62,11 +64,11 @@ class _Counter:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.visitors < 0 or args.days < 1:
-        print("band demo: --visitors must be 0 or more and --days 1 or more", file=sys.stderr)
+    if args.visitors < 0 or args.days < 1 or args.bots < 0:
+        print("band demo: --visitors and --bots must be 0 or more and --days 1 or more", file=sys.stderr)
         return 2
     start = args.start or (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=args.days - 1))
-    events = generate(args.seed, args.visitors, args.days, start)
+    events = generate(args.seed, args.visitors, args.days, start, args.bots)
     if args.costs_csv:
         from .costs import costs, to_csv
 

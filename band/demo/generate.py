@@ -77,6 +77,16 @@ PAGES: dict[str, str] = {
 NEXT_PAGES = ("/", "/pricing", "/product/boots", "/product/scarf", "/blog/size-guide", "/contact")
 PRICES = (19.0, 49.0, 99.0, 149.0, 249.0)
 
+# Bots mixed in by ``generate(..., bots=N)``: (the reason the edge gives, user agent, referrer).
+# Their events carry that reason in ``bot``, as the edge flags them; a person's never do.
+BOTS: tuple[tuple[str, str, str], ...] = (
+    ("crawler", "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)", ""),
+    ("crawler", "Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)", ""),
+    ("headless", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/120.0.0.0 Safari/537.36", ""),
+    ("no_ua", "", ""),
+    ("spam_ref", "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36", "https://semalt.com/"),
+)
+
 DEVICES: tuple[tuple[str, int, int, float], ...] = (  # user agent, screen width, height, share
     ("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36", 1440, 900, 0.3),
     ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36", 1920, 1080, 0.3),
@@ -98,13 +108,26 @@ class _Visitor:
     user_id: str = ""
 
 
-def generate(seed: int, visitors: int, days: int, start: dt.date = dt.date(2026, 11, 1)) -> list[dict[str, Any]]:
-    """The events of ``visitors`` visitors over ``days`` days from ``start`` (UTC), ordered by time."""
-    if visitors < 0 or days < 1:
-        raise ValueError("visitors must be >= 0 and days >= 1")
+def generate(seed: int, visitors: int, days: int, start: dt.date = dt.date(2026, 11, 1), bots: int = 0) -> list[dict[str, Any]]:
+    """The events of ``visitors`` visitors over ``days`` days from ``start`` (UTC), ordered by time.
+
+    ``bots``: that many bot visitors mixed in (crawlers, headless browsers, no user agent,
+    referrer spam; :data:`BOTS`), their events flagged in ``bot`` as the edge flags them. They
+    draw from their own random generator: the people's events are the same with or without them.
+    """
+    if visitors < 0 or days < 1 or bots < 0:
+        raise ValueError("visitors and bots must be >= 0 and days >= 1")
     rng = random.Random(seed)
     day0 = int(dt.datetime(start.year, start.month, start.day, tzinfo=dt.UTC).timestamp() * 1000)
     events: list[dict[str, Any]] = []
+    _people(rng, visitors, days, day0, events)
+    _bots(random.Random(seed * 7919 + 1), bots, days, day0, events)
+    events.sort(key=lambda e: (e["time"], e["uid"], e["data"]["sess"]["eventNum"]))
+    _assign_ids(events)
+    return events
+
+
+def _people(rng: random.Random, visitors: int, days: int, day0: int, events: list[dict[str, Any]]) -> None:
     for n in range(visitors):
         first_day = rng.randrange(days)
         first_ms = day0 + first_day * 86_400_000 + _daytime_ms(rng)
@@ -123,9 +146,21 @@ def generate(seed: int, visitors: int, days: int, start: dt.date = dt.date(2026,
             if (session_ms - day0) // 86_400_000 >= days:
                 break
             session_num += 1
-    events.sort(key=lambda e: (e["time"], e["uid"], e["data"]["sess"]["eventNum"]))
-    _assign_ids(events)
-    return events
+
+
+def _bots(rng: random.Random, bots: int, days: int, day0: int, events: list[dict[str, Any]]) -> None:
+    """Bot visitors: each crawls like a visitor (sessions, pages, even a checkout) on one day."""
+    for n in range(bots):
+        reason, ua, ref = rng.choice(BOTS)
+        start_ms = day0 + rng.randrange(days) * 86_400_000 + _daytime_ms(rng)
+        visitor = _new_visitor(rng, 0xFFF - (n & 0x7FF), start_ms)
+        visitor.ua = ua
+        source = Source("referral", 0, ref, landings=("/", "/pricing", "/product/boots"), buy_rate=0.3) if ref else DIRECT
+        first = len(events)
+        for num in range(1, 1 + rng.randrange(1, 4)):
+            _session(rng, visitor, source, num, max(start_ms, events[-1]["time"] + 1 if len(events) > first else start_ms), events)
+        for event in events[first:]:
+            event["bot"] = reason
 
 
 def _daytime_ms(rng: random.Random) -> int:
@@ -264,6 +299,7 @@ def _assign_ids(events: list[dict[str, Any]]) -> None:
 
 
 __all__ = [
+    "BOTS",
     "CONVERSION",
     "DEVICES",
     "DIRECT",

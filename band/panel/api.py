@@ -69,21 +69,23 @@ class ChartCache:
 
     def __init__(self) -> None:
         self.lock = asyncio.Lock()
-        self.at = -self.TTL_S
-        self.data: dict[str, Any] = {}
+        self.at = {False: -self.TTL_S, True: -self.TTL_S}  # bots excluded, bots included
+        self.data: dict[bool, dict[str, Any]] = {}
 
 
 CHART_CACHE: web.AppKey[ChartCache] = web.AppKey("chart_cache", ChartCache)
 
 
 async def events_chart_data(request: web.Request) -> dict[str, Any]:
+    """The events chart's counts; ``?bots=1`` includes the events the edge flagged as bots."""
     config, cache = request.app[CONFIG], request.app[CHART_CACHE]
+    bots = request.query.get("bots") == "1"
     async with cache.lock:
         now = time.monotonic()
-        if now - cache.at >= cache.TTL_S or request.query.get("fresh") == "1":
-            cache.data = await eventcounts.events_per_name(request.app[NC], config.store_service, config.stream_count_limit)
-            cache.at = now
-        return cache.data
+        if now - cache.at[bots] >= cache.TTL_S or request.query.get("fresh") == "1":
+            cache.data[bots] = await eventcounts.events_per_name(request.app[NC], config.store_service, config.stream_count_limit, bots)
+            cache.at[bots] = now
+        return cache.data[bots]
 
 
 def _edge_series(request: web.Request, index: int) -> tuple[list[float], dict[str, list[float]]]:

@@ -20,6 +20,7 @@ class EdgeTotals:
     publish_errors: float = 0.0
     unenriched: float = 0.0
     websockets: float = 0.0
+    bots: dict[str, dict[str, float]] = field(default_factory=dict)  # reason -> action -> hits
 
 
 def parse(text: str) -> EdgeTotals:
@@ -45,6 +46,8 @@ def parse(text: str) -> EdgeTotals:
                 totals.publish_errors = value
             elif name == "band_edge_unenriched_total":
                 totals.unenriched = value
+            elif name == "band_edge_bots_total":
+                totals.bots.setdefault(labels.get("reason", "?"), {})[labels.get("action", "?")] = value
             elif name == "band_edge_websockets":
                 totals.websockets = value
     return totals
@@ -81,6 +84,7 @@ def rates(new: EdgeTotals, old: EdgeTotals | None, seconds: float) -> dict[str, 
         "publish_errors": new.publish_errors,
         "unenriched": new.unenriched,
         "websockets": new.websockets,
+        "bots": {reason: dict(actions) for reason, actions in sorted(new.bots.items())},
     }
 
 

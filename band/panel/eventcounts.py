@@ -24,15 +24,23 @@ from ..runtime import RPC, raise_if_cancelling
 BUCKET_S = 15 * 60
 WINDOW_S = 24 * 3600
 TABLES = ("events", "activity", "ping", "webhooks")  # where the store routes events (Rockstat's defaults)
-STORE_SQL = (
-    "SELECT bucket, key_name AS name, count() AS events FROM ("
-    + " UNION ALL ".join(
-        "SELECT toUnixTimestamp(toStartOfFifteenMinutes(dateTime)) AS bucket, concat(service, '.', name) AS key_name "
-        f"FROM stats.{table} WHERE dateTime >= now() - INTERVAL 1 DAY"
-        for table in TABLES
+
+
+def store_sql(bots: bool = False) -> str:
+    """Events per 15 minutes and name; without ``bots``, the events the edge flagged are left out."""
+    people = "" if bots else " AND bot = ''"
+    return (
+        "SELECT bucket, key_name AS name, count() AS events FROM ("
+        + " UNION ALL ".join(
+            "SELECT toUnixTimestamp(toStartOfFifteenMinutes(dateTime)) AS bucket, concat(service, '.', name) AS key_name "
+            f"FROM stats.{table} WHERE dateTime >= now() - INTERVAL 1 DAY{people}"
+            for table in TABLES
+        )
+        + ") GROUP BY bucket, key_name ORDER BY bucket, key_name"
     )
-    + ") GROUP BY bucket, key_name ORDER BY bucket, key_name"
-)
+
+
+STORE_SQL = store_sql()
 
 
 def buckets(now: float) -> list[float]:
@@ -50,14 +58,15 @@ def _table(starts: list[float], counts: dict[str, dict[float, float]], top: int 
     return series
 
 
-async def from_store(nc: Client, service: str, timeout_s: float = 10.0) -> dict[str, Any]:
-    rows = await RPC(lambda: nc).request(service, "query", timeout__=timeout_s, sql=STORE_SQL)
+async def from_store(nc: Client, service: str, timeout_s: float = 10.0, bots: bool = False) -> dict[str, Any]:
+    rows = await RPC(lambda: nc).request(service, "query", timeout__=timeout_s, sql=store_sql(bots))
     starts = buckets(time.time())
     counts: dict[str, dict[float, float]] = {}
     for row in (rows or {}).get("rows", []):
         bucket = float(row["bucket"])
         counts.setdefault(str(row["name"]), {})[bucket] = counts.get(str(row["name"]), {}).get(bucket, 0.0) + float(row["events"])
-    return {"source": "store", "times": starts, "series": _table(starts, counts), "note": "every event in the store"}
+    note = "every event in the store, bots included" if bots else "the store's events, bots excluded"
+    return {"source": "store", "times": starts, "series": _table(starts, counts), "note": note, "bots": bots}
 
 
 async def from_stream(nc: Client, limit: int, top: int = 9) -> dict[str, Any]:
@@ -107,13 +116,14 @@ async def from_stream(nc: Client, limit: int, top: int = 9) -> dict[str, Any]:
             await psub.unsubscribe()
         except Exception:
             pass
-    return {"source": "stream", "times": starts, "series": _table(starts, counts, top), "note": note}
+    return {"source": "stream", "times": starts, "series": _table(starts, counts, top), "note": f"{note}, bots included: the stream's headers do not say", "bots": True}
 
 
-async def events_per_name(nc: Client, store_service: str, limit: int) -> dict[str, Any]:
-    """From the store when it answers, else from the stream (the reason is in ``store_error``)."""
+async def events_per_name(nc: Client, store_service: str, limit: int, bots: bool = False) -> dict[str, Any]:
+    """From the store when it answers (``bots``: with the events the edge flagged as bots),
+    else from the stream, which cannot tell bots (the reason is in ``store_error``)."""
     try:
-        return await from_store(nc, store_service)
+        return await from_store(nc, store_service, bots=bots)
     except (RPCError, KeyError, TypeError, ValueError) as exc:
         reason = str(getattr(exc, "message", exc))
     try:
@@ -124,4 +134,4 @@ async def events_per_name(nc: Client, store_service: str, limit: int) -> dict[st
     return result
 
 
-__all__ = ["STORE_SQL", "buckets", "events_per_name", "from_store", "from_stream"]
+__all__ = ["STORE_SQL", "buckets", "events_per_name", "from_store", "from_stream", "store_sql"]

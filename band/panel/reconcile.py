@@ -11,8 +11,9 @@ in red with its size, less what the store has still to write ("on the way"). ``b
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from html import escape
-from typing import Any, Sequence
+from typing import Any
 
 import aiohttp
 from nats.aio.client import Client
@@ -31,7 +32,7 @@ async def _edge_minutes(http: aiohttp.ClientSession, url: str) -> dict[str, Any]
                 return None
             answer: dict[str, Any] = await resp.json(content_type=None)
             return answer
-    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+    except (TimeoutError, aiohttp.ClientError, ValueError):
         return None
 
 
@@ -48,7 +49,7 @@ async def read(nc: Client, http: aiohttp.ClientSession, edge_urls: Sequence[str]
     }
     try:
         counts = await RPC(lambda: nc).request(store_service, "counts", timeout__=TIMEOUT_S, minutes=MINUTES)
-    except (RPCError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, RPCError) as exc:
         notes.append(f"the store did not answer ({getattr(exc, 'message', exc)}): start it with 'band store'")
     else:
         for name in ("in_stream", "stored", "failed", "flagged", "pending", "lag"):

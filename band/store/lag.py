@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from bisect import bisect_left
 from collections import OrderedDict
-from typing import Iterable
+from collections.abc import Iterable
 
 KEEP_MINUTES = 60
 BOUNDS_MS: tuple[int, ...] = tuple(sorted({max(1, round(1.1 ** i)) for i in range(0, 160)}))  # 1 ms .. ~1 day

@@ -21,8 +21,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 import nats.errors
 from nats.aio.client import Client
@@ -118,7 +119,7 @@ async def read_window(nc: Client, since: dt.datetime | None, window: Window) -> 
 async def _delete(nc: Client, name: str) -> None:
     try:
         await nc.jetstream().delete_consumer(wire.STREAM, name)
-    except (NotFoundError, nats.errors.Error, asyncio.TimeoutError):
+    except (TimeoutError, NotFoundError, nats.errors.Error):
         pass  # gone already, or the server drops it once inactive
 
 

@@ -20,6 +20,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from .. import wire
 from . import body
 from .config import BAD_ROWS, STREAM_SEQ, StoreConfig, route_key
 from .schema import Table
@@ -245,6 +246,9 @@ class RowBuilder:
         row["id"] = int(event_id) if isinstance(event_id, str) and event_id.isdigit() and int(event_id) < 2**64 else fallback_id
         self._times(row, message.get("time") if isinstance(message, Mapping) else None, fallback_ms,
                     {name: name for name in self.layouts[BAD_ROWS].columns})
+        bot = message.get(wire.BOT_FIELD) if isinstance(message, Mapping) else None
+        if isinstance(bot, str) and wire.BOT_FIELD in self.layouts[BAD_ROWS].columns:
+            row[wire.BOT_FIELD] = bot[:64]
         row["message"] = message if isinstance(message, str) else json.dumps(message, ensure_ascii=False, default=str)
         return BAD_ROWS, row
 

@@ -26,6 +26,7 @@ from .._runtime.stream import ensure_stream
 from ..errors import ConfigError, RPCError
 from . import reconcile
 from .backend import READONLY_CODE, StoreError, Unavailable, open_backend, parse_json
+from .bots import counts_sql
 from .config import BAD_ROWS, StoreConfig
 from .counts import minute_counts
 from .cursor import FORMAT as CURSOR_FORMAT
@@ -342,9 +343,23 @@ class Store:
         answer["where"] = "server" if self.config.clickhouse_url else "embedded"
         answer["http"] = self.http_state
         answer["pending"] = await self._pending(DURABLE)
+        answer["bots"] = await self._bots()
         if self.replaying is not None or self._replay_task is not None:
             answer["replay"] = await self.replay_status()
         return answer
+
+    async def _bots(self) -> dict[str, int] | None:
+        """Stored events per bot reason (``None`` while the store is not open)."""
+        sql = counts_sql(self.config)
+        engine = self.engine
+        if sql is None or engine is None or not self._ready.is_set():
+            return None
+        try:
+            result = await engine.call(engine.backend.select, sql, {}, True, read=True)
+        except StoreError as exc:
+            self.log.warning("store: bot counts not read", error=exc.message)
+            return None
+        return {str(row["reason"]): int(row["n"]) for row in result["rows"]}
 
     async def _pending(self, durable: str) -> int | None:
         if self._nc is None:

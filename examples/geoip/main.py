@@ -34,7 +34,7 @@ def is_public(ip: str) -> bool:
         return False
 
 
-@expose.enricher(props={'ip': 'td.ip'}, keys=['in.gen'])
+@expose.enricher(props={'ip': 'td.ip'}, keys=['in.gen'], bots=False)  # nor geo look-ups
 async def enrich(ip: str | None, **params: Any) -> dict[str, Any] | None:
     """Private, reserved and malformed addresses add nothing (None)."""
     if not ip or not is_public(ip):

@@ -1,4 +1,5 @@
 -- Events and page views per session (a session is a uid and the web SDK's sess_start).
+-- Bots excluded: `bot = ''` leaves out the events the edge flagged as bots (docs/edge.md).
 SELECT count() AS sessions,
        round(avg(events), 2) AS avg_events,
        quantileExact(0.5)(events) AS median_events,
@@ -6,6 +7,6 @@ SELECT count() AS sessions,
 FROM (
     SELECT uid, sess_start, count() AS events, countIf(name = 'page') AS pages
     FROM stats.events
-    WHERE date >= {since:Date} AND sess_start > 0
+    WHERE bot = '' AND date >= {since:Date} AND sess_start > 0
     GROUP BY uid, sess_start
 )

@@ -1,6 +1,7 @@
 -- Cost per campaign joined with the sessions and sales it bought
 -- (docs/tutorials/01-other-services.md). Costs: the ad_costs table (examples/recipes/store.yml);
 -- sessions and purchases by the UTM source and campaign of the session they happened in.
+-- Bots excluded: `bot = ''` leaves out the events the edge flagged as bots (docs/edge.md).
 WITH
     costs AS (
         SELECT source, campaign, sum(clicks) AS clicks, sum(cost) AS cost
@@ -11,7 +12,7 @@ WITH
                countIf(name = 'session') AS sessions, countIf(name = 'purchase') AS purchases,
                sumIf(toFloat64OrZero(data_extra.value[indexOf(data_extra.key, 'revenue')]), name = 'purchase') AS revenue
         FROM stats.events
-        WHERE sess_marks_utm_campaign != '' AND name IN ('session', 'purchase')
+        WHERE bot = '' AND sess_marks_utm_campaign != '' AND name IN ('session', 'purchase')
         GROUP BY source, campaign
     )
 SELECT c.source AS source, c.campaign AS campaign, c.clicks AS clicks, v.sessions AS sessions,

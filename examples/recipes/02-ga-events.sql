@@ -1,6 +1,7 @@
 -- Your copy of Google Analytics: GA4 Measurement Protocol payloads the page also sent to
 -- /ga/collect, one row per GA event with its parameters as columns
 -- (docs/tutorials/02-google-analytics.md). The raw payload stays in stats.webhooks.
+-- Bots excluded: `bot = ''` leaves out the events the edge flagged as bots (docs/edge.md).
 SELECT dateTime,
        extra.value[indexOf(extra.key, 'measurement_id')] AS measurement_id,
        extra.value[indexOf(extra.key, 'client_id')] AS client_id,
@@ -15,5 +16,5 @@ SELECT dateTime,
        JSONExtractString(ga_event, 'params', 'currency') AS currency
 FROM stats.webhooks
 ARRAY JOIN JSONExtractArrayRaw(extra.value[indexOf(extra.key, 'events')]) AS ga_event
-WHERE service = 'ga' AND name = 'collect'
+WHERE bot = '' AND service = 'ga' AND name = 'collect'
 ORDER BY timestamp, id

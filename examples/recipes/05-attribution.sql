@@ -3,6 +3,7 @@
 -- A touch is a session (its `session` event); channel = 'utm_source / utm_medium' if the
 -- session has marks, else the SDK's sess_type; the conversion is the visitor's first `purchase`; its path is the
 -- visitor's sessions that began at or before it. Time decay half-life: 7 days.
+-- Bots excluded: `bot = ''` leaves out the events the edge flagged as bots (docs/edge.md).
 WITH
     7 * 86400000 AS half_life_ms,
     sessions AS (
@@ -10,13 +11,13 @@ WITH
                if(sess_marks_utm_source != '', concat(sess_marks_utm_source, ' / ', sess_marks_utm_medium), sess_type) AS channel,
                sess_marks_utm_campaign AS campaign
         FROM stats.events
-        WHERE name = 'session'
+        WHERE bot = '' AND name = 'session'
     ),
     conversions AS (
         SELECT uid, min(timestamp) AS conv_ts,
                argMin(toFloat64OrZero(data_extra.value[indexOf(data_extra.key, 'revenue')]), timestamp) AS revenue
         FROM stats.events
-        WHERE name = 'purchase'
+        WHERE bot = '' AND name = 'purchase'
         GROUP BY uid
     ),
     paths AS (

@@ -2,15 +2,16 @@
 -- Definitions: docs/tutorials/06-markov.md. A visitor's path is (start), the channel of each
 -- session in time order (up to the first purchase for buyers), then (conversion) or (null).
 -- Feed it to examples/recipes/markov.py for probabilities and removal effects.
+-- Bots excluded: `bot = ''` leaves out the events the edge flagged as bots (docs/edge.md).
 WITH
     sessions AS (
         SELECT uid, timestamp AS ts,
                if(sess_marks_utm_source != '', concat(sess_marks_utm_source, ' / ', sess_marks_utm_medium), sess_type) AS channel
         FROM stats.events
-        WHERE name = 'session'
+        WHERE bot = '' AND name = 'session'
     ),
     conversions AS (
-        SELECT uid, min(timestamp) AS conv_ts FROM stats.events WHERE name = 'purchase' GROUP BY uid
+        SELECT uid, min(timestamp) AS conv_ts FROM stats.events WHERE bot = '' AND name = 'purchase' GROUP BY uid
     ),
     paths AS (
         SELECT s.uid AS uid, max(c.conv_ts) > 0 AS converted,

@@ -3,11 +3,12 @@
 --   index = 1 + min(duration_s / 300, 1) + scroll depth + min(activity events / 5, 1)
 --   duration_s: first to last event of the session (events and activity tables);
 --   scroll depth: max over scroll events of min((scroll_ms + scroll_ch) / scroll_dh, 1), else 0.
+-- Bots excluded: `bot = ''` leaves out the events the edge flagged as bots (docs/edge.md).
 WITH
     session_events AS (
-        SELECT uid, sess_num, timestamp, name, scroll_ms, scroll_ch, scroll_dh FROM stats.events
+        SELECT uid, sess_num, timestamp, name, scroll_ms, scroll_ch, scroll_dh FROM stats.events WHERE bot = ''
         UNION ALL
-        SELECT uid, sess_num, timestamp, name, scroll_ms, scroll_ch, scroll_dh FROM stats.activity
+        SELECT uid, sess_num, timestamp, name, scroll_ms, scroll_ch, scroll_dh FROM stats.activity WHERE bot = ''
     ),
     engagement AS (
         SELECT uid, sess_num,
@@ -24,13 +25,13 @@ WITH
                e.sess_marks_utm_campaign AS campaign, g.activity_index AS activity_index
         FROM stats.events AS e
         INNER JOIN engagement AS g ON g.uid = e.uid AND g.sess_num = e.sess_num
-        WHERE e.name = 'session'
+        WHERE e.bot = '' AND e.name = 'session'
     ),
     conversions AS (
         SELECT uid, min(timestamp) AS conv_ts,
                argMin(toFloat64OrZero(data_extra.value[indexOf(data_extra.key, 'revenue')]), timestamp) AS revenue
         FROM stats.events
-        WHERE name = 'purchase'
+        WHERE bot = '' AND name = 'purchase'
         GROUP BY uid
     ),
     touches AS (

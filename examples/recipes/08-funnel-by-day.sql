@@ -1,6 +1,7 @@
 -- The shop's funnel by day: visit -> product page -> checkout -> purchase, in that order.
 -- Definitions: docs/tutorials/08-funnels.md. One attempt = one visitor's day (UTC);
 -- windowFunnel over the event time in ms, the window the whole day.
+-- Bots excluded: `bot = ''` leaves out the events the edge flagged as bots (docs/edge.md).
 WITH attempts AS (
     SELECT date, uid,
            windowFunnel(86400000)(timestamp,
@@ -9,6 +10,7 @@ WITH attempts AS (
                name = 'page' AND path(page_url) = '/checkout',
                name = 'purchase') AS level
     FROM stats.events
+    WHERE bot = ''
     GROUP BY date, uid
 )
 SELECT date,

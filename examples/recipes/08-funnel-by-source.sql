@@ -1,5 +1,6 @@
 -- The shop's funnel by source: as 08-funnel-by-day.sql, grouped by the channel of the
 -- attempt's first event (docs/tutorials/08-funnels.md).
+-- Bots excluded: `bot = ''` leaves out the events the edge flagged as bots (docs/edge.md).
 WITH attempts AS (
     SELECT date, uid,
            -- the first event's channel; at the same millisecond, the session event's
@@ -11,6 +12,7 @@ WITH attempts AS (
                name = 'page' AND path(page_url) = '/checkout',
                name = 'purchase') AS level
     FROM stats.events
+    WHERE bot = ''
     GROUP BY date, uid
 )
 SELECT channel,

@@ -1,7 +1,8 @@
 -- Visitor segments: recency / frequency / monetary scores and behaviour rules, one row per
 -- visitor (docs/tutorials/10-segments.md). "Now" is the newest event in the store.
+-- Bots excluded: `bot = ''` leaves out the events the edge flagged as bots (docs/edge.md).
 WITH
-    (SELECT max(timestamp) FROM stats.events) AS as_of,
+    (SELECT max(timestamp) FROM stats.events WHERE bot = '') AS as_of,
     visitors AS (
         SELECT uid,
                (as_of - max(timestamp)) / 86400000 AS age_days,
@@ -11,6 +12,7 @@ WITH
                countIf(name = 'page' AND path(page_url) = '/checkout') AS checkouts,
                countIf(name = 'form_submit') AS leads
         FROM stats.events
+        WHERE bot = ''
         GROUP BY uid
     )
 -- the scores read the exact age_days: a rounded alias named like the column would shadow it

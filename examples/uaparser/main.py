@@ -50,7 +50,7 @@ def form_factor(ua: str, family: str) -> dict[str, bool]:
     return {'is_tablet': tablet, 'is_mob': mobile, 'is_pc': not (bot or tablet or mobile)}
 
 
-@expose.enricher(props={'ua': 'td.ua'}, keys=['in.gen'])
+@expose.enricher(props={'ua': 'td.ua'}, keys=['in.gen'], bots=False)  # a crawler storm does not load UA parsing
 async def enrich(ua: str | None, **params: Any) -> dict[str, Any] | None:
     """None (no user agent, or nothing recognised) adds nothing to the message."""
     return describe(ua) if ua else None

@@ -63,8 +63,8 @@ class FakeService:
         self.endpoints.append(Endpoint(name, wire.handle_subject(key), md, fn))
         return self
 
-    def enricher(self, fn: Fn, keys: list[str]) -> FakeService:
-        md = wire.endpoint_metadata(wire.ROLE_ENRICHER, keys=keys, props={}, method="enrich")
+    def enricher(self, fn: Fn, keys: list[str], bots: bool = True) -> FakeService:
+        md = wire.endpoint_metadata(wire.ROLE_ENRICHER, keys=keys, props={}, method="enrich", bots=bots)
         for prefix in keys or [""]:
             self.endpoints.append(Endpoint("enrich", wire.prefix_subject(wire.ENRICH_PREFIX, prefix), md, fn))
         return self

@@ -88,8 +88,13 @@ function renderEdge(edges) {
       <div class="two"><table class="table compact"><thead><tr><th>Status</th><th class="num">Hits</th></tr></thead><tbody>${statuses}</tbody></table>
       <table class="table compact"><thead><tr><th>Stage</th><th class="num">Mean</th><th class="num">p95</th></tr></thead><tbody>${stages}</tbody></table></div>
       <p class="muted">Enricher timeouts (total): ${timeouts}</p>
-      <p class="${e.unenriched ? "warn" : "muted"}" title="hits stored while no enricher service was known for their key: before the enrichers registered, or with none declared">Stored without enrichment (total): ${fmtInt(e.unenriched || 0)}</p></div>`;
+      <p class="${e.unenriched ? "warn" : "muted"}" title="hits stored while no enricher service was known for their key: before the enrichers registered, or with none declared">Stored without enrichment (total): ${fmtInt(e.unenriched || 0)}</p>
+      <p class="muted" id="edge-bots" title="hits the edge classified as bots, by reason and what its config did with them: flag (stored with the reason in the bot column), drop (answered, not stored), keep (stored as a person's)">Bots (total): ${botCounts(e.bots)}</p></div>`;
   }).join("");
+}
+
+function botCounts(bots) {
+  return Object.entries(bots || {}).map(([reason, actions]) => `${esc(reason)} ${Object.entries(actions).map(([a, n]) => `${fmtInt(n)} ${esc(a === "flag" ? "flagged" : a === "drop" ? "dropped" : "kept")}`).join(", ")}`).join(" · ") || "none";
 }
 
 function renderJetStream(js) {
@@ -226,7 +231,9 @@ pages.charts = {
   every: 10000,
   refresh() {
     const t = Date.now();
-    $("#chart-events").src = `/api/charts/events.svg?t=${t}`;
+    const bots = $("#charts-bots").checked;
+    $("#chart-events").src = `/api/charts/events.svg?t=${t}${bots ? "&bots=1" : ""}`;
+    $("#charts-bots-note").textContent = bots ? "bots included" : "bots excluded: events the edge flagged as bots are left out";
     $("#chart-statuses").src = `/api/charts/statuses.svg?t=${t}`;
     $("#chart-timeouts").src = `/api/charts/timeouts.svg?t=${t}`;
     $("#charts-note").textContent = "Events per name come from the store when it runs, else from the events stream. Edge charts are sampled by this panel every couple of seconds.";
@@ -363,6 +370,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("#tail-clear").onclick = () => { $("#tail tbody").innerHTML = ""; tailEvents.clear(); };
   $("#tail-prefix").onchange = tailSend;
   $("#tail-uid").onchange = tailSend;
+  $("#charts-bots").onchange = () => pages.charts.refresh();
   $("#tail").onclick = (e) => { const tr = e.target.closest("tr[data-id]"); if (tr) showEvent(tr.dataset.id, $("#tail"), $("#tail-detail")); };
   $("#user-form").onsubmit = (e) => { e.preventDefault(); userHistory(); };
   $("#sql-run").onclick = () => runSql(false);

@@ -12,12 +12,13 @@ db = session.Session()
 db.query("CREATE DATABASE IF NOT EXISTS stats")
 COLUMNS = ("dateTime DateTime, date Date, service String, name String, uid UInt64, page_url String, "
            "sess_marks_utm_source String, sess_marks_utm_medium String, uaparser_browser_family String, "
-           "uaparser_os_family String, sxgeo_country_iso String")
+           "uaparser_os_family String, sxgeo_country_iso String, bot LowCardinality(String)")
 for table in ("events", "activity", "ping", "webhooks"):
     db.query(f"CREATE TABLE IF NOT EXISTS stats.{table} ({COLUMNS}) ENGINE = MergeTree ORDER BY dateTime")
 db.query("INSERT INTO stats.events VALUES "
-         "(now(), today(), 'track', 'page', 1, '/a', 'google', 'cpc', 'Chrome', 'Linux', 'NL'), "
-         "(now() - INTERVAL 3 HOUR, today(), 'track', 'page', 2, '/b', '', '', 'Firefox', 'Windows', 'DE')")
+         "(now(), today(), 'track', 'page', 1, '/a', 'google', 'cpc', 'Chrome', 'Linux', 'NL', ''), "
+         "(now() - INTERVAL 3 HOUR, today(), 'track', 'page', 2, '/b', '', '', 'Firefox', 'Windows', 'DE', ''), "
+         "(now() - INTERVAL 1 HOUR, today(), 'track', 'page', 3, '/b', '', '', 'Googlebot', 'Other', 'US', 'crawler')")
 db.query("INSERT INTO stats.webhooks (dateTime, date, service, name) VALUES (now(), today(), 'hook', 'in')")
 
 
