@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 import pytest
-from support.fakes import FakeService, enrichers_seen, enriches, returns, routed, running_edge, unique
+from support.fakes import BROWSER, FakeService, enrichers_seen, enriches, returns, routed, running_edge, unique
 
 from band import App, wire
 from band.errors import ConfigError
@@ -16,7 +16,7 @@ from broker.bots import Bots, Burst, referrer_host
 from broker.config import EdgeConfig
 from broker.discovery import Instance, build_snapshot
 
-CHROME = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
+CHROME = BROWSER
 GOOGLEBOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
 HEADLESS = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/120.0.0.0 Safari/537.36"
 UID = "6462464730849083392"

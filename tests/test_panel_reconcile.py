@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from support.fakes import BROWSER
 from support.poll import wait_for
 from support.processes import edge_healthy, start_edge
 from support.store import counted, start_store
@@ -29,7 +30,7 @@ async def test_overview_reconciles_the_last_hour_with_what_was_sent(tmp_path: Pa
     edge, port = start_edge(own_nats.url, tmp_path)
     base = f"http://127.0.0.1:{port}"
     try:
-        async with aiohttp.ClientSession() as http:
+        async with aiohttp.ClientSession(headers={"User-Agent": BROWSER}) as http:  # a person, not a crawler
             await wait_for(lambda: edge_healthy(http, base), 30, "edge healthy", procs=[edge])
             await counted(0, store)  # the store answers
             ok = 0

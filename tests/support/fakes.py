@@ -28,6 +28,9 @@ Reply = tuple[dict[str, str] | None, bytes]
 Fn = Callable[[dict[str, Any]], Awaitable[Reply | None]]
 
 
+BROWSER = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"  # a person's
+
+
 def unique(prefix: str) -> str:
     """A service name no other test uses (tests share one nats-server)."""
     return f"{prefix}{uuid.uuid4().hex[:8]}"
