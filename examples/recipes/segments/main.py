@@ -10,6 +10,7 @@ Run it with ``band run examples/recipes/segments`` beside the dev stack.
 
 import asyncio
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -76,9 +77,10 @@ def redis() -> Any:
 @worker()
 async def segments() -> None:
     while True:
+        started = time.monotonic()
         try:
             counts = await compute(redis())
-            logger.info("segments: computed", **counts)
+            logger.info("segments: computed", seconds=round(time.monotonic() - started, 2), **counts)
         except asyncio.CancelledError:
             raise
         except RPCError as exc:  # the store is not up yet, or refused the query
