@@ -118,11 +118,13 @@ async def _publish_then(nc: Any, frames: list[dict[str, Any]], subject: str, eve
     return any(f["type"] == "event" for f in frames)
 
 
-async def test_store_query_table_and_errors(nats_url: str, nc: Any) -> None:
+async def test_store_query_table_csv_and_errors(nats_url: str, nc: Any) -> None:
     async with panel(nats_url) as base, aiohttp.ClientSession(headers=AUTH) as http:
         async with http.post(f"{base}/api/store/query", json={"sql": "SELECT 1"}) as resp:
             assert resp.status == 503 and "store" in (await resp.json())["error"]
-        async with serve(SERVICES / "store", nats_url):
+        async with http.post(f"{base}/api/store/query?format=csv", json={"sql": "SELECT 1"}) as resp:
+            assert resp.status == 503 and "store" in (await resp.json())["error"]
+        async with serve(SERVICES / "store", nats_url):  # answers `query` only: the CSV comes in one message
             await nc.publish("in.gen.shop.buy", wire.encode({"service": "shop", "name": "buy", "uid": "1234567890", "id": "1", "data": {"url": "/cart"}}))
 
             async def rows() -> list[dict[str, Any]]:
@@ -131,6 +133,11 @@ async def test_store_query_table_and_errors(nats_url: str, nc: Any) -> None:
                     return list((await resp.json())["rows"])
 
             await wait_for(lambda: _contains(rows, {"service": "shop", "name": "buy", "events": 1}), timeout=10, what="the stored event")
+            async with http.post(f"{base}/api/store/query?format=csv", json={"sql": "SELECT service, name FROM stats.events WHERE service = 'shop'"}) as resp:
+                assert resp.status == 200 and resp.content_type == "text/csv"
+                assert (await resp.text()).splitlines() == ["service,name", "shop,buy"]
+            async with http.post(f"{base}/api/store/query?format=csv", json={"sql": "SELECT '=HYPERLINK(1)' AS a, -1 AS b"}) as resp:
+                assert (await resp.text()).splitlines()[1] == "'=HYPERLINK(1),-1", "a formula is quoted, a number is not"
             async with http.post(f"{base}/api/store/query", json={"sql": "DROP TABLE stats.events"}) as resp:
                 assert resp.status == 400 and "read-only" in (await resp.json())["error"]
             async with http.post(f"{base}/api/store/query", json={"sql": ""}) as resp:

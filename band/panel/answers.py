@@ -12,13 +12,13 @@ import asyncio
 import csv
 import io
 import json
-from typing import Any, Iterable, Mapping
+from typing import Any, AsyncGenerator, Iterable, Mapping
 
 from aiohttp import web
 from nats.aio.client import Client
 
 from .. import store, wire
-from ..errors import RemoteError
+from ..errors import RemoteError, RPCError
 from ..runtime import RPC
 
 SHOW_ROWS = 1_000
@@ -84,26 +84,56 @@ async def csv_download(request: web.Request, nc: Client, service: str, sql: str,
                        timeout: float) -> web.StreamResponse:
     """Every row as CSV (a header line of column names), written as the store's chunks come.
 
-    A failure before the first row (a bad query, no store) raises before anything is sent,
-    so the caller answers it as an error; one after it cuts the response short (the
-    chunked body never ends), which a browser shows as a failed download.
+    A store that cannot stream (one writing to a ClickHouse server, or a stand-in with
+    ``query`` only) answers in one message, as before. A failure before the first row
+    (a bad query, no store) raises before anything is sent, so the caller answers it as
+    an error; one after it cuts the response short (the chunked body never ends), which a
+    browser shows as a failed download.
 
     Raises:
         band.RPCError: as :func:`first_rows`.
     """
-    columns, chunks = await store.open_chunks(nc, sql, params, timeout=timeout, service=service)
+    names, batches = await _row_batches(nc, service, sql, params, timeout)
     response = web.StreamResponse(headers={"Content-Type": "text/csv; charset=utf-8",
                                            "Content-Disposition": 'attachment; filename="query.csv"',
                                            "Cache-Control": "no-store"})
     try:
         await response.prepare(request)
-        await response.write(csv_lines([[c["name"] for c in columns]]))
-        async for chunk in chunks:
-            await response.write(csv_lines(map(wire.decode, chunk.splitlines())))
+        await response.write(csv_lines([names]))
+        async for batch in batches:
+            await response.write(csv_lines(batch))
     finally:
-        await chunks.aclose()
+        await batches.aclose()
     await response.write_eof()
     return response
+
+
+async def _row_batches(nc: Client, service: str, sql: str, params: Mapping[str, Any] | None,
+                       timeout: float) -> tuple[list[str], AsyncGenerator[list[Any], None]]:
+    """The column names, and the rows (lists of values) a chunk at a time."""
+    try:
+        columns, chunks = await store.open_chunks(nc, sql, params, timeout=timeout, service=service)
+    except RPCError as exc:
+        if exc.code != 503:  # 503: no `stream` here (a store on a ClickHouse server, a stand-in)
+            raise
+        result = await RPC(lambda: nc).request(service, "query", timeout__=timeout, sql=sql, params=params)
+        if not isinstance(result, dict) or not isinstance(result.get("rows"), list):
+            raise ValueError("the store answered something that is not {columns, rows}") from None
+        names = [c["name"] for c in result.get("columns") or []] or list((result["rows"] or [{}])[0])
+        return names, _one_batch([[row.get(n) for n in names] for row in result["rows"]])
+    return [c["name"] for c in columns], _decoded(chunks)
+
+
+async def _decoded(chunks: AsyncGenerator[bytes, None]) -> AsyncGenerator[list[Any], None]:
+    try:
+        async for chunk in chunks:
+            yield [wire.decode(line) for line in chunk.splitlines()]
+    finally:  # stops the requests ahead, and so the read in the store
+        await chunks.aclose()
+
+
+async def _one_batch(rows: list[Any]) -> AsyncGenerator[list[Any], None]:
+    yield rows
 
 
 def csv_lines(rows: Iterable[Iterable[Any]]) -> bytes:
