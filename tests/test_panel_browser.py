@@ -165,6 +165,18 @@ async def run_pages(page: Any, base: str, hit: Any, shots: Path) -> None:
         await page.wait_for_timeout(500)
     assert "rows in" in await page.locator("#sql-status").inner_text() or "row in" in await page.locator("#sql-status").inner_text()
     await page.screenshot(path=str(shots / "store.png"))
+    # a big answer: the first 1,000 rows and how many there are; Download CSV saves every row
+    await page.fill("#sql", "SELECT number AS n, toString(number * 7) AS s FROM numbers(200000)")
+    await page.click("#sql-run")
+    await page.locator("#sql-status", has_text="200,000 rows: showing the first 1,000").wait_for(timeout=60_000)
+    assert await page.locator("#sql-result tbody tr").count() == 1_000
+    await page.screenshot(path=str(shots / "store-big.png"))
+    async with page.expect_download(timeout=60_000) as started:
+        await page.click("#sql-csv")
+    download = await started.value
+    assert download.suggested_filename == "query.csv" and await download.failure() is None
+    lines = Path(await download.path()).read_bytes().splitlines()
+    assert len(lines) == 200_001 and lines[0] == b"n,s" and lines[-1] == b"199999,1399993"
 
     # user: a visitor's track hits in the live tail; their uid opens the visitor's history
     await page.click("a[data-page=events]")

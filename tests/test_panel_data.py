@@ -127,7 +127,9 @@ async def test_store_query_table_csv_and_errors(nats_url: str, nc: Any) -> None:
     async with panel(nats_url) as base, aiohttp.ClientSession(headers=AUTH) as http:
         async with http.post(f"{base}/api/store/query", json={"sql": "SELECT 1"}) as resp:
             assert resp.status == 503 and "store" in (await resp.json())["error"]
-        async with serve(SERVICES / "store", nats_url):
+        async with http.post(f"{base}/api/store/query?format=csv", json={"sql": "SELECT 1"}) as resp:
+            assert resp.status == 503 and "store" in (await resp.json())["error"]
+        async with serve(SERVICES / "store", nats_url):  # answers `query` only: the CSV comes in one message
             await nc.publish("in.gen.shop.buy", wire.encode({"service": "shop", "name": "buy", "uid": "1234567890", "id": "1", "data": {"url": "/cart"}}))
 
             async def rows() -> list[dict[str, Any]]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import tracemalloc
 from typing import Any
 
 import pytest
@@ -13,6 +14,8 @@ import tutorial_truth as truth
 from tutorial_store import DAYS, RECIPES, SEED, VISITORS, events, stack, store_ready
 
 REDIS = "redis://127.0.0.1:6379/0"
+MANY = 12_000  # visitors: one row each is ~2 MB of answer, past one NATS message
+PASS_PEAK_MB = 8  # one batch of visitors; the whole answer as dicts is ~20 MB
 
 
 async def scenario(url: str, svcs: list[Any], uids: list[str]) -> dict[str, Any]:
@@ -81,3 +84,53 @@ def test_segments_in_redis_pushed_on_change_and_used_by_a_handler() -> None:
     expected = {"champion": "https://shop.example.com/vip", "buyer": "https://shop.example.com/thanks-again",
                 "cart_abandoner": "https://shop.example.com/checkout?coupon=COMEBACK10", "lead": "https://shop.example.com/pricing?trial=1"}
     assert offers[uids[0]]["location"] == expected.get(want[uids[0]]["segment"], "https://shop.example.com/")
+
+
+async def one_pass(url: str, svcs: list[Any]) -> dict[str, Any]:
+    """The worker's pass (``compute``) run here, its Python memory traced; then what Redis holds."""
+    import redis.asyncio as aioredis
+
+    from band import store
+    from band._core.app import reset_current, set_current
+    from band._core.loader import load_service
+    from band._runtime.connect import connect
+
+    nc = await connect(url, name="segments-test", max_reconnect_attempts=0)
+    app = load_service(RECIPES / "segments")
+    app.nc = nc
+    worker = app.module
+    assert worker is not None
+    token = set_current(app)
+    redis = aioredis.from_url(REDIS)
+    uids: list[str] = []
+    try:
+        await store_ready(app.rpc, svcs)
+        tracemalloc.start()
+        try:
+            counts = await worker.compute(redis)
+            peak = tracemalloc.get_traced_memory()[1] / 2**20
+        finally:
+            tracemalloc.stop()
+        want = {row["uid"]: row["segment"] async for row in store.stream(worker.SQL, timeout__=60)}
+        uids = sorted(want)
+        pipe = redis.pipeline()
+        for u in uids:
+            pipe.hget(f"s:{u}", "segment")
+        got = dict(zip(uids, [json.loads(v) if v is not None else None for v in await pipe.execute()]))
+        return {"counts": counts, "peak": peak, "want": want, "got": got}
+    finally:
+        if uids:
+            await redis.delete(*[f"s:{u}" for u in uids])
+        await redis.aclose()
+        reset_current(token)
+        await nc.close()
+
+
+@pytest.mark.slow
+def test_a_pass_over_12000_visitors_writes_every_segment_in_bounded_memory() -> None:
+    pytest.importorskip("redis")
+    with stack(SEED, MANY, 2, []) as (url, svcs):
+        out = asyncio.run(one_pass(url, svcs))
+    assert len(out["want"]) == MANY and out["counts"]["visitors"] == MANY
+    assert out["got"] == out["want"], "every visitor's segment is in Redis"
+    assert out["peak"] < PASS_PEAK_MB, f"a pass peaked at {out['peak']:.1f} MB of Python memory"

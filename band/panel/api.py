@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import csv
-import io
 import json
 import time
 from typing import Any
@@ -17,8 +15,7 @@ from nats.js.errors import NotFoundError
 
 from .. import wire
 from ..errors import RPCError, ServiceUnavailable
-from ..runtime import RPC
-from . import charts, eventcounts, history, jetstream, queries
+from . import answers, charts, eventcounts, history, jetstream, queries
 from .config import PanelConfig
 from .control import ACTIONS, ControlClient
 from .rpc import JsonRpc
@@ -29,6 +26,7 @@ NC: web.AppKey[Client] = web.AppKey("nc", Client)
 SAMPLER: web.AppKey[Sampler] = web.AppKey("sampler", Sampler)
 CONTROL: web.AppKey[ControlClient] = web.AppKey("control", ControlClient)
 MAX_SQL = 100_000
+STORE_TIMEOUT_S = 30.0
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -39,9 +37,9 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
     try:
         body = await request.json()
     except (ValueError, UnicodeDecodeError):
-        raise web.HTTPBadRequest(text=json.dumps({"error": "the body is not JSON"}), content_type="application/json") from None
+        raise _bad("the body is not JSON") from None
     if not isinstance(body, dict):
-        raise web.HTTPBadRequest(text=json.dumps({"error": "the body must be a JSON object"}), content_type="application/json")
+        raise _bad("the body must be a JSON object")
     return body
 
 
@@ -149,49 +147,45 @@ async def user_history(request: web.Request) -> web.Response:
         return _store_failed(config, exc)
 
 
-async def store_query(request: web.Request) -> web.StreamResponse:
-    body = await _json_body(request)
-    sql, params = body.get("sql"), body.get("params") or None
+async def _sql_body(request: web.Request) -> tuple[str, dict[str, Any] | None]:
+    """``sql`` and ``params`` from a JSON body, or from a form (the page's CSV download is a
+    form post, so the browser saves the file as it streams in)."""
+    if request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        form = await request.post()
+        sql: Any = form.get("sql")
+        try:
+            params: Any = json.loads(str(form.get("params") or "null"))
+        except ValueError:
+            raise _bad("params must be a JSON object of {name: value} for {name:Type} placeholders") from None
+    else:
+        body = await _json_body(request)
+        sql, params = body.get("sql"), body.get("params")
     if not isinstance(sql, str) or not sql.strip():
-        return _error(400, "send {\"sql\": \"SELECT ...\"}: the query is missing")
+        raise _bad("send {\"sql\": \"SELECT ...\"}: the query is missing")
     if len(sql) > MAX_SQL:
-        return _error(400, f"the query is longer than {MAX_SQL} characters")
+        raise _bad(f"the query is longer than {MAX_SQL} characters")
     if params is not None and not isinstance(params, dict):
-        return _error(400, "params must be an object of {name: value} for {name:Type} placeholders")
+        raise _bad("params must be an object of {name: value} for {name:Type} placeholders")
+    return sql, params or None
+
+
+def _bad(message: str) -> web.HTTPBadRequest:
+    return web.HTTPBadRequest(text=json.dumps({"error": message}), content_type="application/json")
+
+
+async def store_query(request: web.Request) -> web.StreamResponse:
+    """The first rows of any answer (JSON), or with ``?format=csv`` every row, streamed."""
+    sql, params = await _sql_body(request)
     config = request.app[CONFIG]
     try:
-        result = await RPC(lambda: request.app[NC]).request(config.store_service, "query", timeout__=30.0, sql=sql, params=params)
+        if request.query.get("format") == "csv":
+            return await answers.csv_download(request, request.app[NC], config.store_service, sql, params, STORE_TIMEOUT_S)
+        return web.json_response(await answers.first_rows(request.app[NC], config.store_service, sql, params,
+                                                          STORE_TIMEOUT_S))
     except RPCError as exc:
         return _store_failed(config, exc)
-    if not isinstance(result, dict) or not isinstance(result.get("rows"), list):
-        return _error(502, "the store answered something that is not {columns, rows}")
-    if request.query.get("format") == "csv":
-        return web.Response(body=to_csv(result).encode(), content_type="text/csv", charset="utf-8",
-                            headers={"Content-Disposition": 'attachment; filename="query.csv"'})
-    return web.json_response(result)
-
-
-def to_csv(result: dict[str, Any]) -> str:
-    names = [c["name"] for c in result.get("columns") or []] or list((result["rows"] or [{}])[0])
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(names)
-    for row in result["rows"]:
-        writer.writerow([_cell(row.get(n)) for n in names])
-    return out.getvalue()
-
-
-def _cell(value: Any) -> str:
-    """A CSV cell; text a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``) is
-    quoted with a leading ``'``, since events carry what visitors typed (OWASP CSV injection)."""
-    if value is None:
-        return ""
-    if isinstance(value, (list, dict)):
-        return json.dumps(value, ensure_ascii=False)
-    text = str(value)
-    if isinstance(value, str) and text[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + text
-    return text
+    except ValueError as exc:
+        return _error(502, str(exc))
 
 
 # --- dead letters -------------------------------------------------------------------------
@@ -279,4 +273,4 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/api/rpc", json_rpc)
 
 
-__all__ = ["CONFIG", "CONTROL", "NC", "SAMPLER", "add_routes", "to_csv"]
+__all__ = ["CONFIG", "CONTROL", "NC", "SAMPLER", "add_routes"]

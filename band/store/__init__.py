@@ -16,18 +16,21 @@ parameters, never formatted into the SQL. A bad query raises :class:`band.RPCErr
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Any
+
+from nats.aio.client import Client
 
 from .. import wire
 from .._core.app import current_app
+from .._core.rpc import RPC
 from ..errors import RemoteError
 
 SERVICE = "store"
 DEFAULT_TIMEOUT_S = 30.0
 TOO_BIG = 413  # the store's code for an answer larger than one NATS message
 
-__all__ = ["SERVICE", "insert", "query", "query_result", "stream", "stream_result"]
+__all__ = ["SERVICE", "insert", "open_chunks", "query", "query_result", "stream", "stream_result"]
 
 
 async def query_result(sql: str, /, timeout__: float = DEFAULT_TIMEOUT_S, **params: Any) -> dict[str, Any]:
@@ -53,14 +56,25 @@ async def stream_result(sql: str, /, timeout__: float = DEFAULT_TIMEOUT_S,
         band.RPCError: as :func:`query`, at once for a bad query, from the rows for a
             failure after the first chunk.
     """
-    rpc = current_app().rpc
-    opened = await rpc.request(SERVICE, "stream", timeout__=timeout__, sql=sql, params=params)
-    columns: list[dict[str, str]] = opened["columns"]
-    return columns, _rows(opened, [c["name"] for c in columns], timeout__)
+    columns, chunks = await open_chunks(current_app().connection(), sql, params, timeout=timeout__)
+    return columns, _rows(chunks, [c["name"] for c in columns])
 
 
-async def _rows(opened: dict[str, Any], names: list[str], timeout: float) -> AsyncIterator[dict[str, Any]]:
-    nc = current_app().connection()
+async def open_chunks(nc: Client, sql: str, params: Mapping[str, Any] | None = None, *,
+                      timeout: float = DEFAULT_TIMEOUT_S,
+                      service: str = SERVICE) -> tuple[list[dict[str, str]], AsyncGenerator[bytes, None]]:
+    """The columns, and the chunks of a read of any size (rows as JSON arrays, one a line),
+    on the connection ``nc``: for a process that is no band service (the panel), and for
+    a caller that passes chunks on without parsing every row.
+
+    Raises:
+        band.RPCError: as :func:`stream_result`.
+    """
+    opened = await RPC(lambda: nc).request(service, "stream", timeout__=timeout, sql=sql, params=dict(params or {}))
+    return opened["columns"], _chunks(nc, opened, timeout)
+
+
+async def _chunks(nc: Client, opened: dict[str, Any], timeout: float) -> AsyncGenerator[bytes, None]:
     ask = wire.encode({"cursor": opened["cursor"]})
     ahead: list[asyncio.Task[Any]] = []
     done = False
@@ -76,13 +90,21 @@ async def _rows(opened: dict[str, Any], names: list[str], timeout: float) -> Asy
                 raise RemoteError(failure[1], failure[0])
             if (msg.headers or {}).get(wire.STREAM_DONE_HEADER):
                 done = True
-            for line in msg.data.splitlines():
-                yield dict(zip(names, wire.decode(line)))
+            yield msg.data
             if done:
                 return
     finally:
         for task in ahead:
             task.cancel()
+
+
+async def _rows(chunks: AsyncGenerator[bytes, None], names: list[str]) -> AsyncIterator[dict[str, Any]]:
+    try:
+        async for chunk in chunks:
+            for line in chunk.splitlines():
+                yield dict(zip(names, wire.decode(line)))
+    finally:  # a reader that stops early stops the requests ahead at once
+        await chunks.aclose()
 
 
 async def stream(sql: str, /, timeout__: float = DEFAULT_TIMEOUT_S, **params: Any) -> AsyncIterator[dict[str, Any]]:

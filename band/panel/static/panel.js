@@ -241,6 +241,35 @@ pages.charts = {
 };
 
 // --- store --------------------------------------------------------------------------------------
+// "Download CSV" posts a form into a hidden frame: the browser saves the streamed answer to disk
+// as it comes (nothing held in the page). A download never loads the frame; an error answer does
+// (the panel's pages refuse framing, so its text cannot be read there: Run shows it).
+let csvPending = false;
+function downloadCsv(sql) {
+  let frame = $("#sql-download");
+  if (!frame) {
+    frame = document.createElement("iframe");
+    frame.id = "sql-download"; frame.name = "sql-download"; frame.hidden = true;
+    document.body.append(frame);
+    frame.onload = () => {
+      if (!csvPending) return;
+      csvPending = false;
+      const status = $("#sql-status");
+      status.textContent = "the CSV download failed: press Run to see the store's message";
+      status.className = "bad";
+    };
+  }
+  const form = document.createElement("form");
+  form.method = "POST"; form.action = "/api/store/query?format=csv"; form.target = "sql-download";
+  const field = document.createElement("input");
+  field.type = "hidden"; field.name = "sql"; field.value = sql;
+  form.append(field);
+  document.body.append(form);
+  csvPending = true;
+  form.submit();
+  form.remove();
+}
+
 async function runSql(csv = false) {
   const sql = $("#sql").value;
   const status = $("#sql-status");
@@ -249,20 +278,16 @@ async function runSql(csv = false) {
   const started = performance.now();
   try {
     if (csv) {
-      const resp = await fetch("/api/store/query?format=csv", { method: "POST", credentials: "same-origin", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ sql }) });
-      if (!resp.ok) throw new Error((await resp.json()).error);
-      const url = URL.createObjectURL(await resp.blob());
-      const a = document.createElement("a");
-      a.href = url; a.download = "query.csv"; document.body.append(a); a.click(); a.remove();
-      setTimeout(() => URL.revokeObjectURL(url), 1000);
-      status.textContent = "CSV downloaded";
+      downloadCsv(sql);
+      status.textContent = "CSV download started: the browser saves every row as the store sends it";
       return;
     }
     const result = await api("/api/store/query", { method: "POST", body: JSON.stringify({ sql }) });
     const cols = result.columns && result.columns.length ? result.columns.map((c) => c.name) : Object.keys(result.rows[0] || {});
     $("#sql-result").innerHTML = `<thead><tr>${cols.map((c) => `<th>${esc(c)}</th>`).join("")}</tr></thead><tbody>`
       + result.rows.map((r) => `<tr>${cols.map((c) => `<td class="${typeof r[c] === "number" ? "num" : ""}">${esc(typeof r[c] === "object" && r[c] !== null ? JSON.stringify(r[c]) : r[c])}</td>`).join("")}</tr>`).join("") + "</tbody>";
-    status.textContent = `${fmtInt(result.rows.length)} row${result.rows.length === 1 ? "" : "s"} in ${Math.round(performance.now() - started)} ms`;
+    const ms = Math.round(performance.now() - started);
+    status.textContent = result.note ? `${result.note} (${ms} ms)` : `${fmtInt(result.rows.length)} row${result.rows.length === 1 ? "" : "s"} in ${ms} ms`;
   } catch (e) {
     status.textContent = e.message;
     status.className = "bad";
