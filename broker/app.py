@@ -200,7 +200,9 @@ class Edge:
         running = self.running
         if running is None:
             return json_response({"message": NATS_DOWN}, 503)
-        return await handle_socket(request, pipeline=running.pipeline, sockets=self.sockets, config=self.config, client_ip=self.client_ip, metrics=self.metrics, cookie=self.cookie)
+        return await handle_socket(
+            request, pipeline=running.pipeline, sockets=self.sockets, config=self.config, client_ip=self.client_ip, metrics=self.metrics, cookie=self.cookie
+        )
 
     async def upload(self, request: web.Request) -> web.StreamResponse:
         running = self.running

@@ -15,12 +15,16 @@ import sys
 import textwrap
 import threading
 import uuid
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterator
+from typing import Any
 
 import aiohttp
 import nats
 import pytest
+from support.poll import wait_for
+from support.processes import Proc, start_edge
+from support.store import event, publish, start_store
 
 from band import App, RPCError, store
 from band._core.app import reset_current, set_current
@@ -32,9 +36,6 @@ from band.panel.app import running
 from band.panel.config import PanelConfig
 from band.store import readonly
 from band.store.isolated import IsolatedChdb
-from support.poll import wait_for
-from support.processes import Proc, start_edge
-from support.store import event, publish, start_store
 
 pytest.importorskip("chdb")
 

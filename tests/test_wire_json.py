@@ -20,7 +20,9 @@ def test_numbers_past_64_bits_stay_exact(body: bytes) -> None:
     assert wire.encode(value).replace(b" ", b"") == body.replace(b" ", b"")
 
 
-@pytest.mark.parametrize(("body", "problem"), [(b"[" * 5000, "nested too deeply"), (b"{bad", "not valid JSON"), (b"NaN", "not valid JSON"), (b"\xff", "not valid JSON")])
+@pytest.mark.parametrize(
+    ("body", "problem"), [(b"[" * 5000, "nested too deeply"), (b"{bad", "not valid JSON"), (b"NaN", "not valid JSON"), (b"\xff", "not valid JSON")]
+)
 def test_bad_bodies_are_decode_errors(body: bytes, problem: str) -> None:
     with pytest.raises(wire.DecodeError, match=problem):
         wire.decode(body)
