@@ -339,7 +339,7 @@ class Meter:
         time.sleep(idle_s)
         after, elapsed = self.sample(), time.perf_counter() - started
         # per second, idle: user s, system s, switches
-        self.idle = {name: tuple((a - b) / elapsed for a, b in zip(after[name], before[name])) for name in pids}
+        self.idle = {name: tuple((a - b) / elapsed for a, b in zip(after[name], before[name], strict=True)) for name in pids}
         self.splits: dict[str, Split] = {}  # of the last median: user/system/switches per hit
 
     def sample(self) -> dict[str, tuple[float, float, int]]:

@@ -221,7 +221,7 @@ class Edge:
             try:
                 await running.js.stream_info(wire.STREAM)
                 js_ok = True
-            except Exception:
+            except Exception:  # noqa: BLE001 - any JetStream trouble means not ready
                 js_ok = False
                 self.nats.stream.missing()
         body = {"nats": nats_ok, "jetstream": js_ok, "inflight": running.pipeline.inflight if running is not None else 0,

@@ -43,7 +43,7 @@ class PathRoute:
         if len(segments) != len(self.parts):
             return None
         params: dict[str, str] = {}
-        for part, seg in zip(self.parts, segments):
+        for part, seg in zip(self.parts, segments, strict=True):
             if part.startswith(":"):
                 params[part[1:]] = seg
             elif part != seg:

@@ -267,7 +267,7 @@ async def test_the_link_runs_the_pipeline(nc: Any, nats_url: str) -> None:
 
 
 async def test_cors_origins_allow_list(nats_url: str) -> None:
-    async with running_edge(nats_url, cors_origins=("https://shop.example",)) as (client, edge):
+    async with running_edge(nats_url, cors_origins=("https://shop.example",)) as (client, _):
         trusted = await client.get("/track/page", headers={"Origin": "https://shop.example"})
         assert trusted.headers["Access-Control-Allow-Origin"] == "https://shop.example"
         assert trusted.headers["Access-Control-Allow-Credentials"] == "true"

@@ -84,5 +84,5 @@ def test_a_uid_past_64_bits_is_no_uid() -> None:
 
 def test_config_refuses_a_body_budget_below_one_body() -> None:
     assert from_env({"EDGE_BODY_BUDGET_BYTES": "16777216"}).body_budget_bytes == 16 * 1024 * 1024
-    with pytest.raises(ConfigError, match="body_budget_bytes .* must be at least max_body_bytes"):
+    with pytest.raises(ConfigError, match=r"body_budget_bytes .* must be at least max_body_bytes"):
         EdgeConfig(body_budget_bytes=1000, max_body_bytes=2000)

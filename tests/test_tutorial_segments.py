@@ -35,7 +35,7 @@ async def scenario(url: str, svcs: list[Any], uids: list[str]) -> dict[str, Any]
         pipe = redis.pipeline()
         for u in uids:
             pipe.hgetall(f"s:{u}")
-        out["hashes"] = dict(zip(uids, await pipe.execute()))
+        out["hashes"] = dict(zip(uids, await pipe.execute(), strict=True))
         # a changed segment is pushed: make one look stale, the next pass corrects and pushes it
         target = uids[0]
         pushed: asyncio.Queue[Any] = asyncio.Queue()

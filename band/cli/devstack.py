@@ -285,7 +285,8 @@ async def _up(paths: list[Path], port: int, data: Path, keep_going: bool, timeou
         if reload:  # a change restarts only its own service (watched from the start: no save is missed)
             from .reload import Reloader
 
-            watcher = asyncio.ensure_future(Reloader([(p, c) for (_, p), c in zip(services, children[1:])], width).run(stop))
+            watcher = asyncio.ensure_future(  # noqa: RUF006 - kept in watcher: cancelled and awaited in the finally below
+                Reloader([(p, c) for (_, p), c in zip(services, children[1:], strict=False)], width).run(stop))
         up = await _unless_stopped(start(children, width, keep_going, timeout), stop)
         if up is None:  # Ctrl-C while starting
             say("\nstopping…")

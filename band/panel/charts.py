@@ -78,7 +78,7 @@ def _frame(width: int, height: int, title: str, top: float, left: int, bottom: i
 def _legend(names: Sequence[str], colours: Sequence[str], x: int, y: int) -> list[str]:
     parts: list[str] = []
     cursor = float(x)
-    for name, fill in zip(names, colours):
+    for name, fill in zip(names, colours, strict=True):
         parts.append(f'<rect x="{cursor:.0f}" y="{y - 9}" width="10" height="10" rx="2" fill="{fill}"/>')
         parts.append(f'<text x="{cursor + 14:.0f}" y="{y}" fill="#374151">{escape(name)}</text>')
         cursor += 24 + 7 * len(name)
@@ -134,10 +134,10 @@ def lines(
     span = (times[-1] - times[0]) if len(times) > 1 else 1.0
     names = list(series)
     fills = [(colours or {}).get(name) or colour(k) for k, name in enumerate(names)]
-    for name, fill in zip(names, fills):
+    for name, fill in zip(names, fills, strict=True):
         values = series[name]
         points = " ".join(
-            f"{left + plot_w * (t - times[0]) / span:.1f},{28 + plot_h - plot_h * v / top:.1f}" for t, v in zip(times, values)
+            f"{left + plot_w * (t - times[0]) / span:.1f},{28 + plot_h - plot_h * v / top:.1f}" for t, v in zip(times, values, strict=False)
         )
         parts.append(f'<polyline points="{points}" fill="none" stroke="{fill}" stroke-width="2"><title>{escape(name)}</title></polyline>')
     if len(times) > 1:

@@ -105,7 +105,7 @@ async def from_stream(nc: Client, limit: int, top: int = 9) -> dict[str, Any]:
     finally:
         try:
             await psub.unsubscribe()
-        except Exception:
+        except Exception:  # noqa: BLE001 - best-effort cleanup: a closed connection took it already
             pass
     return {"source": "stream", "times": starts, "series": _table(starts, counts, top), "note": note}
 

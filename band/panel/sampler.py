@@ -96,7 +96,7 @@ class Sampler:
         self._edge_history(now)
         try:
             self.jetstream = await jetstream.state(self._nc.jetstream())
-        except Exception as exc:  # JetStream off, or a timeout: say so, keep sampling
+        except Exception as exc:  # noqa: BLE001 - JetStream off, or a timeout: say so, keep sampling
             self.jetstream = {"stream": None, "consumers": [], "dead_letters": 0, "message": f"JetStream: {type(exc).__name__}: {exc}"}
 
     def _instance(self, row: dict[str, Any], now: float) -> Instance | None:

@@ -77,7 +77,7 @@ async def _rows(opened: dict[str, Any], names: list[str], timeout: float) -> Asy
             if (msg.headers or {}).get(wire.STREAM_DONE_HEADER):
                 done = True
             for line in msg.data.splitlines():
-                yield dict(zip(names, wire.decode(line)))
+                yield dict(zip(names, wire.decode(line), strict=False))
             if done:
                 return
     finally:

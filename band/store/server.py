@@ -343,7 +343,7 @@ class Store:
             return None
         try:
             info = await self._nc.jetstream().consumer_info(wire.STREAM, durable)
-        except Exception:
+        except Exception:  # noqa: BLE001 - NATS away or no consumer: the backlog is unknown
             return None
         return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
 
@@ -381,7 +381,7 @@ class Store:
             if self._nc is not None:
                 try:
                     await self._nc.jetstream().delete_consumer(wire.STREAM, REPLAY)
-                except Exception:
+                except Exception:  # noqa: BLE001 - best-effort cleanup: the consumer may be gone with the connection
                     pass
             self.log.info("store: replay finished", events=writer.processed)
 

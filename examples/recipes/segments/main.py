@@ -35,7 +35,7 @@ async def compute(redis: Any) -> dict[str, int]:
     changed = 0
     pipe = redis.pipeline()
     pushes = []
-    for row, old in zip(rows, before):
+    for row, old in zip(rows, before, strict=True):
         previous = json.loads(old) if old is not None else None
         pipe.hset(key(row["uid"]), mapping={f: json.dumps(row[f]) for f in FIELDS})
         if previous != row["segment"]:
