@@ -441,25 +441,8 @@ def main() -> int:
         bare_port, edge_port = free_port(), free_port()
         procs.append(bare := spawn(f"b.bare_server({bare_port})"))
         env = {**os.environ, "EDGE_STREAM_STORAGE": "file"}
-        edge = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "broker",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(edge_port),
-                "--nats",
-                nats_server.url,
-                "--log-level",
-                "WARNING",
-                "--workers",
-                str(args.workers),
-            ],
-            cwd=ROOT,
-            env=env,
-        )
+        edge = subprocess.Popen([sys.executable, "-m", "broker", "--host", "127.0.0.1", "--port", str(edge_port), "--nats", nats_server.url,
+                                 "--log-level", "WARNING", "--workers", str(args.workers)], cwd=ROOT, env=env)
         procs.append(edge)
         bare_url, base = f"http://127.0.0.1:{bare_port}", f"http://127.0.0.1:{edge_port}"
         wait_http(base + "/health")  # the edge has created the events stream (the durable listener needs it)
@@ -521,30 +504,10 @@ def main() -> int:
         if args.profile:
             Path(args.profile).mkdir(parents=True, exist_ok=True)
             for label, url, who in (("pixel", base + "/pixel/hit.gif", ("edge",)), ("track", base + "/benchtrack/page", ("edge", "benchgeo", "nats-server"))):
-                spies = [
-                    subprocess.Popen(
-                        [
-                            str(Path(sys.executable).parent / "py-spy"),
-                            "record",
-                            "--pid",
-                            str(pids[n]),
-                            "-d",
-                            str(int(args.duration)),
-                            "-r",
-                            "250",
-                            "--nonblocking",
-                            "-f",
-                            "raw",
-                            "-o",
-                            str(Path(args.profile) / f"{label}-{n}.txt"),
-                        ]
-                        + (["--native"] if n == "nats-server" else []),
-                        stdout=subprocess.DEVNULL,
-                        stderr=subprocess.DEVNULL,
-                    )
-                    for n in who
-                    if n != "nats-server"
-                ]
+                spies = [subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pids[n]), "-d", str(int(args.duration)),
+                                           "-r", "250", "--nonblocking", "-f", "raw", "-o", str(Path(args.profile) / f"{label}-{n}.txt")]
+                                          + (["--native"] if n == "nats-server" else []), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                         for n in who if n != "nats-server"]
                 load("open", url, args.duration, args.rate)
                 for spy in spies:
                     spy.wait(60)

@@ -48,15 +48,8 @@ def test_redirect_safety() -> None:
 
 
 def test_config_from_env() -> None:
-    config = from_env(
-        {
-            "PORT": "9000",
-            "NATS_URL": "nats://a:4222, nats://b:4222",
-            "EDGE_ENRICH_TIMEOUT_MS": "150",
-            "EDGE_ALIASES": '{"x": "track"}',
-            "EDGE_COOKIE_SECURE": "false",
-        }
-    )
+    config = from_env({"PORT": "9000", "NATS_URL": "nats://a:4222, nats://b:4222", "EDGE_ENRICH_TIMEOUT_MS": "150", "EDGE_ALIASES": '{"x": "track"}',
+                       "EDGE_COOKIE_SECURE": "false"})
     assert config.port == 9000 and config.nats_urls == ("nats://a:4222", "nats://b:4222")
     assert config.enrich_timeout_ms == 150 and config.aliases == {"x": "track"} and config.cookie_secure is False
     assert from_env({}, port=1).port == 1
