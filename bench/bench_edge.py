@@ -290,7 +290,8 @@ def load_child(kind: str, url: str, duration: float, rate: float, out: str) -> N
 def load(kind: str, url: str, duration: float, rate: float = 0.0) -> dict[str, Any]:
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
         out = f.name
-    code = f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import bench_edge as b; b.load_child({kind!r}, {url!r}, {duration!r}, {rate!r}, {out!r})"
+    code = f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import bench_edge as b;"
+    code += f" b.load_child({kind!r}, {url!r}, {duration!r}, {rate!r}, {out!r})"
     subprocess.run([sys.executable, "-c", code], check=True)
     result: dict[str, Any] = json.loads(Path(out).read_text())
     os.unlink(out)
@@ -348,13 +349,15 @@ class Meter:
         time.sleep(idle_s)
         after, elapsed = self.sample(), time.perf_counter() - started
         # per second, idle: user s, system s, switches
-        self.idle = {name: tuple((a - b) / elapsed for a, b in zip(after[name], before[name])) for name in pids}
+        self.idle = {name: tuple((a - b) / elapsed for a, b in zip(after[name], before[name], strict=True)) for name in pids}
         self.splits: dict[str, Split] = {}  # of the last median: user/system/switches per hit
 
     def sample(self) -> dict[str, tuple[float, float, int]]:
         return {name: cpu_split(pid) for name, pid in self.pids.items()}
 
-    def median(self, rounds: int, url: str, rate: float, duration: float, names: tuple[str, ...], kind: str = "open") -> tuple[dict[str, float], dict[str, Any]]:
+    def median(
+        self, rounds: int, url: str, rate: float, duration: float, names: tuple[str, ...], kind: str = "open"
+    ) -> tuple[dict[str, float], dict[str, Any]]:
         """The median of ``rounds`` runs, process by process (one noisy round does not count)."""
         runs = [self.run(url, rate, duration, names, kind) for _ in range(rounds)]
         mid = len(runs) // 2
@@ -362,7 +365,9 @@ class Meter:
         self.splits = {n: tuple(sorted(r[2][n][i] for r in runs)[mid] for i in range(3)) for n in names}  # type: ignore[misc]
         return per_hit, {"rate": sum(r[1]["rate"] for r in runs) / rounds, "errors": sum(r[1]["errors"] for r in runs)}
 
-    def run(self, url: str, rate: float, duration: float, names: tuple[str, ...], kind: str = "open") -> tuple[dict[str, float], dict[str, Any], dict[str, Split]]:
+    def run(
+        self, url: str, rate: float, duration: float, names: tuple[str, ...], kind: str = "open"
+    ) -> tuple[dict[str, float], dict[str, Any], dict[str, Split]]:
         """µs per hit of each process in ``names`` while ``url`` gets ``rate`` hits/s."""
         before, started = self.sample(), time.perf_counter()
         result = load(kind, url, duration, rate)
@@ -465,7 +470,7 @@ def bots_only(args: argparse.Namespace) -> int:
         for port in ports.values():
             wait_http(f"http://127.0.0.1:{port}/health")
         assert nats_server.process is not None
-        meter = Meter({label: proc.pid for label, proc in zip(ports, procs)}, idle_s=2.0)
+        meter = Meter({label: proc.pid for label, proc in zip(ports, procs, strict=False)}, idle_s=2.0)
         print(f"pixel hits with a browser's User-Agent and Referer at {args.rate:.0f} hits/s, median of {args.rounds} runs of {args.duration:.0f} s "
               f"(the two edges in turn, so the machine's load falls on both); edge CPU per hit, idle subtracted; {os.cpu_count()} CPUs", flush=True)
         runs: dict[str, list[float]] = {label: [] for label in ports}
@@ -476,7 +481,8 @@ def bots_only(args: argparse.Namespace) -> int:
         for label, values in runs.items():
             print(f"  {label:<34} {sorted(values)[len(values) // 2]:6.0f} us/hit   (runs: {', '.join(f'{v:.0f}' for v in values)})", flush=True)
         on, off = (sorted(v)[len(v) // 2] for v in runs.values())
-        print(f"    the bot stage: {on - off:+.0f} us per hit end to end (noise of a few us on a busy machine); in process {stage['person']:.2f} us", flush=True)
+        print(f"    the bot stage: {on - off:+.0f} us per hit end to end (noise of a few us on a busy machine); "
+              f"in process {stage['person']:.2f} us", flush=True)
     finally:
         for proc in reversed(procs):
             processes.stop(proc, 20)
@@ -491,7 +497,9 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per CPU-per-hit run and per saturation run")
     parser.add_argument("--rounds", type=int, default=3, help="CPU-per-hit runs per scenario; the median of each process is printed")
     parser.add_argument("--soak", type=float, default=20.0, help="seconds of the half-load p99/RSS run (0 skips it and saturation)")
-    parser.add_argument("--profile", metavar="DIR", help="after the CPU runs, py-spy record the edge and a service during each scenario into DIR (pip install py-spy)")
+    parser.add_argument(
+        "--profile", metavar="DIR", help="after the CPU runs, py-spy record the edge and a service during each scenario into DIR (pip install py-spy)"
+    )
     parser.add_argument("--workers", type=int, default=1, help="edge worker processes (SO_REUSEPORT)")
     parser.add_argument("--bots", action="store_true", help="only the bot stage: in process, then an edge with and without it")
     args = parser.parse_args()
@@ -509,7 +517,8 @@ def main() -> int:
         bare_port, edge_port = free_port(), free_port()
         procs.append(bare := spawn(f"b.bare_server({bare_port})"))
         env = {**os.environ, "EDGE_STREAM_STORAGE": "file"}
-        edge = subprocess.Popen([sys.executable, "-m", "broker", "--host", "127.0.0.1", "--port", str(edge_port), "--nats", nats_server.url, "--log-level", "WARNING", "--workers", str(args.workers)], cwd=ROOT, env=env)
+        edge = subprocess.Popen([sys.executable, "-m", "broker", "--host", "127.0.0.1", "--port", str(edge_port), "--nats", nats_server.url,
+                                 "--log-level", "WARNING", "--workers", str(args.workers)], cwd=ROOT, env=env)
         procs.append(edge)
         bare_url, base = f"http://127.0.0.1:{bare_port}", f"http://127.0.0.1:{edge_port}"
         wait_http(base + "/health")  # the edge has created the events stream (the durable listener needs it)
@@ -531,9 +540,20 @@ def main() -> int:
         wait_routed(base)
 
         assert nats_server.process is not None
-        pids = {"bare": bare.pid, "edge": edge.pid, "nats-server": nats_server.process.pid, **{n: p.pid for n, p in svc.items()}, "raw responder": raw.pid, "bare+js": bare_js.pid}
+        pids = {
+            "bare": bare.pid,
+            "edge": edge.pid,
+            "nats-server": nats_server.process.pid,
+            **{n: p.pid for n, p in svc.items()},
+            "raw responder": raw.pid,
+            "bare+js": bare_js.pid,
+        }
         meter = Meter(pids, idle_s=3.0)
-        print(f"CPU per hit at {args.rate:.0f} hits/s, median of {args.rounds} runs of {args.duration:.0f} s, open loop; idle CPU subtracted; {os.cpu_count()} CPUs", flush=True)
+        print(
+            f"CPU per hit at {args.rate:.0f} hits/s, median of {args.rounds} runs of {args.duration:.0f} s, open loop;"
+            f" idle CPU subtracted; {os.cpu_count()} CPUs",
+            flush=True,
+        )
         bare_cpu, r = meter.median(args.rounds, bare_url + "/pixel/hit.gif", args.rate, args.duration, ("bare",))
         print(line("bare aiohttp GIF", bare_cpu) + f"   ({r['rate']:.0f}/s, {r['errors']} errors)", flush=True)
         print(split_line(meter.splits), flush=True)
@@ -552,13 +572,18 @@ def main() -> int:
         stored, r = meter.median(args.rounds, f"http://127.0.0.1:{bare_js_port}/pixel/hit.gif", args.rate, args.duration, ("bare+js", "nats-server"))
         print(line("floor: bare aiohttp + raw JS publish", stored) + f"   ({r['rate']:.0f}/s, {r['errors']} errors)", flush=True)
         print(split_line(meter.splits), flush=True)
-        print(f"    ratio to bare aiohttp {sum(stored.values()) / max(sum(bare_cpu.values()), 1e-9):.2f} (a pixel hit stored with no edge logic at all)", flush=True)
+        print(
+            f"    ratio to bare aiohttp {sum(stored.values()) / max(sum(bare_cpu.values()), 1e-9):.2f} (a pixel hit stored with no edge logic at all)",
+            flush=True,
+        )
 
         if args.profile:
             Path(args.profile).mkdir(parents=True, exist_ok=True)
             for label, url, who in (("pixel", base + "/pixel/hit.gif", ("edge",)), ("track", base + "/benchtrack/page", ("edge", "benchgeo", "nats-server"))):
-                spies = [subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pids[n]), "-d", str(int(args.duration)), "-r", "250", "--nonblocking", "-f", "raw",
-                                           "-o", str(Path(args.profile) / f"{label}-{n}.txt")] + (["--native"] if n == "nats-server" else []), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for n in who if n != "nats-server"]
+                spies = [subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pids[n]), "-d", str(int(args.duration)),
+                                           "-r", "250", "--nonblocking", "-f", "raw", "-o", str(Path(args.profile) / f"{label}-{n}.txt")]
+                                          + (["--native"] if n == "nats-server" else []), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                         for n in who if n != "nats-server"]
                 load("open", url, args.duration, args.rate)
                 for spy in spies:
                     spy.wait(60)
@@ -569,7 +594,11 @@ def main() -> int:
             bare_rps = load("closed", bare_url + "/pixel/hit.gif", args.duration)["rate"]
             pixel_rps = load("closed", base + "/pixel/hit.gif", args.duration)["rate"]
             track = load("closed", base + "/benchtrack/page", args.duration)
-            print(f"  bare {bare_rps:.0f}/s, pixel {pixel_rps:.0f}/s ({pixel_rps / bare_rps:.2f}), /track/page {track['rate']:.0f}/s ({track['rate'] / bare_rps:.2f}), {track['errors']} errors", flush=True)
+            print(
+                f"  bare {bare_rps:.0f}/s, pixel {pixel_rps:.0f}/s ({pixel_rps / bare_rps:.2f}),"
+                f" /track/page {track['rate']:.0f}/s ({track['rate'] / bare_rps:.2f}), {track['errors']} errors",
+                flush=True,
+            )
             half = track["rate"] / 2
             rss_peak = [rss_mb(edge.pid)]
 
@@ -581,7 +610,11 @@ def main() -> int:
                 return await task
 
             result = asyncio.run(soak())
-            print(f"  /track/page at {half:.0f}/s (half of saturation) for {args.soak:.0f} s: p50 {result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms, {result['errors']} errors; edge RSS peak {rss_peak[0]:.1f} MB", flush=True)
+            print(
+                f"  /track/page at {half:.0f}/s (half of saturation) for {args.soak:.0f} s:"
+                f" p50 {result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms, {result['errors']} errors; edge RSS peak {rss_peak[0]:.1f} MB",
+                flush=True,
+            )
     finally:
         for proc in reversed(procs):
             processes.stop(proc, 20)

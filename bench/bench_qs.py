@@ -45,9 +45,9 @@ def main() -> None:
     args = parser.parse_args()
     print(f"{'case':<20} {'stdlib µs':>10} {'query µs':>10} {'ratio':>7} {'form µs':>10} {'ratio':>7}")
     for name, text in CASES.items():
-        base = per_call(lambda: dict(parse_qsl(text, keep_blank_values=True)), args.seconds)
-        query = per_call(lambda: parse(text, QUERY, max_fields=1000, max_depth=32), args.seconds)
-        form = per_call(lambda: parse(text, FORM, max_fields=1000, max_depth=32), args.seconds)
+        base = per_call(lambda text=text: dict(parse_qsl(text, keep_blank_values=True)), args.seconds)
+        query = per_call(lambda text=text: parse(text, QUERY, max_fields=1000, max_depth=32), args.seconds)
+        form = per_call(lambda text=text: parse(text, FORM, max_fields=1000, max_depth=32), args.seconds)
         print(f"{name:<20} {base:>10.2f} {query:>10.2f} {query / base:>7.2f} {form:>10.2f} {form / base:>7.2f}")
 
 

@@ -34,8 +34,8 @@ from typing import Any
 
 import aiohttp
 import nats
-
 from bench_store import sdk_event
+
 from band import App, store, wire
 from band._core.app import set_current
 from band._runtime.stream import ensure_stream
@@ -112,7 +112,7 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 async def until(target: int) -> None:
-    while await count() < target:
+    while await count() < target:  # noqa: ASYNC110 - a benchmark waits as long as it takes
         await asyncio.sleep(0.05)
 
 
@@ -189,7 +189,7 @@ async def main(args: argparse.Namespace) -> None:
             print(f"{args.backlog:,} more events wait in JetStream ({time.perf_counter() - t:.1f} s to publish); "
                   "the store starts again")
             proc = start_store(folder, server.url, port)
-            while await count() <= args.events:
+            while await count() <= args.events:  # noqa: ASYNC110 - a benchmark waits as long as it takes
                 await asyncio.sleep(0.05)
             idle, idle_s = await rate_over(args.idle_seconds, total)
             sql, settings = long_sql(args.query_seconds)

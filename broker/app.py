@@ -204,7 +204,9 @@ class Edge:
         running = self.running
         if running is None:
             return json_response({"message": NATS_DOWN}, 503)
-        return await handle_socket(request, pipeline=running.pipeline, sockets=self.sockets, config=self.config, client_ip=self.client_ip, metrics=self.metrics, cookie=self.cookie)
+        return await handle_socket(
+            request, pipeline=running.pipeline, sockets=self.sockets, config=self.config, client_ip=self.client_ip, metrics=self.metrics, cookie=self.cookie
+        )
 
     async def upload(self, request: web.Request) -> web.StreamResponse:
         running = self.running
@@ -223,7 +225,7 @@ class Edge:
             try:
                 await running.js.stream_info(wire.STREAM)
                 js_ok = True
-            except Exception:
+            except Exception:  # noqa: BLE001 - any JetStream trouble means not ready
                 js_ok = False
                 self.nats.stream.missing()
         body = {"nats": nats_ok, "jetstream": js_ok, "inflight": running.pipeline.inflight if running is not None else 0,

@@ -102,7 +102,7 @@ class Builtins:
             return
         try:
             raw = task.result()
-        except Exception as exc:  # Redis down or refusing: the hit goes on without it
+        except Exception as exc:  # noqa: BLE001 - Redis down or refusing: the hit goes on without it
             self._metrics.enricher_errors.labels("stored").inc()
             log.warning("stored: reading %s failed: %r", stored_key(message["uid"]), exc)
             return

@@ -106,8 +106,8 @@ class EdgeConfig:
             raise ConfigError(f"workers must be >= 1, got {self.workers}")
         if not self.nats_urls:
             raise ConfigError("nats_urls is empty")
-        for knob in ("enrich_timeout_ms", "handler_timeout_ms", "publish_timeout_ms", "max_body_bytes", "body_budget_bytes", "max_fields", "max_depth", "max_inflight",
-                     "upload_max_bytes", "upload_ttl_s", "upload_idle_timeout_s", "upload_max_concurrent"):
+        for knob in ("enrich_timeout_ms", "handler_timeout_ms", "publish_timeout_ms", "max_body_bytes", "body_budget_bytes", "max_fields", "max_depth",
+                     "max_inflight", "upload_max_bytes", "upload_ttl_s", "upload_idle_timeout_s", "upload_max_concurrent"):
             if getattr(self, knob) <= 0:
                 raise ConfigError(f"{knob} must be > 0, got {getattr(self, knob)}")
         if self.body_budget_bytes < self.max_body_bytes:

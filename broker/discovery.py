@@ -43,7 +43,7 @@ class PathRoute:
         if len(segments) != len(self.parts):
             return None
         params: dict[str, str] = {}
-        for part, seg in zip(self.parts, segments):
+        for part, seg in zip(self.parts, segments, strict=True):
             if part.startswith(":"):
                 params[part[1:]] = seg
             elif part != seg:
@@ -184,7 +184,9 @@ def build_snapshot(instances: list[Instance], default_timeout_ms: int) -> Snapsh
 class Discovery:
     """Keeps :attr:`snapshot` current by polling ``$SRV.INFO``; start with :meth:`run`."""
 
-    def __init__(self, nc: Client, *, interval_s: float = 1.5, window_s: float = 0.25, keep_polls: int = 2, default_timeout_ms: int = wire.DEFAULT_HANDLER_TIMEOUT_MS) -> None:
+    def __init__(
+        self, nc: Client, *, interval_s: float = 1.5, window_s: float = 0.25, keep_polls: int = 2, default_timeout_ms: int = wire.DEFAULT_HANDLER_TIMEOUT_MS
+    ) -> None:
         self._nc = nc
         self._interval = interval_s
         self._window = window_s
@@ -222,7 +224,12 @@ class Discovery:
         if signature != self._signature:
             self._signature = signature
             self.snapshot = build_snapshot(list(self._instances.values()), self._default_timeout_ms)
-            log.info("discovery: %d instances, %d handlers, %d enricher prefixes", len(self._instances), len(self.snapshot.handlers) + len(self.snapshot.wildcards), len(self.snapshot.enrichers))
+            log.info(
+                "discovery: %d instances, %d handlers, %d enricher prefixes",
+                len(self._instances),
+                len(self.snapshot.handlers) + len(self.snapshot.wildcards),
+                len(self.snapshot.enrichers),
+            )
 
     async def run(self, started: asyncio.Event | None = None) -> None:
         """Poll until cancelled (even if a poll swallowed the cancel); ``started`` is set

@@ -273,4 +273,5 @@ def td_of(headers: Mapping[str, str], peer: str | None, client_ip: ClientIP) -> 
     }
 
 
-__all__ = ["BadHit", "ClientIP", "Hit", "Parts", "check_token", "first_uid", "header_text", "http_status", "make_hit", "pick_uid", "project_id", "td_of", "valid_uid"]
+__all__ = ["BadHit", "ClientIP", "Hit", "Parts", "check_token", "first_uid", "header_text", "http_status", "make_hit", "pick_uid", "project_id",
+           "td_of", "valid_uid"]

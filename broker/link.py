@@ -218,7 +218,7 @@ class Link:
             waiting = coro.send(None)
         except StopIteration:
             return
-        except Exception as exc:  # as from the task: logged, the hit's deadline answers the client
+        except Exception as exc:  # noqa: BLE001 - as from the task: logged, the hit's deadline answers the client
             log.warning("publish failed: %r", exc)
             return
         task = asyncio.ensure_future(_resume(coro, waiting))
@@ -252,7 +252,7 @@ class Link:
         if self._sub is not None and not self._nc.is_closed:
             try:
                 await self._sub.unsubscribe()
-            except Exception:
+            except Exception:  # noqa: BLE001 - best-effort cleanup: the connection may be closing
                 pass
         self._sub = None
 
@@ -263,7 +263,7 @@ def _resume(coro: Coroutine[Any, Any, None], waiting: Any) -> Generator[Any, Any
     while True:
         try:
             sent = yield waiting
-        except BaseException as exc:  # cancelled: hand it to the coroutine
+        except BaseException as exc:  # noqa: BLE001 - cancelled: hand it to the coroutine
             try:
                 waiting = coro.throw(exc)
             except StopIteration:

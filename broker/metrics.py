@@ -50,7 +50,7 @@ class _HotCollector(Collector):
         stages = HistogramMetricFamily("band_edge_stage_seconds", "Latency of each pipeline stage", labels=["stage"])
         for stage, hist in self._m.stages.items():
             running, buckets = 0, []
-            for bound, count in zip((*(str(b) for b in BUCKETS), "+Inf"), hist.counts):
+            for bound, count in zip((*(str(b) for b in BUCKETS), "+Inf"), hist.counts, strict=True):
                 running += count
                 buckets.append((bound, running))
             stages.add_metric([stage], buckets, hist.total)

@@ -49,7 +49,8 @@ def _not_text(message: dict[str, Any]) -> ErrorResponse:
 class Pipeline:
     """Runs hits through NATS over a connected :class:`~broker.link.Link`."""
 
-    def __init__(self, link: Link, discovery: Discovery, config: EdgeConfig, metrics: Metrics, on_stream_missing: Callable[[], None] | None = None, builtins: Builtins | None = None) -> None:
+    def __init__(self, link: Link, discovery: Discovery, config: EdgeConfig, metrics: Metrics,
+                 on_stream_missing: Callable[[], None] | None = None, builtins: Builtins | None = None) -> None:
         self._link = link
         self._discovery = discovery
         self._builtins = builtins if builtins is not None and builtins.active else None

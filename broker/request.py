@@ -286,4 +286,5 @@ async def read_hit(request: web.Request, config: EdgeConfig, snapshot: Snapshot,
     return make_hit(parts, config.aliases)
 
 
-__all__ = ["BadHit", "ClientIP", "Hit", "Target", "busy", "check_text", "load_json_object", "parse_form", "parse_json_object", "parse_path", "parse_query", "parser_message", "pick_uid", "project_id", "read_hit", "refusal", "valid_uid"]
+__all__ = ["BadHit", "ClientIP", "Hit", "Target", "busy", "check_text", "load_json_object", "parse_form", "parse_json_object", "parse_path",
+           "parse_query", "parser_message", "pick_uid", "project_id", "read_hit", "refusal", "valid_uid"]

@@ -83,7 +83,9 @@ class EventsStream:
 class NatsSide:
     """Brings :class:`Running` up and down for the app (its cleanup context)."""
 
-    def __init__(self, config: EdgeConfig, metrics: Metrics, sockets: Sockets, uploads: Uploads, stopping: Stopping, on_up: Callable[[Running | None], None]) -> None:
+    def __init__(
+        self, config: EdgeConfig, metrics: Metrics, sockets: Sockets, uploads: Uploads, stopping: Stopping, on_up: Callable[[Running | None], None]
+    ) -> None:
         self._config = config
         self._metrics = metrics
         self._sockets = sockets

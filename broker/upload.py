@@ -223,7 +223,9 @@ class Uploads:
                 if writer is None:
                     await self._ensure_bucket(js)
                     index = len(upload.writers)
-                    writer = ObjectWriter(js, self.config.upload_bucket, wire.upload_object(upload.service, upload.name, upload.id, index), self.config.publish_timeout_ms / 1000)
+                    writer = ObjectWriter(
+                        js, self.config.upload_bucket, wire.upload_object(upload.service, upload.name, upload.id, index), self.config.publish_timeout_ms / 1000
+                    )
                     upload.writers.append(writer)
                 pending += data
                 while len(pending) >= chunk_bytes:
@@ -233,7 +235,12 @@ class Uploads:
                 if not part.filename:
                     return  # a browser's empty file input: no file chosen
                 await self._ensure_bucket(js)
-                writer = ObjectWriter(js, self.config.upload_bucket, wire.upload_object(upload.service, upload.name, upload.id, len(upload.writers)), self.config.publish_timeout_ms / 1000)
+                writer = ObjectWriter(
+                    js,
+                    self.config.upload_bucket,
+                    wire.upload_object(upload.service, upload.name, upload.id, len(upload.writers)),
+                    self.config.publish_timeout_ms / 1000,
+                )
                 upload.writers.append(writer)
             if pending:
                 await writer.write(bytes(pending))

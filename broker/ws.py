@@ -120,7 +120,9 @@ class Socket:
         return make_hit(parts, aliases)
 
 
-async def handle_socket(request: web.Request, *, pipeline: Pipeline, sockets: Sockets, config: EdgeConfig, client_ip: ClientIP, metrics: Metrics, cookie: UidCookie) -> web.StreamResponse:
+async def handle_socket(
+    request: web.Request, *, pipeline: Pipeline, sockets: Sockets, config: EdgeConfig, client_ip: ClientIP, metrics: Metrics, cookie: UidCookie
+) -> web.StreamResponse:
     """Serve one ``/wss?uid=…`` connection until it closes; a ``400`` instead of the
     upgrade when its headers cannot go into the frames' messages."""
     try:

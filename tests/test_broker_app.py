@@ -75,7 +75,11 @@ async def test_handler_gets_message_and_answers(nc, nats_url: str) -> None:
 
     async with running_edge(nats_url) as (client, edge), FakeService(nc, svc).handler("page", page):
         await routed(edge, f"in.gen.{svc}.page")
-        resp = await client.post(f"/{svc}/page/42?who=query&x=1", data={"who": "body", "y": "2"}, headers={"User-Agent": "UA/1", "Referer": "https://r.example/", "X-Real-IP": "203.0.113.9"})
+        resp = await client.post(
+            f"/{svc}/page/42?who=query&x=1",
+            data={"who": "body", "y": "2"},
+            headers={"User-Agent": "UA/1", "Referer": "https://r.example/", "X-Real-IP": "203.0.113.9"},
+        )
         assert resp.status == 200
         assert await resp.json() == {"hello": "query"}
         message = seen[0]
@@ -263,7 +267,7 @@ async def test_the_link_runs_the_pipeline(nc: Any, nats_url: str) -> None:
 
 
 async def test_cors_origins_allow_list(nats_url: str) -> None:
-    async with running_edge(nats_url, cors_origins=("https://shop.example",)) as (client, edge):
+    async with running_edge(nats_url, cors_origins=("https://shop.example",)) as (client, _):
         trusted = await client.get("/track/page", headers={"Origin": "https://shop.example"})
         assert trusted.headers["Access-Control-Allow-Origin"] == "https://shop.example"
         assert trusted.headers["Access-Control-Allow-Credentials"] == "true"

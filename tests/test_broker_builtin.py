@@ -95,7 +95,10 @@ async def test_stored_deadline_and_errors_do_not_hold_the_hit(nc: Any, nats_url:
     free.bind(("127.0.0.1", 0))
     closed_port = free.getsockname()[1]
     free.close()
-    for url, counter in ((f"redis://127.0.0.1:{silent_port}/0", "band_edge_enricher_timeouts_total"), (f"redis://127.0.0.1:{closed_port}/0", "band_edge_enricher_errors_total")):
+    for url, counter in (
+        (f"redis://127.0.0.1:{silent_port}/0", "band_edge_enricher_timeouts_total"),
+        (f"redis://127.0.0.1:{closed_port}/0", "band_edge_enricher_errors_total"),
+    ):
         async with running_edge(nats_url, redis_url=url, enrich_timeout_ms=150) as (client, _), arrivals(nc, "in.gen.track.>") as seen:
             resp = await asyncio.wait_for(client.get("/track/page?x=1", headers={"X-Real-IP": IP, "User-Agent": UA}), timeout=10)
             assert resp.status == 200

@@ -50,7 +50,9 @@ async def test_new_service_routed_and_stopped_one_forgotten(nc: Any, nats_url: s
     key = f"in.gen.{svc}.x"
     async with running_edge(nats_url) as (client, edge):
         assert (await (await client.get(f"/{svc}/x")).json())["key"] == key  # built-in default
-        service = await FakeService(nc, svc).handler("x", returns({"type__": "data", "statusCode": 200, "data": {"from": "svc"}}), path="/custom/:thing").start()
+        service = (
+            await FakeService(nc, svc).handler("x", returns({"type__": "data", "statusCode": 200, "data": {"from": "svc"}}), path="/custom/:thing").start()
+        )
         await routed(edge, key)
         assert await (await client.get(f"/{svc}/x")).json() == {"from": "svc"}
         await service.stop()

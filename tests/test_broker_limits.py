@@ -221,8 +221,16 @@ def raw_exchange(port: int, method: str, target: str, headers: dict[str, str | b
         ({"Referer": b"https://x.test/\xed\xa0\x80"}, b"", "header Referer is not valid UTF-8"),
         ({"Host": b"x\xff.test"}, b"", "header Host is not valid UTF-8"),
         # multipart: a part header aiohttp cannot parse, a part name that is not UTF-8
-        ({"Content-Type": MULTIPART}, f"--{BOUNDARY}\r\nContent-Disposition form-data\r\n\r\nv\r\n--{BOUNDARY}--\r\n".encode(), "malformed body: Invalid HTTP header"),
-        ({"Content-Type": MULTIPART}, f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="a\xff"\r\n\r\nv\r\n--{BOUNDARY}--\r\n'.encode("latin-1"), "lone surrogate \\udcff at a\\udcff"),
+        (
+            {"Content-Type": MULTIPART},
+            f"--{BOUNDARY}\r\nContent-Disposition form-data\r\n\r\nv\r\n--{BOUNDARY}--\r\n".encode(),
+            "malformed body: Invalid HTTP header",
+        ),
+        (
+            {"Content-Type": MULTIPART},
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="a\xff"\r\n\r\nv\r\n--{BOUNDARY}--\r\n'.encode("latin-1"),
+            "lone surrogate \\udcff at a\\udcff",
+        ),
     ],
     ids=["json-escape", "json-key", "text-plain-json", "user-agent", "referer", "host", "multipart-header", "multipart-name"],
 )

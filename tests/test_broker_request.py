@@ -48,7 +48,8 @@ def test_redirect_safety() -> None:
 
 
 def test_config_from_env() -> None:
-    config = from_env({"PORT": "9000", "NATS_URL": "nats://a:4222, nats://b:4222", "EDGE_ENRICH_TIMEOUT_MS": "150", "EDGE_ALIASES": '{"x": "track"}', "EDGE_COOKIE_SECURE": "false"})
+    config = from_env({"PORT": "9000", "NATS_URL": "nats://a:4222, nats://b:4222", "EDGE_ENRICH_TIMEOUT_MS": "150", "EDGE_ALIASES": '{"x": "track"}',
+                       "EDGE_COOKIE_SECURE": "false"})
     assert config.port == 9000 and config.nats_urls == ("nats://a:4222", "nats://b:4222")
     assert config.enrich_timeout_ms == 150 and config.aliases == {"x": "track"} and config.cookie_secure is False
     assert from_env({}, port=1).port == 1
@@ -76,5 +77,5 @@ def test_a_uid_past_64_bits_is_no_uid() -> None:
 
 def test_config_refuses_a_body_budget_below_one_body() -> None:
     assert from_env({"EDGE_BODY_BUDGET_BYTES": "16777216"}).body_budget_bytes == 16 * 1024 * 1024
-    with pytest.raises(ConfigError, match="body_budget_bytes .* must be at least max_body_bytes"):
+    with pytest.raises(ConfigError, match=r"body_budget_bytes .* must be at least max_body_bytes"):
         EdgeConfig(body_budget_bytes=1000, max_body_bytes=2000)

@@ -45,7 +45,11 @@ async def test_frames_run_the_pipeline(nc: Any, nats_url: str) -> None:
 async def test_push_reaches_every_socket_of_the_uid_on_every_edge(nc: Any, nats_url: str) -> None:
     uid = "9876543210987"
     async with running_edge(nats_url) as (client_a, edge_a), running_edge(nats_url) as (client_b, edge_b):
-        async with client_a.ws_connect(f"/wss?uid={uid}") as ws1, client_b.ws_connect(f"/wss?uid={uid}") as ws2, client_a.ws_connect("/wss?uid=1111111111111") as other:
+        async with (
+            client_a.ws_connect(f"/wss?uid={uid}") as ws1,
+            client_b.ws_connect(f"/wss?uid={uid}") as ws2,
+            client_a.ws_connect("/wss?uid=1111111111111") as other,
+        ):
             await wait_for(lambda: len(edge_a.sockets) == 2 and len(edge_b.sockets) == 1, what="sockets registered")
             await nc.publish(wire.ws_subject(uid), b'{"hello":"you"}')
             for ws in (ws1, ws2):
@@ -72,7 +76,13 @@ async def test_a_frame_with_a_lone_surrogate_is_answered(nats_url: str) -> None:
             assert bad["type__"] == "error" and bad["statusCode"] == 400 and bad["id__"] == 5
             assert "lone surrogate \\ud800 at a" in bad["message"]
             await ws.send_str('{"service": "track", "name": "page", "id__": "\\udfff"}')  # its id__ cannot be echoed
-            assert json.loads((await ws.receive(timeout=5)).data) | {"message": ""} == {"type__": "error", "statusCode": 400, "data": {}, "message": "", "id__": None}
+            assert json.loads((await ws.receive(timeout=5)).data) | {"message": ""} == {
+                "type__": "error",
+                "statusCode": 400,
+                "data": {},
+                "message": "",
+                "id__": None,
+            }
             await ws.send_str(json.dumps({"service": "track", "name": "page", "id__": 6}))
             assert json.loads((await ws.receive(timeout=5)).data)["id__"] == 6  # the socket still serves
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+from support.poll import wait_for
+
 from band._runtime.cancel import cancellable, raise_if_cancelling
 
 
@@ -26,8 +28,7 @@ async def swallows_the_first_cancel(rounds: list[str]) -> str:
 async def test_cancellable_ends_work_that_swallowed_a_cancel() -> None:
     rounds: list[str] = []
     outer = asyncio.ensure_future(cancellable(swallows_the_first_cancel(rounds)))
-    while len(rounds) < 3:
-        await asyncio.sleep(0.01)
+    await wait_for(lambda: len(rounds) >= 3, 5, "three rounds of the work")
     outer.cancel()
     done, _ = await asyncio.wait([outer], timeout=2)
     assert outer in done and outer.cancelled(), "the work went on after its cancel"
@@ -71,8 +72,7 @@ async def test_raise_if_cancelling_ends_a_loop_whose_step_swallowed_the_cancel()
             raise_if_cancelling()
 
     task = asyncio.ensure_future(loop())
-    while rounds < 2:
-        await asyncio.sleep(0.01)
+    await wait_for(lambda: rounds >= 2, 5, "two rounds of the loop")
     task.cancel()
     done, _ = await asyncio.wait([task], timeout=2)
     assert task in done and task.cancelled()
@@ -97,8 +97,7 @@ async def test_every_goes_on_after_a_failed_round_and_ends_on_a_swallowed_cancel
 
     loop = asyncio.ensure_future(every(0.001, step, failures.append, started=started))
     await asyncio.wait_for(started.wait(), 2)
-    while len(rounds) < 4:
-        await asyncio.sleep(0.005)
+    await wait_for(lambda: len(rounds) >= 4, 5, "the fourth round", step=0.005)
     loop.cancel()
     done, _ = await asyncio.wait([loop], timeout=2)
     assert loop in done and loop.cancelled(), "the loop went on after its cancel"

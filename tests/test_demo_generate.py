@@ -41,7 +41,7 @@ def test_events_look_like_a_site_with_sessions_sources_and_purchases() -> None:
     assert len(by_uid) == 400
     returning_on_later_days = 0
     kinds: set[str] = set()
-    for uid, evs in by_uid.items():
+    for evs in by_uid.values():
         sessions = [e for e in evs if e["name"] == "session"]
         assert [s["data"]["sess"]["num"] for s in sessions] == list(range(1, len(sessions) + 1))
         assert evs[0]["name"] == "session"

@@ -39,7 +39,7 @@ def test_unknown_name_raises() -> None:
     import band
 
     try:
-        band.nonexistent
+        _ = band.nonexistent
     except AttributeError as exc:
         assert "nonexistent" in str(exc)
     else:

@@ -51,7 +51,7 @@ def test_name_from_config_then_folder_and_single_files(tmp_path: Path) -> None:
 
 
 def test_missing_service_is_a_config_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="main.py"):
+    with pytest.raises(ConfigError, match=r"main\.py"):
         load_service(tmp_path)
     with pytest.raises(ConfigError, match="not a service"):
         load_service(tmp_path / "nothing-here")

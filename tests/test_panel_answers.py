@@ -4,20 +4,21 @@ is traced) against a real ``band store`` on chDB."""
 from __future__ import annotations
 
 import tracemalloc
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Iterator
+from typing import Any
 
 import aiohttp
 import nats
 import pytest
+from support.poll import wait_for
+from support.processes import Proc
+from support.store import event, publish, start_store
 
 from band.cli.natsserver import NatsServer
 from band.cli.ports import free_port
 from band.panel.app import running
 from band.panel.config import PanelConfig
-from support.poll import wait_for
-from support.processes import Proc
-from support.store import event, publish, start_store
 
 pytest.importorskip("chdb")
 

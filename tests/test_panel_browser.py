@@ -29,6 +29,7 @@ SERVICES = Path(__file__).parent / "panel_services"
 TOKEN = "browser-token-0123456789"
 VIEWPORT = {"width": 1366, "height": 800}
 VISITOR = "1234567890123"  # the uid of the User page's visitor
+HELLO = {"hello": "panel"}  # the greeter's answer the edge passes on
 
 pytestmark = [
     pytest.mark.slow,
@@ -78,7 +79,7 @@ async def test_panel_in_a_browser(stack: dict[str, Any], tmp_path: Path) -> None
     shots.mkdir(parents=True, exist_ok=True)
     async with aiohttp.ClientSession() as http:
 
-        async def hit(path: str, answer: Any = {"hello": "panel"}) -> bool:
+        async def hit(path: str, answer: Any = HELLO) -> bool:
             try:
                 async with http.get(edge + path) as resp:
                     return resp.status == 200 and (answer is None or (await resp.json()) == answer)

@@ -113,7 +113,10 @@ async def test_live_tail_shows_events_filters_and_samples(nats_url: str, nc: Any
                 await ws.close()
                 reader.cancel()
         async with aiohttp.ClientSession(headers={**AUTH, "Origin": "http://evil.example"}) as other:
-            async with other.get(f"{base}/api/tail", headers={"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}) as resp:
+            async with other.get(
+                f"{base}/api/tail",
+                headers={"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="},
+            ) as resp:
                 assert resp.status == 403, "another site's page cannot read the tail"
 
 
@@ -133,7 +136,9 @@ async def test_store_query_table_csv_and_errors(nats_url: str, nc: Any) -> None:
             await nc.publish("in.gen.shop.buy", wire.encode({"service": "shop", "name": "buy", "uid": "1234567890", "id": "1", "data": {"url": "/cart"}}))
 
             async def rows() -> list[dict[str, Any]]:
-                async with http.post(f"{base}/api/store/query", json={"sql": "SELECT service, name, count(*) AS events FROM stats.events GROUP BY service, name"}) as resp:
+                async with http.post(
+                    f"{base}/api/store/query", json={"sql": "SELECT service, name, count(*) AS events FROM stats.events GROUP BY service, name"}
+                ) as resp:
                     assert resp.status == 200, await resp.text()
                     return list((await resp.json())["rows"])
 

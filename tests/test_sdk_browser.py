@@ -57,7 +57,9 @@ async def browser() -> AsyncIterator[Any]:
             await chromium.close()
 
 
-async def visit(browser: Any, nc: Any, edge_origin: str, page_host: str, site_url: str, prelude: str = "", referer: str | None = None, **context: Any) -> tuple[str, list[dict[str, Any]]]:
+async def visit(
+    browser: Any, nc: Any, edge_origin: str, page_host: str, site_url: str, prelude: str = "", referer: str | None = None, **context: Any
+) -> tuple[str, list[dict[str, Any]]]:
     """Open the shop page, click, open a second page; the uid /lib.js handed out and the events."""
     server = edge_origin.split("//", 1)[1]
     html = PAGE % {"prelude": prelude, "snippet": SNIPPET % {"edge": edge_origin, "server": server}}

@@ -36,7 +36,7 @@ def test_documented_config(tmp_path: Path) -> None:
     assert settings.api_key == "secret" and settings.region == "eu"
     assert settings.nested.deep.value == 3 and settings.get("missing", "d") == "d"
     with pytest.raises(AttributeError, match="no 'missing'"):
-        settings.missing
+        _ = settings.missing
 
 
 def test_missing_variable_names_it_and_the_file(tmp_path: Path) -> None:

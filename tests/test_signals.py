@@ -163,7 +163,9 @@ async def test_edge_stops_while_draining_on_a_second_signal(tmp_path: Path, nats
 
     edge, port = start_edge(nats_url, tmp_path, EDGE_SHUTDOWN_TIMEOUT_S="300", LOG_LEVEL="INFO")
     base = f"http://127.0.0.1:{port}"
-    fake = FakeService(nc, svc).handler("slow", never, timeout_ms=30000).handler("probe", returns({"type__": "data", "statusCode": 200, "data": {"probe": True}}))
+    fake = (
+        FakeService(nc, svc).handler("slow", never, timeout_ms=30000).handler("probe", returns({"type__": "data", "statusCode": 200, "data": {"probe": True}}))
+    )
     async with fake:
         try:
             async with aiohttp.ClientSession() as session:

@@ -79,7 +79,7 @@ async def test_an_import_run_twice_stores_each_event_once_and_reports_bad_lines(
         assert "importing through the running store" in first.stderr
         assert summary(first) == "read 11, stored 5, skipped 2 (already stored), bad 4", first.stdout + first.stderr
         for number, reason in ((3, "not JSON"), (7, "does not fit the uid column"), (9, "neither an event")):
-            assert any(l.startswith(f"line {number}: ") and reason in l for l in first.stderr.splitlines()), first.stderr
+            assert any(line.startswith(f"line {number}: ") and reason in line for line in first.stderr.splitlines()), first.stderr
         assert "line 5: a JSON list, not an object" in first.stderr
         await counted(4, proc)
         assert await count("SELECT count() AS n FROM stats.activity") == 1
@@ -271,8 +271,8 @@ async def test_a_100000_line_import_holds_its_memory(tmp_path: Path, own_nats: N
         assert summary(ran) == f"read {total:,}, stored {total:,}, skipped 0 (already stored), bad 0"
         peak_mb = int(ran.stderr.strip().splitlines()[-1])
         assert peak_mb < 150, f"the importer peaked at {peak_mb} MB for a {path.stat().st_size >> 20} MB file"
-        store_peak = int(next(l for l in Path(f"/proc/{proc.pid}/status").read_text().splitlines()
-                              if l.startswith("VmHWM")).split()[1]) >> 10
+        store_peak = int(next(line for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines()
+                              if line.startswith("VmHWM")).split()[1]) >> 10
         assert store_peak < 400, f"the store peaked at {store_peak} MB"
         assert await count() == total
     finally:

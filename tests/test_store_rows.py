@@ -44,7 +44,7 @@ def sdk_page_event() -> dict[str, Any]:
 
 
 def extras(row: dict[str, Any], base: str) -> dict[str, str]:
-    return dict(zip(row[f"{base}.key"], row[f"{base}.value"]))
+    return dict(zip(row[f"{base}.key"], row[f"{base}.value"], strict=True))
 
 
 def test_web_sdk_page_event_lands_in_events_with_rockstat_columns() -> None:
@@ -120,7 +120,7 @@ def test_a_huge_string_makes_a_bad_row() -> None:
     event = sdk_page_event()
     event["data"]["page"]["title"] = "x" * 100_000
     b = builder()
-    with pytest.raises(BadRow, match="page.title is 100000 bytes"):
+    with pytest.raises(BadRow, match=r"page\.title is 100000 bytes"):
         b.build(event)
     table, row = b.bad_row(event, "events", "too big", 1, 2)
     assert table == "bad_rows" and row["id"] == 6462464730849083393 and '"title"' in row["message"]

@@ -244,7 +244,7 @@ def test_ga_hits_kept_raw_and_parsed_into_columns(tmp_path: Path) -> None:
     rows = got["02-ga-events.sql"]
     want = [(hit, event) for hit in GA_HITS for event in hit["events"]]
     assert len(rows) == len(want)
-    for row, (hit, event) in zip(rows, want):
+    for row, (hit, event) in zip(rows, want, strict=True):
         p = event["params"]
         assert row["measurement_id"] == "G-TEST" and row["client_id"] == hit["client_id"] and row["user_id"] == hit.get("user_id", "")
         assert row["event"] == event["name"] and row["page_location"] == p["page_location"] and row["session_id"] == p["session_id"]

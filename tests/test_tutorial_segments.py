@@ -38,7 +38,7 @@ async def scenario(url: str, svcs: list[Any], uids: list[str]) -> dict[str, Any]
         pipe = redis.pipeline()
         for u in uids:
             pipe.hgetall(f"s:{u}")
-        out["hashes"] = dict(zip(uids, await pipe.execute()))
+        out["hashes"] = dict(zip(uids, await pipe.execute(), strict=True))
         # a changed segment is pushed: make one look stale, the next pass corrects and pushes it
         target = uids[0]
         pushed: asyncio.Queue[Any] = asyncio.Queue()
@@ -116,7 +116,7 @@ async def one_pass(url: str, svcs: list[Any]) -> dict[str, Any]:
         pipe = redis.pipeline()
         for u in uids:
             pipe.hget(f"s:{u}", "segment")
-        got = dict(zip(uids, [json.loads(v) if v is not None else None for v in await pipe.execute()]))
+        got = dict(zip(uids, [json.loads(v) if v is not None else None for v in await pipe.execute()], strict=False))
         return {"counts": counts, "peak": peak, "want": want, "got": got}
     finally:
         if uids:

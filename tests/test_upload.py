@@ -324,7 +324,11 @@ async def test_slow_or_malformed_uploads_leave_nothing(nats_url: str, nc: Any) -
 
 def raw_part(param: str, filename: bytes) -> bytes:
     """A file part head with a file name of raw bytes (not necessarily UTF-8)."""
-    return f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{param}\"; filename=\"".encode() + filename + b'"\r\nContent-Type: application/octet-stream\r\n\r\n'
+    return (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{param}"; filename="'.encode()
+        + filename
+        + b'"\r\nContent-Type: application/octet-stream\r\n\r\n'
+    )
 
 
 async def test_an_upload_answered_with_an_error_keeps_no_object(nats_url: str, nc: Any) -> None:
@@ -499,7 +503,10 @@ async def test_sigterm_mid_upload_stops_cleanly_and_leaves_nothing(nats_url: str
     js = nc.jetstream()
     async with edge_process(nats_url, EDGE_UPLOAD_BUCKET=bucket, EDGE_SHUTDOWN_TIMEOUT_S="1") as (edge, port):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(f"POST /upload/x/y HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: {body_length(64 * MiB)}\r\n\r\n".encode())
+        writer.write(
+            f"POST /upload/x/y HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary={BOUNDARY}\r\n"
+            f"Content-Length: {body_length(64 * MiB)}\r\n\r\n".encode()
+        )
         blocks = big_file_body(64 * MiB, 4)
         for _ in range(4):  # a few MB, then the client stalls
             writer.write(next(blocks))

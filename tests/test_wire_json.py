@@ -20,7 +20,9 @@ def test_numbers_past_64_bits_stay_exact(body: bytes) -> None:
     assert wire.encode(value).replace(b" ", b"") == body.replace(b" ", b"")
 
 
-@pytest.mark.parametrize(("body", "problem"), [(b"[" * 5000, "nested too deeply"), (b"{bad", "not valid JSON"), (b"NaN", "not valid JSON"), (b"\xff", "not valid JSON")])
+@pytest.mark.parametrize(
+    ("body", "problem"), [(b"[" * 5000, "nested too deeply"), (b"{bad", "not valid JSON"), (b"NaN", "not valid JSON"), (b"\xff", "not valid JSON")]
+)
 def test_bad_bodies_are_decode_errors(body: bytes, problem: str) -> None:
     with pytest.raises(wire.DecodeError, match=problem):
         wire.decode(body)
@@ -33,7 +35,7 @@ def test_bad_bodies_are_decode_errors(body: bytes, problem: str) -> None:
 def test_lone_surrogates_are_decode_errors(body: bytes) -> None:
     """A lone surrogate decodes in Python's json but encodes nowhere: a service answered
     its caller 500 (the reply could not be encoded) instead of 400."""
-    with pytest.raises(wire.DecodeError, match="surrogate|not valid JSON"):
+    with pytest.raises(wire.DecodeError, match=r"surrogate|not valid JSON"):
         wire.decode(body)
     assert wire.decode(b'{"x": "\\ud83d\\ude00", "n": 12345678901234567890123}')["x"] == "\U0001F600"  # a pair is text
 

@@ -7,6 +7,7 @@ checks both the SQL and the way events become rows.
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from typing import Any
 
@@ -84,7 +85,7 @@ def attribution(events: list[Event], half_life_days: float = 7) -> dict[tuple[st
     out: dict[tuple[str, str], dict[str, float]] = defaultdict(lambda: defaultdict(float))
     for _, revenue, conv_time, touches in conversion_paths(events):
         for model in MODELS:
-            for touch, share in zip(touches, credits(model, touches, conv_time, half_life_days * 86_400_000)):
+            for touch, share in zip(touches, credits(model, touches, conv_time, half_life_days * 86_400_000), strict=True):
                 row = out[(touch[1], touch[2])]
                 row[f"c_{model}"] += share
                 row[f"r_{model}"] += share * revenue
@@ -119,7 +120,7 @@ def markov(events: list[Event]) -> tuple[dict[tuple[str, str], int], dict[str, d
 
     counts: dict[tuple[str, str], int] = defaultdict(int)
     for path in markov_paths(events):
-        for a, b in zip(path, path[1:]):
+        for a, b in itertools.pairwise(path):
             counts[(a, b)] += 1
     out_total: dict[str, int] = defaultdict(int)
     for (a, _), n in counts.items():
@@ -150,7 +151,7 @@ def markov(events: list[Event]) -> tuple[dict[tuple[str, str], int], dict[str, d
             for r in range(len(live)):
                 if r != col and matrix[r][col] != 0:
                     factor = matrix[r][col]
-                    matrix[r] = [x - factor * y for x, y in zip(matrix[r], matrix[col])]
+                    matrix[r] = [x - factor * y for x, y in zip(matrix[r], matrix[col], strict=True)]
         return {s: matrix[index[s]][-1] for s in live}
 
     base = solve(None)
@@ -193,7 +194,7 @@ def activity_attribution(events: list[Event]) -> dict[tuple[str, str], dict[str,
     for uid, revenue, conv_time, _ in conversion_paths(events):
         sessions = sorted((s for s in opening[uid] if s["time"] <= conv_time), key=lambda e: e["time"])
         indexes = [activity_index(by_session[(uid, s["data"]["sess"]["num"])]) for s in sessions]
-        for s, index in zip(sessions, indexes):
+        for s, index in zip(sessions, indexes, strict=True):
             row = out[(channel_of(s), campaign_of(s))]
             row["touches"] += 1
             row["conversions"] += index / sum(indexes)

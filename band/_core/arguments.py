@@ -76,7 +76,7 @@ class Arguments:
         self._bind = any(p.kind is inspect.Parameter.POSITIONAL_ONLY for p in self.signature.parameters.values())
         try:
             hints = typing.get_type_hints(target)
-        except Exception:  # an annotation that does not evaluate: judge none
+        except Exception:  # noqa: BLE001 - an annotation that does not evaluate: judge none
             hints = {}
         self.kinds = {name: kinds for name, hint in hints.items()
                       if name in self.signature.parameters and (kinds := _kinds(hint)) is not None}

@@ -7,6 +7,7 @@ variable or line) instead of a service running on half a config.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Iterator, Mapping
@@ -86,7 +87,7 @@ def substitute(text: str, env: Mapping[str, str], source: str = "config") -> str
     out = []
     for index, line in enumerate(text.splitlines(keepends=True)):
         keep = line.lstrip().startswith("#")
-        out.append(line if keep else _VAR.sub(lambda m: replace(m, index), line))
+        out.append(line if keep else _VAR.sub(functools.partial(replace, line_index=index), line))
     return "".join(out)
 
 

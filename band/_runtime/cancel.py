@@ -77,7 +77,7 @@ async def every(interval_s: float, step: Callable[[], Awaitable[object]], failed
             await step()
         except asyncio.CancelledError:
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a loop that survives any error of one round
             failed(exc)
         raise_if_cancelling()
         if started is not None:

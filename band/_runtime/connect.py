@@ -164,5 +164,5 @@ async def close(nc: Client, logger: Logger | None = None, timeout: float = CLOSE
             await nc.close()
     except TimeoutError:
         (logger or Logger(component="nats")).warning("NATS connection not closed in time; leaving it", timeout=timeout)
-    except Exception as exc:  # the server went first: nothing is left to flush to
+    except Exception as exc:  # noqa: BLE001 - the server went first: nothing is left to flush to
         (logger or Logger(component="nats")).warning("NATS connection lost while closing", error=f"{type(exc).__name__}: {exc}")

@@ -54,7 +54,7 @@ async def quiet(awaitable: Any) -> None:
     """Await a best-effort step (reply, unsubscribe); log nothing, raise nothing."""
     try:
         await awaitable
-    except Exception:
+    except Exception:  # noqa: BLE001 - best effort: must never raise
         pass
 
 

@@ -121,7 +121,7 @@ class DurableListener:
                 status = await self._pull_end(ended, stopping)
                 if status not in ("", wire.PULL_EXPIRED_STATUS):  # 409 consumer deleted, 503 no JetStream...
                     raise ConnectionError(f"pull answered with status {status}")
-            except Exception as exc:  # connection or consumer trouble: back off, the client reconnects
+            except Exception as exc:  # noqa: BLE001 - connection or consumer trouble: back off, the client reconnects
                 self.app.logger.warning("durable pull failed; retrying", method=self.ep.method, error=describe(exc))
                 with contextlib.suppress(TimeoutError):  # back off, but not past a stop
                     async with asyncio.timeout(1.0):

@@ -89,7 +89,7 @@ class ServiceMetrics:
         for consumer in self._durable:
             try:
                 info = await asyncio.wait_for(self._consumer_info(consumer), LAG_TIMEOUT_S)
-            except Exception:  # NATS away: the last value stands
+            except Exception:  # noqa: BLE001 - NATS away: the last value stands
                 continue
             self.lag.labels(self.name, consumer).set(info.num_pending or 0)
 

@@ -106,5 +106,5 @@ class PullRequests:
             sub, self._sub = self._sub, None
             try:
                 await (sub.drain() if drain else sub.unsubscribe())
-            except Exception:  # a closed connection took the subscription with it
+            except Exception:  # noqa: BLE001 - a closed connection took the subscription with it
                 pass

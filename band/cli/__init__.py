@@ -41,7 +41,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _build() -> tuple[argparse.ArgumentParser, Commands]:
-    top = argparse.ArgumentParser(prog="band", usage="band [-h] [--version] COMMAND [ARGS...]", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
+    top = argparse.ArgumentParser(
+        prog="band", usage="band [-h] [--version] COMMAND [ARGS...]", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG
+    )
     top.add_argument("--version", action="version", version=f"band {version()}")
     commands = Commands(top.add_subparsers(dest="command", metavar="COMMAND", help=argparse.SUPPRESS))  # listed above
     for entry in registrations():

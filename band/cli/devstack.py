@@ -277,13 +277,16 @@ async def _up(paths: list[Path], port: int, data: Path, keep_going: bool, timeou
             for i, (name, p) in enumerate(services)
         ]
         store_env = {**env, "STORE_DIR": env.get("STORE_DIR") or str(data / "store")}  # every event into ClickHouse
-        children.append(Child("store", [sys.executable, "-m", "band", "store"], store_env, every(discoverable(nc, "store"), routed_by_edge(port, "store"))))  # last: children[1:] pair with services
+        children.append(
+            Child("store", [sys.executable, "-m", "band", "store"], store_env, every(discoverable(nc, "store"), routed_by_edge(port, "store")))
+        )  # last: children[1:] pair with services
         running = children  # stopped on the way out, whatever happens below
         width = max(len(c.name) for c in children)
         if reload:  # a change restarts only its own service (watched from the start: no save is missed)
             from .reload import Reloader
 
-            watcher = asyncio.ensure_future(Reloader([(p, c) for (_, p), c in zip(services, children[1:])], width).run(stop))
+            watcher = asyncio.ensure_future(  # noqa: RUF006 - kept in watcher: cancelled and awaited in the finally below
+                Reloader([(p, c) for (_, p), c in zip(services, children[1:], strict=False)], width).run(stop))
         up = await _unless_stopped(start(children, width, keep_going, timeout), stop)
         if up is None:  # Ctrl-C while starting
             say("\nstopping…")
@@ -295,7 +298,11 @@ async def _up(paths: list[Path], port: int, data: Path, keep_going: bool, timeou
         state.EDGE_FILE.write_text(f"http://127.0.0.1:{port}\n", encoding="utf-8")  # for band demo run here
         panel_port = int(os.environ.get("PANEL_PORT") or 8081)
         async with panel_beside(running, width, data, env, port, panel_port, lambda n, a, e: Child(n, a, e, http_answers(panel_port))) as panel:
-            sql = f"  clickhouse: http://{os.environ.get('STORE_HTTP_HOST') or '127.0.0.1'}:{clickhouse}/ (read-only, any ClickHouse client)\n" if clickhouse else ""
+            sql = (
+                f"  clickhouse: http://{os.environ.get('STORE_HTTP_HOST') or '127.0.0.1'}:{clickhouse}/ (read-only, any ClickHouse client)\n"
+                if clickhouse
+                else ""
+            )
             say(f"\nband is up\n  NATS: {where.url}\n  edge: http://127.0.0.1:{port}/\n  panel: {panel}\n{sql}"
                 f"  services: {', '.join(sorted(c.name for c in up[1:])) or 'none'}\n"
                 f"In another terminal here: {band} ls, {band} tail, {band} call SERVICE METHOD k=v. Ctrl-C stops everything.\n")

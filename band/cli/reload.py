@@ -105,7 +105,7 @@ async def _run(path: Path, args: list[str]) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    name = path.stem if path.is_file() else path.name
+    name = path.stem if path.is_file() else path.name  # noqa: ASYNC240 - one stat of a local path, once at start
     child = Child(name, [sys.executable, "-m", "band", "run", str(path), *args], {**os.environ, "PYTHONUNBUFFERED": "1"})
     width = len(name)
     child.start(width)

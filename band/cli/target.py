@@ -47,7 +47,7 @@ async def reach(where: str | Target | None, name: str, timeout: float, **options
         )
     except (TimeoutError, OSError) as exc:
         errors.append(exc)
-    except Exception as exc:  # nats-py's own errors (no servers, auth): the reason is the message
+    except Exception as exc:  # noqa: BLE001 - nats-py's own errors (no servers, auth): the reason is the message
         errors.append(exc)
     reason = next((str(e) for e in reversed(errors) if str(e)), type(errors[-1]).__name__)
     hint = " Is band up running here?" if target.source.startswith("./") else ""

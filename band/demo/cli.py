@@ -35,11 +35,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     p.add_argument("--visitors", type=int, default=500, help="visitors (default 500)")
     p.add_argument("--days", type=int, default=14, help="days of traffic (default 14)")
-    p.add_argument("--bots", type=int, default=0, help="also this many bot visitors (crawlers, headless browsers, no user agent, referrer spam), flagged as the edge flags them (default 0)")
+    p.add_argument("--bots", type=int, default=0,
+                   help="also this many bot visitors (crawlers, headless browsers, no user agent, referrer spam), "
+                        "flagged as the edge flags them (default 0)")
     p.add_argument("--start", type=dt.date.fromisoformat, help="first day, YYYY-MM-DD (default: so that the last day is today, UTC)")
     where = p.add_mutually_exclusive_group()
-    where.add_argument("--edge", metavar="URL", help="the edge's base URL (default: the one band up runs in this directory, ./.band/edge.url; else http://127.0.0.1:$PORT, PORT defaulting to 8080)")
-    where.add_argument("--store", nargs="?", const="", metavar="DIR", help="write into the store directly (default: its data_dir, ./.band/store); keeps the generated days")
+    where.add_argument(
+        "--edge",
+        metavar="URL",
+        help="the edge's base URL (default: the one band up runs in this directory, ./.band/edge.url; else http://127.0.0.1:$PORT, PORT defaulting to 8080)",
+    )
+    where.add_argument(
+        "--store", nargs="?", const="", metavar="DIR", help="write into the store directly (default: its data_dir, ./.band/store); keeps the generated days"
+    )
     where.add_argument("--jsonl", metavar="FILE", help="write the events as JSON lines instead of sending them")
     p.add_argument("--costs-csv", metavar="FILE", help="also write the ad platforms' cost report for this traffic as CSV")
     p.add_argument("--concurrency", type=int, default=16, help="visitors sent in parallel through the edge (default 16)")

@@ -219,7 +219,8 @@ class _Session:
             user["id"] = v.user_id
         payload: dict[str, Any] = {
             "service": "track", "name": name, "uid": v.uid, "page": page, "sess": sess,
-            "browser": {"w": v.width, "h": v.height, "tw": v.width, "th": v.height, "aw": v.width, "ah": v.height - 40, "sopr": 2, "soa": 0, "sot": "portrait-primary" if v.width < 800 else "landscape-primary", "if1": 0, "if2": 0},
+            "browser": {"w": v.width, "h": v.height, "tw": v.width, "th": v.height, "aw": v.width, "ah": v.height - 40, "sopr": 2, "soa": 0,
+                        "sot": "portrait-primary" if v.width < 800 else "landscape-primary", "if1": 0, "if2": 0},
             "user": user, "lib": {"id": "web-sdk", "v": 3.12, "sv": 1},
         }
         if extra:

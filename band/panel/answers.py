@@ -12,7 +12,8 @@ import asyncio
 import csv
 import io
 import json
-from typing import Any, AsyncGenerator, Iterable, Mapping
+from collections.abc import AsyncGenerator, Iterable, Mapping
+from typing import Any
 
 from aiohttp import web
 from nats.aio.client import Client
@@ -59,7 +60,7 @@ async def _streamed(nc: Client, service: str, sql: str, params: Mapping[str, Any
     try:
         async for chunk in chunks:
             lines = chunk.splitlines()
-            rows.extend(dict(zip(names, wire.decode(line))) for line in lines[:SHOW_ROWS - len(rows)])
+            rows.extend(dict(zip(names, wire.decode(line), strict=False)) for line in lines[:SHOW_ROWS - len(rows)])
             total += len(lines)
             if asyncio.get_running_loop().time() > stop_at:
                 complete = False
@@ -157,4 +158,4 @@ def cell(value: Any) -> str:
     return text
 
 
-__all__ = ["SHOW_ROWS", "first_rows", "csv_download", "csv_lines", "cell"]
+__all__ = ["SHOW_ROWS", "cell", "csv_download", "csv_lines", "first_rows"]

@@ -165,7 +165,7 @@ async def _running(app: web.Application) -> AsyncIterator[None]:
     app[api.NC] = nc
     try:
         await ensure_dlq_stream(nc.jetstream())
-    except Exception as exc:  # no JetStream: the pages say so, the rest works
+    except Exception as exc:  # noqa: BLE001 - no JetStream: the pages say so, the rest works
         log.warning("panel: cannot create the dead-letter stream: %s", exc)
     sampler = app[api.SAMPLER] = Sampler(nc, config, http)
     app[TAIL] = Tail(nc, config.tail_rate)

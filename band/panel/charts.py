@@ -34,7 +34,8 @@ def sparkline(values: Sequence[float], width: int = 120, height: int = 28, strok
     line = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
     area = f"0,{height} {line} {points[-1][0]:.1f},{height}"
     return (
-        f'<svg class="spark" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" aria-label="rate over time">'
+        f'<svg class="spark" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}"'
+        f' viewBox="0 0 {width} {height}" role="img" aria-label="rate over time">'
         f'<polygon points="{area}" fill="{stroke}" fill-opacity="0.15"/>'
         f'<polyline points="{line}" fill="none" stroke="{stroke}" stroke-width="1.5"/></svg>'
     )
@@ -59,7 +60,8 @@ def _fmt(value: float) -> str:
 
 def _frame(width: int, height: int, title: str, top: float, left: int, bottom: int, unit: str) -> list[str]:
     parts = [
-        f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="system-ui, sans-serif" font-size="11">',
+        f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}"'
+        f' viewBox="0 0 {width} {height}" font-family="system-ui, sans-serif" font-size="11">',
         f'<rect width="{width}" height="{height}" fill="#ffffff"/>',
         f'<text x="{left}" y="16" font-size="13" font-weight="600" fill="#1f2937">{escape(title)}</text>',
     ]
@@ -76,7 +78,7 @@ def _frame(width: int, height: int, title: str, top: float, left: int, bottom: i
 def _legend(names: Sequence[str], colours: Sequence[str], x: int, y: int) -> list[str]:
     parts: list[str] = []
     cursor = float(x)
-    for name, fill in zip(names, colours):
+    for name, fill in zip(names, colours, strict=True):
         parts.append(f'<rect x="{cursor:.0f}" y="{y - 9}" width="10" height="10" rx="2" fill="{fill}"/>')
         parts.append(f'<text x="{cursor + 14:.0f}" y="{y}" fill="#374151">{escape(name)}</text>')
         cursor += 24 + 7 * len(name)
@@ -132,16 +134,20 @@ def lines(
     span = (times[-1] - times[0]) if len(times) > 1 else 1.0
     names = list(series)
     fills = [(colours or {}).get(name) or colour(k) for k, name in enumerate(names)]
-    for name, fill in zip(names, fills):
+    for name, fill in zip(names, fills, strict=True):
         values = series[name]
         points = " ".join(
-            f"{left + plot_w * (t - times[0]) / span:.1f},{28 + plot_h - plot_h * v / top:.1f}" for t, v in zip(times, values)
+            f"{left + plot_w * (t - times[0]) / span:.1f},{28 + plot_h - plot_h * v / top:.1f}" for t, v in zip(times, values, strict=False)
         )
         parts.append(f'<polyline points="{points}" fill="none" stroke="{fill}" stroke-width="2"><title>{escape(name)}</title></polyline>')
     if len(times) > 1:
         for i in range(5):
             t = times[0] + span * i / 4
-            parts.append(f'<text x="{left + plot_w * i / 4:.1f}" y="{28 + plot_h + 14}" fill="#6b7280" text-anchor="{"start" if i == 0 else "end" if i == 4 else "middle"}">{time.strftime("%H:%M:%S", time.localtime(t))}</text>')
+            parts.append(
+                f'<text x="{left + plot_w * i / 4:.1f}" y="{28 + plot_h + 14}" fill="#6b7280"'
+                f' text-anchor="{"start" if i == 0 else "end" if i == 4 else "middle"}"'
+                f'>{time.strftime("%H:%M:%S", time.localtime(t))}</text>'
+            )
     if not names or len(times) < 2:
         note = "collecting samples…" if len(times) < 2 else (empty or "nothing yet")
         parts.append(f'<text x="{width / 2:.0f}" y="{28 + plot_h / 2:.0f}" text-anchor="middle" fill="#9ca3af">{escape(note)}</text>')

@@ -114,9 +114,10 @@ async def from_stream(nc: Client, limit: int, top: int = 9) -> dict[str, Any]:
     finally:
         try:
             await psub.unsubscribe()
-        except Exception:
+        except Exception:  # noqa: BLE001 - best-effort cleanup: a closed connection took it already
             pass
-    return {"source": "stream", "times": starts, "series": _table(starts, counts, top), "note": f"{note}, bots included: the stream's headers do not say", "bots": True}
+    return {"source": "stream", "times": starts, "series": _table(starts, counts, top),
+            "note": f"{note}, bots included: the stream's headers do not say", "bots": True}
 
 
 async def events_per_name(nc: Client, store_service: str, limit: int, bots: bool = False) -> dict[str, Any]:

@@ -39,7 +39,7 @@ async def _edge_minutes(http: aiohttp.ClientSession, url: str) -> dict[str, Any]
 async def read(nc: Client, http: aiohttp.ClientSession, edge_urls: Sequence[str], store_service: str) -> dict[str, Any]:
     """The last hour's numbers; a part that does not answer is ``None``, with a note saying which."""
     edges = await asyncio.gather(*(_edge_minutes(http, url) for url in edge_urls))
-    notes = [f"edge {url} did not answer /metrics/minutes" for url, e in zip(edge_urls, edges) if e is None]
+    notes = [f"edge {url} did not answer /metrics/minutes" for url, e in zip(edge_urls, edges, strict=False) if e is None]
     answered = [e for e in edges if e is not None]
     out: dict[str, Any] = {
         "minutes": MINUTES,

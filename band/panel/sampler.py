@@ -97,7 +97,7 @@ class Sampler:
         self._edge_history(now)
         try:
             self.jetstream = await jetstream.state(self._nc.jetstream())
-        except Exception as exc:  # JetStream off, or a timeout: say so, keep sampling
+        except Exception as exc:  # noqa: BLE001 - JetStream off, or a timeout: say so, keep sampling
             self.jetstream = {"stream": None, "consumers": [], "dead_letters": 0, "message": f"JetStream: {type(exc).__name__}: {exc}"}
 
     def _instance(self, row: dict[str, Any], now: float) -> Instance | None:
@@ -157,7 +157,7 @@ class Sampler:
     async def _read_reconcile(self) -> None:
         try:
             self.reconcile = await reconcile.read(self._nc, self._http, [e.url for e in self.edges], self._config.store_service)
-        except Exception as exc:  # NATS away: say so, keep sampling
+        except Exception as exc:  # noqa: BLE001 - NATS away: say so, keep sampling
             self.reconcile = {"notes": [f"reconciliation: {type(exc).__name__}: {exc}"]}
 
     def _edge_history(self, now: float) -> None:

@@ -99,7 +99,7 @@ class Tail:
             sub, self._sub = self._sub, None
             try:
                 await sub.unsubscribe()
-            except Exception:
+            except Exception:  # noqa: BLE001 - best-effort cleanup: a closed connection took it already
                 pass
 
     async def handle(self, request: web.Request) -> web.WebSocketResponse:

@@ -102,7 +102,7 @@ async def _rows(chunks: AsyncGenerator[bytes, None], names: list[str]) -> AsyncI
     try:
         async for chunk in chunks:
             for line in chunk.splitlines():
-                yield dict(zip(names, wire.decode(line)))
+                yield dict(zip(names, wire.decode(line), strict=False))
     finally:  # a reader that stops early stops the requests ahead at once
         await chunks.aclose()
 

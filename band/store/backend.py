@@ -118,7 +118,7 @@ def wrap_run(session: Any) -> Run:
     def run(sql: str, params: Mapping[str, Any] | None, fmt: str) -> bytes:
         try:
             answer: bytes = session.query(sql, fmt, params=dict(params) if params else None).bytes()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever chDB raises becomes a StoreError
             raise StoreError.wrap(exc) from None
         return answer
 
@@ -143,13 +143,13 @@ class ChdbBackend:
         try:
             self._session = Session(str(self.path))  # type: ignore[no-untyped-call]
             self._reader = Session(f"{self.path}?readonly=1")  # type: ignore[no-untyped-call]
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever chDB raises opening a directory becomes Unavailable
             raise Unavailable(f"cannot open the store's data directory {self.path}: {exc}") from None
 
     def _run(self, session: Any, sql: str, fmt: str = "CSV", params: Mapping[str, Any] | None = None) -> Any:
         try:
             return session.query(sql, fmt, params=dict(params) if params else None)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever chDB raises becomes a StoreError
             raise StoreError.wrap(exc) from None
 
     def command(self, sql: str) -> None:
@@ -179,7 +179,7 @@ class ChdbBackend:
         for session in (self._reader, self._session):
             try:
                 session.close()  # type: ignore[no-untyped-call]
-            except Exception:
+            except Exception:  # noqa: BLE001 - best-effort close: must never raise
                 pass
 
 
@@ -194,7 +194,7 @@ class ServerBackend:
         self._errors = _server_errors()
         try:
             self._client = clickhouse_connect.get_client(dsn=url, autogenerate_session_id=False)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever clickhouse-connect raises becomes Unavailable
             raise Unavailable(f"cannot reach ClickHouse at {_redact(url)}: {exc}") from None
         self._lock = threading.Lock()  # clickhouse-connect clients are not shared across threads
 
@@ -239,7 +239,7 @@ class ServerBackend:
     def close(self) -> None:
         try:
             self._client.close()
-        except Exception:
+        except Exception:  # noqa: BLE001 - best-effort close: must never raise
             pass
 
 

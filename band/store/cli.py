@@ -214,7 +214,7 @@ def print_result(answer: dict[str, Any], fmt: str = "table") -> None:
         widths = [max([len(n)] + [len(r[i]) for r in cells]) for i, n in enumerate(names)]
 
         def line(values: list[str]) -> str:
-            return "  ".join(v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric)).rstrip()
+            return "  ".join(v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric, strict=True)).rstrip()
 
         out.write(line(names) + "\n")
         out.write("  ".join("-" * w for w in widths) + "\n")

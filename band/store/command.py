@@ -9,7 +9,8 @@ from ..cli.parser import Commands
 def register(commands: Commands) -> None:
     """``band sql`` and ``band store``."""
     commands.add_own("sql", '"SELECT ..."', "query the store (every event, in ClickHouse); --format json|csv|tsv", sql)
-    commands.add_own("store", "[replay|status|check|import]", "run the store service; re-read the stream into it; its health; check nothing was lost; import events", store)
+    commands.add_own("store", "[replay|status|check|import]",
+                     "run the store service; re-read the stream into it; its health; check nothing was lost; import events", store)
 
 
 def sql(argv: list[str]) -> int:

@@ -43,7 +43,7 @@ class StoreConfig:
     build_processes: str = "auto"
     insertable: frozenset[str] = frozenset()
     migrations: Path | None = None
-    http: HttpSettings = HttpSettings(port=0)
+    http: HttpSettings = field(default_factory=lambda: HttpSettings(port=0))
     raw: dict[str, Any] = field(default_factory=dict)
 
     @classmethod

@@ -46,7 +46,7 @@ class Cursor:
                 break
         if len(lines) == 2:
             names, types = wire.decode(lines[0]), wire.decode(lines[1])
-            self.columns = [{"name": n, "type": t} for n, t in zip(names, types)]
+            self.columns = [{"name": n, "type": t} for n, t in zip(names, types, strict=False)]
 
     async def _fill(self) -> bool:
         if self._ended:

@@ -172,7 +172,7 @@ def _extras(data: dict[str, Any], base: str, keys: Any, values: Any) -> None:
 def _put(target: dict[str, Any], prefix: str, keys: list[Any], values: list[Any]) -> None:
     """The pairs at the end of ``target`` in their order (the builder keeps an ``_extra``'s
     keys in the order it meets them), replacing a column's default of the same name."""
-    for key, value in zip(keys, values):
+    for key, value in zip(keys, values, strict=False):
         name = prefix + str(key)
         target.pop(name, None)
         target[name] = value

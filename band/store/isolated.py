@@ -72,7 +72,7 @@ def _serve(conn: Connection, backend: ChdbBackend) -> None:
             answer: tuple[str, Any] = ("ok", getattr(backend, method)(*args))
         except StoreError as exc:
             answer = ("unavailable" if isinstance(exc, Unavailable) else "error", (exc.message, exc.code))
-        except Exception as exc:  # a bug of ours, not ClickHouse's answer: still an answer, never a hang
+        except Exception as exc:  # noqa: BLE001 - a bug of ours, not ClickHouse's answer: still an answer, never a hang
             answer = ("error", (f"{type(exc).__name__}: {exc}", 0))
         try:
             conn.send(answer)

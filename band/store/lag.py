@@ -43,7 +43,7 @@ class LagClock:
         total = [0] * (len(BOUNDS_MS) + 1)
         for minute, counts in self._minutes.items():
             if minute >= first:
-                total = [a + b for a, b in zip(total, counts)]
+                total = [a + b for a, b in zip(total, counts, strict=False)]
         events = sum(total)
         return {"events": events, "p50_ms": _quantile(total, events, 0.50), "p99_ms": _quantile(total, events, 0.99)}
 

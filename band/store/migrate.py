@@ -76,7 +76,7 @@ def statements(sql: str) -> list[str]:
     tail = "\n".join(current).strip()
     if tail:
         out.append(tail)
-    return [s for s in out if s and not all(l.strip().startswith("--") or not l.strip() for l in s.splitlines())]
+    return [s for s in out if s and not all(line.strip().startswith("--") or not line.strip() for line in s.splitlines())]
 
 
 def apply_migrations(backend: Backend, db: str, folder: Path) -> list[str]:

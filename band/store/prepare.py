@@ -69,7 +69,7 @@ def prepare_with(builder: RowBuilder, datas: Sequence[bytes], stream: Sequence[t
     ``stream_seq``. Never raises on bad data: an event that cannot be a row becomes a
     ``bad_rows`` row."""
     out = Prepared([], [], [], [])
-    for data, (fallback_id, fallback_ms, seq) in zip(datas, stream):
+    for data, (fallback_id, fallback_ms, seq) in zip(datas, stream, strict=True):
         table, event_id, ms, row = _row(builder, data, fallback_id, fallback_ms, seq)
         out.tables.append(table)
         out.ids.append(event_id)

@@ -170,7 +170,7 @@ def verdict(window: Window, stored: set[int], by_id: set[int], floor: int) -> tu
     split at the ack floor."""
     missing: list[tuple[int | None, int]] = []
     pending: list[tuple[int | None, int]] = []
-    for seq, id_ in zip(window.seqs, window.ids):
+    for seq, id_ in zip(window.seqs, window.ids, strict=False):
         if seq in stored or (id_ is not None and id_ in by_id):
             continue
         (pending if seq > floor else missing).append((id_, seq))
@@ -178,7 +178,7 @@ def verdict(window: Window, stored: set[int], by_id: set[int], floor: int) -> tu
 
 
 def unmatched_ids(window: Window, stored: set[int]) -> list[int]:
-    return [id_ for seq, id_ in zip(window.seqs, window.ids) if seq not in stored and id_ is not None]
+    return [id_ for seq, id_ in zip(window.seqs, window.ids, strict=False) if seq not in stored and id_ is not None]
 
 
 def report(window: Window, missing: list[tuple[int | None, int]], duplicated: list[dict[str, Any]],

@@ -109,7 +109,7 @@ def _session(text: str) -> Any:
 
     try:
         return Session(text)  # type: ignore[no-untyped-call]
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - whatever chDB raises becomes a StoreError
         raise StoreError.wrap(exc) from None
 
 
@@ -170,14 +170,14 @@ def _one(conn: Connection, lock: threading.Lock, path: str, key: int, request: R
                 session.query(text, "CSV", params=dict(request.params) or None)
         except StoreError:
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever chDB raises becomes a StoreError
             raise StoreError.wrap(exc) from None
         finally:
             os.close(write_end)
         answer = ("end", key, None)
     except StoreError as exc:
         answer = ("error", key, (exc.message, exc.code))
-    except Exception as exc:  # a bug of ours: still an answer, never a hang
+    except Exception as exc:  # noqa: BLE001 - a bug of ours: still an answer, never a hang
         answer = ("error", key, (f"{type(exc).__name__}: {exc}", 0))
     finally:
         if session is not None:
@@ -216,8 +216,8 @@ def _kill(path: str, query_id: str) -> None:
     try:
         session.query("KILL QUERY WHERE position(query, {m:String}) > 0 ASYNC", "CSV",
                       params={"m": f"/* {MARKER}{query_id} */"})
-    except Exception:
-        pass  # finished meanwhile, or the engine is closing
+    except Exception:  # noqa: BLE001 - best effort: the query finished meanwhile, or the engine is closing
+        pass
     finally:
         session.close()
 

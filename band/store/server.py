@@ -366,7 +366,7 @@ class Store:
             return None
         try:
             info = await self._nc.jetstream().consumer_info(wire.STREAM, durable)
-        except Exception:
+        except Exception:  # noqa: BLE001 - NATS away or no consumer: the backlog is unknown
             return None
         return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
 
@@ -432,7 +432,7 @@ class Store:
         try:
             async with self._counting:
                 stream: int | None = await reconcile.in_stream(self._nc, since)
-        except Exception:  # JetStream away: say unknown, keep the rest
+        except Exception:  # noqa: BLE001 - JetStream away: say unknown, keep the rest
             stream = None
         return {"minutes": minutes, "per_minute": rows, "in_stream": stream,
                 "stored": sum(r["stored"] for r in rows if r["key"] != BAD_ROWS),
@@ -475,7 +475,7 @@ class Store:
             if self._nc is not None:
                 try:
                     await self._nc.jetstream().delete_consumer(wire.STREAM, REPLAY)
-                except Exception:
+                except Exception:  # noqa: BLE001 - best-effort cleanup: the consumer may be gone with the connection
                     pass
             self.log.info("store: replay finished", events=writer.processed)
 

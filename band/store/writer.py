@@ -220,7 +220,7 @@ class Writer:
                 await self._store_queued()
             try:
                 await self.psub.unsubscribe()
-            except Exception:  # closed connection: the subscription is gone with it
+            except Exception:  # noqa: BLE001 - closed connection: the subscription is gone with it
                 pass
 
     async def _store_queued(self) -> None:
@@ -241,7 +241,7 @@ class Writer:
             return []
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # connection trouble: the client reconnects by itself
+        except Exception as exc:  # noqa: BLE001 - connection trouble: the client reconnects by itself
             self.log.warning("store: fetch failed; retrying", error=f"{type(exc).__name__}: {exc}")
             with contextlib.suppress(TimeoutError):  # back off, but not past a stop
                 async with asyncio.timeout(1.0):
@@ -257,7 +257,7 @@ class Writer:
         check_all = self.check_all or self.checking_all()
         return [Item(msg, table, id_, ms, row, seq, check_all or delivered > 1, sent_ms)
                 for msg, table, id_, ms, row, (seq, sent_ms, delivered)
-                in zip(msgs, prepared.tables, prepared.ids, prepared.ms, prepared.rows, deliveries)]
+                in zip(msgs, prepared.tables, prepared.ids, prepared.ms, prepared.rows, deliveries, strict=True)]
 
     # --- one batch ----------------------------------------------------------------
     async def flush(self, batch: list[Item], give_up_on_stop: bool = True) -> None:
@@ -279,7 +279,7 @@ class Writer:
                             await self._insert(table, fresh)
                         done.add(table)
                 break
-            except Exception as exc:  # anything but a data error (handled in _insert): the outcome is unknown
+            except Exception as exc:  # noqa: BLE001 - anything but a data error (handled in _insert): the outcome is unknown
                 for item in batch:
                     item.suspect = True  # any part of the batch may be stored now
                 error = exc.message if isinstance(exc, StoreError) else f"{type(exc).__name__}: {exc}"
@@ -414,7 +414,7 @@ async def _each(batch: list[Item], what: str) -> None:
     for item in batch:
         try:
             await getattr(item.msg, what)()
-        except Exception:
+        except Exception:  # noqa: BLE001 - best effort per message: a closed connection must not stop the rest
             pass
 
 

@@ -127,7 +127,9 @@ async def test_only_handlers_are_reachable_from_http(nc: Any, nats_url: str, sec
             assert b"internal" not in answer.body and b"leak" not in answer.body, (method, target, answer.body)
         async with aiohttp.ClientSession() as session:  # over WebSocket too
             async with session.ws_connect(f"http://127.0.0.1:{port}/wss") as ws:
-                for i, frame in enumerate([{"service": svc, "name": "secret"}, {"service": "$SRV", "name": "INFO"}, {"service": f"band.rpc.{svc}", "name": "secret"}]):
+                for i, frame in enumerate(
+                    [{"service": svc, "name": "secret"}, {"service": "$SRV", "name": "INFO"}, {"service": f"band.rpc.{svc}", "name": "secret"}]
+                ):
                     await ws.send_str(json.dumps({**frame, "id__": i}))
                     reply = json.loads(await ws.receive_str(timeout=10))
                     assert "leak" not in json.dumps(reply), reply

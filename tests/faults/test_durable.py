@@ -3,6 +3,7 @@ that keeps raising is retried with backoff, dead-lettered, and never stalls the 
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from pathlib import Path
@@ -143,7 +144,7 @@ async def test_raising_listener_is_dead_lettered_while_the_stream_keeps_flowing(
     for ident in poison:  # retried, with a growing pause, then given up
         tries = attempts[ident]
         assert [t[0] for t in tries] == [1, 2, 3], (ident, tries)
-        gaps = [b[1] - a[1] for a, b in zip(tries, tries[1:])]
+        gaps = [b[1] - a[1] for a, b in itertools.pairwise(tries)]
         assert gaps[0] >= 0.15 and gaps[1] >= 0.3, f"no backoff between retries: {gaps}"
     for ident in good:
         assert [t[0] for t in attempts[ident]] == [1], (ident, attempts[ident])

@@ -132,7 +132,9 @@ async def test_nats_sigkill_and_restart_under_load_loses_nothing(tmp_path: Path)
 
         # the outage: a clear 503 (a hit caught mid-flight by the kill may time out as 504), never a hang
         statuses = {a.status for a in bad}
-        assert statuses <= {503, 504}, f"unexpected answers: {sorted(statuses)} e.g. {[(a.status, a.body[:80], a.error) for a in bad if a.status not in (503, 504)][:3]}"
+        assert statuses <= {503, 504}, (
+            f"unexpected answers: {sorted(statuses)} e.g. {[(a.status, a.body[:80], a.error) for a in bad if a.status not in (503, 504)][:3]}"
+        )
         assert sum(1 for a in bad if a.status == 504) <= WORKERS, "more 504s than hits that can be in flight at the kill"
         # while the edge knows NATS is down it answers at once; a hit caught mid-flight waits
         # at most its own deadlines: enrich 0.2 s + handler 2 s + JetStream ack 2 s (+2 s slack)

@@ -223,7 +223,7 @@ async def test_sigterm_on_a_replica_under_load_fails_no_request(nats_url: str, t
             async with aiohttp.ClientSession() as session:
                 async def both_answer() -> bool:
                     pids = set()
-                    for i in range(20):
+                    for _ in range(20):
                         status, body = await get(session, f"{base}/{svc}/work?n=0")
                         if status == 200 and isinstance(body, dict) and "pid" in body:
                             pids.add(body["pid"])

@@ -173,7 +173,7 @@ async def test_nats_server_sigkilled_three_times_under_load(tmp_path: Path) -> N
                            step=0.2, procs=setup.procs())
             setup.nats.kill()
             refused = setup.refused()
-            await wait_for(lambda: setup.refused() >= refused + 20, 20, "hits refused while NATS is down",
+            await wait_for(lambda refused=refused: setup.refused() >= refused + 20, 20, "hits refused while NATS is down",
                            procs=setup.procs())
             setup.nats.start()  # same port, same data directory
         await setup.more_hits()
@@ -214,7 +214,7 @@ async def test_store_sigkilled_mid_batch_with_its_insert_committing(tmp_path: Pa
                 setup.store.kill()
             finally:
                 os.kill(chdb[0], signal.SIGCONT)  # it commits the insert it holds, finds the store gone, exits
-            await wait_for(lambda: gone(chdb), 20, "chDB's process to finish its insert and exit")
+            await wait_for(lambda chdb=chdb: gone(chdb), 20, "chDB's process to finish its insert and exit")
             await setup.more_hits(100, store_up=False)  # the edge keeps answering: the events wait in JetStream
             setup.store = setup.start_store()
             await wait_for(lambda: _skipped(1), 30, "the new store to find the committed events stored",

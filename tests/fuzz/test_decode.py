@@ -144,7 +144,9 @@ async def test_fuzz_service_decoding(nc: Any, nats_url: str, tmp_path: Path) -> 
         assert wire.decode(echo.data) == {"type__": "data", "statusCode": 200, "data": {"keys": 1}}
         page = await nc.request(wire.handle_subject(f"in.gen.{svc}.page"), b'{"key": "in.gen.x.page"}', timeout=5)
         assert wire.decode(page.data)["data"] == {"ok": True}
-        enriched = await nc.request(wire.enrich_subject(f"in.gen.{svc}.page"), json.dumps({"key": f"in.gen.{svc}.page", "td": {"ip": "1.2.3.4"}}).encode(), timeout=5)
+        enriched = await nc.request(
+            wire.enrich_subject(f"in.gen.{svc}.page"), json.dumps({"key": f"in.gen.{svc}.page", "td": {"ip": "1.2.3.4"}}).encode(), timeout=5
+        )
         assert wire.decode(enriched.data) == {"ip": "1.2.3.4"}
         assert proc.alive()
     finally:

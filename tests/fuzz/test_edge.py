@@ -103,7 +103,9 @@ body = st.one_of(
     st.just(b""),
     json_values.map(lambda v: json.dumps({"a": v, "s": "\ud800"}).encode()),  # JSON spells a lone surrogate: "\ud800"
     st.binary(max_size=300),
-    st.dictionaries(st.sampled_from(QUERY_KEYS) | st.text(max_size=8), json_values | st.sampled_from(NEAR_MISSES), max_size=6).map(lambda d: json.dumps(d).encode()),
+    st.dictionaries(st.sampled_from(QUERY_KEYS) | st.text(max_size=8), json_values | st.sampled_from(NEAR_MISSES), max_size=6).map(
+        lambda d: json.dumps(d).encode()
+    ),
     json_values.map(lambda v: json.dumps(v).encode()),
     st.lists(st.tuples(st.sampled_from(QUERY_KEYS) | anything, anything), max_size=5).map(lambda kv: urlencode([(raw(k), raw(v)) for k, v in kv]).encode()),
     st.lists(st.tuples(st.sampled_from(QUERY_KEYS), anything), max_size=3).map(
@@ -202,11 +204,30 @@ async def test_fuzz_edge_http_parsing(nc: Any, nats_url: str) -> None:
         @example(("GET", b"GET /track/page?service=a.b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
         @example(("GET", b"GET /%24SRV/INFO HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
         @example(("GET", b"GET /tr\xc3\xa4ck/p\xe4ge HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
-        @example(("POST", b'POST /track/page HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 14\r\nConnection: close\r\n\r\n{"a":"\\ud800"}'))
+        @example(
+            (
+                "POST",
+                b'POST /track/page HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 14\r\nConnection: close\r\n\r\n{"a":"\\ud800"}',
+            )
+        )
         @example(("GET", b"GET /track/page HTTP/1.1\r\nHost: x\r\nUser-Agent: \xff\xfe\r\nReferer: \xed\xa0\x80\r\nConnection: close\r\n\r\n"))
-        @example(("POST", b"POST /upload/x/y HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=XyZ\r\nContent-Length: 52\r\nConnection: close\r\n\r\n--XyZ\r\nContent-Disposition form-data\r\n\r\nv\r\n--XyZ--\r\n"))
-        @example(("POST", b'POST /upload/x/y HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=XyZ\r\nContent-Length: 77\r\nConnection: close\r\n\r\n--XyZ\r\nContent-Disposition: form-data; name="f"; filename="\xff"\r\n\r\nv\r\n--XyZ--\r\n'))
-        @example(("POST", b"POST /band/t4k.json HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 9\r\nConnection: close\r\n\r\n{\"a\":1e9999}"[:-3]))
+        @example(
+            (
+                "POST",
+                b"POST /upload/x/y HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=XyZ\r\nContent-Length: 52\r\nConnection: close\r\n\r\n"
+                b"--XyZ\r\nContent-Disposition form-data\r\n\r\nv\r\n--XyZ--\r\n",
+            )
+        )
+        @example(
+            (
+                "POST",
+                b'POST /upload/x/y HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=XyZ\r\nContent-Length: 77\r\nConnection: close\r\n\r\n'
+                b'--XyZ\r\nContent-Disposition: form-data; name="f"; filename="\xff"\r\n\r\nv\r\n--XyZ--\r\n',
+            )
+        )
+        @example(
+            ("POST", b'POST /band/t4k.json HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 9\r\nConnection: close\r\n\r\n{"a":1e9999}'[:-3])
+        )
         def check(req: tuple[str, bytes]) -> None:
             verb, raw = req
             status, hdrs, data = exchange(port, raw, verb)
@@ -232,11 +253,18 @@ def strict_constant(name: str) -> Any:
 
 frame_values = json_values | st.sampled_from(WORDS + NEAR_MISSES)
 frames = st.one_of(
-    st.dictionaries(st.sampled_from(["service", "name", "id__", "uid", "projectId", "to", "data", "key", "td"]) | st.text(max_size=8), frame_values, max_size=6).map(json.dumps),
-    st.fixed_dictionaries({"service": st.sampled_from(["track", "t4k", "pixel", "gif", "redir", "away"]) | frame_values, "name": frame_values, "id__": json_values}).map(json.dumps),
+    st.dictionaries(
+        st.sampled_from(["service", "name", "id__", "uid", "projectId", "to", "data", "key", "td"]) | st.text(max_size=8), frame_values, max_size=6
+    ).map(json.dumps),
+    st.fixed_dictionaries(
+        {"service": st.sampled_from(["track", "t4k", "pixel", "gif", "redir", "away"]) | frame_values, "name": frame_values, "id__": json_values}
+    ).map(json.dumps),
     st.fixed_dictionaries(  # a plausible frame; the noise is in the other fields
-        {"service": st.sampled_from(["track", "t4k", "pixel", "gif", "redir", "away"]) | st.from_regex(r"[a-z0-9_\-]{1,10}", fullmatch=True),
-         "name": st.from_regex(r"[A-Za-z0-9_\-]{1,10}", fullmatch=True), "id__": json_values},
+        {
+            "service": st.sampled_from(["track", "t4k", "pixel", "gif", "redir", "away"]) | st.from_regex(r"[a-z0-9_\-]{1,10}", fullmatch=True),
+            "name": st.from_regex(r"[A-Za-z0-9_\-]{1,10}", fullmatch=True),
+            "id__": json_values,
+        },
         optional={"to": frame_values, "uid": frame_values, "projectId": frame_values, "data": frame_values, "key": frame_values},
     ).map(json.dumps),
     json_values.map(json.dumps),
@@ -264,7 +292,9 @@ async def test_fuzz_websocket_frames(nc: Any, nats_url: str) -> None:
                 await (ws.send_bytes(frame) if isinstance(frame, bytes) else ws.send_str(frame))
                 return json.loads(await ws.receive_str(timeout=10))
 
-            @settings(max_examples=WS_EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck), phases=PHASES, report_multiple_bugs=False)
+            @settings(
+                max_examples=WS_EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck), phases=PHASES, report_multiple_bugs=False
+            )
             @given(frames)
             @example('{"service": "track\\n", "name": "page", "id__": 1}')
             @example('{"service": "$SRV", "name": "INFO", "id__": 2}')
@@ -277,7 +307,9 @@ async def test_fuzz_websocket_frames(nc: Any, nats_url: str) -> None:
                 assert isinstance(answer, dict) and answer.get("type__") in ("data", "pixel", "redirect", "error"), answer
                 assert answer["statusCode"] < 500, (frame, answer)
                 try:  # strict JSON, as the edge reads it: NaN and Infinity are not JSON
-                    sent = json.loads(frame.decode("utf-8") if isinstance(frame, bytes) else frame, parse_constant=strict_constant)  # UTF-8 strictly, as the edge
+                    sent = json.loads(
+                        frame.decode("utf-8") if isinstance(frame, bytes) else frame, parse_constant=strict_constant
+                    )  # UTF-8 strictly, as the edge
                 except (ValueError, RecursionError):
                     sent = None
                 ident = sent.get("id__") if isinstance(sent, dict) else None

@@ -11,7 +11,7 @@ import os
 import re
 import secrets
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -65,7 +65,7 @@ def inbox_of(user: str) -> str:
     return "_INBOX_band-edge" if user == "edge" else "_INBOX_" + user.removeprefix("svc_")
 
 
-def check_conf(path: Path, env: dict[str, str], unset: list[str] = []) -> subprocess.CompletedProcess[str]:
+def check_conf(path: Path, env: dict[str, str], unset: Sequence[str] = ()) -> subprocess.CompletedProcess[str]:
     """``nats-server -t -c path``: the binary's own config check."""
     full = {k: v for k, v in {**os.environ, **env}.items() if k not in unset}
     return subprocess.run(

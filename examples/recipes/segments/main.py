@@ -51,7 +51,7 @@ async def write(redis: Any, rows: list[dict[str, Any]], counts: dict[str, int]) 
     before = await pipe.execute()
     pipe = redis.pipeline()
     pushes = []
-    for row, old in zip(rows, before):
+    for row, old in zip(rows, before, strict=True):
         previous = json.loads(old) if old is not None else None
         pipe.hset(key(row["uid"]), mapping={f: json.dumps(row[f]) for f in FIELDS})
         if previous != row["segment"]:

@@ -27,6 +27,6 @@ async def query(sql, params=None):
     try:
         result = db.query(sql.rstrip().rstrip(";") + " SETTINGS readonly=1", "JSON")
     except Exception as exc:
-        raise RPCError(str(exc).splitlines()[0][:500], 400)
+        raise RPCError(str(exc).splitlines()[0][:500], 400) from exc
     body = json.loads(result.bytes() or b"{}")
     return {"columns": body.get("meta", []), "rows": body.get("data", [])}

@@ -25,6 +25,6 @@ async def query(sql, params=None):
     try:
         cursor = db.execute(sql, params or {})
     except sqlite3.Error as exc:
-        raise RPCError(f"sqlite: {exc}", 400)
+        raise RPCError(f"sqlite: {exc}", 400) from exc
     names = [d[0] for d in cursor.description]
-    return {"columns": [{"name": n, "type": "String"} for n in names], "rows": [dict(zip(names, row)) for row in cursor.fetchall()]}
+    return {"columns": [{"name": n, "type": "String"} for n in names], "rows": [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]}
