@@ -435,7 +435,8 @@ def bot_stage(rounds: int = 200_000) -> dict[str, float]:
     from broker.bots import Bots
     from broker.config import EdgeConfig
 
-    bots = Bots.from_config(EdgeConfig())
+    config = EdgeConfig()
+    bots = Bots.configured(config.bots, config.spam_referrers_file, config.burst_hits)
     person = {"td": {"ua": BROWSER["User-Agent"], "ref": BROWSER["Referer"]}, "uid": "6462464730849083392",
               "data": {"page": {"ref": "https://www.google.com/search?q=boots"}, "sess": {"refhost": "www.google.com"}}}  # as the web SDK sends
     crawler = {"td": {"ua": "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)", "ref": ""}, "uid": "6462464730849083393"}

@@ -26,10 +26,7 @@ from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
-
-if TYPE_CHECKING:
-    from .config import EdgeConfig
+from typing import Any, Final
 
 REASONS: Final = ("no_ua", "headless", "crawler", "spam_ref", "burst")
 ACTIONS: Final = ("flag", "drop", "keep")
@@ -148,16 +145,17 @@ class Bots:
         self._ua_reason = lru_cache(maxsize=ua_cache)(ua_reason)
 
     @classmethod
-    def from_config(cls, config: EdgeConfig) -> Bots:
-        """The classifier ``config`` asks for: the shipped spam list plus ``spam_referrers_file``.
+    def configured(cls, actions: Mapping[str, str], spam_referrers_file: str, burst_hits: int) -> Bots:
+        """The classifier the edge's settings ask for (``bots``, ``spam_referrers_file``,
+        ``burst_hits``): the shipped spam list plus the file's.
 
         Raises:
             ConfigError: the file cannot be read (names it).
         """
         domains = shipped_spam_domains()
-        if config.spam_referrers_file:
-            domains |= read_spam_file(config.spam_referrers_file)
-        return cls(config.bots, domains, config.burst_hits)
+        if spam_referrers_file:
+            domains |= read_spam_file(spam_referrers_file)
+        return cls(actions, domains, burst_hits)
 
     def classify(self, message: Mapping[str, Any]) -> str:
         """The reason ``message`` (a hit's, with ``td`` and ``uid``) is not a person's, or ""."""

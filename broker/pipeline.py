@@ -59,7 +59,7 @@ class Pipeline:
         self._on_stream_missing = on_stream_missing
         self._inflight = 0
         self._publish_timeout = config.publish_timeout_ms / 1000
-        self._bots = Bots.from_config(config) if config.bot_detection else None
+        self._bots = Bots.configured(config.bots, config.spam_referrers_file, config.burst_hits) if config.bot_detection else None
 
     @property
     def inflight(self) -> int:

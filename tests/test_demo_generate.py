@@ -126,7 +126,7 @@ def test_straight_into_the_store_every_event_is_a_row(tmp_path: Any) -> None:
     run = subprocess.run([sys.executable, "-m", "band", "demo", "--store", str(store), "--visitors", "30", "--days", "3", "--start", "2026-11-01"],
                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert run.returncode == 0, run.stderr
-    count = ("import json, sys; from pathlib import Path; from band.store.backend import open_backend; b = open_backend('', Path(sys.argv[1])); "
+    count = ("import json, sys; from pathlib import Path; from band.store.engines import open_backend; b = open_backend('', Path(sys.argv[1])); "
              "print(json.dumps(b.select('SELECT (SELECT count() FROM stats.events) + (SELECT count() FROM stats.activity) AS n, "
              "(SELECT min(date) FROM stats.events) AS first', readonly=True)['rows'][0]))")
     out = subprocess.run([sys.executable, "-c", count, str(store)], capture_output=True, text=True, timeout=120, cwd=tmp_path)

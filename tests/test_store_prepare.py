@@ -58,7 +58,7 @@ def test_compact_rows_land_exactly_as_json_each_row_rows(tmp_path: Path) -> None
     script = textwrap.dedent("""
         import json, sys
         from pathlib import Path
-        from band.store.backend import open_backend
+        from band.store.engines import open_backend
         from band.store.config import load
         from band.store.migrate import ensure
         from band.store.rows import RowBuilder

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..store.backend import open_backend
 from ..store.config import StoreConfig, load
+from ..store.engines import open_backend
 from ..store.migrate import ensure
 from ..store.rows import RowBuilder
 from ..store.writer import Engine

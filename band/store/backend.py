@@ -253,16 +253,6 @@ def _redact(url: str) -> str:
     return re.sub(r"//[^@/]*@", "//***@", url)
 
 
-def open_backend(clickhouse_url: str, data_dir: Path) -> Backend:
-    """A server when ``clickhouse_url`` is set, else chDB on ``data_dir``, in a process of
-    its own (:mod:`.isolated`: chDB in this process would slow the event loop)."""
-    if clickhouse_url:
-        return ServerBackend(clickhouse_url)
-    from .isolated import IsolatedChdb
-
-    return IsolatedChdb(data_dir)
-
-
 __all__ = [
     "DATA_ERRORS",
     "READONLY",
@@ -275,7 +265,6 @@ __all__ = [
     "StoreError",
     "Unavailable",
     "check_read",
-    "open_backend",
     "parse_json",
     "wrap_run",
 ]

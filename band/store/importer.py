@@ -116,8 +116,8 @@ class Direct:
     """The store's data directory (or its ClickHouse server) opened here; no store may be running."""
 
     def __init__(self, data_dir: str | None) -> None:
-        from .backend import open_backend
         from .config import load
+        from .engines import open_backend
         from .rows import RowBuilder
         from .writer import Engine
 

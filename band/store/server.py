@@ -25,12 +25,13 @@ from .._core.log import Logger
 from .._runtime.stream import ensure_stream
 from ..errors import ConfigError, RPCError
 from . import reconcile
-from .backend import READONLY_CODE, StoreError, Unavailable, open_backend, parse_json
+from .backend import READONLY_CODE, StoreError, Unavailable, parse_json
 from .bots import counts_sql
 from .config import BAD_ROWS, StoreConfig
 from .counts import minute_counts
 from .cursor import FORMAT as CURSOR_FORMAT
 from .cursor import Cursor, Cursors
+from .engines import open_backend
 from .http import Interface, serving, url_of
 from .imports import SHAPES, store_objects, unpack
 from .lag import LagClock
