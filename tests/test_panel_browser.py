@@ -17,6 +17,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from support.fakes import BROWSER
 from support.poll import wait_for
 
 from band.cli.ports import free_port
@@ -77,7 +78,7 @@ async def test_panel_in_a_browser(stack: dict[str, Any], tmp_path: Path) -> None
     assert f"panel: {base}/login" in "".join(stack["lines"])
     shots = Path(os.environ.get("BAND_PANEL_SHOTS") or tmp_path / "shots")
     shots.mkdir(parents=True, exist_ok=True)
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers={"User-Agent": BROWSER}) as http:  # a person: the pages leave bots out
 
         async def hit(path: str, answer: Any = HELLO) -> bool:
             try:

@@ -98,7 +98,8 @@ def _start(kind: str, tmp: Path, url: str, **env: str) -> tuple[Proc, int]:
     return start_edge(url, tmp, port=port, LOG_LEVEL="INFO", **env)
 
 
-READY = {"run": "service started", "store": "store: writing events", "panel": "band panel on", "edge": "band edge ready"}
+# the edge says "ready" once NATS is up and "listening" once its port is bound, in either order: both are waited for
+READY = {"run": "service started", "store": "store: writing events", "panel": "band panel on", "edge": "band edge listening"}
 
 
 async def _consumer_made(nc: Any, durable: str) -> bool:
@@ -111,6 +112,8 @@ async def _consumer_made(nc: Any, durable: str) -> bool:
 
 async def ready(subject: Subject, nc: Any) -> None:
     await wait_for(lambda: READY[subject.kind] in subject.proc.text(), READY_S, f"{subject.kind} ready", procs=[subject.proc])
+    if subject.kind == "edge":
+        await wait_for(lambda: "band edge ready" in subject.proc.text(), READY_S, "the edge's NATS side", procs=[subject.proc])
     if subject.kind == "store":  # its writer pulls from here on
         await wait_for(lambda: _consumer_made(nc, "store_writer"), READY_S, "the store's consumer", procs=[subject.proc])
 
