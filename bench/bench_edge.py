@@ -453,7 +453,6 @@ def bot_stage(rounds: int = 200_000) -> dict[str, float]:
 
 def bots_only(args: argparse.Namespace) -> int:
     """``--bots``: the bot stage in process, then an edge with and without it (pixel hits)."""
-    from band.cli import processes
     from band.cli.natsserver import NatsServer
     from band.cli.ports import free_port
 
@@ -485,11 +484,18 @@ def bots_only(args: argparse.Namespace) -> int:
         print(f"    the bot stage: {on - off:+.0f} us per hit end to end (noise of a few us on a busy machine); "
               f"in process {stage['person']:.2f} us", flush=True)
     finally:
-        for proc in reversed(procs):
-            processes.stop(proc, 20)
-        nats_server.stop()
-        shutil.rmtree(store, ignore_errors=True)
+        _teardown(procs, nats_server, store)
     return 0
+
+
+def _teardown(procs: list[Any], nats_server: Any, store: Path) -> None:
+    """Stop what a bench started, last started first; remove its data."""
+    from band.cli import processes
+
+    for proc in reversed(procs):
+        processes.stop(proc, 20)
+    nats_server.stop()
+    shutil.rmtree(store, ignore_errors=True)
 
 
 def main() -> int:
@@ -507,7 +513,6 @@ def main() -> int:
     if args.bots:
         return bots_only(args)
 
-    from band.cli import processes
     from band.cli.natsserver import NatsServer
     from band.cli.ports import free_port
 
@@ -617,10 +622,7 @@ def main() -> int:
                 flush=True,
             )
     finally:
-        for proc in reversed(procs):
-            processes.stop(proc, 20)
-        nats_server.stop()
-        shutil.rmtree(store, ignore_errors=True)
+        _teardown(procs, nats_server, store)
     return 0
 
 

@@ -173,6 +173,18 @@ def tree_cpu_s(pid: int) -> dict[str, float]:
     return found
 
 
+async def store_client(url: str) -> tuple[Any, Any]:
+    """A NATS connection that ``from band import store`` calls go out on, and its JetStream
+    with the events stream made: what every store bench starts with."""
+    nc = await nats.connect(url)
+    app = App("bench")
+    app.nc = nc
+    set_current(app)
+    js = nc.jetstream()
+    await ensure_stream(js)
+    return nc, js
+
+
 async def count() -> int:
     try:
         return int((await store.query("SELECT count() AS n FROM stats.events", timeout__=10))[0]["n"])
@@ -200,12 +212,7 @@ async def main(n: int) -> None:
               f"{cpu:.1f} CPU µs per row ({1e6 / cpu:,.0f} rows per CPU-second)")
 
     with NatsServer(store_dir=folder / "js") as server:
-        nc = await nats.connect(server.url)
-        app = App("bench")
-        app.nc = nc
-        set_current(app)
-        js = nc.jetstream()
-        await ensure_stream(js)
+        nc, js = await store_client(server.url)
         published = time.perf_counter()
         for start in range(0, n, 1000):
             acks = [js.publish("in.gen.track.page", wire.encode(e), headers={wire.MSG_ID_HEADER: e["id"]})

@@ -33,12 +33,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import nats
-from bench_store import sdk_event
+from bench_store import count, sdk_event, store_client
 
-from band import App, store, wire
-from band._core.app import set_current
-from band._runtime.stream import ensure_stream
+from band import wire
 from band.cli.natsserver import NatsServer
 from band.cli.ports import free_port
 
@@ -87,11 +84,6 @@ def direct(rows: int, rounds: int, parquet_rows: int) -> dict[str, Any]:
     return result
 
 
-async def count() -> int:
-    try:
-        return int((await store.query("SELECT count() AS n FROM stats.events", timeout__=10))[0]["n"])
-    except Exception:
-        return -1
 
 
 async def publish(js: Any, first: int, n: int) -> None:
@@ -163,12 +155,7 @@ async def main(args: argparse.Namespace) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     with NatsServer(store_dir=folder / "js") as server:
-        nc = await nats.connect(server.url)
-        app = App("bench")
-        app.nc = nc
-        set_current(app)
-        js = nc.jetstream()
-        await ensure_stream(js)
+        nc, js = await store_client(server.url)
         await publish(js, 0, args.events)
         proc = start_store(folder, server.url, port)
         try:

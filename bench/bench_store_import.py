@@ -24,22 +24,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import nats
-from bench_store import sdk_event
+from bench_store import count, sdk_event, store_client
 
-from band import App, store, wire
-from band._core.app import set_current
-from band._runtime.stream import ensure_stream
+from band import wire
 from band.cli.natsserver import NatsServer
 
 TARGET = 20_000  # events/s the import should reach
 
 
-async def count() -> int:
-    try:
-        return int((await store.query("SELECT count() AS n FROM stats.events", timeout__=10))[0]["n"])
-    except Exception:
-        return -1
 
 
 def band_import(folder: Path, *args: str) -> tuple[float, str]:
@@ -60,12 +52,7 @@ async def main(n: int) -> None:
         out.writelines(json.dumps(sdk_event(i), separators=(",", ":")) + "\n" for i in range(n, 2 * n))
     print(f"{n:,} events as JSON lines: {path.stat().st_size / 1e6:,.0f} MB")
     with NatsServer(store_dir=folder / "js") as server:
-        nc = await nats.connect(server.url)
-        app = App("bench")
-        app.nc = nc
-        set_current(app)
-        js = nc.jetstream()
-        await ensure_stream(js)
+        nc, js = await store_client(server.url)
         for start in range(0, n, 1000):
             await asyncio.gather(*(js.publish("in.gen.track.page", wire.encode(e), headers={wire.MSG_ID_HEADER: e["id"]})
                                    for e in map(sdk_event, range(start, min(start + 1000, n)))))

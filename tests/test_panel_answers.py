@@ -13,9 +13,8 @@ import nats
 import pytest
 from support.poll import wait_for
 from support.processes import Proc
-from support.store import event, publish, start_store
+from support.store import event, publish, running_store
 
-from band.cli.natsserver import NatsServer
 from band.cli.ports import free_port
 from band.panel.app import running
 from band.panel.config import PanelConfig
@@ -33,13 +32,8 @@ PEAK_MB = 12  # a few chunks in flight and the one being written; the whole answ
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Proc]]:
-    root = tmp_path_factory.mktemp("panelanswers")
-    with NatsServer(store_dir=root / "js") as srv:
-        proc = start_store(root, srv.url)
-        try:
-            yield srv.url, proc
-        finally:
-            proc.stop()
+    with running_store(tmp_path_factory.mktemp("panelanswers")) as running:
+        yield running
 
 
 @asynccontextmanager

@@ -23,7 +23,7 @@ import aiohttp
 import nats
 import pytest
 from support.poll import wait_for
-from support.processes import Proc, start_edge
+from support.processes import Proc, edge_healthy, start_edge
 from support.store import event, publish, start_store
 
 from band import App, RPCError, store
@@ -357,14 +357,7 @@ async def test_url_to_the_edge_makes_no_hit(stack: Stack, client: RPC, tmp_path:
     stored = "SELECT count() AS n FROM stats.events WHERE has(extra.value, {m:String})"
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
-            async def edge_up() -> bool:
-                try:
-                    async with http.get(f"http://127.0.0.1:{port}/health") as resp:
-                        return resp.status == 200
-                except aiohttp.ClientError:
-                    return False
-
-            await wait_for(edge_up, 30, "the edge answers /health", procs=[edge])
+            await wait_for(lambda: edge_healthy(http, f"http://127.0.0.1:{port}"), 30, "the edge answers /health", procs=[edge])
             with pytest.raises(RPCError, match="table function url"):
                 await store.query(f"SELECT * FROM url('http://127.0.0.1:{port}/track/page?m={attack}', 'LineAsString')")
             async with http.get(f"http://127.0.0.1:{port}/track/page?m={control}") as resp:

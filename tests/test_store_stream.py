@@ -13,24 +13,18 @@ from typing import Any
 import nats
 import pytest
 from support.processes import Proc
-from support.store import counted, event, publish, start_store
+from support.store import counted, event, publish, running_store
 
 from band import App, RPCError, store
 from band._core.app import reset_current, set_current
-from band.cli.natsserver import NatsServer
 
 EVENTS = 20
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Proc]]:
-    root = tmp_path_factory.mktemp("storestream")
-    with NatsServer(store_dir=root / "js") as srv:
-        proc = start_store(root, srv.url)
-        try:
-            yield srv.url, proc
-        finally:
-            proc.stop()
+    with running_store(tmp_path_factory.mktemp("storestream")) as running:
+        yield running
 
 
 async def _as_service(url: str, work: Any) -> Any:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,19 @@ from support.poll import wait_for
 from support.processes import Proc
 
 UID = "6462464730849083392"
+
+
+@contextlib.contextmanager
+def running_store(root: Path) -> Iterator[tuple[str, Proc]]:
+    """A nats-server of its own and a store on it in ``root``: ``(NATS URL, the store)``."""
+    from band.cli.natsserver import NatsServer
+
+    with NatsServer(store_dir=root / "js") as srv:
+        proc = start_store(root, srv.url)
+        try:
+            yield srv.url, proc
+        finally:
+            proc.stop()
 
 
 def start_store(tmp_path: Path, nats_url: str, name: str = "store", **env: str) -> Proc:
