@@ -16,12 +16,14 @@ import uuid
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+import nats.errors
 from nats.aio.client import Client
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import BadRequestError, NotFoundError
 
 from .. import wire
 from .._core.log import Logger
+from .._runtime.cancel import retry
 from .._runtime.stream import ensure_stream
 from ..errors import ConfigError, RPCError
 from . import reconcile
@@ -154,7 +156,9 @@ class Store:
         where = (self.config.clickhouse_url and "ClickHouse server") or str(self.config.data_dir)
         self.log.info("store: writing events", into=where, database=self.config.database,
                       batch_rows=self.config.batch_rows, batch_seconds=self.config.batch_seconds)
-        psub = await self._consumer(nc, DURABLE, DeliverPolicy.ALL)
+        psub = await retry(lambda: self._consumer(nc, DURABLE, DeliverPolicy.ALL), 1.0, self._consumer_failed,
+                           errors=(nats.errors.Error, OSError, TimeoutError))
+        self.health.state = "writing"
         self.writer = self._writer(psub, check_all=False)
         self.writer.checking_all = lambda: self._replay_task is not None and not self._replay_task.done()
         await self.writer.run()
@@ -165,6 +169,12 @@ class Store:
                       batch_seconds=self.config.batch_seconds, ack_wait_s=self.ack_wait_s, health=self.health,
                       logger=self.log, check_all=check_all, preparer=self.preparer,
                       lag=None if check_all else self.lag)  # a replay's old events are not lag
+
+    def _consumer_failed(self, exc: Exception) -> None:
+        """NATS or JetStream away while the store makes its consumer: it tries again, and says so
+        (a store that gave up here would run on and write nothing)."""
+        self.health.state, self.health.last_error = "retrying", f"cannot make the consumer {DURABLE}: {exc!r}"
+        self.log.warning("store: cannot make its consumer yet; retrying", consumer=DURABLE, error=repr(exc))
 
     async def _consumer(self, nc: Client, durable: str, policy: DeliverPolicy, since: dt.datetime | None = None) -> Puller:
         js = nc.jetstream()
