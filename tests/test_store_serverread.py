@@ -5,6 +5,7 @@ client in place of HTTP."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from support.store import counted, start_store
 
 from band import RPCError, store
 
-pytestmark = pytest.mark.skipif(not __import__("importlib").util.find_spec("chdb"), reason="needs chDB")
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("chdb") is None, reason="needs chDB")
 
 
 def test_reads_from_the_server_only_as_the_caller_asks_and_stop_when_it_goes_away(tmp_path: Path) -> None:
@@ -81,7 +82,7 @@ async def test_stream_query_past_one_message_and_the_guard_on_a_server_store(tmp
         assert len(rows) == 30_000 and rows[-1]["x"] == 29_999  # past one NATS message: read through the stream
         for sql in ("SELECT * FROM file('/etc/hostname', 'LineAsString')", f"SELECT 1 INTO OUTFILE '{tmp_path}/out'",
                     "INSERT INTO events (id) VALUES (1)"):
-            with pytest.raises(RPCError, match="store.query is read-only") as caught:
+            with pytest.raises(RPCError, match=r"store\.query is read-only") as caught:
                 [r async for r in store.stream(sql)]
             assert caught.value.code == 400
         assert not (tmp_path / "out").exists()

@@ -7,10 +7,12 @@ engines are imported on first use, so ``import band.store`` needs neither.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -213,8 +215,11 @@ class ServerBackend:
         return Unavailable(_tidy(str(exc)))
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        return self._mapped(self._lock, fn, *args, **kwargs)
+
+    def _mapped(self, lock: AbstractContextManager[Any], fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
-            with self._lock:
+            with lock:
                 return fn(*args, **kwargs)
         except (*self._errors, OSError) as exc:
             raise self.error_of(exc) from None
@@ -225,19 +230,19 @@ class ServerBackend:
     def select(self, sql: str, params: Mapping[str, Any] | None = None, readonly: bool = False) -> dict[str, Any]:
         """``readonly``: with ``readonly=1`` in the request (set beside the store's own
         settings, which it then keeps), after :func:`check_read`."""
-        run = self._run_on(self._client, _READING if readonly else _WRITING)
+        run = self._run_on(self._client, _READING if readonly else _WRITING, self._lock)
         if readonly:
             check_read(run, sql, params)
         return parse_json(run(sql, params, "JSON"))
 
-    def _run_on(self, client: Any, settings: Mapping[str, Any]) -> Run:
-        """A :data:`Run` on ``client`` with ``settings`` in each request."""
+    def _run_on(self, client: Any, settings: Mapping[str, Any], lock: AbstractContextManager[Any]) -> Run:
+        """A :data:`Run` on ``client`` with ``settings`` in each request, each under ``lock``."""
 
         def run(text: str, values: Mapping[str, Any] | None, fmt: str) -> bytes:
             # no FORMAT for TSV: clickhouse-connect appends it to the text, where EXPLAIN gives it
             # to the statement explained; a server answers TabSeparated without one
-            answer: bytes = self._call(client.raw_query, text, parameters=dict(values or {}), settings=dict(settings),
-                                       fmt=None if fmt == "TSV" else fmt)
+            answer: bytes = self._mapped(lock, client.raw_query, text, parameters=dict(values or {}), settings=dict(settings),
+                                         fmt=None if fmt == "TSV" else fmt)
             return answer
 
         return run
@@ -252,7 +257,7 @@ class ServerBackend:
             Unavailable: the server cannot be reached.
         """
         client = self._connect(database=database, settings=_READING)
-        return client, self._run_on(client, {})
+        return client, self._run_on(client, {}, contextlib.nullcontext())
 
     def insert(self, database: str, table: str, body: bytes, fmt: str = "JSONEachRow",
                columns: Sequence[str] = ()) -> None:
