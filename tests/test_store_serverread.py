@@ -78,6 +78,7 @@ async def test_stream_query_past_one_message_and_the_guard_on_a_server_store(tmp
         # unqualified names read the stats database in a stream, as in the embedded store
         assert [r async for r in store.stream("SELECT currentDatabase() AS db, count() AS n FROM events")] == [
             {"db": "stats", "n": 0}]
+        assert await store.query("SELECT currentDatabase() AS db, count() AS n FROM events") == [{"db": "stats", "n": 0}]
         rows = await store.query("SELECT number AS x, repeat('y', 100) AS pad FROM numbers(30000)")
         assert len(rows) == 30_000 and rows[-1]["x"] == 29_999  # past one NATS message: read through the stream
         for sql in ("SELECT * FROM file('/etc/hostname', 'LineAsString')", f"SELECT 1 INTO OUTFILE '{tmp_path}/out'",

@@ -221,13 +221,10 @@ class Store:
             raise RPCError("sql must be a non-empty string", 400)
         if params is not None and not isinstance(params, Mapping):
             raise RPCError("params must be an object of name: value", 400)
-        engine = await self.ready()
+        await self.ready()
         limit = self._nc.max_payload if self._nc is not None else 1 << 20
         try:
-            if self.config.clickhouse_url:
-                result: dict[str, Any] = await engine.call(engine.backend.select, sql, dict(params or {}), True, read=True)
-            else:
-                result = await self._read_all(sql, params or {}, limit)
+            result = await self._read_all(sql, params or {}, limit)
         except StoreError as exc:
             if exc.code == READONLY_CODE:
                 raise RPCError(f"store.query is read-only: {exc.message}", 400) from None
@@ -237,10 +234,10 @@ class Store:
         return result
 
     async def _read_all(self, sql: str, params: Mapping[str, Any], limit: int) -> dict[str, Any]:
-        """A small answer from the embedded store, read as :meth:`stream` reads (the default
-        database, a session of its own); past ``limit`` bytes it stops with code 413."""
-        answer = await (await self.results()).open(Request(sql, {k: _param(v) for k, v in params.items()},
-                                                           database=self.config.database, default_format="JSON"))
+        """A small answer, read as :meth:`stream` reads (the default database, a session or
+        client of its own); past ``limit`` bytes it stops with code 413, so a large answer
+        is never held whole."""
+        answer = await self._open(sql, params, "JSON")
         body = bytearray()
         try:
             if answer.format != "JSON":
