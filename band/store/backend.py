@@ -7,10 +7,12 @@ engines are imported on first use, so ``import band.store`` needs neither.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -188,27 +190,39 @@ class ServerBackend:
 
     def __init__(self, url: str) -> None:
         try:
-            import clickhouse_connect
+            import clickhouse_connect  # noqa: F401 - only to say what to install when it is missing
         except ImportError:  # pragma: no cover - depends on the install
             raise StoreError("a ClickHouse server needs clickhouse-connect: pip install 'band[store]'") from None
         self._errors = _server_errors()
-        try:
-            self._client = clickhouse_connect.get_client(dsn=url, autogenerate_session_id=False)
-        except Exception as exc:  # noqa: BLE001 - whatever clickhouse-connect raises becomes Unavailable
-            raise Unavailable(f"cannot reach ClickHouse at {_redact(url)}: {exc}") from None
+        self._url = url
+        self._client = self._connect()
         self._lock = threading.Lock()  # clickhouse-connect clients are not shared across threads
 
-    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        operational, database = self._errors
+    def _connect(self, **options: Any) -> Any:
+        import clickhouse_connect
+
         try:
-            with self._lock:
+            return clickhouse_connect.get_client(dsn=self._url, autogenerate_session_id=False, **options)
+        except Exception as exc:  # noqa: BLE001 - whatever clickhouse-connect raises becomes Unavailable
+            raise Unavailable(f"cannot reach ClickHouse at {_redact(self._url)}: {exc}") from None
+
+    def error_of(self, exc: BaseException) -> StoreError:
+        """What clickhouse-connect (or the connection under it) raised, as a :class:`StoreError`:
+        ClickHouse's refusal keeps its code; anything else means the server is out of reach."""
+        operational, database = self._errors
+        if isinstance(exc, database) and not isinstance(exc, operational):
+            return StoreError.wrap(exc)
+        return Unavailable(_tidy(str(exc)))
+
+    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        return self._mapped(self._lock, fn, *args, **kwargs)
+
+    def _mapped(self, lock: AbstractContextManager[Any], fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            with lock:
                 return fn(*args, **kwargs)
-        except operational as exc:
-            raise Unavailable(_tidy(str(exc))) from None
-        except database as exc:
-            raise StoreError.wrap(exc) from None
-        except OSError as exc:
-            raise Unavailable(str(exc)) from None
+        except (*self._errors, OSError) as exc:
+            raise self.error_of(exc) from None
 
     def command(self, sql: str) -> None:
         self._call(self._client.command, sql)
@@ -216,20 +230,34 @@ class ServerBackend:
     def select(self, sql: str, params: Mapping[str, Any] | None = None, readonly: bool = False) -> dict[str, Any]:
         """``readonly``: with ``readonly=1`` in the request (set beside the store's own
         settings, which it then keeps), after :func:`check_read`."""
-        settings: dict[str, Any] = {"output_format_json_quote_64bit_integers": 0}
+        run = self._run_on(self._client, _READING if readonly else _WRITING, self._lock)
         if readonly:
-            settings.update(READONLY)
+            check_read(run, sql, params)
+        return parse_json(run(sql, params, "JSON"))
+
+    def _run_on(self, client: Any, settings: Mapping[str, Any], lock: AbstractContextManager[Any]) -> Run:
+        """A :data:`Run` on ``client`` with ``settings`` in each request, each under ``lock``."""
 
         def run(text: str, values: Mapping[str, Any] | None, fmt: str) -> bytes:
             # no FORMAT for TSV: clickhouse-connect appends it to the text, where EXPLAIN gives it
             # to the statement explained; a server answers TabSeparated without one
-            answer: bytes = self._call(self._client.raw_query, text, parameters=dict(values or {}), settings=settings,
-                                       fmt=None if fmt == "TSV" else fmt)
+            answer: bytes = self._mapped(lock, client.raw_query, text, parameters=dict(values or {}), settings=dict(settings),
+                                         fmt=None if fmt == "TSV" else fmt)
             return answer
 
-        if readonly:
-            check_read(run, sql, params)
-        return parse_json(run(sql, params, "JSON"))
+        return run
+
+    def reader(self, database: str) -> tuple[Any, Run]:
+        """A client of its own for one read of any size, and a :data:`Run` on it: ``readonly=1``
+        and ``database`` by default on every request it makes (set on the client, not per
+        request, so clickhouse-connect streams its answer). A stream holds its client until it
+        ends; the store's own client stays free for the writer meanwhile.
+
+        Raises:
+            Unavailable: the server cannot be reached.
+        """
+        client = self._connect(database=database, settings=_READING)
+        return client, self._run_on(client, {}, contextlib.nullcontext())
 
     def insert(self, database: str, table: str, body: bytes, fmt: str = "JSONEachRow",
                columns: Sequence[str] = ()) -> None:
@@ -241,6 +269,10 @@ class ServerBackend:
             self._client.close()
         except Exception:  # noqa: BLE001 - best-effort close: must never raise
             pass
+
+
+_WRITING = {"output_format_json_quote_64bit_integers": 0}  # 64-bit integers as JSON numbers, as chDB writes them
+_READING = {**_WRITING, **READONLY}  # readonly=1 last: nothing after it may change a setting
 
 
 def _server_errors() -> tuple[type[BaseException], type[BaseException]]:

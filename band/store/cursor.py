@@ -1,9 +1,9 @@
 """``store.stream``'s store side: a read of any size, handed out over NATS chunk by chunk.
 
 The caller pulls (wire: ``band.rpc.store.next.<instance>``), so the store holds at most
-the chunk being cut and the pipe's buffer (:mod:`.results`), whatever the answer's size,
-and a caller that stops asking leaves its query blocked on the pipe, then cancelled
-after ``STREAM_IDLE_S``. Chunks are rows as JSON arrays, one a line, exactly as ClickHouse
+the chunk being cut and the pipe's buffer (:mod:`.results`), or a few chunks read ahead
+from a ClickHouse server (:mod:`.serverread`), whatever the answer's size; a caller that
+stops asking leaves its query blocked, then cancelled after ``STREAM_IDLE_S``. Chunks are rows as JSON arrays, one a line, exactly as ClickHouse
 writes ``JSONCompactEachRow``: the store cuts at line ends and never parses a row.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 
 from .. import wire
 from .backend import StoreError
-from .results import Answer
+from .results import Reading
 
 FORMAT = "JSONCompactEachRowWithNamesAndTypes"
 
@@ -24,7 +24,7 @@ FORMAT = "JSONCompactEachRowWithNamesAndTypes"
 class Cursor:
     """One open read: its columns, then chunks of whole lines."""
 
-    def __init__(self, answer: Answer) -> None:
+    def __init__(self, answer: Reading) -> None:
         self.id = uuid.uuid4().hex
         self.answer = answer
         self._chunks: AsyncGenerator[bytes, None] = answer.chunks()

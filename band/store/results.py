@@ -34,7 +34,7 @@ from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
 from multiprocessing import reduction
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, Protocol
 
 from .backend import StoreError, Unavailable, check_read, parse_json, wrap_run
 
@@ -223,6 +223,15 @@ def _kill(path: str, query_id: str) -> None:
 
 
 # --- in the store's process -------------------------------------------------------------------
+class Reading(Protocol):
+    """What a cursor reads: an :class:`Answer` here, or a server's (:mod:`.serverread`)."""
+
+    format: str
+
+    def chunks(self, size: int = READ_BYTES) -> AsyncGenerator[bytes, None]: ...
+    def cancel(self) -> None: ...
+
+
 class Answer:
     """A running read: its ``format``, its bytes (:meth:`chunks`), :meth:`cancel`."""
 
@@ -364,4 +373,4 @@ def _settle(future: asyncio.Future[Any], value: Any, error: BaseException | None
         future.set_result(value)
 
 
-__all__ = ["DEFAULT_FORMAT", "Answer", "Request", "Results", "prepare", "serve", "session_string", "split_format"]
+__all__ = ["DEFAULT_FORMAT", "READ_BYTES", "Answer", "Reading", "Request", "Results", "prepare", "serve", "session_string", "split_format"]

@@ -27,7 +27,7 @@ from .._runtime.cancel import retry
 from .._runtime.stream import ensure_stream
 from ..errors import ConfigError, RPCError
 from . import reconcile
-from .backend import READONLY_CODE, StoreError, Unavailable, parse_json
+from .backend import READONLY_CODE, ServerBackend, StoreError, Unavailable, parse_json
 from .bots import counts_sql
 from .config import BAD_ROWS, StoreConfig
 from .counts import minute_counts
@@ -41,8 +41,9 @@ from .metrics import metrics
 from .migrate import ensure
 from .prepare import Preparer, collect_less, processes
 from .pull import Puller
-from .results import Request, Results
+from .results import Reading, Request, Results
 from .rows import RowBuilder
+from .serverread import ServerAnswer, open_answer
 from .writer import Engine, Health, Writer
 
 DURABLE = "store_writer"
@@ -230,13 +231,10 @@ class Store:
             raise RPCError("sql must be a non-empty string", 400)
         if params is not None and not isinstance(params, Mapping):
             raise RPCError("params must be an object of name: value", 400)
-        engine = await self.ready()
+        await self.ready()
         limit = self._nc.max_payload if self._nc is not None else 1 << 20
         try:
-            if self.config.clickhouse_url:
-                result: dict[str, Any] = await engine.call(engine.backend.select, sql, dict(params or {}), True, read=True)
-            else:
-                result = await self._read_all(sql, params or {}, limit)
+            result = await self._read_all(sql, params or {}, limit)
         except StoreError as exc:
             if exc.code == READONLY_CODE:
                 raise RPCError(f"store.query is read-only: {exc.message}", 400) from None
@@ -246,10 +244,10 @@ class Store:
         return result
 
     async def _read_all(self, sql: str, params: Mapping[str, Any], limit: int) -> dict[str, Any]:
-        """A small answer from the embedded store, read as :meth:`stream` reads (the default
-        database, a session of its own); past ``limit`` bytes it stops with code 413."""
-        answer = await (await self.results()).open(Request(sql, {k: _param(v) for k, v in params.items()},
-                                                           database=self.config.database, default_format="JSON"))
+        """A small answer, read as :meth:`stream` reads (the default database, a session or
+        client of its own); past ``limit`` bytes it stops with code 413, so a large answer
+        is never held whole."""
+        answer = await self._open(sql, params, "JSON")
         body = bytearray()
         try:
             if answer.format != "JSON":
@@ -266,16 +264,14 @@ class Store:
         """Open a cursor on a read of any size (wire: "the store's answers of any size").
 
         Raises:
-            RPCError: as :meth:`query`; 501 when the store writes to a ClickHouse server.
+            RPCError: as :meth:`query`; 503 while the store or its ClickHouse server is unavailable.
         """
         if not isinstance(sql, str) or not sql.strip():
             raise RPCError("sql must be a non-empty string", 400)
         if params is not None and not isinstance(params, Mapping):
             raise RPCError("params must be an object of name: value", 400)
         try:
-            results = await self.results()
-            answer = await results.open(Request(sql, {k: _param(v) for k, v in (params or {}).items()},
-                                                database=self.config.database, default_format=CURSOR_FORMAT))
+            answer = await self._open(sql, params or {}, CURSOR_FORMAT)
             if answer.format != CURSOR_FORMAT:
                 answer.cancel()
                 raise StoreError("store.stream sends rows as JSON: leave FORMAT out of the query", 400)
@@ -287,6 +283,22 @@ class Store:
             raise RPCError(exc.message, 503 if isinstance(exc, Unavailable) else 400) from None
         self.cursors.add(cursor)
         return {"cursor": cursor.id, "next": wire.store_next_subject(self.instance), "columns": cursor.columns}
+
+    async def _open(self, sql: str, params: Mapping[str, Any], default_format: str) -> Reading:
+        """A read of any size: from chDB's process (:mod:`.results`), or with clickhouse-connect's
+        streaming call from a ClickHouse server (:mod:`.serverread`)."""
+        if not self.config.clickhouse_url:
+            return await (await self.results()).open(Request(sql, {k: _param(v) for k, v in params.items()},
+                                                              database=self.config.database,
+                                                              default_format=default_format))
+        try:
+            engine = await self.ready()
+        except RPCError as exc:
+            raise Unavailable(exc.message) from None
+        assert isinstance(engine.backend, ServerBackend)
+        request = Request(sql, dict(params), database=self.config.database, default_format=default_format)
+        answer: ServerAnswer = await engine.call(open_answer, engine.backend, request, read=True)
+        return answer
 
     async def _on_next(self, msg: Any) -> None:
         asyncio.get_running_loop().create_task(self._next(msg))
