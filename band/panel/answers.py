@@ -85,7 +85,7 @@ async def csv_download(request: web.Request, nc: Client, service: str, sql: str,
                        timeout: float) -> web.StreamResponse:
     """Every row as CSV (a header line of column names), written as the store's chunks come.
 
-    A store that cannot stream (one writing to a ClickHouse server, or a stand-in with
+    A store that cannot stream (an older store, or a stand-in with
     ``query`` only) answers in one message, as before. A failure before the first row
     (a bad query, no store) raises before anything is sent, so the caller answers it as
     an error; one after it cuts the response short (the chunked body never ends), which a
