@@ -26,7 +26,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import BadRequestError, ServerError
+from nats.js.errors import BadRequestError, NotFoundError, ServerError
 
 from .. import tracing, wire
 from .._core.app import App
@@ -46,6 +46,20 @@ MOST_PER_PULL = 64
 def _filters(subjects: list[str]) -> dict[str, Any]:
     """One filter as ``filter_subject`` (nats-server 2.9 knows no other), several as a list."""
     return {"filter_subject": subjects[0]} if len(subjects) == 1 else {"filter_subjects": subjects}
+
+
+def consumer_config(service: str, ep: Endpoint, slots: int) -> ConsumerConfig:
+    """The pull consumer of ``service``'s durable listener ``ep`` with ``slots`` in-flight
+    calls: what the listener creates, and what ``band provision`` creates for it."""
+    return ConsumerConfig(
+        durable_name=wire.durable_name(service, ep.method),
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=ep.ack_wait_s,
+        max_deliver=ep.max_deliver + 1,  # our own loop dead-letters at max_deliver
+        deliver_policy=DeliverPolicy.NEW if ep.deliver == "new" else DeliverPolicy.ALL,
+        **_filters([wire.prefix_subject("", p) for p in ep.keys] or [wire.EVENTS_SUBJECTS]),
+        max_ack_pending=slots * 4,
+    )
 
 
 class DurableListener:
@@ -68,27 +82,29 @@ class DurableListener:
         await self._pulls.start()
 
     async def make_consumer(self) -> None:
-        """Create the durable consumer, or update it to this listener's settings."""
-        ep = self.ep
-        config = ConsumerConfig(
-            durable_name=self.name,
-            ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=ep.ack_wait_s,
-            max_deliver=ep.max_deliver + 1,  # our own loop dead-letters at max_deliver
-            deliver_policy=DeliverPolicy.NEW if ep.deliver == "new" else DeliverPolicy.ALL,
-            **_filters([wire.prefix_subject("", p) for p in ep.keys] or [wire.EVENTS_SUBJECTS]),
-            max_ack_pending=self.gate.size * 4,
-        )
+        """Create the durable consumer, or update it to this listener's settings; where the
+        credential may not create consumers (provisioned by the operator: ``band provision``),
+        use the one that exists."""
         js = self.nc.jetstream()
         try:
-            await js.add_consumer(wire.STREAM, config)
+            await js.add_consumer(wire.STREAM, consumer_config(self.app.name, self.ep, self.gate.size))
         except (BadRequestError, ServerError) as exc:  # e.g. a deliver policy changed since it was made
             raise ConfigError(f"cannot create durable consumer {self.name!r}: {exc.description}") from None
         except NatsTimeout:  # nats-server drops a request the user may not send: no answer
-            raise ConfigError(f"no answer creating durable consumer {self.name!r}: does nats.conf grant this user "
+            await self._use_provisioned(js)
+
+    async def _use_provisioned(self, js: Any) -> None:
+        try:
+            info = await js.consumer_info(wire.STREAM, self.name)
+        except (NatsTimeout, NotFoundError):
+            raise ConfigError(f"no answer creating durable consumer {self.name!r}, and none provisioned: provision it "
+                              f"with the operator's credential (band provision SERVICE_DIR), or grant this user "
                               f"{wire.JS_API}.CONSUMER.DURABLE.CREATE.{wire.STREAM}.{self.name} and the rest of a "
-                              "durable listener's lines (docs/operating.md, Adding a service)? Else JetStream is "
-                              "not answering") from None
+                              "durable listener's lines (docs/operating.md, Adding a service)") from None
+        if info.config.deliver_subject:
+            raise ConfigError(f"durable consumer {self.name!r} pushes to {info.config.deliver_subject!r}: band pulls; "
+                              "provision it again with band provision") from None
+        self.app.logger.info("durable listener: using the consumer the operator provisioned", consumer=self.name)
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Pull and start events while slots are free; stop pulling once ``stopping`` is set.
@@ -218,4 +234,4 @@ async def durable_listeners(app: App, nc: Client, dispatch: Dispatch, gate: Gate
     return out
 
 
-__all__ = ["FETCH_WAIT_S", "DurableListener", "durable_listeners"]
+__all__ = ["FETCH_WAIT_S", "DurableListener", "consumer_config", "durable_listeners"]

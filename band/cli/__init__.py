@@ -16,7 +16,7 @@ from importlib import metadata
 from .parser import Commands
 
 GROUP = "band.commands"
-HELP_ORDER = ("up", "run", "edge", "inspect", "new", "store", "demo", "panel")  # the rest follow, by name
+HELP_ORDER = ("up", "run", "edge", "inspect", "new", "store", "demo", "panel", "provision")  # the rest follow, by name
 
 EPILOG = """Where NATS is: --nats URL, else $NATS_URL (comma-separated for a cluster), else
 ./.band/nats.url (written by band up in this directory), else nats://127.0.0.1:4222."""
