@@ -4,7 +4,6 @@ listener or handler that declares a schema gets only events that pass."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
@@ -131,7 +130,6 @@ async def test_a_listener_that_declares_a_schema_gets_only_valid_events(
         for revenue, currency in ((1, "EUR"), ("2", "EUR"), (3, "eur"), (4, "USD")):
             await nc.publish("in.gen.track.purchase", wire.encode(purchase(revenue=revenue, currency=currency)))
         await wait_for(lambda: len(every) == 4, what="the unchecked listener got every event")
-        await asyncio.sleep(0)
         await wait_for(lambda: service.dispatch.schema_skipped["purchases"] == 2, what="two invalid events skipped")
         assert got == [1, 4]
 
@@ -170,3 +168,38 @@ def test_a_declared_schema_the_folder_lacks_stops_the_service(tmp_path: Path, mo
         declared_schemas(app)
     with pytest.raises(ConfigError, match="schema must be a routing key"):
         app.expose.listener(schema=3)  # type: ignore[arg-type]
+
+
+async def test_a_durable_listener_acks_the_events_its_schema_skips(
+        tmp_path: Path, own_nats: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import nats
+
+    from band._runtime.stream import ensure_stream
+
+    monkeypatch.setenv("BAND_SCHEMAS", str(folder(tmp_path, **{"in.gen.track.purchase.yml": PURCHASE})))
+    app = App("durablecheck")
+    got: list[Any] = []
+
+    @app.expose.listener(keys=["in.gen.track.purchase"], durable=True, schema="in.gen.track.purchase", ack_wait=1.0, max_deliver=3)
+    async def purchases(data: dict[str, Any]) -> None:
+        got.append(data["revenue"])
+
+    nc = await nats.connect(own_nats.url)
+    try:
+        js = nc.jetstream()
+        await ensure_stream(js)
+        async with serve(app, own_nats.url) as service:
+            for n, (revenue, currency) in enumerate(((1, "EUR"), ("2", "EUR"), (3, "eur"), (4, "USD"))):
+                event = {**purchase(revenue=revenue, currency=currency), "id": str(6462464730849083400 + n)}
+                await js.publish("in.gen.track.purchase", wire.encode(event), headers={wire.MSG_ID_HEADER: event["id"]})
+
+            async def all_acked() -> bool:
+                info = await js.consumer_info(wire.STREAM, wire.durable_name("durablecheck", "purchases"))
+                return bool(info.num_pending == 0 and info.num_ack_pending == 0 and info.num_redelivered == 0)
+
+            await wait_for(lambda: len(got) == 2, what="the valid events")
+            await wait_for(all_acked, what="every event acked, the skipped ones too, none redelivered")
+            # nothing pending to ack and nothing redelivered: the skipped events were acked
+            assert got == [1, 4] and service.dispatch.schema_skipped["purchases"] == 2
+    finally:
+        await nc.close()
