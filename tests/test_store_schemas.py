@@ -19,6 +19,7 @@ from support.fakes import running_edge
 from support.store import counted, start_store, store_check
 
 from band import store
+from band.panel import queries
 from band.cli.natsserver import NatsServer
 
 pytest.importorskip("chdb")
@@ -98,6 +99,9 @@ async def test_warn_enforce_native_400_and_replay_after_a_fix(tmp_path: Path, ow
         assert all(int(r["stream_seq"]) > 0 for r in kept)
         code, out = await store_check(own_nats.url)
         assert code == 0 and "missing 0, duplicated 0" in out, out
+        saved = dict(queries.SAVED)["Failed events by key and error, 7 days"]  # the panel's
+        by_error = await store.query(saved)
+        assert sorted((r["path"], r["rule"], int(r["events"])) for r in by_error) == [("data.currency", "pattern", 2), ("data.revenue", "type", 2)]
 
         (folder / "in.gen.track.purchase@2.yml").write_text(PURCHASE_V2)  # the schema fixed: the pixel's event passes now
         code, out = await band_store(own_nats.url, "replay-failed", "--key", "in.gen.track")
