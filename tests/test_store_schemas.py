@@ -19,8 +19,8 @@ from support.fakes import running_edge
 from support.store import counted, start_store, store_check
 
 from band import store
-from band.panel import queries
 from band.cli.natsserver import NatsServer
+from band.panel import queries
 
 pytest.importorskip("chdb")
 
