@@ -63,7 +63,7 @@ class Schema:
             return []
         return [
             {"path": ".".join(str(p) for p in error.instance_path) or "$",
-             "rule": type(error.kind).__name__.lower(),
+             "rule": _keyword(type(error.kind).__name__),
              "message": error.message[:500]}
             for error in self.validator.iter_errors(message)
         ]
@@ -74,6 +74,11 @@ class Schema:
         if not errors:
             return None
         return {"schema": self.key, "version": self.version, "mode": self.mode, "errors": errors}
+
+
+def _keyword(kind: str) -> str:
+    """jsonschema-rs's error kind as the JSON Schema keyword it names (``MinLength`` → ``minLength``)."""
+    return kind[:1].lower() + kind[1:]
 
 
 class Schemas:
