@@ -139,6 +139,11 @@ TRACE_ID_FIELD: Final = "trace_id"
 # Why the edge judged the hit not a person's (``crawler``, ``headless``, ``no_ua``,
 # ``spam_ref``, ``burst``); absent for a person. The store keeps it in the ``bot`` column.
 BOT_FIELD: Final = "bot"
+# The edge's schema check of an event that failed it (``band/schemas.py``): an object
+# ``{"schema": key, "version": n, "mode": "warn"|"enforce", "errors": [{"path", "rule",
+# "message"}]}``; absent when the key has no schema or the event passed. ``mode: enforce``
+# tells the store to keep the event in ``failed_events`` instead of its table.
+SCHEMA_ERRORS_FIELD: Final = "schema_errors"
 DEFAULT_HANDLER_TIMEOUT_MS: Final = 200
 DEFAULT_ENRICH_TIMEOUT_MS: Final = 200
 
@@ -504,6 +509,7 @@ __all__ = [
     "ROLE_LISTENER",
     "ROLE_RPC",
     "RPC_PREFIX",
+    "SCHEMA_ERRORS_FIELD",
     "SERVICE_HEADER",
     "SRV_PREFIX",
     "STATUS_HEADER",

@@ -32,6 +32,13 @@ track, all processes together, <= 300 us per hit.
 process (a person's browser, a crawler, every user agent new), then the pixel hit's CPU per
 hit of an edge classifying every hit beside one with EDGE_BOT_DETECTION=0, both loaded
 with a browser's User-Agent and Referer (a person's hit: the whole check runs).
+
+    .venv/bin/python bench/bench_edge.py --schemas             # the schema stage alone (under a minute)
+
+--schemas measures the edge's schema check (band/schemas.py) the same way: in process (a key
+without a schema, a valid purchase, an invalid one with every error listed), then the pixel
+hit's CPU per hit of an edge with a schema on the key (every hit valid, so the whole check runs
+and the hit is stored as usual) beside one with no schema.
 """
 
 from __future__ import annotations
@@ -451,20 +458,96 @@ def bot_stage(rounds: int = 200_000) -> dict[str, float]:
     return out
 
 
+def schema_stage(rounds: int = 200_000) -> dict[str, float]:
+    """The schema check's cost per hit in this process, in microseconds: a key without a
+    schema (one dict look-up), a valid purchase, an invalid one (every error with its path)."""
+    from band import schemas
+
+    folder = Path(tempfile.mkdtemp(prefix="bench-schemas-"))
+    try:
+        (folder / "in.gen.track.purchase.yml").write_text(PURCHASE_SCHEMA)
+        found = schemas.load(folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    event = {"key": "in.gen.track.purchase", "service": "track", "name": "purchase", "uid": "6462464730849083392",
+             "td": {"ip": "127.0.0.1", "ua": BROWSER["User-Agent"]}, "id": "6462464730849083393", "time": 1540771658623,
+             "data": {"revenue": 12.5, "currency": "EUR", "page": {"url": "https://shop.example.com/cart", "title": "Cart"}}}
+    page = {**event, "key": "in.gen.track.page"}
+    bad = {**event, "data": {"revenue": "12", "currency": "euro"}}
+    out = {}
+    for label, message in (("no schema on the key", page), ("valid", event), ("invalid, every error", bad)):
+        started = time.perf_counter()
+        for _ in range(rounds):
+            found.check(message)
+        out[label] = (time.perf_counter() - started) / rounds * 1e6
+    return out
+
+
+PURCHASE_SCHEMA = """\
+mode: enforce
+type: object
+required: [data]
+properties:
+  data:
+    type: object
+    required: [revenue, currency]
+    properties:
+      revenue: {type: number}
+      currency: {type: string, pattern: "^[A-Z]{3}$"}
+"""
+# every pixel hit passes it: the whole check runs and the hit is stored as usual
+PIXEL_SCHEMA = """\
+mode: enforce
+type: object
+required: [uid, td, data]
+properties:
+  uid: {type: string, pattern: "^[0-9]+$"}
+  td: {type: object, required: [ip, ua], properties: {ip: {type: string}, ua: {type: string, minLength: 1}}}
+  data: {type: object}
+"""
+
+
 def bots_only(args: argparse.Namespace) -> int:
     """``--bots``: the bot stage in process, then an edge with and without it (pixel hits)."""
+    stage = bot_stage()
+    print("bot classification in process, us per hit: " + ", ".join(f"{k} {v:.2f}" for k, v in stage.items()), flush=True)
+    on, off = compare_edges(args, {"edge, bots classified": {"EDGE_BOT_DETECTION": "1"},
+                                   "edge, EDGE_BOT_DETECTION=0": {"EDGE_BOT_DETECTION": "0"}})
+    print(f"    the bot stage: {on - off:+.0f} us per hit end to end (noise of a few us on a busy machine); "
+          f"in process {stage['person']:.2f} us", flush=True)
+    return 0
+
+
+def schemas_only(args: argparse.Namespace) -> int:
+    """``--schemas``: the schema stage in process, then an edge with a schema on the key and one without."""
+    stage = schema_stage()
+    print("schema check in process, us per hit: " + ", ".join(f"{k} {v:.2f}" for k, v in stage.items()), flush=True)
+    folder = Path(tempfile.mkdtemp(prefix="bench-schemas-"))
+    try:
+        (folder / "with").mkdir()
+        (folder / "with" / "in.gen.pixel.hit.yml").write_text(PIXEL_SCHEMA)
+        on, off = compare_edges(args, {"edge, a schema on the key": {"EDGE_SCHEMAS_DIR": str(folder / "with")},
+                                       "edge, no schema": {"EDGE_SCHEMAS_DIR": str(folder / "none")}})
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    print(f"    the schema stage: {on - off:+.0f} us per hit end to end (noise of a few us on a busy machine); "
+          f"in process {stage['valid']:.2f} us", flush=True)
+    return 0
+
+
+def compare_edges(args: argparse.Namespace, edges: dict[str, dict[str, str]]) -> tuple[float, ...]:
+    """Pixel hits (a browser's User-Agent and Referer) on edges differing only by ``edges``'
+    environment, in turn; the median edge CPU per hit of each, printed and returned in order."""
     from band.cli.natsserver import NatsServer
     from band.cli.ports import free_port
 
-    stage = bot_stage()
-    print("bot classification in process, us per hit: " + ", ".join(f"{k} {v:.2f}" for k, v in stage.items()), flush=True)
     procs: list[subprocess.Popen[bytes]] = []
     store = Path(tempfile.mkdtemp(prefix="bench-js-"))
     nats_server = NatsServer(store_dir=store).start()
     try:
-        ports = {"edge, bots classified": free_port(), "edge, EDGE_BOT_DETECTION=0": free_port()}
+        ports = {label: free_port() for label in edges}
         for label, port in ports.items():
-            env = {**os.environ, "EDGE_STREAM_STORAGE": "file", "EDGE_BOT_DETECTION": "0" if "=0" in label else "1"}
+            env = {**os.environ, "EDGE_STREAM_STORAGE": "file", **edges[label]}
             procs.append(subprocess.Popen([sys.executable, "-m", "broker", "--host", "127.0.0.1", "--port", str(port), "--nats", nats_server.url,
                                            "--log-level", "WARNING"], cwd=ROOT, env=env))
         for port in ports.values():
@@ -480,12 +563,9 @@ def bots_only(args: argparse.Namespace) -> int:
                 runs[label].append(per_hit[label])
         for label, values in runs.items():
             print(f"  {label:<34} {sorted(values)[len(values) // 2]:6.0f} us/hit   (runs: {', '.join(f'{v:.0f}' for v in values)})", flush=True)
-        on, off = (sorted(v)[len(v) // 2] for v in runs.values())
-        print(f"    the bot stage: {on - off:+.0f} us per hit end to end (noise of a few us on a busy machine); "
-              f"in process {stage['person']:.2f} us", flush=True)
+        return tuple(sorted(v)[len(v) // 2] for v in runs.values())
     finally:
         _teardown(procs, nats_server, store)
-    return 0
 
 
 def _teardown(procs: list[Any], nats_server: Any, store: Path) -> None:
@@ -509,9 +589,12 @@ def main() -> int:
     )
     parser.add_argument("--workers", type=int, default=1, help="edge worker processes (SO_REUSEPORT)")
     parser.add_argument("--bots", action="store_true", help="only the bot stage: in process, then an edge with and without it")
+    parser.add_argument("--schemas", action="store_true", help="only the schema stage: in process, then an edge with a schema on the key and without")
     args = parser.parse_args()
     if args.bots:
         return bots_only(args)
+    if args.schemas:
+        return schemas_only(args)
 
     from band.cli.natsserver import NatsServer
     from band.cli.ports import free_port

@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from band import tracing
+from band import schemas, tracing
 from band.runtime import Signals, configure_logging
 from band.runtime import run as run_loop
 
@@ -70,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         config = from_env(**overrides)
         server_context(config)  # a bad certificate or key stops here, naming the file
         LibJs(config)  # and so does an unreadable lib_file
+        schemas.load(config.schemas_dir)  # and an invalid schema file
     except ConfigError as exc:
         print(f"band edge: {exc}", file=sys.stderr)
         return 2

@@ -70,6 +70,7 @@ class EdgeConfig:
     bots: Mapping[str, str] = field(default_factory=dict)  # reason -> action; a reason not named is flagged
     spam_referrers_file: str = ""  # more referrer-spam domains, one a line, added to the shipped list
     burst_hits: int = 300  # a uid past this many hits within a minute is a `burst`; 0 = off
+    schemas_dir: str = "schemas"  # JSON Schemas per key (band.schemas; BAND_SCHEMAS for edge and store alike)
     certfile: str = ""  # TLS: serve https/wss with this certificate chain (PEM) ...
     keyfile: str = ""  # ... and its private key
 
@@ -221,6 +222,8 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: Any) -> EdgeConf
         values["port"] = _parse("PORT", int, env["PORT"])
     if "DOMAIN" in env and "EDGE_DOMAIN" not in env:  # front's name for it
         values["domain"] = env["DOMAIN"]
+    if "BAND_SCHEMAS" in env and "EDGE_SCHEMAS_DIR" not in env:  # the store reads the same variable
+        values["schemas_dir"] = env["BAND_SCHEMAS"]
     if "NATS_URL" in env:
         values["nats_urls"] = split_urls(env["NATS_URL"])
     values.update({k: v for k, v in overrides.items() if v is not None})

@@ -82,6 +82,9 @@ class Metrics:
         self.publish_errors = Counter("band_edge_publish_errors", "Events JetStream did not acknowledge", registry=r)
         self.unenriched = Counter("band_edge_unenriched", "Hits sent on with no enricher service known for their key "
                                   "(none registered yet, or none declared): stored without enrichment", registry=r)
+        self.schema_failures = Counter("band_edge_schema_failures", "Events that failed their key's schema, by schema "
+                                       "and mode (warn: stored with the errors; enforce: kept in failed_events)",
+                                       ["schema", "mode"], registry=r)
         self.ws_sockets = Gauge("band_edge_websockets", "Open WebSocket connections", registry=r)
 
     def answered(self, status: int) -> None:
@@ -95,6 +98,9 @@ class Metrics:
     def bot(self, reason: str, action: str) -> None:
         counts = self.bot_counts
         counts[reason, action] = counts.get((reason, action), 0) + 1
+
+    def schema_failed(self, schema: str, mode: str) -> None:
+        self.schema_failures.labels(schema, mode).inc()
 
     def observe(self, stage: str, seconds: float) -> None:
         hist = self.stages[stage]

@@ -1,7 +1,11 @@
-"""classify → enrich → handle → publish for one hit; every outcome is a typed band response.
+"""classify → check → enrich → handle → publish for one hit; every outcome is a typed band response.
 
 Every transport's hit comes through :meth:`Pipeline.run_stored`, so this is where each one
-is judged a person's or a bot's (:mod:`broker.bots`), counted, and flagged or dropped.
+is judged a person's or a bot's (:mod:`broker.bots`), counted, and flagged or dropped, and
+checked against its key's schema (:mod:`band.schemas`) once, before enrichment: ``warn``
+marks the message, ``enforce`` publishes it as it came for the store's ``failed_events``
+and answers without enriching or asking a handler (a 400 listing the errors for a native
+caller, the usual answer for a browser's pixel, beacon or image).
 
 No aiohttp here: every transport hands a :class:`~broker.hit.Hit` in and renders the
 :class:`~band.response.Response` that comes out. Failures of the services become
@@ -18,8 +22,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from band import wire
-from band.response import BadResponse, ErrorResponse, RedirectResponse, Response, from_wire
+from band import schemas, wire
+from band.response import BadResponse, DataResponse, ErrorResponse, RedirectResponse, Response, from_wire
 
 from .bots import DROP, FLAG, Bots
 from .builtin_enrichers import Builtins
@@ -60,6 +64,8 @@ class Pipeline:
         self._inflight = 0
         self._publish_timeout = config.publish_timeout_ms / 1000
         self._bots = Bots.configured(config.bots, config.spam_referrers_file, config.burst_hits) if config.bot_detection else None
+        checked = schemas.load(config.schemas_dir)
+        self._schema_for = checked.for_key if len(checked) else None
 
     @property
     def inflight(self) -> int:
@@ -94,7 +100,7 @@ class Pipeline:
                 if self._bots is not None and self._judge(hit.message) == DROP:
                     outcome = await self._handle(hit.message, wire.encode(hit.message), hit.image, trace), False
                 else:
-                    outcome = await self._run(hit.message, hit.image, trace)
+                    outcome = await self._run(hit.message, hit.image, trace, hit.native)
             except UnicodeEncodeError:  # text no encoder takes (a lone surrogate) that no reader refused
                 outcome = _not_text(hit.message), False
             except BaseException as exc:
@@ -121,11 +127,27 @@ class Pipeline:
             message[wire.BOT_FIELD] = reason
         return action
 
-    async def _run(self, message: dict[str, Any], image: bool, trace: Trace | None) -> tuple[Response, bool]:
+    def _check(self, message: dict[str, Any], key: str) -> str:
+        """The key's schema, when it has one, against the message: the errors into the
+        message's ``schema_errors``, counted; the schema's mode when it failed, else ``""``."""
+        assert self._schema_for is not None
+        schema = self._schema_for(key)
+        if schema is None:
+            return ""
+        verdict = schema.verdict(message)
+        if verdict is None:
+            return ""
+        message[wire.SCHEMA_ERRORS_FIELD] = verdict
+        self._metrics.schema_failed(schema.key, schema.mode)
+        return schema.mode
+
+    async def _run(self, message: dict[str, Any], image: bool, trace: Trace | None, native: bool = False) -> tuple[Response, bool]:
         metrics = self._metrics
         key: str = message["key"]
         started = time.perf_counter()
         limit = self._link.max_payload - 1024  # room for subject and headers
+        if self._schema_for is not None and self._check(message, key) == schemas.ENFORCE:
+            return await self._keep_failed(message, image, native, limit, trace)
         services, paths = self._discovery.snapshot.enrich_plan(key, wire.BOT_FIELD in message)
         reading = self._builtins.begin(message) if self._builtins is not None else None  # fpid now, stored meanwhile
         if services:
@@ -144,17 +166,11 @@ class Pipeline:
         if services or reading is not None:
             metrics.observe("enrich", time.perf_counter() - started)
         payload = wire.encode(message)
-        if len(payload) > limit:  # a server closes a connection that sends more than max_payload
-            return _TOO_LARGE, False
         # ③ is sent before ② so both travel in one write; the answer waits for both, and
         # the ack's deadline runs from now, alongside the handler's, not after it.
-        headers = {wire.MSG_ID_HEADER: message["id"]}
-        if trace is not None:
-            trace.publish(key, headers)
-        try:
-            stored = self._link.send(key, payload, self._publish_timeout, headers)
-        except LinkDown as exc:
-            return self._not_stored(message["id"], exc), False
+        stored = self._send(message, payload, limit, trace)
+        if isinstance(stored, ErrorResponse):
+            return stored, False
         handle_started = time.perf_counter()
         try:
             answer = await self._handle(message, payload, image, trace)
@@ -171,6 +187,39 @@ class Pipeline:
         if not ok:
             return ErrorResponse(message=_NOT_STORED, statusCode=503), False
         return answer, True
+
+    def _send(self, message: dict[str, Any], payload: bytes, limit: int, trace: Trace | None) -> Request | ErrorResponse:
+        """Publish ``payload`` to the stream (③), or the error to answer when it cannot go."""
+        if len(payload) > limit:  # a server closes a connection that sends more than max_payload
+            return _TOO_LARGE
+        key: str = message["key"]
+        headers = {wire.MSG_ID_HEADER: message["id"]}
+        if trace is not None:
+            trace.publish(key, headers)
+        try:
+            return self._link.send(key, payload, self._publish_timeout, headers)
+        except LinkDown as exc:
+            return self._not_stored(message["id"], exc)
+
+    async def _keep_failed(self, message: dict[str, Any], image: bool, native: bool, limit: int,
+                           trace: Trace | None) -> tuple[Response, bool]:
+        """An event its schema enforces and refuses: published as it came (durable, once,
+        for ``failed_events``); a native caller is told every error, a browser gets its
+        usual answer so a bad field never breaks a page."""
+        stored = self._send(message, wire.encode(message), limit, trace)
+        if isinstance(stored, ErrorResponse):
+            return stored, False
+        try:
+            ok = await self._stored(stored, message["id"])
+            if trace is not None:
+                trace.published(ok)
+        finally:
+            self._link.forget(stored)
+        if not ok:
+            return ErrorResponse(message=_NOT_STORED, statusCode=503), False
+        if native:
+            return schema_refusal(message[wire.SCHEMA_ERRORS_FIELD]), True
+        return self.default(message, image), True
 
     # --- ① enrich -------------------------------------------------------------------
     async def _enrich(
@@ -286,4 +335,14 @@ class Pipeline:
         return ErrorResponse(message=_NOT_STORED, statusCode=503)
 
 
-__all__ = ["INTERNAL_ERROR", "Pipeline"]
+def schema_refusal(verdict: dict[str, Any]) -> DataResponse:
+    """The 400 a native caller gets for an event its schema refuses: every error with its path."""
+    errors = verdict["errors"]
+    listed = "; ".join(f"{e['path']}: {e['message']}" for e in errors)
+    return DataResponse(statusCode=400, data={
+        "message": f"the event does not match schema {verdict['schema']}@{verdict['version']}: {listed}. "
+                   "It is kept in failed_events; fix the sender, or the schema and run 'band store replay-failed'",
+        "schema": verdict["schema"], "version": verdict["version"], "errors": errors})
+
+
+__all__ = ["INTERNAL_ERROR", "Pipeline", "schema_refusal"]

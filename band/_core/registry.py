@@ -43,6 +43,7 @@ class Endpoint:
     required: frozenset[str] = frozenset()  # params without a default
     ack_wait_s: float = 30.0  # durable listener: redelivery after this long unacked
     deliver: str = "all"  # durable listener, first start: "all" kept events or only "new"
+    schema: str | None = None  # handler/listener: the schema (band/schemas.py) its events must match
 
     def arguments(self, params: Mapping[str, Any]) -> Mapping[str, Any]:
         """``params`` without the names the function cannot take (a message has many fields)."""
@@ -79,6 +80,15 @@ def _signature(fn: Callable[..., Any]) -> dict[str, Any]:
 def _require_async(fn: Callable[..., Any], what: str) -> None:
     if not inspect.iscoroutinefunction(fn):
         raise ConfigError(f"{what} {getattr(fn, '__qualname__', fn)!r} must be an 'async def' function")
+
+
+def _check_schema(schema: Any) -> str | None:
+    """A declared schema's name: a routing key or prefix, as its file is named."""
+    if schema is None:
+        return None
+    if not isinstance(schema, str):
+        raise ConfigError(f"schema must be a routing key naming a schema file, like 'in.gen.track.purchase', got {schema!r}")
+    return _check_keys(schema)[0]
 
 
 def _check_keys(keys: Any) -> tuple[str, ...]:
@@ -162,6 +172,7 @@ class Expose:
         path: str | None = None,
         alias: str | None = None,
         timeout: int | float | None = None,
+        schema: str | None = None,
     ) -> Callable[[F], F]:
         """``@expose.handler()``: answers HTTP hits on ``in.gen.<alias or service>.<name>``.
 
@@ -170,7 +181,10 @@ class Expose:
             path: an HTTP path for the edge to route here, e.g. ``/mymethod/:id``.
             alias: answer under this service name instead of our own.
             timeout: milliseconds the edge waits for the answer (default 200).
+            schema: the schema (``schemas/<key>.yml``) a hit must match; one that does not
+                is answered 400 listing its errors, and the function is not called.
         """
+        expected = _check_schema(schema)
 
         def record(fn: F) -> F:
             _require_async(fn, "@expose.handler()")
@@ -185,7 +199,7 @@ class Expose:
                 raise ConfigError(f"handler timeout must be milliseconds between 1 and 600000, got {timeout!r}")
             ms = wire.DEFAULT_HANDLER_TIMEOUT_MS if timeout is None else int(timeout)
             endpoint = Endpoint(
-                "handler", fn, fn.__name__, name=hname, alias=alias, path=path, timeout_ms=ms,
+                "handler", fn, fn.__name__, name=hname, alias=alias, path=path, timeout_ms=ms, schema=expected,
                 **_signature(fn),
             )
             self._registry.add(endpoint)
@@ -226,6 +240,7 @@ class Expose:
         max_deliver: int = DEFAULT_MAX_DELIVER,
         ack_wait: float = 30.0,
         deliver: Literal["all", "new"] = "all",
+        schema: str | None = None,
     ) -> Callable[[F], F]:
         """``@expose.listener()``: gets every final message; its return value is ignored.
 
@@ -236,8 +251,11 @@ class Expose:
             max_deliver: durable only: tries before the message goes to ``band.dlq.<service>``.
             ack_wait: durable only: seconds before an unacked message (a dead process) is redelivered.
             deliver: durable only, first start: ``"all"`` events the stream holds or only ``"new"``.
+            schema: the schema (``schemas/<key>.yml``) an event must match; one that does
+                not is skipped (counted, logged, acked when durable), never passed in.
         """
         checked = _check_keys(keys)
+        expected = _check_schema(schema)
         if max_deliver < 1:
             raise ConfigError("listener max_deliver must be at least 1")
         if deliver not in ("all", "new"):
@@ -250,7 +268,7 @@ class Expose:
             self._registry.add(
                 Endpoint(
                     "listener", fn, fn.__name__, keys=checked, durable=durable, max_deliver=max_deliver,
-                    ack_wait_s=float(ack_wait), deliver=deliver,
+                    ack_wait_s=float(ack_wait), deliver=deliver, schema=expected,
                     **_signature(fn),
                 )
             )

@@ -8,19 +8,21 @@ its time limit. Nothing here subscribes: :mod:`band._runtime.service` wires it u
 
 from __future__ import annotations
 
+import os
 import time
+from collections import Counter
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from .. import tracing, wire
+from .. import schemas, tracing, wire
 from .._core.app import App
 from .._core.arguments import Arguments
 from .._core.ids import new_id
 from .._core.registry import Endpoint
-from ..errors import RPCError
+from ..errors import ConfigError, RPCError
 from ..response import ErrorResponse, Response, to_wire
 from .limits import CallLimit, Overrun
 from .micro import EndpointStats
@@ -69,6 +71,16 @@ class Dispatch:
         self._stats = stats
         self._rpc = app.registry.rpc_methods()
         self.metrics: ServiceMetrics | None = None  # set while /metrics is served (band/_runtime/metrics.py)
+        self._schemas = declared_schemas(app)
+        self.schema_skipped: Counter[str] = Counter()  # events a listener's schema refused, by method
+
+    def schema_errors(self, ep: Endpoint, message: Mapping[str, Any]) -> list[dict[str, str]]:
+        """The errors of ``message`` against the schema ``ep`` declared (none declared: none)."""
+        if ep.schema is None:
+            return []
+        if wire.SCHEMA_ERRORS_FIELD in message:  # the edge's verdict is not part of the event
+            message = {k: v for k, v in message.items() if k != wire.SCHEMA_ERRORS_FIELD}
+        return self._schemas[ep.schema].errors(message)
 
     def decode(self, msg: Msg) -> dict[str, Any] | None:
         try:
@@ -90,10 +102,15 @@ class Dispatch:
         params = self.decode(msg)
         if params is None:
             return await self.reply_error(msg, 400, "request body must be a JSON object (the message)")
+        ep = self.app.registry.find_handler(self.app.name, key)
+        errors = self.schema_errors(ep, params) if ep is not None else []
+        if errors:
+            listed = "; ".join(f"{e['path']}: {e['message']}" for e in errors)
+            return await self.reply_error(msg, 400, f"the event does not match schema {ep.schema if ep else ''}: {listed}")
         path_params = params.get(wire.PARAMS_FIELD)
         if isinstance(path_params, dict):  # /x/:id → id=..., over the message's own id
             params = {**params, **path_params}
-        return await self.answer(msg, self.app.registry.find_handler(self.app.name, key), params, wire.ROLE_HANDLER)
+        return await self.answer(msg, ep, params, wire.ROLE_HANDLER)
 
     async def on_rpc(self, msg: Msg) -> None:
         method = msg.subject.rsplit(".", 1)[-1]
@@ -197,7 +214,14 @@ class Dispatch:
             await self.listen(ep, msg.subject, message)
 
     async def listen(self, ep: Endpoint, subject: str, message: Mapping[str, Any], **extra: Any) -> str | None:
-        """One listener call; the error text when it failed."""
+        """One listener call; the error text when it failed. An event its declared schema
+        refuses is skipped (counted, logged): not an error, so a durable listener acks it."""
+        errors = self.schema_errors(ep, message)
+        if errors:
+            self.schema_skipped[ep.method] += 1
+            self.app.logger.warning("event skipped: it does not match the listener's schema", method=ep.method,
+                                    schema=ep.schema, key=subject, id=message.get("id"), errors=errors[:10])
+            return None
         params = {**message, **extra}
         _, error = await self.invoke(wire.ROLE_LISTENER, ep, params, subject, message.get("id"), self.call_timeout_s)
         return error
@@ -231,4 +255,26 @@ class Dispatch:
         return result, error
 
 
-__all__ = ["Dispatch", "Reject", "describe", "internal_error", "quiet"]
+def declared_schemas(app: App) -> dict[str, schemas.Schema]:
+    """The schemas the service's handlers and listeners declare, from ``$BAND_SCHEMAS``
+    (else ``./schemas``), the folder the edge reads.
+
+    Raises:
+        ConfigError: a declared schema the folder does not have, or an invalid file.
+    """
+    wanted = {ep.schema: ep.method for ep in app.registry.endpoints if ep.schema is not None}
+    if not wanted:
+        return {}
+    folder = os.environ.get("BAND_SCHEMAS") or schemas.DEFAULT_DIR
+    found = schemas.load(folder)
+    out: dict[str, schemas.Schema] = {}
+    for name, method in wanted.items():
+        schema = found.by_key.get(name)
+        if schema is None:
+            raise ConfigError(f"{method}() declares schema {name!r}, which {folder}/ does not have: add {folder}/{name}.yml "
+                              "or set BAND_SCHEMAS to the folder that has it")
+        out[name] = schema
+    return out
+
+
+__all__ = ["Dispatch", "Reject", "declared_schemas", "describe", "internal_error", "quiet"]

@@ -61,6 +61,14 @@ SAVED: tuple[tuple[str, str], ...] = (
      "WHERE date >= today() - 7 AND bot != ''\n"
      "GROUP BY reason\n"
      "ORDER BY events DESC"),
+    ("Failed events by key and error, 7 days",
+     "SELECT key, schema, version, path, rule, count() AS events, any(message) AS example\n"
+     "FROM stats.failed_events\n"
+     "ARRAY JOIN errors.path AS path, errors.rule AS rule\n"
+     "WHERE date >= today() - 7  -- refused by a schema in enforce mode; band store replay-failed after a fix\n"
+     "GROUP BY key, schema, version, path, rule\n"
+     "ORDER BY events DESC\n"
+     "LIMIT 50"),
 )
 
 

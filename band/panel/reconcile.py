@@ -2,7 +2,7 @@
 
 Four counts side by side, each from where it happens: hits the edges answered 2xx and
 published (each edge's ``/metrics/minutes``), events the stream received (the store
-asks JetStream), events stored and failed (``bad_rows``) and flagged as bots (the
+asks JetStream), events stored and failed (``bad_rows``, ``failed_events``) and flagged as bots (the
 store counts its rows), and the store's lag to queryable (p50 / p99). The picture is a
 row of bars, one per stage, each as wide as its count: a shorter bar is a gap, named
 in red with its size, less what the store has still to write ("on the way"). ``band store check`` proves the same per event.
@@ -80,7 +80,7 @@ def picture(n: dict[str, Any]) -> str:
         short = previous - value - (failed if label == "stored" else 0) if previous is not None else 0
         coming = min(short, n.get("pending") or 0) if label == "stored" and short > 0 else 0
         span = 0.0
-        for count, colour, opacity, title in ((value, fill, 1.0, ""), (failed if label == "stored" else 0, "#f28e2b", 1.0, "failed (bad_rows)"),
+        for count, colour, opacity, title in ((value, fill, 1.0, ""), (failed if label == "stored" else 0, "#f28e2b", 1.0, "failed (bad_rows, failed_events)"),
                                               (coming, fill, 0.3, "on the way: the store has still to write them")):
             if count or not span:
                 parts.append(f'<rect x="{left + span:.1f}" y="{y}" width="{max(count * scale, 1):.1f}" height="{bar_h}" rx="3" '

@@ -54,6 +54,11 @@ def _store_parser() -> argparse.ArgumentParser:
     check.add_argument("--since", help="check the events from this date or date-time (UTC); default: the whole stream")
     check.add_argument("--ids", action="store_true", help="list the ids of the missing, duplicated and pending events")
     check.add_argument("--nats", help="NATS URL(s)")
+    failed = sub.add_parser("replay-failed", help="check failed_events against today's schemas; store those that pass, "
+                            "once, and remove them from failed_events")
+    failed.add_argument("--key", help="only this routing key or prefix, e.g. in.gen.track.purchase")
+    failed.add_argument("--since", help="only events from this date or date-time (UTC), e.g. 2024-05-01")
+    failed.add_argument("--nats", help="NATS URL(s)")
     from .importer import add_parser
 
     add_parser(sub)
@@ -78,6 +83,8 @@ def main(argv: Sequence[str]) -> int:
         return importer.main(args)
     if args.action == "check":
         return _run(_check(args))
+    if args.action == "replay-failed":
+        return _run(_replay_failed(args))
     return _run(_replay(args) if args.action == "replay" else _status(args))
 
 
@@ -265,6 +272,24 @@ async def _replay(args: argparse.Namespace) -> int:
         return 1
     print(f"done: {int(state['done']):,} events read; rows already stored were skipped")
     return 0
+
+
+async def _replay_failed(args: argparse.Namespace) -> int:
+    """Ask the store to replay failed events; the summary on stdout. Exit 0 when none is left failing."""
+    try:
+        done = await _call(nats_url(args.nats), "replay_failed", 600.0, key=args.key, since=args.since)
+    except RPCError as exc:
+        hint = " (is the store running? 'band up' starts it, or 'band store')" if exc.code == 503 else ""
+        print(f"band store replay-failed: {exc.message}{hint}", file=sys.stderr)
+        return 2
+    print(f"{done['checked']:,} failed events checked against {done['schemas']} schemas in {done['schemas_dir']}: "
+          f"{done['stored']:,} stored, {done['already']:,} already stored, {done['bad_rows']:,} to bad_rows, "
+          f"{done['failing']:,} still failing (left in failed_events)")
+    for error, count in done["errors"].items():
+        print(f"  {count:>8,}  {error}")
+    if done["failing"]:
+        print("fix the sender or the schema (band schemas lists them), then run band store replay-failed again")
+    return 1 if done["failing"] else 0
 
 
 async def _check(args: argparse.Namespace) -> int:

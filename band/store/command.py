@@ -7,10 +7,14 @@ from ..cli.parser import Commands
 
 
 def register(commands: Commands) -> None:
-    """``band sql`` and ``band store``."""
+    """``band sql``, ``band store`` and ``band schemas`` (the schemas of the events it keeps)."""
+    from ..cli import schemas
+
+    schemas.register(commands)
     commands.add_own("sql", '"SELECT ..."', "query the store (every event, in ClickHouse); --format json|csv|tsv", sql)
-    commands.add_own("store", "[replay|status|check|import]",
-                     "run the store service; re-read the stream into it; its health; check nothing was lost; import events", store)
+    commands.add_own("store", "[replay|status|check|import|replay-failed]",
+                     "run the store service; re-read the stream into it; its health; check nothing was lost; import events; "
+                     "store failed events that pass today's schemas", store)
 
 
 def sql(argv: list[str]) -> int:

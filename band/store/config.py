@@ -22,6 +22,7 @@ from .schema import Column, Table, build_tables, merge
 SERVICE_DIR = Path(__file__).resolve().parent / "service"
 ROOT_EXTRA = (Column("extra.key", "Array(String)"), Column("extra.value", "Array(String)"))
 BAD_ROWS = "bad_rows"
+FAILED_EVENTS = "failed_events"  # events a schema in enforce mode refused (band/schemas.py), when the table exists
 # The stream sequence of the message a row came from: every table the store writes has it
 # (see writer.py), filled by the store alone, so a user's table need not declare it.
 STREAM_SEQ = Column("stream_seq", "UInt64")
@@ -65,7 +66,7 @@ class StoreConfig:
                     tables[table].columns[column.name] = column
         if BAD_ROWS not in tables:
             raise ConfigError(f"the store needs a {BAD_ROWS!r} table (the stock config defines it)")
-        for name in sorted(set(destinations.values()) | {BAD_ROWS}):
+        for name in sorted(set(destinations.values()) | {BAD_ROWS} | ({FAILED_EVENTS} & tables.keys())):
             if tables[name].columns.setdefault(STREAM_SEQ.name, STREAM_SEQ).type != STREAM_SEQ.type:
                 raise ConfigError(f"table {name!r}: {STREAM_SEQ.name} is the store's own column ({STREAM_SEQ.type}, "
                                   "the stream sequence of each row); give your column another name")
@@ -95,7 +96,7 @@ class StoreConfig:
             raise ConfigError(f"store config: {exc}") from None
 
     def routed_tables(self) -> frozenset[str]:
-        return frozenset(self.destinations.values()) | {BAD_ROWS}
+        return frozenset(self.destinations.values()) | {BAD_ROWS} | ({FAILED_EVENTS} & self.tables.keys())
 
     def may_insert(self, table: str) -> bool:
         """Services write their own tables; the event tables only when config allows."""
@@ -164,6 +165,7 @@ def _plain(value: Any) -> Any:
 
 __all__ = [
     "BAD_ROWS",
+    "FAILED_EVENTS",
     "ROOT_EXTRA",
     "SERVICE_DIR",
     "STREAM_SEQ",

@@ -87,6 +87,8 @@ def _row(builder: RowBuilder, data: bytes, fallback_id: int, fallback_ms: int, s
     if not isinstance(message, dict):
         return _bad(builder.bad_row(message, "", "the event is not a JSON object", fallback_id, fallback_ms, seq),
                     fallback_ms)
+    if builder.refused(message):
+        return _bad(builder.failed_row(message, fallback_id, fallback_ms, seq), fallback_ms)
     try:
         return builder.line(message, fallback_id, fallback_ms, seq)
     except BadRow as exc:

@@ -10,6 +10,9 @@
 - ``copy`` fills a column from the first of its paths present (``td_fpid`` from ``data.fpid``).
 - ``stream_seq`` is the stream sequence the writer passes in, never a value of the event:
   an event's own ``stream_seq`` goes to ``extra`` like any field without a column.
+- ``schema_errors``: the edge's verdict on an event that failed its schema in ``warn``
+  mode, as JSON text; one refused in ``enforce`` mode is kept whole in ``failed_events``
+  (:meth:`RowBuilder.failed_row`) instead of its table.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import Any
 
 from .. import wire
 from . import body
-from .config import BAD_ROWS, STREAM_SEQ, StoreConfig, route_key
+from .config import BAD_ROWS, FAILED_EVENTS, STREAM_SEQ, StoreConfig, route_key
 from .schema import Table
 from .values import Misfit, converter, int_range, text
 
@@ -229,6 +232,10 @@ class RowBuilder:
         at = position.get(STREAM_SEQ.name)
         if at is not None:
             row[at] = seq
+        verdict = get(wire.SCHEMA_ERRORS_FIELD)
+        at = position.get(wire.SCHEMA_ERRORS_FIELD)
+        if verdict is not None and at is not None:
+            row[at] = json.dumps(verdict, ensure_ascii=False, default=str)
         for prefix, (keys, values) in extras.items():
             base = f"{prefix}_extra" if prefix else "extra"
             key_at, value_at = position.get(f"{base}.key"), position.get(f"{base}.value")
@@ -241,16 +248,51 @@ class RowBuilder:
                 seq: int = 0) -> tuple[str, dict[str, Any]]:
         """The ``bad_rows`` row that keeps an event whole, with why it is there (``seq``:
         its stream sequence)."""
-        row: dict[str, Any] = {"table": table, "reason": reason[:4096], STREAM_SEQ.name: seq}
+        row = self._kept(BAD_ROWS, message, fallback_id, fallback_ms, seq)
+        row.update(table=table, reason=reason[:4096])
+        return BAD_ROWS, row
+
+    def refused(self, message: Mapping[str, Any]) -> bool:
+        """Did the edge's schema check refuse ``message`` in ``enforce`` mode (and is there
+        a ``failed_events`` table to keep it in)?"""
+        verdict = message.get(wire.SCHEMA_ERRORS_FIELD)
+        return isinstance(verdict, dict) and verdict.get("mode") == "enforce" and FAILED_EVENTS in self.layouts
+
+    def failed_row(self, message: Mapping[str, Any], fallback_id: int, fallback_ms: int,
+                   seq: int = 0) -> tuple[str, dict[str, Any]]:
+        """The ``failed_events`` row of an event its schema refused: whole, with the key,
+        the schema and version, and each error (path, rule, message)."""
+        row = self._kept(FAILED_EVENTS, message, fallback_id, fallback_ms, seq)
+        verdict = message.get(wire.SCHEMA_ERRORS_FIELD)
+        verdict = verdict if isinstance(verdict, dict) else {}
+        errors = [e for e in verdict.get("errors") or () if isinstance(e, dict)]
+        version = verdict.get("version")
+        uid = message.get(UID)
+        row.update({
+            "key": str(message.get("key") or "")[:256],
+            "schema": str(verdict.get("schema") or "")[:256],
+            "version": version if isinstance(version, int) and 0 <= version < 2**32 else 0,
+            "uid": int(uid) if isinstance(uid, str) and uid.isdigit() and int(uid) < 2**64 else 0,
+            "errors.path": [str(e.get("path", ""))[:1024] for e in errors],
+            "errors.rule": [str(e.get("rule", ""))[:64] for e in errors],
+            "errors.message": [str(e.get("message", ""))[:1024] for e in errors],
+        })
+        return FAILED_EVENTS, row
+
+    def _kept(self, table: str, message: Any, fallback_id: int, fallback_ms: int, seq: int) -> dict[str, Any]:
+        """What ``bad_rows`` and ``failed_events`` share: the id, times, bot reason and the
+        whole message as text, for an event kept whole rather than as a row of its table."""
+        row: dict[str, Any] = {STREAM_SEQ.name: seq}
         event_id = message.get("id") if isinstance(message, Mapping) else None
         row["id"] = int(event_id) if isinstance(event_id, str) and event_id.isdigit() and int(event_id) < 2**64 else fallback_id
+        columns = self.layouts[table].table.columns
         self._times(row, message.get("time") if isinstance(message, Mapping) else None, fallback_ms,
-                    {name: name for name in self.layouts[BAD_ROWS].columns})
+                    {name: name for name in columns})
         bot = message.get(wire.BOT_FIELD) if isinstance(message, Mapping) else None
-        if isinstance(bot, str) and wire.BOT_FIELD in self.layouts[BAD_ROWS].columns:
+        if isinstance(bot, str) and wire.BOT_FIELD in columns:
             row[wire.BOT_FIELD] = bot[:64]
         row["message"] = message if isinstance(message, str) else json.dumps(message, ensure_ascii=False, default=str)
-        return BAD_ROWS, row
+        return row
 
     # --- pieces --------------------------------------------------------------------
     def _walk(self, layout: TableLayout, row: list[Any], extras: dict[str, tuple[list[str], list[str]]],

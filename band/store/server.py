@@ -21,7 +21,7 @@ from nats.aio.client import Client
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import BadRequestError, NotFoundError
 
-from .. import wire
+from .. import schemas, wire
 from .._core.log import Logger
 from .._runtime.cancel import retry
 from .._runtime.stream import ensure_stream
@@ -29,11 +29,12 @@ from ..errors import ConfigError, RPCError
 from . import reconcile
 from .backend import READONLY_CODE, ServerBackend, StoreError, Unavailable, parse_json
 from .bots import counts_sql
-from .config import BAD_ROWS, StoreConfig
+from .config import BAD_ROWS, FAILED_EVENTS, StoreConfig
 from .counts import minute_counts
 from .cursor import FORMAT as CURSOR_FORMAT
 from .cursor import Cursor, Cursors
 from .engines import open_backend
+from .failed import replay_failed
 from .http import Interface, serving, url_of
 from .imports import SHAPES, store_objects, unpack
 from .lag import LagClock
@@ -47,6 +48,7 @@ from .serverread import ServerAnswer, open_answer
 from .writer import Engine, Health, Writer
 
 DURABLE = "store_writer"
+_KEPT = (BAD_ROWS, FAILED_EVENTS)  # the keys of events kept whole instead of as rows: counted as failed
 REPLAY = "store_replay"
 READY_TIMEOUT_S = 30.0
 MAX_INSERT_ROWS = 100_000
@@ -75,6 +77,9 @@ class Store:
         self.http_state = "off"
         self.cursors = Cursors()
         self.instance = uuid.uuid4().hex[:16]
+        self.schemas_dir = str(config.raw.get("schemas_dir") or schemas.DEFAULT_DIR)
+        schemas.load(self.schemas_dir)  # an invalid schema stops the store at start, naming its file
+        self._replaying_failed = asyncio.Lock()
 
     # --- lifecycle ---------------------------------------------------------------------
     async def run(self, nc: Client) -> None:
@@ -458,13 +463,33 @@ class Store:
         except Exception:  # noqa: BLE001 - JetStream away: say unknown, keep the rest
             stream = None
         return {"minutes": minutes, "per_minute": rows, "in_stream": stream,
-                "stored": sum(r["stored"] for r in rows if r["key"] != BAD_ROWS),
-                "failed": sum(r["stored"] for r in rows if r["key"] == BAD_ROWS),
+                "stored": sum(r["stored"] for r in rows if r["key"] not in _KEPT),
+                "failed": sum(r["stored"] for r in rows if r["key"] in _KEPT),
                 "flagged": sum(r["flagged"] for r in rows),
                 "pending": await self._pending(DURABLE),  # in the stream, not yet stored (any age)
                 "lag": self.lag.quantiles(min(minutes, 60))}
 
     # --- replay ------------------------------------------------------------------------------
+    async def replay_failed(self, key: str | None, since: str | None) -> dict[str, Any]:
+        """Failed events (of ``key`` or its prefix, since ``since``) checked against the
+        schemas as they are now; those that pass stored once and removed from failed_events."""
+        if FAILED_EVENTS not in self.config.tables:
+            raise RPCError(f"this store has no {FAILED_EVENTS!r} table (the stock config defines it)", 400)
+        if key is not None and not isinstance(key, str):
+            raise RPCError("key must be a routing key or prefix like in.gen.track.purchase", 400)
+        start = _parse_since(since)
+        try:
+            today = schemas.load(self.schemas_dir)
+        except ConfigError as exc:
+            raise RPCError(f"{exc}; fix it and run replay-failed again", 400) from None
+        engine = await self.ready()
+        if self._replaying_failed.locked():
+            raise RPCError("replay-failed is already running", 409)
+        async with self._replaying_failed:
+            outcome = await replay_failed(engine, self.builder, today, key or None, start)
+        self.log.info("store: failed events replayed", **outcome.as_dict())
+        return {**outcome.as_dict(), "schemas": len(today), "schemas_dir": self.schemas_dir}
+
     async def replay(self, since: str | None) -> dict[str, Any]:
         """Re-read the stream (all of it, or from ``since``) into the store, skipping stored ids."""
         await self.ready()

@@ -53,7 +53,7 @@ from .. import wire
 from .._core.log import Logger
 from . import body
 from .backend import Backend, StoreError
-from .config import BAD_ROWS, StoreConfig
+from .config import BAD_ROWS, FAILED_EVENTS, StoreConfig
 from .highwater import HighWater, stored_max
 from .lag import LagClock
 from .metrics import metrics
@@ -340,6 +340,9 @@ class Writer:
         found = await self.engine.existing(table, suspects)
         if table != BAD_ROWS:
             found |= await self.engine.existing(BAD_ROWS, suspects)
+        if table == FAILED_EVENTS:  # replay-failed moved it to its own table: stored already
+            for routed in sorted(set(self.builder.config.destinations.values())):
+                found |= await self.engine.existing(routed, suspects)
         if found:
             skipped = sum(1 for it in items if it.suspect and it.id in found)
             self.health.skipped += skipped

@@ -2,7 +2,7 @@
 
 Run it with ``band store`` (``band up`` does). Methods: ``query(sql, params)``,
 ``insert(table, rows)``, ``import_lines(lines, shape)``, ``status()``, ``replay(since)``,
-``check(since, ids, wait)``, ``counts(minutes)``; see docs/storage.md.
+``check(since, ids, wait)``, ``counts(minutes)``, ``replay_failed(key, since)``; see docs/storage.md.
 """
 
 import asyncio
@@ -87,6 +87,13 @@ async def check(since: str | None = None, ids: bool = False, wait: float = 2.0) 
 
 
 @expose()
+async def replay_failed(key: str | None = None, since: str | None = None) -> dict[str, Any]:
+    """Failed events (of `key` or its prefix, since `since`) checked against today's schemas; those
+    that pass stored once and removed from failed_events: {"checked", "stored", "already", "failing", "errors"}."""
+    return await store.replay_failed(key, since)
+
+
+@expose()
 async def counts(minutes: int = 60) -> dict[str, Any]:
     """The last `minutes`: stored, failed, flagged per minute and key; events in the stream; lag to queryable."""
     return await store.counts(minutes)
@@ -100,6 +107,7 @@ __all__ = [
     "insert",
     "query",
     "replay",
+    "replay_failed",
     "status",
     "store",
     "stream",
