@@ -679,3 +679,51 @@ async def test_a_durable_listener_without_its_grant_says_what_to_grant(server: N
         with pytest.raises(ConfigError, match=re.escape(missing)):
             async with serve(app, url(user, env, server.port)):
                 pass
+
+
+def without_consumer_creation(conf: str) -> str:
+    """The strict variant of nats.conf (docs/operating.md): svc_eventwriter may use its consumer, not make it."""
+    strict = re.sub(r'\n\s*"\$JS\.API\.CONSUMER\.DURABLE\.CREATE\.BAND_EVENTS\.eventwriter_broadcast"', "", conf)
+    strict = re.sub(r'\n\s*"\$JS\.API\.CONSUMER\.CREATE\.BAND_EVENTS\.eventwriter_broadcast"[^\n]*', "", strict)
+    assert "CREATE.BAND_EVENTS.eventwriter_broadcast" not in strict and strict != conf
+    return strict
+
+
+async def test_provisioned_consumers_leave_a_service_nothing_to_redirect(env: dict[str, str], tmp_path: Path) -> None:
+    """The operator makes the stream and the consumers with ``band provision``; a service whose user
+    cannot create consumers runs its durable listener on the provisioned one, and cannot turn that
+    consumer into a push consumer delivering events to another service's subject."""
+    from band.cli.provision import provision
+
+    with conf_server(tmp_path, env, edit=without_consumer_creation) as server:
+        port = server.port
+        assert await provision([REPO / "examples" / "eventwriter"], url("admin", env, port), 10) == 0
+        seen: list[str] = []
+        writer = App("eventwriter")
+
+        @writer.expose.listener(durable=True)
+        async def broadcast(**msg: Any) -> None:
+            seen.append(msg["id"])
+
+        owner_errors = Recorder()
+        owner = await client(url("svc_eventwriter", env, port), owner_errors, inbox_prefix=inbox_of("svc_eventwriter"))
+        edge = await client(url("edge", env, port), inbox_prefix=inbox_of("edge"))
+        try:
+            # its own consumer, re-pointed at the store's replay subject: refused by every create API
+            push = json.dumps({"stream_name": wire.STREAM, "config": {
+                "durable_name": OWN_CONSUMER, "deliver_subject": "band.rpc.store.replay", "ack_policy": "explicit"}}).encode()
+            api = f"{wire.JS_API}.CONSUMER"
+            await all_refused(owner, owner_errors, [(f"{api}.DURABLE.CREATE.{wire.STREAM}.{OWN_CONSUMER}", push),
+                                                    (f"{api}.CREATE.{wire.STREAM}.{OWN_CONSUMER}", push)])
+            async with serve(writer, url("svc_eventwriter", env, port)):
+                ids = await published_events(edge.jetstream(), "646246473084920", 5)
+                await eventually(lambda: sorted(seen) == sorted(ids), timeout=30, what=f"the listener got all 5, got {seen}")
+            admin = await client(url("admin", env, port))
+            try:
+                info = await admin.jetstream().consumer_info(wire.STREAM, OWN_CONSUMER)
+            finally:
+                await admin.close()
+            assert info.config.deliver_subject is None, "the consumer still pulls, as provisioned"
+        finally:
+            for nc in (owner, edge):
+                await nc.close()
