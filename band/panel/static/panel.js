@@ -111,7 +111,7 @@ function renderReconcile(r) {
   const n = (v) => (v == null ? "—" : fmtInt(v));
   const lag = r.lag || {};
   const tiles = [[n(r.accepted), "accepted at the edge", "accepted"], [n(r.in_stream), "in the stream", "in_stream"],
-    [n(r.stored), "stored", "stored"], [n(r.pending), "still to store", "pending"], [n(r.failed), "failed (bad_rows)", "failed"], [n(r.flagged), "flagged as bots", "flagged"],
+    [n(r.stored), "stored", "stored"], [n(r.pending), "still to store", "pending"], [n(r.failed), "failed (bad rows, schemas)", "failed"], [n(r.flagged), "flagged as bots", "flagged"],
     [lag.p50_ms == null ? "—" : "≤ " + fmtMs(lag.p50_ms), "lag to queryable p50", "lag_p50"],
     [lag.p99_ms == null ? "—" : "≤ " + fmtMs(lag.p99_ms), "lag to queryable p99", "lag_p99"]];
   const notes = (r.notes || []).map((t) => `<p class="warn">${esc(t)}</p>`).join("");
