@@ -20,6 +20,11 @@ db.query("INSERT INTO stats.events VALUES "
          "(now() - INTERVAL 3 HOUR, today(), 'track', 'page', 2, '/b', '', '', 'Firefox', 'Windows', 'DE', ''), "
          "(now() - INTERVAL 1 HOUR, today(), 'track', 'page', 3, '/b', '', '', 'Googlebot', 'Other', 'US', 'crawler')")
 db.query("INSERT INTO stats.webhooks (dateTime, date, service, name) VALUES (now(), today(), 'hook', 'in')")
+db.query("CREATE TABLE IF NOT EXISTS stats.failed_events (id UInt64, uid UInt64, date Date, dateTime DateTime, key String, "
+         "schema String, version UInt32, errors Nested(path String, rule String, message String), message String) "
+         "ENGINE = MergeTree ORDER BY (key, date, id)")
+db.query("INSERT INTO stats.failed_events VALUES (1, 1, today(), now(), 'in.gen.track.purchase', 'in.gen.track.purchase', 1, "
+         "['data.revenue'], ['type'], ['is not a number'], '{}')")
 
 
 @expose()
