@@ -16,6 +16,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import structlog.testing
 import yaml
 from nats.aio.client import Client
 from nats.js.api import AckPolicy, ConsumerConfig, StorageType
@@ -747,3 +748,26 @@ async def test_provisioned_consumers_leave_a_service_nothing_to_redirect(own_ser
     finally:
         for nc in (owner, edge):
             await nc.close()
+
+
+async def test_a_listener_changed_since_provisioning_runs_and_says_to_provision_again(own_server: NatsServer,
+                                                                                      env: dict[str, str]) -> None:
+    """The code changed (keys) but the operator did not run ``band provision`` again: the service,
+    which may not update its consumer, starts on the provisioned one and warns which settings differ."""
+    port = own_server.port
+    edge = await client(url("edge", env, port), inbox_prefix=inbox_of("edge"))
+    try:
+        await ensure_stream(edge.jetstream(), StreamLimits(storage="memory"))
+    finally:
+        await edge.close()
+    await provision_as_admin(env, port, EVENTWRITER)  # every event (in.>)
+    changed = App("eventwriter")
+
+    @changed.expose.listener(keys=["in.gen.calltracking"], durable=True)
+    async def broadcast(**_: Any) -> None: ...
+
+    with structlog.testing.capture_logs() as logs:
+        async with serve(changed, url("svc_eventwriter", env, port)):
+            pass
+    warned = [e for e in logs if e["log_level"] == "warning" and e.get("consumer") == OWN_CONSUMER]
+    assert warned and "band provision" in warned[0]["event"] and warned[0]["settings"] == ["filter_subject"], logs
