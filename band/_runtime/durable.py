@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from typing import Any
 
 from nats.aio.client import Client
@@ -84,16 +85,31 @@ class DurableListener:
     async def make_consumer(self) -> None:
         """Create the durable consumer, or update it to this listener's settings; where the
         credential may not create consumers (provisioned by the operator: ``band provision``),
-        use the one that exists."""
+        use the one that exists.
+
+        A consumer that already has this listener's settings is used as it is: under the
+        shipped nats.conf a service may not create consumers, and asking anyway would cost
+        a permissions violation and a request timeout at every start."""
         js = self.nc.jetstream()
+        want = consumer_config(self.app.name, self.ep, self.gate.size)
+        if await self._exists_as(js, want):
+            return
         try:
-            await js.add_consumer(wire.STREAM, consumer_config(self.app.name, self.ep, self.gate.size))
+            await js.add_consumer(wire.STREAM, want)
         except (BadRequestError, ServerError) as exc:  # e.g. a deliver policy changed since it was made
             raise ConfigError(f"cannot create durable consumer {self.name!r}: {exc.description}") from None
         except NatsTimeout:  # nats-server drops a request the user may not send: no answer
-            await self._use_provisioned(js)
+            await self._use_provisioned(js, want)
 
-    async def _use_provisioned(self, js: Any) -> None:
+    async def _exists_as(self, js: Any, want: ConsumerConfig) -> bool:
+        """The consumer exists, pulls, and has every setting ``want`` sets."""
+        try:
+            have = (await js.consumer_info(wire.STREAM, self.name)).config
+        except (NatsTimeout, NotFoundError):  # none yet, or no INFO grant: creating will tell
+            return False
+        return have.deliver_subject is None and _differences(want, have) == []
+
+    async def _use_provisioned(self, js: Any, want: ConsumerConfig) -> None:
         try:
             info = await js.consumer_info(wire.STREAM, self.name)
         except (NatsTimeout, NotFoundError):
@@ -104,7 +120,11 @@ class DurableListener:
         if info.config.deliver_subject:
             raise ConfigError(f"durable consumer {self.name!r} pushes to {info.config.deliver_subject!r}: band pulls; "
                               "provision it again with band provision") from None
-        self.app.logger.info("durable listener: using the consumer the operator provisioned", consumer=self.name)
+        if differs := _differences(want, info.config):
+            self.app.logger.warning("durable listener: the provisioned consumer's settings differ from this listener's; "
+                                    "run band provision for this service again", consumer=self.name, settings=differs)
+        else:
+            self.app.logger.info("durable listener: using the consumer the operator provisioned", consumer=self.name)
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Pull and start events while slots are free; stop pulling once ``stopping`` is set.
@@ -218,6 +238,12 @@ class DurableListener:
             self.app.logger.error("event moved to the dead-letter subject", method=self.ep.method, key=msg.subject, error=error)
         except Exception:
             self.app.logger.exception("dead-lettering failed; the event will be redelivered", method=self.ep.method)
+
+
+def _differences(want: ConsumerConfig, have: ConsumerConfig) -> list[str]:
+    """The settings ``want`` sets that ``have`` does not have (the server fills in the rest)."""
+    return [f.name for f in dataclasses.fields(want)
+            if getattr(want, f.name) is not None and getattr(have, f.name) != getattr(want, f.name)]
 
 
 async def durable_listeners(app: App, nc: Client, dispatch: Dispatch, gate: Gate) -> list[DurableListener]:

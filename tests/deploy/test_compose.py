@@ -14,6 +14,7 @@ import yaml
 from support.deploy import NATS_CONF, REPO, check_conf, conf_users, conf_variables
 
 COMPOSE = REPO / "docker-compose.yml"
+PROVISION = "provision"  # the one-shot service running band provision
 DOCKERFILE = REPO / "Dockerfile"
 
 pytestmark = pytest.mark.skipif(not COMPOSE.exists(), reason="docker-compose.yml not written yet")
@@ -86,6 +87,8 @@ def test_every_client_logs_in_as_a_conf_user_with_the_matching_password(compose:
             assert parsed.password == nats_env[users[parsed.username]], f"{name}: password differs from nats'"
             if name in ("edge", "store"):
                 assert parsed.username == name
+            elif name == PROVISION:
+                assert parsed.username == "admin", "band provision needs the operator's credential"
             else:
                 assert parsed.username == f"svc_{name}", f"{name} should log in as svc_{name}"
         assert svc["depends_on"]["nats"]["condition"] == "service_healthy"
@@ -106,12 +109,46 @@ def test_services_are_the_examples_from_one_image(compose: dict[str, Any]) -> No
         if name == "store":
             assert command == ["band", "store", "run"]
             continue
+        if name == PROVISION:
+            assert command[:2] == ["band", "provision"], command
+            continue
         assert command[:2] == ["band", "run"], name
         folder = command[2]
         assert (REPO / folder / "main.py").exists(), f"{name}: {folder} does not exist"
         assert examples[folder] == name, f"{folder} runs as {examples[folder]!r}, compose calls it {name!r}"
         ran[folder] = name
     assert set(ran) == set(examples), f"examples without a compose service: {set(examples) - set(ran)}"
+
+
+def durable_examples() -> set[str]:
+    """``examples/<dir>`` of every example with a durable listener (its consumer must be provisioned)."""
+    from band._core.loader import load_service
+
+    out = set()
+    for folder in example_dirs():
+        app = load_service(REPO / folder)
+        if any(ep.durable for ep in app.registry.by_role("listener")):
+            out.add(folder)
+    return out
+
+
+def test_provisioning_runs_before_every_service_with_durable_listeners(compose: dict[str, Any]) -> None:
+    """nats.conf lets no service create its consumer: a one-shot ``band provision`` as admin
+    makes them, and each service with a durable listener waits until it has succeeded."""
+    provision = compose["services"][PROVISION]
+    assert provision["restart"] == "no", "a one-shot step: restarting it would loop"
+    assert provision["depends_on"]["nats"]["condition"] == "service_healthy"
+    covered = [REPO / p for p in provision["command"][2:]]
+    durable = durable_examples()
+    assert durable, "no example has a durable listener: this check checks nothing"
+    for name, svc in clients(compose).items():
+        if svc["command"][:2] != ["band", "run"] or svc["command"][2] not in durable:
+            continue
+        folder = REPO / svc["command"][2]
+        assert any(folder == p or folder.parent == p for p in covered), f"{name}: band provision {covered} misses {folder}"
+        assert svc["depends_on"].get(PROVISION, {}).get("condition") == "service_completed_successfully", \
+            f"{name} has durable listeners and may start before its consumers are provisioned"
+        assert svc["depends_on"]["nats"]["condition"] == "service_healthy"
 
 
 def test_edge_port_and_health(compose: dict[str, Any]) -> None:

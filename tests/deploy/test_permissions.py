@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import json
 import os
-import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,11 +16,13 @@ from typing import Any
 
 import aiohttp
 import pytest
+import structlog.testing
 import yaml
 from nats.aio.client import Client
 from nats.js.api import AckPolicy, ConsumerConfig, StorageType
 from nats.js.errors import NotFoundError
 from support.deploy import (
+    EVENTWRITER,
     NATS_CONF,
     REPO,
     Recorder,
@@ -31,7 +32,9 @@ from support.deploy import (
     conf_users,
     eventually,
     inbox_of,
+    own_consumer_create,
     password_env,
+    provision_as_admin,
     publish_refused,
     request_refused,
     url,
@@ -88,8 +91,8 @@ def apps(seen: dict[str, list[Any]]) -> list[App]:
     async def by_phone(phone: str) -> Any:
         return {"name": "Ann", "phone": phone}
 
-    @writer.expose.listener(keys=["in.gen.calltracking"], durable=True)
-    async def broadcast(**msg: Any) -> None:  # consumer eventwriter_broadcast, the one nats.conf grants it
+    @writer.expose.listener(durable=True)
+    async def broadcast(**msg: Any) -> None:  # consumer eventwriter_broadcast, as examples/eventwriter has it
         seen["durable"].append(msg["id"])
 
     @writer.expose.listener(keys=["in.gen.calltracking"])
@@ -135,6 +138,7 @@ async def test_pipeline_works_under_the_conf(own_server: NatsServer, env: dict[s
     try:
         js = edge.jetstream()
         await ensure_stream(js, StreamLimits(storage="memory"))  # the edge creates the stream
+        await provision_as_admin(env, server.port)  # eventwriter_broadcast (every event), as examples/eventwriter has it
         async with serve(services[0], url("svc_geoip", env, server.port)), \
                 serve(services[1], url("svc_calltracking", env, server.port)), \
                 serve(services[2], url("svc_crm", env, server.port)), \
@@ -174,9 +178,9 @@ async def test_pipeline_works_under_the_conf(own_server: NatsServer, env: dict[s
             if (REPO / "broker" / "__main__.py").exists():
                 await real_edge_hit(server, env, tmp_path, seen)
         assert not edge_errors.errors, edge_errors.errors
-        # nobody (services, edge) was refused anything while the pipeline ran
-        log = (tmp_path / "nats-server.log").read_text()
-        assert "Violation" not in log, [line for line in log.splitlines() if "Violation" in line]
+        # nobody (services, edge) was refused anything while the pipeline ran: the durable
+        # listener found its consumer provisioned as it wants it, and did not try to create it
+        assert violations(tmp_path / "nats-server.log") == []
     finally:
         await edge.close()
         await admin.close()
@@ -345,6 +349,7 @@ async def test_every_example_runs_under_its_own_credential(own_server: NatsServe
     try:
         js = edge.jetstream()
         await ensure_stream(js, StreamLimits(storage="memory"))
+        await provision_as_admin(env, server.port, REPO / "examples")  # as docker-compose.yml does before the services
         async with contextlib.AsyncExitStack() as stack:
             for name, folder in examples.items():
                 await stack.enter_async_context(serve(folder, url(f"svc_{name}", env, server.port)))
@@ -393,8 +398,8 @@ async def test_every_example_runs_under_its_own_credential(own_server: NatsServe
                     return from_wire(json.loads(reply.data)).data == 1  # type: ignore[attr-defined, no-any-return]
 
                 await eventually(stored, timeout=60, what="eventwriter stored the event", step=0.1)
-        log = (tmp_path / "nats-server.log").read_text()
-        assert "Violation" not in log, [line for line in log.splitlines() if "Violation" in line]
+        # nothing refused: eventwriter's listener uses its provisioned consumer without trying to create it
+        assert violations(tmp_path / "nats-server.log") == []
     finally:
         await edge.close()
         await admin.close()
@@ -537,18 +542,21 @@ async def test_a_service_gets_only_its_own_consumers(own_server: NatsServer, env
     crm = await client(url("svc_crm", env, port), crm_errors, inbox_prefix=inbox_of("svc_crm"))
     try:
         await ensure_stream(edge.jetstream(), StreamLimits(storage="memory"))
+        await provision_as_admin(env, port)  # the operator makes the owner's consumer
         ojs = owner.jetstream()
-        await ojs.add_consumer(wire.STREAM, ConsumerConfig(durable_name=OWN_CONSUMER, ack_policy=AckPolicy.EXPLICIT,
-                                                           filter_subject=wire.EVENTS_SUBJECTS))
         await published_events(edge.jetstream(), "646246473084910", 5)
         # another service: not its consumer by any API, nor a consumer of its own making
         await all_refused(crm, crm_errors, consumer_attacks(OWN_CONSUMER) + consumer_attacks("crm_mine")[1:2])
         await publish_refused(crm, crm_errors, ack_subject(OWN_CONSUMER))
-        # the owner: its own consumer's name only
-        await all_refused(owner, owner_errors, consumer_attacks("eventwriter_other")[1:2] + consumer_attacks("crm_by_phone")[1:2])
+        # the owner: no consumer of its own making, nor another's, and not even its own
+        # (every create API): settings it chose could push events anywhere
+        await all_refused(owner, owner_errors, consumer_attacks("eventwriter_other")[1:2] + consumer_attacks("crm_by_phone")[1:2]
+                          + consumer_attacks(OWN_CONSUMER)[1:4])
+        # but it reads its own consumer, untouched by all that
         info = await ojs.consumer_info(wire.STREAM, OWN_CONSUMER)
         assert info.num_pending == 5 and info.delivered.consumer_seq == 0 and info.config.filter_subject == wire.EVENTS_SUBJECTS
-        assert not [e for e in owner_errors.errors if OWN_CONSUMER in e], owner_errors.errors
+        assert info.config.deliver_subject is None
+        assert not [e for e in owner_errors.errors if f"CONSUMER.INFO.{wire.STREAM}.{OWN_CONSUMER}" in e], owner_errors.errors
     finally:
         for nc in (edge, owner, crm):
             await nc.close()
@@ -601,7 +609,9 @@ def violations(log: Path) -> list[str]:
 async def test_store_and_durable_listener_work_under_their_own_credentials(own_server: NatsServer, env: dict[str, str],
                                                                            tmp_path: Path) -> None:
     """A real ``band store`` (chDB) as ``store`` and a durable listener as ``svc_eventwriter``
-    get every event, while svc_crm pulls from and re-filters the store's consumer."""
+    get every event, while svc_crm pulls from and re-filters the store's consumer. The store
+    makes the stream (the service may not); the operator provisions the listener's consumer
+    once the stream is there (the service may not create it either)."""
     port, log = own_server.port, tmp_path / "nats-server.log"
     seen: list[str] = []
     writer = App("eventwriter")
@@ -624,8 +634,19 @@ async def test_store_and_durable_listener_work_under_their_own_credentials(own_s
             with pytest.raises(NotFoundError):
                 await edge.jetstream().stream_info(wire.STREAM)
             store_proc = start_store(tmp_path, url("store", env, port))
-            await asyncio.wait_for(listening, 60)  # the store made the stream: the listener's consumer is up
             js = edge.jetstream()
+
+            async def stream_made() -> bool:
+                try:
+                    return (await js.stream_info(wire.STREAM)).config.storage == StorageType.FILE  # the store's StreamLimits
+                except NotFoundError:
+                    return False
+
+            await eventually(stream_made, timeout=60, what="the store made the stream", step=0.1, procs=[store_proc])
+            # the listener finds no consumer yet, tries to create it, is refused, and looks for it
+            # again after its JetStream timeout (5 s): the operator makes it meanwhile
+            await provision_as_admin(env, port)
+            await asyncio.wait_for(listening, 60)  # the listener is up on the provisioned consumer
             ids = [e["id"] for e in [event(n) for n in range(40)]]
             await publish(edge, [event(n) for n in range(20)])
             # meanwhile another service goes for the store's consumer
@@ -647,8 +668,8 @@ async def test_store_and_durable_listener_work_under_their_own_credentials(own_s
             info = await js.stream_info(wire.STREAM)
             assert info.config.storage == StorageType.FILE and info.state.messages == 40  # the store's StreamLimits
         assert store_proc.stop() == 0, store_proc.text()[-3000:]
-        # the only refusals: crm's attacks and the listener's one try at making the stream
-        others = [v for v in violations(log) if "user:svc_crm" not in v
+        # the only refusals: crm's attacks and the listener's one try at making the stream, and at its consumer
+        others = [v for v in violations(log) if "user:svc_crm" not in v and not own_consumer_create(v)
                   and not ("user:svc_eventwriter" in v and '"$JS.API.STREAM.CREATE.BAND_EVENTS"' in v)]
         assert others == [], others
     finally:
@@ -658,9 +679,12 @@ async def test_store_and_durable_listener_work_under_their_own_credentials(own_s
             await nc.close()
 
 
-async def test_a_durable_listener_without_its_grant_says_what_to_grant(server: NatsServer, env: dict[str, str]) -> None:
+async def test_a_durable_listener_without_its_grant_says_what_to_grant(own_server: NatsServer, env: dict[str, str]) -> None:
     """nats-server drops what a user may not send, so the listener gets no answer: the
-    service stops starting with the line to add to nats.conf, not a bare timeout."""
+    service stops starting with what to do (band provision, or the line to add to
+    nats.conf), not a bare timeout. Even the consumer nats.conf grants svc_eventwriter
+    (eventwriter_broadcast) must be provisioned first."""
+    server = own_server
     edge = await client(url("edge", env, server.port), inbox_prefix=inbox_of("edge"))
     try:
         await ensure_stream(edge.jetstream(), StreamLimits(storage="memory"))
@@ -674,56 +698,76 @@ async def test_a_durable_listener_without_its_grant_says_what_to_grant(server: N
     @writer.expose.listener(durable=True)
     async def other(**_: Any) -> None: ...
 
-    for app, user, missing in ((crm, "svc_crm", "$JS.API.STREAM.INFO.BAND_EVENTS"),
-                               (writer, "svc_eventwriter", "$JS.API.CONSUMER.DURABLE.CREATE.BAND_EVENTS.eventwriter_other")):
-        with pytest.raises(ConfigError, match=re.escape(missing)):
+    unprovisioned = App("eventwriter")
+
+    @unprovisioned.expose.listener(durable=True)
+    async def broadcast(**_: Any) -> None: ...
+
+    provision_it = "band provision SERVICE_DIR"
+    for app, user, says in ((crm, "svc_crm", ["$JS.API.STREAM.INFO.BAND_EVENTS"]),
+                            (writer, "svc_eventwriter", [provision_it, "$JS.API.CONSUMER.DURABLE.CREATE.BAND_EVENTS.eventwriter_other"]),
+                            (unprovisioned, "svc_eventwriter", [provision_it, "'eventwriter_broadcast', and none provisioned"])):
+        with pytest.raises(ConfigError) as raised:
             async with serve(app, url(user, env, server.port)):
                 pass
+        assert all(s in str(raised.value) for s in says), (user, str(raised.value))
 
 
-def without_consumer_creation(conf: str) -> str:
-    """The strict variant of nats.conf (docs/operating.md): svc_eventwriter may use its consumer, not make it."""
-    strict = re.sub(r'\n\s*"\$JS\.API\.CONSUMER\.DURABLE\.CREATE\.BAND_EVENTS\.eventwriter_broadcast"', "", conf)
-    strict = re.sub(r'\n\s*"\$JS\.API\.CONSUMER\.CREATE\.BAND_EVENTS\.eventwriter_broadcast"[^\n]*', "", strict)
-    assert "CREATE.BAND_EVENTS.eventwriter_broadcast" not in strict and strict != conf
-    return strict
+async def test_provisioned_consumers_leave_a_service_nothing_to_redirect(own_server: NatsServer, env: dict[str, str]) -> None:
+    """The operator makes the stream and the consumers with ``band provision``; a service, whose user
+    cannot create consumers under the shipped nats.conf, runs its durable listener on the provisioned
+    one, and cannot turn that consumer into a push consumer delivering events to another service's subject."""
+    port = own_server.port
+    await provision_as_admin(env, port, EVENTWRITER)
+    seen: list[str] = []
+    writer = App("eventwriter")
 
+    @writer.expose.listener(durable=True)
+    async def broadcast(**msg: Any) -> None:
+        seen.append(msg["id"])
 
-async def test_provisioned_consumers_leave_a_service_nothing_to_redirect(env: dict[str, str], tmp_path: Path) -> None:
-    """The operator makes the stream and the consumers with ``band provision``; a service whose user
-    cannot create consumers runs its durable listener on the provisioned one, and cannot turn that
-    consumer into a push consumer delivering events to another service's subject."""
-    from band.cli.provision import provision
-
-    with conf_server(tmp_path, env, edit=without_consumer_creation) as server:
-        port = server.port
-        assert await provision([REPO / "examples" / "eventwriter"], url("admin", env, port), 10) == 0
-        seen: list[str] = []
-        writer = App("eventwriter")
-
-        @writer.expose.listener(durable=True)
-        async def broadcast(**msg: Any) -> None:
-            seen.append(msg["id"])
-
-        owner_errors = Recorder()
-        owner = await client(url("svc_eventwriter", env, port), owner_errors, inbox_prefix=inbox_of("svc_eventwriter"))
-        edge = await client(url("edge", env, port), inbox_prefix=inbox_of("edge"))
+    owner_errors = Recorder()
+    owner = await client(url("svc_eventwriter", env, port), owner_errors, inbox_prefix=inbox_of("svc_eventwriter"))
+    edge = await client(url("edge", env, port), inbox_prefix=inbox_of("edge"))
+    try:
+        # its own consumer, re-pointed at the store's replay subject: refused by every create API
+        push = json.dumps({"stream_name": wire.STREAM, "config": {
+            "durable_name": OWN_CONSUMER, "deliver_subject": "band.rpc.store.replay", "ack_policy": "explicit"}}).encode()
+        api = f"{wire.JS_API}.CONSUMER"
+        await all_refused(owner, owner_errors, [(f"{api}.DURABLE.CREATE.{wire.STREAM}.{OWN_CONSUMER}", push),
+                                                (f"{api}.CREATE.{wire.STREAM}.{OWN_CONSUMER}", push)])
+        async with serve(writer, url("svc_eventwriter", env, port)):
+            ids = await published_events(edge.jetstream(), "646246473084920", 5)
+            await eventually(lambda: sorted(seen) == sorted(ids), timeout=30, what=f"the listener got all 5, got {seen}")
+        admin = await client(url("admin", env, port))
         try:
-            # its own consumer, re-pointed at the store's replay subject: refused by every create API
-            push = json.dumps({"stream_name": wire.STREAM, "config": {
-                "durable_name": OWN_CONSUMER, "deliver_subject": "band.rpc.store.replay", "ack_policy": "explicit"}}).encode()
-            api = f"{wire.JS_API}.CONSUMER"
-            await all_refused(owner, owner_errors, [(f"{api}.DURABLE.CREATE.{wire.STREAM}.{OWN_CONSUMER}", push),
-                                                    (f"{api}.CREATE.{wire.STREAM}.{OWN_CONSUMER}", push)])
-            async with serve(writer, url("svc_eventwriter", env, port)):
-                ids = await published_events(edge.jetstream(), "646246473084920", 5)
-                await eventually(lambda: sorted(seen) == sorted(ids), timeout=30, what=f"the listener got all 5, got {seen}")
-            admin = await client(url("admin", env, port))
-            try:
-                info = await admin.jetstream().consumer_info(wire.STREAM, OWN_CONSUMER)
-            finally:
-                await admin.close()
-            assert info.config.deliver_subject is None, "the consumer still pulls, as provisioned"
+            info = await admin.jetstream().consumer_info(wire.STREAM, OWN_CONSUMER)
         finally:
-            for nc in (owner, edge):
-                await nc.close()
+            await admin.close()
+        assert info.config.deliver_subject is None, "the consumer still pulls, as provisioned"
+    finally:
+        for nc in (owner, edge):
+            await nc.close()
+
+
+async def test_a_listener_changed_since_provisioning_runs_and_says_to_provision_again(own_server: NatsServer,
+                                                                                      env: dict[str, str]) -> None:
+    """The code changed (keys) but the operator did not run ``band provision`` again: the service,
+    which may not update its consumer, starts on the provisioned one and warns which settings differ."""
+    port = own_server.port
+    edge = await client(url("edge", env, port), inbox_prefix=inbox_of("edge"))
+    try:
+        await ensure_stream(edge.jetstream(), StreamLimits(storage="memory"))
+    finally:
+        await edge.close()
+    await provision_as_admin(env, port, EVENTWRITER)  # every event (in.>)
+    changed = App("eventwriter")
+
+    @changed.expose.listener(keys=["in.gen.calltracking"], durable=True)
+    async def broadcast(**_: Any) -> None: ...
+
+    with structlog.testing.capture_logs() as logs:
+        async with serve(changed, url("svc_eventwriter", env, port)):
+            pass
+    warned = [e for e in logs if e["log_level"] == "warning" and e.get("consumer") == OWN_CONSUMER]
+    assert warned and "band provision" in warned[0]["event"] and warned[0]["settings"] == ["filter_subject"], logs

@@ -59,6 +59,24 @@ def url(user: str, env: dict[str, str], port: int, scheme: str = "nats", host: s
     return f"{scheme}://{user}:{env[conf_users()[user]]}@{host}:{port}"
 
 
+EVENTWRITER = REPO / "examples" / "eventwriter"  # the example with a durable listener (svc_eventwriter)
+
+
+async def provision_as_admin(env: dict[str, str], port: int, *services: Path) -> None:
+    """``band provision`` with the operator's credential, as a deployment does before its
+    services start: the shipped nats.conf lets no service create its consumers."""
+    from band.cli.provision import provision
+
+    assert await provision(list(services) or [EVENTWRITER], url("admin", env, port), 10) == 0
+
+
+def own_consumer_create(violation: str, user: str = "svc_eventwriter") -> bool:
+    """A server log line for ``user``'s refused create of one of its consumers: what a durable
+    listener tries once at start before it uses the consumer the operator provisioned."""
+    name = user.removeprefix("svc_")
+    return f"user:{user}" in violation and re.search(rf'"\$JS\.API\.CONSUMER\.(DURABLE\.)?CREATE\.BAND_EVENTS\.{name}_', violation) is not None
+
+
 def inbox_of(user: str) -> str:
     """The inbox prefix band's connect gives ``user``'s client and nats.conf grants it:
     ``_INBOX_band-edge`` for the edge, ``_INBOX_<name>`` for ``svc_<name>``."""
