@@ -483,18 +483,7 @@ def schema_stage(rounds: int = 200_000) -> dict[str, float]:
     return out
 
 
-PURCHASE_SCHEMA = """\
-mode: enforce
-type: object
-required: [data]
-properties:
-  data:
-    type: object
-    required: [revenue, currency]
-    properties:
-      revenue: {type: number}
-      currency: {type: string, pattern: "^[A-Z]{3}$"}
-"""
+PURCHASE_SCHEMA = (Path(__file__).resolve().parents[1] / "examples" / "schemas" / "in.gen.track.purchase.yml").read_text()
 # every pixel hit passes it: the whole check runs and the hit is stored as usual
 PIXEL_SCHEMA = """\
 mode: enforce

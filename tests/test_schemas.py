@@ -16,18 +16,7 @@ from support.poll import wait_for
 from band import App, ConfigError, schemas, wire
 from band.testing import serve
 
-PURCHASE = """\
-mode: enforce
-type: object
-required: [data]
-properties:
-  data:
-    type: object
-    required: [revenue, currency]
-    properties:
-      revenue: {type: number}
-      currency: {type: string, pattern: "^[A-Z]{3}$"}
-"""
+PURCHASE = (Path(__file__).resolve().parents[1] / "examples" / "schemas" / "in.gen.track.purchase.yml").read_text()
 
 
 def folder(tmp_path: Path, **files: str) -> Path:
