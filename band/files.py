@@ -30,14 +30,8 @@ from typing import Any, TypedDict
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
-from nats.js import api
-from nats.nuid import NUID
 
 from band import BandError, current_app, wire
-
-FETCH_CHUNKS = 8  # chunks asked for at once (8 x 128 KiB in memory at most)
-FETCH_TIMEOUT_S = 5.0  # a chunk that does not come in this long fails the read
-_nuids = NUID()
 
 
 class FileRef(TypedDict):
@@ -102,37 +96,22 @@ async def chunks(ref: Mapping[str, Any], *, nc: Client | None = None) -> AsyncIt
     digest = hashlib.sha256()
     seen = 0
     if count:
+        # chunk by chunk with STREAM.MSG.GET (next by subject): no consumer, so a reader needs no
+        # grant to create one (a credential that may create consumers could point one at any subject)
         js = conn.jetstream()
         stream = wire.object_stream(bucket)
-        consumer = _nuids.next().decode()
-        await js.add_consumer(
-            stream,
-            config=api.ConsumerConfig(
-                name=consumer,
-                filter_subject=wire.object_chunks_subject(bucket, str(info["nuid"])),
-                ack_policy=api.AckPolicy.NONE,
-                deliver_policy=api.DeliverPolicy.ALL,
-                inactive_threshold=30.0,  # the server removes it should this reader die
-                mem_storage=True,
-            ),
-        )
-        sub = await js.pull_subscribe_bind(name=consumer, stream=stream, pending_bytes_limit=4 * FETCH_CHUNKS * wire.UPLOAD_CHUNK_BYTES)
-        try:
-            read = 0
-            while read < count:
-                try:
-                    batch = await sub.fetch(min(FETCH_CHUNKS, count - read), timeout=FETCH_TIMEOUT_S)
-                except nats.errors.TimeoutError:
-                    raise FileCorrupt(f"uploaded file {name!r}: chunk {read + 1} of {count} did not arrive") from None
-                for msg in batch:
-                    read += 1
-                    seen += len(msg.data)
-                    digest.update(msg.data)
-                    yield msg.data
-        finally:
-            with contextlib.suppress(nats.errors.Error, asyncio.TimeoutError):
-                await sub.unsubscribe()
-                await js.delete_consumer(stream, consumer)
+        subject = wire.object_chunks_subject(bucket, str(info["nuid"]))
+        seq = 1
+        for read in range(count):
+            try:
+                msg = await js.get_msg(stream, seq=seq, subject=subject, next=True)
+            except (nats.js.errors.NotFoundError, nats.errors.TimeoutError):
+                raise FileCorrupt(f"uploaded file {name!r}: chunk {read + 1} of {count} is missing") from None
+            data = msg.data or b""
+            seq = int(msg.seq or seq) + 1
+            seen += len(data)
+            digest.update(data)
+            yield data
     if seen != size or digest.hexdigest() != expected:
         raise FileCorrupt(f"uploaded file {name!r}: read {seen} bytes, sha256 {digest.hexdigest()}; expected {size} bytes, sha256 {expected}")
 
