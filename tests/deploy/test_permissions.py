@@ -605,6 +605,17 @@ def violations(log: Path) -> list[str]:
     return [line for line in log.read_text().splitlines() if "Violation" in line]
 
 
+def recording_writer(seen: list[str]) -> App:
+    """``eventwriter`` with one durable listener (consumer ``eventwriter_broadcast``) that notes each id in ``seen``."""
+    writer = App("eventwriter")
+
+    @writer.expose.listener(durable=True)
+    async def broadcast(**msg: Any) -> None:
+        seen.append(msg["id"])
+
+    return writer
+
+
 @pytest.mark.slow
 async def test_store_and_durable_listener_work_under_their_own_credentials(own_server: NatsServer, env: dict[str, str],
                                                                            tmp_path: Path) -> None:
@@ -614,11 +625,7 @@ async def test_store_and_durable_listener_work_under_their_own_credentials(own_s
     once the stream is there (the service may not create it either)."""
     port, log = own_server.port, tmp_path / "nats-server.log"
     seen: list[str] = []
-    writer = App("eventwriter")
-
-    @writer.expose.listener(durable=True)
-    async def broadcast(**msg: Any) -> None:
-        seen.append(msg["id"])
+    writer = recording_writer(seen)
 
     crm_errors = Recorder()
     crm = await client(url("svc_crm", env, port), crm_errors, inbox_prefix=inbox_of("svc_crm"))
@@ -720,11 +727,7 @@ async def test_provisioned_consumers_leave_a_service_nothing_to_redirect(own_ser
     port = own_server.port
     await provision_as_admin(env, port, EVENTWRITER)
     seen: list[str] = []
-    writer = App("eventwriter")
-
-    @writer.expose.listener(durable=True)
-    async def broadcast(**msg: Any) -> None:
-        seen.append(msg["id"])
+    writer = recording_writer(seen)
 
     owner_errors = Recorder()
     owner = await client(url("svc_eventwriter", env, port), owner_errors, inbox_prefix=inbox_of("svc_eventwriter"))

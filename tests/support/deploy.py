@@ -11,7 +11,7 @@ import os
 import re
 import secrets
 import subprocess
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -130,15 +130,11 @@ def copy_conf(tmp: Path, store_dir: Path, files: tuple[str, ...] = ("nats.conf",
 
 
 @contextmanager
-def conf_server(tmp: Path, env: dict[str, str], files: tuple[str, ...] = ("nats.conf",), extra_args: list[str] | None = None,
-                edit: Callable[[str], str] | None = None) -> Iterator[NatsServer]:
+def conf_server(tmp: Path, env: dict[str, str], files: tuple[str, ...] = ("nats.conf",), extra_args: list[str] | None = None) -> Iterator[NatsServer]:
     """The repository's conf (``files[0]``, which may include the others) with free
-    client and monitoring ports and its JetStream store in ``tmp``; ``edit`` changes the
-    first file's text (a stricter variant of it)."""
+    client and monitoring ports and its JetStream store in ``tmp``."""
     tmp.mkdir(parents=True, exist_ok=True)
     config = copy_conf(tmp / "conf", tmp / "js", files)
-    if edit is not None:
-        config.write_text(edit(config.read_text()))
     server = NatsServer(
         store_dir=tmp / "js",
         config=config,
