@@ -69,7 +69,7 @@ async def test_a_burst_of_big_posts_stays_within_the_budget(nc: Any, nats_url: s
             settled = before + 2 * budget
             await wait_for(lambda: memory(edge.pid)["VmRSS"] <= settled, timeout=20, what=f"the edge's RSS back under {settled / MiB:.0f} MiB "
                            f"(was {memory(edge.pid)['VmRSS'] / MiB:.0f} MiB)", procs=[edge])
-        stored = await stream_ids(nc.jetstream(), f"in.gen.{svc}.page")
+        stored = await stream_ids(nc.jetstream(), f"in.gen.{svc}.page", batch=8)
     finally:
         code = edge.stop()
     print(f"\nburst: {dict(statuses)}; edge RSS {before / MiB:.0f} MiB before, peak {peak / MiB:.0f} MiB, budget {budget / MiB:.0f} MiB")

@@ -155,11 +155,14 @@ async def metric_value(session: aiohttp.ClientSession, base: str, name: str, lab
     return 0.0
 
 
-async def stream_ids(js: Any, subject: str) -> Counter[str]:
+async def stream_ids(js: Any, subject: str, batch: int = 500) -> Counter[str]:
     """How many times each message ``id`` is stored in BAND_EVENTS under ``subject``.
 
     Reads with an ephemeral pull consumer from the first message; also checks that
-    ``Nats-Msg-Id`` equals the body's ``id`` (what JetStream de-duplicates on).
+    ``Nats-Msg-Id`` equals the body's ``id`` (what JetStream de-duplicates on). Big
+    messages want a small ``batch``: a fetch of hundreds of 1 MB messages can outlast
+    the server's write deadline on a busy machine, and the server then drops the client
+    as a slow consumer.
     """
     config = ConsumerConfig(ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL, inactive_threshold=30.0)
     psub = await js.pull_subscribe(subject, stream=wire.STREAM, config=config)
@@ -169,7 +172,7 @@ async def stream_ids(js: Any, subject: str) -> Counter[str]:
         ids: Counter[str] = Counter()
         while left > 0:
             try:
-                msgs = await psub.fetch(min(500, left), timeout=5)
+                msgs = await psub.fetch(min(batch, left), timeout=10)
             except nats.errors.TimeoutError:
                 raise AssertionError(f"stream read stalled with {left} messages left") from None
             for msg in msgs:
