@@ -75,13 +75,27 @@ async def snapshot() -> dict[str, list[Any]]:
 
 
 async def stored_graph(expected: dict[str, int], proc: Proc) -> None:
+    last: dict[str, int] = {}
+
     async def there() -> bool:
+        nonlocal last
         try:
-            return await graph() == expected
+            last = await graph()
         except RPCError:
             return False
+        return last == expected
 
-    await wait_for(there, 60, f"the graph {expected}", procs=[proc])
+    try:
+        await wait_for(there, 60, f"the graph of {len(expected)} identifiers", procs=[proc])
+    except AssertionError:
+        wrong = {k: (last.get(k), v) for k, v in expected.items() if last.get(k) != v}
+        dbg = await store.query("SELECT max(stream_seq) AS m, count() AS n FROM stats.identities")
+        ev = await store.query("SELECT stream_seq, uid, name FROM stats.webhooks WHERE service = 'identity' AND uid IN {u:Array(UInt64)} ORDER BY stream_seq",
+                               u=[int(k[4:]) for k in wrong if k.startswith("uid:")])
+        seqs = await store.query("SELECT stream_seq, count() AS n FROM stats.identities GROUP BY stream_seq ORDER BY stream_seq")
+        print("DEBUG", dbg, ev, [r["stream_seq"] for r in seqs])
+        raise AssertionError(f"{len(wrong)} identifiers differ (stored, expected): {dict(list(wrong.items())[:8])}; "
+                             f"{len(set(last) - set(expected))} unexpected") from None
 
 
 async def test_two_devices_then_alias_merge_split_and_wrong_input(tmp_path: Path, own_nats: NatsServer,
