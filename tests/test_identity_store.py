@@ -294,3 +294,43 @@ async def store_ready() -> bool:
     except RPCError:
         return False
     return True
+
+
+@pytest.mark.slow
+async def test_a_replay_rebuilding_the_graph_while_identities_keep_coming(tmp_path: Path, own_nats: NatsServer,
+                                                                          store_client: Any) -> None:
+    """A new store replays a long stream while new identity events arrive: the live writer
+    leaves them to the replay, which applies them after the older ones, in stream order."""
+    events, joins, _ = identify_events(150)
+    filler = [hit(20_000 + n, str(6_462_464_730_849_500_000 + n)) for n in range(3000)]  # a replay that takes a while
+    first = tmp_path / "first"
+    first.mkdir()
+    proc = start_store(first, own_nats.url)
+    try:
+        await publish(store_client, filler + events)
+        await counted(3150, proc)
+        await stored_graph(components(joins), proc)
+    finally:
+        assert proc.stop() == 0, proc.text()[-3000:]
+    second = tmp_path / "second"
+    second.mkdir()
+    proc = start_store(second, own_nats.url, STORE_BATCH_ROWS="100")
+    try:
+        await wait_for(store_ready, 60, "the new store answers", procs=[proc])
+        replay = asyncio.ensure_future(asyncio.to_thread(
+            subprocess.run, [sys.executable, "-m", "band", "store", "replay", "--nats", own_nats.url],
+            capture_output=True, text=True, timeout=300))
+        # meanwhile: the first users' persons join later users' (older ids must still win)
+        late = []
+        for n in range(20):
+            late.append({"key": "in.gen.identity.alias", "service": "identity", "name": "alias", "channel": "rpc",
+                         "projectId": 0, "uid": "", "td": {}, "data": {"previous_id": f"u{40 + n}", "user_id": f"u{n}"},
+                         "id": str(7_500_000_000_000_000 + n), "time": 1_700_000_300_000 + n})
+            joins.append((f"user:u{40 + n}", f"user:u{n}"))
+        await publish(store_client, late)
+        done = await replay
+        assert done.returncode == 0, done.stderr
+        await stored_graph(components(joins), proc)
+        await counted(expected_log(joins), proc, "SELECT count() AS n FROM stats.identity_log")
+    finally:
+        assert proc.stop() == 0, proc.text()[-3000:]
