@@ -20,7 +20,7 @@ from .._core.ids import new_id
 from .._runtime.stream import ensure_stream
 from ..errors import RPCError
 from ..wire import IdentifierError
-from .backend import Backend, StoreError
+from .backend import Backend, ServerBackend, StoreError
 from .config import IDENTITIES, IDENTITY_LOG, PERSON_TRAITS
 from .identity import Identities
 from .identity_graph import natural_id
@@ -98,7 +98,7 @@ def show(backend: Backend, database: str, identifier: str) -> dict[str, Any] | N
     members = backend.select(
         f"SELECT identifier, kind, toString(first_seen) AS first_seen, toString(last_seen) AS last_seen "
         f"FROM {ids} FINAL WHERE person_id = {{p:UInt64}} ORDER BY first_seq, identifier", {"p": person})["rows"]
-    names = _texts([m["identifier"] for m in members])
+    names = _texts(backend, [m["identifier"] for m in members])
     traits = backend.select(
         f"SELECT key, argMax(value, (at, stream_seq)) AS value FROM {db}.{quote(PERSON_TRAITS)} "
         "WHERE identifier IN {ids:Array(String)} GROUP BY key ORDER BY key", {"ids": names})["rows"]
@@ -113,8 +113,11 @@ def show(backend: Backend, database: str, identifier: str) -> dict[str, Any] | N
                         "stream_seq": int(m["stream_seq"])} for m in merges]}
 
 
-def _texts(values: list[str]) -> str:
-    """A list of text as an ``Array(String)`` parameter's ClickHouse literal."""
+def _texts(backend: Backend, values: list[str]) -> Any:
+    """A list of text as an ``Array(String)`` parameter: as it is for a server
+    (clickhouse-connect quotes it), as ClickHouse's literal for chDB (which does not)."""
+    if isinstance(backend, ServerBackend):
+        return values
     return "[" + ",".join("'" + v.replace("\\", "\\\\").replace("'", "\\'") + "'" for v in values) + "]"
 
 
