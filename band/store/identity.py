@@ -19,6 +19,7 @@ each hold a graph of their own (docs/identity.md).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
@@ -34,10 +35,14 @@ from .schema import quote
 class Applying(Protocol):
     """What the graph needs of a batch item (:class:`.writer.Item`)."""
 
-    seq: int
-    ms: int
-    id: int
-    identity: Change | None
+    @property
+    def seq(self) -> int: ...
+    @property
+    def ms(self) -> int: ...
+    @property
+    def id(self) -> int: ...
+    @property
+    def identity(self) -> Change | None: ...
 
 
 def change_of(message: Mapping[str, Any]) -> Change | None:
@@ -126,6 +131,21 @@ class Identities:
         sql = (f"SELECT DISTINCT stream_seq FROM {quote(self.database)}.{quote(table)} "
                "WHERE stream_seq IN {seqs:Array(UInt64)}")
         return {int(r["stream_seq"]) for r in backend.select(sql, {"seqs": seqs})["rows"]}
+
+    async def insert(self, engine: Any, rows: Rows, done: set[str], suspect: bool, counts: Counter[str]) -> None:
+        """The rows into their tables (``engine``: a :class:`.writer.Engine`), ``identities``
+        last, skipping tables in ``done``; when the batch may be stored in part
+        (``suspect``), rows of an event whose sequence a table already holds are left out."""
+        for table, table_rows in rows.tables().items():
+            if table in done or not table_rows:
+                continue
+            if suspect:
+                found = await engine.call(self.stored, engine.backend, table, sorted({r["stream_seq"] for r in table_rows}))
+                table_rows = [r for r in table_rows if r["stream_seq"] not in found]
+            if table_rows:
+                await engine.insert(table, table_rows)
+                counts[table] += len(table_rows)
+            done.add(table)
 
     def done(self, top: int) -> None:
         """A batch up to stream sequence ``top`` is stored with its identity rows."""

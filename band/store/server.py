@@ -37,6 +37,7 @@ from .engines import open_backend
 from .failed import replay_failed
 from .http import Interface, serving, url_of
 from .identity import Identities
+from .identity_catchup import catch_up
 from .identity_rpc import Calls
 from .imports import SHAPES, store_objects, unpack
 from .lag import LagClock
@@ -172,7 +173,10 @@ class Store:
         where = (self.config.clickhouse_url and "ClickHouse server") or str(self.config.data_dir)
         self.log.info("store: writing events", into=where, database=self.config.database,
                       batch_rows=self.config.batch_rows, batch_seconds=self.config.batch_seconds)
-        psub = await retry(lambda: self._writer_consumer(nc), 1.0, self._consumer_failed,
+        if self.identities is not None:
+            await retry(lambda: self._identity_catch_up(nc), 1.0, self._consumer_failed,
+                        errors=(nats.errors.Error, OSError, TimeoutError))
+        psub = await retry(lambda: self._consumer(nc, DURABLE, DeliverPolicy.ALL), 1.0, self._consumer_failed,
                            errors=(nats.errors.Error, OSError, TimeoutError))
         self.health.state = "writing"
         self.writer = self._writer(psub, check_all=False)
@@ -193,34 +197,23 @@ class Store:
         self.health.state, self.health.last_error = "retrying", f"cannot make the consumer {DURABLE}: {exc!r}"
         self.log.warning("store: cannot make its consumer yet; retrying", consumer=DURABLE, error=repr(exc))
 
-    async def _writer_consumer(self, nc: Client) -> Puller:
-        """The writer's consumer, delivering in stream order from its first unacked event.
-
-        The identity graph is applied in stream order (:mod:`.identity`). A store that
-        stopped with events delivered and not acked (a crash) would get them again only
-        after the ack wait, after newer ones: so such a consumer is made again from its
-        ack floor, and every event past it comes in order (those stored already are
-        looked up and skipped, as after any redelivery)."""
+    async def _identity_catch_up(self, nc: Client) -> None:
+        """Apply, in stream order, the identity changes of events delivered before this
+        start and not acked (:mod:`.identity_catchup`): JetStream delivers them again
+        only after the ack wait, after newer ones, and the graph is applied in order."""
+        assert self.identities is not None and self.engine is not None
         js = nc.jetstream()
         await ensure_stream(js)
-        start = 0
-        if self.identities is not None:
-            try:
-                info = await js.consumer_info(wire.STREAM, DURABLE)
-            except NotFoundError:
-                info = None
-            if info is not None:
-                floor = int(info.ack_floor.stream_seq or 0) if info.ack_floor else 0
-                if info.num_ack_pending:
-                    await js.delete_consumer(wire.STREAM, DURABLE)
-                    self.log.info("store: reading again in stream order from the first unacked event",
-                                  consumer=DURABLE, start=floor + 1)
-                    start = floor + 1
-                elif info.config.deliver_policy == DeliverPolicy.BY_START_SEQUENCE:
-                    start = int(info.config.opt_start_seq or 1)  # as it was made: unchanged, no warning
-        if start:
-            return await self._consumer(nc, DURABLE, DeliverPolicy.BY_START_SEQUENCE, start_seq=start)
-        return await self._consumer(nc, DURABLE, DeliverPolicy.ALL)
+        try:
+            info = await js.consumer_info(wire.STREAM, DURABLE)
+        except NotFoundError:
+            return
+        floor = int(info.ack_floor.stream_seq or 0) if info.ack_floor else 0
+        delivered = int(info.delivered.stream_seq or 0) if info.delivered else 0
+        applied = await catch_up(js, self.engine, self.identities, self.builder, floor, delivered, self.health.rows)
+        if applied:
+            self.log.info("store: identity changes of unacked events applied in stream order", events=applied,
+                          through=delivered)
 
     async def _consumer(self, nc: Client, durable: str, policy: DeliverPolicy, since: dt.datetime | None = None,
                         start_seq: int | None = None) -> Puller:

@@ -289,7 +289,8 @@ class Writer:
                     if self.identities is not None:
                         if identity is None:  # applied once, in stream order, under the lock
                             identity = self.identities.apply(firsts, live=not self.check_all)
-                        await self._insert_identity(identity, done, any(it.suspect for it in batch))
+                        await self.identities.insert(self.engine, identity, done, any(it.suspect for it in batch),
+                                                     self.health.rows)
                         self.identities.done(max((it.seq for it in batch), default=0))
                 break
             except Exception as exc:  # noqa: BLE001 - anything but a data error (handled in _insert): the outcome is unknown
@@ -361,22 +362,6 @@ class Writer:
             self.health.skipped += skipped
             metrics().skipped.inc(skipped)
         return [it for it in items if not (it.suspect and it.id in found)]
-
-    async def _insert_identity(self, rows: Rows, done: set[str], suspect: bool) -> None:
-        """The batch's identity rows, ``identities`` last; when the batch may be stored
-        in part, rows of an event whose sequence a table already holds are left out."""
-        assert self.identities is not None
-        for table, table_rows in rows.tables().items():
-            if table in done or not table_rows:
-                continue
-            if suspect:
-                found = await self.engine.call(self.identities.stored, self.engine.backend, table,
-                                               sorted({r["stream_seq"] for r in table_rows}))
-                table_rows = [r for r in table_rows if r["stream_seq"] not in found]
-            if table_rows:
-                await self.engine.insert(table, table_rows)
-                self.health.rows[table] += len(table_rows)
-            done.add(table)
 
     async def _insert(self, table: str, items: list[Item]) -> None:
         """Insert; on a data error split in halves until the bad rows are isolated."""

@@ -19,7 +19,7 @@ import pytest
 import structlog.testing
 import yaml
 from nats.aio.client import Client
-from nats.js.api import AckPolicy, ConsumerConfig, StorageType
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType
 from nats.js.errors import NotFoundError
 from support.deploy import (
     EVENTWRITER,
@@ -51,6 +51,7 @@ from band.cli.ports import free_port
 from band.errors import ConfigError
 from band.response import from_wire
 from band.store import reconcile
+from band.store.identity_catchup import CATCH_UP
 from band.store.pull import Puller
 from band.testing import serve
 
@@ -407,7 +408,7 @@ async def test_every_example_runs_under_its_own_credential(own_server: NatsServe
 
 # --- least privilege on the events stream: each credential touches only what is its own
 
-STORE_CONSUMERS = ("store_writer", "store_replay")
+STORE_CONSUMERS = ("store_writer", "store_replay", "store_identity")
 OWN_CONSUMER = "eventwriter_broadcast"  # examples/eventwriter's durable listener, granted to svc_eventwriter
 
 
@@ -642,6 +643,15 @@ async def test_the_store_publishes_identity_events_and_no_other(server: NatsServ
         assert ack.seq >= 1
         for subject in ("in.gen.track.page", "in.gen.identityx.identify", "band.handle.in.gen.track.page"):
             await publish_refused(store_nc, errors, subject, b"{}")
+        # at start it reads unacked events again on store_identity (band/store/identity_catchup.py)
+        await js.add_consumer(wire.STREAM, ConsumerConfig(
+            durable_name=CATCH_UP, ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=ack.seq, filter_subject=wire.EVENTS_SUBJECTS))
+        psub = await js.pull_subscribe_bind(CATCH_UP, stream=wire.STREAM)
+        assert [m.subject for m in await psub.fetch(1, timeout=2)] == ["in.gen.identity.identify"]
+        await psub.unsubscribe()
+        await js.delete_consumer(wire.STREAM, CATCH_UP)
+        assert not errors.saw("store_identity"), errors.errors[-3:]
     finally:
         await store_nc.close()
 
