@@ -17,13 +17,15 @@ from typing import Any
 
 from band import wire
 from band.errors import ConfigError  # one ConfigError for services and the edge; its message names the knob
-from band.runtime import StreamLimits
+from band.runtime import STREAM_MAX_AGE, STREAM_MAX_BYTES, StreamLimits, events_retention
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 DEFAULT_ALIASES: dict[str, str] = {"t4k": "track", "gif": "pixel", "away": "redir"}
 DEFAULT_TRUSTED_PROXIES: tuple[str, ...] = ("127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
 THREE_YEARS_S = 3 * 365 * 24 * 3600
+# settings that moved: a deployment that still sets one is told where, not silently ignored
+RENAMED = {"EDGE_STREAM_MAX_AGE_S": STREAM_MAX_AGE + " (a duration, e.g. '7 days')", "EDGE_STREAM_MAX_BYTES": STREAM_MAX_BYTES}
 DEFAULT_BUILTIN_ENRICHERS: dict[str, str] = {"fpid": "in.gen.track", "stored": "in.gen.track"}
 
 
@@ -93,9 +95,8 @@ class EdgeConfig:
     upload_max_concurrent: int = 16  # uploads streaming at once; more answer 503
     upload_storage: str = "file"
 
-    # JetStream stream, when the edge creates it
-    stream_max_age_s: float = 7 * 24 * 3600.0
-    stream_max_bytes: int = -1
+    # JetStream stream, when the edge creates it; how long and how much it keeps is
+    # BAND_STREAM_MAX_AGE / BAND_STREAM_MAX_BYTES, shared with the store and band provision
     stream_max_msgs: int = -1
     stream_replicas: int = 1
     stream_storage: str = "file"
@@ -154,8 +155,6 @@ class EdgeConfig:
 
     def stream_limits(self) -> StreamLimits:
         return StreamLimits(
-            max_age_s=self.stream_max_age_s,
-            max_bytes=self.stream_max_bytes,
             max_msgs=self.stream_max_msgs,
             replicas=self.stream_replicas,
             storage=self.stream_storage,
@@ -211,6 +210,10 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: Any) -> EdgeConf
         ConfigError: a value does not parse or is out of range (names the variable).
     """
     env = os.environ if env is None else env
+    for old, new in RENAMED.items():
+        if old in env:
+            raise ConfigError(f"{old} is now {new}, shared by the edge, the store and band provision (docs/operating.md)")
+    events_retention(env)  # a bad value stops the edge here, not in the stream's background retries
     values: dict[str, Any] = {}
     for f in dataclasses.fields(EdgeConfig):
         var = f"EDGE_{f.name.upper()}"

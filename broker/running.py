@@ -75,8 +75,10 @@ class EventsStream:
 
     async def _keep(self, js: JetStreamContext) -> None:
         """Create the events stream; retry in the background while JetStream is away."""
-        await retry(lambda: ensure_stream(js, self._config.stream_limits()), STREAM_RETRY_S,
-                    lambda exc: log.warning("events stream %s not ready: %r", wire.STREAM, exc))
+        differs = await retry(lambda: ensure_stream(js, self._config.stream_limits()), STREAM_RETRY_S,
+                              lambda exc: log.warning("events stream %s not ready: %r", wire.STREAM, exc))
+        if differs:
+            log.warning("events stream %s %s; the operator applies it with band provision", wire.STREAM, differs)
         self.ready = True
 
 
