@@ -49,12 +49,12 @@ class Retention:
         found = _kept(config)
         if found == self:
             return ""
-        return f"keeps {found}, config says {self}"
+        return f"keeps {found}; config says {self}"
 
     def __str__(self) -> str:
         age = self.max_age_s
         ages = "any age" if not age else f"{age / DAY_S:g} days" if age % DAY_S == 0 else f"{age:g} s"
-        return f"{ages}, {'any size' if self.max_bytes < 0 else f'{self.max_bytes} bytes'}"
+        return f"{ages}, {'any size' if self.max_bytes < 0 else f'at most {self.max_bytes} bytes'}"
 
 
 def _retention(age_var: str, bytes_var: str, default_age: str, env: Mapping[str, str] | None) -> Retention:
