@@ -60,7 +60,8 @@ def test_ttl_is_read_inherited_and_cleared() -> None:
 
 def test_the_stock_defaults_keep_events_and_expire_what_waits_for_repair() -> None:
     stock = load(overlay=None)
-    assert {name: str(t.ttl) for name, t in stock.tables.items() if t.ttl} == {"bad_rows": "30 days", "failed_events": "30 days"}
+    assert {name: t.ttl_expression() for name, t in stock.tables.items() if t.ttl} == {
+        "bad_rows": "kept_at + toIntervalDay(30)", "failed_events": "kept_at + toIntervalDay(30)"}  # from when kept, not the event's time
     assert stock.tables["events"].ttl is None
 
 
