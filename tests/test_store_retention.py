@@ -186,7 +186,7 @@ async def test_restarting_the_store_with_another_ttl_changes_the_table(tmp_path:
         await counted(1, proc)
         assert await ttl_of("events") == "dateTime + toIntervalMonth(25)"
         assert await ttl_of("activity") == "dateTime + toIntervalMonth(25)", "activity extends events"
-        assert await ttl_of("failed_events") == "dateTime + toIntervalDay(30)"
+        assert await ttl_of("failed_events") == "kept_at + toIntervalDay(30)"
         assert await ttl_of("webhooks") == ""
     finally:
         assert proc.stop() == 0, proc.text()[-3000:]
