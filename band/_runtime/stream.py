@@ -1,7 +1,8 @@
 """The JetStream stream that keeps every event (``in.>``), shared by the edge and services.
 
 Whoever starts first creates it; an existing stream is used as it is, so an operator
-can size it (replicas, limits) with the nats CLI and nobody overwrites that. Under the
+can size it (replicas, limits) with the nats CLI and nobody overwrites that but
+``band provision``, and that only for its age and size (below). Under the
 shipped nats.conf only the edge and the store may create it: a service's durable
 listeners wait for it instead (:func:`await_stream`), so no service decides its limits.
 
