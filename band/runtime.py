@@ -18,7 +18,7 @@ from ._runtime.loop import run
 from ._runtime.micro import collect
 from ._runtime.signals import Signals
 from ._runtime.state import nats_url
-from ._runtime.stream import STREAM_MAX_AGE, STREAM_MAX_BYTES, StreamLimits, ensure_dlq_stream, ensure_stream, events_retention
+from ._runtime.stream import STREAM_MAX_AGE, STREAM_MAX_BYTES, StreamLimits, dlq_retention, ensure_dlq_stream, ensure_stream, events_retention
 from ._runtime.timers import Deadlines
 
 __all__ = [
@@ -32,6 +32,7 @@ __all__ = [
     "collect",
     "configure_logging",
     "connect",
+    "dlq_retention",
     "ensure_dlq_stream",
     "ensure_stream",
     "events_retention",

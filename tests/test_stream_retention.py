@@ -53,6 +53,15 @@ def test_the_edge_refuses_a_bad_value_at_start_and_names_the_moved_settings() ->
         from_env({"EDGE_STREAM_MAX_BYTES": "1000"})
 
 
+def test_the_panel_refuses_a_bad_dead_letter_setting_at_start() -> None:
+    from band.panel.config import PanelConfigError
+    from band.panel.config import from_env as panel_env
+
+    with pytest.raises(PanelConfigError, match="band panel: BAND_DLQ_MAX_AGE is 'forever'"):
+        panel_env({"BAND_DLQ_MAX_AGE": "forever"})
+    panel_env({"BAND_DLQ_MAX_AGE": "90 days"})
+
+
 async def info(url: str, name: str = wire.STREAM) -> Any:
     nc = await nats.connect(url)
     try:
