@@ -8,7 +8,8 @@ way they came.
 
 The uid rule: the first valid uid the hit names (its URL's ``uid``, then its payload's:
 body, form fields or frame), then the ``uid`` cookie, then the transport's own (a socket's),
-else a new id. No aiohttp here.
+else a new id — when the visitor's consent allows a cookie uid (:mod:`broker.consent`);
+else the day's cookieless uid, whatever the hit names. No aiohttp here.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from band.errors import BandError
 from band.response import PixelResponse, RedirectResponse, Response
 from band.runtime import new_id
 
+from . import consent as consents
 from .config import IPNetwork
+from .consent import Consent
 from .headers import forwarded_host
 
 _NO_HEADERS: Mapping[str, str] = MappingProxyType({})
@@ -63,6 +66,7 @@ class Parts:
     headers: Mapping[str, str] = field(default_factory=lambda: _NO_HEADERS)  # the request's (or the upgrade's): the trace's parent
     method: str = "GET"
     path: str = "/"
+    grant: bool = False  # the consent cookie came with it (broker.consent)
 
 
 @dataclass(slots=True)
@@ -75,17 +79,21 @@ class Hit:
     headers: Mapping[str, str]
     method: str
     path: str
+    cookie: str = consents.SET  # what the answer does with the cookies (broker.consent)
+    also: dict[str, Any] | None = None  # an identity alias to publish beside it (a grant joining two uids)
 
     @property
     def uid(self) -> str:
         return str(self.message["uid"])
 
 
-def make_hit(parts: Parts, aliases: Mapping[str, str]) -> Hit:
-    """The one set of rules from a transport's parts to a hit.
+def make_hit(parts: Parts, aliases: Mapping[str, str], consent: Consent | None = None) -> Hit:
+    """The one set of rules from a transport's parts to a hit; ``consent``: the edge's
+    (none: every hit may carry a cookie, as before consent existed).
 
     Raises:
-        BadHit: missing or unsafe service or name (nothing is published).
+        BadHit: missing or unsafe service or name, a ``consent`` field that is not a word
+            the edge knows (nothing is published).
     """
     query, payload = parts.query, parts.payload
     if parts.params is not None:
@@ -97,24 +105,50 @@ def make_hit(parts: Parts, aliases: Mapping[str, str]) -> Hit:
     data: dict[str, Any] = {**payload, **query}
     if parts.params:
         data.update(parts.params)
-    uid = first_uid(query.get("uid"), payload.get("uid"), parts.cookie) or parts.own_uid or new_id()
+    project = project_id(parts.project, query.get("projectId"), payload.get("projectId"))
+    named = first_uid(query.get("uid"), payload.get("uid"), parts.cookie)
+    flag: int | None = None
+    cookie, cookieless = consents.SET, ""
+    if consent is None:
+        uid = named or parts.own_uid or new_id()
+    else:
+        try:
+            word = consent.word(data)
+        except ValueError as exc:
+            raise BadHit(400, str(exc)) from None
+        decision = consent.decide(parts.headers, word, parts.grant, parts.grant or parts.cookie is not None)
+        cookie = decision.cookie
+        if not decision.granted or (consent.required and named is None):
+            cookieless = consent.cookieless_uid(project, str(parts.td.get("ip", "")), str(parts.td.get("ua", "")))
+        if not decision.granted:
+            uid, flag = cookieless, 0
+        else:
+            uid = named or cookieless or parts.own_uid or new_id()
+            flag = 1 if consent.required else None
     message = {
         "key": f"{wire.KEY_PREFIX}.{service}.{name}",
         "service": service,
         "name": name,
         "channel": parts.channel,
-        "projectId": project_id(parts.project, query.get("projectId"), payload.get("projectId")),
+        "projectId": project,
         "uid": uid,
         "td": parts.td,
         "data": data,
         "id": parts.id or new_id(),
         "time": time.time_ns() // 1_000_000,
     }
+    if flag is not None:
+        message[wire.CONSENT_FIELD] = flag
     if parts.params is not None:  # the handler gets them as keywords, over the message's own fields
         message[wire.PARAMS_FIELD] = parts.params
     if parts.files is not None:
         message[wire.FILES_FIELD] = parts.files
-    return Hit(message, parts.native, parts.image, parts.headers, parts.method, parts.path)
+    also = None
+    if consent is not None and cookie == consents.GRANT and decision.fresh and named is not None:
+        today = consent.cookieless_uid(project, str(parts.td.get("ip", "")), str(parts.td.get("ua", "")))
+        if today != named and consent.first_join(today, named):  # the browser had a uid: join today's to it
+            also = consents.alias_message(message, today, named, new_id())
+    return Hit(message, parts.native, parts.image, parts.headers, parts.method, parts.path, cookie, also)
 
 
 def http_status(answer: Response, native: bool) -> int:
