@@ -197,7 +197,7 @@ class Edge:
         answer = request[ANSWER]
         resp, uid, cookie = lib_js(request, self.lib, self.config, self.consent)
         answer.follow(uid, cookie)
-        answer.private = True
+        answer.private = bool(uid)  # without consent: not kept, so the next page after a grant gets its uid
         return resp
 
     async def favicon(self, request: web.Request) -> web.StreamResponse:

@@ -158,7 +158,8 @@ async def test_lib_js_hands_out_no_uid_without_consent(nats_url: str) -> None:
         pending = await client.get("/lib.js", headers=AS_SEEN)
         granted = await client.get("/lib.js", headers={**AS_SEEN, "Cookie": f"uid={COOKIE_UID}; uid_consent=granted"})
         gpc = await client.get("/lib.js", headers={**AS_SEEN, "Cookie": f"uid={COOKIE_UID}; uid_consent=granted", "Sec-GPC": "1"})
-        assert "Set-Cookie" not in pending.headers
+        assert "Set-Cookie" not in pending.headers and "no-store" in pending.headers["Cache-Control"]  # asked again after a grant
+        assert granted.headers["Cache-Control"].startswith("private")
         assert configured(await pending.text()) == {"initialUid": 0, "urlMark": "band", "consent": "required"}
         assert configured(await granted.text())["initialUid"] == COOKIE_UID and set(cookies(granted)) == {"uid", "uid_consent"}
         assert configured(await gpc.text())["initialUid"] == 0 and all("Max-Age=0" in v for v in cookies(gpc).values())

@@ -209,8 +209,11 @@
       if (traits && typeof traits === 'object') { save('traits', traits); }
     },
     getUid: function () { return uid(); },
-    consent: function (state) {  // rstat('consent') tells the state; rstat('consent', 'granted' | 'denied') sets it
+    // rstat('consent') tells the state ('granted', 'denied', 'unknown'); rstat('consent', fn) calls fn with it
+    // once the tracker has loaded; rstat('consent', 'granted' | 'denied') sets it
+    consent: function (state) {
       if (state === undefined) { return consentState(); }
+      if (typeof state === 'function') { return state(consentState()); }
       if (state !== 'granted' && state !== 'denied') { return new Error("consent is 'granted' or 'denied'"); }
       choose(state);
       return consentState();
