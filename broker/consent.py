@@ -57,6 +57,13 @@ class Decision:
     fresh: bool = False  # the page's grant, without the consent cookie yet
 
 
+_REFUSED_CLEAR = Decision(False, CLEAR)
+_NOT_GRANTED = Decision(False, KEEP)
+_IMPLIED = Decision(True, SET)
+_GRANTED = Decision(True, GRANT)
+_FRESH_GRANT = Decision(True, GRANT, fresh=True)
+
+
 class Consent:
     """The edge's consent setting and the cookieless uid's key."""
 
@@ -76,7 +83,9 @@ class Consent:
         Raises:
             ValueError: a value that is not ``granted`` or ``denied``, naming it.
         """
-        said = data.pop(FIELD, None)
+        if FIELD not in data:
+            return None
+        said = data.pop(FIELD)
         if said is None or said == "":
             return None
         if said not in WORDS:
@@ -85,7 +94,8 @@ class Consent:
 
     def refused(self, headers: Mapping[str, str]) -> bool:
         """Does the browser itself refuse (``Sec-GPC: 1``, ``DNT: 1`` when asked to honour it)?"""
-        if headers.get("Sec-GPC", "").strip() == "1":
+        gpc = headers.get("Sec-GPC")
+        if gpc is not None and gpc.strip() == "1":
             return True
         return self.dnt and headers.get("DNT", "").strip() == "1"
 
@@ -93,12 +103,12 @@ class Consent:
         """The hit's consent by the rules of the module docstring; ``has_cookies``: the
         browser sent the uid or the consent cookie (a denial clears them)."""
         if word == DENIED or self.refused(headers):
-            return Decision(False, CLEAR if has_cookies else KEEP)
+            return _REFUSED_CLEAR if has_cookies else _NOT_GRANTED
+        if not self.required:
+            return _IMPLIED
         if word == GRANTED:
-            return Decision(True, GRANT if self.required else SET, fresh=self.required and not grant_cookie)
-        if grant_cookie or not self.required:
-            return Decision(True, GRANT if self.required else SET)
-        return Decision(False, KEEP)
+            return _GRANTED if grant_cookie else _FRESH_GRANT
+        return _GRANTED if grant_cookie else _NOT_GRANTED
 
     def cookieless_uid(self, project: int, ip: str, ua: str) -> str:
         """Today's uid of a visitor without consent: a keyed hash of project, address and
