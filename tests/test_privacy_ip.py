@@ -3,11 +3,13 @@ whole address, and that with `truncate` the raw address is nowhere after them.""
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from support.fakes import BROWSER, enrichers_seen, running_edge
 from support.poll import wait_for
@@ -166,3 +168,19 @@ async def test_truncate_leaves_no_raw_address_anywhere(tmp_path: Path, caplog: p
             assert proc.stop() == 0
     assert RAW not in caplog.text and RAW not in proc.text()
     assert not [r for r in caplog.records if r.levelno >= logging.INFO and RAW in r.getMessage()]
+
+
+async def test_sockets_and_uploads_follow_the_policy(nc: Any, nats_url: str) -> None:
+    headers = {"User-Agent": BROWSER, "X-Real-IP": RAW}
+    async with arrivals(nc, "in.gen.ipways.>") as seen, running_edge(nats_url) as (client, _):
+        async with client.ws_connect("/wss", headers=headers) as ws:
+            await ws.send_str(json.dumps({"service": "ipways", "name": "frame", "id__": 1}))
+            assert json.loads((await ws.receive(timeout=10)).data)["statusCode"] == 200
+            await ws.send_str(json.dumps({"service": "ipways", "name": "frame", "id__": 2}))  # the socket's td is shared: cut once, kept whole
+            assert json.loads((await ws.receive(timeout=10)).data)["statusCode"] == 200
+        form = aiohttp.FormData()
+        form.add_field("file", b"a,b\n1,2\n", filename="rows.csv", content_type="text/csv")
+        assert (await client.post("/upload/ipways/file", data=form, headers=headers)).status == 200
+        events = await seen.take(3)
+    assert [e["channel"] for e in events] == ["ws", "ws", "http"]
+    assert [e["td"]["ip"] for e in events] == [CUT] * 3
