@@ -163,7 +163,7 @@ class EdgeConfig:
 
     @property
     def consent_cookie_name(self) -> str:
-        """The cookie that records a visitor's grant, beside the uid cookie."""
+        """The cookie that records a visitor's choice (``granted``, ``denied``), beside the uid cookie."""
         return f"{self.cookie_name}_consent"
 
     def proxy_networks(self) -> tuple[IPNetwork, ...]:

@@ -2,20 +2,21 @@
 
 The edge keeps no state about a visitor: each hit says what it needs. The page's word is
 the field ``consent`` (query or body: ``granted`` or ``denied``), which band's tracker sends
-with every event once the visitor chose; a grant also leaves the cookie
-``<cookie_name>_consent=granted`` beside the uid cookie, so a tracker that cannot add a field
-(the Rockstat SDK) is recognised by it once the page sent its word one time.
+with every event once the visitor chose; the answer also records the choice in the cookie
+``<cookie_name>_consent`` (``granted`` beside the uid cookie; ``denied`` alone, the uid cookie
+expired), so a tracker that cannot add a field (the Rockstat SDK) is recognised by it once the
+page sent its word one time.
 
 What the hit is (:meth:`Consent.decide`), first rule that applies:
 
 1. ``Sec-GPC: 1`` (and ``DNT: 1`` with ``consent_dnt``): denied, whatever the page says;
 2. the page's word;
-3. the consent cookie: granted;
+3. the consent cookie;
 4. the setting: ``implied`` grants, ``required`` does not.
 
 Not granted, the uid is a keyed hash of (today's key, projectId, address, user agent)
 (:class:`~broker.privacy.DailyKey`): the same for a visitor all day, another the next day,
-and no cookie is set (a denial clears the cookies the browser has). Such a uid has its top
+and no uid cookie is set (a refusal expires the one the browser has). Such a uid has its top
 bit set (at least ``2**63``), unlike any id the edge makes. Granted in ``required`` mode
 without a uid of its own, the visitor keeps today's cookieless uid, now in its cookie, so the
 visit is not split; a grant from a browser that already holds another uid publishes an
@@ -42,9 +43,9 @@ _SEEN_MAX = 10_000  # grants joined lately (bounded): a page resending its word 
 
 # what an answer does with the cookies
 SET = "set"  # the uid cookie (implied mode: as always)
-GRANT = "grant"  # the uid cookie and the consent cookie
+GRANT = "grant"  # the uid cookie and the consent cookie: granted
 KEEP = ""  # nothing: no Set-Cookie
-CLEAR = "clear"  # both cookies expired
+CLEAR = "clear"  # the uid cookie expired, the consent cookie: denied
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +58,7 @@ class Decision:
     fresh: bool = False  # the page's grant, without the consent cookie yet
 
 
-_REFUSED_CLEAR = Decision(False, CLEAR)
+_REFUSED = Decision(False, CLEAR)
 _NOT_GRANTED = Decision(False, KEEP)
 _IMPLIED = Decision(True, SET)
 _GRANTED = Decision(True, GRANT)
@@ -99,16 +100,24 @@ class Consent:
             return True
         return self.dnt and headers.get("DNT", "").strip() == "1"
 
-    def decide(self, headers: Mapping[str, str], word: str | None, grant_cookie: bool, has_cookies: bool) -> Decision:
-        """The hit's consent by the rules of the module docstring; ``has_cookies``: the
-        browser sent the uid or the consent cookie (a denial clears them)."""
-        if word == DENIED or self.refused(headers):
-            return _REFUSED_CLEAR if has_cookies else _NOT_GRANTED
+    def decide(self, headers: Mapping[str, str], word: str | None, choice: str | None, uid_cookie: bool) -> Decision:
+        """The hit's consent by the rules of the module docstring. ``choice``: the consent
+        cookie's word (``None`` without one); ``uid_cookie``: the browser sent a uid cookie.
+        The page's denial is recorded (the consent cookie says ``denied``); the browser's own
+        refusal only expires what would track it."""
+        if word == DENIED:
+            return _REFUSED
+        if self.refused(headers):
+            return _REFUSED if uid_cookie or choice == GRANTED else _NOT_GRANTED
+        if word == GRANTED:
+            if not self.required:
+                return _IMPLIED if choice is None else _GRANTED  # a denial recorded before is overwritten
+            return _GRANTED if choice == GRANTED else _FRESH_GRANT
+        if choice == DENIED:
+            return _NOT_GRANTED
         if not self.required:
             return _IMPLIED
-        if word == GRANTED:
-            return _GRANTED if grant_cookie else _FRESH_GRANT
-        return _GRANTED if grant_cookie else _NOT_GRANTED
+        return _GRANTED if choice == GRANTED else _NOT_GRANTED
 
     def cookieless_uid(self, project: int, ip: str, ua: str) -> str:
         """Today's uid of a visitor without consent: a keyed hash of project, address and

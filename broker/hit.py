@@ -66,7 +66,7 @@ class Parts:
     headers: Mapping[str, str] = field(default_factory=lambda: _NO_HEADERS)  # the request's (or the upgrade's): the trace's parent
     method: str = "GET"
     path: str = "/"
-    grant: bool = False  # the consent cookie came with it (broker.consent)
+    choice: str | None = None  # the consent cookie's word, "granted" or "denied" (broker.consent)
 
 
 @dataclass(slots=True)
@@ -116,7 +116,7 @@ def make_hit(parts: Parts, aliases: Mapping[str, str], consent: Consent | None =
             word = consent.word(data)
         except ValueError as exc:
             raise BadHit(400, str(exc)) from None
-        decision = consent.decide(parts.headers, word, parts.grant, parts.grant or parts.cookie is not None)
+        decision = consent.decide(parts.headers, word, parts.choice, parts.cookie is not None)
         cookie = decision.cookie
         if not decision.granted or (consent.required and named is None):
             cookieless = consent.cookieless_uid(project, str(parts.td.get("ip", "")), str(parts.td.get("ua", "")))

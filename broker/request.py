@@ -22,7 +22,7 @@ from band import wire
 from . import bodies, qs
 from .bodies import RETRY_AFTER_S, Held, OverBudget
 from .config import EdgeConfig
-from .consent import GRANTED, Consent
+from .consent import WORDS, Consent
 from .discovery import Snapshot
 from .hit import BadHit, ClientIP, Hit, Parts, make_hit, pick_uid, project_id, td_of, valid_uid
 from .render import json_response
@@ -246,12 +246,13 @@ async def _read_multipart(request: web.Request, config: EdgeConfig) -> dict[str,
 
 
 # --- the hit ---------------------------------------------------------------------
-def cookies_of(request: web.Request, config: EdgeConfig) -> tuple[str | None, bool]:
-    """The ``uid`` cookie as sent, and whether the consent cookie says granted."""
+def cookies_of(request: web.Request, config: EdgeConfig) -> tuple[str | None, str | None]:
+    """The ``uid`` cookie as sent, and the consent cookie's word (``granted``, ``denied``, else ``None``)."""
     if "Cookie" not in request.headers:
-        return None, False
+        return None, None
     cookies = request.cookies
-    return cookies.get(config.cookie_name), cookies.get(config.consent_cookie_name) == GRANTED
+    choice = cookies.get(config.consent_cookie_name)
+    return cookies.get(config.cookie_name), choice if choice in WORDS else None
 
 
 async def read_hit(request: web.Request, config: EdgeConfig, snapshot: Snapshot, client_ip: ClientIP, held: Held,
@@ -268,7 +269,7 @@ async def read_hit(request: web.Request, config: EdgeConfig, snapshot: Snapshot,
         raise BadHit(400, f"too many fields (limit {config.max_fields})")
     segments = target.segments
     image = target.extension == "gif" or request.headers.get("Accept", "").startswith("image/")
-    cookie, grant = cookies_of(request, config)
+    cookie, choice = cookies_of(request, config)
     parts = Parts(
         channel="pixel" if image else "http",
         service=None,
@@ -282,7 +283,7 @@ async def read_hit(request: web.Request, config: EdgeConfig, snapshot: Snapshot,
         headers=request.headers,
         method=request.method,
         path=request.path,
-        grant=grant,
+        choice=choice,
     )
     routed = snapshot.path_route(segments) if snapshot.paths else None
     if routed is not None:

@@ -35,10 +35,10 @@ def lib_js(request: web.Request, lib: LibJs, config: EdgeConfig, consent: Consen
     front read it); a first visit gets a new one, the same in the prefix and the cookie.
     Without consent (:mod:`broker.consent`) the page gets no uid and no cookie.
     """
-    cookie, grant = cookies_of(request, config)
+    cookie, choice = cookies_of(request, config)
     action = SET
     if consent is not None:
-        decision = consent.decide(request.headers, None, grant, grant or cookie is not None)
+        decision = consent.decide(request.headers, None, choice, cookie is not None)
         action = decision.cookie
         if not decision.granted:
             return _lib_answer(request, lib, ""), "", action

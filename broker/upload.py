@@ -134,12 +134,12 @@ class Uploads:
                 raise
             if not upload.refs:
                 return _refuse(BadHit(400, f"no file in the upload: {USAGE}")), None
-            cookie, grant = cookies_of(request, config)
+            cookie, choice = cookies_of(request, config)
             hit = make_hit(
                 Parts(
                     channel="http", service=service, name=name, query=query, payload=upload.fields,
                     cookie=cookie, td=td, id=upload.id, files=upload.refs, headers=request.headers, method=request.method,
-                    path=request.path, grant=grant,
+                    path=request.path, choice=choice,
                 ),
                 config.aliases,
                 consent,

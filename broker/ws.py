@@ -90,12 +90,12 @@ class Sockets:
 class Socket:
     """What every frame of one socket shares: the upgrade's parts of its hits."""
 
-    __slots__ = ("consent", "cookie", "grant", "identity", "query", "request", "td")
+    __slots__ = ("choice", "consent", "cookie", "identity", "query", "request", "td")
 
     def __init__(self, request: web.Request, td: dict[str, Any], config: EdgeConfig, consent: Consent | None = None) -> None:
         self.request = request
         self.td = td
-        self.cookie, self.grant = cookies_of(request, config)
+        self.cookie, self.choice = cookies_of(request, config)
         self.consent = consent
         named = request.query.get("uid")
         self.query: dict[str, Any] = {"uid": named} if named is not None else {}
@@ -118,7 +118,7 @@ class Socket:
         parts = Parts(
             channel="ws", service=frame.get("service"), name=frame.get("name"), query=self.query,
             payload={k: v for k, v in frame.items() if k != "id__"}, cookie=self.cookie, td=self.td,
-            own_uid=self.identity, headers=request.headers, method="WS", path=request.path, grant=self.grant,
+            own_uid=self.identity, headers=request.headers, method="WS", path=request.path, choice=self.choice,
         )
         return make_hit(parts, aliases, self.consent)
 
@@ -138,7 +138,7 @@ async def handle_socket(
     page_uid = socket.page_uid
     action = consents.SET
     if consent is not None:  # the upgrade's consent: a frame's word only changes its own event
-        action = consent.decide(request.headers, None, socket.grant, socket.grant or socket.cookie is not None).cookie
+        action = consent.decide(request.headers, None, socket.choice, socket.cookie is not None).cookie
     if action == consents.SET and page_uid != socket.cookie:  # as every hit's answer: the cookie follows the page's uid
         ws.headers["Set-Cookie"] = cookie.header(page_uid, client_ip.host(request.remote, request.headers))
     elif action in (consents.GRANT, consents.CLEAR):

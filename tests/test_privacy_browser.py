@@ -1,6 +1,6 @@
 """The consent banner of docs/privacy.md in headless Chromium, against an edge with
 `consent: required`: cookieless until Accept, one uid across the grant, Decline clears the
-cookies, Global Privacy Control keeps the banner away and the cookie unset."""
+uid cookie, Global Privacy Control keeps the banner away and the cookie unset."""
 
 from __future__ import annotations
 
@@ -110,7 +110,8 @@ async def test_the_banner_grants_and_denies(browser: Any, nc: Any, edge_origin: 
         await page.evaluate("rstat('consent', 'denied')")
         await wait_for(lambda: len(seen.named("consent")) == 2, timeout=10, what="the denial")
         assert seen.named("consent")[1][wire.CONSENT_FIELD] == 0
-        await wait_for(lambda: cookie_names(ctx, set()), timeout=10, what="the cookies cleared")
+        await wait_for(lambda: cookie_names(ctx, {"uid_consent"}), timeout=10, what="the uid cookie cleared")
+        assert [c["value"] for c in await ctx.cookies()] == ["denied"]  # the refusal, recorded
         assert await band_keys(page) == ["band:consent"]
         await ctx.close()
 

@@ -188,8 +188,8 @@
     var fresh = session(eventName === 'page');
     var base = {service: 'track', projectId: options.projectId, uid: uid(), user: user(), page: page(),
                 browser: browser(), lib: {id: 'band-tracker', v: 1000000, sv: options.snippet}};
-    var state = consentState();
-    if (state !== 'unknown') { base.consent = state; }  // the edge's word for this event
+    var choice = stored('consent');  // the visitor's own word (the edge reads Global Privacy Control itself)
+    if (choice === 'granted' || choice === 'denied') { base.consent = choice; }
     if (fresh) { send(extend({name: 'session', data: {}, sess: sess}, base)); }
     send(extend({name: eventName, data: data || {}, sess: sess}, base));
   }
