@@ -1,7 +1,8 @@
 """The visitor's address as the edge's IP policy keeps it, and the daily key behind the hashes.
 
-Enrichers inside the pipeline (``fpid``, geo services, bot classification) read the full
-address; :meth:`IpPolicy.apply` runs once, just before the message is published (and before
+Enrichers inside the pipeline (geo services, bot classification) read the full address;
+the built-in ``fpid`` hashes what the policy keeps (an unkeyed hash of the whole address
+would give the address back to anyone trying the 2**32 IPv4 addresses); :meth:`IpPolicy.apply` runs once, just before the message is published (and before
 a dropped bot's hit goes to its handler), so the raw address never reaches the stream, the
 store, a listener or a handler. Policies:
 
@@ -112,6 +113,12 @@ class IpPolicy:
         if policy == DROP:
             return ""
         return ip
+
+    def kept(self, message: dict[str, Any]) -> str:
+        """What the message's policy keeps of its ``td.ip`` (``""`` without one)."""
+        td = message.get("td")
+        ip = td.get("ip") if isinstance(td, dict) else None
+        return self.value(self.of(message.get("projectId")), str(ip)) if ip else ""
 
     def apply(self, message: dict[str, Any]) -> None:
         """The message's ``td.ip`` as its policy keeps it. ``td`` is replaced, never changed

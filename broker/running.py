@@ -28,7 +28,7 @@ from .discovery import Discovery
 from .link import Link
 from .metrics import Metrics
 from .pipeline import Pipeline
-from .privacy import IpPolicy
+from .privacy import DailyKey, IpPolicy
 from .stopping import Stopping
 from .upload import Uploads
 from .ws import Sockets
@@ -89,7 +89,7 @@ class NatsSide:
         ip_policy: IpPolicy | None = None,
     ) -> None:
         self._config = config
-        self._ip_policy = ip_policy
+        self._ip_policy = ip_policy or IpPolicy(config.ip_policy, config.ip_policies, DailyKey(config.privacy_secret))
         self._metrics = metrics
         self._sockets = sockets
         self._uploads = uploads
@@ -164,7 +164,7 @@ class NatsSide:
             keep_polls=config.discovery_keep_polls,
             default_timeout_ms=config.handler_timeout_ms,
         )
-        builtins = Builtins(config, self._metrics)
+        builtins = Builtins(config, self._metrics, self._ip_policy)
         await builtins.start()
         parts.push_async_callback(builtins.stop)
         await asyncio.wait([self.stream.start(js)], timeout=config.publish_timeout_ms / 1000)

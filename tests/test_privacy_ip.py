@@ -19,6 +19,7 @@ from support.store import counted, start_store
 from band import App, ConfigError, store, wire
 from band.cli.natsserver import NatsServer
 from band.testing import serve
+from broker.builtin_enrichers import fpid
 from broker.config import EdgeConfig
 from broker.privacy import DailyKey, IpPolicy, truncate
 
@@ -150,8 +151,9 @@ async def test_truncate_leaves_no_raw_address_anywhere(tmp_path: Path, caplog: p
                     assert RAW.encode() not in (kept.data or b""), seq
                 for one in heard:
                     assert RAW.encode() not in one and CUT.encode() in one
-                row = (await store.query("SELECT td_ip, sxgeo_country_iso FROM stats.events"))[0]
-                assert row == {"td_ip": CUT, "sxgeo_country_iso": "RU"}  # geo, from the example enricher
+                row = (await store.query("SELECT td_ip, sxgeo_country_iso, toString(td_fpid) AS fp FROM stats.events"))[0]
+                assert row == {"td_ip": CUT, "sxgeo_country_iso": "RU", "fp": fpid(CUT, BROWSER)}  # geo, from the example enricher
+                assert fpid(RAW, BROWSER) != row["fp"]  # an unkeyed hash of the whole address would give it back
                 tables = await store.query("SELECT name FROM system.tables WHERE database = 'stats'")
                 assert len(tables) >= 5
                 for table in (t["name"] for t in tables):
