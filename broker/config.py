@@ -74,7 +74,7 @@ class EdgeConfig:
     # privacy (broker.privacy, broker.consent; docs/privacy.md)
     ip_policy: str = "truncate"  # keep | truncate (IPv4 /24, IPv6 /48) | hash (daily key) | drop: td.ip as published
     ip_policies: Mapping[str, str] = field(default_factory=dict)  # projectId -> policy, over ip_policy
-    privacy_secret: str = ""  # the daily key's secret (hash, cookieless uids); empty = random per process
+    privacy_secret: str = field(default="", repr=False)  # the daily key's secret (hash, cookieless uids); empty = random, drawn at start
     consent: str = "implied"  # implied: a cookie unless refused; required: cookieless until the page grants
     consent_dnt: bool = False  # DNT: 1 counts as a refusal (Sec-GPC: 1 always does)
     certfile: str = ""  # TLS: serve https/wss with this certificate chain (PEM) ...
