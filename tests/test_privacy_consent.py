@@ -11,10 +11,13 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import DummyCookieJar
 from aiohttp.test_utils import TestClient, TestServer
 from support.fakes import BROWSER, edge_config
+from support.poll import wait_for
+from support.processes import start_edge
 from support.sdk import arrivals
 from support.store import counted, event, publish, start_store
 
@@ -207,3 +210,29 @@ async def test_the_store_keeps_consent_in_its_column(tmp_path: Path) -> None:
             reset_current(token)
             await nc.close()
             assert proc.stop() == 0, proc.text()[-3000:]
+
+
+@pytest.mark.slow
+async def test_an_edges_workers_agree_on_the_cookieless_uid(nc: Any, nats_url: str, tmp_path: Path) -> None:
+    """`--workers 2` without a configured secret: the workers share the one drawn at start,
+    so the visitor's uid does not depend on the worker its connection lands on."""
+    proc, port = start_edge(nats_url, tmp_path, args=["--workers", "2"], EDGE_CONSENT="required", LOG_LEVEL="INFO")
+    try:
+        async with arrivals(nc, "in.gen.consented.>") as seen:
+            async def up() -> bool:
+                try:
+                    async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}/health") as resp:
+                        return resp.status == 200
+                except aiohttp.ClientError:
+                    return False
+
+            await wait_for(up, timeout=30, what="the edge's workers", procs=[proc])
+            await wait_for(lambda: proc.text().count("band edge ready") == 2, timeout=30, what="both workers ready", procs=[proc])
+            for _ in range(16):  # a connection each: SO_REUSEPORT spreads them over the workers
+                async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}/consented/page", headers=AS_SEEN) as resp:
+                    assert resp.status == 200 and "Set-Cookie" not in resp.headers
+            events = await seen.take(16)
+        assert len({e["uid"] for e in events}) == 1 and {e[wire.CONSENT_FIELD] for e in events} == {0}
+        assert proc.stop(timeout=30) == 0
+    finally:
+        proc.kill()
