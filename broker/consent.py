@@ -45,7 +45,8 @@ _SEEN_MAX = 10_000  # grants joined lately (bounded): a page resending its word 
 SET = "set"  # the uid cookie (implied mode: as always)
 GRANT = "grant"  # the uid cookie and the consent cookie: granted
 KEEP = ""  # nothing: no Set-Cookie
-CLEAR = "clear"  # the uid cookie expired, the consent cookie: denied
+CLEAR = "clear"  # the page's denial: the uid cookie expired, the consent cookie: denied
+EXPIRE = "expire"  # the browser's refusal (GPC, DNT): both cookies expired, nothing recorded
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +60,7 @@ class Decision:
 
 
 _REFUSED = Decision(False, CLEAR)
+_EXPIRED = Decision(False, EXPIRE)
 _NOT_GRANTED = Decision(False, KEEP)
 _IMPLIED = Decision(True, SET)
 _GRANTED = Decision(True, GRANT)
@@ -108,7 +110,7 @@ class Consent:
         if word == DENIED:
             return _REFUSED
         if self.refused(headers):
-            return _REFUSED if uid_cookie or choice == GRANTED else _NOT_GRANTED
+            return _EXPIRED if uid_cookie or choice == GRANTED else _NOT_GRANTED
         if word == GRANTED:
             if not self.required:
                 return _IMPLIED if choice is None else _GRANTED  # a denial recorded before is overwritten
@@ -145,5 +147,5 @@ def alias_message(hit_message: Mapping[str, Any], previous: str, uid: str, new_i
     }
 
 
-__all__ = ["CLEAR", "DENIED", "FIELD", "GRANT", "GRANTED", "IMPLIED", "KEEP", "MODES", "REQUIRED", "SET", "WORDS", "Consent", "Decision",
+__all__ = ["CLEAR", "DENIED", "EXPIRE", "FIELD", "GRANT", "GRANTED", "IMPLIED", "KEEP", "MODES", "REQUIRED", "SET", "WORDS", "Consent", "Decision",
            "alias_message"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from .config import EdgeConfig
-from .consent import CLEAR, DENIED, GRANT, GRANTED
+from .consent import CLEAR, DENIED, EXPIRE, GRANT, GRANTED
 
 SECURITY = {"X-Frame-Options": "SAMEORIGIN", "X-Content-Type-Options": "nosniff"}
 
@@ -66,12 +66,15 @@ class UidCookie:
 
     def consented(self, action: str, uid: str, proxied_host: str = "") -> list[str]:
         """The cookies of a consent action (:mod:`broker.consent`): a grant sets the uid and
-        the consent cookie; a refusal expires the uid cookie and records itself."""
+        the consent cookie; the page's denial expires the uid cookie and records itself; the
+        browser's refusal expires both."""
         domain = self._domain(proxied_host)
         if action == GRANT:
             return [self.header(uid, proxied_host), f"{self._consent}{GRANTED}{self._attrs}{domain}"]
         if action == CLEAR:
             return [f"{self._prefix}{self._expired}{domain}", f"{self._consent}{DENIED}{self._attrs}{domain}"]
+        if action == EXPIRE:
+            return [f"{self._prefix}{self._expired}{domain}", f"{self._consent}{self._expired}{domain}"]
         return []
 
 

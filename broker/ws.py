@@ -141,7 +141,7 @@ async def handle_socket(
         action = consent.decide(request.headers, None, socket.choice, socket.cookie is not None).cookie
     if action == consents.SET and page_uid != socket.cookie:  # as every hit's answer: the cookie follows the page's uid
         ws.headers["Set-Cookie"] = cookie.header(page_uid, client_ip.host(request.remote, request.headers))
-    elif action in (consents.GRANT, consents.CLEAR):
+    elif action in (consents.GRANT, consents.CLEAR, consents.EXPIRE):
         for value in cookie.consented(action, page_uid, client_ip.host(request.remote, request.headers)):
             ws.headers.add("Set-Cookie", value)
     await ws.prepare(request)
