@@ -107,24 +107,10 @@ def make_hit(parts: Parts, aliases: Mapping[str, str], consent: Consent | None =
         data.update(parts.params)
     project = project_id(parts.project, query.get("projectId"), payload.get("projectId"))
     named = first_uid(query.get("uid"), payload.get("uid"), parts.cookie)
-    flag: int | None = None
-    cookie, cookieless = consents.SET, ""
     if consent is None:
-        uid = named or parts.own_uid or new_id()
+        uid, flag, cookie, join = named or parts.own_uid or new_id(), None, consents.SET, None
     else:
-        try:
-            word = consent.word(data)
-        except ValueError as exc:
-            raise BadHit(400, str(exc)) from None
-        decision = consent.decide(parts.headers, word, parts.choice, parts.cookie is not None)
-        cookie = decision.cookie
-        if not decision.granted or (consent.required and named is None):
-            cookieless = consent.cookieless_uid(project, str(parts.td.get("ip", "")), str(parts.td.get("ua", "")))
-        if not decision.granted:
-            uid, flag = cookieless, 0
-        else:
-            uid = named or cookieless or parts.own_uid or new_id()
-            flag = 1 if consent.required else None
+        uid, flag, cookie, join = _consented(parts, consent, data, project, named)
     message = {
         "key": f"{wire.KEY_PREFIX}.{service}.{name}",
         "service": service,
@@ -143,12 +129,39 @@ def make_hit(parts: Parts, aliases: Mapping[str, str], consent: Consent | None =
         message[wire.PARAMS_FIELD] = parts.params
     if parts.files is not None:
         message[wire.FILES_FIELD] = parts.files
-    also = None
-    if consent is not None and cookie == consents.GRANT and decision.fresh and named is not None:
-        today = consent.cookieless_uid(project, str(parts.td.get("ip", "")), str(parts.td.get("ua", "")))
-        if today != named and consent.first_join(today, named):  # the browser had a uid: join today's to it
-            also = consents.alias_message(message, today, named, new_id())
+    also = consents.alias_message(message, join[0], join[1], new_id()) if join is not None else None
     return Hit(message, parts.native, parts.image, parts.headers, parts.method, parts.path, cookie, also)
+
+
+def _consented(parts: Parts, consent: Consent, data: dict[str, Any], project: int, named: str | None) -> tuple[str, int | None, str, tuple[str, str] | None]:
+    """The uid by the consent rules (:mod:`broker.consent`): the uid, the message's
+    ``consent`` (``None``: implied, left out), the cookie action, and the (cookieless,
+    cookie) uids a grant joins, if any. The page's word is taken out of ``data``.
+
+    Raises:
+        BadHit: the ``consent`` field is not a word the edge knows.
+    """
+    try:
+        word = consent.word(data)
+    except ValueError as exc:
+        raise BadHit(400, str(exc)) from None
+    decision = consent.decide(parts.headers, word, parts.choice, parts.cookie is not None)
+
+    def today() -> str:
+        return consent.cookieless_uid(project, str(parts.td.get("ip", "")), str(parts.td.get("ua", "")))
+
+    if not decision.granted:
+        return today(), 0, decision.cookie, None
+    if not consent.required:
+        return named or parts.own_uid or new_id(), None, decision.cookie, None
+    if named is None:  # a grant without a uid of its own keeps the day's: the visit is not split
+        return today(), 1, decision.cookie, None
+    join = None
+    if decision.fresh:  # the browser had a uid before it granted: join today's to it
+        previous = today()
+        if previous != named and consent.first_join(previous, named):
+            join = (previous, named)
+    return named, 1, decision.cookie, join
 
 
 def http_status(answer: Response, native: bool) -> int:
