@@ -72,13 +72,15 @@ class DailyKey:
 
 
 def truncate(ip: str) -> str:
-    """IPv4 to its /24, IPv6 to its /48; anything else ``""``."""
+    """IPv4 to its /24, IPv6 to its /48 (an IPv4-mapped one to its IPv4's /24); anything else ``""``."""
     if ip.count(".") == 3 and ":" not in ip:  # the edge's addresses are already normalised
         return ip[: ip.rfind(".")] + ".0"
     try:
         address = ipaddress.ip_address(ip)
     except ValueError:
         return ""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped  # a dual-stack socket's IPv4 client: its /24, not the /48 of ::ffff:0:0
     if isinstance(address, ipaddress.IPv4Address):
         return str(ipaddress.IPv4Address(int(address) & 0xFFFFFF00))
     return str(ipaddress.IPv6Address(int(address) & _V6_KEEP))

@@ -36,7 +36,7 @@ def message(ip: str, project: int = 0) -> dict[str, Any]:
 def test_truncate_keeps_the_network() -> None:
     assert truncate(RAW) == CUT and truncate("10.1.2.3") == "10.1.2.0"
     assert truncate("2a00:1450:4001:80b::200e") == "2a00:1450:4001::"  # the /48
-    assert truncate("::ffff:1.2.3.4") == "::"  # an IPv6 address stays one: its /48
+    assert truncate("::ffff:1.2.3.4") == "1.2.3.0"  # an IPv4 client of a dual-stack socket
     assert truncate("not an address") == ""
 
 
