@@ -221,9 +221,10 @@ class Pipeline:
         if isinstance(sent, ErrorResponse):
             return
         try:
-            await self._stored(sent[0], message["id"])
+            published = await self._stored(sent[0], message["id"])
         finally:
             self._link.forget(sent[0])
+        self._metrics.minutes.count(f"{message['service']}/{message['name']}", False, published)  # published, no hit answered
 
     async def _keep_failed(self, message: dict[str, Any], image: bool, native: bool, limit: int,
                            trace: Trace | None) -> tuple[Response, bool]:
