@@ -73,6 +73,12 @@ class EdgeConfig:
     spam_referrers_file: str = ""  # more referrer-spam domains, one a line, added to the shipped list
     burst_hits: int = 300  # a uid past this many hits within a minute is a `burst`; 0 = off
     schemas_dir: str = "schemas"  # JSON Schemas per key (band.schemas; BAND_SCHEMAS for edge and store alike)
+    # privacy (broker.privacy, broker.consent; docs/privacy.md)
+    ip_policy: str = "truncate"  # keep | truncate (IPv4 /24, IPv6 /48) | hash (daily key) | drop: td.ip as published
+    ip_policies: Mapping[str, str] = field(default_factory=dict)  # projectId -> policy, over ip_policy
+    privacy_secret: str = field(default="", repr=False)  # the daily key's secret (hash, cookieless uids); empty = random, drawn at start
+    consent: str = "implied"  # implied: a cookie unless refused; required: cookieless until the page grants
+    consent_dnt: bool = False  # DNT: 1 counts as a refusal (Sec-GPC: 1 always does)
     certfile: str = ""  # TLS: serve https/wss with this certificate chain (PEM) ...
     keyfile: str = ""  # ... and its private key
 
@@ -126,6 +132,7 @@ class EdgeConfig:
             if builtin not in DEFAULT_BUILTIN_ENRICHERS or not isinstance(prefix, str):
                 raise ConfigError(f"builtin_enrichers: {builtin!r} -> {prefix!r}: known are {sorted(DEFAULT_BUILTIN_ENRICHERS)}, each to a key prefix")
         self._check_bots()
+        self._check_privacy()
         if bool(self.certfile) != bool(self.keyfile):
             raise ConfigError("certfile and keyfile go together: give both for TLS, or neither")
         if not self.lib_global.isidentifier():
@@ -146,6 +153,19 @@ class EdgeConfig:
             raise ConfigError(f"burst_hits must be >= 0 (0 turns the burst check off), got {self.burst_hits}")
         if self.spam_referrers_file and not os.path.isfile(self.spam_referrers_file):
             raise ConfigError(f"spam_referrers_file {self.spam_referrers_file!r} is not a file: give a text file with one domain a line")
+
+    def _check_privacy(self) -> None:
+        from .consent import Consent
+        from .privacy import DailyKey, IpPolicy
+
+        key = DailyKey(self.privacy_secret or "check")
+        IpPolicy(self.ip_policy, self.ip_policies, key)
+        Consent(self.consent, key)
+
+    @property
+    def consent_cookie_name(self) -> str:
+        """The cookie that records a visitor's choice (``granted``, ``denied``), beside the uid cookie."""
+        return f"{self.cookie_name}_consent"
 
     def proxy_networks(self) -> tuple[IPNetwork, ...]:
         try:
