@@ -18,11 +18,13 @@ from ._runtime.loop import run
 from ._runtime.micro import collect
 from ._runtime.signals import Signals
 from ._runtime.state import nats_url
-from ._runtime.stream import StreamLimits, ensure_dlq_stream, ensure_stream
+from ._runtime.stream import STREAM_MAX_AGE, STREAM_MAX_BYTES, StreamLimits, dlq_retention, ensure_dlq_stream, ensure_stream, events_retention
 from ._runtime.timers import Deadlines
 
 __all__ = [
     "RPC",
+    "STREAM_MAX_AGE",
+    "STREAM_MAX_BYTES",
     "Deadlines",
     "Signals",
     "StreamLimits",
@@ -30,8 +32,10 @@ __all__ = [
     "collect",
     "configure_logging",
     "connect",
+    "dlq_retention",
     "ensure_dlq_stream",
     "ensure_stream",
+    "events_retention",
     "every",
     "nats_url",
     "new_id",

@@ -144,6 +144,10 @@ BOT_FIELD: Final = "bot"
 # "message"}]}``; absent when the key has no schema or the event passed. ``mode: enforce``
 # tells the store to keep the event in ``failed_events`` instead of its table.
 SCHEMA_ERRORS_FIELD: Final = "schema_errors"
+# The visitor's consent as the edge judged it (``broker/consent.py``): 1 granted, 0 not
+# (a cookieless uid); absent where consent is implied and not refused. The store keeps it
+# in the ``consent`` column (1 when absent).
+CONSENT_FIELD: Final = "consent"
 DEFAULT_HANDLER_TIMEOUT_MS: Final = 200
 DEFAULT_ENRICH_TIMEOUT_MS: Final = 200
 
@@ -560,6 +564,7 @@ def prefix_subject(prefix_root: str, key_prefix: str) -> str:
 
 __all__ = [
     "BOT_FIELD",
+    "CONSENT_FIELD",
     "DEFAULT_ENRICH_TIMEOUT_MS",
     "DEFAULT_HANDLER_TIMEOUT_MS",
     "DLQ_METHOD_HEADER",

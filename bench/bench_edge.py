@@ -39,6 +39,14 @@ with a browser's User-Agent and Referer (a person's hit: the whole check runs).
 without a schema, a valid purchase, an invalid one with every error listed), then the pixel
 hit's CPU per hit of an edge with a schema on the key (every hit valid, so the whole check runs
 and the hit is stored as usual) beside one with no schema.
+
+    .venv/bin/python bench/bench_edge.py --privacy             # the IP policy and consent alone (about a minute)
+
+--privacy measures the edge's IP policy (broker/privacy.py) and consent checks (broker/consent.py)
+the same way: in process (a hit made without and with the consent rules, td.ip truncated and
+hashed), then the pixel hit's CPU per hit of three edges: `keep` + `implied` (no address
+rewritten, the consent check finds nothing to do), the default `truncate` + `implied`, and
+`hash` + `required` (every hit cookieless: its uid and its address hashed).
 """
 
 from __future__ import annotations
@@ -483,6 +491,63 @@ def schema_stage(rounds: int = 200_000) -> dict[str, float]:
     return out
 
 
+def privacy_stage(rounds: int = 50_000) -> dict[str, float]:
+    """The IP policy's and consent's cost per hit in this process, in microseconds: a hit's
+    message made without the consent rules and with them (implied, required), td.ip truncated
+    and hashed."""
+    from broker.consent import Consent
+    from broker.hit import Parts, make_hit
+    from broker.privacy import DailyKey, IpPolicy
+
+    key = DailyKey("bench")
+    implied, required = Consent("implied", key), Consent("required", key)
+    td = {"ip": "109.252.93.158", "ua": BROWSER["User-Agent"], "ref": BROWSER["Referer"], "host": "shop.example.com"}
+
+    def parts() -> Parts:
+        return Parts(channel="pixel", service="pixel", name="hit", query={"x": "1"}, payload={}, cookie="6462464730849083392",
+                     td=td, headers=BROWSER)
+
+    def timed(work: Any) -> float:
+        """The best of 5 repeats (a shared machine only ever adds time)."""
+        best = float("inf")
+        for _ in range(5):
+            started = time.perf_counter()
+            work()
+            best = min(best, (time.perf_counter() - started) / rounds * 1e6)
+        return best
+
+    out: dict[str, float] = {}
+    for label, consent in (("make_hit, no consent rules", None), ("make_hit, implied", implied), ("make_hit, required (cookieless)", required)):
+        out[label] = timed(lambda consent=consent: [make_hit(parts(), {}, consent) for _ in range(rounds)])
+    for policy in ("truncate", "hash"):
+        ip_policy = IpPolicy(policy, {}, key)
+        message = {"projectId": 0, "td": td}
+
+        def apply(ip_policy: IpPolicy = ip_policy, message: dict[str, Any] = message) -> None:
+            for _ in range(rounds):
+                message["td"] = td
+                ip_policy.apply(message)
+
+        out[f"td.ip {policy}"] = timed(apply)
+    return out
+
+
+def privacy_only(args: argparse.Namespace) -> int:
+    """``--privacy``: the IP policy and consent in process, then three edges (pixel hits)."""
+    stage = privacy_stage()
+    print("IP policy and consent in process, us per hit: " + ", ".join(f"{k} {v:.2f}" for k, v in stage.items()), flush=True)
+    keep, truncate, cookieless = compare_edges(args, {
+        "edge, keep + implied": {"EDGE_IP_POLICY": "keep", "EDGE_CONSENT": "implied"},
+        "edge, truncate + implied (default)": {"EDGE_IP_POLICY": "truncate", "EDGE_CONSENT": "implied"},
+        "edge, hash + required (cookieless)": {"EDGE_IP_POLICY": "hash", "EDGE_CONSENT": "required"}})
+    print(f"    truncate + implied: {truncate - keep:+.0f} us per hit, ratio {truncate / keep:.3f}; "
+          f"hash + required: {cookieless - keep:+.0f} us per hit, ratio {cookieless / keep:.3f} "
+          f"(noise of a few us on a busy machine); in process "
+          f"{stage['make_hit, implied'] - stage['make_hit, no consent rules'] + stage['td.ip truncate']:.2f} / "
+          f"{stage['make_hit, required (cookieless)'] - stage['make_hit, no consent rules'] + stage['td.ip hash']:.2f} us", flush=True)
+    return 0
+
+
 PURCHASE_SCHEMA = (Path(__file__).resolve().parents[1] / "examples" / "schemas" / "in.gen.track.purchase.yml").read_text()
 # every pixel hit passes it: the whole check runs and the hit is stored as usual
 PIXEL_SCHEMA = """\
@@ -544,7 +609,7 @@ def compare_edges(args: argparse.Namespace, edges: dict[str, dict[str, str]]) ->
         assert nats_server.process is not None
         meter = Meter({label: proc.pid for label, proc in zip(ports, procs, strict=False)}, idle_s=2.0)
         print(f"pixel hits with a browser's User-Agent and Referer at {args.rate:.0f} hits/s, median of {args.rounds} runs of {args.duration:.0f} s "
-              f"(the two edges in turn, so the machine's load falls on both); edge CPU per hit, idle subtracted; {os.cpu_count()} CPUs", flush=True)
+              f"(the edges in turn, so the machine's load falls on both); edge CPU per hit, idle subtracted; {os.cpu_count()} CPUs", flush=True)
         runs: dict[str, list[float]] = {label: [] for label in ports}
         for _ in range(args.rounds):
             for label, port in ports.items():
@@ -579,7 +644,10 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=1, help="edge worker processes (SO_REUSEPORT)")
     parser.add_argument("--bots", action="store_true", help="only the bot stage: in process, then an edge with and without it")
     parser.add_argument("--schemas", action="store_true", help="only the schema stage: in process, then an edge with a schema on the key and without")
+    parser.add_argument("--privacy", action="store_true", help="only the IP policy and consent: in process, then three edges")
     args = parser.parse_args()
+    if args.privacy:
+        return privacy_only(args)
     if args.bots:
         return bots_only(args)
     if args.schemas:

@@ -19,8 +19,10 @@ from nats.aio.client import Client
 
 from band import wire
 
+from . import consent as consents
 from .bodies import BodyBudget
 from .config import EdgeConfig
+from .consent import Consent
 from .discovery import Discovery
 from .headers import SECURITY, UidCookie
 from .hit import ClientIP
@@ -29,6 +31,7 @@ from .identify import read_identify
 from .libjs import LibJs
 from .metrics import Metrics
 from .pipeline import INTERNAL_ERROR, Pipeline
+from .privacy import Clock, DailyKey, IpPolicy
 from .render import json_response, render
 from .request import BadHit, read_hit, refusal
 from .running import NatsSide, Running
@@ -61,12 +64,17 @@ class Answer:
     """What a route tells :meth:`Edge.on_response_prepare` about its answer (one object
     per request: one look-up there, not one per header)."""
 
-    __slots__ = ("private", "started", "uid")
+    __slots__ = ("cookie", "private", "started", "uid")
 
     def __init__(self, started: float) -> None:
         self.started = started  # when the request reached the app: X-Response-Time
         self.uid: str | None = None  # the uid the answer's cookie carries (a hit's, /lib.js's)
+        self.cookie = consents.SET  # what the answer does with the cookies (broker.consent)
         self.private = False  # /lib.js: kept by the visitor's browser, unlike every other answer
+
+    def follow(self, uid: str, cookie: str) -> None:
+        """The cookies follow a hit's (or /lib.js's) uid and consent."""
+        self.uid, self.cookie = uid, cookie
 
 
 ANSWER = web.RequestKey("band_answer", Answer)
@@ -80,8 +88,11 @@ class Edge:
     :attr:`nc`, :attr:`discovery` and :attr:`pipeline` read it and raise
     ``AttributeError`` before it is up (no silent ``None``)."""
 
-    def __init__(self, config: EdgeConfig) -> None:
+    def __init__(self, config: EdgeConfig, clock: Clock | None = None) -> None:
         self.config = config
+        self.key = DailyKey(config.privacy_secret) if clock is None else DailyKey(config.privacy_secret, clock)
+        self.consent = Consent(config.consent, self.key, config.consent_dnt)
+        self.ip_policy = IpPolicy(config.ip_policy, config.ip_policies, self.key)
         self.metrics = Metrics()
         self.sockets = Sockets()
         self.client_ip = ClientIP(config.proxy_networks())
@@ -91,7 +102,7 @@ class Edge:
         self.cookie = UidCookie(config)
         self.lib = LibJs(config)
         self.running: Running | None = None
-        self.nats = NatsSide(config, self.metrics, self.sockets, self.uploads, self.stopping, self._up)
+        self.nats = NatsSide(config, self.metrics, self.sockets, self.uploads, self.stopping, self._up, self.ip_policy)
 
     def _up(self, running: Running | None) -> None:
         self.running = running
@@ -145,8 +156,11 @@ class Edge:
             extra = dict(_CORS_ANY)
         answer = request.get(ANSWER)  # none only when aiohttp answered before any route ran
         if answer is not None:
-            if answer.uid is not None:
+            if answer.uid is not None and answer.cookie == consents.SET:
                 extra["Set-Cookie"] = self.cookie.header(answer.uid, self.client_ip.host(request.remote, request.headers))
+            elif answer.uid is not None and answer.cookie != consents.KEEP:
+                for value in self.cookie.consented(answer.cookie, answer.uid, self.client_ip.host(request.remote, request.headers)):
+                    resp.headers.add("Set-Cookie", value)
             extra["X-Response-Time"] = f"{(time.perf_counter() - answer.started) * 1000:.3f}ms"
         resp.headers.update(extra)  # one update: cheaper than a setitem per header
         if answer is not None and answer.private:
@@ -169,10 +183,10 @@ class Edge:
             return json_response({"message": NATS_DOWN}, 503)
         with self.budget.hold() as held:  # the body's bytes count until the hit is answered
             try:
-                hit = await read_hit(request, self.config, running.discovery.snapshot, self.client_ip, held)
+                hit = await read_hit(request, self.config, running.discovery.snapshot, self.client_ip, held, self.consent)
             except BadHit as bad:
                 return refusal(request, bad)
-            request[ANSWER].uid = hit.uid
+            request[ANSWER].follow(hit.uid, hit.cookie)
             return render(await running.pipeline.run(hit), hit.native)
 
     async def identify(self, request: web.Request) -> web.StreamResponse:
@@ -196,8 +210,9 @@ class Edge:
 
     async def lib_js(self, request: web.Request) -> web.StreamResponse:
         answer = request[ANSWER]
-        resp, answer.uid = lib_js(request, self.lib, self.config)
-        answer.private = True
+        resp, uid, cookie = lib_js(request, self.lib, self.config, self.consent)
+        answer.follow(uid, cookie)
+        answer.private = bool(uid)  # without consent: not kept, so the next page after a grant gets its uid
         return resp
 
     async def favicon(self, request: web.Request) -> web.StreamResponse:
@@ -220,14 +235,17 @@ class Edge:
         if running is None:
             return json_response({"message": NATS_DOWN}, 503)
         return await handle_socket(
-            request, pipeline=running.pipeline, sockets=self.sockets, config=self.config, client_ip=self.client_ip, metrics=self.metrics, cookie=self.cookie
+            request, pipeline=running.pipeline, sockets=self.sockets, config=self.config, client_ip=self.client_ip, metrics=self.metrics, cookie=self.cookie,
+            consent=self.consent,
         )
 
     async def upload(self, request: web.Request) -> web.StreamResponse:
         running = self.running
         if running is None:
             return json_response({"message": NATS_DOWN}, 503)
-        resp, request[ANSWER].uid = await self.uploads.receive(request, running.nc, running.pipeline, self.client_ip)
+        resp, hit = await self.uploads.receive(request, running.nc, running.pipeline, self.client_ip, self.consent)
+        if hit is not None:
+            request[ANSWER].follow(hit.uid, hit.cookie)
         return resp
 
     async def health(self, request: web.Request) -> web.StreamResponse:
@@ -277,10 +295,11 @@ CONFIG = web.AppKey("band_edge_config", EdgeConfig)
 METRICS = web.AppKey("band_edge_metrics", Metrics)
 
 
-def make_app(config: EdgeConfig | None = None) -> web.Application:
-    """Build the edge's application (no I/O until a runner starts it)."""
+def make_app(config: EdgeConfig | None = None, clock: Clock | None = None) -> web.Application:
+    """Build the edge's application (no I/O until a runner starts it). ``clock``: the UTC
+    clock the daily key follows (:class:`broker.privacy.DailyKey`); tests pass their own."""
     config = config or EdgeConfig()
-    edge = Edge(config)
+    edge = Edge(config, clock)
     app = web.Application(
         middlewares=[edge.middleware],
         client_max_size=config.max_body_bytes,

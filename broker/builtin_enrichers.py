@@ -2,10 +2,12 @@
 
 - ``fpid``: a fingerprint of the visitor's network and browser, ``xxHash64("<ip>:<ua>")``
   with seed ``0xCACA3ADA``, as a decimal string in ``data.fpid`` (the store's
-  ``td_fpid``). Front read the hash's 8 bytes, which its xxhash binding wrote in the
+  ``td_fpid``). ``<ip>`` is what the edge's IP policy keeps (:mod:`broker.privacy`: the
+  /24 by default, the whole address with ``keep``): the hash is not keyed, so one of the
+  whole address would give the address back to anyone trying every IPv4 address. Front read the hash's 8 bytes, which its xxhash binding wrote in the
   machine's (little-endian) order, as a big-endian number: the value is the hash with
   its bytes reversed, ``int.from_bytes(xxh64(...).digest(), "little")``. band keeps
-  that, so a visitor's fpid equals the one Rockstat stored.
+  that, so with ``ip_policy: keep`` a visitor's fpid equals the one Rockstat stored.
 - ``stored``: what services saved about the visitor, the Redis hash ``s:<uid>``
   (``HGETALL``, each value JSON-decoded; a value that is not JSON stays a string) in
   ``data.stored``; only when ``redis_url`` is set, within the key's enrich deadline.
@@ -28,6 +30,7 @@ from band import wire
 
 from .config import EdgeConfig
 from .metrics import Metrics
+from .privacy import IpPolicy
 
 log = logging.getLogger("broker.builtin")
 
@@ -59,8 +62,9 @@ def decode_stored(raw: dict[Any, Any]) -> dict[str, Any]:
 class Builtins:
     """The built-in enrichers of one edge; :meth:`start`/:meth:`stop` own the Redis client."""
 
-    def __init__(self, config: EdgeConfig, metrics: Metrics) -> None:
+    def __init__(self, config: EdgeConfig, metrics: Metrics, ip_policy: IpPolicy | None = None) -> None:
         self._fpid = config.builtin_enrichers.get("fpid")
+        self._ip_policy = ip_policy
         self._stored = config.builtin_enrichers.get("stored") if config.redis_url else None
         self._redis_url = config.redis_url
         self._metrics = metrics
@@ -87,7 +91,9 @@ class Builtins:
         if self._fpid is not None and wire.key_matches(self._fpid, key):
             td = message["td"]
             if td.get("ip") and td.get("ua"):
-                message["data"]["fpid"] = fpid(td["ip"], td["ua"])
+                ip = td["ip"] if self._ip_policy is None else self._ip_policy.kept(message)
+                if ip:
+                    message["data"]["fpid"] = fpid(ip, td["ua"])
         if self._redis is not None and self._stored is not None and wire.key_matches(self._stored, key):
             task: asyncio.Task[Any] = asyncio.ensure_future(self._redis.hgetall(stored_key(message["uid"])))
             return task

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import secrets
 import signal
 import sys
 from typing import Any
@@ -84,7 +85,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_workers(config: EdgeConfig, log_level: str) -> int:
-    """N worker processes on one port; a signal to the parent is passed on to each."""
+    """N worker processes on one port; a signal to the parent is passed on to each. They
+    share one random privacy secret when none is configured (handed over in memory), so a
+    visitor's cookieless uid and hashed address do not depend on the worker that answers."""
+    if not config.privacy_secret:
+        config = config.replace(privacy_secret=secrets.token_hex(32))
     ctx = multiprocessing.get_context("spawn")
     procs = [ctx.Process(target=run_worker, args=(config, True, log_level), name=f"band-edge-{i}") for i in range(config.workers)]
     for proc in procs:

@@ -17,13 +17,15 @@ from typing import Any
 
 from band import wire
 from band.errors import ConfigError  # one ConfigError for services and the edge; its message names the knob
-from band.runtime import StreamLimits
+from band.runtime import STREAM_MAX_AGE, STREAM_MAX_BYTES, StreamLimits, events_retention
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 DEFAULT_ALIASES: dict[str, str] = {"t4k": "track", "gif": "pixel", "away": "redir"}
 DEFAULT_TRUSTED_PROXIES: tuple[str, ...] = ("127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
 THREE_YEARS_S = 3 * 365 * 24 * 3600
+# settings that moved: a deployment that still sets one is told where, not silently ignored
+RENAMED = {"EDGE_STREAM_MAX_AGE_S": STREAM_MAX_AGE + " (a duration, e.g. '7 days')", "EDGE_STREAM_MAX_BYTES": STREAM_MAX_BYTES}
 DEFAULT_BUILTIN_ENRICHERS: dict[str, str] = {"fpid": "in.gen.track", "stored": "in.gen.track"}
 
 
@@ -74,6 +76,12 @@ class EdgeConfig:
     spam_referrers_file: str = ""  # more referrer-spam domains, one a line, added to the shipped list
     burst_hits: int = 300  # a uid past this many hits within a minute is a `burst`; 0 = off
     schemas_dir: str = "schemas"  # JSON Schemas per key (band.schemas; BAND_SCHEMAS for edge and store alike)
+    # privacy (broker.privacy, broker.consent; docs/privacy.md)
+    ip_policy: str = "truncate"  # keep | truncate (IPv4 /24, IPv6 /48) | hash (daily key) | drop: td.ip as published
+    ip_policies: Mapping[str, str] = field(default_factory=dict)  # projectId -> policy, over ip_policy
+    privacy_secret: str = field(default="", repr=False)  # the daily key's secret (hash, cookieless uids); empty = random, drawn at start
+    consent: str = "implied"  # implied: a cookie unless refused; required: cookieless until the page grants
+    consent_dnt: bool = False  # DNT: 1 counts as a refusal (Sec-GPC: 1 always does)
     certfile: str = ""  # TLS: serve https/wss with this certificate chain (PEM) ...
     keyfile: str = ""  # ... and its private key
 
@@ -96,9 +104,8 @@ class EdgeConfig:
     upload_max_concurrent: int = 16  # uploads streaming at once; more answer 503
     upload_storage: str = "file"
 
-    # JetStream stream, when the edge creates it
-    stream_max_age_s: float = 7 * 24 * 3600.0
-    stream_max_bytes: int = -1
+    # JetStream stream, when the edge creates it; how long and how much it keeps is
+    # BAND_STREAM_MAX_AGE / BAND_STREAM_MAX_BYTES, shared with the store and band provision
     stream_max_msgs: int = -1
     stream_replicas: int = 1
     stream_storage: str = "file"
@@ -128,6 +135,7 @@ class EdgeConfig:
             if builtin not in DEFAULT_BUILTIN_ENRICHERS or not isinstance(prefix, str):
                 raise ConfigError(f"builtin_enrichers: {builtin!r} -> {prefix!r}: known are {sorted(DEFAULT_BUILTIN_ENRICHERS)}, each to a key prefix")
         self._check_bots()
+        self._check_privacy()
         for key, project in self.project_keys.items():
             if len(key) < 16 or not isinstance(project, int):
                 raise ConfigError("project_keys: each key needs at least 16 characters (a secret) and a whole projectId")
@@ -152,6 +160,19 @@ class EdgeConfig:
         if self.spam_referrers_file and not os.path.isfile(self.spam_referrers_file):
             raise ConfigError(f"spam_referrers_file {self.spam_referrers_file!r} is not a file: give a text file with one domain a line")
 
+    def _check_privacy(self) -> None:
+        from .consent import Consent
+        from .privacy import DailyKey, IpPolicy
+
+        key = DailyKey(self.privacy_secret or "check")
+        IpPolicy(self.ip_policy, self.ip_policies, key)
+        Consent(self.consent, key)
+
+    @property
+    def consent_cookie_name(self) -> str:
+        """The cookie that records a visitor's choice (``granted``, ``denied``), beside the uid cookie."""
+        return f"{self.cookie_name}_consent"
+
     def proxy_networks(self) -> tuple[IPNetwork, ...]:
         try:
             return tuple(ipaddress.ip_network(n, strict=False) for n in self.trusted_proxies)
@@ -160,8 +181,6 @@ class EdgeConfig:
 
     def stream_limits(self) -> StreamLimits:
         return StreamLimits(
-            max_age_s=self.stream_max_age_s,
-            max_bytes=self.stream_max_bytes,
             max_msgs=self.stream_max_msgs,
             replicas=self.stream_replicas,
             storage=self.stream_storage,
@@ -230,6 +249,10 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: Any) -> EdgeConf
         ConfigError: a value does not parse or is out of range (names the variable).
     """
     env = os.environ if env is None else env
+    for old, new in RENAMED.items():
+        if old in env:
+            raise ConfigError(f"{old} is now {new}, shared by the edge, the store and band provision (docs/operating.md)")
+    events_retention(env)  # a bad value stops the edge here, not in the stream's background retries
     values: dict[str, Any] = {}
     for f in dataclasses.fields(EdgeConfig):
         var = f"EDGE_{f.name.upper()}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from .config import EdgeConfig
+from .consent import CLEAR, DENIED, EXPIRE, GRANT, GRANTED
 
 SECURITY = {"X-Frame-Options": "SAMEORIGIN", "X-Content-Type-Options": "nosniff"}
 
@@ -40,9 +41,11 @@ class UidCookie:
 
     def __init__(self, config: EdgeConfig) -> None:
         attrs = f"; Path=/; Max-Age={config.cookie_max_age_s}; HttpOnly"
-        if config.cookie_secure:
-            attrs += "; Secure; SameSite=None"
+        rest = "; Secure; SameSite=None" if config.cookie_secure else ""
+        attrs += rest
         self._prefix = f"{config.cookie_name}="
+        self._consent = f"{config.consent_cookie_name}="
+        self._expired = f"; Path=/; Max-Age=0; HttpOnly{rest}"
         self._attrs = attrs
         self._fixed = config.cookie_domain
         auto = auto_domain(config.domain) if config.domain else ""
@@ -55,6 +58,24 @@ class UidCookie:
         if proxied_host:
             return f"{self._prefix}{uid}{self._attrs}; Domain={proxied_host}"
         return self._prefix + uid + self._attrs + self._auto
+
+    def _domain(self, proxied_host: str) -> str:
+        if self._fixed:
+            return f"; Domain={self._fixed}"
+        return f"; Domain={proxied_host}" if proxied_host else self._auto
+
+    def consented(self, action: str, uid: str, proxied_host: str = "") -> list[str]:
+        """The cookies of a consent action (:mod:`broker.consent`): a grant sets the uid and
+        the consent cookie; the page's denial expires the uid cookie and records itself; the
+        browser's refusal expires both."""
+        domain = self._domain(proxied_host)
+        if action == GRANT:
+            return [self.header(uid, proxied_host), f"{self._consent}{GRANTED}{self._attrs}{domain}"]
+        if action == CLEAR:
+            return [f"{self._prefix}{self._expired}{domain}", f"{self._consent}{DENIED}{self._attrs}{domain}"]
+        if action == EXPIRE:
+            return [f"{self._prefix}{self._expired}{domain}", f"{self._consent}{self._expired}{domain}"]
+        return []
 
 
 __all__ = ["SECURITY", "UidCookie", "auto_domain", "forwarded_host"]

@@ -8,7 +8,8 @@ way they came.
 
 The uid rule: the first valid uid the hit names (its URL's ``uid``, then its payload's:
 body, form fields or frame), then the ``uid`` cookie, then the transport's own (a socket's),
-else a new id. No aiohttp here.
+else a new id — when the visitor's consent allows a cookie uid (:mod:`broker.consent`);
+else the day's cookieless uid, whatever the hit names. No aiohttp here.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from band.errors import BandError
 from band.response import PixelResponse, RedirectResponse, Response
 from band.runtime import new_id
 
+from . import consent as consents
 from .config import IPNetwork
+from .consent import Consent
 from .headers import forwarded_host
 
 _NO_HEADERS: Mapping[str, str] = MappingProxyType({})
@@ -63,6 +66,7 @@ class Parts:
     headers: Mapping[str, str] = field(default_factory=lambda: _NO_HEADERS)  # the request's (or the upgrade's): the trace's parent
     method: str = "GET"
     path: str = "/"
+    choice: str | None = None  # the consent cookie's word, "granted" or "denied" (broker.consent)
     trusted: bool = False  # a backend's, with a project key (broker.identify): may be an identity event
 
 
@@ -76,6 +80,8 @@ class Hit:
     headers: Mapping[str, str]
     method: str
     path: str
+    cookie: str = consents.SET  # what the answer does with the cookies (broker.consent)
+    also: dict[str, Any] | None = None  # an identity alias to publish beside it (a grant joining two uids)
     trusted: bool = False  # a backend's (broker.identify): no bot check
 
     @property
@@ -83,11 +89,13 @@ class Hit:
         return str(self.message["uid"])
 
 
-def make_hit(parts: Parts, aliases: Mapping[str, str]) -> Hit:
-    """The one set of rules from a transport's parts to a hit.
+def make_hit(parts: Parts, aliases: Mapping[str, str], consent: Consent | None = None) -> Hit:
+    """The one set of rules from a transport's parts to a hit; ``consent``: the edge's
+    (none: every hit may carry a cookie, as before consent existed).
 
     Raises:
-        BadHit: missing or unsafe service or name (nothing is published).
+        BadHit: missing or unsafe service or name, a ``consent`` field that is not a word
+            the edge knows (nothing is published).
     """
     query, payload = parts.query, parts.payload
     if parts.params is not None:
@@ -102,24 +110,64 @@ def make_hit(parts: Parts, aliases: Mapping[str, str]) -> Hit:
     data: dict[str, Any] = {**payload, **query}
     if parts.params:
         data.update(parts.params)
-    uid = first_uid(query.get("uid"), payload.get("uid"), parts.cookie) or parts.own_uid or new_id()
+    project = project_id(parts.project, query.get("projectId"), payload.get("projectId"))
+    named = first_uid(query.get("uid"), payload.get("uid"), parts.cookie)
+    if consent is None:
+        uid, flag, cookie, join = named or parts.own_uid or new_id(), None, consents.SET, None
+    else:
+        uid, flag, cookie, join = _consented(parts, consent, data, project, named)
     message = {
         "key": f"{wire.KEY_PREFIX}.{service}.{name}",
         "service": service,
         "name": name,
         "channel": parts.channel,
-        "projectId": project_id(parts.project, query.get("projectId"), payload.get("projectId")),
+        "projectId": project,
         "uid": uid,
         "td": parts.td,
         "data": data,
         "id": parts.id or new_id(),
         "time": time.time_ns() // 1_000_000,
     }
+    if flag is not None:
+        message[wire.CONSENT_FIELD] = flag
     if parts.params is not None:  # the handler gets them as keywords, over the message's own fields
         message[wire.PARAMS_FIELD] = parts.params
     if parts.files is not None:
         message[wire.FILES_FIELD] = parts.files
-    return Hit(message, parts.native, parts.image, parts.headers, parts.method, parts.path, parts.trusted)
+    also = consents.alias_message(message, join[0], join[1], new_id()) if join is not None else None
+    return Hit(message, parts.native, parts.image, parts.headers, parts.method, parts.path, cookie, also,
+               trusted=parts.trusted)
+
+
+def _consented(parts: Parts, consent: Consent, data: dict[str, Any], project: int, named: str | None) -> tuple[str, int | None, str, tuple[str, str] | None]:
+    """The uid by the consent rules (:mod:`broker.consent`): the uid, the message's
+    ``consent`` (``None``: implied, left out), the cookie action, and the (cookieless,
+    cookie) uids a grant joins, if any. The page's word is taken out of ``data``.
+
+    Raises:
+        BadHit: the ``consent`` field is not a word the edge knows.
+    """
+    try:
+        word = consent.word(data)
+    except ValueError as exc:
+        raise BadHit(400, str(exc)) from None
+    decision = consent.decide(parts.headers, word, parts.choice, parts.cookie is not None)
+
+    def today() -> str:
+        return consent.cookieless_uid(project, str(parts.td.get("ip", "")), str(parts.td.get("ua", "")))
+
+    if not decision.granted:
+        return today(), 0, decision.cookie, None
+    if not consent.required:
+        return named or parts.own_uid or new_id(), None, decision.cookie, None
+    if named is None:  # a grant without a uid of its own keeps the day's: the visit is not split
+        return today(), 1, decision.cookie, None
+    join = None
+    if decision.fresh:  # the browser had a uid before it granted: join today's to it
+        previous = today()
+        if previous != named and consent.first_join(previous, named):
+            join = (previous, named)
+    return named, 1, decision.cookie, join
 
 
 def http_status(answer: Response, native: bool) -> int:

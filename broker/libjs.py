@@ -61,6 +61,8 @@ class LibJs:
     def __init__(self, config: EdgeConfig) -> None:
         self.global_name = json.dumps(config.lib_global)
         self.common: dict[str, Any] = dict(config.client_common)
+        if config.consent == "required":  # the tracker keeps nothing on the device until the visitor grants
+            self.common.setdefault("consent", "required")
         self.max_age_s = config.lib_max_age_s
         self.own_tracker = not config.lib_file
         if self.own_tracker:
@@ -76,7 +78,8 @@ class LibJs:
         self.version = hashlib.blake2b(source + b"\0" + settings, digest_size=8).hexdigest()
 
     def options(self, uid: str) -> dict[str, Any]:
-        return {"initialUid": uid, "urlMark": NATIVE_MARK, **self.common}
+        """The tracker's options; no uid (``""``: a visitor without consent) configures ``0``."""
+        return {"initialUid": uid or 0, "urlMark": NATIVE_MARK, **self.common}
 
     def _around(self, uid: str) -> tuple[bytes, bytes]:
         """What goes before and after the file for ``uid``."""

@@ -7,6 +7,10 @@ marks the message, ``enforce`` publishes it as it came for the store's ``failed_
 and answers without enriching or asking a handler (a 400 listing the errors for a native
 caller, the usual answer for a browser's pixel, beacon or image).
 
+The edge's IP policy (:mod:`broker.privacy`) is applied in one place, :meth:`Pipeline._send`
+(and for a dropped bot's hit before its handler sees it): enrichers got the full address,
+nothing after them does.
+
 No aiohttp here: every transport hands a :class:`~broker.hit.Hit` in and renders the
 :class:`~band.response.Response` that comes out. Failures of the services become
 typed errors (502, 503, 504), never exceptions the caller has to know about. Every
@@ -33,6 +37,7 @@ from .discovery import Discovery
 from .hit import Hit, http_status
 from .link import Link, LinkDown, NoResponders, Reply, ReplyTimeout, Request
 from .metrics import Metrics
+from .privacy import DailyKey, IpPolicy
 from .redirects import unsafe_location
 from .tracing import Trace, open_trace
 
@@ -54,13 +59,15 @@ class Pipeline:
     """Runs hits through NATS over a connected :class:`~broker.link.Link`."""
 
     def __init__(self, link: Link, discovery: Discovery, config: EdgeConfig, metrics: Metrics,
-                 on_stream_missing: Callable[[], None] | None = None, builtins: Builtins | None = None) -> None:
+                 on_stream_missing: Callable[[], None] | None = None, builtins: Builtins | None = None,
+                 ip_policy: IpPolicy | None = None) -> None:
         self._link = link
         self._discovery = discovery
         self._builtins = builtins if builtins is not None and builtins.active else None
         self._config = config
         self._metrics = metrics
         self._on_stream_missing = on_stream_missing
+        self._ip_policy = ip_policy or IpPolicy(config.ip_policy, config.ip_policies, DailyKey(config.privacy_secret))
         self._inflight = 0
         self._publish_timeout = config.publish_timeout_ms / 1000
         self._bots = Bots.configured(config.bots, config.spam_referrers_file, config.burst_hits) if config.bot_detection else None
@@ -98,9 +105,12 @@ class Pipeline:
             self._inflight += 1
             try:
                 if self._bots is not None and not hit.trusted and self._judge(hit.message) == DROP:
+                    self._ip_policy.apply(hit.message)
                     outcome = await self._handle(hit.message, wire.encode(hit.message), hit.image, trace), False
                 else:
                     outcome = await self._run(hit.message, hit.image, trace, hit.native)
+                    if hit.also is not None and outcome[1]:
+                        await self._publish_also(hit.also)
             except UnicodeEncodeError:  # text no encoder takes (a lone surrogate) that no reader refused
                 outcome = _not_text(hit.message), False
             except BaseException as exc:
@@ -165,12 +175,12 @@ class Pipeline:
             await self._builtins.finish(reading, message, max(0.0, self._config.enrich_timeout_for(key) - (time.perf_counter() - started)))
         if services or reading is not None:
             metrics.observe("enrich", time.perf_counter() - started)
-        payload = wire.encode(message)
         # ③ is sent before ② so both travel in one write; the answer waits for both, and
         # the ack's deadline runs from now, alongside the handler's, not after it.
-        stored = self._send(message, payload, limit, trace)
-        if isinstance(stored, ErrorResponse):
-            return stored, False
+        sent = self._send(message, limit, trace)
+        if isinstance(sent, ErrorResponse):
+            return sent, False
+        stored, payload = sent
         handle_started = time.perf_counter()
         try:
             answer = await self._handle(message, payload, image, trace)
@@ -188,8 +198,11 @@ class Pipeline:
             return ErrorResponse(message=_NOT_STORED, statusCode=503), False
         return answer, True
 
-    def _send(self, message: dict[str, Any], payload: bytes, limit: int, trace: Trace | None) -> Request | ErrorResponse:
-        """Publish ``payload`` to the stream (③), or the error to answer when it cannot go."""
+    def _send(self, message: dict[str, Any], limit: int, trace: Trace | None) -> tuple[Request, bytes] | ErrorResponse:
+        """Apply the IP policy, publish the message to the stream (③): the request and the
+        bytes sent (the handler's too), or the error to answer when it cannot go."""
+        self._ip_policy.apply(message)
+        payload = wire.encode(message)
         if len(payload) > limit:  # a server closes a connection that sends more than max_payload
             return _TOO_LARGE
         key: str = message["key"]
@@ -197,18 +210,31 @@ class Pipeline:
         if trace is not None:
             trace.publish(key, headers)
         try:
-            return self._link.send(key, payload, self._publish_timeout, headers)
+            return self._link.send(key, payload, self._publish_timeout, headers), payload
         except LinkDown as exc:
             return self._not_stored(message["id"], exc)
+
+    async def _publish_also(self, message: dict[str, Any]) -> None:
+        """An event the hit brought about (a grant's identity alias): published after it;
+        not kept only costs the join, so it is logged and counted, not answered."""
+        sent = self._send(message, self._link.max_payload - 1024, None)
+        if isinstance(sent, ErrorResponse):
+            return
+        try:
+            published = await self._stored(sent[0], message["id"])
+        finally:
+            self._link.forget(sent[0])
+        self._metrics.minutes.count(f"{message['service']}/{message['name']}", False, published)  # published, no hit answered
 
     async def _keep_failed(self, message: dict[str, Any], image: bool, native: bool, limit: int,
                            trace: Trace | None) -> tuple[Response, bool]:
         """An event its schema enforces and refuses: published as it came (durable, once,
         for ``failed_events``); a native caller is told every error, a browser gets its
         usual answer so a bad field never breaks a page."""
-        stored = self._send(message, wire.encode(message), limit, trace)
-        if isinstance(stored, ErrorResponse):
-            return stored, False
+        sent = self._send(message, limit, trace)
+        if isinstance(sent, ErrorResponse):
+            return sent, False
+        stored = sent[0]
         try:
             ok = await self._stored(stored, message["id"])
             if trace is not None:

@@ -22,6 +22,7 @@ from band import wire
 from . import bodies, qs
 from .bodies import RETRY_AFTER_S, Held, OverBudget
 from .config import EdgeConfig
+from .consent import WORDS, Consent
 from .discovery import Snapshot
 from .hit import BadHit, ClientIP, Hit, Parts, make_hit, pick_uid, project_id, td_of, valid_uid
 from .render import json_response
@@ -245,7 +246,17 @@ async def _read_multipart(request: web.Request, config: EdgeConfig) -> dict[str,
 
 
 # --- the hit ---------------------------------------------------------------------
-async def read_hit(request: web.Request, config: EdgeConfig, snapshot: Snapshot, client_ip: ClientIP, held: Held) -> Hit:
+def cookies_of(request: web.Request, config: EdgeConfig) -> tuple[str | None, str | None]:
+    """The ``uid`` cookie as sent, and the consent cookie's word (``granted``, ``denied``, else ``None``)."""
+    if "Cookie" not in request.headers:
+        return None, None
+    cookies = request.cookies
+    choice = cookies.get(config.consent_cookie_name)
+    return cookies.get(config.cookie_name), choice if choice in WORDS else None
+
+
+async def read_hit(request: web.Request, config: EdgeConfig, snapshot: Snapshot, client_ip: ClientIP, held: Held,
+                   consent: Consent | None = None) -> Hit:
     """Turn one HTTP request into a :class:`~broker.hit.Hit`; ``held``: its share of the body budget.
 
     Raises:
@@ -258,19 +269,21 @@ async def read_hit(request: web.Request, config: EdgeConfig, snapshot: Snapshot,
         raise BadHit(400, f"too many fields (limit {config.max_fields})")
     segments = target.segments
     image = target.extension == "gif" or request.headers.get("Accept", "").startswith("image/")
+    cookie, choice = cookies_of(request, config)
     parts = Parts(
         channel="pixel" if image else "http",
         service=None,
         name=None,
         query=query,
         payload=body,
-        cookie=request.cookies.get(config.cookie_name) if "Cookie" in request.headers else None,
+        cookie=cookie,
         td=td_of(request.headers, request.remote, client_ip),
         native=target.native,
         image=image,
         headers=request.headers,
         method=request.method,
         path=request.path,
+        choice=choice,
     )
     routed = snapshot.path_route(segments) if snapshot.paths else None
     if routed is not None:
@@ -283,8 +296,8 @@ async def read_hit(request: web.Request, config: EdgeConfig, snapshot: Snapshot,
         parts.service = query.get("service") or body.get("service") or (segments[0] if segments else None)
         parts.name = (segments[1] if len(segments) > 1 else None) or query.get("name") or body.get("name")
         parts.project = segments[2] if len(segments) > 2 else None
-    return make_hit(parts, config.aliases)
+    return make_hit(parts, config.aliases, consent)
 
 
-__all__ = ["BadHit", "ClientIP", "Hit", "Target", "busy", "check_text", "load_json_object", "parse_form", "parse_json_object", "parse_path",
+__all__ = ["BadHit", "ClientIP", "Hit", "Target", "busy", "check_text", "cookies_of", "load_json_object", "parse_form", "parse_json_object", "parse_path",
            "parse_query", "parser_message", "pick_uid", "project_id", "read_hit", "refusal", "valid_uid"]

@@ -28,6 +28,7 @@ from .discovery import Discovery
 from .link import Link
 from .metrics import Metrics
 from .pipeline import Pipeline
+from .privacy import DailyKey, IpPolicy
 from .stopping import Stopping
 from .upload import Uploads
 from .ws import Sockets
@@ -75,8 +76,10 @@ class EventsStream:
 
     async def _keep(self, js: JetStreamContext) -> None:
         """Create the events stream; retry in the background while JetStream is away."""
-        await retry(lambda: ensure_stream(js, self._config.stream_limits()), STREAM_RETRY_S,
-                    lambda exc: log.warning("events stream %s not ready: %r", wire.STREAM, exc))
+        differs = await retry(lambda: ensure_stream(js, self._config.stream_limits()), STREAM_RETRY_S,
+                              lambda exc: log.warning("events stream %s not ready: %r", wire.STREAM, exc))
+        if differs:
+            log.warning("events stream %s %s; the operator applies it with band provision", wire.STREAM, differs)
         self.ready = True
 
 
@@ -84,9 +87,11 @@ class NatsSide:
     """Brings :class:`Running` up and down for the app (its cleanup context)."""
 
     def __init__(
-        self, config: EdgeConfig, metrics: Metrics, sockets: Sockets, uploads: Uploads, stopping: Stopping, on_up: Callable[[Running | None], None]
+        self, config: EdgeConfig, metrics: Metrics, sockets: Sockets, uploads: Uploads, stopping: Stopping, on_up: Callable[[Running | None], None],
+        ip_policy: IpPolicy | None = None,
     ) -> None:
         self._config = config
+        self._ip_policy = ip_policy or IpPolicy(config.ip_policy, config.ip_policies, DailyKey(config.privacy_secret))
         self._metrics = metrics
         self._sockets = sockets
         self._uploads = uploads
@@ -161,14 +166,14 @@ class NatsSide:
             keep_polls=config.discovery_keep_polls,
             default_timeout_ms=config.handler_timeout_ms,
         )
-        builtins = Builtins(config, self._metrics)
+        builtins = Builtins(config, self._metrics, self._ip_policy)
         await builtins.start()
         parts.push_async_callback(builtins.stop)
         await asyncio.wait([self.stream.start(js)], timeout=config.publish_timeout_ms / 1000)
         link = Link(nc)
         await link.connect()
         parts.push_async_callback(link.close)
-        pipeline = Pipeline(link, discovery, config, self._metrics, self.stream.missing, builtins)
+        pipeline = Pipeline(link, discovery, config, self._metrics, self.stream.missing, builtins, self._ip_policy)
         pushes = await nc.subscribe(f"{wire.WS_PREFIX}.>", cb=self._sockets.on_push)
         parts.push_async_callback(self._unsubscribe, pushes)
         first_poll = asyncio.Event()

@@ -8,8 +8,10 @@ from importlib import resources
 from aiohttp import web
 
 from .config import EdgeConfig
+from .consent import SET, Consent
 from .hit import pick_uid
 from .libjs import CONTENT_TYPE, LibJs, accepts_gzip
+from .request import cookies_of
 
 
 @cache
@@ -26,21 +28,32 @@ def coffee(config: EdgeConfig) -> web.Response:
     return web.Response(status=418, text="I'm a teapot", headers={"X-My-Name": config.name})
 
 
-def lib_js(request: web.Request, lib: LibJs, config: EdgeConfig) -> tuple[web.Response, str]:
-    """The SDK with the visitor's uid configured in; the uid for the cookie.
+def lib_js(request: web.Request, lib: LibJs, config: EdgeConfig, consent: Consent | None = None) -> tuple[web.Response, str, str]:
+    """The SDK with the visitor's uid configured in; the uid and the cookie action.
 
     A returning visitor's cookie uid is the one handed to the page (``?uid=`` first, as
     front read it); a first visit gets a new one, the same in the prefix and the cookie.
+    Without consent (:mod:`broker.consent`) the page gets no uid and no cookie.
     """
-    cookie = request.cookies.get(config.cookie_name) if "Cookie" in request.headers else None
+    cookie, choice = cookies_of(request, config)
+    action = SET
+    if consent is not None:
+        decision = consent.decide(request.headers, None, choice, cookie is not None)
+        action = decision.cookie
+        if not decision.granted:
+            return _lib_answer(request, lib, ""), "", action
     uid = pick_uid(request.query.get("uid"), cookie)
+    return _lib_answer(request, lib, uid), uid, action
+
+
+def _lib_answer(request: web.Request, lib: LibJs, uid: str) -> web.Response:
     etag = lib.etag(uid)
     headers = {"Content-Type": CONTENT_TYPE, "ETag": etag}
     if etag in request.headers.get("If-None-Match", ""):
-        return web.Response(status=304, headers=headers), uid
+        return web.Response(status=304, headers=headers)
     if accepts_gzip(request.headers.get("Accept-Encoding", "")):
-        return web.Response(body=lib.gzip(uid), headers={**headers, "Content-Encoding": "gzip"}), uid
-    return web.Response(body=lib.body(uid), headers=headers), uid
+        return web.Response(body=lib.gzip(uid), headers={**headers, "Content-Encoding": "gzip"})
+    return web.Response(body=lib.body(uid), headers=headers)
 
 
 def keep_privately(resp: web.StreamResponse, lib: LibJs) -> None:

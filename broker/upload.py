@@ -37,11 +37,12 @@ from band.runtime import new_id
 
 from .bodies import RETRY_AFTER_S, BodyBudget, Held, OverBudget
 from .config import EdgeConfig
-from .hit import BadHit, ClientIP, Parts, check_token, make_hit, td_of
+from .consent import Consent
+from .hit import BadHit, ClientIP, Hit, Parts, check_token, make_hit, td_of
 from .objects import WINDOW, ObjectWriter, StoreTimeout, ensure_bucket
 from .pipeline import Pipeline
 from .render import json_response, render
-from .request import busy, parse_path, parse_query, parser_message
+from .request import busy, cookies_of, parse_path, parse_query, parser_message
 
 log = logging.getLogger("broker.upload")
 
@@ -87,8 +88,9 @@ class Uploads:
             self._nc, self._js = nc, nc.jetstream(timeout=self.config.publish_timeout_ms / 1000)
         return self._js
 
-    async def receive(self, request: web.Request, nc: Client, pipeline: Pipeline, client_ip: ClientIP) -> tuple[web.StreamResponse, str | None]:
-        """Store the files, run the message; the answer and the uid to set (if it got that far)."""
+    async def receive(self, request: web.Request, nc: Client, pipeline: Pipeline, client_ip: ClientIP,
+                      consent: Consent | None = None) -> tuple[web.StreamResponse, Hit | None]:
+        """Store the files, run the message; the answer and the hit (its uid and cookie), if it got that far."""
         if request.method != "POST":
             resp = json_response({"message": f"{request.method} not allowed on uploads: {USAGE}"}, 405)
             resp.headers["Allow"] = "POST, OPTIONS"
@@ -98,11 +100,12 @@ class Uploads:
         self.active += 1
         try:
             with self.budget.hold() as held:
-                return await self._receive(request, nc, pipeline, client_ip, held)
+                return await self._receive(request, nc, pipeline, client_ip, held, consent)
         finally:
             self.active -= 1
 
-    async def _receive(self, request: web.Request, nc: Client, pipeline: Pipeline, client_ip: ClientIP, held: Held) -> tuple[web.StreamResponse, str | None]:
+    async def _receive(self, request: web.Request, nc: Client, pipeline: Pipeline, client_ip: ClientIP, held: Held,
+                       consent: Consent | None) -> tuple[web.StreamResponse, Hit | None]:
         config = self.config
         try:
             service, name = self._target(request)
@@ -131,18 +134,20 @@ class Uploads:
                 raise
             if not upload.refs:
                 return _refuse(BadHit(400, f"no file in the upload: {USAGE}")), None
+            cookie, choice = cookies_of(request, config)
             hit = make_hit(
                 Parts(
                     channel="http", service=service, name=name, query=query, payload=upload.fields,
-                    cookie=request.cookies.get(config.cookie_name) if "Cookie" in request.headers else None,
-                    td=td, id=upload.id, files=upload.refs, headers=request.headers, method=request.method, path=request.path,
+                    cookie=cookie, td=td, id=upload.id, files=upload.refs, headers=request.headers, method=request.method,
+                    path=request.path, choice=choice,
                 ),
                 config.aliases,
+                consent,
             )
             answer, stored = await pipeline.run_stored(hit)
             if stored and isinstance(answer, ErrorResponse) and answer.statusCode >= 500:
                 log.warning("upload %s to %s answered %d; its files stay until the bucket's TTL", upload.id, hit.message["key"], answer.statusCode)
-            return render(answer), hit.uid
+            return render(answer), hit
         finally:
             if not stored:  # no event refers to them: whatever went wrong, take nothing half-kept with us
                 await asyncio.shield(self._discard(upload))

@@ -23,12 +23,14 @@ from nats.aio.msg import Msg
 from band import wire
 from band.runtime import new_id
 
+from . import consent as consents
 from .config import EdgeConfig
+from .consent import Consent
 from .headers import SECURITY, UidCookie
 from .hit import BadHit, ClientIP, Hit, Parts, first_uid, make_hit, td_of, valid_uid
 from .metrics import Metrics
 from .pipeline import Pipeline
-from .request import check_text, load_json_object, refusal
+from .request import check_text, cookies_of, load_json_object, refusal
 
 log = logging.getLogger("broker.ws")
 
@@ -88,12 +90,13 @@ class Sockets:
 class Socket:
     """What every frame of one socket shares: the upgrade's parts of its hits."""
 
-    __slots__ = ("cookie", "identity", "query", "request", "td")
+    __slots__ = ("choice", "consent", "cookie", "identity", "query", "request", "td")
 
-    def __init__(self, request: web.Request, td: dict[str, Any], cookie_name: str) -> None:
+    def __init__(self, request: web.Request, td: dict[str, Any], config: EdgeConfig, consent: Consent | None = None) -> None:
         self.request = request
         self.td = td
-        self.cookie = request.cookies.get(cookie_name)
+        self.cookie, self.choice = cookies_of(request, config)
+        self.consent = consent
         named = request.query.get("uid")
         self.query: dict[str, Any] = {"uid": named} if named is not None else {}
         # the push identity: the cookie it came with; without one, ?uid= (the web SDK's
@@ -115,25 +118,32 @@ class Socket:
         parts = Parts(
             channel="ws", service=frame.get("service"), name=frame.get("name"), query=self.query,
             payload={k: v for k, v in frame.items() if k != "id__"}, cookie=self.cookie, td=self.td,
-            own_uid=self.identity, headers=request.headers, method="WS", path=request.path,
+            own_uid=self.identity, headers=request.headers, method="WS", path=request.path, choice=self.choice,
         )
-        return make_hit(parts, aliases)
+        return make_hit(parts, aliases, self.consent)
 
 
 async def handle_socket(
-    request: web.Request, *, pipeline: Pipeline, sockets: Sockets, config: EdgeConfig, client_ip: ClientIP, metrics: Metrics, cookie: UidCookie
+    request: web.Request, *, pipeline: Pipeline, sockets: Sockets, config: EdgeConfig, client_ip: ClientIP, metrics: Metrics, cookie: UidCookie,
+    consent: Consent | None = None,
 ) -> web.StreamResponse:
     """Serve one ``/wss?uid=…`` connection until it closes; a ``400`` instead of the
     upgrade when its headers cannot go into the frames' messages."""
     try:
-        socket = Socket(request, td_of(request.headers, request.remote, client_ip), config.cookie_name)
+        socket = Socket(request, td_of(request.headers, request.remote, client_ip), config, consent)
     except BadHit as bad:
         return refusal(request, bad)
     ws = web.WebSocketResponse(max_msg_size=config.max_body_bytes, heartbeat=30.0)
     ws.headers.update(SECURITY)
     page_uid = socket.page_uid
-    if page_uid != socket.cookie:  # as every hit's answer: the cookie follows the page's uid
+    action = consents.SET
+    if consent is not None:  # the upgrade's consent: a frame's word only changes its own event
+        action = consent.decide(request.headers, None, socket.choice, socket.cookie is not None).cookie
+    if action == consents.SET and page_uid != socket.cookie:  # as every hit's answer: the cookie follows the page's uid
         ws.headers["Set-Cookie"] = cookie.header(page_uid, client_ip.host(request.remote, request.headers))
+    elif action in (consents.GRANT, consents.CLEAR, consents.EXPIRE):
+        for value in cookie.consented(action, page_uid, client_ip.host(request.remote, request.headers)):
+            ws.headers.add("Set-Cookie", value)
     await ws.prepare(request)
     uid = socket.identity
     sockets.add(uid, ws)

@@ -86,7 +86,7 @@ async def test_handler_gets_message_and_answers(nc, nats_url: str) -> None:
         assert message["key"] == f"in.gen.{svc}.page" and message["service"] == svc and message["name"] == "page"
         assert message["projectId"] == 42 and message["channel"] == "http"
         assert message["data"] == {"who": "query", "x": "1", "y": "2"}
-        assert message["td"]["ua"] == "UA/1" and message["td"]["ref"] == "https://r.example/" and message["td"]["ip"] == "203.0.113.9"
+        assert message["td"]["ua"] == "UA/1" and message["td"]["ref"] == "https://r.example/" and message["td"]["ip"] == "203.0.113.0"  # the default policy
         assert wire.UID_RE.match(message["uid"]) and wire.UID_RE.match(message["id"])
         assert resp.cookies["uid"].value == message["uid"]
 

@@ -32,18 +32,31 @@ def test_fpid_value_and_byte_order() -> None:
 
 async def test_fpid_on_track_by_default_and_configurable(nc: Any, nats_url: str) -> None:
     headers = {"X-Real-IP": IP, "User-Agent": UA}  # the test client's 127.0.0.1 is a trusted proxy
-    async with running_edge(nats_url) as (client, _), arrivals(nc, "in.gen.>") as seen:
+    async with running_edge(nats_url, ip_policy="keep") as (client, _), arrivals(nc, "in.gen.>") as seen:  # Rockstat's value
         await client.get("/t4k/page", headers=headers)
         await client.get("/fpidnot/page", headers=headers)
         track, other = sorted(await seen.take(2), key=lambda e: e["service"] != "track")
     assert track["service"] == "track" and track["data"]["fpid"] == KNOWN_FPID
     assert "fpid" not in other["data"]
-    async with running_edge(nats_url, builtin_enrichers={"fpid": "in.gen.fpidshop"}) as (client, _), arrivals(nc, "in.gen.>") as seen:
+    async with running_edge(nats_url, builtin_enrichers={"fpid": "in.gen.fpidshop"}, ip_policy="keep") as (client, _), \
+            arrivals(nc, "in.gen.>") as seen:
         await client.get("/fpidshop/buy", headers=headers)
         await client.get("/track/page", headers=headers)
         events = await seen.take(2)
     by_service = {e["service"]: e for e in events}
     assert by_service["fpidshop"]["data"]["fpid"] == KNOWN_FPID and "fpid" not in by_service["track"]["data"]
+
+
+async def test_fpid_hashes_what_the_ip_policy_keeps(nc: Any, nats_url: str) -> None:
+    """Unkeyed, a hash of the whole address would give it back to anyone trying every IPv4
+    address: under any policy but ``keep`` the fingerprint is of what the policy keeps."""
+    headers = {"X-Real-IP": IP, "User-Agent": UA}
+    async with running_edge(nats_url, ip_policies={"3": "drop"}) as (client, _), arrivals(nc, "in.gen.track.>") as seen:
+        await client.get("/track/page", headers=headers)  # the default: truncate
+        await client.get("/track/page/3", headers=headers)
+        cut, dropped = await seen.take(2)
+    assert cut["td"]["ip"] == IP.rsplit(".", 1)[0] + ".0" and cut["data"]["fpid"] == fpid(cut["td"]["ip"], UA) != KNOWN_FPID
+    assert dropped["td"]["ip"] == "" and "fpid" not in dropped["data"]
 
 
 @pytest.fixture
@@ -99,7 +112,8 @@ async def test_stored_deadline_and_errors_do_not_hold_the_hit(nc: Any, nats_url:
         (f"redis://127.0.0.1:{silent_port}/0", "band_edge_enricher_timeouts_total"),
         (f"redis://127.0.0.1:{closed_port}/0", "band_edge_enricher_errors_total"),
     ):
-        async with running_edge(nats_url, redis_url=url, enrich_timeout_ms=150) as (client, _), arrivals(nc, "in.gen.track.>") as seen:
+        async with running_edge(nats_url, redis_url=url, enrich_timeout_ms=150, ip_policy="keep") as (client, _), \
+                arrivals(nc, "in.gen.track.>") as seen:
             resp = await asyncio.wait_for(client.get("/track/page?x=1", headers={"X-Real-IP": IP, "User-Agent": UA}), timeout=10)
             assert resp.status == 200
             (event,) = await seen.take(1)
@@ -118,7 +132,7 @@ async def test_enricher_services_see_fpid(nc: Any, nats_url: str) -> None:
         seen_by_enricher.append(message)
         return None, json.dumps({"saw": message["data"].get("fpid")}).encode()
 
-    async with running_edge(nats_url, builtin_enrichers={"fpid": f"in.gen.{svc}"}) as (client, edge), \
+    async with running_edge(nats_url, builtin_enrichers={"fpid": f"in.gen.{svc}"}, ip_policy="keep") as (client, edge), \
             FakeService(nc, unique("looker")).enricher(look, keys=[f"in.gen.{svc}"]) as looker, \
             arrivals(nc, f"in.gen.{svc}.>") as seen:
         await enrichers_seen(edge, key, {looker.name})

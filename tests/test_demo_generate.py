@@ -91,7 +91,7 @@ async def _through_the_edge(nc: Any, nats_url: str) -> None:
     want = {e["uid"] for e in events}
     got: list[dict[str, Any]] = []
     js = nc.jetstream()
-    async with running_edge(nats_url) as (client, _edge):
+    async with running_edge(nats_url, ip_policy="keep") as (client, _edge):  # the payload untouched, the address too
         sub = await js.subscribe("in.gen.track.>", ordered_consumer=True)  # the edge made the stream
         base = str(client.make_url("/"))
         sent = await send(events, base, concurrency=4)

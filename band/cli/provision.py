@@ -1,5 +1,6 @@
 """``band provision PATH...``: the events stream and every durable listener's consumer,
-made by the operator's credential before the services start.
+made by the operator's credential before the services start; the events and dead-letter
+streams brought to the retention config says (``BAND_STREAM_MAX_AGE``, ``BAND_DLQ_MAX_AGE``, ...).
 
 A credential that may create its own consumer may also make it a push consumer that
 delivers events to any subject (NATS checks the consumer's name, not where it delivers).
@@ -26,7 +27,8 @@ def register(commands: Commands) -> None:
         "provision", "[PATH...]", "make the events stream and each durable listener's consumer (the operator's credential)", run,
         description="Create or update the events stream and the pull consumer of every durable listener of the services under "
                     "PATH (default examples/), with the credential of --nats / $NATS_URL, so that services may run with users "
-                    "that cannot create consumers.",
+                    "that cannot create consumers. The events stream and the dead-letter stream keep what "
+                    "BAND_STREAM_MAX_AGE / BAND_STREAM_MAX_BYTES and BAND_DLQ_MAX_AGE / BAND_DLQ_MAX_BYTES say.",
     )
     cmd.add_argument("paths", nargs="*", default=["examples"], help="service directories, or folders of them (default examples/)")
     cmd.add_argument("--nats", help="NATS URL(s) with the operator's credential (default: $NATS_URL, ./.band/nats.url)")
@@ -47,14 +49,17 @@ async def provision(paths: list[Path], nats: str | None, timeout: float) -> int:
     from .._core.loader import load_service
     from .._runtime.durable import consumer_config
     from .._runtime.options import ServiceOptions
-    from .._runtime.stream import StreamLimits, ensure_stream
+    from .._runtime.stream import apply_retention, dlq_stream_config, stream_config
     from .devstack import find_services
 
     apps = [load_service(path) for path in find_services(paths)]
     nc = await target.reach(nats, "band-provision", timeout)
     try:
         js = nc.jetstream()
-        await ensure_stream(js, StreamLimits())
+        for stream in (stream_config(), dlq_stream_config()):
+            change = await apply_retention(js, stream)
+            if change:
+                print(f"stream {stream.name}: {change}", file=sys.stderr)
         made = 0
         for app in apps:
             slots = ServiceOptions.from_app(app).max_inflight
@@ -64,7 +69,7 @@ async def provision(paths: list[Path], nats: str | None, timeout: float) -> int:
                     await js.add_consumer(wire.STREAM, config)
                     print(f"{config.durable_name}  ({app.name}.{ep.method}, {config.filter_subject or config.filter_subjects})")
                     made += 1
-        print(f"stream {wire.STREAM} and {made} consumer(s) ready", file=sys.stderr)
+        print(f"streams {wire.STREAM}, {wire.DLQ_STREAM} and {made} consumer(s) ready", file=sys.stderr)
         return 0
     finally:
         await nc.close()

@@ -164,7 +164,9 @@ async def _running(app: web.Application) -> AsyncIterator[None]:
     http = aiohttp.ClientSession()
     app[api.NC] = nc
     try:
-        await ensure_dlq_stream(nc.jetstream())
+        differs = await ensure_dlq_stream(nc.jetstream())
+        if differs:
+            log.warning("panel: the dead-letter stream %s; the operator applies it with band provision", differs)
     except Exception as exc:  # noqa: BLE001 - no JetStream: the pages say so, the rest works
         log.warning("panel: cannot create the dead-letter stream: %s", exc)
     sampler = app[api.SAMPLER] = Sampler(nc, config, http)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..runtime import dlq_retention
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8081
@@ -110,6 +111,10 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Panel
         values["token_generated"] = True
     config = PanelConfig(**values)  # type: ignore[arg-type]
     config.check()
+    try:
+        dlq_retention(env)  # the panel makes the dead-letter stream: a bad setting stops it here, named
+    except ConfigError as exc:
+        raise PanelConfigError(f"band panel: {exc}") from None
     return config
 
 

@@ -1,9 +1,11 @@
 """Bring the database to the config: create what is missing, add missing columns,
-apply ``migrations/*.sql`` once each, then make the config's views again (a view keeps
-the columns its tables had when it was made). Nothing is ever dropped or retyped."""
+make each table's TTL what config says, apply ``migrations/*.sql`` once each, then make
+the config's views again (a view keeps the columns its tables had when it was made).
+Nothing is ever dropped or retyped."""
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +15,8 @@ from .config import StoreConfig
 from .schema import quote
 
 MIGRATIONS_TABLE = "migrations"
+# A table's TTL in ``system.tables.engine_full``: after ``TTL``, up to ``SETTINGS`` or the end.
+_TTL = re.compile(r"\sTTL\s(.*?)(?:\sSETTINGS\s.*)?\Z", re.S)
 
 
 @dataclass
@@ -22,6 +26,7 @@ class Changes:
     created: list[str] = field(default_factory=list)
     added: list[str] = field(default_factory=list)  # "table.column"
     mismatched: list[str] = field(default_factory=list)  # "table.column: have X, config says Y"
+    ttl: list[str] = field(default_factory=list)  # "table: was X, now Y"
     migrations: list[str] = field(default_factory=list)
 
 
@@ -31,6 +36,7 @@ def ensure(backend: Backend, config: StoreConfig) -> Changes:
     changes = Changes()
     backend.command(f"CREATE DATABASE IF NOT EXISTS {quote(db)}")
     existing = _columns(backend, db)
+    ttls = _ttls(backend, db)
     for table in config.tables.values():
         have = existing.get(table.name)
         if have is None:
@@ -43,6 +49,10 @@ def ensure(backend: Backend, config: StoreConfig) -> Changes:
                 changes.added.append(f"{table.name}.{column.name}")
             elif _norm(have[column.name]) != _norm(column.type):
                 changes.mismatched.append(f"{table.name}.{column.name}: have {have[column.name]}, config says {column.type}")
+        had = ttls.get(table.name, "")
+        if _bare(had) != _bare(table.ttl_expression()):
+            backend.command(table.ttl_sql(db))
+            changes.ttl.append(f"{table.name}: was {had or 'none'}, now {table.ttl_expression() or 'none'}")
     backend.command(
         f"CREATE TABLE IF NOT EXISTS {quote(db)}.{MIGRATIONS_TABLE} (name String, timestamp UInt64) "
         "ENGINE = MergeTree ORDER BY name"
@@ -57,6 +67,20 @@ def ensure(backend: Backend, config: StoreConfig) -> Changes:
 
 def _norm(type_: str) -> str:
     return type_.replace(" ", "").replace("\"", "'")
+
+
+def _bare(expression: str) -> str:
+    return expression.replace("`", "").replace(" ", "")
+
+
+def _ttls(backend: Backend, db: str) -> dict[str, str]:
+    """Each table's TTL expression as ClickHouse shows it (``dateTime + toIntervalMonth(13)``)."""
+    found = {}
+    for row in backend.select("SELECT name, engine_full FROM system.tables WHERE database = {db:String}", {"db": db})["rows"]:
+        ttl = _TTL.search(row["engine_full"])
+        if ttl:
+            found[row["name"]] = ttl.group(1).strip()
+    return found
 
 
 def _columns(backend: Backend, db: str) -> dict[str, dict[str, str]]:

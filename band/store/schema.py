@@ -2,7 +2,7 @@
 
 A table is a mapping ``column: type`` plus ``_options`` (``extend`` another table,
 ``abstract`` for a base that is never created, ``order_by``, ``partition_by``,
-``engine``, ``settings``). ``Nested(key String, value String)`` stands for the two
+``engine``, ``settings``, ``ttl`` and ``ttl_column`` for retention). ``Nested(key String, value String)`` stands for the two
 ``Array`` columns ``<name>.key`` and ``<name>.value``, as ClickHouse stores it.
 Nothing here talks to ClickHouse: :mod:`band.store.migrate` applies what this builds.
 """
@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._core.units import Duration, duration
 from ..errors import ConfigError
 
 DEFAULT_ENGINE = "MergeTree"
@@ -21,7 +22,9 @@ DEFAULT_PARTITION = "toYYYYMM(date)"
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 _COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*\Z")
 _NESTED = re.compile(r"^Nested\s*\((.*)\)\s*\Z", re.S)
-_OPTIONS = {"extend", "abstract", "order_by", "partition_by", "engine", "settings"}
+_OPTIONS = {"extend", "abstract", "order_by", "partition_by", "engine", "settings", "ttl", "ttl_column"}
+TTL_COLUMNS = ("dateTime", "date")  # the time column a TTL counts from, unless ``ttl_column`` names one
+_TIME_TYPE = re.compile(r"^(Date|DateTime)(\(.*\))?\Z")  # what a ClickHouse TTL may count from
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,13 @@ class Table:
     partition_by: str = ""
     engine: str = DEFAULT_ENGINE
     settings: dict[str, Any] = field(default_factory=dict)
+    ttl: Duration | None = None  # rows older than this are deleted by ClickHouse (None: kept)
+    ttl_column: str = ""
+
+    def ttl_expression(self) -> str:
+        """``dateTime + toIntervalMonth(13)``, as ClickHouse shows it back; "" for none."""
+        column = self.ttl_column if _NAME.match(self.ttl_column) else quote(self.ttl_column)
+        return f"{column} + {self.ttl.interval()}" if self.ttl is not None else ""
 
     def create_sql(self, database: str) -> str:
         cols = ",\n  ".join(c.ddl() for c in self.columns.values())
@@ -52,12 +62,20 @@ class Table:
         if self.partition_by:
             sql += f"\nPARTITION BY {self.partition_by}"
         sql += f"\nORDER BY {self.order_by}"
+        if self.ttl is not None:
+            sql += f"\nTTL {self.ttl_expression()}"
         if self.settings:
             sql += "\nSETTINGS " + ", ".join(f"{k} = {_literal(v)}" for k, v in self.settings.items())
         return sql
 
     def add_column_sql(self, database: str, column: Column) -> str:
         return f"ALTER TABLE {quote(database)}.{quote(self.name)} ADD COLUMN IF NOT EXISTS {column.ddl()}"
+
+    def ttl_sql(self, database: str) -> str:
+        """The table's TTL made what config says: ``MODIFY TTL`` (ClickHouse then
+        recomputes it for the stored parts in the background), or ``REMOVE TTL``."""
+        change = f"MODIFY TTL {self.ttl_expression()}" if self.ttl is not None else "REMOVE TTL"
+        return f"ALTER TABLE {quote(database)}.{quote(self.name)} {change}"
 
     def extra_prefixes(self) -> frozenset[str]:
         """Prefixes ``p`` with a ``p_extra`` key/value pair (``""`` for a root ``extra``)."""
@@ -139,6 +157,7 @@ def build_tables(spec: Mapping[str, Any]) -> dict[str, Table]:
             table.columns = dict(parent.columns)
             table.order_by, table.partition_by = parent.order_by, parent.partition_by
             table.engine, table.settings = parent.engine, dict(parent.settings)
+            table.ttl, table.ttl_column = parent.ttl, parent.ttl_column
         for column_name, column_spec in body.items():
             if column_name == "_options":
                 continue
@@ -149,12 +168,34 @@ def build_tables(spec: Mapping[str, Any]) -> dict[str, Table]:
         table.partition_by = str(options.get("partition_by", table.partition_by or default_partition) or "")
         table.engine = str(options.get("engine") or table.engine)
         table.settings.update(options.get("settings") or {})
+        _retention(table, options)
         resolved[name] = table
         return table
 
     for name in raw:
         resolve(name, ())
     return {name: t for name, t in resolved.items() if not (raw[name].get("_options") or {}).get("abstract")}
+
+
+def _retention(table: Table, options: Mapping[str, Any]) -> None:
+    """``ttl`` and ``ttl_column`` (their own, else the parent's), checked against the columns."""
+    if "ttl" in options:
+        table.ttl = duration(options["ttl"], f"table {table.name!r}: _options.ttl")
+    if options.get("ttl_column"):
+        table.ttl_column = str(options["ttl_column"])
+    if table.ttl is None:
+        return
+    if not table.ttl_column or table.ttl_column not in table.columns:
+        named = options.get("ttl_column") or table.ttl_column
+        if named:
+            raise ConfigError(f"table {table.name!r}: _options.ttl_column is {named!r}, which is not a column of the table")
+        table.ttl_column = next((c for c in TTL_COLUMNS if c in table.columns), "")
+        if not table.ttl_column:
+            raise ConfigError(f"table {table.name!r}: _options.ttl needs a time column to count from: the table has neither "
+                              f"{' nor '.join(TTL_COLUMNS)}; name one with _options.ttl_column")
+    if not _TIME_TYPE.match(table.columns[table.ttl_column].type):
+        raise ConfigError(f"table {table.name!r}: _options.ttl_column {table.ttl_column!r} is "
+                          f"{table.columns[table.ttl_column].type}; a TTL counts from a Date or DateTime column")
 
 
 def merge(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
@@ -171,6 +212,7 @@ def merge(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]
 __all__ = [
     "DEFAULT_ENGINE",
     "DEFAULT_PARTITION",
+    "TTL_COLUMNS",
     "Column",
     "Table",
     "build_tables",

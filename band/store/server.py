@@ -24,7 +24,7 @@ from nats.js.errors import BadRequestError, NotFoundError
 from .. import schemas, wire
 from .._core.log import Logger
 from .._runtime.cancel import retry
-from .._runtime.stream import ensure_stream
+from .._runtime.stream import ensure_stream, events_retention
 from ..errors import ConfigError, RPCError
 from . import reconcile
 from .backend import READONLY_CODE, ServerBackend, StoreError, Unavailable, parse_json
@@ -82,6 +82,7 @@ class Store:
         self.instance = uuid.uuid4().hex[:16]
         self.schemas_dir = str(config.raw.get("schemas_dir") or schemas.DEFAULT_DIR)
         schemas.load(self.schemas_dir)  # an invalid schema stops the store at start, naming its file
+        events_retention()  # so does a stream retention that is not a duration or a size, naming its variable
         self._replaying_failed = asyncio.Lock()
         self.identities = Identities(config.database, logger) if config.identity_ready() else None
         self.calls = Calls(self.identities, config.database)  # identify, alias, link, merge, split, show
@@ -160,6 +161,8 @@ class Store:
             self.log.info("store: column added", column=name)
         for text in changes.mismatched:
             self.log.warning("store: column type differs from config (never retyped; use a migration)", column=text)
+        for text in changes.ttl:
+            self.log.info("store: retention (TTL) changed to what config says", ttl=text)
         for name in changes.migrations:
             self.log.info("store: migration applied", migration=name)
         self.health.state = "writing"
@@ -218,7 +221,10 @@ class Store:
     async def _consumer(self, nc: Client, durable: str, policy: DeliverPolicy, since: dt.datetime | None = None,
                         start_seq: int | None = None) -> Puller:
         js = nc.jetstream()
-        await ensure_stream(js)
+        differs = await ensure_stream(js)
+        if differs and durable == DURABLE:
+            self.log.warning("store: the events stream's retention differs from config; the operator applies it "
+                             "with band provision", stream=wire.STREAM, differs=differs)
         config = ConsumerConfig(
             durable_name=durable, ack_policy=AckPolicy.EXPLICIT, ack_wait=self.ack_wait_s,
             deliver_policy=policy, filter_subject=wire.EVENTS_SUBJECTS,

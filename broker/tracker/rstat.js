@@ -7,6 +7,7 @@
  *   rstat('event', 'signup', {plan: 'pro'});               // a named event
  *   rstat('identify', 'user-42', {email_domain: 'x.org'}); // an identify event; later events carry user id/traits
  *   rstat('alias', 'old-login', 'user-42');                // two ids of one person (docs/identity.md)
+ *   rstat('consent', 'granted');                           // or 'denied'; rstat('consent') tells the state
  *
  * Each event is one JSON object {service:'track', name, data, projectId, uid, user, page,
  * sess, browser, lib}, the field names of the Rockstat SDK (so the store's page_*, sess_*,
@@ -36,11 +37,40 @@
   var scheme = script && /^http:/.test(script.src) ? 'http:' : 'https:';
 
   // --- storage: localStorage of the site, so a visitor keeps one uid across pages ---
-  function load(key) {
+  // Without consent (options.consent 'required' and no grant, or a refusal) nothing but the
+  // choice itself is kept on the device: the rest lives in this page's memory.
+  var memory = {};
+  function stored(key) {
     try { var raw = win.localStorage.getItem('band:' + key); return raw === null ? undefined : JSON.parse(raw); } catch (e) { return undefined; }
   }
-  function save(key, value) {
+  function keep(key, value) {
     try { win.localStorage.setItem('band:' + key, JSON.stringify(value)); } catch (e) { /* private mode: not kept */ }
+  }
+  function load(key) { return allowed() ? stored(key) : memory[key]; }
+  function save(key, value) { if (allowed()) { keep(key, value); } else { memory[key] = value; } }
+
+  // --- consent: 'granted', 'denied' (the visitor's choice, or the browser's GPC) or 'unknown' ---
+  var KEPT = ['uid', 'sess', 'last', 'snum', 'userid', 'traits'];
+  function consentState() {
+    if (navigator.globalPrivacyControl === true) { return 'denied'; }
+    var choice = stored('consent');
+    return choice === 'granted' || choice === 'denied' ? choice : 'unknown';
+  }
+  function allowed() {
+    var state = consentState();
+    return state === 'granted' || (state === 'unknown' && options.consent !== 'required');
+  }
+  function choose(state) {
+    var i;
+    if (state === 'granted') {
+      keep('consent', 'granted');
+      for (i = 0; i < KEPT.length; i++) { if (memory[KEPT[i]] !== undefined) { keep(KEPT[i], memory[KEPT[i]]); } }
+    } else {
+      keep('consent', 'denied');
+      for (i = 0; i < KEPT.length; i++) { try { win.localStorage.removeItem('band:' + KEPT[i]); } catch (e) { /* not kept */ } }
+      memory = {};
+    }
+    track('consent', {});  // the edge sets (or clears) the cookie now, not at the next event
   }
 
   // --- what the payload says -------------------------------------------------------
@@ -118,8 +148,9 @@
     return out;
   }
   function uid() {
-    var stored = load('uid'), initial = String(options.initialUid || '');
-    var value = UID_RE.test(String(stored || '')) ? String(stored) : (UID_RE.test(initial) ? initial : undefined);
+    if (!allowed()) { return undefined; }  // the edge derives the day's cookieless uid
+    var known = load('uid'), initial = String(options.initialUid || '');
+    var value = UID_RE.test(String(known || '')) ? String(known) : (UID_RE.test(initial) ? initial : undefined);
     if (value) { save('uid', value); }
     return value;
   }
@@ -150,7 +181,7 @@
       xhr.send(body);
       return;
     } catch (e) { /* fall through */ }
-    var small = {service: msg.service, name: msg.name, data: msg.data, projectId: msg.projectId, uid: msg.uid, user: msg.user,
+    var small = {service: msg.service, name: msg.name, data: msg.data, projectId: msg.projectId, uid: msg.uid, user: msg.user, consent: msg.consent,
                  sess: {num: msg.sess.num, pageNum: msg.sess.pageNum, eventNum: msg.sess.eventNum, type: msg.sess.type}};
     new Image(1, 1).src = url('gif') + '?' + qs(small, '', []).join('&');
   }
@@ -158,6 +189,8 @@
     var fresh = session(eventName === 'page');
     var base = {service: 'track', projectId: options.projectId, uid: uid(), user: user(), page: page(),
                 browser: browser(), lib: {id: 'band-tracker', v: 1000000, sv: options.snippet}};
+    var choice = stored('consent');  // the visitor's own word (the edge reads Global Privacy Control itself)
+    if (choice === 'granted' || choice === 'denied') { base.consent = choice; }
     if (fresh) { send(extend({name: 'session', data: {}, sess: sess}, base)); }
     send(extend({name: eventName, data: data || {}, sess: sess}, base));
   }
@@ -183,7 +216,16 @@
       save('userid', String(userId));
       track('alias', {previous_id: String(previousId), user_id: String(userId)});
     },
-    getUid: function () { return uid(); }
+    getUid: function () { return uid(); },
+    // rstat('consent') tells the state ('granted', 'denied', 'unknown'); rstat('consent', fn) calls fn with it
+    // once the tracker has loaded; rstat('consent', 'granted' | 'denied') sets it
+    consent: function (state) {
+      if (state === undefined) { return consentState(); }
+      if (typeof state === 'function') { return state(consentState()); }
+      if (state !== 'granted' && state !== 'denied') { return new Error("consent is 'granted' or 'denied'"); }
+      choose(state);
+      return consentState();
+    }
   };
   function call(args) {
     args = Array.prototype.slice.call(args);

@@ -75,7 +75,7 @@ def nginx(tmp_path: Path, edge_certs: Path) -> Iterator[Any]:
 
 async def test_https_through_nginx(nc: Any, nats_url: str, nginx: Any, edge_certs: Path) -> None:
     verify = ssl.create_default_context(cafile=str(edge_certs / "ca.pem"))
-    async with running_edge(nats_url) as (client, _), arrivals(nc, "in.gen.track.>") as seen:
+    async with running_edge(nats_url, ip_policy="keep") as (client, _), arrivals(nc, "in.gen.track.>") as seen:  # the address as it came
         https_port, http_port = nginx(client.port)
         # the visitor comes from 127.0.0.2; the edge's peer is nginx on 127.0.0.1 (a trusted proxy)
         connector = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0), ssl=verify)

@@ -39,11 +39,11 @@ WORDS = ["track", "t4k", "band", "gif", "pixel", "away", "redir", "page", "wss",
 EXTENSIONS = ["", ".json", ".gif", ".js", ".html", ".xml", ".JSON", "."]
 GARBAGE = ["%", "%z", "%zz", "%ff", "%C3", "%2E", "%2F", "%00", "%0d%0a", "%20", "%E2%80%AE", "%F0%9F%92%A9", "%ED%A0%80", "%ED%B3%BF"]
 HEADER_NAMES = ["Cookie", "Content-Type", "Accept", "X-Forwarded-For", "X-Real-IP", "Origin", "Referer",
-                "User-Agent", "Host", "Access-Control-Request-Headers", "Accept-Encoding", "X-Band"]
+                "User-Agent", "Host", "Access-Control-Request-Headers", "Accept-Encoding", "X-Band", "Sec-GPC"]
 CONTENT_TYPES = ["application/json", "text/plain", "application/x-www-form-urlencoded",
                  "multipart/form-data; boundary=XyZ", "multipart/form-data", "application/ld+json",
                  "application/json; charset=latin-1", "image/gif", "", "*/*", ";;;", "text/plain; charset=\"utf-8\""]
-QUERY_KEYS = ["service", "name", "uid", "projectId", "to", "band", "data", "id", "key", "td", ""]
+QUERY_KEYS = ["service", "name", "uid", "projectId", "to", "band", "data", "id", "key", "td", "consent", ""]
 # almost valid: one trailing control character after a valid token or uid
 NEAR_MISSES = ["track\n", "page\n", "track\r\n", "pixel\n", "12345678901\n", "6462464730849083392\r\n", "page\t", "track\x00"]
 
