@@ -167,6 +167,8 @@ async def test_two_devices_then_alias_merge_split_and_wrong_input(tmp_path: Path
         fresh = await identity.identify("6462464730849083499", "fresh")
         assert fresh["person_id"] == 6462464730849083499
         assert (await identity.show("user:fresh"))["uids"] == [6462464730849083499]
+        status = await store_client_call(store_client, "status")
+        assert status["identity"]["identifiers"] == len(await graph())
 
         # from the shell
         code, out, err = await band_cli("identity", "show", "user:42", "--nats", own_nats.url)

@@ -412,6 +412,10 @@ class Store:
         answer["http"] = self.http_state
         answer["pending"] = await self._pending(DURABLE)
         answer["bots"] = await self._bots()
+        if self.identities is not None:  # the graph in memory (docs/identity.md)
+            graph = self.identities.graph
+            answer["identity"] = {"identifiers": len(graph.entries), "persons": len(graph.members),
+                                  "applied_seq": graph.applied}
         if self.replaying is not None or self._replay_task is not None:
             answer["replay"] = await self.replay_status()
         return answer
