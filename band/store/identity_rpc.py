@@ -17,7 +17,6 @@ from nats.aio.client import Client
 
 from .. import wire
 from .._core.ids import new_id
-from .._runtime.stream import ensure_stream
 from ..errors import RPCError
 from ..wire import IdentifierError
 from .backend import Backend, ServerBackend, StoreError
@@ -67,10 +66,9 @@ def event(action: str, data: dict[str, Any], uid: str = "", project: int = 0, ch
 
 
 async def publish(nc: Client, message: dict[str, Any]) -> int:
-    """Into the stream, de-duplicated by the event's id; its stream sequence."""
-    js = nc.jetstream()
-    await ensure_stream(js)
-    ack = await js.publish(message["key"], wire.encode(message), headers={wire.MSG_ID_HEADER: message["id"]},
+    """Into the stream (the store made it at start), de-duplicated by the event's id; its
+    stream sequence."""
+    ack = await nc.jetstream().publish(message["key"], wire.encode(message), headers={wire.MSG_ID_HEADER: message["id"]},
                            stream=wire.STREAM)
     return int(ack.seq)
 
