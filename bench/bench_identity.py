@@ -12,6 +12,10 @@ query.
 3. Identify → resolved: a uid with five past anonymous events is identified as a user
    whose person is another uid's; the time from the call until ``stats.events_people``
    puts all five under that person, ``--trials`` times; p50/p99.
+4. A person-level first-touch attribution over ``--events`` (1,000,000) events of 200,000
+   uids that are 100,000 persons, two devices each (campaigns seen on one, purchases made
+   on the other): ``stats.events_people`` beside the same query by cookie
+   (``stats.events``), in embedded chDB with the store's schema; best of three each.
 
 The absolute numbers are this machine's (2 cores shared with the store, chDB and
 nats-server); the ratios are what carries over.
@@ -129,7 +133,47 @@ async def resolved(js: Any, trials: int) -> list[float]:
     return out
 
 
-async def main(seconds: float, trials: int) -> None:
+ATTRIBUTION = """
+SELECT campaign, count() AS buyers FROM (
+  SELECT {who} AS who, argMinIf(sess_marks_utm_campaign, dateTime, sess_marks_utm_campaign != '') AS campaign,
+         countIf(name = 'purchase') AS purchases
+  FROM stats.{table} GROUP BY who HAVING purchases > 0)
+GROUP BY campaign ORDER BY campaign"""
+
+QUERY_CODE = """
+import sys, time
+from pathlib import Path
+from band.store.backend import ChdbBackend
+from band.store.config import load
+from band.store.migrate import ensure
+n, base, path = int(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3])
+b = ChdbBackend(path)
+ensure(b, load())
+b.command(f"INSERT INTO stats.events (id, uid, date, dateTime, timestamp, name, service, sess_marks_utm_campaign, stream_seq) "
+          f"SELECT number + 1, {base} + number % 200000, toDate(toDateTime('2026-11-01 00:00:00') + number * 2), "
+          f"toDateTime('2026-11-01 00:00:00') + number * 2, (1793491200 + number * 2) * 1000, "
+          f"if(number % 20 = 19, 'purchase', 'page'), 'track', if(number < 200000 AND number % 2 = 0, concat('c', toString(number % 10)), ''), "
+          f"number + 1 FROM numbers({n})")
+b.command(f"INSERT INTO stats.person_of_uid SELECT {base} + number * 2 + 1, {base} + number * 2, 1 FROM numbers(100000)")
+for label, who, table in (("cookie", "uid", "events"), ("person", "person_id", "events_people")):
+    sql = sys.argv[4].replace("{who}", who).replace("{table}", table)
+    best = min((lambda t: (b.select(sql), time.perf_counter() - t)[1])(time.perf_counter()) for _ in range(3))
+    print(label, best, sum(int(r["buyers"]) for r in b.select(sql)["rows"] if r["campaign"]))
+"""
+
+
+def attribution(events: int, folder: Path) -> None:
+    done = subprocess.run([sys.executable, "-c", QUERY_CODE, str(events), str(BASE_UID), str(folder / "attribution"),
+                           ATTRIBUTION], capture_output=True, text=True, timeout=1800, check=True)
+    got = {line.split()[0]: (float(line.split()[1]), int(line.split()[2])) for line in done.stdout.splitlines()}
+    (cookie_s, cookies), (person_s, people) = got["cookie"], got["person"]
+    print(f"first-touch attribution over {events:,} events, 200,000 uids, 100,000 persons (embedded chDB): by cookie "
+          f"{cookie_s * 1000:.0f} ms ({cookies:,} buyers credited to a campaign), by person through stats.events_people "
+          f"{person_s * 1000:.0f} ms ({people:,} credited: the campaign was seen on the person's other device): "
+          f"{person_s / cookie_s:.2f}x the cookie query's time")
+
+
+async def main(seconds: float, trials: int, events: int) -> None:
     folder = Path(tempfile.mkdtemp(prefix="bench-identity-"))
     with NatsServer(store_dir=folder / "js") as server:
         nc, js = await store_client(server.url)
@@ -161,6 +205,7 @@ async def main(seconds: float, trials: int) -> None:
             p50, p99 = quantiles(times)
             print(f"identify -> the person's past events resolving in stats.events_people: p50 {p50 * 1000:.0f} ms, "
                   f"p99 {p99 * 1000:.0f} ms over {trials} trials (default batch_seconds 1.0)")
+            attribution(events, folder)
             print("(numbers of this machine; the ratios carry over)")
         finally:
             proc.terminate()
@@ -172,5 +217,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--trials", type=int, default=30)
+    parser.add_argument("--events", type=int, default=1_000_000, help="events of the attribution query")
     args = parser.parse_args()
-    asyncio.run(main(args.seconds, args.trials))
+    asyncio.run(main(args.seconds, args.trials, args.events))
