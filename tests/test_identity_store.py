@@ -114,6 +114,8 @@ async def test_two_devices_then_alias_merge_split_and_wrong_input(tmp_path: Path
         shown = await identity.show("uid:" + LAPTOP)
         assert shown["person_id"] == int(PHONE) and sorted(shown["uids"]) == sorted([int(PHONE), int(LAPTOP)])
         assert shown["traits"] == {"plan": "pro", "age": "31"}
+        phone = next(i for i in shown["identifiers"] if i["identifier"] == "uid:" + PHONE)
+        assert (phone["first_seen"], phone["last_seen"]) == ("2023-11-14 22:13:20.000", "2023-11-14 22:13:23.000")  # its events
         assert [(m["action"], m["a"], m["b"], m["winner"]) for m in shown["merges"]] == [
             ("identify", "uid:" + PHONE, "user:42", int(PHONE)), ("identify", "uid:" + LAPTOP, "user:42", int(PHONE))]
         assert shown["merges"][1]["loser"] == int(LAPTOP)

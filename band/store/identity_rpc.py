@@ -97,6 +97,16 @@ def show(backend: Backend, database: str, identifier: str) -> dict[str, Any] | N
         f"SELECT identifier, kind, toString(first_seen) AS first_seen, toString(last_seen) AS last_seen "
         f"FROM {ids} FINAL WHERE person_id = {{p:UInt64}} ORDER BY first_seq, identifier", {"p": person})["rows"]
     names = _texts(backend, [m["identifier"] for m in members])
+    uids = [int(m["identifier"][4:]) for m in members if m["kind"] == "uid"]
+    seen = {int(r["uid"]): r for r in backend.select(  # a device's own first and last event widen its times
+        f"SELECT uid, toString(toDateTime64(min(dateTime), 3, 'UTC')) AS first_seen, "
+        f"toString(toDateTime64(max(dateTime), 3, 'UTC')) AS last_seen FROM {db}.events "
+        "WHERE uid IN {u:Array(UInt64)} GROUP BY uid", {"u": uids})["rows"]} if uids else {}
+    for member in members:
+        events = seen.get(int(member["identifier"][4:])) if member["kind"] == "uid" else None
+        if events is not None:
+            member["first_seen"] = min(member["first_seen"], events["first_seen"])
+            member["last_seen"] = max(member["last_seen"], events["last_seen"])
     traits = backend.select(
         f"SELECT key, argMax(value, (at, stream_seq)) AS value FROM {db}.{quote(PERSON_TRAITS)} "
         "WHERE identifier IN {ids:Array(String)} GROUP BY key ORDER BY key", {"ids": names})["rows"]
@@ -104,8 +114,7 @@ def show(backend: Backend, database: str, identifier: str) -> dict[str, Any] | N
         f"SELECT toString(at) AS at, action, a, b, winner, loser, by, event_id, stream_seq FROM {db}.{quote(IDENTITY_LOG)} "
         "WHERE a IN {ids:Array(String)} OR b IN {ids:Array(String)} OR winner = {p:UInt64} OR loser = {p:UInt64} "
         "ORDER BY stream_seq", {"ids": names, "p": person})["rows"]
-    return {"person_id": person, "identifiers": members,
-            "uids": [int(m["identifier"][4:]) for m in members if m["kind"] == "uid"],
+    return {"person_id": person, "identifiers": members, "uids": uids,
             "traits": {t["key"]: t["value"] for t in traits},
             "merges": [{**m, "winner": int(m["winner"]), "loser": int(m["loser"]), "event_id": int(m["event_id"]),
                         "stream_seq": int(m["stream_seq"])} for m in merges]}
