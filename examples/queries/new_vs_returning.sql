@@ -1,11 +1,23 @@
 -- New visitors (first seen that day) and returning ones, per day.
+-- Counted by person or by cookie, as asked: by=person joins the uids the identity graph put
+-- together (stats.events_people: a visitor who logged in on a phone and a laptop is one), by=cookie
+-- counts each uid alone; every row says which in counted_by (docs/tutorials/README.md).
 -- Bots excluded: `bot = ''` leaves out the events the edge flagged as bots (docs/edge.md).
-WITH firsts AS (SELECT uid, min(date) AS first_date FROM stats.events WHERE bot = '' GROUP BY uid)
+WITH
+    {by:String} AS counted_by,
+    counted AS (  -- the events, each with who it counts for: its person, or its uid
+        SELECT *, multiIf(counted_by = 'person', person_id, counted_by = 'cookie', uid,
+                          throwIf(1, 'by must be person or cookie')) AS who
+        FROM stats.events_people
+        WHERE bot = ''
+    ),
+    firsts AS (SELECT who, min(date) AS first_date FROM counted GROUP BY who)
 SELECT e.date AS date,
-       uniqIf(e.uid, f.first_date = e.date) AS new_visitors,
-       uniqIf(e.uid, f.first_date < e.date) AS returning_visitors
-FROM stats.events AS e
-INNER JOIN firsts AS f USING (uid)
-WHERE e.bot = '' AND e.date >= {since:Date}
+       uniqIf(e.who, f.first_date = e.date) AS new_visitors,
+       uniqIf(e.who, f.first_date < e.date) AS returning_visitors,
+       any(counted_by) AS counted_by
+FROM counted AS e
+INNER JOIN firsts AS f USING (who)
+WHERE e.date >= {since:Date}
 GROUP BY date
 ORDER BY date
