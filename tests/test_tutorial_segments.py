@@ -111,7 +111,7 @@ async def one_pass(url: str, svcs: list[Any]) -> dict[str, Any]:
             peak = tracemalloc.get_traced_memory()[1] / 2**20
         finally:
             tracemalloc.stop()
-        want = {row["uid"]: row["segment"] async for row in store.stream(worker.SQL, timeout__=60)}
+        want = {row["uid"]: row["segment"] async for row in store.stream(worker.SQL, timeout__=60, by="person")}
         uids = sorted(want)
         pipe = redis.pipeline()
         for u in uids:

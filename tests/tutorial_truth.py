@@ -332,3 +332,27 @@ def segments(events: list[Event], by: str = "person") -> dict[str, dict[str, Any
             segment = "visitor"
         scores[key] = {"r": r, "f": f, "m": m, "rfm": f"R{r}F{f}M{m}", "segment": segment, "revenue": v["revenue"]}
     return {uid: {"person_id": key, **scores[key]} for uid, key in who.items() if key in scores}
+
+
+def new_vs_returning(events: list[Event], since: str, by: str = "person") -> dict[str, tuple[int, int]]:
+    """{date: (new, returning)} from ``since`` on: who was first seen that day, and who had been
+    seen on an earlier day (the events table's events; a person's first day is their first device's)."""
+    import datetime as dt
+
+    who = counter(events, by)
+    seen: dict[str, set[str]] = defaultdict(set)
+    for e in people(events):
+        if e["name"] not in ACTIVITY_TABLE:
+            seen[dt.datetime.fromtimestamp(e["time"] / 1000, dt.UTC).date().isoformat()].add(who[e["uid"]])
+    first: dict[str, str] = {}
+    for day in sorted(seen):
+        for key in seen[day]:
+            first.setdefault(key, day)
+    return {day: (sum(first[k] == day for k in keys), sum(first[k] < day for k in keys))
+            for day, keys in sorted(seen.items()) if day >= since}
+
+
+def history(events: list[Event], uid: str, by: str = "person") -> list[Event]:
+    """Every event of ``uid``'s person (``by="cookie"``: of the uid), in time order (then id)."""
+    who = counter(events, by)
+    return sorted((e for e in people(events) if who[e["uid"]] == who[uid]), key=lambda e: (e["time"], int(e["id"])))

@@ -15,7 +15,7 @@ WITH
 SELECT e.date AS date,
        uniqIf(e.who, f.first_date = e.date) AS new_visitors,
        uniqIf(e.who, f.first_date < e.date) AS returning_visitors,
-       any(counted_by) AS counted_by
+       counted_by
 FROM counted AS e
 INNER JOIN firsts AS f USING (who)
 WHERE e.date >= {since:Date}
