@@ -90,7 +90,7 @@ def test_segments_give_every_device_its_persons_segment() -> None:
 
 def test_history_of_a_person_has_both_devices() -> None:
     evs = events()
-    phone, laptop, user_id = cross_device_buyer()
+    phone, laptop, _ = cross_device_buyer()
     by_person = answers("history person")
     assert by_person["counted_by"] == "person" and by_person["uids"] == [phone, laptop]
     mine = truth.history(evs, phone)
