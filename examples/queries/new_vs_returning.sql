@@ -11,13 +11,15 @@ WITH
         FROM stats.events_people
         WHERE bot = ''
     ),
-    firsts AS (SELECT who, min(date) AS first_date FROM counted GROUP BY who)
-SELECT e.date AS date,
-       uniqIf(e.who, f.first_date = e.date) AS new_visitors,
-       uniqIf(e.who, f.first_date < e.date) AS returning_visitors,
+    days AS (  -- one pass, no join: the days each person (or uid) was seen, and the first of them
+        SELECT who, groupUniqArray(date) AS seen, arrayMin(seen) AS first_date FROM counted GROUP BY who
+    )
+SELECT date,
+       countIf(date = first_date) AS new_visitors,
+       countIf(date > first_date) AS returning_visitors,
        counted_by
-FROM counted AS e
-INNER JOIN firsts AS f USING (who)
-WHERE e.date >= {since:Date}
+FROM days
+ARRAY JOIN seen AS date
+WHERE date >= {since:Date}
 GROUP BY date
 ORDER BY date

@@ -17,27 +17,22 @@ WITH
         FROM stats.events_people
         WHERE bot = ''
     ),
-    sessions AS (
-        SELECT who, timestamp AS ts,
-               if(sess_marks_utm_source != '', concat(sess_marks_utm_source, ' / ', sess_marks_utm_medium), sess_type) AS channel,
-               sess_marks_utm_campaign AS campaign
+    buyers AS (  -- one pass over the events, no join: each buyer's first purchase and every session
+        SELECT who,
+               minIf(timestamp, name = 'purchase') AS conv_ts,
+               argMinIf(toFloat64OrZero(data_extra.value[indexOf(data_extra.key, 'revenue')]), timestamp, name = 'purchase') AS revenue,
+               groupArrayIf((timestamp,
+                             if(sess_marks_utm_source != '', concat(sess_marks_utm_source, ' / ', sess_marks_utm_medium), sess_type),
+                             sess_marks_utm_campaign), name = 'session') AS sessions
         FROM counted
-        WHERE name = 'session'
-    ),
-    conversions AS (
-        SELECT who, min(timestamp) AS conv_ts,
-               argMin(toFloat64OrZero(data_extra.value[indexOf(data_extra.key, 'revenue')]), timestamp) AS revenue
-        FROM counted
-        WHERE name = 'purchase'
+        WHERE name IN ('session', 'purchase')
         GROUP BY who
+        HAVING countIf(name = 'purchase') > 0
     ),
     paths AS (
-        SELECT c.who AS who, any(c.conv_ts) AS conv_ts, any(c.revenue) AS revenue,
-               arraySort(t -> t.1, groupArray((s.ts, s.channel, s.campaign))) AS touches
-        FROM conversions AS c
-        INNER JOIN sessions AS s ON s.who = c.who
-        WHERE s.ts <= c.conv_ts
-        GROUP BY c.who
+        SELECT who, conv_ts, revenue, arraySort(t -> t.1, arrayFilter(t -> t.1 <= conv_ts, sessions)) AS touches
+        FROM buyers
+        WHERE length(touches) > 0
     ),
     credited AS (
         SELECT revenue, touch.2 AS channel, touch.3 AS campaign,
