@@ -72,7 +72,7 @@ def cross_device_buyer(seed: int = SEED, visitors: int = VISITORS, days: int = D
 
 
 def history_visitor(seed: int = SEED, visitors: int = VISITORS, days: int = DAYS) -> tuple[str, str]:
-    """(uid, user id) of the identified buyer with the most sessions: the history page's example."""
+    """(uid, user id) of the identified buyer on one device with the most sessions: the history page's example."""
     evs = events(seed, visitors, days)
     sessions: dict[str, int] = {}
     for e in evs:
@@ -80,7 +80,8 @@ def history_visitor(seed: int = SEED, visitors: int = VISITORS, days: int = DAYS
             sessions[e["uid"]] = sessions.get(e["uid"], 0) + 1
     buyers = {e["uid"] for e in evs if e["name"] == "purchase"}
     ids = {e["uid"]: e["data"]["data"]["user_id"] for e in evs if e["name"] == "identify"}
-    uid = max((u for u in ids if u in buyers), key=lambda u: (sessions[u], u))
+    devices = {user_id: sum(1 for v in ids.values() if v == user_id) for user_id in ids.values()}
+    uid = max((u for u in ids if u in buyers and devices[ids[u]] == 1), key=lambda u: (sessions[u], u))
     return uid, ids[uid]
 
 
