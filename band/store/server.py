@@ -36,6 +36,8 @@ from .cursor import Cursor, Cursors
 from .engines import open_backend
 from .failed import replay_failed
 from .http import Interface, serving, url_of
+from .identity import Identities
+from .identity_rpc import Calls
 from .imports import SHAPES, store_objects, unpack
 from .lag import LagClock
 from .metrics import metrics
@@ -80,6 +82,11 @@ class Store:
         self.schemas_dir = str(config.raw.get("schemas_dir") or schemas.DEFAULT_DIR)
         schemas.load(self.schemas_dir)  # an invalid schema stops the store at start, naming its file
         self._replaying_failed = asyncio.Lock()
+        self.identities = Identities(config.database, logger) if config.identity_ready() else None
+        self.calls = Calls(self.identities, config.database)  # identify, alias, link, merge, split, show
+        if self.identities is not None:  # a running replay applies identity changes (see .identity)
+            self.identities.replaying = lambda: (self._replay_task is not None and not self._replay_task.done()
+                                                 and self.replaying is not None and not self.replaying.stop.is_set())
 
     # --- lifecycle ---------------------------------------------------------------------
     async def run(self, nc: Client) -> None:
@@ -134,6 +141,8 @@ class Store:
                 engine = Engine.of(await asyncio.to_thread(open_backend, self.config.clickhouse_url, self.config.data_dir),
                                    self.config)
                 changes = await engine.call(ensure, engine.backend, self.config)
+                if self.identities is not None:
+                    await engine.call(self.identities.load, engine.backend)
                 self.engine = engine
             except StoreError as exc:
                 if not isinstance(exc, Unavailable):  # a statement of ours refused, or no engine installed
@@ -153,6 +162,7 @@ class Store:
         for name in changes.migrations:
             self.log.info("store: migration applied", migration=name)
         self.health.state = "writing"
+        self.calls.nc, self.calls.engine = nc, self.engine
         await nc.subscribe(wire.store_next_subject(self.instance), cb=self._on_next)
         asyncio.get_running_loop().create_task(self._sweep())
         metrics().healthy.set(1)
@@ -174,7 +184,8 @@ class Store:
         return Writer(self.engine, self.builder, psub, batch_rows=self.config.batch_rows,
                       batch_seconds=self.config.batch_seconds, ack_wait_s=self.ack_wait_s, health=self.health,
                       logger=self.log, check_all=check_all, preparer=self.preparer,
-                      lag=None if check_all else self.lag)  # a replay's old events are not lag
+                      lag=None if check_all else self.lag,  # a replay's old events are not lag
+                      identities=self.identities)
 
     def _consumer_failed(self, exc: Exception) -> None:
         """NATS or JetStream away while the store makes its consumer: it tries again, and says so
@@ -397,6 +408,13 @@ class Store:
         except Exception:  # noqa: BLE001 - NATS away or no consumer: the backlog is unknown
             return None
         return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+
+    # --- identity (docs/identity.md) ------------------------------------------------------
+    async def identity_call(self, method: str, *args: Any) -> dict[str, Any]:
+        """``identify``, ``alias``, ``link``, ``merge``, ``split`` or ``show`` (:mod:`.identity_rpc`)."""
+        await self.ready()
+        answer: dict[str, Any] = await getattr(self.calls, method)(*args)
+        return answer
 
     # --- reconciliation ----------------------------------------------------------------------
     async def check(self, since: str | None, ids: bool, wait: float) -> dict[str, Any]:
