@@ -109,6 +109,7 @@ async def _ask(url: str, files: tuple[str, ...], svcs: list[subprocess.Popen[str
     rpc = RPC(lambda: nc)
     try:
         await store_ready(rpc, svcs)
+        await identify_people(rpc, _events(seed, visitors, days))
         deadline = asyncio.get_running_loop().time() + 30
         while True:  # and the history service answers
             try:
@@ -187,6 +188,27 @@ def stack(seed: int, visitors: int, days: int, services: list[Path], env: dict[s
                         svc.kill()
                         svc.wait()
                 log.close()
+
+
+async def identify_people(rpc: Any, evs: list[dict[str, Any]]) -> int:
+    """Every (uid, user id) the events logged in with, told to the store's ``identify`` as a backend
+    would (``band store import`` writes rows, not the identity graph the live writer builds).
+
+    Each user id's uids in the order they first carried it, so the older uid's person wins as in
+    the stream; different user ids at once. Each call returns once its change is stored. How many."""
+    pairs: dict[str, list[str]] = {}
+    for e in evs:
+        user_id = e["data"].get("user", {}).get("id")
+        if user_id and e["uid"] not in pairs.setdefault(user_id, []):
+            pairs[user_id].append(e["uid"])
+
+    async def one(user_id: str, uids: list[str]) -> None:
+        for uid in uids:
+            await rpc.request("store", "identify", timeout__=60, uid=uid, user_id=user_id)
+
+    for start in range(0, len(pairs), 16):
+        await asyncio.gather(*(one(u, uids) for u, uids in list(pairs.items())[start:start + 16]))
+    return sum(len(uids) for uids in pairs.values())
 
 
 async def store_ready(rpc: Any, svcs: list[subprocess.Popen[str]]) -> None:

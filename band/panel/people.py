@@ -5,7 +5,6 @@ the panel only checks the identifiers and says who asked."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -14,26 +13,14 @@ from nats.aio.client import Client
 from .. import wire
 from ..runtime import RPC
 
-KINDS = ("uid", "user", "partner", "phone")
-MAX_VALUE = 512  # the identity contract's longest value
 TIMEOUT_S = 30.0
-_UID = re.compile(r"[0-9]{1,20}")
 
 
 def identifier(text: str) -> str:
-    """``kind:value`` from what the operator typed; a bare uid (10 to 22 digits) is ``uid:``, any
-    other bare value a user id. Raises ValueError saying what is wrong."""
-    text = text.strip()
-    if not text:
-        raise ValueError("type an identifier: a uid, a user id, partner:<partner>:<id> or phone:<digits>")
-    kind, colon, value = text.partition(":")
-    if not colon or kind not in KINDS:
-        kind, value = ("uid", text) if wire.UID_RE.match(text) else ("user", text)
-    if not value or len(value) > MAX_VALUE:
-        raise ValueError(f"an identifier's value is 1 to {MAX_VALUE} characters after '{kind}:', not {len(value)}")
-    if kind == "uid" and not (_UID.fullmatch(value) and int(value) < 2**64):
-        raise ValueError(f"a uid is a number below 2^64, not {value[:40]!r}")
-    return f"{kind}:{value}"
+    """``kind:value`` from what the operator typed (the store's rule: a bare all-digit value is a
+    uid, other bare text a user id). Raises :class:`band.wire.IdentifierError` (a ValueError)
+    saying what is wrong."""
+    return wire.identifier(text.strip(), "auto")
 
 
 async def show(nc: Callable[[], Client], store: str, which: str) -> dict[str, Any]:
@@ -56,4 +43,4 @@ async def split(nc: Callable[[], Client], store: str, which: str, by: str) -> An
     return await RPC(nc).request(store, "split", timeout__=TIMEOUT_S, identifier=which, by=by)
 
 
-__all__ = ["KINDS", "MAX_VALUE", "identifier", "merge", "show", "split"]
+__all__ = ["identifier", "merge", "show", "split"]
