@@ -135,6 +135,7 @@ async def person_page(page: Any, hit: Any, shots: Path) -> None:
     assert "panel:admin" in await page.locator("#person-merges").inner_text()
     assert len(questions) == 2 and questions[0].startswith("Split") and questions[1].startswith("Merge")
     page.remove_listener("dialog", accept)
+    await page.locator("#toast.hidden").wait_for(state="attached", timeout=60_000)  # the merge's note gone
     await page.screenshot(path=str(shots / "person.png"), full_page=True)
 
 

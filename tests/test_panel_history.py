@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from typing import Any
 
 import aiohttp
@@ -83,6 +84,11 @@ def test_a_person_found_by_any_identifier_split_and_merged_again() -> None:
         got = asyncio.run(_person(url, svcs, phone, laptop, user_id))
     first = got["by user"]
     assert first["person_id"] == int(phone) and [d["uid"] for d in first["devices"]] == [phone, laptop]
+    for device in first["devices"]:  # as the device's events saw it
+        mine = [e for e in events(SEED, VISITORS, DAYS) if e["uid"] == device["uid"]]
+        assert device["events"] == len(mine)
+        assert device["first_seen"] == dt.datetime.fromtimestamp(min(e["time"] for e in mine) // 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+        assert device["last_seen"] == dt.datetime.fromtimestamp(max(e["time"] for e in mine) // 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
     assert {i["identifier"] for i in first["identifiers"]} == {f"uid:{phone}", f"uid:{laptop}", f"user:{user_id}"}
     assert got["by phone"]["person_id"] == got["by laptop"]["person_id"] == first["person_id"]
     assert got["history"]["uids"] == [phone, laptop] and got["history by cookie"]["uids"] == [laptop]

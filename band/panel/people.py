@@ -12,6 +12,7 @@ from nats.aio.client import Client
 
 from .. import wire
 from ..runtime import RPC
+from .queries import sql
 
 TIMEOUT_S = 30.0
 
@@ -24,12 +25,18 @@ def identifier(text: str) -> str:
 
 
 async def show(nc: Callable[[], Client], store: str, which: str) -> dict[str, Any]:
-    """The store's answer for the person of ``which`` (``identity``), devices first: ``{person_id,
-    identifiers, uids, devices: [{uid, first_seen, last_seen}], traits, merges}``."""
-    person: dict[str, Any] = await RPC(nc).request(store, "identity", timeout__=TIMEOUT_S, identifier=which)
-    ids = person.get("identifiers") or []
-    person["devices"] = [{"uid": i["identifier"].partition(":")[2], "first_seen": i.get("first_seen"), "last_seen": i.get("last_seen")}
-                         for i in ids if i.get("kind") == "uid"]
+    """The store's answer for the person of ``which`` (``identity``), and its devices: ``{person_id,
+    identifiers, uids, traits, merges, devices: [{uid, first_seen, last_seen, events}]}``, each
+    device as its events saw it (the identity graph's times are those of the identity changes)."""
+    rpc = RPC(nc)
+    person: dict[str, Any] = await rpc.request(store, "identity", timeout__=TIMEOUT_S, identifier=which)
+    uids = [i["identifier"].partition(":")[2] for i in person.get("identifiers") or [] if i.get("kind") == "uid"]  # digits: checked by the store
+    seen = {}
+    if uids:
+        answer = await rpc.request(store, "query", timeout__=TIMEOUT_S, sql=sql("devices"), params={"uids": f"[{','.join(uids)}]"})
+        seen = {str(r["uid"]): r for r in answer["rows"]}
+    person["devices"] = [{"uid": u, "first_seen": seen.get(u, {}).get("first_seen"), "last_seen": seen.get(u, {}).get("last_seen"),
+                          "events": int(seen.get(u, {}).get("events") or 0)} for u in uids]
     return person
 
 

@@ -344,8 +344,8 @@ function showPerson(person, which) {
   if (!person) return;
   $("#person").dataset.identifier = which;
   $("#person-title").textContent = `Person ${person.person_id} · ${person.devices.length} device${person.devices.length === 1 ? "" : "s"}`;
-  $("#person-devices tbody").innerHTML = person.devices.map((d) => `<tr class="device-row"><td class="mono"><a class="uid" href="#user/${encodeURIComponent(d.uid)}">${esc(d.uid)}</a></td><td class="mono">${esc(d.first_seen)}</td><td class="mono">${esc(d.last_seen)}</td></tr>`).join("")
-    || '<tr><td colspan="3" class="muted">no device yet</td></tr>';
+  $("#person-devices tbody").innerHTML = person.devices.map((d) => `<tr class="device-row"><td class="mono"><a class="uid" href="#user/${encodeURIComponent(d.uid)}">${esc(d.uid)}</a></td><td class="mono">${esc(d.first_seen ?? "—")}</td><td class="mono">${esc(d.last_seen ?? "—")}</td><td class="num">${fmtInt(d.events)}</td></tr>`).join("")
+    || '<tr><td colspan="4" class="muted">no device yet</td></tr>';
   $("#person-ids tbody").innerHTML = (person.identifiers || []).map((i) => `<tr class="id-row"><td class="mono">${esc(i.identifier)}</td><td class="mono">${esc(i.first_seen)}</td><td class="mono">${esc(i.last_seen)}</td>
     <td>${person.identifiers.length > 1 ? `<button type="button" class="split-id" data-id="${esc(i.identifier)}" title="this identifier leaves the person and becomes a person of its own">Split…</button>` : ""}</td></tr>`).join("");
   const traits = Object.entries(person.traits || {});
