@@ -16,7 +16,7 @@ async function api(path, options = {}) {
   if (resp.status === 401) { location.href = "/login"; throw new Error("logged out"); }
   const type = resp.headers.get("Content-Type") || "";
   const body = type.includes("json") ? await resp.json() : await resp.text();
-  if (!resp.ok) throw new Error((body && body.error) || `${resp.status} ${resp.statusText}`);
+  if (!resp.ok) throw Object.assign(new Error((body && body.error) || `${resp.status} ${resp.statusText}`), { status: resp.status });
   return body;
 }
 
@@ -323,7 +323,8 @@ async function userHistory() {
   status.className = "muted";
   const which = asIdentifier(value);
   try {
-    const person = await api(`/api/person?id=${encodeURIComponent(which)}`).catch((e) => { toast(`no identity graph answer: ${e.message}`, true); return null; });
+    // a uid the store has no event of yet is no person (404): the timeline says so; other trouble is shown
+    const person = await api(`/api/person?id=${encodeURIComponent(which)}`).catch((e) => { if (e.status !== 404) toast(e.message, true); return null; });
     showPerson(person, which);
     const uid = which.startsWith("uid:") ? which.slice(4) : person && person.devices.length ? person.devices[0].uid : null;
     const query = uid ? `uid=${encodeURIComponent(uid)}` : `user_id=${encodeURIComponent(which.replace(/^user:/, ""))}`;
