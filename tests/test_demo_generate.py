@@ -38,7 +38,7 @@ def test_events_look_like_a_site_with_sessions_sources_and_purchases() -> None:
         by_uid[e["uid"]].append(e)
         assert e["key"] == f"in.gen.track.{e['name']}" and e["data"]["name"] == e["name"] and e["data"]["uid"] == e["uid"]
         assert set(e["data"]) >= {"page", "sess", "browser", "user", "lib"}
-    assert len(by_uid) == 400
+    assert len(by_uid) == 400 + 2 * 20  # and 20 people on a phone and a laptop
     returning_on_later_days = 0
     kinds: set[str] = set()
     for evs in by_uid.values():
@@ -59,6 +59,46 @@ def test_events_look_like_a_site_with_sessions_sources_and_purchases() -> None:
             assert buys[0]["data"]["data"]["revenue"] > 0 and buys[0]["data"]["page"]["url"].endswith("/checkout")
     assert kinds == {"campaign", "organic", "social", "referral", "direct"}
     assert returning_on_later_days > 20
+
+
+def test_people_on_two_devices_see_an_ad_on_the_phone_and_buy_on_the_laptop() -> None:
+    from band.demo.generate import DEVICES
+
+    events = generate(2, 300, 10, START)
+    def strip(evs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{k: v for k, v in e.items() if k != "id"} for e in evs]
+
+    # the other visitors' events stay the same (ids aside: they count events within a millisecond)
+    assert strip([e for e in events if e["uid"] not in _two_device_uids(events)]) == strip(generate(2, 300, 10, START, cross_device=0))
+    lo = int(dt.datetime(2026, 11, 1, tzinfo=dt.UTC).timestamp() * 1000)
+    uids = _two_device_uids(events)
+    people: dict[str, list[str]] = defaultdict(list)
+    for e in events:
+        user_id = e["data"]["user"].get("id")
+        if e["uid"] in uids and user_id and e["uid"] not in people[user_id]:
+            people[user_id].append(e["uid"])
+    assert len(people) == 15 and all(len(v) == 2 for v in people.values())
+    for phone, laptop in people.values():
+        mine = [e for e in events if e["uid"] in (phone, laptop)]
+        assert all(lo <= e["time"] < lo + 10 * 86_400_000 for e in mine)
+        on_phone = [e for e in mine if e["uid"] == phone]
+        on_laptop = [e for e in mine if e["uid"] == laptop]
+        assert on_phone[-1]["time"] < on_laptop[0]["time"]
+        assert {e["td"]["ua"] for e in on_phone} == {DEVICES[2][0]} and {e["td"]["ua"] for e in on_laptop} == {DEVICES[0][0]}
+        assert on_phone[0]["data"]["sess"]["type"] == "campaign" and not any(e["name"] == CONVERSION for e in on_phone)
+        assert on_laptop[0]["data"]["sess"]["type"] == "direct" and not on_laptop[0]["data"]["user"].get("id")  # anonymous at first
+        names = [e["name"] for e in on_laptop]
+        assert names.index("identify") < names.index(CONVERSION)
+        assert [e["name"] for e in on_phone].count("identify") == 1
+
+
+def _two_device_uids(events: list[dict[str, Any]]) -> set[str]:
+    """The uids whose user id was seen on another uid too."""
+    seen: dict[str, set[str]] = defaultdict(set)
+    for e in events:
+        if e["data"]["user"].get("id"):
+            seen[e["data"]["user"]["id"]].add(e["uid"])
+    return {u for uids in seen.values() if len(uids) > 1 for u in uids}
 
 
 def test_jsonl_from_the_command_line() -> None:

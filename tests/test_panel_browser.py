@@ -30,6 +30,8 @@ SERVICES = Path(__file__).parent / "panel_services"
 TOKEN = "browser-token-0123456789"
 VIEWPORT = {"width": 1366, "height": 800}
 VISITOR = "1234567890123"  # the uid of the User page's visitor
+LAPTOP = "1234567890999"  # the same person's second device, joined by a login
+SHOPPER = "shopper-1"  # the user id both devices log in with
 HELLO = {"hello": "panel"}  # the greeter's answer the edge passes on
 
 pytestmark = [
@@ -99,6 +101,46 @@ async def test_panel_in_a_browser(stack: dict[str, Any], tmp_path: Path) -> None
                 await run_pages(page, base, hit, shots)
             finally:
                 await browser.close()
+
+
+async def person_page(page: Any, hit: Any, shots: Path) -> None:
+    """The visitor logs in on a second device: the User page finds the person by the user id with
+    both devices; the operator splits the laptop off and merges it back, each confirmed and recorded."""
+    devices = page.locator("#person-devices tr.device-row")
+    deadline = asyncio.get_running_loop().time() + 60
+    while await devices.count() < 2:  # the store applies the logins in its next batch
+        assert asyncio.get_running_loop().time() < deadline, f"no person: {await page.locator('#user-status').inner_text()}"
+        await hit(f"/track/page?uid={LAPTOP}&page[url]=https://shop.example/products/laptop", answer=None)
+        await hit(f"/track/identify?uid={VISITOR}&user[id]={SHOPPER}&traits[plan]=gold", answer=None)
+        await hit(f"/track/identify?uid={LAPTOP}&user[id]={SHOPPER}", answer=None)
+        await page.fill("#user-id", SHOPPER)
+        await page.click("#user-form button[type=submit]")
+        await page.wait_for_timeout(700)
+    await page.locator("#user-status", has_text=LAPTOP).wait_for(timeout=60_000)  # both devices' events in the timeline
+    assert "gold" in await page.locator("#person-traits").inner_text()
+    questions: list[str] = []
+
+    async def accept(dialog: Any) -> None:
+        questions.append(dialog.message)
+        await dialog.accept()
+
+    page.on("dialog", accept)
+    await page.locator(f'#person-ids button.split-id[data-id="uid:{LAPTOP}"]').click()
+    await page.locator("#person-merges tr.merge-row", has_text="split").wait_for(timeout=60_000)
+    await wait_for(lambda: _count_is(devices, 1), timeout=60, step=0.2, what="the laptop split off")
+    await page.fill("#merge-with", LAPTOP)
+    await page.click("#merge-form button[type=submit]")
+    await page.locator("#person-merges tr.merge-row", has_text="merge").wait_for(timeout=60_000)
+    await wait_for(lambda: _count_is(devices, 2), timeout=60, step=0.2, what="the laptop merged back")
+    assert "panel:admin" in await page.locator("#person-merges").inner_text()
+    assert len(questions) == 2 and questions[0].startswith("Split") and questions[1].startswith("Merge")
+    page.remove_listener("dialog", accept)
+    await page.locator("#toast.hidden").wait_for(state="attached", timeout=60_000)  # the merge's note gone
+    await page.screenshot(path=str(shots / "person.png"), full_page=True)
+
+
+async def _count_is(locator: Any, n: int) -> bool:
+    return bool(await locator.count() == n)
 
 
 async def run_pages(page: Any, base: str, hit: Any, shots: Path) -> None:
@@ -200,6 +242,7 @@ async def run_pages(page: Any, base: str, hit: Any, shots: Path) -> None:
     await page.locator("#user-status", has_text=VISITOR).wait_for(timeout=60_000)  # the last answer is in
     assert "/products/" in await page.locator("#user-timeline").inner_text()
     await page.screenshot(path=str(shots / "user.png"))
+    await person_page(page, hit, shots)
 
     # dead letters: the picky listener's failure, inspected
     await page.click("a[data-page=deadletters]")

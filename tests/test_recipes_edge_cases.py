@@ -21,13 +21,14 @@ T0 = 1_785_000_000_000  # a fixed instant (2026-07-25), well inside a UTC day: 1
 
 _RUN = r"""
 import json, sys, chdb
-rows, sql = json.loads(sys.stdin.read())
+rows, sql, params = json.loads(sys.stdin.read())
 q = chdb.query
 script = '''
 CREATE DATABASE stats;
 CREATE TABLE stats.events (uid UInt64, bot LowCardinality(String), name String, timestamp UInt64, date Date, page_url String,
     sess_type String, sess_marks_utm_source String, sess_marks_utm_medium String,
     data_extra Nested(key String, value String)) ENGINE = MergeTree ORDER BY uid;
+CREATE VIEW stats.events_people AS SELECT *, uid AS person_id FROM stats.events;
 '''
 from chdb.session import Session
 s = Session()
@@ -35,14 +36,15 @@ for stmt in script.split(';'):
     if stmt.strip():
         s.query(stmt)
 s.query('INSERT INTO stats.events FORMAT JSONEachRow ' + '\n'.join(json.dumps(r) for r in rows))
-print(s.query(sql, 'JSONEachRow').bytes().decode())
+print(s.query(sql, 'JSONEachRow', params=params).bytes().decode())
 """
 
 
 def run(recipe: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``examples/recipes/<recipe>`` over ``rows`` in a fresh chDB."""
+    """``examples/recipes/<recipe>`` over ``rows`` in a fresh chDB, by cookie (no identities here:
+    ``events_people`` gives every uid as its own person)."""
     sql = (RECIPES / recipe).read_text()
-    out = subprocess.run([sys.executable, "-c", _RUN], input=json.dumps([rows, sql]), capture_output=True,
+    out = subprocess.run([sys.executable, "-c", _RUN], input=json.dumps([rows, sql, {"by": "cookie"}]), capture_output=True,
                          text=True, timeout=120, check=False)
     assert out.returncode == 0, out.stderr[-2000:]
     return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]

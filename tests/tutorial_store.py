@@ -32,6 +32,9 @@ START = dt.date(2026, 11, 1)
 SEED, VISITORS, DAYS = 1, 500, 14  # the docs' samples use these
 CLI = "band sql --format json"
 BOTS_IN = "counting bots"  # the key suffix of a recipe's answer without its bot filters
+BY_COOKIE = "by cookie"  # the key suffix of a recipe's answer counted by cookie (by=cookie; the plain key is by=person)
+QUERIES = ROOT / "examples" / "queries"
+NEW_VS_RETURNING = str(QUERIES / "new_vs_returning.sql")
 
 
 def events(seed: int = SEED, visitors: int = VISITORS, days: int = DAYS) -> list[dict[str, Any]]:
@@ -44,12 +47,32 @@ def _events(seed: int, visitors: int, days: int) -> list[dict[str, Any]]:
 
 
 def everyday() -> tuple[str, ...]:
-    """The recipes over the demo events alone (1-3 and 9 need their own tables, services and hits)."""
-    return tuple(sorted(str(p) for p in RECIPES.glob("*.sql") if p.name.startswith(("04-", "05-", "06-", "07-", "08-", "10-"))))
+    """The recipes over the demo events alone (1-3 and 9 need their own tables, services and hits),
+    and the new-vs-returning report."""
+    recipes = [str(p) for p in RECIPES.glob("*.sql") if p.name.startswith(("04-", "05-", "06-", "07-", "08-", "10-"))]
+    return tuple(sorted([*recipes, NEW_VS_RETURNING]))
+
+
+def counts_by(sql: str) -> bool:
+    """Whether a recipe asks who to count ({by:String}: person or cookie)."""
+    return "{by:String}" in sql
+
+
+def cross_device_buyer(seed: int = SEED, visitors: int = VISITORS, days: int = DAYS) -> tuple[str, str, str]:
+    """(phone uid, laptop uid, user id) of the first person who bought on a second device."""
+    evs = events(seed, visitors, days)
+    uids: dict[str, list[str]] = {}
+    for e in evs:
+        user_id = e["data"]["user"].get("id")
+        if user_id and e["uid"] not in uids.setdefault(user_id, []):
+            uids[user_id].append(e["uid"])
+    buyers = {e["uid"] for e in evs if e["name"] == "purchase"}
+    user_id = next(u for u, mine in uids.items() if len(mine) == 2 and mine[1] in buyers)
+    return uids[user_id][0], uids[user_id][1], user_id
 
 
 def history_visitor(seed: int = SEED, visitors: int = VISITORS, days: int = DAYS) -> tuple[str, str]:
-    """(uid, user id) of the identified buyer with the most sessions: the history page's example."""
+    """(uid, user id) of the identified buyer on one device with the most sessions: the history page's example."""
     evs = events(seed, visitors, days)
     sessions: dict[str, int] = {}
     for e in evs:
@@ -57,13 +80,18 @@ def history_visitor(seed: int = SEED, visitors: int = VISITORS, days: int = DAYS
             sessions[e["uid"]] = sessions.get(e["uid"], 0) + 1
     buyers = {e["uid"] for e in evs if e["name"] == "purchase"}
     ids = {e["uid"]: e["data"]["data"]["user_id"] for e in evs if e["name"] == "identify"}
-    uid = max((u for u in ids if u in buyers), key=lambda u: (sessions[u], u))
+    devices = {user_id: sum(1 for v in ids.values() if v == user_id) for user_id in ids.values()}
+    uid = max((u for u in ids if u in buyers and devices[ids[u]] == 1), key=lambda u: (sessions[u], u))
     return uid, ids[uid]
 
 
-def _params_for(name: str, seed: int, visitors: int, days: int) -> dict[str, Any] | None:
+def _params_for(name: str, seed: int, visitors: int, days: int, by: str = "person") -> dict[str, Any] | None:
     uid, user_id = history_visitor(seed, visitors, days)
-    return {"04-user-history.sql": {"uid": uid}, "04-uids-of-user.sql": {"user_id": user_id}}.get(Path(name).name)
+    params: dict[str, Any] = {"04-user-history.sql": {"uid": uid}, "04-uids-of-user.sql": {"user_id": user_id},
+                              "new_vs_returning.sql": {"since": START.isoformat()}}.get(Path(name).name, {})
+    if counts_by(Path(name).read_text()):
+        params["by"] = by
+    return params or None
 
 
 def with_bots(sql: str) -> str:
@@ -81,6 +109,7 @@ async def _ask(url: str, files: tuple[str, ...], svcs: list[subprocess.Popen[str
     rpc = RPC(lambda: nc)
     try:
         await store_ready(rpc, svcs)
+        await identify_people(rpc, _events(seed, visitors, days))
         deadline = asyncio.get_running_loop().time() + 30
         while True:  # and the history service answers
             try:
@@ -93,12 +122,19 @@ async def _ask(url: str, files: tuple[str, ...], svcs: list[subprocess.Popen[str
         for name in files:
             out[name] = await rpc.request("store", "query", timeout__=60, sql=Path(name).read_text(),
                                           params=_params_for(name, seed, visitors, days))
+            if counts_by(Path(name).read_text()):
+                out[f"{name} {BY_COOKIE}"] = await rpc.request("store", "query", timeout__=60, sql=Path(name).read_text(),
+                                                               params=_params_for(name, seed, visitors, days, "cookie"))
             if unfiltered:
                 out[f"{name} {BOTS_IN}"] = await rpc.request("store", "query", timeout__=60, sql=with_bots(Path(name).read_text()),
                                                              params=_params_for(name, seed, visitors, days))
         uid, user_id = history_visitor(seed, visitors, days)
         out["history uid"] = await rpc.request("history", "timeline", timeout__=60, uid=uid)
         out["history user_id"] = await rpc.request("history", "timeline", timeout__=60, user_id=user_id)
+        phone, _, person_user = cross_device_buyer(seed, visitors, days)
+        out["history person"] = await rpc.request("history", "timeline", timeout__=60, uid=phone)
+        out["history person user_id"] = await rpc.request("history", "timeline", timeout__=60, user_id=person_user)
+        out["history person by cookie"] = await rpc.request("history", "timeline", timeout__=60, uid=phone, by="cookie")
         try:
             await rpc.request("history", "timeline", timeout__=10)
             out["history nothing"] = None
@@ -154,6 +190,27 @@ def stack(seed: int, visitors: int, days: int, services: list[Path], env: dict[s
                 log.close()
 
 
+async def identify_people(rpc: Any, evs: list[dict[str, Any]]) -> int:
+    """Every (uid, user id) the events logged in with, told to the store's ``identify`` as a backend
+    would (``band store import`` writes rows, not the identity graph the live writer builds).
+
+    Each user id's uids in the order they first carried it, so the older uid's person wins as in
+    the stream; different user ids at once. Each call returns once its change is stored. How many."""
+    pairs: dict[str, list[str]] = {}
+    for e in evs:
+        user_id = e["data"].get("user", {}).get("id")
+        if user_id and e["uid"] not in pairs.setdefault(user_id, []):
+            pairs[user_id].append(e["uid"])
+
+    async def one(user_id: str, uids: list[str]) -> None:
+        for uid in uids:
+            await rpc.request("store", "identify", timeout__=60, uid=uid, user_id=user_id)
+
+    for start in range(0, len(pairs), 16):
+        await asyncio.gather(*(one(u, uids) for u, uids in list(pairs.items())[start:start + 16]))
+    return sum(len(uids) for uids in pairs.values())
+
+
 async def store_ready(rpc: Any, svcs: list[subprocess.Popen[str]]) -> None:
     """Until the store service answers status with state "writing"."""
     from band.errors import RPCError
@@ -179,6 +236,11 @@ def _run(seed: int, visitors: int, days: int, files: tuple[str, ...], bots: int 
                               (RECIPES / "06-markov-transitions.sql").read_text()], capture_output=True, text=True, timeout=120)
         assert cli.returncode == 0, cli.stderr
         answers[CLI] = cli.stdout
+        # and a recipe that counts by person, as its first lines say to run it
+        cli = subprocess.run([sys.executable, "-m", "band", "sql", "--format", "json", "--nats", url,
+                              (RECIPES / "05-attribution.sql").read_text(), "by=cookie"], capture_output=True, text=True, timeout=120)
+        assert cli.returncode == 0, cli.stderr
+        answers[f"{CLI} by=cookie"] = cli.stdout
         return answers
 
 
@@ -188,8 +250,15 @@ def answer(recipe: str, seed: int = SEED, visitors: int = VISITORS, days: int = 
     return dict(_run(seed, visitors, days, every)[str(RECIPES / recipe)])
 
 
+def query_by(recipe: str, by: str) -> list[dict[str, Any]]:
+    """The rows of ``examples/recipes/<recipe>`` (or a path) counted ``by`` person or cookie."""
+    name = recipe if "/" in recipe else str(RECIPES / recipe)
+    return list(_run(SEED, VISITORS, DAYS, everyday())[name if by == "person" else f"{name} {BY_COOKIE}"]["rows"])
+
+
 def answers(key: str) -> Any:
-    """Another answer from the run: ``history uid``, ``history user_id``, ``history nothing``."""
+    """Another answer from the run: ``history uid``, ``history user_id``, ``history nothing``, ``history person``,
+    ``history person user_id``, ``history person by cookie``."""
     every = everyday()
     return _run(SEED, VISITORS, DAYS, every)[key]
 

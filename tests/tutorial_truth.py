@@ -13,6 +13,44 @@ from typing import Any
 
 Event = dict[str, Any]
 NONE = "(none)"
+BY = ("person", "cookie")  # what the recipes count: people (uids joined by the user ids they logged in with), or cookies
+
+
+def persons(events: list[Event]) -> dict[str, str]:
+    """{uid: person id} as the identity contract defines it, computed here with a union-find.
+
+    An event carrying a user id (``data.user.id``) joins its uid and that user id; a person's
+    id is the uid of its member seen first (the lowest position in the stream, which is the
+    generator's order); a uid never identified is its own person."""
+    parent: dict[str, str] = {}
+
+    def root(x: str) -> str:
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    first: dict[str, int] = {}
+    for i, e in enumerate(events):
+        first.setdefault(e["uid"], i)
+        root(f"uid:{e['uid']}")
+        user_id = e["data"].get("user", {}).get("id")
+        if user_id:
+            a, b = root(f"uid:{e['uid']}"), root(f"user:{user_id}")
+            if a != b:
+                parent[b] = a
+    oldest: dict[str, str] = {}
+    for uid in sorted(first, key=first.__getitem__):
+        oldest.setdefault(root(f"uid:{uid}"), uid)
+    return {uid: oldest[root(f"uid:{uid}")] for uid in first}
+
+
+def counter(events: list[Event], by: str) -> dict[str, str]:
+    """{uid: what the recipes count it as}: its person (``by="person"``) or itself (``"cookie"``)."""
+    if by not in BY:
+        raise ValueError(by)
+    of = persons(events)
+    return of if by == "person" else {uid: uid for uid in of}
 
 
 def people(events: list[Event]) -> list[Event]:
@@ -33,21 +71,24 @@ def campaign_of(event: Event) -> str:
     return str(event["data"]["sess"].get("marks", {}).get("utm_campaign") or NONE)
 
 
-def conversion_paths(events: list[Event], conversion: str = "purchase") -> list[tuple[str, float, int, list[tuple[int, str, str]]]]:
-    """(uid, revenue, conversion time, touches) per buyer; a touch = (time, channel, campaign)."""
+def conversion_paths(events: list[Event], conversion: str = "purchase", by: str = "person"
+                     ) -> list[tuple[str, float, int, list[tuple[int, str, str]]]]:
+    """(buyer, revenue, conversion time, touches) per buyer (a person or a uid, ``by``); a touch = (time, channel, campaign)."""
+    who = counter(events, by)
     events = people(events)
     sessions: dict[str, list[tuple[int, str, str]]] = defaultdict(list)
     first_buy: dict[str, Event] = {}
     for e in events:
+        key = who[e["uid"]]
         if e["name"] == "session":
-            sessions[e["uid"]].append((e["time"], channel_of(e), campaign_of(e)))
-        elif e["name"] == conversion and (e["uid"] not in first_buy or e["time"] < first_buy[e["uid"]]["time"]):
-            first_buy[e["uid"]] = e
+            sessions[key].append((e["time"], channel_of(e), campaign_of(e)))
+        elif e["name"] == conversion and (key not in first_buy or e["time"] < first_buy[key]["time"]):
+            first_buy[key] = e
     paths = []
-    for uid, buy in first_buy.items():
-        touches = sorted(t for t in sessions[uid] if t[0] <= buy["time"])
+    for key, buy in first_buy.items():
+        touches = sorted(t for t in sessions[key] if t[0] <= buy["time"])
         if touches:
-            paths.append((uid, float(buy["data"]["data"]["revenue"]), buy["time"], touches))
+            paths.append((key, float(buy["data"]["data"]["revenue"]), buy["time"], touches))
     return paths
 
 
@@ -79,11 +120,10 @@ def credits(model: str, touches: list[tuple[int, str, str]], conv_time: int, hal
 MODELS = ("first", "last", "last_non_direct", "linear", "time_decay", "position")
 
 
-def attribution(events: list[Event], half_life_days: float = 7) -> dict[tuple[str, str], dict[str, float]]:
-    """{(channel, campaign): {c_<model>: conversions, r_<model>: revenue}}."""
-    events = people(events)
+def attribution(events: list[Event], half_life_days: float = 7, by: str = "person") -> dict[tuple[str, str], dict[str, float]]:
+    """{(channel, campaign): {c_<model>: conversions, r_<model>: revenue}}, buyers counted ``by`` person or cookie."""
     out: dict[tuple[str, str], dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    for _, revenue, conv_time, touches in conversion_paths(events):
+    for _, revenue, conv_time, touches in conversion_paths(events, by=by):
         for model in MODELS:
             for touch, share in zip(touches, credits(model, touches, conv_time, half_life_days * 86_400_000), strict=True):
                 row = out[(touch[1], touch[2])]
@@ -191,7 +231,7 @@ def activity_attribution(events: list[Event]) -> dict[tuple[str, str], dict[str,
     for e in events:
         if e["name"] == "session":
             opening[e["uid"]].append(e)
-    for uid, revenue, conv_time, _ in conversion_paths(events):
+    for uid, revenue, conv_time, _ in conversion_paths(events, by="cookie"):
         sessions = sorted((s for s in opening[uid] if s["time"] <= conv_time), key=lambda e: e["time"])
         indexes = [activity_index(by_session[(uid, s["data"]["sess"]["num"])]) for s in sessions]
         for s, index in zip(sessions, indexes, strict=True):
@@ -220,22 +260,23 @@ def funnel_step(e: Event) -> int:
     return 4 if e["name"] == "purchase" else 0
 
 
-def funnels(events: list[Event]) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
-    events = people(events)
+def funnels(events: list[Event], by: str = "person") -> tuple[dict[str, list[int]], dict[str, list[int]]]:
     """Counts reaching each step, by day and by the channel of the attempt's first event.
 
-    An attempt is a visitor's UTC day; its level is the longest run of steps 1, 2, 3, 4 met in
+    An attempt is a person's (or with ``by="cookie"`` a uid's) UTC day; its level is the longest run of steps 1, 2, 3, 4 met in
     time order: from the day's first step-1 event, each next step's first later event. Events
     of the same millisecond count in step order (a landing page at the session's millisecond
     follows the session); the attempt's source is its first event's, the session winning a tie.
     """
     import datetime as dt
 
+    who = counter(events, by)
+    events = people(events)
     attempts: dict[tuple[str, str], list[Event]] = defaultdict(list)
     for e in events:
         if e["name"] not in ACTIVITY_TABLE:
             day = dt.datetime.fromtimestamp(e["time"] / 1000, dt.UTC).date().isoformat()
-            attempts[(day, e["uid"])].append(e)
+            attempts[(day, who[e["uid"]])].append(e)
     by_day: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
     by_channel: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
     for (day, _), evs in attempts.items():
@@ -250,24 +291,27 @@ def funnels(events: list[Event]) -> tuple[dict[str, list[int]], dict[str, list[i
     return dict(by_day), dict(by_channel)
 
 
-def segments(events: list[Event]) -> dict[str, dict[str, Any]]:
-    """{uid: {r, f, m, rfm, segment, revenue}} as 10-segments.md defines them (the events table's events)."""
-    events = people(events)
+def segments(events: list[Event], by: str = "person") -> dict[str, dict[str, Any]]:
+    """{uid: {person_id, r, f, m, rfm, segment, revenue}} as 10-segments.md defines them (the events
+    table's events): each uid gets the scores of its person (``by="cookie"``: its own)."""
     from urllib.parse import urlsplit
+
+    who = counter(events, by)
+    events = people(events)
 
     rows = [e for e in events if e["name"] not in ACTIVITY_TABLE]
     as_of = max(e["time"] for e in rows)
     per: dict[str, dict[str, Any]] = defaultdict(lambda: {"last": 0, "sessions": 0, "revenue": 0.0, "checkouts": 0, "leads": 0})
     for e in rows:
-        v = per[e["uid"]]
+        v = per[who[e["uid"]]]
         v["last"] = max(v["last"], e["time"])
         v["sessions"] += e["name"] == "session"
         v["leads"] += e["name"] == "form_submit"
         v["checkouts"] += e["name"] == "page" and urlsplit(e["data"]["page"]["url"]).path == "/checkout"
         if e["name"] == "purchase":
             v["revenue"] += float(e["data"]["data"]["revenue"])
-    out = {}
-    for uid, v in per.items():
+    scores = {}
+    for key, v in per.items():
         days = (as_of - v["last"]) / 86_400_000
         r = 3 if days <= 2 else 2 if days <= 7 else 1
         f = 3 if v["sessions"] >= 4 else 2 if v["sessions"] >= 2 else 1
@@ -286,5 +330,29 @@ def segments(events: list[Event]) -> dict[str, dict[str, Any]]:
             segment = "new"
         else:
             segment = "visitor"
-        out[uid] = {"r": r, "f": f, "m": m, "rfm": f"R{r}F{f}M{m}", "segment": segment, "revenue": v["revenue"]}
-    return out
+        scores[key] = {"r": r, "f": f, "m": m, "rfm": f"R{r}F{f}M{m}", "segment": segment, "revenue": v["revenue"]}
+    return {uid: {"person_id": key, **scores[key]} for uid, key in who.items() if key in scores}
+
+
+def new_vs_returning(events: list[Event], since: str, by: str = "person") -> dict[str, tuple[int, int]]:
+    """{date: (new, returning)} from ``since`` on: who was first seen that day, and who had been
+    seen on an earlier day (the events table's events; a person's first day is their first device's)."""
+    import datetime as dt
+
+    who = counter(events, by)
+    seen: dict[str, set[str]] = defaultdict(set)
+    for e in people(events):
+        if e["name"] not in ACTIVITY_TABLE:
+            seen[dt.datetime.fromtimestamp(e["time"] / 1000, dt.UTC).date().isoformat()].add(who[e["uid"]])
+    first: dict[str, str] = {}
+    for day in sorted(seen):
+        for key in seen[day]:
+            first.setdefault(key, day)
+    return {day: (sum(first[k] == day for k in keys), sum(first[k] < day for k in keys))
+            for day, keys in sorted(seen.items()) if day >= since}
+
+
+def history(events: list[Event], uid: str, by: str = "person") -> list[Event]:
+    """Every event of ``uid``'s person (``by="cookie"``: of the uid), in time order (then id)."""
+    who = counter(events, by)
+    return sorted((e for e in people(events) if who[e["uid"]] == who[uid]), key=lambda e: (e["time"], int(e["id"])))

@@ -10,6 +10,10 @@ day from a traffic source (search, social, referral, direct, paid campaigns with
 an e-mail campaign), lands on a page that suits the source, views pages, scrolls, is
 active, sometimes submits the lead form, sometimes buys (one ``purchase`` with
 ``data.revenue``, at most once per visitor), and may come back on later days, often direct.
+Some people use two devices: they arrive on a phone from a campaign and log in, then come
+back on a laptop, log in with the same user id and buy there (``cross_device``): counted by
+cookie they are two visitors and the laptop's direct visit gets the sale; counted by person
+(the identity graph joins both uids through the user id) the phone's campaign opened the path.
 Only ``random.Random(seed)`` is used: the same arguments give the same events.
 """
 
@@ -95,6 +99,11 @@ DEVICES: tuple[tuple[str, int, int, float], ...] = (  # user agent, screen width
 )
 
 
+PHONE, LAPTOP = 2, 0  # DEVICES: the cross-device people's phone and laptop
+CAMPAIGNS = tuple(s for s in SOURCES if s.kind == "campaign")
+HOUR_MS = 3_600_000
+
+
 @dataclass
 class _Visitor:
     uid: str
@@ -108,19 +117,25 @@ class _Visitor:
     user_id: str = ""
 
 
-def generate(seed: int, visitors: int, days: int, start: dt.date = dt.date(2026, 11, 1), bots: int = 0) -> list[dict[str, Any]]:
+def generate(seed: int, visitors: int, days: int, start: dt.date = dt.date(2026, 11, 1), bots: int = 0,
+             cross_device: int | None = None) -> list[dict[str, Any]]:
     """The events of ``visitors`` visitors over ``days`` days from ``start`` (UTC), ordered by time.
 
-    ``bots``: that many bot visitors mixed in (crawlers, headless browsers, no user agent,
-    referrer spam; :data:`BOTS`), their events flagged in ``bot`` as the edge flags them. They
-    draw from their own random generator: the people's events are the same with or without them.
+    ``cross_device``: that many more people on two devices (default one per 20 visitors): a
+    phone's campaign visit with a login, then a laptop's direct visit with a login under the
+    same user id and a purchase. ``bots``: that many bot visitors mixed in (crawlers, headless
+    browsers, no user agent, referrer spam; :data:`BOTS`), their events flagged in ``bot`` as
+    the edge flags them. Both draw from random generators of their own: the single-device
+    visitors' events are the same whatever their numbers.
     """
-    if visitors < 0 or days < 1 or bots < 0:
-        raise ValueError("visitors and bots must be >= 0 and days >= 1")
+    cross_device = visitors // 20 if cross_device is None else cross_device
+    if visitors < 0 or days < 1 or bots < 0 or cross_device < 0:
+        raise ValueError("visitors, cross_device and bots must be >= 0 and days >= 1")
     rng = random.Random(seed)
     day0 = int(dt.datetime(start.year, start.month, start.day, tzinfo=dt.UTC).timestamp() * 1000)
     events: list[dict[str, Any]] = []
     _people(rng, visitors, days, day0, events)
+    _cross_device(random.Random(seed * 7907 + 3), cross_device, days, day0, events)
     _bots(random.Random(seed * 7919 + 1), bots, days, day0, events)
     events.sort(key=lambda e: (e["time"], e["uid"], e["data"]["sess"]["eventNum"]))
     _assign_ids(events)
@@ -148,6 +163,25 @@ def _people(rng: random.Random, visitors: int, days: int, day0: int, events: lis
             session_num += 1
 
 
+def _cross_device(rng: random.Random, people: int, days: int, day0: int, events: list[dict[str, Any]]) -> None:
+    """People on a phone, then a laptop: one user id, two uids, the purchase on the second.
+
+    The phone's visit comes from a paid campaign and logs in (``identify``) without buying; the
+    laptop's visit, hours to three days later, is direct, logs in with the same user id and buys.
+    Both visits end inside the generated days."""
+    end = day0 + days * 86_400_000 - 4 * HOUR_MS  # the laptop's visit starts by then, so it ends inside
+    for n in range(people):
+        phone_ms = day0 + rng.randrange(max(1, days * 24 - 12)) * HOUR_MS + rng.randrange(HOUR_MS)
+        phone = _new_visitor(rng, 0x800 + (n & 0x3FF), phone_ms, device=PHONE)
+        user_id = f"user-{phone.uid[-6:]}"
+        mine: list[dict[str, Any]] = []
+        _session(rng, phone, rng.choice(CAMPAIGNS), 1, phone_ms, mine, login=user_id, buy=False)
+        laptop_ms = max(min(mine[-1]["time"] + rng.randrange(HOUR_MS, 72 * HOUR_MS), end), mine[-1]["time"] + 1)
+        laptop = _new_visitor(rng, 0xC00 + (n & 0x3FF), laptop_ms, device=LAPTOP)
+        _session(rng, laptop, DIRECT, 1, laptop_ms, mine, login=user_id, buy=True)
+        events += mine
+
+
 def _bots(rng: random.Random, bots: int, days: int, day0: int, events: list[dict[str, Any]]) -> None:
     """Bot visitors: each crawls like a visitor (sessions, pages, even a checkout) on one day."""
     for n in range(bots):
@@ -168,8 +202,8 @@ def _daytime_ms(rng: random.Random) -> int:
     return (hour * 3600 + rng.randrange(3600)) * 1000
 
 
-def _new_visitor(rng: random.Random, n: int, first_ms: int) -> _Visitor:
-    ua, width, height, _ = rng.choices(DEVICES, weights=[d[3] for d in DEVICES])[0]
+def _new_visitor(rng: random.Random, n: int, first_ms: int, device: int | None = None) -> _Visitor:
+    ua, width, height, _ = rng.choices(DEVICES, weights=[d[3] for d in DEVICES])[0] if device is None else DEVICES[device]
     uid = (first_ms << _ID_SHIFT) | (rng.getrandbits(10) << 12) | (n & 0xFFF)
     tz, tzo = rng.choice((("Europe/Moscow", -180), ("Europe/Berlin", -60), ("Europe/London", 0)))
     ip = f"{rng.choice((5, 31, 46, 77, 95, 178, 185))}.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
@@ -238,7 +272,10 @@ class _Session:
         self.now += int(rng.uniform(low, high) * 1000)
 
 
-def _session(rng: random.Random, visitor: _Visitor, source: Source, num: int, start_ms: int, out: list[dict[str, Any]]) -> None:
+def _session(rng: random.Random, visitor: _Visitor, source: Source, num: int, start_ms: int, out: list[dict[str, Any]],
+             login: str = "", buy: bool | None = None) -> None:
+    """One session's events into ``out``. ``login``: a user id the visitor logs in with on the
+    landing page (``identify``); ``buy``: True or False decides the purchase, None leaves it to chance."""
     s = _Session(visitor, source, num, start_ms, rng.choice(source.landings), out)
     engaged = rng.random()  # how interested this session is: more pages, scrolling, activity
     pages = 1 + int(rng.expovariate(1.0 / (1 + 3 * engaged)))
@@ -249,6 +286,10 @@ def _session(rng: random.Random, visitor: _Visitor, source: Source, num: int, st
             s.emit("session")
             s.now += rng.randrange(5, 60)  # the SDK sends the page view a few ms after the session
         s.emit("page")
+        if login and page_index == 0:
+            s.wait(rng, 2, 15)
+            visitor.user_id = login
+            s.emit("identify", custom={"user_id": login})
         s.wait(rng, 0.3, 2.5)
         s.emit("page_loaded", {"perf": {"dl": rng.randrange(50, 900), "dc": rng.randrange(100, 1500), "rqs": rng.randrange(5, 80)}})
         doc_h = rng.choice((1800, 2600, 4200))
@@ -272,7 +313,9 @@ def _session(rng: random.Random, visitor: _Visitor, source: Source, num: int, st
         s.emit("page_unload")
         path = rng.choice(NEXT_PAGES)
     # half of those who open the checkout pay; a buyer looks at a product first
-    if not visitor.bought and rng.random() < 2 * source.buy_rate * (0.5 + engaged) * (1 + 0.3 * (num - 1)):
+    if buy is None:
+        buy = not visitor.bought and rng.random() < 2 * source.buy_rate * (0.5 + engaged) * (1 + 0.3 * (num - 1))
+    if buy:
         if not any(p.startswith("/product/") for p in s.seen):
             s.open_page(rng.choice(("/product/boots", "/product/scarf")))
             s.emit("page")
@@ -281,7 +324,7 @@ def _session(rng: random.Random, visitor: _Visitor, source: Source, num: int, st
         s.open_page("/checkout")
         s.emit("page")
         s.wait(rng, 20, 120)
-        if rng.random() < 0.5:
+        if login or rng.random() < 0.5:  # a logged-in buyer pays
             price = rng.choice(PRICES)
             s.emit(CONVERSION, custom={"revenue": price, "currency": "EUR", "order_id": f"o-{visitor.uid[-10:]}"})
             visitor.bought = True
@@ -301,6 +344,7 @@ def _assign_ids(events: list[dict[str, Any]]) -> None:
 
 __all__ = [
     "BOTS",
+    "CAMPAIGNS",
     "CONVERSION",
     "DEVICES",
     "DIRECT",

@@ -15,7 +15,7 @@ from nats.js.errors import NotFoundError
 
 from .. import wire
 from ..errors import RPCError, ServiceUnavailable
-from . import answers, charts, eventcounts, history, jetstream, queries
+from . import answers, charts, eventcounts, history, jetstream, people, queries
 from .config import PanelConfig
 from .control import ACTIONS, ControlClient
 from .rpc import JsonRpc
@@ -136,15 +136,52 @@ def _store_failed(config: PanelConfig, exc: RPCError) -> web.Response:
 
 
 async def user_history(request: web.Request) -> web.Response:
-    uid, user_id = request.query.get("uid"), request.query.get("user_id")
-    wrong = history.problem(uid, user_id)
+    uid, user_id, by = request.query.get("uid"), request.query.get("user_id"), request.query.get("by", "person")
+    wrong = history.problem(uid, user_id, by)
     if wrong:
         return _error(400, wrong)
     config = request.app[CONFIG]
     try:
-        return web.json_response(await history.timeline(lambda: request.app[NC], config.store_service, uid, user_id))
+        return web.json_response(await history.timeline(lambda: request.app[NC], config.store_service, uid, user_id, by))
     except RPCError as exc:
         return _store_failed(config, exc)
+
+
+async def person_show(request: web.Request) -> web.Response:
+    """The person of any identifier: devices, identifiers, traits, merges (the store's ``identity``)."""
+    try:
+        which = people.identifier(request.query.get("id", ""))
+    except ValueError as exc:
+        return _error(400, str(exc))
+    config = request.app[CONFIG]
+    try:
+        return web.json_response(await people.show(lambda: request.app[NC], config.store_service, which))
+    except RPCError as exc:
+        return _store_failed(config, exc)
+
+
+def _operator(config: PanelConfig) -> str:
+    """Who asked, as the store records it: ``panel:<PANEL_USER>``, or ``panel:admin`` with a token."""
+    return f"panel:{config.user or 'admin'}"
+
+
+async def person_act(request: web.Request) -> web.Response:
+    """``POST /api/person/merge`` ``{"a", "b"}`` or ``/api/person/split`` ``{"id"}``: the store's RPC, recorded."""
+    action, body, config = request.match_info["action"], await _json_body(request), request.app[CONFIG]
+    try:
+        if action == "merge":
+            a, b = people.identifier(str(body.get("a") or "")), people.identifier(str(body.get("b") or ""))
+            done = await people.merge(lambda: request.app[NC], config.store_service, a, b, _operator(config))
+        elif action == "split":
+            done = await people.split(lambda: request.app[NC], config.store_service, people.identifier(str(body.get("id") or "")),
+                                      _operator(config))
+        else:
+            return _error(404, f"unknown action {action!r}: use merge or split")
+    except ValueError as exc:
+        return _error(400, str(exc))
+    except RPCError as exc:
+        return _store_failed(config, exc)
+    return web.json_response(done)
 
 
 async def _sql_body(request: web.Request) -> tuple[str, dict[str, Any] | None]:
@@ -265,6 +302,8 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/api/store/saved", store_saved)
     r.add_post("/api/store/query", store_query)
     r.add_get("/api/history", user_history)
+    r.add_get("/api/person", person_show)
+    r.add_post("/api/person/{action}", person_act)
     r.add_get("/api/deadletters", dlq_list)
     r.add_get("/api/deadletters/{seq}", dlq_one)
     r.add_post("/api/deadletters/{seq}/{action}", dlq_act)

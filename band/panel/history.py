@@ -1,5 +1,6 @@
-"""One visitor's timeline for the User page: by uid, or by a user id ``identify`` set (every
-uid it was seen with), asked of the store over RPC with server-side parameters."""
+"""One person's timeline for the User page: by uid, or by a user id ``identify`` set, asked of
+the store over RPC with server-side parameters. ``by="person"`` (the default) gives every device
+the identity graph joined to it; ``by="cookie"`` only the uid (or the uids the user id was seen with)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,13 @@ from ..runtime import RPC
 from .queries import sql
 
 MAX_USER_ID = 200
+BY = ("person", "cookie")
 
 
-def problem(uid: str | None, user_id: str | None) -> str | None:
+def problem(uid: str | None, user_id: str | None, by: str = "person") -> str | None:
     """What is wrong with the request, in words for the operator; None when it can be asked."""
+    if by not in BY:
+        return f"by must be person or cookie, not {by[:40]!r}"
     if uid is None and user_id is None:
         return "give uid=<visitor id> or user_id=<your user id>"
     if uid is not None and user_id is not None:
@@ -30,22 +34,25 @@ def problem(uid: str | None, user_id: str | None) -> str | None:
     return None
 
 
-async def timeline(nc: Callable[[], Client], store: str, uid: str | None, user_id: str | None) -> dict[str, Any]:
-    """{"uids": [...], "sessions": n, "events": [{uid, dateTime, session, name, page, channel, details}]}."""
+async def timeline(nc: Callable[[], Client], store: str, uid: str | None, user_id: str | None,
+                   by: str = "person") -> dict[str, Any]:
+    """{"uids": [...], "sessions": n, "counted_by": by, "events": [{uid, dateTime, session, name, page, channel, details}]}."""
     rpc = RPC(nc)
 
     async def rows(text: str, **params: str) -> list[dict[str, Any]]:
-        result = await rpc.request(store, "query", timeout__=30.0, sql=text, params=params)
+        result = await rpc.request(store, "query", timeout__=30.0, sql=text, params={**params, "by": by})
         return list(result["rows"])
 
-    uids = [uid] if uid else [str(r["uid"]) for r in await rows(sql("uids-of-user"), user_id=user_id or "")]
+    asked = [uid] if uid else [str(r["uid"]) for r in await rows(sql("uids-of-user"), user_id=user_id or "")]
     events: list[dict[str, Any]] = []
-    sessions = 0
-    for one in uids:
-        mine = await rows(sql("user-history"), uid=one)
-        sessions += len({r["session"] for r in mine})
-        events += [{"uid": one, **r} for r in mine]
-    return {"uids": uids, "sessions": sessions, "events": events}
+    for one in asked:
+        if any(e["uid"] == one for e in events):  # a device of a person already shown
+            continue
+        events += await rows(sql("user-history"), uid=one)
+    events.sort(key=lambda e: str(e["dateTime"]))  # stable: each device's own order stays
+    uids = list(dict.fromkeys(str(e["uid"]) for e in events)) or asked
+    sessions = len({(e["uid"], e["session"]) for e in events})
+    return {"uids": uids, "sessions": sessions, "counted_by": by, "events": events}
 
 
-__all__ = ["MAX_USER_ID", "problem", "timeline"]
+__all__ = ["BY", "MAX_USER_ID", "problem", "timeline"]

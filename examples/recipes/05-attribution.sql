@@ -1,32 +1,38 @@
 -- Attribution models side by side: conversions (c_*) and revenue (r_*) credited to each
 -- channel and campaign under six models. Definitions: docs/tutorials/05-attribution.md.
 -- A touch is a session (its `session` event); channel = 'utm_source / utm_medium' if the
--- session has marks, else the SDK's sess_type; the conversion is the visitor's first `purchase`; its path is the
--- visitor's sessions that began at or before it. Time decay half-life: 7 days.
+-- session has marks, else the SDK's sess_type; the conversion is the buyer's first `purchase`; its path is the
+-- buyer's sessions, on any of their devices, that began at or before it. Time decay half-life: 7 days.
+-- Counted by person or by cookie, as asked: by=person joins the uids the identity graph put
+-- together (stats.events_people: a visitor who logged in on a phone and a laptop is one), by=cookie
+-- counts each uid alone; every row says which in counted_by (docs/tutorials/README.md).
+-- Run: band sql "$(cat examples/recipes/05-attribution.sql)" by=person   (or by=cookie)
 -- Bots excluded: `bot = ''` leaves out the events the edge flagged as bots (docs/edge.md).
 WITH
     7 * 86400000 AS half_life_ms,
-    sessions AS (
-        SELECT uid, timestamp AS ts,
-               if(sess_marks_utm_source != '', concat(sess_marks_utm_source, ' / ', sess_marks_utm_medium), sess_type) AS channel,
-               sess_marks_utm_campaign AS campaign
-        FROM stats.events
-        WHERE bot = '' AND name = 'session'
+    {by:String} AS counted_by,
+    counted AS (  -- the events, each with who it counts for: its person, or its uid
+        SELECT *, multiIf(counted_by = 'person', person_id, counted_by = 'cookie', uid,
+                          throwIf(1, 'by must be person or cookie')) AS who
+        FROM stats.events_people
+        WHERE bot = ''
     ),
-    conversions AS (
-        SELECT uid, min(timestamp) AS conv_ts,
-               argMin(toFloat64OrZero(data_extra.value[indexOf(data_extra.key, 'revenue')]), timestamp) AS revenue
-        FROM stats.events
-        WHERE bot = '' AND name = 'purchase'
-        GROUP BY uid
+    buyers AS (  -- one pass over the events, no join: each buyer's first purchase and every session
+        SELECT who,
+               minIf(timestamp, name = 'purchase') AS conv_ts,
+               argMinIf(toFloat64OrZero(data_extra.value[indexOf(data_extra.key, 'revenue')]), timestamp, name = 'purchase') AS revenue,
+               groupArrayIf((timestamp,
+                             if(sess_marks_utm_source != '', concat(sess_marks_utm_source, ' / ', sess_marks_utm_medium), sess_type),
+                             sess_marks_utm_campaign), name = 'session') AS sessions
+        FROM counted
+        WHERE name IN ('session', 'purchase')
+        GROUP BY who
+        HAVING countIf(name = 'purchase') > 0
     ),
     paths AS (
-        SELECT c.uid AS uid, any(c.conv_ts) AS conv_ts, any(c.revenue) AS revenue,
-               arraySort(t -> t.1, groupArray((s.ts, s.channel, s.campaign))) AS touches
-        FROM conversions AS c
-        INNER JOIN sessions AS s ON s.uid = c.uid
-        WHERE s.ts <= c.conv_ts
-        GROUP BY c.uid
+        SELECT who, conv_ts, revenue, arraySort(t -> t.1, arrayFilter(t -> t.1 <= conv_ts, sessions)) AS touches
+        FROM buyers
+        WHERE length(touches) > 0
     ),
     credited AS (
         SELECT revenue, touch.2 AS channel, touch.3 AS campaign,
@@ -46,7 +52,7 @@ WITH
         ARRAY JOIN touches AS touch, first_cs AS first_c, last_cs AS last_c, lnd_cs AS lnd_c,
                    linear_cs AS linear_c, decay_cs AS decay_c, position_cs AS position_c
     )
-SELECT channel, if(campaign = '', '(none)', campaign) AS campaign,
+SELECT counted_by, channel, if(campaign = '', '(none)', campaign) AS campaign,
        round(sum(first_c), 2) AS c_first, round(sum(last_c), 2) AS c_last, round(sum(lnd_c), 2) AS c_last_non_direct,
        round(sum(linear_c), 2) AS c_linear, round(sum(decay_c), 2) AS c_time_decay, round(sum(position_c), 2) AS c_position,
        round(sum(first_c * revenue), 2) AS r_first, round(sum(last_c * revenue), 2) AS r_last,

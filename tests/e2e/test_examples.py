@@ -300,8 +300,8 @@ async def test_reports_answer_the_everyday_questions(tmp_path: Path, own_nats: A
             assert await report("utm_campaigns") == [
                 {"source": "google", "medium": "cpc", "campaign": "spring", "visitors": 2, "views": 2}]
             assert await report("new_vs_returning") == [
-                {"date": "2024-05-01", "new_visitors": 2, "returning_visitors": 0},
-                {"date": "2024-05-02", "new_visitors": 1, "returning_visitors": 1}]
+                {"date": "2024-05-01", "new_visitors": 2, "returning_visitors": 0, "counted_by": "person"},
+                {"date": "2024-05-02", "new_visitors": 1, "returning_visitors": 1, "counted_by": "person"}]
             assert await report("events_per_session") == [
                 {"sessions": 4, "avg_events": 1.25, "median_events": 1, "avg_pages": 1.25}]
             missing = await rpc.request("reports", "report", timeout__=30, query="../etc/passwd")

@@ -16,7 +16,7 @@ async function api(path, options = {}) {
   if (resp.status === 401) { location.href = "/login"; throw new Error("logged out"); }
   const type = resp.headers.get("Content-Type") || "";
   const body = type.includes("json") ? await resp.json() : await resp.text();
-  if (!resp.ok) throw new Error((body && body.error) || `${resp.status} ${resp.statusText}`);
+  if (!resp.ok) throw Object.assign(new Error((body && body.error) || `${resp.status} ${resp.statusText}`), { status: resp.status });
   return body;
 }
 
@@ -309,30 +309,65 @@ pages.store = {
   },
 };
 
-// --- user: one visitor's history ------------------------------------------------------------
+// --- user: one person, by any identifier: devices, traits, merges, history ------------------------
+// what the operator typed as the store's identifier: digits are a uid, kind:value stays, else a user id
+const asIdentifier = (v) => (/^(uid|user|partner|phone):/.test(v) ? v : /^[0-9]{10,22}$/.test(v) ? `uid:${v}` : `user:${v}`);
+
 async function userHistory() {
   const value = $("#user-id").value.trim();
-  const kind = $("#user-kind").value === "auto" ? (/^[0-9]{10,22}$/.test(value) ? "uid" : "user_id") : $("#user-kind").value;
+  const by = $("#user-by").value;
   const status = $("#user-status");
   const body = $("#user-timeline tbody");
-  if (!value) { status.textContent = "type a uid (from the Events page) or the user id your site passed to identify"; status.className = "bad"; return; }
+  if (!value) { status.textContent = "type a uid (from the Events page), a user id your site passed to identify, partner:<partner>:<id> or phone:<digits>"; status.className = "bad"; return; }
   status.textContent = "asking the store…";
   status.className = "muted";
+  const which = asIdentifier(value);
   try {
-    const h = await api(`/api/history?${kind}=${encodeURIComponent(value)}`);
-    body.innerHTML = h.events.map((e) => `<tr class="user-row"><td class="mono">${esc(e.dateTime)}</td><td class="num">${esc(e.session)}</td><td>${esc(e.name)}</td>
+    // a uid the store has no event of yet is no person (404): the timeline says so; other trouble is shown
+    const person = await api(`/api/person?id=${encodeURIComponent(which)}`).catch((e) => { if (e.status !== 404) toast(e.message, true); return null; });
+    showPerson(person, which);
+    const uid = which.startsWith("uid:") ? which.slice(4) : person && person.devices.length ? person.devices[0].uid : null;
+    const query = uid ? `uid=${encodeURIComponent(uid)}` : `user_id=${encodeURIComponent(which.replace(/^user:/, ""))}`;
+    const h = await api(`/api/history?${query}&by=${by}`);
+    body.innerHTML = h.events.map((e) => `<tr class="user-row"><td class="mono">${esc(e.dateTime)}</td><td class="mono">${esc(e.uid)}</td><td class="num">${esc(e.session)}</td><td>${esc(e.name)}</td>
       <td class="mono">${esc(e.page)}</td><td>${esc(e.channel)}</td><td class="mono">${esc(e.details)}</td></tr>`).join("")
-      || '<tr><td colspan="6" class="muted">no events for this visitor</td></tr>';
-    status.textContent = h.uids.length ? `${fmtInt(h.events.length)} event${h.events.length === 1 ? "" : "s"} in ${fmtInt(h.sessions)} session${h.sessions === 1 ? "" : "s"} · uid${h.uids.length === 1 ? "" : "s"} ${h.uids.join(", ")}`
-      : `no visitor was seen with user id ${value}`;
+      || '<tr><td colspan="7" class="muted">no events for this person</td></tr>';
+    status.textContent = h.uids.length ? `${fmtInt(h.events.length)} event${h.events.length === 1 ? "" : "s"} in ${fmtInt(h.sessions)} session${h.sessions === 1 ? "" : "s"} · counted by ${h.counted_by} · uid${h.uids.length === 1 ? "" : "s"} ${h.uids.join(", ")}`
+      : `no visitor was seen with ${value}`;
   } catch (e) {
     status.textContent = e.message;
     status.className = "bad";
   }
 }
 
+function showPerson(person, which) {
+  $("#person").classList.toggle("hidden", !person);
+  if (!person) return;
+  $("#person").dataset.identifier = which;
+  $("#person-title").textContent = `Person ${person.person_id} · ${person.devices.length} device${person.devices.length === 1 ? "" : "s"}`;
+  $("#person-devices tbody").innerHTML = person.devices.map((d) => `<tr class="device-row"><td class="mono"><a class="uid" href="#user/${encodeURIComponent(d.uid)}">${esc(d.uid)}</a></td><td class="mono">${esc(d.first_seen ?? "—")}</td><td class="mono">${esc(d.last_seen ?? "—")}</td><td class="num">${fmtInt(d.events)}</td></tr>`).join("")
+    || '<tr><td colspan="4" class="muted">no device yet</td></tr>';
+  $("#person-ids tbody").innerHTML = (person.identifiers || []).map((i) => `<tr class="id-row"><td class="mono">${esc(i.identifier)}</td><td class="mono">${esc(i.first_seen)}</td><td class="mono">${esc(i.last_seen)}</td>
+    <td>${person.identifiers.length > 1 ? `<button type="button" class="split-id" data-id="${esc(i.identifier)}" title="this identifier leaves the person and becomes a person of its own">Split…</button>` : ""}</td></tr>`).join("");
+  const traits = Object.entries(person.traits || {});
+  $("#person-traits tbody").innerHTML = traits.map(([k, v]) => `<tr><td>${esc(k)}</td><td class="mono">${esc(typeof v === "string" ? v : JSON.stringify(v))}</td></tr>`).join("")
+    || '<tr><td colspan="2" class="muted">no traits</td></tr>';
+  $("#person-merges tbody").innerHTML = (person.merges || []).map((m) => `<tr class="merge-row"><td class="mono">${esc(m.at)}</td><td>${esc(m.action)}</td><td class="mono">${esc(m.a)}</td><td class="mono">${esc(m.b)}</td><td>${esc(m.by)}</td></tr>`).join("")
+    || '<tr><td colspan="5" class="muted">never merged</td></tr>';
+  for (const b of document.querySelectorAll("#person-ids .split-id")) b.onclick = () => personAct("split", { id: b.dataset.id }, `Split ${b.dataset.id} from person ${person.person_id}? It becomes a person of its own.`);
+}
+
+async function personAct(action, body, question) {
+  if (!confirm(question)) return;
+  try {
+    await api(`/api/person/${action}`, { method: "POST", body: JSON.stringify(body) });
+    toast(action === "merge" ? `merged ${body.a} and ${body.b}` : `${body.id} split off`);
+    userHistory();
+  } catch (e) { toast(e.message, true); }
+}
+
 pages.user = {
-  enter(arg) { if (arg) { $("#user-id").value = arg; $("#user-kind").value = "auto"; userHistory(); } },
+  enter(arg) { if (arg) { $("#user-id").value = arg; userHistory(); } },
 };
 
 // --- dead letters --------------------------------------------------------------------------------
@@ -398,6 +433,11 @@ document.addEventListener("DOMContentLoaded", () => {
   $("#charts-bots").onchange = () => pages.charts.refresh();
   $("#tail").onclick = (e) => { const tr = e.target.closest("tr[data-id]"); if (tr) showEvent(tr.dataset.id, $("#tail"), $("#tail-detail")); };
   $("#user-form").onsubmit = (e) => { e.preventDefault(); userHistory(); };
+  $("#merge-form").onsubmit = (e) => {
+    e.preventDefault();
+    const a = $("#person").dataset.identifier, other = $("#merge-with").value.trim();
+    if (other) personAct("merge", { a, b: asIdentifier(other) }, `Merge ${a} and ${asIdentifier(other)} into one person? Every device of both counts as one from now on.`);
+  };
   $("#sql-run").onclick = () => runSql(false);
   $("#sql-csv").onclick = () => runSql(true);
   $("#sql").onkeydown = (e) => { if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) { e.preventDefault(); runSql(false); } };

@@ -1,7 +1,7 @@
 """Visitor segments on a schedule: the store's numbers in, Redis ``s:<uid>`` out.
 
-Every ``interval_s`` the worker streams 10-segments.sql's rows (``store.stream``) and writes each
-visitor's ``segment``, ``rfm`` and ``revenue`` into the hash ``s:<uid>`` (values as JSON, as
+Every ``interval_s`` the worker streams 10-segments.sql's rows (``store.stream``, counted ``by``
+person or cookie as configured) and writes each visitor's ``segment``, ``rfm`` and ``revenue`` into the hash ``s:<uid>`` (values as JSON, as
 the edge's ``stored`` enricher reads them: every later hit carries ``data.stored``). A
 visitor whose segment changed also gets ``{"segment": new, "previous": old}`` on their open
 WebSockets. ``/segments/offer`` answers a redirect chosen by the visitor's segment.
@@ -34,7 +34,7 @@ async def compute(redis: Any) -> dict[str, int]:
 
     counts = {"visitors": 0, "changed": 0}
     batch: list[dict[str, Any]] = []
-    async for row in store.stream(SQL, timeout__=60.0):
+    async for row in store.stream(SQL, timeout__=60.0, by=str(settings.by)):
         batch.append(row)
         if len(batch) >= BATCH:
             await write(redis, batch, counts)
