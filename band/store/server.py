@@ -35,6 +35,7 @@ from .cursor import FORMAT as CURSOR_FORMAT
 from .cursor import Cursor, Cursors
 from .engines import open_backend
 from .failed import replay_failed
+from .forget import Forgetting
 from .http import Interface, serving, url_of
 from .imports import SHAPES, store_objects, unpack
 from .lag import LagClock
@@ -45,6 +46,7 @@ from .pull import Puller
 from .results import Reading, Request, Results
 from .rows import RowBuilder
 from .serverread import ServerAnswer, open_answer
+from .tombstones import Tombstones
 from .writer import Engine, Health, Writer
 
 DURABLE = "store_writer"
@@ -80,6 +82,8 @@ class Store:
         self.schemas_dir = str(config.raw.get("schemas_dir") or schemas.DEFAULT_DIR)
         schemas.load(self.schemas_dir)  # an invalid schema stops the store at start, naming its file
         self._replaying_failed = asyncio.Lock()
+        self.forgetting: Forgetting | None = None  # once open: band privacy forget / export (forget.py)
+        self._forgetting = asyncio.Lock()
 
     # --- lifecycle ---------------------------------------------------------------------
     async def run(self, nc: Client) -> None:
@@ -153,6 +157,7 @@ class Store:
         for name in changes.migrations:
             self.log.info("store: migration applied", migration=name)
         self.health.state = "writing"
+        self.forgetting = await self._privacy(engine, nc)
         await nc.subscribe(wire.store_next_subject(self.instance), cb=self._on_next)
         asyncio.get_running_loop().create_task(self._sweep())
         metrics().healthy.set(1)
@@ -169,7 +174,26 @@ class Store:
         self.writer.checking_all = lambda: self._replay_task is not None and not self._replay_task.done()
         await self.writer.run()
 
+    async def _privacy(self, engine: Engine, nc: Client) -> Forgetting:
+        """The tombstones read (their tables made), and forgetting set up (:mod:`.forget`)."""
+        from . import erase, tombstones
+
+        key = await asyncio.to_thread(tombstones.load_key, self.config.raw.get("privacy_key"), self.config.data_dir)
+        kept = Tombstones(key, self.log)
+        for statement in tombstones.ddl(self.config.database):
+            await engine.call(engine.backend.command, statement)
+        await engine.call(kept.read, engine.backend, self.config.database)
+        kept.erase = erase.Eraser(nc.jetstream())
+        asyncio.get_running_loop().create_task(kept.watch(engine.call, engine.backend, self.config.database))
+        return Forgetting(engine, kept, nc, str(self.config.raw.get("redis_url") or ""), self.log)
+
     def _writer(self, psub: Puller, check_all: bool) -> Writer:
+        assert self.engine is not None
+        writer = self._make_writer(psub, check_all)
+        writer.tombstones = self.forgetting.tombstones if self.forgetting is not None else None
+        return writer
+
+    def _make_writer(self, psub: Puller, check_all: bool) -> Writer:
         assert self.engine is not None
         return Writer(self.engine, self.builder, psub, batch_rows=self.config.batch_rows,
                       batch_seconds=self.config.batch_seconds, ack_wait_s=self.ack_wait_s, health=self.health,
@@ -372,6 +396,8 @@ class Store:
         answer["http"] = self.http_state
         answer["pending"] = await self._pending(DURABLE)
         answer["bots"] = await self._bots()
+        if self.forgetting is not None:  # events of forgotten people dropped since start (band privacy forget)
+            answer["forgotten_dropped"] = self.forgetting.tombstones.dropped
         if self.replaying is not None or self._replay_task is not None:
             answer["replay"] = await self.replay_status()
         return answer
@@ -526,6 +552,43 @@ class Store:
                 except Exception:  # noqa: BLE001 - best-effort cleanup: the consumer may be gone with the connection
                     pass
             self.log.info("store: replay finished", events=writer.processed)
+
+    # --- privacy --------------------------------------------------------------------------
+    async def forget(self, uid: Any, user_id: Any, person: Any, by: Any) -> dict[str, Any]:
+        """Forget one person (``band privacy forget``): the report of :mod:`.forget`.
+
+        Raises:
+            RPCError: 400 unless exactly one of uid, user_id, person is given and valid;
+                409 while another forget runs in this store.
+        """
+        forgetting, given, person_id = await self._person_args(uid, user_id, person)
+        if self._forgetting.locked():
+            raise RPCError("another forget is running: wait for it, then try again", 409)
+        async with self._forgetting:
+            try:
+                return await forgetting.forget(given, person_id, str(by or "rpc")[:200])
+            except StoreError as exc:
+                raise RPCError(f"ClickHouse failed while forgetting; run it again (it is idempotent): {exc.message}",
+                               503) from None
+
+    async def person(self, uid: Any, user_id: Any, person: Any) -> dict[str, Any]:
+        """A person's identifiers and the ``SELECT`` of their rows per table (``band privacy export``)."""
+        forgetting, given, person_id = await self._person_args(uid, user_id, person)
+        try:
+            return await forgetting.selects(given, person_id)
+        except StoreError as exc:
+            raise RPCError(exc.message, 503) from None
+
+    async def _person_args(self, uid: Any, user_id: Any, person: Any) -> tuple[Forgetting, str | None, int]:
+        from .person import parse
+
+        try:
+            given, person_id = parse(uid, user_id, person)
+        except ValueError as exc:
+            raise RPCError(str(exc), 400) from None
+        await self.ready()
+        assert self.forgetting is not None
+        return self.forgetting, given, person_id
 
     async def replay_status(self) -> dict[str, Any]:
         writer = self.replaying

@@ -172,6 +172,7 @@ class Writer:
         self.check_all = check_all
         self.processed = 0  # messages acked (stored, skipped or kept in bad_rows)
         self.checking_all: Any = lambda: False  # true while a replay runs beside this writer
+        self.tombstones: Any = None  # drops events of forgotten people (band/store/tombstones.py), set by the store
         self._queued: list[list[asyncio.Future[list[Item]]]] = []  # batches cut, waiting for the insert in progress
         self.stop = asyncio.Event()
 
@@ -270,6 +271,8 @@ class Writer:
         while True:
             try:
                 async with self.engine.lock:
+                    if self.tombstones is not None:  # under the lock: a forget waits for it once (forget.py)
+                        groups = self.tombstones.sift(groups)
                     await self._judge(batch)
                     for table, items in groups.items():
                         if table in done:

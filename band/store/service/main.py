@@ -2,7 +2,8 @@
 
 Run it with ``band store`` (``band up`` does). Methods: ``query(sql, params)``,
 ``insert(table, rows)``, ``import_lines(lines, shape)``, ``status()``, ``replay(since)``,
-``check(since, ids, wait)``, ``counts(minutes)``, ``replay_failed(key, since)``; see docs/storage.md.
+``check(since, ids, wait)``, ``counts(minutes)``, ``replay_failed(key, since)``; see docs/storage.md;
+``forget(uid|user_id|person, by)`` and ``person(...)``, see docs/privacy.md.
 """
 
 import asyncio
@@ -94,6 +95,20 @@ async def replay_failed(key: str | None = None, since: str | None = None) -> dic
 
 
 @expose()
+async def forget(uid: str | None = None, user_id: str | None = None, person: str | None = None,
+                 by: str = "rpc") -> dict[str, Any]:
+    """Forget one person (exactly one of uid, user_id, person): their rows, stream messages, dead
+    letters and Redis segments deleted, a tombstone kept; the report (docs/privacy.md). The operator's only."""
+    return await store.forget(uid, user_id, person, by)
+
+
+@expose()
+async def person(uid: str | None = None, user_id: str | None = None, person: str | None = None) -> dict[str, Any]:
+    """One person's identifiers and the SELECT of their rows per table: {"person_id", "identifiers", "selects"}."""
+    return await store.person(uid, user_id, person)
+
+
+@expose()
 async def counts(minutes: int = 60) -> dict[str, Any]:
     """The last `minutes`: stored, failed, flagged per minute and key; events in the stream; lag to queryable."""
     return await store.counts(minutes)
@@ -103,8 +118,10 @@ __all__ = [
     "DRAIN_S",
     "check",
     "counts",
+    "forget",
     "import_lines",
     "insert",
+    "person",
     "query",
     "replay",
     "replay_failed",

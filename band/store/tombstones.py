@@ -1,0 +1,210 @@
+"""Tombstones: a keyed hash of every identifier of a forgotten person, so an event of
+theirs that arrives after the forget (still in flight at the edge, sent again by a
+browser that kept its cookie) is dropped by the store's writer and counted, never stored.
+
+The table (``tombstones``) holds only ``HMAC-SHA256(key, identifier)``: it says that
+*someone* was forgotten, not who. The key is the store's setting ``privacy_key``
+(``$BAND_PRIVACY_KEY``); without it the store makes one and keeps it in its data
+directory (``privacy.key``, owner-only). Store replicas sharing a ClickHouse server
+need the same key: set it.
+
+Checking an event costs nothing while no one is forgotten; afterwards, one JSON decode
+and one or two HMACs per event, under the writer's lock (:meth:`Tombstones.sift`), so a
+forget that holds the lock once knows every later batch is sifted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import os
+import secrets
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+from .. import wire
+from .._core.log import Logger
+from . import body
+from .backend import Backend, StoreError
+from .metrics import metrics
+from .schema import quote
+
+TABLE = "tombstones"
+AUDIT = "privacy_log"
+KEY_FILE = "privacy.key"
+REFRESH_S = 5.0  # how soon a replica learns of another replica's forget
+KINDS = ("uid", "user", "partner", "phone")  # the identity contract's kinds
+IDENTITY_FIELDS = ("user_id", "previous_id", "identifier", "a", "b")  # data fields of the identity service's events
+
+
+def ddl(database: str) -> list[str]:
+    """The two tables of forgetting; made at start, never by ``store.insert`` (not in the config)."""
+    db = quote(database)
+    return [
+        f"CREATE TABLE IF NOT EXISTS {db}.{quote(TABLE)} (hash String, kind LowCardinality(String), "
+        "at DateTime64(3, 'UTC')) ENGINE = ReplacingMergeTree ORDER BY hash",
+        f"CREATE TABLE IF NOT EXISTS {db}.{quote(AUDIT)} (at DateTime64(3, 'UTC'), action LowCardinality(String), "
+        "by String, tombstones Array(String), counts String, seconds Float64) ENGINE = MergeTree ORDER BY at",
+    ]
+
+
+def load_key(setting: Any, data_dir: Path) -> bytes:
+    """The HMAC key: the setting when given, else the data directory's key file (made once)."""
+    if setting:
+        return str(setting).encode()
+    path = data_dir / KEY_FILE
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_hex(32))
+    return path.read_text().strip().encode()
+
+
+def identifier(kind: str, value: Any) -> str:
+    """``kind:value`` as the identity contract writes it.
+
+    Raises:
+        ValueError: an unknown kind, or a value empty or over 512 characters.
+    """
+    text = str(value)
+    if kind not in KINDS:
+        raise ValueError(f"unknown identifier kind {kind!r}; one of {', '.join(KINDS)}")
+    if not 1 <= len(text) <= 512:
+        raise ValueError(f"a {kind} identifier is 1 to 512 characters, got {len(text)}")
+    return f"{kind}:{text}"
+
+
+def bare(value: str) -> str:
+    """An identity event's ``kind:value`` or bare value: all digits is a uid, else a user id."""
+    kind, sep, _ = value.partition(":")
+    if sep and kind in KINDS:
+        return value
+    return f"uid:{value}" if value.isdigit() else f"user:{value}"
+
+
+def identifiers_of(message: Mapping[str, Any]) -> list[str]:
+    """Every identifier an event names: its uid, its user id (``data.user.id``), and the
+    identifiers an identity event joins."""
+    out = []
+    uid = message.get("uid")
+    if uid not in (None, "", 0, "0"):
+        out.append(f"uid:{uid}")
+    data = message.get("data")
+    if isinstance(data, Mapping):
+        user = data.get("user")
+        if isinstance(user, Mapping) and user.get("id") not in (None, ""):
+            out.append(f"user:{user['id']}")
+        if message.get("service") == "identity":
+            out.extend(bare(str(data[f])) for f in IDENTITY_FIELDS if isinstance(data.get(f), (str, int)) and data[f] != "")
+    return out
+
+
+class Carried(Protocol):
+    """What the writer hands :meth:`Tombstones.sift`: an event's bytes and its stream sequence."""
+
+    @property
+    def msg(self) -> Any: ...
+    @property
+    def seq(self) -> int: ...
+
+
+class Tombstones:
+    """The hashes of forgotten identifiers, in memory, and the events dropped for them."""
+
+    def __init__(self, key: bytes, logger: Logger) -> None:
+        self.key = key
+        self.log = logger
+        self.hashes: set[str] = set()
+        self.dropped = 0
+        self.erase: Callable[[list[int]], Any] | None = None  # deletes dropped events from the stream (set by the store)
+        self._stored = 0  # rows seen in the table at the last refresh
+
+    def hash(self, ident: str) -> str:
+        return hmac.new(self.key, ident.encode(), hashlib.sha256).hexdigest()
+
+    def forgotten(self, message: Mapping[str, Any]) -> bool:
+        return any(self.hash(i) in self.hashes for i in identifiers_of(message))
+
+    def sift(self, groups: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        """``groups`` (table → items) less the events of forgotten people; those are
+        counted and handed to :attr:`erase` (they are acked with the batch, never stored)."""
+        if not self.hashes:
+            return groups
+        out: dict[str, list[Any]] = {}
+        gone: list[int] = []
+        for table, items in groups.items():
+            kept = []
+            for item in items:
+                try:
+                    message = body.load(item.msg.data)
+                except wire.DecodeError:
+                    message = None
+                if isinstance(message, dict) and self.forgotten(message):
+                    gone.append(item.seq)
+                else:
+                    kept.append(item)
+            if kept:
+                out[table] = kept
+        if gone:
+            self.dropped += len(gone)
+            metrics().forgotten.inc(len(gone))
+            self.log.info("store: events of forgotten people dropped", events=len(gone))
+            if self.erase is not None:
+                self.erase([s for s in gone if s])
+        return out
+
+    # --- the table -----------------------------------------------------------------------
+    def read(self, backend: Backend, database: str) -> None:
+        """Load every stored hash (at start, and when another replica added some). Blocking."""
+        table = f"{quote(database)}.{quote(TABLE)}"
+        count = int(backend.select(f"SELECT count() AS n FROM {table}")["rows"][0]["n"])
+        if count == self._stored:
+            return
+        rows = backend.select(f"SELECT DISTINCT hash FROM {table}")["rows"]
+        self.hashes |= {str(r["hash"]) for r in rows}
+        self._stored = count
+
+    def add(self, backend: Backend, database: str, kinds: Mapping[str, str]) -> list[str]:
+        """Record ``kinds`` (hash → kind); the hashes that were new. Blocking."""
+        new = [h for h in kinds if h not in self.hashes]
+        if new:
+            rows = "\n".join(wire.encode({"hash": h, "kind": kinds[h], "at": time.time()}).decode() for h in new)
+            backend.insert(database, TABLE, rows.encode(), "JSONEachRow", ())
+            self.hashes.update(new)
+            self._stored += len(new)
+        return new
+
+    async def watch(self, call: Callable[..., Any], backend: Backend, database: str) -> None:
+        """Re-read the table every few seconds (another replica may have forgotten someone)."""
+        while True:
+            await asyncio.sleep(REFRESH_S)
+            try:
+                await call(self.read, backend, database)
+            except StoreError as exc:
+                self.log.warning("store: tombstones not re-read", error=exc.message)
+
+
+def kinds_of(tombstones: Tombstones, identifiers: Iterable[str]) -> dict[str, str]:
+    """hash → kind for ``identifiers``."""
+    return {tombstones.hash(i): i.partition(":")[0] for i in identifiers}
+
+
+__all__ = [
+    "AUDIT",
+    "KEY_FILE",
+    "KINDS",
+    "REFRESH_S",
+    "TABLE",
+    "Carried",
+    "Tombstones",
+    "bare",
+    "ddl",
+    "identifier",
+    "identifiers_of",
+    "kinds_of",
+    "load_key",
+]
