@@ -1,0 +1,241 @@
+"""``band privacy forget`` and ``export`` as an operator runs them: a real edge taking hits
+from a background task, a ``band store`` process ingesting them into chDB, a real
+nats-server, Redis when this machine has one. What the test counts itself, before,
+must equal what the report says was deleted; afterwards nothing of the person is left
+anywhere, a replay brings nothing back, and a new hit of theirs is dropped and counted."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support.fakes import BROWSER, running_edge
+from support.poll import wait_for
+from support.processes import Proc
+from support.store import counted, event, publish, start_store
+
+from band import store, wire
+from band._runtime.stream import ensure_dlq_stream
+from band.cli.natsserver import NatsServer
+
+pytest.importorskip("chdb")
+
+A, B = "6462464730849083392", "6462464730849083999"  # two browsers of one person, joined by a user id
+USER = "user-42"
+OTHERS = [str(6_500_000_000_000_000_000 + n) for n in range(20)]
+REDIS_URL = "redis://127.0.0.1:6379/15"
+CLI = "import sys; from band.privacy.cli import main; sys.exit(main(sys.argv[1:]))"
+
+
+async def _redis() -> Any:
+    """A Redis client on a test database, or ``None`` without a Redis here."""
+    try:
+        import redis.asyncio as aioredis
+    except ImportError:
+        return None
+    client = aioredis.from_url(REDIS_URL)
+    try:
+        await client.ping()
+    except Exception:  # no server: the Redis part is skipped
+        await client.aclose()
+        return None
+    return client
+
+
+async def privacy(url: str, *args: str) -> tuple[int, str, str]:
+    """``band privacy ARGS`` in a process of its own: exit code, stdout, stderr."""
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", CLI, *args, "--nats", url,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                                                stdin=asyncio.subprocess.DEVNULL)
+    out, err = await asyncio.wait_for(proc.communicate(), 300)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def theirs_in(js: Any, stream: str, uids: set[str]) -> list[int]:
+    """The sequences of ``stream`` whose event names one of ``uids`` or the user id (read one by one)."""
+    try:
+        state = (await js.stream_info(stream)).state
+    except Exception:  # no such stream: nothing in it
+        return []
+    found = []
+    for seq in range(state.first_seq, state.last_seq + 1):
+        try:
+            raw = await js.get_msg(stream, seq)
+        except Exception:  # deleted
+            continue
+        event = json.loads(raw.data)
+        user = ((event.get("data") or {}).get("user") or {}).get("id")
+        if event.get("uid") in uids or user == USER:
+            found.append(seq)
+    return found
+
+
+async def rows_of(table: str, uids: set[str]) -> int:
+    listed = ", ".join(f"'{u}'" for u in sorted(uids))  # digits only
+    column = "JSONExtractString(message, 'uid')" if table == "bad_rows" else "toString(uid)"
+    rows = await store.query(f"SELECT count() AS n FROM stats.{table} WHERE {column} IN ({listed})")
+    return int(rows[0]["n"])
+
+
+@contextlib.asynccontextmanager
+async def flowing(client: Any) -> AsyncIterator[list[int]]:
+    """Hits of other people from a background task while the block runs; yields [answered 2xx]."""
+    answered = [0]
+    stop = asyncio.Event()
+
+    async def send() -> None:
+        for n in itertools.count():
+            if stop.is_set():
+                return
+            response = await client.get(f"/track/page?uid={OTHERS[n % len(OTHERS)]}&n={n}", headers={"User-Agent": BROWSER})
+            if response.status == 200:
+                answered[0] += 1
+            await asyncio.sleep(0.005)
+
+    task = asyncio.get_running_loop().create_task(send())
+    try:
+        yield answered
+    finally:
+        stop.set()
+        await task
+
+
+@pytest.mark.slow
+async def test_forget_under_load_deletes_everything_counted_before_and_drops_what_comes_later(
+        tmp_path: Path, own_nats: NatsServer, store_client: Any) -> None:
+    redis = await _redis()
+    proc = start_store(tmp_path, own_nats.url, STORE_BATCH_SECONDS="0.1", **({"REDIS_URL": REDIS_URL} if redis else {}))
+    js = store_client.jetstream()
+    try:
+        async with running_edge(own_nats.url, stream_storage="file") as (client, _), flowing(client) as answered:
+            sent: list[str] = []
+            for n in range(30):  # browser A: 30 page views, the last 10 signed in
+                body = {"user": {"id": USER}} if n >= 20 else {}
+                r = await client.post(f"/track/page?uid={A}&n={n}", json=body, headers={"User-Agent": BROWSER})
+                assert r.status == 200
+                sent.append((await r.json())["id"])
+            for n in range(5):  # browser B, signed in as the same user: the same person
+                r = await client.post(f"/track/page?uid={B}&n={n}", json={"user": {"id": USER}}, headers={"User-Agent": BROWSER})
+                sent.append((await r.json())["id"])
+            r = await client.post(f"/track/page?uid={A}", json={"page": {"title": "t" * 100_000}},
+                                  headers={"User-Agent": BROWSER})  # too long for its column: kept in bad_rows
+            assert r.status == 200
+            await ensure_dlq_stream(js)
+            letter = {"key": "in.gen.track.page", "service": "track", "name": "page", "uid": A, "data": {}, "id": "1"}
+            await store_client.publish(wire.dlq_subject("mailer"), wire.encode(letter))  # a listener gave up on it
+            await store_client.publish(wire.dlq_subject("mailer"), wire.encode({**letter, "uid": OTHERS[0]}))
+            if redis:
+                for uid in (A, B, OTHERS[0]):
+                    await redis.hset(f"s:{uid}", "segment", "buyer")
+            person = {A, B}
+            await counted(35, proc, f"SELECT count() AS n FROM stats.events WHERE uid IN ({A}, {B})")
+            await counted(1, proc, "SELECT count() AS n FROM stats.bad_rows")
+
+            # what is there, counted by the test itself
+            before = {t: await rows_of(t, person) for t in ("events", "bad_rows")}
+            in_stream = await theirs_in(js, wire.STREAM, person)
+            assert before == {"events": 35, "bad_rows": 1} and len(in_stream) == 36
+            code, out, err = await privacy(own_nats.url, "export", "--user-id", USER)
+            assert code == 0, err
+            exported = [json.loads(line) for line in out.splitlines()]
+            assert sorted(str(x["row"]["id"]) for x in exported if x["table"] == "events") == sorted(sent)
+            assert len(exported) == 36, [x["table"] for x in exported]
+
+            code, out, err = await privacy(own_nats.url, "forget", "--uid", A, "--yes", "--json")
+            assert code == 0, err + proc.text()[-3000:]
+            report = json.loads(out)
+            assert report["rows"] == before, report
+            assert report["stream"] == len(in_stream), report
+            assert report["dead_letters"] == 1, report
+            assert report["redis"] == (2 if redis else None), report
+            assert report["tombstones"] == report["identifiers"] == 3, report  # uid:A, uid:B, user:user-42
+
+            for table in ("events", "bad_rows", "activity", "webhooks", "failed_events"):
+                assert await rows_of(table, person) == 0, table
+            assert await theirs_in(js, wire.STREAM, person) == []
+            assert len(await theirs_in(js, wire.DLQ_STREAM, {OTHERS[0]})) == 1  # another's dead letter stays
+            assert await theirs_in(js, wire.DLQ_STREAM, person) == []
+            if redis:
+                assert await redis.exists(f"s:{A}", f"s:{B}") == 0 and await redis.exists(f"s:{OTHERS[0]}") == 1
+
+            # a hit of theirs arriving later: dropped by the store, counted, and gone from the stream too
+            r = await client.get(f"/track/page?uid={B}", headers={"User-Agent": BROWSER})
+            assert r.status == 200
+
+            async def dropped() -> bool:
+                return int((await store_client_call("status"))["forgotten_dropped"]) == 1
+
+            await wait_for(dropped, 30, "the late hit dropped", procs=[proc])
+            await wait_for(lambda: _none(js, person), 30, "the late hit deleted from the stream", procs=[proc])
+
+            assert await rows_of("events", person) == 0
+            again = json.loads((await privacy(own_nats.url, "forget", "--uid", A, "--yes", "--json"))[1])
+            assert (again["rows_total"], again["stream"], again["dead_letters"], again["tombstones"]) == (0, 0, 0, 0), again
+            assert again["redis"] in (0, None)
+
+        # no replay brings them back, and every other hit answered 2xx is stored once
+        replay = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "band", "store", "replay", "--nats",
+                                                          own_nats.url], capture_output=True, text=True, timeout=300)
+        assert replay.returncode == 0, replay.stderr
+        assert await rows_of("events", person) == 0 and await rows_of("bad_rows", person) == 0
+        await counted(answered[0], proc, f"SELECT count() AS n FROM stats.events WHERE uid NOT IN ({A}, {B})")
+        audit = await store.query("SELECT action, by, length(tombstones) AS n, counts FROM stats.privacy_log ORDER BY at")
+        assert [(a["action"], a["n"]) for a in audit] == [("forget", 3), ("forget", 1)]
+        assert all(A not in json.dumps(a) and USER not in json.dumps(a) for a in audit), audit  # no personal data
+    finally:
+        if redis:
+            await redis.delete(*[f"s:{u}" for u in (A, B, OTHERS[0])])
+            await redis.aclose()
+        assert proc.stop() == 0, proc.text()[-3000:]
+
+
+async def _none(js: Any, person: set[str]) -> bool:
+    return await theirs_in(js, wire.STREAM, person) == []
+
+
+async def test_events_not_yet_stored_are_found_above_the_mark_and_never_stored(
+        tmp_path: Path, own_nats: NatsServer, store_client: Any) -> None:
+    proc = start_store(tmp_path, own_nats.url, STORE_BATCH_SECONDS="4")  # a batch waits 4 s before it is written
+    js = store_client.jetstream()
+    try:
+        await publish(store_client, [{**event(n), "uid": A} for n in range(3)])
+        await counted(3, proc)
+        await publish(store_client, [{**event(n), "uid": A} for n in range(3, 5)] + [{**event(9), "uid": OTHERS[0]}])  # held in the next batch
+        report = await store_client_call("forget", uid=A, by="test", timeout__=60)
+        assert (report["rows"], report["stream_stored"], report["stream_unstored"]) == ({"events": 3}, 3, 2), report
+        assert await theirs_in(js, wire.STREAM, {A}) == []
+        await counted(1, proc)  # the other person's event of that batch, and none of theirs
+        assert await rows_of("events", {A}) == 0
+    finally:
+        assert proc.stop() == 0, proc.text()[-3000:]
+
+
+async def test_forget_refuses_unclear_requests_and_asks_before_deleting(
+        tmp_path: Path, own_nats: NatsServer, store_client: Any) -> None:
+    proc: Proc = start_store(tmp_path, own_nats.url)
+    try:
+        await counted(0, proc)
+        with pytest.raises(Exception, match="exactly one of uid, user_id, person"):
+            await store_client_call("forget", uid=A, user_id=USER)
+        with pytest.raises(Exception, match="uid must be a decimal UInt64"):
+            await store_client_call("forget", uid="abc")
+        code, _, err = await privacy(own_nats.url, "forget", "--uid", A)  # no terminal to ask on, no --yes
+        assert code == 2 and "not confirmed; nothing was deleted" in err
+        assert await store.query("SELECT count() AS n FROM stats.tombstones") == [{"n": 0}]
+    finally:
+        assert proc.stop() == 0, proc.text()[-3000:]
+
+
+async def store_client_call(method: str, **params: Any) -> Any:
+    from band import current_app
+
+    return await current_app().rpc.request("store", method, **params)
