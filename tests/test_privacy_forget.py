@@ -239,3 +239,33 @@ async def store_client_call(method: str, **params: Any) -> Any:
     from band import current_app
 
     return await current_app().rpc.request("store", method, **params)
+
+
+async def test_the_panel_forgets_after_the_value_is_typed_again(tmp_path: Path, own_nats: NatsServer, store_client: Any) -> None:
+    import aiohttp
+
+    from band.cli.ports import free_port
+    from band.panel.app import running
+    from band.panel.config import PanelConfig
+
+    token = "forget-token-0123456789"
+    proc = start_store(tmp_path, own_nats.url)
+    config = PanelConfig(port=free_port(), nats_url=own_nats.url, token=token, interval_s=0.5, edge_urls=())
+    try:
+        await publish(store_client, [event(n) for n in range(4)] + [{**event(9), "uid": OTHERS[0]}])
+        await counted(5, proc)
+        async with running(config) as base, aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http:
+            for body, words in (({"uid": A}, "not confirmed"), ({"uid": A, "confirm": A[:-1]}, "not confirmed"),
+                                ({"uid": "12; DROP"}, "10 to 22 digits"), ([A], "an object")):
+                async with http.post(f"{base}/api/forget", json=body) as resp:
+                    assert resp.status == 400 and words in (await resp.json())["error"], body
+            assert await rows_of("events", {A}) == 4
+            async with http.post(f"{base}/api/forget", json={"uid": A, "confirm": A}) as resp:
+                assert resp.status == 200, await resp.text()
+                report = await resp.json()
+        assert (report["rows"], report["stream"]) == ({"events": 4}, 4), report
+        assert await rows_of("events", {A}) == 0 and await rows_of("events", {OTHERS[0]}) == 1
+        audit = await store.query("SELECT by FROM stats.privacy_log")
+        assert audit == [{"by": "panel"}]
+    finally:
+        assert proc.stop() == 0, proc.text()[-3000:]
