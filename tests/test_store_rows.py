@@ -180,7 +180,8 @@ def test_schema_errors_name_the_problem() -> None:
 
 def test_default_tables_use_todays_engine_syntax() -> None:
     tables = load().tables
-    assert set(tables) == {"events", "activity", "webhooks", "ping", "bad_rows", "failed_events"}
+    assert set(tables) == {"events", "activity", "webhooks", "ping", "bad_rows", "failed_events",
+                           "identities", "person_of_uid", "person_traits", "identity_log"}
     events = tables["events"].create_sql("stats")
     assert "ENGINE = MergeTree\nPARTITION BY toYYYYMM(date)\nORDER BY (intHash32(uid), date)" in events
     assert "`name` LowCardinality(String)" in events and "`char_ls` Int16 DEFAULT -1" in events

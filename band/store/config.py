@@ -23,10 +23,17 @@ SERVICE_DIR = Path(__file__).resolve().parent / "service"
 ROOT_EXTRA = (Column("extra.key", "Array(String)"), Column("extra.value", "Array(String)"))
 BAD_ROWS = "bad_rows"
 FAILED_EVENTS = "failed_events"  # events a schema in enforce mode refused (band/schemas.py), when the table exists
+# The identity graph's tables (docs/identity.md): written by the store alone, in stream order.
+IDENTITIES = "identities"
+PERSON_OF_UID = "person_of_uid"
+PERSON_TRAITS = "person_traits"
+IDENTITY_LOG = "identity_log"
+IDENTITY_TABLES = (PERSON_TRAITS, IDENTITY_LOG, PERSON_OF_UID, IDENTITIES)  # the order a batch inserts them
 # The stream sequence of the message a row came from: every table the store writes has it
 # (see writer.py), filled by the store alone, so a user's table need not declare it.
 STREAM_SEQ = Column("stream_seq", "UInt64")
 _SPACE = re.compile(r"\s+")
+_VIEW_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 @dataclass
@@ -43,6 +50,7 @@ class StoreConfig:
     max_value_bytes: int = 65536
     build_processes: str = "auto"
     insertable: frozenset[str] = frozenset()
+    views: dict[str, str] = field(default_factory=dict)  # name -> SELECT, {database} filled in
     migrations: Path | None = None
     http: HttpSettings = field(default_factory=lambda: HttpSettings(port=0))
     raw: dict[str, Any] = field(default_factory=dict)
@@ -88,6 +96,7 @@ class StoreConfig:
                 max_value_bytes=int(data.get("max_value_bytes") or 65536),
                 build_processes=_processes(data.get("build_processes", "auto")),
                 insertable=frozenset(str(t) for t in data.get("insertable") or ()),
+                views=_views(data.get("views")),
                 migrations=(base / str(migrations)) if migrations else (base / "migrations"),
                 http=_http(data, str(data.get("database") or "stats")),
                 raw=dict(data),
@@ -100,7 +109,28 @@ class StoreConfig:
 
     def may_insert(self, table: str) -> bool:
         """Services write their own tables; the event tables only when config allows."""
+        if table in IDENTITY_TABLES:  # the graph is rebuilt from the stream: rows from elsewhere would be lost
+            return False
         return table in self.tables and (table not in self.routed_tables() or table in self.insertable)
+
+    def identity_ready(self) -> bool:
+        """The config has the identity graph's tables (the stock config does)."""
+        return all(name in self.tables for name in IDENTITY_TABLES)
+
+
+def _views(value: Any) -> dict[str, str]:
+    if value in (None, ""):
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError("store config: views must be a mapping of name: SELECT ...")
+    out = {}
+    for name, sql in value.items():
+        if not _VIEW_NAME.match(str(name)):
+            raise ConfigError(f"store config: {name!r} is not a view name (letters, digits and '_')")
+        if not isinstance(sql, str) or not sql.strip():
+            raise ConfigError(f"store config: view {name!r} needs its SELECT as text")
+        out[str(name)] = sql.strip()
+    return out
 
 
 def _processes(value: Any) -> str:
@@ -166,6 +196,11 @@ def _plain(value: Any) -> Any:
 __all__ = [
     "BAD_ROWS",
     "FAILED_EVENTS",
+    "IDENTITIES",
+    "IDENTITY_LOG",
+    "IDENTITY_TABLES",
+    "PERSON_OF_UID",
+    "PERSON_TRAITS",
     "ROOT_EXTRA",
     "SERVICE_DIR",
     "STREAM_SEQ",

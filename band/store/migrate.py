@@ -1,5 +1,6 @@
 """Bring the database to the config: create what is missing, add missing columns,
-apply ``migrations/*.sql`` once each. Nothing is ever dropped or retyped."""
+apply ``migrations/*.sql`` once each, then make the config's views again (a view keeps
+the columns its tables had when it was made). Nothing is ever dropped or retyped."""
 
 from __future__ import annotations
 
@@ -48,6 +49,9 @@ def ensure(backend: Backend, config: StoreConfig) -> Changes:
     )
     if config.migrations is not None:
         changes.migrations = apply_migrations(backend, db, config.migrations)
+    for name, sql in config.views.items():  # made again each start: a view keeps the columns it was made with
+        body = sql.replace("{database}", quote(db))
+        backend.command(f"CREATE OR REPLACE VIEW {quote(db)}.{quote(name)} AS {body}")
     return changes
 
 
