@@ -13,10 +13,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from .backend import Backend
+from .config import IDENTITIES, IDENTITY_LOG, PERSON_OF_UID, PERSON_TRAITS
 from .schema import quote
 from .tombstones import AUDIT, TABLE
 
-IDENTITIES, PERSON_OF_UID, PERSON_TRAITS, IDENTITY_LOG = "identities", "person_of_uid", "person_traits", "identity_log"
 _ROUNDS = 4  # uid → user id → uid ...: events join them too (a user.id on an event is an identify)
 
 
@@ -193,10 +193,6 @@ def parse(uid: str | None = None, user_id: str | None = None, person: str | int 
 
 
 __all__ = [
-    "IDENTITIES",
-    "IDENTITY_LOG",
-    "PERSON_OF_UID",
-    "PERSON_TRAITS",
     "Person",
     "parse",
     "resolve",
