@@ -34,7 +34,7 @@ from .. import wire
 from .._core.log import Logger
 from . import erase
 from .backend import Backend
-from .person import Person, resolve, wheres
+from .person import Person, read, resolve, wheres
 from .schema import quote
 from .tombstones import AUDIT, Tombstones, identifiers_of, kinds_of
 from .writer import Engine
@@ -51,7 +51,7 @@ def _rows(backend: Backend, database: str, found: dict[str, tuple[str, bool]]) -
     out = {}
     for table, (condition, has_seq) in found.items():
         seqs = "groupArray(stream_seq)" if has_seq else "[]"
-        row = backend.select(f"SELECT count() AS n, {seqs} AS s FROM {quote(database)}.{quote(table)} "
+        row = read(backend, f"SELECT count() AS n, {seqs} AS s FROM {quote(database)}.{quote(table)} "
                              f"WHERE {condition}")["rows"][0]
         out[table] = (int(row["n"]), [int(s) for s in row["s"] if int(s)])
     return out
@@ -76,7 +76,7 @@ class Forgetting:
 
     async def person(self, given: str | None, person_id: int) -> Person:
         engine = self.engine
-        found: Person = await engine.call(resolve, engine.backend, engine.database, given, person_id)
+        found: Person = await engine.call(resolve, engine.backend, engine.database, given, person_id, read=True)
         return found
 
     async def selects(self, given: str | None, person_id: int) -> dict[str, Any]:
@@ -84,7 +84,7 @@ class Forgetting:
         ``SELECT`` of their rows."""
         engine = self.engine
         person = await self.person(given, person_id)
-        found = await engine.call(wheres, engine.backend, engine.database, person)
+        found = await engine.call(wheres, engine.backend, engine.database, person, read=True)
         db = quote(engine.database)
         return {"person_id": person.person_id, "identifiers": sorted(person.identifiers),
                 "selects": {t: f"SELECT * FROM {db}.{quote(t)} WHERE {c}" for t, (c, _) in found.items()}}
@@ -94,16 +94,19 @@ class Forgetting:
         started, clock = time.time(), time.monotonic()
         engine, db = self.engine, self.engine.database
         person = await self.person(given, person_id)
+        steps = {"find": time.monotonic() - clock}
         hashes = kinds_of(self.tombstones, person.identifiers)
         new = await engine.call(self.tombstones.add, engine.backend, db, hashes)
         async with engine.lock:  # every batch from here on is sifted; the one in flight has landed
             mark = engine.mark.seq
         js = self.nc.jetstream()
         events = await erase.bounds(js, wire.STREAM)
-        found = await engine.call(wheres, engine.backend, db, person)
-        rows = await engine.call(_rows, engine.backend, db, found)
+        found = await engine.call(wheres, engine.backend, db, person, read=True)
+        rows = await engine.call(_rows, engine.backend, db, found, read=True)
         counts = {t: n for t, (n, _) in rows.items()}
+        steps["count"] = time.monotonic() - clock - sum(steps.values())
         await engine.call(_delete, engine.backend, db, found, counts)
+        steps["delete"] = time.monotonic() - clock - sum(steps.values())
         stored_seqs = {s for _, seqs in rows.values() for s in seqs} | person.seqs
         mine = {h for h in hashes}
 
@@ -118,13 +121,14 @@ class Forgetting:
         letters = await erase.bounds(js, wire.DLQ_STREAM)
         if letters is not None and letters[1]:
             dead = await erase.delete(js, wire.DLQ_STREAM, await erase.scan(js, wire.DLQ_STREAM, *letters, theirs))
+        steps["stream"] = time.monotonic() - clock - sum(steps.values())
         redis = await self._redis(person)
         finished = time.time()
         report = {"tombstones": len(new), "identifiers": len(person.identifiers),
                   "rows": {t: n for t, n in counts.items() if n}, "rows_total": sum(counts.values()),
                   "stream": stream + unstored, "stream_stored": stream, "stream_unstored": unstored,
                   "dead_letters": dead, "redis": redis, "started": _iso(started), "finished": _iso(finished),
-                  "seconds": round(time.monotonic() - clock, 3)}
+                  "seconds": round(time.monotonic() - clock, 3), "steps": {k: round(v, 3) for k, v in steps.items()}}
         await engine.call(self._audit, sorted(hashes), report, by)
         self.log.info("store: a person was forgotten", by=by, tombstones=",".join(sorted(hashes)),
                       rows=report["rows_total"], stream=report["stream"], dead_letters=dead, redis=redis,

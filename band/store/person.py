@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from .backend import Backend
 from .config import IDENTITIES, IDENTITY_LOG, PERSON_OF_UID, PERSON_TRAITS
@@ -45,9 +46,15 @@ def _ints(values: Iterable[int]) -> str:
     return ", ".join(str(int(v)) for v in sorted(values))
 
 
+def read(backend: Backend, sql: str) -> Any:
+    """A statement of ours on the read-only side (chDB's reading session, beside the writer's
+    inserts rather than between them)."""
+    return backend.select(sql, None, True)
+
+
 def tables(backend: Backend, database: str) -> dict[str, dict[str, str]]:
     """Every table of ``database`` (no views) and its columns' types."""
-    rows = backend.select(
+    rows = read(backend,
         "SELECT c.table AS t, c.name AS c, c.type AS type FROM system.columns AS c "
         "INNER JOIN system.tables AS s ON s.database = c.database AND s.name = c.table "
         f"WHERE c.database = unhex('{database.encode().hex()}') AND s.engine NOT LIKE '%View%'")["rows"]
@@ -64,7 +71,7 @@ def resolve(backend: Backend, database: str, given: str | None, person_id: int =
     person = Person(person_id, {given} if given else set())
     graph = IDENTITIES in layout and PERSON_OF_UID in layout
     if graph and given and not person.person_id:
-        rows = backend.select(f"SELECT argMax(person_id, stream_seq) AS p FROM {db}.{IDENTITIES} "
+        rows = read(backend, f"SELECT argMax(person_id, stream_seq) AS p FROM {db}.{IDENTITIES} "
                               f"WHERE identifier = unhex('{given.encode().hex()}') HAVING count() > 0")["rows"]
         person.person_id = int(rows[0]["p"]) if rows else 0
     if not person.person_id and given and given.startswith("uid:"):
@@ -73,10 +80,10 @@ def resolve(backend: Backend, database: str, given: str | None, person_id: int =
         person.identifiers.add(f"uid:{person.person_id}")
     if graph and person.person_id:
         p = int(person.person_id)
-        person.identifiers |= {str(r["i"]) for r in backend.select(
+        person.identifiers |= {str(r["i"]) for r in read(backend,
             f"SELECT identifier AS i FROM {db}.{IDENTITIES} GROUP BY identifier "
             f"HAVING argMax(person_id, stream_seq) = {p}")["rows"]}
-        person.identifiers |= {f"uid:{r['u']}" for r in backend.select(
+        person.identifiers |= {f"uid:{r['u']}" for r in read(backend,
             f"SELECT uid AS u FROM {db}.{PERSON_OF_UID} GROUP BY uid HAVING argMax(person_id, stream_seq) = {p}")["rows"]}
     for _ in range(_ROUNDS):  # events that carry a user id join their uid to it
         before = len(person.identifiers)
@@ -89,7 +96,7 @@ def resolve(backend: Backend, database: str, given: str | None, person_id: int =
 
 def _moved(backend: Backend, db: str, uid: int) -> bool:
     """Does uid ``uid`` belong to another person now (joined to an older one)?"""
-    rows = backend.select(f"SELECT argMax(person_id, stream_seq) AS p FROM {db}.{PERSON_OF_UID} WHERE uid = {uid} "
+    rows = read(backend, f"SELECT argMax(person_id, stream_seq) AS p FROM {db}.{PERSON_OF_UID} WHERE uid = {uid} "
                           "HAVING count() > 0")["rows"]
     return bool(rows) and int(rows[0]["p"]) != uid
 
@@ -102,7 +109,7 @@ def _join_by_events(backend: Backend, db: str, layout: dict[str, dict[str, str]]
                               f"user_id IN ({_text(person.users)})" if person.users else "") if c]
         if not either:
             return
-        rows = backend.select(f"SELECT DISTINCT uid AS u, user_id AS i FROM {db}.{quote(table)} "
+        rows = read(backend, f"SELECT DISTINCT uid AS u, user_id AS i FROM {db}.{quote(table)} "
                               f"WHERE ({' OR '.join(either)}) AND user_id != ''")["rows"]
         for row in rows:
             person.identifiers |= {f"uid:{row['u']}", f"user:{row['i']}"}
@@ -115,7 +122,7 @@ def _identity_seqs(backend: Backend, db: str, layout: dict[str, dict[str, str]],
     for table in (IDENTITIES, PERSON_OF_UID, PERSON_TRAITS, IDENTITY_LOG):
         where = _identity_where(table, layout, person)
         if where and "stream_seq" in layout.get(table, {}):
-            rows = backend.select(f"SELECT DISTINCT stream_seq AS s FROM {db}.{quote(table)} WHERE {where}")["rows"]
+            rows = read(backend, f"SELECT DISTINCT stream_seq AS s FROM {db}.{quote(table)} WHERE {where}")["rows"]
             seqs |= {int(r["s"]) for r in rows if int(r["s"])}
     return seqs
 
@@ -195,6 +202,7 @@ def parse(uid: str | None = None, user_id: str | None = None, person: str | int 
 __all__ = [
     "Person",
     "parse",
+    "read",
     "resolve",
     "tables",
     "where",
