@@ -11,6 +11,9 @@
    takes, and the ingest rate while it runs beside the baseline's (ratio).
 5. After: the same window again, now with a tombstone, so the writer checks every event
    (its CPU per event beside the baseline's).
+
+Deleted stream messages are overwritten on disk (the store's default); run with
+``BAND_FORGET_ERASE=false`` to see the same without.
 """
 
 from __future__ import annotations

@@ -67,8 +67,10 @@ def _delete(backend: Backend, database: str, found: dict[str, tuple[str, bool]],
 class Forgetting:
     """Forget and find people in one store: its engine, tombstones and NATS connection."""
 
-    def __init__(self, engine: Engine, tombstones: Tombstones, nc: Client, redis_url: str, logger: Logger) -> None:
+    def __init__(self, engine: Engine, tombstones: Tombstones, nc: Client, redis_url: str, logger: Logger,
+                 secure: bool = True) -> None:
         self.engine = engine
+        self.secure = secure  # JetStream overwrites deleted messages on disk (erase.delete)
         self.tombstones = tombstones
         self.nc = nc
         self.redis_url = redis_url
@@ -113,14 +115,16 @@ class Forgetting:
         def theirs(message: dict[str, Any]) -> bool:
             return any(self.tombstones.hash(i) in mine for i in identifiers_of(message))
 
-        stream = await erase.delete(js, wire.STREAM, stored_seqs)
+        stream = await erase.delete(self.nc, wire.STREAM, stored_seqs, self.secure)
         unstored = 0
         if events is not None and events[1] > mark:
-            unstored = await erase.delete(js, wire.STREAM, await erase.scan(js, wire.STREAM, mark + 1, events[1], theirs))
+            tail = await erase.scan(js, wire.STREAM, mark + 1, events[1], theirs)
+            unstored = await erase.delete(self.nc, wire.STREAM, tail, self.secure)
         dead = 0
         letters = await erase.bounds(js, wire.DLQ_STREAM)
         if letters is not None and letters[1]:
-            dead = await erase.delete(js, wire.DLQ_STREAM, await erase.scan(js, wire.DLQ_STREAM, *letters, theirs))
+            dead = await erase.delete(self.nc, wire.DLQ_STREAM, await erase.scan(js, wire.DLQ_STREAM, *letters, theirs),
+                                      self.secure)
         steps["stream"] = time.monotonic() - clock - sum(steps.values())
         redis = await self._redis(person)
         finished = time.time()

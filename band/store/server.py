@@ -34,6 +34,7 @@ from .counts import minute_counts
 from .cursor import FORMAT as CURSOR_FORMAT
 from .cursor import Cursor, Cursors
 from .engines import open_backend
+from .erase import DeleteFailed
 from .failed import replay_failed
 from .forget import Forgetting
 from .http import Interface, serving, url_of
@@ -183,9 +184,10 @@ class Store:
         for statement in tombstones.ddl(self.config.database):
             await engine.call(engine.backend.command, statement)
         await engine.call(kept.read, engine.backend, self.config.database)
-        kept.erase = erase.Eraser(nc.jetstream())
+        secure = str(self.config.raw.get("forget_erase", "true")).strip().lower() not in ("false", "0", "no", "off")
+        kept.erase = erase.Eraser(nc, secure)
         asyncio.get_running_loop().create_task(kept.watch(engine.call, engine.backend, self.config.database))
-        return Forgetting(engine, kept, nc, str(self.config.raw.get("redis_url") or ""), self.log)
+        return Forgetting(engine, kept, nc, str(self.config.raw.get("redis_url") or ""), self.log, secure)
 
     def _writer(self, psub: Puller, check_all: bool) -> Writer:
         assert self.engine is not None
@@ -569,6 +571,9 @@ class Store:
                 return await forgetting.forget(given, person_id, str(by or "rpc")[:200])
             except StoreError as exc:
                 raise RPCError(f"ClickHouse failed while forgetting; run it again (it is idempotent): {exc.message}",
+                               503) from None
+            except (DeleteFailed, nats.errors.Error) as exc:
+                raise RPCError(f"JetStream failed while forgetting; run it again (it is idempotent): {exc!r}",
                                503) from None
 
     async def person(self, uid: Any, user_id: Any, person: Any) -> dict[str, Any]:
