@@ -2,14 +2,14 @@
 theirs that arrives after the forget (still in flight at the edge, sent again by a
 browser that kept its cookie) is dropped by the store's writer and counted, never stored.
 
-The table (``tombstones``) holds only ``HMAC-SHA256(key, identifier)``: it says that
+The table (``tombstones``) holds only a keyed hash (BLAKE2b) of each identifier: it says that
 *someone* was forgotten, not who. The key is the store's setting ``privacy_key``
 (``$BAND_PRIVACY_KEY``); without it the store makes one and keeps it in its data
 directory (``privacy.key``, owner-only). Store replicas sharing a ClickHouse server
 need the same key: set it.
 
 Checking an event costs nothing while no one is forgotten; afterwards, one JSON decode
-and one or two HMACs per event, under the writer's lock (:meth:`Tombstones.sift`), so a
+and one or two keyed hashes per event, under the writer's lock (:meth:`Tombstones.sift`), so a
 forget that holds the lock once knows every later batch is sifted.
 """
 
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import hmac
 import os
 import secrets
 import time
@@ -35,6 +34,7 @@ from .schema import quote
 TABLE = "tombstones"
 AUDIT = "privacy_log"
 KEY_FILE = "privacy.key"
+VERDICTS = 100_000  # identifiers whose verdict is remembered
 REFRESH_S = 5.0  # how soon a replica learns of another replica's forget
 KINDS = ("uid", "user", "partner", "phone")  # the identity contract's kinds
 IDENTITY_FIELDS = ("user_id", "previous_id", "identifier", "a", "b")  # data fields of the identity service's events
@@ -52,7 +52,7 @@ def ddl(database: str) -> list[str]:
 
 
 def load_key(setting: Any, data_dir: Path) -> bytes:
-    """The HMAC key: the setting when given, else the data directory's key file (made once)."""
+    """The hash key: the setting when given, else the data directory's key file (made once)."""
     if setting:
         return str(setting).encode()
     path = data_dir / KEY_FILE
@@ -116,18 +116,28 @@ class Tombstones:
     """The hashes of forgotten identifiers, in memory, and the events dropped for them."""
 
     def __init__(self, key: bytes, logger: Logger) -> None:
-        self.key = key
+        self._key = hashlib.sha256(key).digest()  # BLAKE2b takes a key of at most 64 bytes
         self.log = logger
         self.hashes: set[str] = set()
         self.dropped = 0
         self.erase: Callable[[list[int]], Any] | None = None  # deletes dropped events from the stream (set by the store)
         self._stored = 0  # rows seen in the table at the last refresh
+        self._verdicts: dict[str, bool] = {}  # identifier → forgotten, for the events seen lately; cleared on a change
 
     def hash(self, ident: str) -> str:
-        return hmac.new(self.key, ident.encode(), hashlib.sha256).hexdigest()
+        return hashlib.blake2b(ident.encode(), key=self._key, digest_size=32).hexdigest()
 
     def forgotten(self, message: Mapping[str, Any]) -> bool:
-        return any(self.hash(i) in self.hashes for i in identifiers_of(message))
+        return any(self._is_forgotten(i) for i in identifiers_of(message))
+
+    def _is_forgotten(self, ident: str) -> bool:
+        """One identifier, its verdict cached (a visitor's events come in runs; a hash is about 1 µs)."""
+        verdict = self._verdicts.get(ident)
+        if verdict is None:
+            if len(self._verdicts) >= VERDICTS:
+                self._verdicts.clear()
+            verdict = self._verdicts[ident] = self.hash(ident) in self.hashes
+        return verdict
 
     def sift(self, groups: dict[str, list[Any]]) -> dict[str, list[Any]]:
         """``groups`` (table → items) less the events of forgotten people; those are
@@ -167,6 +177,7 @@ class Tombstones:
         rows = backend.select(f"SELECT DISTINCT hash FROM {table}")["rows"]
         self.hashes |= {str(r["hash"]) for r in rows}
         self._stored = count
+        self._verdicts = {}
 
     def add(self, backend: Backend, database: str, kinds: Mapping[str, str]) -> list[str]:
         """Record ``kinds`` (hash → kind); the hashes that were new. Blocking."""
@@ -176,6 +187,7 @@ class Tombstones:
             backend.insert(database, TABLE, rows.encode(), "JSONEachRow", ())
             self.hashes.update(new)
             self._stored += len(new)
+            self._verdicts = {}
         return new
 
     async def watch(self, call: Callable[..., Any], backend: Backend, database: str) -> None:
@@ -199,6 +211,7 @@ __all__ = [
     "KINDS",
     "REFRESH_S",
     "TABLE",
+    "VERDICTS",
     "Carried",
     "Tombstones",
     "bare",
