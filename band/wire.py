@@ -153,6 +153,85 @@ UID_RE: Final = re.compile(r"^[0-9]{10,22}\Z")  # the web SDK's pattern
 UID_MAX: Final = 2**64 - 1  # uids are stored as UInt64
 
 
+# --- identity (docs/identity.md) ------------------------------------------------
+# Identity changes are events of service IDENTITY_SERVICE, ``in.gen.identity.<action>``,
+# applied by the store in stream order: identify {uid, data: {user_id, traits}}, alias
+# {data: {previous_id, user_id}}, link {uid, data: {identifier}}, merge {data: {a, b, by}},
+# split {data: {identifier, by}}. Any event with a non-empty data.user.id is an identify
+# of its uid too. Identifiers are ``kind:value``.
+IDENTITY_SERVICE: Final = "identity"
+IDENTITY_ACTIONS: Final = ("identify", "alias", "link", "merge", "split")
+IDENTIFIER_KINDS: Final = ("uid", "user", "partner", "phone")
+MAX_IDENTIFIER_CHARS: Final = 512  # of the value after ``kind:``
+_DIGITS = re.compile(r"^[0-9]+\Z")
+
+
+class IdentifierError(BandError, ValueError):
+    """An identifier that cannot be one (empty, too long, an unknown kind, a bad uid)."""
+
+
+def identifier(value: object, bare: str = "") -> str:
+    """``value`` as a checked ``kind:value`` identifier.
+
+    ``bare`` says what a value without a known ``kind:`` prefix is: ``""`` refuses it,
+    ``"user"`` makes it a user id, ``"auto"`` a uid when all digits, else a user id
+    (alias's rule).
+
+    Raises:
+        IdentifierError: naming what is wrong.
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise IdentifierError(f"an identifier must be text like user:42 or uid:123, got {type(value).__name__}")
+    if not value and bare != "user":
+        raise IdentifierError("the identifier is empty (give kind:value, e.g. user:42)")
+    kind, sep, rest = value.partition(":")
+    if not sep or kind not in IDENTIFIER_KINDS:
+        if bare == "user" or (bare == "auto" and not _DIGITS.match(value)):
+            kind, rest = "user", value
+        elif bare == "auto":
+            kind, rest = "uid", value
+        else:
+            raise IdentifierError(f"{_shown(value)!r} is not kind:value (kinds: {', '.join(IDENTIFIER_KINDS)})")
+    if not rest or not rest.strip():
+        raise IdentifierError(f"the {kind} id is empty")
+    if len(rest) > MAX_IDENTIFIER_CHARS:
+        raise IdentifierError(f"the {kind} id has {len(rest)} characters; at most {MAX_IDENTIFIER_CHARS}")
+    if kind == "uid" and not (_DIGITS.match(rest) and len(rest) <= 20 and 0 < int(rest) <= UID_MAX):
+        raise IdentifierError(f"uid {_shown(rest)!r} is not a visitor uid (a decimal number from 1 to {UID_MAX})")
+    if kind == "phone" and not _DIGITS.match(rest):
+        raise IdentifierError(f"phone {_shown(rest)!r} must be digits only")
+    if kind == "partner" and not all(rest.partition(":")[::2]):
+        raise IdentifierError(f"partner {_shown(rest)!r} must be partner:<partner>:<id>")
+    return f"{kind}:{rest}"
+
+
+def user_identifier(user_id: object) -> str:
+    """``user:<user_id>`` for a site's user id (one already written ``user:...`` is kept).
+
+    Raises:
+        IdentifierError: empty, too long, not text.
+    """
+    if isinstance(user_id, int) and not isinstance(user_id, bool):
+        user_id = str(user_id)
+    if not isinstance(user_id, str):
+        raise IdentifierError(f"a user id must be text, got {type(user_id).__name__}")
+    return identifier(user_id if user_id.startswith("user:") else f"user:{user_id}")
+
+
+def uid_identifier(uid: object) -> str:
+    """``uid:<uid>`` for a uid given as a number or decimal text.
+
+    Raises:
+        IdentifierError: not a uid.
+    """
+    text = str(uid) if isinstance(uid, int) and not isinstance(uid, bool) else uid
+    if not isinstance(text, str) or text.startswith("uid:"):
+        return identifier(text)
+    return identifier(f"uid:{text}")
+
+
 def is_token(value: object) -> bool:
     """True when ``value`` can stand as one NATS subject token in a routing key.
 
@@ -479,9 +558,13 @@ __all__ = [
     "FILE_REF_FIELDS",
     "HANDLE_PREFIX",
     "HEARTBEAT_STATUS",
+    "IDENTIFIER_KINDS",
+    "IDENTITY_ACTIONS",
+    "IDENTITY_SERVICE",
     "INBOX_PREFIX",
     "JS_API",
     "KEY_PREFIX",
+    "MAX_IDENTIFIER_CHARS",
     "MD_ALIAS",
     "MD_BOTS",
     "MD_DURABLE",
@@ -525,6 +608,7 @@ __all__ = [
     "UPLOAD_PATH",
     "WS_PREFIX",
     "DecodeError",
+    "IdentifierError",
     "decode",
     "decode_object",
     "dlq_subject",
@@ -538,6 +622,7 @@ __all__ = [
     "error_headers",
     "get_path",
     "handle_subject",
+    "identifier",
     "is_service_name",
     "is_token",
     "is_uid",
@@ -554,6 +639,8 @@ __all__ = [
     "routing_key",
     "rpc_subject",
     "speaks_props",
+    "uid_identifier",
     "upload_object",
+    "user_identifier",
     "ws_subject",
 ]

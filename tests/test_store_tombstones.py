@@ -44,17 +44,15 @@ def test_sift_drops_and_counts_only_the_forgotten_and_hands_their_sequences_on()
     stones = Tombstones(b"k", structlog.get_logger())
     erased: list[list[int]] = []
     stones.erase = erased.append
-    groups = {"events": [item(1, uid="111"), item(2, uid="222", data={"user": {"id": "gone"}}), item(3, uid="333")],
-              "webhooks": [item(4, uid="111")]}
-    assert stones.sift(groups) is groups  # nobody forgotten: untouched, nothing decoded
+    items = [item(1, uid="111"), item(2, uid="222", data={"user": {"id": "gone"}}), item(3, uid="333"), item(4, uid="111")]
+    assert stones.sift(items) is items  # nobody forgotten: untouched, nothing decoded
     stones.hashes |= {stones.hash("uid:111"), stones.hash("user:gone")}
     stones._verdicts.clear()
-    kept = stones.sift(groups)
-    assert {t: [i.seq for i in items] for t, items in kept.items()} == {"events": [3]}
+    assert [i.seq for i in stones.sift(items)] == [3]
     assert stones.dropped == 3 and erased == [[1, 2, 4]]
     undecodable = SimpleNamespace(msg=SimpleNamespace(data=b"not json"), seq=6)
-    kept = stones.sift({"events": [item(5, uid="333"), undecodable]})  # kept: a bad event goes to bad_rows as ever
-    assert [i.seq for i in kept["events"]] == [5, 6] and stones.dropped == 3
+    others = [item(5, uid="333"), undecodable]  # kept: a bad event goes to bad_rows as ever
+    assert stones.sift(others) is others and stones.dropped == 3
 
 
 @pytest.mark.parametrize(("args", "words"), [

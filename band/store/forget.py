@@ -10,7 +10,8 @@ In this order, so it is safe while events flow in:
    now in ClickHouse (and is deleted below), every later one was sifted; the high-water
    mark read there splits the stream into stored and not yet stored;
 4. per table, count their rows and collect their stream sequences, then ``DELETE``
-   (lightweight, waited for);
+   (lightweight, waited for); the identity graph the writer holds is loaded again
+   without them;
 5. delete those sequences from the stream, then scan what lies above the mark (not
    yet stored) and the dead letters, deleting theirs;
 6. delete their Redis ``s:<uid>`` hashes (when the store has a Redis URL);
@@ -34,6 +35,8 @@ from .. import wire
 from .._core.log import Logger
 from . import erase
 from .backend import Backend
+from .config import IDENTITY_TABLES
+from .identity import Identities
 from .person import Person, read, resolve, wheres
 from .schema import quote
 from .tombstones import AUDIT, Tombstones, identifiers_of, kinds_of
@@ -68,8 +71,9 @@ class Forgetting:
     """Forget and find people in one store: its engine, tombstones and NATS connection."""
 
     def __init__(self, engine: Engine, tombstones: Tombstones, nc: Client, redis_url: str, logger: Logger,
-                 secure: bool = True) -> None:
+                 secure: bool = True, identities: Identities | None = None) -> None:
         self.engine = engine
+        self.identities = identities  # the graph the writer holds in memory: loaded again without them
         self.secure = secure  # JetStream overwrites deleted messages on disk (erase.delete)
         self.tombstones = tombstones
         self.nc = nc
@@ -108,6 +112,9 @@ class Forgetting:
         counts = {t: n for t, (n, _) in rows.items()}
         steps["count"] = time.monotonic() - clock - sum(steps.values())
         await engine.call(_delete, engine.backend, db, found, counts)
+        if self.identities is not None and any(counts.get(t) for t in IDENTITY_TABLES):
+            async with engine.lock:  # between batches: the next one resolves through the graph without them
+                await engine.call(self.identities.load, engine.backend)
         steps["delete"] = time.monotonic() - clock - sum(steps.values())
         stored_seqs = {s for _, seqs in rows.values() for s in seqs} | person.seqs
         mine = {h for h in hashes}

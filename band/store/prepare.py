@@ -33,6 +33,8 @@ from .. import wire
 from .._core.log import Logger
 from . import body
 from .config import StoreConfig
+from .identity import change_of
+from .identity_graph import Change
 from .rows import BadRow, RowBuilder
 
 MAX_AUTO_PROCESSES = 4
@@ -47,6 +49,7 @@ class Prepared(NamedTuple):
     ids: list[int]
     ms: list[int]  # the event's time in ms (bad_rows keeps it when the row is refused later)
     rows: list[bytes]  # each a line of an insert into its table (RowBuilder.encode)
+    changes: list[Change | None]  # the identity change each carries (mostly None)
 
 
 def collect_less() -> None:
@@ -68,21 +71,25 @@ def prepare_with(builder: RowBuilder, datas: Sequence[bytes], stream: Sequence[t
     the id and time stand in for an event without its own, the sequence fills
     ``stream_seq``. Never raises on bad data: an event that cannot be a row becomes a
     ``bad_rows`` row."""
-    out = Prepared([], [], [], [])
+    out = Prepared([], [], [], [], [])
     for data, (fallback_id, fallback_ms, seq) in zip(datas, stream, strict=True):
-        table, event_id, ms, row = _row(builder, data, fallback_id, fallback_ms, seq)
+        try:
+            message = body.load(data)
+        except wire.DecodeError as exc:
+            message = exc
+        table, event_id, ms, row = _row(builder, data, message, fallback_id, fallback_ms, seq)
         out.tables.append(table)
         out.ids.append(event_id)
         out.ms.append(ms)
         out.rows.append(builder.encode(table, row))
+        out.changes.append(change_of(message) if isinstance(message, dict) else None)
     return out
 
 
-def _row(builder: RowBuilder, data: bytes, fallback_id: int, fallback_ms: int, seq: int) -> tuple[str, int, int, Any]:
-    try:
-        message = body.load(data)
-    except wire.DecodeError as exc:
-        return _bad(builder.bad_row(data.decode("utf-8", "replace"), "", str(exc), fallback_id, fallback_ms, seq),
+def _row(builder: RowBuilder, data: bytes, message: Any, fallback_id: int, fallback_ms: int,
+         seq: int) -> tuple[str, int, int, Any]:
+    if isinstance(message, wire.DecodeError):
+        return _bad(builder.bad_row(data.decode("utf-8", "replace"), "", str(message), fallback_id, fallback_ms, seq),
                     fallback_ms)
     if not isinstance(message, dict):
         return _bad(builder.bad_row(message, "", "the event is not a JSON object", fallback_id, fallback_ms, seq),

@@ -38,6 +38,8 @@ from .erase import DeleteFailed
 from .failed import replay_failed
 from .forget import Forgetting
 from .http import Interface, serving, url_of
+from .identity import Identities
+from .identity_rpc import Calls
 from .imports import SHAPES, store_objects, unpack
 from .lag import LagClock
 from .metrics import metrics
@@ -83,6 +85,11 @@ class Store:
         self.schemas_dir = str(config.raw.get("schemas_dir") or schemas.DEFAULT_DIR)
         schemas.load(self.schemas_dir)  # an invalid schema stops the store at start, naming its file
         self._replaying_failed = asyncio.Lock()
+        self.identities = Identities(config.database, logger) if config.identity_ready() else None
+        self.calls = Calls(self.identities, config.database)  # identify, alias, link, merge, split, show
+        if self.identities is not None:  # a running replay applies identity changes (see .identity)
+            self.identities.replaying = lambda: (self._replay_task is not None and not self._replay_task.done()
+                                                 and self.replaying is not None and not self.replaying.stop.is_set())
         self.forgetting: Forgetting | None = None  # once open: band privacy forget / export (forget.py)
         self._forgetting = asyncio.Lock()
 
@@ -139,6 +146,8 @@ class Store:
                 engine = Engine.of(await asyncio.to_thread(open_backend, self.config.clickhouse_url, self.config.data_dir),
                                    self.config)
                 changes = await engine.call(ensure, engine.backend, self.config)
+                if self.identities is not None:
+                    await engine.call(self.identities.load, engine.backend)
                 self.engine = engine
             except StoreError as exc:
                 if not isinstance(exc, Unavailable):  # a statement of ours refused, or no engine installed
@@ -158,6 +167,7 @@ class Store:
         for name in changes.migrations:
             self.log.info("store: migration applied", migration=name)
         self.health.state = "writing"
+        self.calls.nc, self.calls.engine = nc, self.engine
         self.forgetting = await self._privacy(engine, nc)
         await nc.subscribe(wire.store_next_subject(self.instance), cb=self._on_next)
         asyncio.get_running_loop().create_task(self._sweep())
@@ -187,7 +197,8 @@ class Store:
         secure = str(self.config.raw.get("forget_erase", "true")).strip().lower() not in ("false", "0", "no", "off")
         kept.erase = erase.Eraser(nc, secure)
         asyncio.get_running_loop().create_task(kept.watch(engine.call, engine.backend, self.config.database))
-        return Forgetting(engine, kept, nc, str(self.config.raw.get("redis_url") or ""), self.log, secure)
+        return Forgetting(engine, kept, nc, str(self.config.raw.get("redis_url") or ""), self.log, secure,
+                          self.identities)
 
     def _writer(self, psub: Puller, check_all: bool) -> Writer:
         assert self.engine is not None
@@ -200,7 +211,8 @@ class Store:
         return Writer(self.engine, self.builder, psub, batch_rows=self.config.batch_rows,
                       batch_seconds=self.config.batch_seconds, ack_wait_s=self.ack_wait_s, health=self.health,
                       logger=self.log, check_all=check_all, preparer=self.preparer,
-                      lag=None if check_all else self.lag)  # a replay's old events are not lag
+                      lag=None if check_all else self.lag,  # a replay's old events are not lag
+                      identities=self.identities)
 
     def _consumer_failed(self, exc: Exception) -> None:
         """NATS or JetStream away while the store makes its consumer: it tries again, and says so
@@ -425,6 +437,13 @@ class Store:
         except Exception:  # noqa: BLE001 - NATS away or no consumer: the backlog is unknown
             return None
         return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+
+    # --- identity (docs/identity.md) ------------------------------------------------------
+    async def identity_call(self, method: str, *args: Any) -> dict[str, Any]:
+        """``identify``, ``alias``, ``link``, ``merge``, ``split`` or ``show`` (:mod:`.identity_rpc`)."""
+        await self.ready()
+        answer: dict[str, Any] = await getattr(self.calls, method)(*args)
+        return answer
 
     # --- reconciliation ----------------------------------------------------------------------
     async def check(self, since: str | None, ids: bool, wait: float) -> dict[str, Any]:

@@ -22,7 +22,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from .. import wire
 from .._core.log import Logger
@@ -103,15 +103,6 @@ def identifiers_of(message: Mapping[str, Any]) -> list[str]:
     return out
 
 
-class Carried(Protocol):
-    """What the writer hands :meth:`Tombstones.sift`: an event's bytes and its stream sequence."""
-
-    @property
-    def msg(self) -> Any: ...
-    @property
-    def seq(self) -> int: ...
-
-
 class Tombstones:
     """The hashes of forgotten identifiers, in memory, and the events dropped for them."""
 
@@ -139,33 +130,31 @@ class Tombstones:
             verdict = self._verdicts[ident] = self.hash(ident) in self.hashes
         return verdict
 
-    def sift(self, groups: dict[str, list[Any]]) -> dict[str, list[Any]]:
-        """``groups`` (table → items) less the events of forgotten people; those are
-        counted and handed to :attr:`erase` (they are acked with the batch, never stored)."""
+    def sift(self, items: list[Any]) -> list[Any]:
+        """``items`` (in stream order) less the events of forgotten people, or ``items``
+        itself when none is; those are counted and handed to :attr:`erase` (they are
+        acked with the batch, never stored)."""
         if not self.hashes:
-            return groups
-        out: dict[str, list[Any]] = {}
+            return items
+        kept: list[Any] = []
         gone: list[int] = []
-        for table, items in groups.items():
-            kept = []
-            for item in items:
-                try:
-                    message = body.load(item.msg.data)
-                except wire.DecodeError:
-                    message = None
-                if isinstance(message, dict) and self.forgotten(message):
-                    gone.append(item.seq)
-                else:
-                    kept.append(item)
-            if kept:
-                out[table] = kept
-        if gone:
-            self.dropped += len(gone)
-            metrics().forgotten.inc(len(gone))
-            self.log.info("store: events of forgotten people dropped", events=len(gone))
-            if self.erase is not None:
-                self.erase([s for s in gone if s])
-        return out
+        for item in items:
+            try:
+                message = body.load(item.msg.data)
+            except wire.DecodeError:
+                message = None
+            if isinstance(message, dict) and self.forgotten(message):
+                gone.append(item.seq)
+            else:
+                kept.append(item)
+        if not gone:
+            return items
+        self.dropped += len(gone)
+        metrics().forgotten.inc(len(gone))
+        self.log.info("store: events of forgotten people dropped", events=len(gone))
+        if self.erase is not None:
+            self.erase([s for s in gone if s])
+        return kept
 
     # --- the table -----------------------------------------------------------------------
     def read(self, backend: Backend, database: str) -> None:
@@ -212,7 +201,6 @@ __all__ = [
     "REFRESH_S",
     "TABLE",
     "VERDICTS",
-    "Carried",
     "Tombstones",
     "bare",
     "ddl",

@@ -55,6 +55,8 @@ from . import body
 from .backend import Backend, StoreError
 from .config import BAD_ROWS, FAILED_EVENTS, StoreConfig
 from .highwater import HighWater, stored_max
+from .identity import Identities
+from .identity_graph import Change, Rows
 from .lag import LagClock
 from .metrics import metrics
 from .prepare import Preparer
@@ -97,6 +99,7 @@ class Item:
     seq: int  # 0 for a message without JetStream metadata
     suspect: bool
     stream_ms: int = 0  # when the stream stored it (lag to queryable starts there)
+    identity: Change | None = None  # the identity change it carries (see .identity)
 
 
 class Engine:
@@ -158,8 +161,10 @@ class Writer:
 
     def __init__(self, engine: Engine, builder: RowBuilder, psub: Puller, *, batch_rows: int, batch_seconds: float,
                  ack_wait_s: float, health: Health, logger: Logger, check_all: bool = False,
-                 preparer: Preparer | None = None, lag: LagClock | None = None) -> None:
+                 preparer: Preparer | None = None, lag: LagClock | None = None,
+                 identities: Identities | None = None) -> None:
         self.engine = engine
+        self.identities = identities
         self.lag = lag
         self.builder = builder
         self.preparer = preparer or Preparer(builder, 0, logger)
@@ -256,23 +261,28 @@ class Writer:
                   for seq, sent_ms, _ in deliveries]
         prepared = await self.preparer.prepare([msg.data for msg in msgs], stream)
         check_all = self.check_all or self.checking_all()
-        return [Item(msg, table, id_, ms, row, seq, check_all or delivered > 1, sent_ms)
-                for msg, table, id_, ms, row, (seq, sent_ms, delivered)
-                in zip(msgs, prepared.tables, prepared.ids, prepared.ms, prepared.rows, deliveries, strict=True)]
+        return [Item(msg, table, id_, ms, row, seq, check_all or delivered > 1, sent_ms, change)
+                for msg, table, id_, ms, row, (seq, sent_ms, delivered), change
+                in zip(msgs, prepared.tables, prepared.ids, prepared.ms, prepared.rows, deliveries, prepared.changes,
+                       strict=True)]
 
     # --- one batch ----------------------------------------------------------------
     async def flush(self, batch: list[Item], give_up_on_stop: bool = True) -> None:
         """Store ``batch`` (retrying until it is stored or we stop), then ack it."""
-        groups = _by_table(_first_per_id(batch))
+        firsts = _first_per_id(batch)
+        groups = _by_table(firsts)
         started = time.monotonic()
         done: set[str] = set()
+        identity: Rows | None = None
         delay = 0.5
         last_touch = time.monotonic()
         while True:
             try:
                 async with self.engine.lock:
                     if self.tombstones is not None:  # under the lock: a forget waits for it once (forget.py)
-                        groups = self.tombstones.sift(groups)
+                        kept = self.tombstones.sift(firsts)
+                        if kept is not firsts:  # neither rows nor identity changes of a forgotten person
+                            firsts, groups = kept, _by_table(kept)
                     await self._judge(batch)
                     for table, items in groups.items():
                         if table in done:
@@ -281,6 +291,11 @@ class Writer:
                         if fresh:
                             await self._insert(table, fresh)
                         done.add(table)
+                    if self.identities is not None:
+                        if identity is None:  # applied once, in stream order, under the lock
+                            identity = self.identities.apply(firsts, live=not self.check_all)
+                        await self._insert_identity(identity, done, any(it.suspect for it in batch))
+                        self.identities.done(max((it.seq for it in batch), default=0))
                 break
             except Exception as exc:  # noqa: BLE001 - anything but a data error (handled in _insert): the outcome is unknown
                 for item in batch:
@@ -351,6 +366,22 @@ class Writer:
             self.health.skipped += skipped
             metrics().skipped.inc(skipped)
         return [it for it in items if not (it.suspect and it.id in found)]
+
+    async def _insert_identity(self, rows: Rows, done: set[str], suspect: bool) -> None:
+        """The batch's identity rows, ``identities`` last; when the batch may be stored
+        in part, rows of an event whose sequence a table already holds are left out."""
+        assert self.identities is not None
+        for table, table_rows in rows.tables().items():
+            if table in done or not table_rows:
+                continue
+            if suspect:
+                found = await self.engine.call(self.identities.stored, self.engine.backend, table,
+                                               sorted({r["stream_seq"] for r in table_rows}))
+                table_rows = [r for r in table_rows if r["stream_seq"] not in found]
+            if table_rows:
+                await self.engine.insert(table, table_rows)
+                self.health.rows[table] += len(table_rows)
+            done.add(table)
 
     async def _insert(self, table: str, items: list[Item]) -> None:
         """Insert; on a data error split in halves until the bad rows are isolated."""

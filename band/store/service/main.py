@@ -2,8 +2,9 @@
 
 Run it with ``band store`` (``band up`` does). Methods: ``query(sql, params)``,
 ``insert(table, rows)``, ``import_lines(lines, shape)``, ``status()``, ``replay(since)``,
-``check(since, ids, wait)``, ``counts(minutes)``, ``replay_failed(key, since)``; see docs/storage.md;
-``forget(uid|user_id|person, by)`` and ``person(...)``, see docs/privacy.md.
+``check(since, ids, wait)``, ``counts(minutes)``, ``replay_failed(key, since)``; see docs/storage.md.
+Identity: ``identify``, ``alias``, ``link``, ``merge``, ``split``, ``identity`` (show); see docs/identity.md.
+Privacy: ``forget(uid|user_id|person, by)`` and ``person(...)``; see docs/privacy.md.
 """
 
 import asyncio
@@ -95,6 +96,42 @@ async def replay_failed(key: str | None = None, since: str | None = None) -> dic
 
 
 @expose()
+async def identify(uid: str, user_id: str, traits: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Join a browser uid and your user id into one person (docs/identity.md): {"stream_seq", "applied", "person_id"}."""
+    return await store.identity_call("identify", uid, user_id, traits)
+
+
+@expose()
+async def alias(previous_id: str, user_id: str) -> dict[str, Any]:
+    """Join two identifiers (kind:value; bare digits are a uid, other bare text a user id) into one person."""
+    return await store.identity_call("alias", previous_id, user_id)
+
+
+@expose()
+async def link(uid: str, identifier: str) -> dict[str, Any]:
+    """Join a further identifier (partner:<partner>:<id>, phone:<digits>) to a uid's person."""
+    return await store.identity_call("link", uid, identifier)
+
+
+@expose()
+async def merge(a: str, b: str, by: str = "rpc") -> dict[str, Any]:
+    """The operator's: join the persons of two identifiers (the older person's id wins), recorded with `by`."""
+    return await store.identity_call("merge", a, b, by)
+
+
+@expose()
+async def split(identifier: str, by: str = "rpc") -> dict[str, Any]:
+    """The operator's: take an identifier out of its person into a person of its own, recorded with `by`."""
+    return await store.identity_call("split", identifier, by)
+
+
+@expose()
+async def identity(identifier: str) -> dict[str, Any]:
+    """The person of any identifier: {person_id, identifiers, uids, traits, merges}."""
+    return await store.identity_call("show", identifier)
+
+
+@expose()
 async def forget(uid: str | None = None, user_id: str | None = None, person: str | None = None,
                  by: str = "rpc") -> dict[str, Any]:
     """Forget one person (exactly one of uid, user_id, person): their rows, stream messages, dead
@@ -116,15 +153,21 @@ async def counts(minutes: int = 60) -> dict[str, Any]:
 
 __all__ = [
     "DRAIN_S",
+    "alias",
     "check",
     "counts",
     "forget",
+    "identify",
+    "identity",
     "import_lines",
     "insert",
+    "link",
+    "merge",
     "person",
     "query",
     "replay",
     "replay_failed",
+    "split",
     "status",
     "store",
     "stream",
