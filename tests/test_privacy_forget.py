@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+from collections import Counter
 import json
 import subprocess
 import sys
@@ -79,6 +80,19 @@ async def theirs_in(js: Any, stream: str, uids: set[str]) -> list[int]:
     return found
 
 
+IDENTIFIERS = f"('uid:{A}', 'uid:{B}', 'user:{USER}')"
+
+
+async def identity_rows() -> dict[str, int]:
+    """The person's rows in the identity graph's tables."""
+    wheres = {"identities": f"identifier IN {IDENTIFIERS}", "person_of_uid": f"uid IN ({A}, {B})",
+              "person_traits": f"identifier IN {IDENTIFIERS}", "identity_log": f"a IN {IDENTIFIERS} OR b IN {IDENTIFIERS}"}
+    out = {}
+    for table, where in wheres.items():
+        out[table] = int((await store.query(f"SELECT count() AS n FROM stats.{table} WHERE {where}"))[0]["n"])
+    return out
+
+
 async def rows_of(table: str, uids: set[str]) -> int:
     listed = ", ".join(f"'{u}'" for u in sorted(uids))  # digits only
     column = "JSONExtractString(message, 'uid')" if table == "bad_rows" else "toString(uid)"
@@ -142,13 +156,16 @@ async def test_forget_under_load_deletes_everything_counted_before_and_drops_wha
 
             # what is there, counted by the test itself
             before = {t: await rows_of(t, person) for t in ("events", "bad_rows")}
+            graph = await identity_rows()
+            assert graph["identities"] == 3 and graph["person_of_uid"] >= 1, graph
+            before |= {t: n for t, n in graph.items() if n}
             in_stream = await theirs_in(js, wire.STREAM, person)
-            assert before == {"events": 35, "bad_rows": 1} and len(in_stream) == 36
+            assert before["events"] == 35 and before["bad_rows"] == 1 and len(in_stream) == 36
             code, out, err = await privacy(own_nats.url, "export", "--user-id", USER)
             assert code == 0, err
             exported = [json.loads(line) for line in out.splitlines()]
             assert sorted(str(x["row"]["id"]) for x in exported if x["table"] == "events") == sorted(sent)
-            assert len(exported) == 36, [x["table"] for x in exported]
+            assert Counter(x["table"] for x in exported) == before
 
             code, out, err = await privacy(own_nats.url, "forget", "--uid", A, "--yes", "--json")
             assert code == 0, err + proc.text()[-3000:]
@@ -161,6 +178,7 @@ async def test_forget_under_load_deletes_everything_counted_before_and_drops_wha
 
             for table in ("events", "bad_rows", "activity", "webhooks", "failed_events"):
                 assert await rows_of(table, person) == 0, table
+            assert await identity_rows() == dict.fromkeys(graph, 0)
             assert await theirs_in(js, wire.STREAM, person) == []
             assert len(await theirs_in(js, wire.DLQ_STREAM, {OTHERS[0]})) == 1  # another's dead letter stays
             assert await theirs_in(js, wire.DLQ_STREAM, person) == []
@@ -168,7 +186,7 @@ async def test_forget_under_load_deletes_everything_counted_before_and_drops_wha
                 assert await redis.exists(f"s:{A}", f"s:{B}") == 0 and await redis.exists(f"s:{OTHERS[0]}") == 1
 
             # a hit of theirs arriving later: dropped by the store, counted, and gone from the stream too
-            r = await client.get(f"/track/page?uid={B}", headers={"User-Agent": BROWSER})
+            r = await client.post(f"/track/page?uid={B}", json={"user": {"id": USER}}, headers={"User-Agent": BROWSER})
             assert r.status == 200
 
             async def dropped() -> bool:
@@ -178,6 +196,7 @@ async def test_forget_under_load_deletes_everything_counted_before_and_drops_wha
             await wait_for(lambda: _none(js, person), 30, "the late hit deleted from the stream", procs=[proc])
 
             assert await rows_of("events", person) == 0
+            assert await identity_rows() == dict.fromkeys(graph, 0)  # nor did it join anything in the graph again
             again = json.loads((await privacy(own_nats.url, "forget", "--uid", A, "--yes", "--json"))[1])
             assert (again["rows_total"], again["stream"], again["dead_letters"], again["tombstones"]) == (0, 0, 0, 0), again
             assert again["redis"] in (0, None)
