@@ -12,7 +12,8 @@ from ..errors import RPCError, ServiceUnavailable
 from ..runtime import RPC
 from . import api, history
 
-FORGET_TIMEOUT_S = 600.0  # a person with many events: the store deletes them all before it answers
+WAIT_S = 15.0  # each forget call answers within this, running or done; the page waits for the report
+CALL_TIMEOUT_S = 30.0
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -36,8 +37,7 @@ async def forget(request: web.Request) -> web.Response:
         return _error(400, "not confirmed: send the same uid or user id again as confirm")
     config = request.app[api.CONFIG]
     try:
-        report = await RPC(lambda: request.app[api.NC]).request(config.store_service, "forget", timeout__=FORGET_TIMEOUT_S,
-                                                                uid=uid, user_id=user_id, by="panel")
+        report = await _forget(RPC(lambda: request.app[api.NC]), config.store_service, uid, user_id)
     except ServiceUnavailable:
         return _error(503, f"no '{config.store_service}' service is running: start the store")
     except RPCError as exc:
@@ -45,8 +45,17 @@ async def forget(request: web.Request) -> web.Response:
     return web.json_response(report)
 
 
+async def _forget(rpc: RPC, store: str, uid: str | None, user_id: str | None) -> Any:
+    """The store's ``forget``, called again while it runs (each call answers within its ``wait``)."""
+    while True:
+        report = await rpc.request(store, "forget", timeout__=CALL_TIMEOUT_S, uid=uid, user_id=user_id, by="panel",
+                                   wait=WAIT_S)
+        if not report.get("running"):
+            return report
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/forget", forget)
 
 
-__all__ = ["FORGET_TIMEOUT_S", "add_routes", "forget"]
+__all__ = ["CALL_TIMEOUT_S", "WAIT_S", "add_routes", "forget"]

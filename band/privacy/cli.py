@@ -14,7 +14,8 @@ from typing import Any
 from .._runtime.state import nats_url
 from ..errors import RPCError
 
-FORGET_TIMEOUT_S = 3600.0  # a person with millions of events: deleting them takes a while
+WAIT_S = 15.0  # each forget call answers within this, running or done
+CALL_TIMEOUT_S = 30.0
 
 
 def _who(parser: argparse.ArgumentParser) -> None:
@@ -79,14 +80,13 @@ async def _connected(url: str) -> Any:
 
 
 async def _forget(args: argparse.Namespace, who: dict[str, Any]) -> int:
-    from .._core.rpc import RPC
-
     nc = await _connected(nats_url(args.nats))
     try:
-        report = await RPC(lambda: nc).request("store", "forget", timeout__=FORGET_TIMEOUT_S,
-                                               by=f"cli:{getpass.getuser()}", **who)
+        report = await forget_call(nc, f"cli:{getpass.getuser()}", who)
     finally:
         await nc.close()
+        if sys.stderr.isatty():
+            sys.stderr.write("\n")
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -101,6 +101,21 @@ async def _forget(args: argparse.Namespace, who: dict[str, Any]) -> int:
           + (" (no Redis configured)" if report["redis"] is None else ""))
     print(f"finished {report['finished']} ({report['seconds']:.1f} s); tombstones {', '.join(report['hashes'])}")
     return 0
+
+
+async def forget_call(nc: Any, by: str, who: dict[str, Any]) -> dict[str, Any]:
+    """The store's ``forget``, called again while it runs (each call answers within its
+    ``wait``), until its report."""
+    from .._core.rpc import RPC
+
+    while True:
+        report: dict[str, Any] = await RPC(lambda: nc).request("store", "forget", timeout__=CALL_TIMEOUT_S, by=by,
+                                                               wait=WAIT_S, **who)
+        if not report.get("running"):
+            return report
+        if sys.stderr.isatty():
+            sys.stderr.write(f"\rforgetting… {report.get('seconds', 0):.0f} s")
+            sys.stderr.flush()
 
 
 async def _export(args: argparse.Namespace, who: dict[str, Any]) -> int:
@@ -132,4 +147,4 @@ async def _export(args: argparse.Namespace, who: dict[str, Any]) -> int:
     return 0
 
 
-__all__ = ["FORGET_TIMEOUT_S", "main"]
+__all__ = ["CALL_TIMEOUT_S", "WAIT_S", "forget_call", "main"]

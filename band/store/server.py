@@ -53,6 +53,7 @@ from .tombstones import Tombstones
 from .writer import Engine, Health, Writer
 
 DURABLE = "store_writer"
+FORGET_WAIT_S = 20.0  # a forget call answers within this (well inside the service's call timeout), running or done
 _KEPT = (BAD_ROWS, FAILED_EVENTS)  # the keys of events kept whole instead of as rows: counted as failed
 REPLAY = "store_replay"
 READY_TIMEOUT_S = 30.0
@@ -91,7 +92,7 @@ class Store:
             self.identities.replaying = lambda: (self._replay_task is not None and not self._replay_task.done()
                                                  and self.replaying is not None and not self.replaying.stop.is_set())
         self.forgetting: Forgetting | None = None  # once open: band privacy forget / export (forget.py)
-        self._forgetting = asyncio.Lock()
+        self._forget_run: tuple[tuple[str | None, int], asyncio.Task[dict[str, Any]], float] | None = None
 
     # --- lifecycle ---------------------------------------------------------------------
     async def run(self, nc: Client) -> None:
@@ -575,25 +576,35 @@ class Store:
             self.log.info("store: replay finished", events=writer.processed)
 
     # --- privacy --------------------------------------------------------------------------
-    async def forget(self, uid: Any, user_id: Any, person: Any, by: Any) -> dict[str, Any]:
-        """Forget one person (``band privacy forget``): the report of :mod:`.forget`.
+    async def forget(self, uid: Any, user_id: Any, person: Any, by: Any, wait: Any = FORGET_WAIT_S) -> dict[str, Any]:
+        """Forget one person (``band privacy forget``): the report of :mod:`.forget`, or
+        ``{"running": true, "seconds": ...}`` when it takes longer than ``wait`` seconds (it
+        goes on; the same call again follows it, as ``band store check`` does).
 
         Raises:
             RPCError: 400 unless exactly one of uid, user_id, person is given and valid;
-                409 while another forget runs in this store.
+                409 while the forget of another person runs in this store; 503 when
+                ClickHouse or JetStream failed on the way (run it again: it is idempotent).
         """
         forgetting, given, person_id = await self._person_args(uid, user_id, person)
-        if self._forgetting.locked():
-            raise RPCError("another forget is running: wait for it, then try again", 409)
-        async with self._forgetting:
-            try:
-                return await forgetting.forget(given, person_id, str(by or "rpc")[:200])
-            except StoreError as exc:
-                raise RPCError(f"ClickHouse failed while forgetting; run it again (it is idempotent): {exc.message}",
-                               503) from None
-            except (DeleteFailed, nats.errors.Error) as exc:
-                raise RPCError(f"JetStream failed while forgetting; run it again (it is idempotent): {exc!r}",
-                               503) from None
+        key = (given, person_id)
+        running = self._forget_run
+        if running is not None and running[0] != key and not running[1].done():
+            raise RPCError("the forget of another person is running: wait for it, then try again", 409)
+        if running is None or running[0] != key:
+            task = asyncio.get_running_loop().create_task(forgetting.forget(given, person_id, str(by or "rpc")[:200]))
+            running = self._forget_run = (key, task, time.monotonic())
+        await asyncio.wait([running[1]], timeout=max(0.0, min(float(wait or 0), FORGET_WAIT_S)))
+        if not running[1].done():
+            return {"running": True, "seconds": round(time.monotonic() - running[2], 1)}
+        self._forget_run = None
+        try:
+            return running[1].result()
+        except StoreError as exc:
+            raise RPCError(f"ClickHouse failed while forgetting; run it again (it is idempotent): {exc.message}",
+                           503) from None
+        except (DeleteFailed, nats.errors.Error) as exc:
+            raise RPCError(f"JetStream failed while forgetting; run it again (it is idempotent): {exc!r}", 503) from None
 
     async def person(self, uid: Any, user_id: Any, person: Any) -> dict[str, Any]:
         """A person's identifiers and the ``SELECT`` of their rows per table (``band privacy export``)."""
@@ -646,6 +657,7 @@ def _parse_since(since: str | None) -> dt.datetime | None:
 
 __all__ = [
     "DURABLE",
+    "FORGET_WAIT_S",
     "MAX_INSERT_ROWS",
     "READY_TIMEOUT_S",
     "REPLAY",

@@ -133,10 +133,11 @@ async def identity(identifier: str) -> dict[str, Any]:
 
 @expose()
 async def forget(uid: str | None = None, user_id: str | None = None, person: str | None = None,
-                 by: str = "rpc") -> dict[str, Any]:
+                 by: str = "rpc", wait: float = 20.0) -> dict[str, Any]:
     """Forget one person (exactly one of uid, user_id, person): their rows, stream messages, dead
-    letters and Redis segments deleted, a tombstone kept; the report (docs/privacy.md). The operator's only."""
-    return await store.forget(uid, user_id, person, by)
+    letters and Redis segments deleted, a tombstone kept; the report (docs/privacy.md), or
+    {"running": true} after `wait` seconds (call again to follow it). The operator's only."""
+    return await store.forget(uid, user_id, person, by, wait)
 
 
 @expose()
