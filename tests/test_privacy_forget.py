@@ -223,7 +223,8 @@ async def _none(js: Any, person: set[str]) -> bool:
 
 async def test_events_not_yet_stored_are_found_above_the_mark_and_never_stored(
         tmp_path: Path, own_nats: NatsServer, store_client: Any) -> None:
-    proc = start_store(tmp_path, own_nats.url, STORE_BATCH_SECONDS="4")  # a batch waits 4 s before it is written
+    # a batch waits 4 s before it is written; deleted messages are overwritten on disk
+    proc = start_store(tmp_path, own_nats.url, STORE_BATCH_SECONDS="4", BAND_FORGET_ERASE="true")
     js = store_client.jetstream()
     try:
         await publish(store_client, [{**event(n), "uid": A} for n in range(3)])

@@ -71,10 +71,10 @@ class Forgetting:
     """Forget and find people in one store: its engine, tombstones and NATS connection."""
 
     def __init__(self, engine: Engine, tombstones: Tombstones, nc: Client, redis_url: str, logger: Logger,
-                 secure: bool = True, identities: Identities | None = None) -> None:
+                 secure: bool = False, identities: Identities | None = None) -> None:
         self.engine = engine
         self.identities = identities  # the graph the writer holds in memory: loaded again without them
-        self.secure = secure  # JetStream overwrites deleted messages on disk (erase.delete)
+        self.secure = secure  # JetStream overwrites deleted messages on disk (erase.delete; forget_erase)
         self.tombstones = tombstones
         self.nc = nc
         self.redis_url = redis_url

@@ -195,7 +195,7 @@ class Store:
         for statement in tombstones.ddl(self.config.database):
             await engine.call(engine.backend.command, statement)
         await engine.call(kept.read, engine.backend, self.config.database)
-        secure = str(self.config.raw.get("forget_erase", "true")).strip().lower() not in ("false", "0", "no", "off")
+        secure = str(self.config.raw.get("forget_erase", "false")).strip().lower() in ("true", "1", "yes", "on")
         kept.erase = erase.Eraser(nc, secure)
         asyncio.get_running_loop().create_task(kept.watch(engine.call, engine.backend, self.config.database))
         return Forgetting(engine, kept, nc, str(self.config.raw.get("redis_url") or ""), self.log, secure,
