@@ -21,7 +21,7 @@ import pytest
 from support.fakes import BROWSER, running_edge
 from support.poll import wait_for
 from support.processes import Proc
-from support.store import counted, event, publish, start_store
+from support.store import counted, event, publish, start_store, store_check
 
 from band import store, wire
 from band._runtime.stream import ensure_dlq_stream
@@ -207,6 +207,8 @@ async def test_forget_under_load_deletes_everything_counted_before_and_drops_wha
         assert replay.returncode == 0, replay.stderr
         assert await rows_of("events", person) == 0 and await rows_of("bad_rows", person) == 0
         await counted(answered[0], proc, f"SELECT count() AS n FROM stats.events WHERE uid NOT IN ({A}, {B})")
+        code, out = await store_check(own_nats.url)  # what is left of the stream is stored, once
+        assert code == 0 and "missing 0, duplicated 0, pending 0" in out, out
         audit = await store.query("SELECT action, by, length(tombstones) AS n, counts FROM stats.privacy_log ORDER BY at")
         assert [(a["action"], a["n"]) for a in audit] == [("forget", 3), ("forget", 1)]
         assert all(A not in json.dumps(a) and USER not in json.dumps(a) for a in audit), audit  # no personal data
