@@ -292,3 +292,23 @@ async def test_the_panel_forgets_after_the_value_is_typed_again(tmp_path: Path, 
         assert audit == [{"by": "panel"}]
     finally:
         assert proc.stop() == 0, proc.text()[-3000:]
+
+
+def test_band_privacy_is_registered_and_names_one_person(capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+    import tomllib
+
+    from band.cli.parser import Commands
+    from band.privacy import cli, command
+
+    root = Path(__file__).resolve().parents[1]
+    entry = tomllib.loads((root / "pyproject.toml").read_text())["project"]["entry-points"]["band.commands"]["privacy"]
+    assert entry == "band.privacy.command:register"
+    commands = Commands(argparse.ArgumentParser().add_subparsers())
+    command.register(commands)
+    assert "privacy" in commands.own_parsers and commands.synopses[0][0].startswith("band privacy [forget|export]")
+    for argv in (["forget"], ["forget", "--uid", "1", "--user-id", "x"], ["export"]):
+        with pytest.raises(SystemExit) as exit_:
+            cli.main(argv)
+        assert exit_.value.code == 2
+    assert "one of the arguments --uid --user-id --person is required" in capsys.readouterr().err

@@ -63,3 +63,4 @@ def test_who_to_forget_is_one_identifier_checked(args: dict[str, Any], words: st
     with pytest.raises(ValueError, match=words):
         parse(**args)
     assert parse(uid="0042") == ("uid:42", 0) and parse(user_id="u") == ("user:u", 0) and parse(person="7") == (None, 7)
+
