@@ -163,7 +163,26 @@ IDENTITY_SERVICE: Final = "identity"
 IDENTITY_ACTIONS: Final = ("identify", "alias", "link", "merge", "split")
 IDENTIFIER_KINDS: Final = ("uid", "user", "partner", "phone")
 MAX_IDENTIFIER_CHARS: Final = 512  # of the value after ``kind:``
+MAX_TRAITS: Final = 100  # per identify
+MAX_TRAIT_KEY: Final = 256  # characters of a trait's name
+MAX_TRAIT_VALUE: Final = 8192  # characters of its value (JSON for anything but text)
 _DIGITS = re.compile(r"^[0-9]+\Z")
+
+
+def traits_problem(traits: object) -> str | None:
+    """What is wrong with an identify's ``traits`` (``None``: nothing; absent is fine)."""
+    if traits is None:
+        return None
+    if not isinstance(traits, Mapping):
+        return "traits must be an object of name: value"
+    if len(traits) > MAX_TRAITS:
+        return f"at most {MAX_TRAITS} traits per identify, got {len(traits)}"
+    for key, value in traits.items():
+        text = value if isinstance(value, str) else json.dumps(value, default=str)
+        if not key or len(key) > MAX_TRAIT_KEY or len(text) > MAX_TRAIT_VALUE:
+            return (f"trait {str(key)[:40]!r}: names are 1 to {MAX_TRAIT_KEY} characters, "
+                    f"values at most {MAX_TRAIT_VALUE}")
+    return None
 
 
 class IdentifierError(BandError, ValueError):
@@ -565,6 +584,9 @@ __all__ = [
     "JS_API",
     "KEY_PREFIX",
     "MAX_IDENTIFIER_CHARS",
+    "MAX_TRAITS",
+    "MAX_TRAIT_KEY",
+    "MAX_TRAIT_VALUE",
     "MD_ALIAS",
     "MD_BOTS",
     "MD_DURABLE",
@@ -639,6 +661,7 @@ __all__ = [
     "routing_key",
     "rpc_subject",
     "speaks_props",
+    "traits_problem",
     "uid_identifier",
     "upload_object",
     "user_identifier",

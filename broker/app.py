@@ -24,6 +24,8 @@ from .config import EdgeConfig
 from .discovery import Discovery
 from .headers import SECURITY, UidCookie
 from .hit import ClientIP
+from .identify import PATH as IDENTIFY_PATH
+from .identify import read_identify
 from .libjs import LibJs
 from .metrics import Metrics
 from .pipeline import INTERNAL_ERROR, Pipeline
@@ -173,6 +175,19 @@ class Edge:
             request[ANSWER].uid = hit.uid
             return render(await running.pipeline.run(hit), hit.native)
 
+    async def identify(self, request: web.Request) -> web.StreamResponse:
+        """``POST /band/identify.json``: a backend's identify or alias (:mod:`broker.identify`),
+        then the pipeline like any hit."""
+        running = self.running
+        if running is None:
+            return json_response({"message": NATS_DOWN}, 503)
+        with self.budget.hold() as held:
+            try:
+                hit = await read_identify(request, self.config, self.client_ip, held)
+            except BadHit as bad:
+                return refusal(request, bad)
+            return render(await running.pipeline.run(hit), hit.native)
+
     async def root(self, request: web.Request) -> web.StreamResponse:
         """``GET /``: what this is; with a query string it is a hit like any other."""
         if request.query_string:
@@ -250,6 +265,7 @@ class Edge:
             ("/metrics", self.metrics_page),
             ("/metrics/minutes", self.minutes_page),
             ("/wss", self.socket),
+            (IDENTIFY_PATH, self.identify),
             (f"/{wire.UPLOAD_PATH}/{{tail:{ANY}}}", self.upload),
             (f"/{{tail:{ANY}}}", self.hit),
         ):

@@ -58,6 +58,9 @@ class EdgeConfig:
     trusted_proxies: tuple[str, ...] = DEFAULT_TRUSTED_PROXIES
     redirect_hosts: tuple[str, ...] = ()  # allow-list for the built-in `redir`; empty = any http(s) host
     cors_origins: tuple[str, ...] = ()  # origins whose pages may read answers with the visitor's cookie; empty = any
+    # keys a backend sends to POST /band/identify.json (Authorization: Bearer <key>), each with
+    # its projectId; env EDGE_PROJECT_KEYS="key:projectId,..."; empty = the path answers 403
+    project_keys: Mapping[str, int] = field(default_factory=dict)
     domain: str = ""  # the site's domain (env DOMAIN): the uid cookie's Domain by front's auto rule
     lib_file: str = ""  # /lib.js serves this web SDK file; empty = band's own tracker
     lib_global: str = "rstat"  # the SDK's global (rstat for SDK 4.x) that /lib.js configures
@@ -125,6 +128,9 @@ class EdgeConfig:
             if builtin not in DEFAULT_BUILTIN_ENRICHERS or not isinstance(prefix, str):
                 raise ConfigError(f"builtin_enrichers: {builtin!r} -> {prefix!r}: known are {sorted(DEFAULT_BUILTIN_ENRICHERS)}, each to a key prefix")
         self._check_bots()
+        for key, project in self.project_keys.items():
+            if len(key) < 16 or not isinstance(project, int):
+                raise ConfigError("project_keys: each key needs at least 16 characters (a secret) and a whole projectId")
         if bool(self.certfile) != bool(self.keyfile):
             raise ConfigError("certfile and keyfile go together: give both for TLS, or neither")
         if not self.lib_global.isidentifier():
@@ -189,6 +195,8 @@ def _parse(name: str, kind: Any, text: str) -> Any:
             raise ValueError(f"not a boolean: {text!r}")
         if "tuple" in str(kind):
             return tuple(p.strip() for p in text.split(",") if p.strip())
+        if name == "EDGE_PROJECT_KEYS":
+            return project_keys(text)
         if "Mapping" in str(kind):
             value = json.loads(text)
             if not isinstance(value, dict):
@@ -197,6 +205,17 @@ def _parse(name: str, kind: Any, text: str) -> Any:
         return text
     except ValueError as exc:
         raise ConfigError(f"{name}: {exc}") from None
+
+
+def project_keys(text: str) -> dict[str, int]:
+    """``key:projectId,...`` as a mapping (a key may hold any character but ``,``)."""
+    keys = {}
+    for pair in (p.strip() for p in text.split(",") if p.strip()):
+        key, sep, project = pair.rpartition(":")
+        if not sep or not key or not project.strip().isdigit():
+            raise ValueError(f"{pair[:6]}...: each entry is key:projectId (a whole number)")
+        keys[key] = int(project)
+    return keys
 
 
 def split_urls(text: str) -> tuple[str, ...]:

@@ -63,6 +63,7 @@ class Parts:
     headers: Mapping[str, str] = field(default_factory=lambda: _NO_HEADERS)  # the request's (or the upgrade's): the trace's parent
     method: str = "GET"
     path: str = "/"
+    trusted: bool = False  # a backend's, with a project key (broker.identify): may be an identity event
 
 
 @dataclass(slots=True)
@@ -75,6 +76,7 @@ class Hit:
     headers: Mapping[str, str]
     method: str
     path: str
+    trusted: bool = False  # a backend's (broker.identify): no bot check
 
     @property
     def uid(self) -> str:
@@ -94,6 +96,9 @@ def make_hit(parts: Parts, aliases: Mapping[str, str]) -> Hit:
         asked = parts.service
         service = check_token("service", aliases.get(asked, asked) if isinstance(asked, str) else asked)
         name = check_token("name", parts.name)
+    if service == wire.IDENTITY_SERVICE and not parts.trusted:
+        raise BadHit(403, "identity events come from a backend: POST /band/identify.json with a project key "
+                          "(or rstat('identify', ...) on the page, docs/identity.md)")
     data: dict[str, Any] = {**payload, **query}
     if parts.params:
         data.update(parts.params)
@@ -114,7 +119,7 @@ def make_hit(parts: Parts, aliases: Mapping[str, str]) -> Hit:
         message[wire.PARAMS_FIELD] = parts.params
     if parts.files is not None:
         message[wire.FILES_FIELD] = parts.files
-    return Hit(message, parts.native, parts.image, parts.headers, parts.method, parts.path)
+    return Hit(message, parts.native, parts.image, parts.headers, parts.method, parts.path, parts.trusted)
 
 
 def http_status(answer: Response, native: bool) -> int:

@@ -97,7 +97,7 @@ class Pipeline:
         else:
             self._inflight += 1
             try:
-                if self._bots is not None and self._judge(hit.message) == DROP:
+                if self._bots is not None and not hit.trusted and self._judge(hit.message) == DROP:
                     outcome = await self._handle(hit.message, wire.encode(hit.message), hit.image, trace), False
                 else:
                     outcome = await self._run(hit.message, hit.image, trace, hit.native)

@@ -6,6 +6,7 @@ first)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 from collections import defaultdict
@@ -75,13 +76,22 @@ async def snapshot() -> dict[str, list[Any]]:
 
 
 async def stored_graph(expected: dict[str, int], proc: Proc) -> None:
+    last: dict[str, int] = {}
+
     async def there() -> bool:
+        nonlocal last
         try:
-            return await graph() == expected
+            last = await graph()
         except RPCError:
             return False
+        return last == expected
 
-    await wait_for(there, 60, f"the graph {expected}", procs=[proc])
+    try:
+        await wait_for(there, 60, f"the graph of {len(expected)} identifiers", procs=[proc])
+    except AssertionError:
+        wrong = {k: (last.get(k), v) for k, v in expected.items() if last.get(k) != v}
+        raise AssertionError(f"{len(wrong)} identifiers differ (stored, expected): {dict(list(wrong.items())[:8])}; "
+                             f"{len(set(last) - set(expected))} unexpected") from None
 
 
 async def test_two_devices_then_alias_merge_split_and_wrong_input(tmp_path: Path, own_nats: NatsServer,
@@ -157,8 +167,25 @@ async def test_two_devices_then_alias_merge_split_and_wrong_input(tmp_path: Path
         fresh = await identity.identify("6462464730849083499", "fresh")
         assert fresh["person_id"] == 6462464730849083499
         assert (await identity.show("user:fresh"))["uids"] == [6462464730849083499]
+
+        # from the shell
+        code, out, err = await band_cli("identity", "show", "user:42", "--nats", own_nats.url)
+        assert code == 0 and json.loads(out) == await identity.show("uid:" + PHONE), err
+        code, out, err = await band_cli("identity", "merge", "user:fresh", "user:42", "--nats", own_nats.url)
+        assert code == 0 and json.loads(out)["person_id"] == int(PHONE), err
+        assert "band identity show user:fresh" in err
+        log = await store.query("SELECT by FROM stats.identity_log WHERE action = 'merge' AND a = 'user:fresh'")
+        assert log == [{"by": "cli"}]
+        code, out, err = await band_cli("identity", "split", "user:nobody", "--nats", own_nats.url)
+        assert code == 1 and "no person has user:nobody" in err and "next:" in err
     finally:
         assert proc.stop() == 0, proc.text()[-3000:]
+
+
+async def band_cli(*args: str) -> tuple[int, str, str]:
+    done = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "band", *args], capture_output=True,
+                                   text=True, timeout=60)
+    return done.returncode, done.stdout, done.stderr
 
 
 async def store_client_call(nc: Any, method: str, **kwargs: Any) -> Any:

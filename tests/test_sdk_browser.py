@@ -77,7 +77,7 @@ async def visit(
         await page.goto(url, referer=referer)
         await seen.take(2)  # session + page
         await page.click("#buy")
-        await seen.take(3)
+        await seen.take(4)  # identify + signup
         await page.click("#next")  # the next page of the visit
         await wait_for(lambda: len(seen.named("page")) >= 2, timeout=10, what="the second page view")
         await ctx.close()
@@ -87,8 +87,8 @@ async def visit(
 
 
 def check(events: list[dict[str, Any]], uid: str, page_url: str) -> None:
-    by_name = {e["name"]: e for e in events[:3]}
-    assert set(by_name) >= {"session", "page", "signup"}, [e["name"] for e in events]
+    by_name = {e["name"]: e for e in events[:4]}
+    assert set(by_name) >= {"session", "page", "identify", "signup"}, [e["name"] for e in events]
     assert {e["uid"] for e in events} == {uid}  # one visitor, though the edge's cookie is never sent cross-site
     page = by_name["page"]
     data = page["data"]
@@ -102,13 +102,15 @@ def check(events: list[dict[str, Any]], uid: str, page_url: str) -> None:
     assert data["user"]["tz"] and isinstance(data["user"]["ts"], int)
     assert data["lib"]["id"] == "band-tracker"
     signup = by_name["signup"]
-    assert signup["data"]["data"] == {"plan": "pro"} and signup["data"]["sess"]["eventNum"] == 1
+    assert signup["data"]["data"] == {"plan": "pro"} and signup["data"]["sess"]["eventNum"] == 2  # after identify
     assert signup["data"]["user"]["id"] == "user-42" and signup["data"]["user"]["tier"] == "gold"  # identify
     assert "id" not in page["data"]["user"]
+    identify = by_name["identify"]  # the store joins uid and user.id, and keeps the traits on the person
+    assert identify["data"]["user"]["id"] == "user-42" and identify["data"]["data"] == {"traits": {"tier": "gold"}}
     second = [e for e in events if e["name"] == "page"][1]  # same session, same visitor
     assert second["data"]["sess"]["num"] == 1 and second["data"]["sess"]["pageNum"] == 2
     assert second["data"]["page"]["url"].endswith("/shop?from=menu") and second["data"]["page"]["ref"] == page_url
-    assert len(by_name) == 3 and not [e for e in events if e["name"] == "session"][1:]
+    assert len(by_name) == 4 and not [e for e in events if e["name"] == "session"][1:]
 
 
 async def test_tracker_cross_site_over_http(browser: Any, nc: Any, nats_url: str) -> None:

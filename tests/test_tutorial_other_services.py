@@ -181,6 +181,12 @@ async def scenario(url: str, svcs: list[Any], tmp: Path) -> dict[str, Any]:
         while len((await rpc.request("store", "query", timeout__=30, sql=matches, params=None))["rows"]) < 10:
             assert asyncio.get_running_loop().time() < deadline + 30, "the cookie-sync steps did not reach the store"
             await asyncio.sleep(0.3)
+        linked = "SELECT count() AS n FROM stats.identities FINAL WHERE kind IN ('partner', 'phone')"
+        while int((await rpc.request("store", "query", timeout__=30, sql=linked, params=None))["rows"][0]["n"]) < 11:
+            assert asyncio.get_running_loop().time() < deadline + 30, "the partner ids and the caller did not join the graph"
+            await asyncio.sleep(0.3)
+        out["identities"] = (await rpc.request("store", "query", timeout__=30, params=None,
+                                               sql="SELECT identifier, person_id FROM stats.identities FINAL"))["rows"]
         for name in ("01-postbacks.sql", "01-cost-per-campaign.sql", "02-ga-events.sql", "03-calls.sql", "03-number-sources.sql",
                      "09-cookie-matches.sql"):
             out[name] = (await rpc.request("store", "query", timeout__=30, sql=(RECIPES / name).read_text(), params=None))["rows"]
@@ -285,3 +291,22 @@ def test_cookie_sync_matches_are_queryable(tmp_path: Path) -> None:
     rows = got["09-cookie-matches.sql"]
     assert [(r["uid"], int(r["partner"]), r["partner_id"]) for r in rows] == sorted(got["synced"])
     assert all(int(r["syncs"]) == 1 for r in rows)
+
+
+def test_partner_ids_and_callers_join_the_visitors_person(tmp_path: Path) -> None:
+    """cookiesync links each partner's id, calltracking the caller's number, to the visitor (docs/identity.md)."""
+    import yaml
+
+    got = _shared(tmp_path)
+    person = {r["identifier"]: int(r["person_id"]) for r in got["identities"]}
+
+    def of_uid(uid: str) -> int:
+        return person.get(f"uid:{uid}", int(uid))
+
+    config = yaml.safe_load((ROOT / "examples" / "cookiesync" / "config.yml").read_text())
+    hosts = [urllib.parse.urlsplit(url).hostname for url in config["partners"]]
+    for uid, partner, pid in got["synced"]:
+        assert person[f"partner:{hosts[partner]}:{pid}"] == of_uid(uid)
+    # the three calls came from one caller: the visitors each number was last shown to are one person now
+    owners = {[uid for uid, phone in got["shows"] if phone == number][-1] for number in got["calls"]}
+    assert {of_uid(uid) for uid in owners} == {person["phone:79161234567"]}

@@ -1,4 +1,4 @@
-"""``band sql`` and ``band store``: their entry in the ``band`` command (light: the store's
+"""``band sql``, ``band store`` and ``band identity``: their entry in the ``band`` command (light: the store's
 command line, ``band.store.cli``, is imported only when one runs)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from ..cli.parser import Commands
 
 
 def register(commands: Commands) -> None:
-    """``band sql``, ``band store`` and ``band schemas`` (the schemas of the events it keeps)."""
+    """``band sql``, ``band store``, ``band identity`` and ``band schemas`` (the schemas of the events it keeps)."""
     from ..cli import schemas
 
     schemas.register(commands)
@@ -15,6 +15,8 @@ def register(commands: Commands) -> None:
     commands.add_own("store", "[replay|status|check|import|replay-failed]",
                      "run the store service; re-read the stream into it; its health; check nothing was lost; import events; "
                      "store failed events that pass today's schemas", store)
+    commands.add_own("identity", "show|merge|split ...", "a person by any identifier, as JSON; merge two persons; "
+                     "split an identifier off (docs/identity.md)", identity)
 
 
 def sql(argv: list[str]) -> int:
@@ -29,4 +31,10 @@ def store(argv: list[str]) -> int:
     return main(["store", *argv])
 
 
-__all__ = ["register", "sql", "store"]
+def identity(argv: list[str]) -> int:
+    from .identity_cli import main
+
+    return main(argv)
+
+
+__all__ = ["identity", "register", "sql", "store"]

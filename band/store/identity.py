@@ -41,8 +41,10 @@ class Applying(Protocol):
 
 
 def change_of(message: Mapping[str, Any]) -> Change | None:
-    """The identity change ``message`` carries, if any: an event of service ``identity``,
-    an ``identify`` event (with ``traits``) or any event with a non-empty ``data.user.id``.
+    """The identity change ``message`` carries, if any: an event of service ``identity``;
+    an ``alias`` event (the tracker's ``rstat('alias', ...)``: ``previous_id``,
+    ``user_id``); any event with a non-empty ``data.user.id`` (an ``identify`` event's
+    ``traits`` kept on the person).
     An identity event whose identifiers are not valid changes nothing (the edge and the
     store's RPC refuse those before they are published)."""
     service, name, data = message.get("service"), message.get("name"), message.get("data")
@@ -51,10 +53,15 @@ def change_of(message: Mapping[str, Any]) -> Change | None:
     try:
         if service == wire.IDENTITY_SERVICE:
             return _identity_event(str(name), message.get("uid"), data)
+        inner = data.get("data")
+        props: dict[str, Any] = inner if isinstance(inner, dict) else data  # a tracker's props, or the body's
+        if name == "alias" and "previous_id" in props:  # rstat('alias', previousId, userId)
+            return Change("alias", identifier(props.get("previous_id"), "auto"), identifier(props.get("user_id"), "auto"),
+                          None, str(service or ""))
         user = data.get("user")
         if not isinstance(user, dict) or user.get("id") in (None, ""):
             return None
-        traits = data.get("traits") if name == "identify" else None
+        traits = props.get("traits") if name == "identify" else None
         return Change("identify", uid_identifier(message.get("uid")), user_identifier(str(user["id"])),
                       traits if isinstance(traits, dict) else None, str(service or ""))
     except IdentifierError:

@@ -26,10 +26,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from ..wire import MAX_TRAIT_KEY, MAX_TRAIT_VALUE, MAX_TRAITS  # more, or longer ones, are left out
+
 LAST_SEEN_STEP_MS = 60_000  # last_seen is written again only when it moved this much
-MAX_TRAITS = 100  # per identify; more are left out
-MAX_TRAIT_KEY = 256
-MAX_TRAIT_VALUE = 8192
 
 
 class Change(NamedTuple):
@@ -206,7 +205,6 @@ def _log(action: str, a: str, b: str, winner: int, loser: int, by: str, event_id
 
 __all__ = [
     "LAST_SEEN_STEP_MS",
-    "MAX_TRAITS",
     "Change",
     "Entry",
     "Graph",

@@ -10,9 +10,7 @@ publish ``in.gen.identity.>`` and nothing else. Each event gets a time-ordered i
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-from collections.abc import Mapping
 from typing import Any
 
 from nats.aio.client import Client
@@ -25,7 +23,7 @@ from ..wire import IdentifierError
 from .backend import Backend, StoreError
 from .config import IDENTITIES, IDENTITY_LOG, PERSON_TRAITS
 from .identity import Identities
-from .identity_graph import MAX_TRAITS, natural_id
+from .identity_graph import natural_id
 from .schema import quote
 
 APPLIED_WAIT_S = 10.0  # how long a call waits for its change to be stored before answering
@@ -55,17 +53,10 @@ def user_of(value: Any) -> str:
 
 
 def checked_traits(traits: Any) -> dict[str, Any] | None:
-    if traits is None:
-        return None
-    if not isinstance(traits, Mapping):
-        raise RPCError("traits must be an object of name: value", 400)
-    if len(traits) > MAX_TRAITS:
-        raise RPCError(f"at most {MAX_TRAITS} traits per identify, got {len(traits)}", 400)
-    for key, value in traits.items():
-        text = value if isinstance(value, str) else json.dumps(value, default=str)
-        if not key or len(key) > 256 or len(text) > 8192:
-            raise RPCError(f"trait {str(key)[:40]!r}: names are 1 to 256 characters, values at most 8192", 400)
-    return dict(traits)
+    problem = wire.traits_problem(traits)
+    if problem:
+        raise RPCError(problem, 400)
+    return dict(traits) if traits is not None else None
 
 
 def event(action: str, data: dict[str, Any], uid: str = "", project: int = 0, channel: str = "rpc") -> dict[str, Any]:

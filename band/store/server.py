@@ -179,7 +179,7 @@ class Store:
         where = (self.config.clickhouse_url and "ClickHouse server") or str(self.config.data_dir)
         self.log.info("store: writing events", into=where, database=self.config.database,
                       batch_rows=self.config.batch_rows, batch_seconds=self.config.batch_seconds)
-        psub = await retry(lambda: self._consumer(nc, DURABLE, DeliverPolicy.ALL), 1.0, self._consumer_failed,
+        psub = await retry(lambda: self._writer_consumer(nc), 1.0, self._consumer_failed,
                            errors=(nats.errors.Error, OSError, TimeoutError))
         self.health.state = "writing"
         self.writer = self._writer(psub, check_all=False)
@@ -221,14 +221,44 @@ class Store:
         self.health.state, self.health.last_error = "retrying", f"cannot make the consumer {DURABLE}: {exc!r}"
         self.log.warning("store: cannot make its consumer yet; retrying", consumer=DURABLE, error=repr(exc))
 
-    async def _consumer(self, nc: Client, durable: str, policy: DeliverPolicy, since: dt.datetime | None = None) -> Puller:
+    async def _writer_consumer(self, nc: Client) -> Puller:
+        """The writer's consumer, delivering in stream order from its first unacked event.
+
+        The identity graph is applied in stream order (:mod:`.identity`). A store that
+        stopped with events delivered and not acked (a crash) would get them again only
+        after the ack wait, after newer ones: so such a consumer is made again from its
+        ack floor, and every event past it comes in order (those stored already are
+        looked up and skipped, as after any redelivery)."""
+        js = nc.jetstream()
+        await ensure_stream(js)
+        start = 0
+        if self.identities is not None:
+            try:
+                info = await js.consumer_info(wire.STREAM, DURABLE)
+            except NotFoundError:
+                info = None
+            if info is not None:
+                floor = int(info.ack_floor.stream_seq or 0) if info.ack_floor else 0
+                if info.num_ack_pending:
+                    await js.delete_consumer(wire.STREAM, DURABLE)
+                    self.log.info("store: reading again in stream order from the first unacked event",
+                                  consumer=DURABLE, start=floor + 1)
+                    start = floor + 1
+                elif info.config.deliver_policy == DeliverPolicy.BY_START_SEQUENCE:
+                    start = int(info.config.opt_start_seq or 1)  # as it was made: unchanged, no warning
+        if start:
+            return await self._consumer(nc, DURABLE, DeliverPolicy.BY_START_SEQUENCE, start_seq=start)
+        return await self._consumer(nc, DURABLE, DeliverPolicy.ALL)
+
+    async def _consumer(self, nc: Client, durable: str, policy: DeliverPolicy, since: dt.datetime | None = None,
+                        start_seq: int | None = None) -> Puller:
         js = nc.jetstream()
         await ensure_stream(js)
         config = ConsumerConfig(
             durable_name=durable, ack_policy=AckPolicy.EXPLICIT, ack_wait=self.ack_wait_s,
             deliver_policy=policy, filter_subject=wire.EVENTS_SUBJECTS,
             max_ack_pending=self.config.batch_rows * 4,  # batches being stored or waiting to be, and one filling
-            opt_start_time=since,
+            opt_start_time=since, opt_start_seq=start_seq,
         )
         try:
             await js.add_consumer(wire.STREAM, config)

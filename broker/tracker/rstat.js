@@ -5,7 +5,8 @@
  *   rstat('configure', {server: 'track.example.com'});   // options, any number of calls
  *   rstat('page', {any: 'props'});                         // a page view
  *   rstat('event', 'signup', {plan: 'pro'});               // a named event
- *   rstat('identify', 'user-42', {email_domain: 'x.org'}); // later events carry user id/traits
+ *   rstat('identify', 'user-42', {email_domain: 'x.org'}); // an identify event; later events carry user id/traits
+ *   rstat('alias', 'old-login', 'user-42');                // two ids of one person (docs/identity.md)
  *
  * Each event is one JSON object {service:'track', name, data, projectId, uid, user, page,
  * sess, browser, lib}, the field names of the Rockstat SDK (so the store's page_*, sess_*,
@@ -174,6 +175,13 @@
       if (userId && typeof userId === 'object') { traits = userId; userId = undefined; }
       if (userId !== undefined && userId !== null) { save('userid', String(userId)); }
       if (traits && typeof traits === 'object') { save('traits', traits); }
+      // the store joins this uid and user.id into one person, and keeps the traits on it
+      if (load('userid') !== undefined) { track('identify', {traits: traits && typeof traits === 'object' ? traits : {}}); }
+    },
+    alias: function (previousId, userId) {
+      if (previousId === undefined || previousId === null || userId === undefined || userId === null) { return new Error('alias needs previousId and userId'); }
+      save('userid', String(userId));
+      track('alias', {previous_id: String(previousId), user_id: String(userId)});
     },
     getUid: function () { return uid(); }
   };

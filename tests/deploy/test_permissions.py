@@ -618,6 +618,24 @@ async def test_services_may_read_the_store_but_only_admin_replays(server: NatsSe
         return {"running": True}
 
     @store_app.expose()
+    async def identify(uid: str, user_id: str, traits: Any = None) -> Any:
+        return {"person_id": int(uid)}
+
+    @store_app.expose()
+    async def identity(identifier: str) -> Any:
+        return {"person_id": 1}
+
+    @store_app.expose()
+    async def merge(a: str, b: str, by: str = "rpc") -> Any:
+        replays.append(f"merge {a} {b}")
+        return {"person_id": 1}
+
+    @store_app.expose()
+    async def split(identifier: str, by: str = "rpc") -> Any:
+        replays.append(f"split {identifier}")
+        return {"person_id": 1}
+
+    @store_app.expose()
     async def forget(uid: str | None = None, by: str = "") -> Any:
         replays.append(f"forget {uid}")
         return {"rows_total": 0}
@@ -627,12 +645,22 @@ async def test_services_may_read_the_store_but_only_admin_replays(server: NatsSe
     admin = await client(url("admin", env, server.port))
     try:
         async with serve(store_app, url("store", env, server.port)):
-            for method, body in (("query", {"sql": "SELECT 1"}), ("status", {}), ("insert", {"table": "t", "rows": [{}]})):
+            for method, body in (("query", {"sql": "SELECT 1"}), ("status", {}), ("insert", {"table": "t", "rows": [{}]}),
+                                 ("identify", {"uid": "6462464730849083392", "user_id": "42"}),
+                                 ("identity", {"identifier": "user:42"})):
                 answer = await reports.request(wire.rpc_subject("store", method), wire.encode(body), timeout=2)
                 assert wire.error_from_headers(answer.headers) is None, (method, answer.headers)
             await request_refused(reports, errors, wire.rpc_subject("store", "replay"), b'{"since": "2024-05-01"}')
             await request_refused(reports, errors, wire.rpc_subject("store", "forget"), b'{"uid": "6462464730849083392"}')
+            # merging and splitting persons is the operator's, as replaying is
+            await request_refused(reports, errors, wire.rpc_subject("store", "merge"), b'{"a": "user:1", "b": "user:2"}')
+            await request_refused(reports, errors, wire.rpc_subject("store", "split"), b'{"identifier": "user:1"}')
             assert replays == []
+            for method, body in (("merge", {"a": "user:1", "b": "user:2"}), ("split", {"identifier": "user:1"})):
+                answer = await admin.request(wire.rpc_subject("store", method), wire.encode(body), timeout=2)
+                assert wire.error_from_headers(answer.headers) is None, (method, answer.headers)
+            assert replays == ["merge user:1 user:2", "split user:1"]
+            replays.clear()
             answer = await admin.request(wire.rpc_subject("store", "replay"), b'{"since": "2024-05-01"}', timeout=2)
             assert wire.error_from_headers(answer.headers) is None and replays == ["2024-05-01"]
             answer = await admin.request(wire.rpc_subject("store", "forget"), b'{"uid": "1"}', timeout=2)
@@ -640,6 +668,23 @@ async def test_services_may_read_the_store_but_only_admin_replays(server: NatsSe
     finally:
         await reports.close()
         await admin.close()
+
+
+async def test_the_store_publishes_identity_events_and_no_other(server: NatsServer, env: dict[str, str]) -> None:
+    """The store publishes what its identify/alias/merge/split calls ask into the stream
+    (in.gen.identity.>), never an event of another service."""
+    errors = Recorder()
+    store_nc = await client(url("store", env, server.port), errors, inbox_prefix=inbox_of("store"))
+    try:
+        js = store_nc.jetstream()
+        await ensure_stream(js, StreamLimits(storage="memory"))
+        ack = await js.publish("in.gen.identity.identify", b'{"uid": "6462464730849083392", "data": {"user_id": "42"}}',
+                               headers={wire.MSG_ID_HEADER: "identity-permission-test"})
+        assert ack.seq >= 1
+        for subject in ("in.gen.track.page", "in.gen.identityx.identify", "band.handle.in.gen.track.page"):
+            await publish_refused(store_nc, errors, subject, b"{}")
+    finally:
+        await store_nc.close()
 
 
 def violations(log: Path) -> list[str]:
