@@ -232,8 +232,9 @@ async def test_events_not_yet_stored_are_found_above_the_mark_and_never_stored(
         await publish(store_client, [{**event(n), "uid": A} for n in range(3)])
         await counted(3, proc)
         await publish(store_client, [{**event(n), "uid": A} for n in range(3, 5)] + [{**event(9), "uid": OTHERS[0]}])  # held in the next batch
-        assert await store_client_call("forget", uid=A, by="test", wait=0) == {"running": True, "seconds": 0.0}
-        report = await store_client_call("forget", uid=A, by="test", timeout__=60)  # the same call follows it
+        # by person id: a uid never identified is its own person
+        assert await store_client_call("forget", person=A, by="test", wait=0) == {"running": True, "seconds": 0.0}
+        report = await store_client_call("forget", person=A, by="test", timeout__=60)  # the same call follows it
         assert (report["rows"], report["stream_stored"], report["stream_unstored"]) == ({"events": 3}, 3, 2), report
         assert await theirs_in(js, wire.STREAM, {A}) == []
         await counted(1, proc)  # the other person's event of that batch, and none of theirs
