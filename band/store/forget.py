@@ -117,7 +117,7 @@ class Forgetting:
                 await engine.call(self.identities.load, engine.backend)
         steps["delete"] = time.monotonic() - clock - sum(steps.values())
         stored_seqs = {s for _, seqs in rows.values() for s in seqs} | person.seqs
-        mine = {h for h in hashes}
+        mine = set(hashes)
 
         def theirs(message: dict[str, Any]) -> bool:
             return any(self.tombstones.hash(i) in mine for i in identifiers_of(message))
