@@ -22,6 +22,7 @@ from support.fakes import BROWSER, running_edge
 from support.poll import wait_for
 from support.processes import Proc
 from support.store import counted, event, publish, start_store, store_check
+from test_store_import import band_import, summary, write_lines
 
 from band import store, wire
 from band._runtime.stream import ensure_dlq_stream
@@ -291,6 +292,12 @@ async def test_the_panel_forgets_after_the_value_is_typed_again(tmp_path: Path, 
         assert await rows_of("events", {A}) == 0 and await rows_of("events", {OTHERS[0]}) == 1
         audit = await store.query("SELECT by FROM stats.privacy_log")
         assert audit == [{"by": "panel"}]
+        # importing their events again (a backup, say) stores none of them
+        path = write_lines(tmp_path / "back.jsonl", [event(n) for n in range(4)] + [{**event(20), "uid": OTHERS[1]}])
+        back = await asyncio.to_thread(band_import, str(path), "--nats", own_nats.url, cwd=tmp_path)
+        assert summary(back) == "read 5, stored 1, skipped 0 (already stored), bad 4", back.stdout + back.stderr
+        assert "line 1: a forgotten person's event" in back.stderr
+        assert await rows_of("events", {A}) == 0 and await rows_of("events", {OTHERS[1]}) == 1
     finally:
         assert proc.stop() == 0, proc.text()[-3000:]
 

@@ -429,7 +429,9 @@ class Store:
             raise RPCError("lines must be a batch packed by band store import", 400)
         engine = await self.ready()
         try:
-            outcome = await store_objects(engine, self.builder, batch, shape=shape)
+            stones = self.forgetting.tombstones if self.forgetting is not None else None
+            outcome = await store_objects(engine, self.builder, batch, shape=shape,
+                                          forgotten=stones.forgotten if stones is not None and stones.hashes else None)
         except StoreError as exc:
             raise RPCError(f"ClickHouse failed; nothing of this batch is known to be stored: {exc.message}", 503) from None
         return outcome.as_dict()
