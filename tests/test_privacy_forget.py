@@ -320,3 +320,46 @@ def test_band_privacy_is_registered_and_names_one_person(capsys: pytest.CaptureF
             cli.main(argv)
         assert exit_.value.code == 2
     assert "one of the arguments --uid --user-id --person is required" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+async def test_the_forget_button_in_a_browser(tmp_path: Path, own_nats: NatsServer, store_client: Any) -> None:
+    """Headless Chromium (the system's) on the User page: the button asks for the value again,
+    a wrong answer deletes nothing, the right one shows the report."""
+    playwright_api = pytest.importorskip("playwright.async_api")
+    chromium = Path("/usr/bin/chromium")
+    if not chromium.exists():
+        pytest.skip("needs Debian's chromium at /usr/bin/chromium")
+    from band.cli.ports import free_port
+    from band.panel.app import running
+    from band.panel.config import PanelConfig
+
+    token = "forget-token-0123456789"
+    proc = start_store(tmp_path, own_nats.url)
+    config = PanelConfig(port=free_port(), nats_url=own_nats.url, token=token, interval_s=0.5, edge_urls=())
+    try:
+        await publish(store_client, [event(n) for n in range(3)])
+        await counted(3, proc)
+        async with running(config) as base, playwright_api.async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=str(chromium), headless=True, args=["--no-sandbox"])
+            try:
+                page = await browser.new_page()
+                page.set_default_timeout(60_000)
+                await page.goto(f"{base}/login")
+                await page.fill("input[name=token]", token)
+                await page.click("button[type=submit]")
+                await page.wait_for_url(f"{base}/")
+                await page.goto(f"{base}/#user")
+                await page.fill("#user-id", A)
+                answers = iter([A[:-1], A])  # first mistyped, then right
+                page.on("dialog", lambda d: asyncio.ensure_future(d.accept(next(answers))))
+                await page.click("#user-forget")
+                await page.locator("#user-status", has_text="not confirmed").wait_for()
+                assert await rows_of("events", {A}) == 3
+                await page.click("#user-forget")
+                await page.locator("#user-status", has_text="forgotten: 3 rows, 3 stream messages").wait_for()
+            finally:
+                await browser.close()
+        assert await rows_of("events", {A}) == 0
+    finally:
+        assert proc.stop() == 0, proc.text()[-3000:]
