@@ -251,7 +251,7 @@ async def test_forget_refuses_unclear_requests_and_asks_before_deleting(
         await counted(0, proc)
         with pytest.raises(Exception, match="exactly one of uid, user_id, person"):
             await store_client_call("forget", uid=A, user_id=USER)
-        with pytest.raises(Exception, match="uid must be a decimal UInt64"):
+        with pytest.raises(Exception, match="not a visitor uid"):
             await store_client_call("forget", uid="abc")
         code, _, err = await privacy(own_nats.url, "forget", "--uid", A)  # no terminal to ask on, no --yes
         assert code == 2 and "not confirmed; nothing was deleted" in err

@@ -21,13 +21,16 @@ def item(seq: int, **event: Any) -> Any:
 
 
 def test_an_event_names_its_uid_its_user_id_and_what_an_identity_event_joins() -> None:
-    assert identifiers_of({"uid": "123", "data": {"user": {"id": "u-1"}}}) == ["uid:123", "user:u-1"]
-    assert identifiers_of({"uid": 0, "data": {"user": {"id": ""}}}) == []
-    alias = {"service": "identity", "uid": "5", "data": {"previous_id": "6462464730849083392", "user_id": "u-2"}}
-    assert identifiers_of(alias) == ["uid:5", "user:u-2", "uid:6462464730849083392"]
-    link = {"service": "identity", "uid": "5", "data": {"identifier": "phone:15551234567"}}
-    assert identifiers_of(link) == ["uid:5", "phone:15551234567"]
-    assert identifiers_of({"service": "track", "uid": "5", "data": {"user_id": "not-an-identify"}}) == ["uid:5"]
+    assert identifiers_of({"uid": "6462464730849083392", "data": {"user": {"id": "u-1"}}}) == {
+        "uid:6462464730849083392", "user:u-1"}
+    assert identifiers_of({"uid": 0, "data": {"user": {"id": ""}}}) == set()
+    assert identifiers_of({"uid": "0", "data": {"user": {"id": "u-3"}}}) == {"user:u-3"}  # no uid: the user id still counts
+    alias = {"service": "identity", "name": "alias", "uid": "5", "data": {"previous_id": "6462464730849083392",
+                                                                          "user_id": "u-2"}}
+    assert identifiers_of(alias) == {"uid:5", "user:u-2", "uid:6462464730849083392"}
+    link = {"service": "identity", "name": "link", "uid": "5", "data": {"identifier": "phone:15551234567"}}
+    assert identifiers_of(link) == {"uid:5", "phone:15551234567"}
+    assert identifiers_of({"service": "track", "uid": "5", "data": {"user_id": "not-an-identify"}}) == {"uid:5"}
 
 
 def test_the_key_is_made_once_owner_only_and_a_setting_wins(tmp_path: Path) -> None:
@@ -56,8 +59,8 @@ def test_sift_drops_and_counts_only_the_forgotten_and_hands_their_sequences_on()
 
 
 @pytest.mark.parametrize(("args", "words"), [
-    ({}, "exactly one"), ({"uid": "1", "user_id": "x"}, "exactly one"), ({"uid": "12a"}, "decimal UInt64"),
-    ({"uid": str(2**64)}, "decimal UInt64"), ({"user_id": "x" * 513}, "1 to 512"), ({"person": "0"}, "person id"),
+    ({}, "exactly one"), ({"uid": "1", "user_id": "x"}, "exactly one"), ({"uid": "12a"}, "not a visitor uid"),
+    ({"uid": str(2**64)}, "not a visitor uid"), ({"user_id": "x" * 513}, "at most 512"), ({"person": "0"}, "person id"),
 ])
 def test_who_to_forget_is_one_identifier_checked(args: dict[str, Any], words: str) -> None:
     with pytest.raises(ValueError, match=words):

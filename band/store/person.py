@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import wire
 from .backend import Backend
 from .config import IDENTITIES, IDENTITY_LOG, PERSON_OF_UID, PERSON_TRAITS
 from .schema import quote
@@ -186,14 +187,9 @@ def parse(uid: str | None = None, user_id: str | None = None, person: str | int 
     if len(given) != 1:
         raise ValueError("give exactly one of uid, user_id, person")
     if uid not in (None, ""):
-        if not str(uid).isdigit() or int(str(uid)) >= 2**64:
-            raise ValueError(f"uid must be a decimal UInt64, got {uid!r}")
-        return f"uid:{int(str(uid))}", 0
+        return wire.uid_identifier(str(uid).lstrip("0") or "0"), 0
     if user_id not in (None, ""):
-        text = str(user_id)
-        if len(text) > 512:
-            raise ValueError("a user id is 1 to 512 characters")
-        return f"user:{text}", 0
+        return wire.user_identifier(user_id), 0
     if not str(person).isdigit() or not 0 < int(str(person)) < 2**64:
         raise ValueError(f"person must be a person id (a decimal UInt64), got {person!r}")
     return None, int(str(person))

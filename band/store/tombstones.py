@@ -28,6 +28,7 @@ from .. import wire
 from .._core.log import Logger
 from . import body
 from .backend import Backend, StoreError
+from .identity import change_of
 from .metrics import metrics
 from .schema import quote
 
@@ -36,8 +37,6 @@ AUDIT = "privacy_log"
 KEY_FILE = "privacy.key"
 VERDICTS = 100_000  # identifiers whose verdict is remembered
 REFRESH_S = 5.0  # how soon a replica learns of another replica's forget
-KINDS = ("uid", "user", "partner", "phone")  # the identity contract's kinds
-IDENTITY_FIELDS = ("user_id", "previous_id", "identifier", "a", "b")  # data fields of the identity service's events
 
 
 def ddl(database: str) -> list[str]:
@@ -64,42 +63,22 @@ def load_key(setting: Any, data_dir: Path) -> bytes:
     return path.read_text().strip().encode()
 
 
-def identifier(kind: str, value: Any) -> str:
-    """``kind:value`` as the identity contract writes it.
-
-    Raises:
-        ValueError: an unknown kind, or a value empty or over 512 characters.
-    """
-    text = str(value)
-    if kind not in KINDS:
-        raise ValueError(f"unknown identifier kind {kind!r}; one of {', '.join(KINDS)}")
-    if not 1 <= len(text) <= 512:
-        raise ValueError(f"a {kind} identifier is 1 to 512 characters, got {len(text)}")
-    return f"{kind}:{text}"
-
-
-def bare(value: str) -> str:
-    """An identity event's ``kind:value`` or bare value: all digits is a uid, else a user id."""
-    kind, sep, _ = value.partition(":")
-    if sep and kind in KINDS:
-        return value
-    return f"uid:{value}" if value.isdigit() else f"user:{value}"
-
-
-def identifiers_of(message: Mapping[str, Any]) -> list[str]:
-    """Every identifier an event names: its uid, its user id (``data.user.id``), and the
-    identifiers an identity event joins."""
-    out = []
-    uid = message.get("uid")
-    if uid not in (None, "", 0, "0"):
-        out.append(f"uid:{uid}")
+def identifiers_of(message: Mapping[str, Any]) -> set[str]:
+    """Every identifier an event names, as the identity graph reads them: its uid, its
+    user id (``data.user.id``), and what an identity event joins (:func:`.identity.change_of`)."""
+    out = set()
     data = message.get("data")
-    if isinstance(data, Mapping):
-        user = data.get("user")
-        if isinstance(user, Mapping) and user.get("id") not in (None, ""):
-            out.append(f"user:{user['id']}")
-        if message.get("service") == "identity":
-            out.extend(bare(str(data[f])) for f in IDENTITY_FIELDS if isinstance(data.get(f), (str, int)) and data[f] != "")
+    user = data.get("user") if isinstance(data, Mapping) else None
+    for make, value in ((wire.uid_identifier, message.get("uid")),
+                        (wire.user_identifier, user.get("id") if isinstance(user, Mapping) else None)):
+        if value not in (None, "", 0, "0"):
+            try:
+                out.add(make(value))
+            except wire.IdentifierError:
+                pass
+    change = change_of(message)
+    if change is not None:
+        out |= {change.a, change.b} - {""}
     return out
 
 
@@ -197,14 +176,11 @@ def kinds_of(tombstones: Tombstones, identifiers: Iterable[str]) -> dict[str, st
 __all__ = [
     "AUDIT",
     "KEY_FILE",
-    "KINDS",
     "REFRESH_S",
     "TABLE",
     "VERDICTS",
     "Tombstones",
-    "bare",
     "ddl",
-    "identifier",
     "identifiers_of",
     "kinds_of",
     "load_key",
