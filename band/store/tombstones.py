@@ -166,6 +166,8 @@ class Tombstones:
                 await call(self.read, backend, database)
             except StoreError as exc:
                 self.log.warning("store: tombstones not re-read", error=exc.message)
+            except RuntimeError:  # the engine's threads are shut down: the store is stopping
+                return
 
 
 def kinds_of(tombstones: Tombstones, identifiers: Iterable[str]) -> dict[str, str]:
