@@ -21,7 +21,7 @@ import aiohttp
 from aiohttp import web
 
 from ..runtime import Signals, close, connect, ensure_dlq_stream
-from . import api
+from . import api, forget
 from .auth import COOKIE, Auth
 from .config import PanelConfig, PanelConfigError, from_env
 from .control import ControlClient
@@ -153,6 +153,7 @@ def make_app(config: PanelConfig) -> web.Application:
     r.add_get("/static/{name}", static)
     r.add_get("/api/tail", tail)
     api.add_routes(app)
+    forget.add_routes(app)  # the User page's forget action
     app.cleanup_ctx.append(_running)
     app.on_shutdown.append(_close_sockets)
     return app

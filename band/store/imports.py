@@ -26,7 +26,7 @@ import base64
 import datetime as dt
 import json
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +38,8 @@ from .backend import StoreError
 from .config import BAD_ROWS, STREAM_SEQ, StoreConfig
 from .rows import BadRow, RowBuilder
 from .writer import Engine
+
+FORGOTTEN = "a forgotten person's event (band privacy forget): not stored"
 
 EVENT, ROW, AUTO = "event", "row", "auto"
 SHAPES = (AUTO, EVENT, ROW)
@@ -218,10 +220,11 @@ def _has_id(event: Mapping[str, Any]) -> bool:
 
 
 async def store_objects(engine: Engine, builder: RowBuilder, objects: Sequence[Any], *, shape: str = AUTO,
-                        now_ms: int | None = None) -> Outcome:
+                        now_ms: int | None = None, forgotten: Callable[[Any], bool] | None = None) -> Outcome:
     """Store each object's row unless its id is stored already; an object given as
     ``bytes`` is a JSON line, parsed here. ``now_ms`` stands in for an event without a
-    ``time`` (default: now).
+    ``time`` (default: now). An event ``forgotten`` says is a forgotten person's is not
+    stored (:mod:`.tombstones`): it is counted as bad, with that reason.
 
     Raises:
         StoreError: ClickHouse failed for a reason other than the data (unreachable,
@@ -239,6 +242,9 @@ async def store_objects(engine: Engine, builder: RowBuilder, objects: Sequence[A
                 continue
         try:
             event = event_of(obj, builder.config, shape)
+            if forgotten is not None and forgotten(event):
+                outcome.bad.append((index, FORGOTTEN))
+                continue
             table, event_id, _, row = builder.line(event, 0 if _has_id(event) else content_id(event), fallback_ms, 0)
         except (NotAnEvent, BadRow) as exc:
             outcome.bad.append((index, str(exc)[:_MAX_REASON]))
@@ -281,5 +287,5 @@ async def _insert(engine: Engine, builder: RowBuilder, table: str, items: list[t
         await _insert(engine, builder, table, items[half:], outcome)
 
 
-__all__ = ["AUTO", "EVENT", "ROW", "SHAPES", "NotAnEvent", "Outcome", "content_id", "event_of", "pack", "parse",
-           "shape_of", "store_objects", "unpack"]
+__all__ = ["AUTO", "EVENT", "FORGOTTEN", "ROW", "SHAPES", "NotAnEvent", "Outcome", "content_id", "event_of", "pack",
+           "parse", "shape_of", "store_objects", "unpack"]

@@ -19,6 +19,7 @@ class StoreMetrics:
     retries: Counter
     healthy: Gauge
     batch_seconds: Histogram
+    forgotten: Counter
 
 
 @lru_cache(maxsize=1)
@@ -30,12 +31,14 @@ def metrics() -> StoreMetrics:
                         registry=None),
         healthy=Gauge("band_store_healthy", "1 while the store writes, 0 while it retries or failed", registry=None),
         batch_seconds=Histogram("band_store_batch_seconds", "Time to write one batch, from first try to ack", registry=None),
+        forgotten=Counter("band_store_forgotten_dropped", "Events of forgotten people dropped by the writer (tombstoned "
+                          "uid or user id)", registry=None),
     )
 
 
 def collectors() -> list[object]:
     m = metrics()
-    return [m.rows, m.skipped, m.retries, m.healthy, m.batch_seconds]
+    return [m.rows, m.skipped, m.retries, m.healthy, m.batch_seconds, m.forgotten]
 
 
 __all__ = [

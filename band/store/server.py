@@ -34,7 +34,9 @@ from .counts import minute_counts
 from .cursor import FORMAT as CURSOR_FORMAT
 from .cursor import Cursor, Cursors
 from .engines import open_backend
+from .erase import DeleteFailed
 from .failed import replay_failed
+from .forget import Forgetting
 from .http import Interface, serving, url_of
 from .identity import Identities
 from .identity_catchup import catch_up
@@ -48,9 +50,11 @@ from .pull import Puller
 from .results import Reading, Request, Results
 from .rows import RowBuilder
 from .serverread import ServerAnswer, open_answer
+from .tombstones import Tombstones
 from .writer import Engine, Health, Writer
 
 DURABLE = "store_writer"
+FORGET_WAIT_S = 20.0  # a forget call answers within this (well inside the service's call timeout), running or done
 _KEPT = (BAD_ROWS, FAILED_EVENTS)  # the keys of events kept whole instead of as rows: counted as failed
 REPLAY = "store_replay"
 READY_TIMEOUT_S = 30.0
@@ -89,6 +93,8 @@ class Store:
         if self.identities is not None:  # a running replay applies identity changes (see .identity)
             self.identities.replaying = lambda: (self._replay_task is not None and not self._replay_task.done()
                                                  and self.replaying is not None and not self.replaying.stop.is_set())
+        self.forgetting: Forgetting | None = None  # once open: band privacy forget / export (forget.py)
+        self._forget_run: tuple[tuple[str | None, int], asyncio.Task[dict[str, Any]], float] | None = None
 
     # --- lifecycle ---------------------------------------------------------------------
     async def run(self, nc: Client) -> None:
@@ -167,6 +173,7 @@ class Store:
             self.log.info("store: migration applied", migration=name)
         self.health.state = "writing"
         self.calls.nc, self.calls.engine = nc, self.engine
+        self.forgetting = await self._privacy(engine, nc)
         await nc.subscribe(wire.store_next_subject(self.instance), cb=self._on_next)
         asyncio.get_running_loop().create_task(self._sweep())
         metrics().healthy.set(1)
@@ -186,7 +193,28 @@ class Store:
         self.writer.checking_all = lambda: self._replay_task is not None and not self._replay_task.done()
         await self.writer.run()
 
+    async def _privacy(self, engine: Engine, nc: Client) -> Forgetting:
+        """The tombstones read (their tables made), and forgetting set up (:mod:`.forget`)."""
+        from . import erase, tombstones
+
+        key = await asyncio.to_thread(tombstones.load_key, self.config.raw.get("privacy_key"), self.config.data_dir)
+        kept = Tombstones(key, self.log)
+        for statement in tombstones.ddl(self.config.database):
+            await engine.call(engine.backend.command, statement)
+        await engine.call(kept.read, engine.backend, self.config.database)
+        secure = str(self.config.raw.get("forget_erase", "false")).strip().lower() in ("true", "1", "yes", "on")
+        kept.erase = erase.Eraser(nc, secure)
+        asyncio.get_running_loop().create_task(kept.watch(engine.call, engine.backend, self.config.database))
+        return Forgetting(engine, kept, nc, str(self.config.raw.get("redis_url") or ""), self.log, secure,
+                          self.identities)
+
     def _writer(self, psub: Puller, check_all: bool) -> Writer:
+        assert self.engine is not None
+        writer = self._make_writer(psub, check_all)
+        writer.tombstones = self.forgetting.tombstones if self.forgetting is not None else None
+        return writer
+
+    def _make_writer(self, psub: Puller, check_all: bool) -> Writer:
         assert self.engine is not None
         return Writer(self.engine, self.builder, psub, batch_rows=self.config.batch_rows,
                       batch_seconds=self.config.batch_seconds, ack_wait_s=self.ack_wait_s, health=self.health,
@@ -400,7 +428,9 @@ class Store:
             raise RPCError("lines must be a batch packed by band store import", 400)
         engine = await self.ready()
         try:
-            outcome = await store_objects(engine, self.builder, batch, shape=shape)
+            stones = self.forgetting.tombstones if self.forgetting is not None else None
+            outcome = await store_objects(engine, self.builder, batch, shape=shape,
+                                          forgotten=stones.forgotten if stones is not None and stones.hashes else None)
         except StoreError as exc:
             raise RPCError(f"ClickHouse failed; nothing of this batch is known to be stored: {exc.message}", 503) from None
         return outcome.as_dict()
@@ -416,6 +446,8 @@ class Store:
             graph = self.identities.graph
             answer["identity"] = {"identifiers": len(graph.entries), "persons": len(graph.members),
                                   "applied_seq": graph.applied}
+        if self.forgetting is not None:  # events of forgotten people dropped since start (band privacy forget)
+            answer["forgotten_dropped"] = self.forgetting.tombstones.dropped
         if self.replaying is not None or self._replay_task is not None:
             answer["replay"] = await self.replay_status()
         return answer
@@ -578,6 +610,56 @@ class Store:
                     pass
             self.log.info("store: replay finished", events=writer.processed)
 
+    # --- privacy --------------------------------------------------------------------------
+    async def forget(self, uid: Any, user_id: Any, person: Any, by: Any, wait: Any = FORGET_WAIT_S) -> dict[str, Any]:
+        """Forget one person (``band privacy forget``): the report of :mod:`.forget`, or
+        ``{"running": true, "seconds": ...}`` when it takes longer than ``wait`` seconds (it
+        goes on; the same call again follows it, as ``band store check`` does).
+
+        Raises:
+            RPCError: 400 unless exactly one of uid, user_id, person is given and valid;
+                409 while the forget of another person runs in this store; 503 when
+                ClickHouse or JetStream failed on the way (run it again: it is idempotent).
+        """
+        forgetting, given, person_id = await self._person_args(uid, user_id, person)
+        key = (given, person_id)
+        running = self._forget_run
+        if running is not None and running[0] != key and not running[1].done():
+            raise RPCError("the forget of another person is running: wait for it, then try again", 409)
+        if running is None or running[0] != key:
+            task = asyncio.get_running_loop().create_task(forgetting.forget(given, person_id, str(by or "rpc")[:200]))
+            running = self._forget_run = (key, task, time.monotonic())
+        await asyncio.wait([running[1]], timeout=max(0.0, min(float(wait or 0), FORGET_WAIT_S)))
+        if not running[1].done():
+            return {"running": True, "seconds": round(time.monotonic() - running[2], 1)}
+        self._forget_run = None
+        try:
+            return running[1].result()
+        except StoreError as exc:
+            raise RPCError(f"ClickHouse failed while forgetting; run it again (it is idempotent): {exc.message}",
+                           503) from None
+        except (DeleteFailed, nats.errors.Error) as exc:
+            raise RPCError(f"JetStream failed while forgetting; run it again (it is idempotent): {exc!r}", 503) from None
+
+    async def person(self, uid: Any, user_id: Any, person: Any) -> dict[str, Any]:
+        """A person's identifiers and the ``SELECT`` of their rows per table (``band privacy export``)."""
+        forgetting, given, person_id = await self._person_args(uid, user_id, person)
+        try:
+            return await forgetting.selects(given, person_id)
+        except StoreError as exc:
+            raise RPCError(exc.message, 503) from None
+
+    async def _person_args(self, uid: Any, user_id: Any, person: Any) -> tuple[Forgetting, str | None, int]:
+        from .person import parse
+
+        try:
+            given, person_id = parse(uid, user_id, person)
+        except ValueError as exc:
+            raise RPCError(str(exc), 400) from None
+        await self.ready()
+        assert self.forgetting is not None
+        return self.forgetting, given, person_id
+
     async def replay_status(self) -> dict[str, Any]:
         writer = self.replaying
         running = self._replay_task is not None and not self._replay_task.done()
@@ -610,6 +692,7 @@ def _parse_since(since: str | None) -> dt.datetime | None:
 
 __all__ = [
     "DURABLE",
+    "FORGET_WAIT_S",
     "MAX_INSERT_ROWS",
     "READY_TIMEOUT_S",
     "REPLAY",

@@ -177,6 +177,7 @@ class Writer:
         self.check_all = check_all
         self.processed = 0  # messages acked (stored, skipped or kept in bad_rows)
         self.checking_all: Any = lambda: False  # true while a replay runs beside this writer
+        self.tombstones: Any = None  # drops events of forgotten people (band/store/tombstones.py), set by the store
         self._queued: list[list[asyncio.Future[list[Item]]]] = []  # batches cut, waiting for the insert in progress
         self.stop = asyncio.Event()
 
@@ -278,6 +279,10 @@ class Writer:
         while True:
             try:
                 async with self.engine.lock:
+                    if self.tombstones is not None:  # under the lock: a forget waits for it once (forget.py)
+                        kept = self.tombstones.sift(firsts)
+                        if kept is not firsts:  # neither rows nor identity changes of a forgotten person
+                            firsts, groups = kept, _by_table(kept)
                     await self._judge(batch)
                     for table, items in groups.items():
                         if table in done:

@@ -44,7 +44,7 @@ from support.store import event, publish, start_store
 from band import App, response, wire
 from band._core.rpc import RPC
 from band._runtime.connect import connect
-from band._runtime.stream import StreamLimits, ensure_stream
+from band._runtime.stream import StreamLimits, ensure_dlq_stream, ensure_stream
 from band.cli import processes
 from band.cli.natsserver import NatsServer
 from band.cli.ports import free_port
@@ -535,6 +535,39 @@ async def test_services_cannot_create_change_or_remove_the_events_stream(own_ser
             await nc.close()
 
 
+async def test_only_the_store_deletes_single_events_and_dead_letters(own_server: NatsServer, env: dict[str, str]) -> None:
+    """band privacy forget deletes by sequence with the store's credential; nobody else deletes
+    an event, and the store still purges and removes nothing."""
+    port = own_server.port
+    admin = await client(url("admin", env, port))
+    errors = {user: Recorder() for user in ("store", "edge", "svc_eventwriter", "svc_crm")}
+    ncs = {user: await client(url(user, env, port), rec, inbox_prefix=inbox_of(user)) for user, rec in errors.items()}
+    api = f"{wire.JS_API}.STREAM"
+    try:
+        await ensure_stream(ncs["edge"].jetstream(), StreamLimits(storage="memory"))
+        await ensure_dlq_stream(admin.jetstream())
+        await published_events(ncs["edge"].jetstream(), "646246473084911", 3)
+        await ncs["svc_crm"].publish(wire.dlq_subject("crm"), b"{}")
+        await ncs["svc_crm"].flush()
+        for user in ("edge", "svc_eventwriter", "svc_crm"):
+            await all_refused(ncs[user], errors[user], [(f"{api}.MSG.DELETE.{wire.STREAM}", b'{"seq": 1}'),
+                                                        (f"{api}.MSG.DELETE.{wire.DLQ_STREAM}", b'{"seq": 1}')])
+        store_js = ncs["store"].jetstream()
+        assert json.loads((await store_js.get_msg(wire.STREAM, 2)).data)["id"] == "6462464730849110001"
+        assert await store_js.delete_msg(wire.STREAM, 2)
+        assert (await store_js.get_msg(wire.DLQ_STREAM, 1)).data == b"{}"
+        assert await store_js.delete_msg(wire.DLQ_STREAM, 1)
+        await all_refused(ncs["store"], errors["store"], [(f"{api}.PURGE.{wire.STREAM}", b"{}"),
+                                                          (f"{api}.DELETE.{wire.STREAM}", b""),
+                                                          (f"{api}.PURGE.{wire.DLQ_STREAM}", b"{}"),
+                                                          (f"{api}.MSG.DELETE.OBJ_band_uploads", b'{"seq": 1}')])
+        assert (await admin.jetstream().stream_info(wire.STREAM)).state.messages == 2
+        assert (await admin.jetstream().stream_info(wire.DLQ_STREAM)).state.messages == 0
+    finally:
+        for nc in (admin, *ncs.values()):
+            await nc.close()
+
+
 async def test_a_service_gets_only_its_own_consumers(own_server: NatsServer, env: dict[str, str]) -> None:
     port = own_server.port
     edge = await client(url("edge", env, port), inbox_prefix=inbox_of("edge"))
@@ -603,6 +636,11 @@ async def test_services_may_read_the_store_but_only_admin_replays(server: NatsSe
         replays.append(f"split {identifier}")
         return {"person_id": 1}
 
+    @store_app.expose()
+    async def forget(uid: str | None = None, by: str = "") -> Any:
+        replays.append(f"forget {uid}")
+        return {"rows_total": 0}
+
     errors = Recorder()
     reports = await client(url("svc_reports", env, server.port), errors, inbox_prefix=inbox_of("svc_reports"))
     admin = await client(url("admin", env, server.port))
@@ -614,6 +652,7 @@ async def test_services_may_read_the_store_but_only_admin_replays(server: NatsSe
                 answer = await reports.request(wire.rpc_subject("store", method), wire.encode(body), timeout=2)
                 assert wire.error_from_headers(answer.headers) is None, (method, answer.headers)
             await request_refused(reports, errors, wire.rpc_subject("store", "replay"), b'{"since": "2024-05-01"}')
+            await request_refused(reports, errors, wire.rpc_subject("store", "forget"), b'{"uid": "6462464730849083392"}')
             # merging and splitting persons is the operator's, as replaying is
             await request_refused(reports, errors, wire.rpc_subject("store", "merge"), b'{"a": "user:1", "b": "user:2"}')
             await request_refused(reports, errors, wire.rpc_subject("store", "split"), b'{"identifier": "user:1"}')
@@ -625,6 +664,8 @@ async def test_services_may_read_the_store_but_only_admin_replays(server: NatsSe
             replays.clear()
             answer = await admin.request(wire.rpc_subject("store", "replay"), b'{"since": "2024-05-01"}', timeout=2)
             assert wire.error_from_headers(answer.headers) is None and replays == ["2024-05-01"]
+            answer = await admin.request(wire.rpc_subject("store", "forget"), b'{"uid": "1"}', timeout=2)
+            assert wire.error_from_headers(answer.headers) is None and replays == ["2024-05-01", "forget 1"]
     finally:
         await reports.close()
         await admin.close()

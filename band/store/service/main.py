@@ -4,6 +4,7 @@ Run it with ``band store`` (``band up`` does). Methods: ``query(sql, params)``,
 ``insert(table, rows)``, ``import_lines(lines, shape)``, ``status()``, ``replay(since)``,
 ``check(since, ids, wait)``, ``counts(minutes)``, ``replay_failed(key, since)``; see docs/storage.md.
 Identity: ``identify``, ``alias``, ``link``, ``merge``, ``split``, ``identity`` (show); see docs/identity.md.
+Privacy: ``forget(uid|user_id|person, by)`` and ``person(...)``; see docs/privacy.md.
 """
 
 import asyncio
@@ -131,6 +132,21 @@ async def identity(identifier: str) -> dict[str, Any]:
 
 
 @expose()
+async def forget(uid: str | None = None, user_id: str | None = None, person: str | None = None,
+                 by: str = "rpc", wait: float = 20.0) -> dict[str, Any]:
+    """Forget one person (exactly one of uid, user_id, person): their rows, stream messages, dead
+    letters and Redis segments deleted, a tombstone kept; the report (docs/privacy.md), or
+    {"running": true} after `wait` seconds (call again to follow it). The operator's only."""
+    return await store.forget(uid, user_id, person, by, wait)
+
+
+@expose()
+async def person(uid: str | None = None, user_id: str | None = None, person: str | None = None) -> dict[str, Any]:
+    """One person's identifiers and the SELECT of their rows per table: {"person_id", "identifiers", "selects"}."""
+    return await store.person(uid, user_id, person)
+
+
+@expose()
 async def counts(minutes: int = 60) -> dict[str, Any]:
     """The last `minutes`: stored, failed, flagged per minute and key; events in the stream; lag to queryable."""
     return await store.counts(minutes)
@@ -141,12 +157,14 @@ __all__ = [
     "alias",
     "check",
     "counts",
+    "forget",
     "identify",
     "identity",
     "import_lines",
     "insert",
     "link",
     "merge",
+    "person",
     "query",
     "replay",
     "replay_failed",
