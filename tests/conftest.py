@@ -13,6 +13,7 @@ import pytest
 pytest.register_assert_rewrite("support")  # before support's modules are imported: their asserts explain themselves
 
 import ast_guard  # noqa: E402
+from support.browser import browser  # noqa: E402, F401  (the fixture, for every test that drives Chromium)
 
 from band import App  # noqa: E402
 from band._core.app import reset_current, set_current  # noqa: E402

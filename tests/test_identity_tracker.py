@@ -4,11 +4,11 @@ traits on it."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support.browser import needs_chromium, snippet
 from support.fakes import running_edge
 from support.poll import wait_for
 from support.sdk import site
@@ -17,38 +17,14 @@ from support.store import start_store
 from band import RPCError, identity, store
 from band.cli.natsserver import NatsServer
 
-CHROMIUM = "/usr/bin/chromium"
-pytestmark = [pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium"),
-              pytest.mark.slow]
+pytestmark = [needs_chromium, pytest.mark.slow]
 pytest.importorskip("chdb")
 
-PAGE = """<!doctype html><html><head><title>Login</title><script>
-!function (w, d, name, src) {
-  var api = w[name] = function () {
-    var args = Array.prototype.slice.call(arguments);
-    return api.doCall ? api.doCall(args) : (api._q.push(args), 0);
-  };
-  api._q = []; api._sv = '4.1.0';
-  var s = d.createElement('script'); s.async = true; s.src = src;
-  (d.head || d.documentElement).appendChild(s);
-}(window, document, 'rstat', '%(edge)s/lib.js');
-rstat('configure', {server: '%(server)s'});
-rstat('page');
-</script></head><body>
+PAGE = """<!doctype html><html><head><title>Login</title>%(snippet)s</head><body>
 <button id=login onclick="rstat('identify', 'user-7', {tier: 'gold'}); rstat('alias', 'old-login-7', 'user-7')">login</button>
 </body></html>"""
 
 
-@pytest.fixture
-async def browser() -> AsyncIterator[Any]:
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as pw:
-        chromium = await pw.chromium.launch(executable_path=CHROMIUM, headless=True)
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
 
 
 async def test_identify_and_alias_from_the_page(browser: Any, tmp_path: Path, own_nats: NatsServer, store_client: Any) -> None:
@@ -56,7 +32,7 @@ async def test_identify_and_alias_from_the_page(browser: Any, tmp_path: Path, ow
     try:
         async with running_edge(own_nats.url, cookie_secure=False) as (client, _):
             edge = str(client.make_url("")).rstrip("/")
-            async with site({"/login": PAGE % {"edge": edge, "server": edge.split("//", 1)[1]}}) as origin:
+            async with site({"/login": PAGE % {"snippet": snippet(edge)}}) as origin:
                 ctx = await browser.new_context()
                 page = await ctx.new_page()
                 await page.goto(origin.replace("127.0.0.1", "localhost") + "/login")

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from support.browser import needs_chromium, snippet
 from support.fakes import edge_config
 from support.poll import wait_for
 from support.sdk import arrivals, site
@@ -18,24 +19,9 @@ from support.sdk import arrivals, site
 from band import wire
 from broker.app import make_app
 
-CHROMIUM = "/usr/bin/chromium"
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (apt-get install chromium)")]
+pytestmark = [pytest.mark.slow, needs_chromium]
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "privacy.md"
 
-SNIPPET = """<script>
-!function (w, d, name, src) {
-  if (w[name]) return;
-  var api = w[name] = function () {
-    var args = Array.prototype.slice.call(arguments);
-    return api.doCall ? api.doCall(args) : (api._q.push(args), 0);
-  };
-  api._q = []; api._sv = '4.1.0';
-  var s = d.createElement('script'); s.async = true; s.src = src;
-  (d.head || d.documentElement).appendChild(s);
-}(window, document, 'rstat', '%(edge)s/lib.js');
-rstat('configure', {server: '%(server)s'});
-rstat('page');
-</script>"""
 
 
 def banner() -> str:
@@ -46,16 +32,6 @@ def banner() -> str:
     return found[1]
 
 
-@pytest.fixture
-async def browser() -> AsyncIterator[Any]:
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as pw:
-        chromium = await pw.chromium.launch(executable_path=CHROMIUM, headless=True)
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
 
 
 @pytest.fixture
@@ -66,8 +42,8 @@ async def edge_origin(nats_url: str) -> AsyncIterator[str]:
 
 
 def page_html(edge_origin: str) -> str:
-    snippet = SNIPPET % {"edge": edge_origin, "server": edge_origin.split("//", 1)[1]}
-    return f"<!doctype html><html><head><title>Shop</title>{snippet}</head><body>{banner()}<p>shop</p></body></html>"
+    loader = snippet(edge_origin)
+    return f"<!doctype html><html><head><title>Shop</title>{loader}</head><body>{banner()}<p>shop</p></body></html>"
 
 
 async def cookie_names(ctx: Any, names: set[str]) -> bool:

@@ -351,7 +351,11 @@ async def test_the_forget_button_in_a_browser(tmp_path: Path, own_nats: NatsServ
                 await page.wait_for_url(f"{base}/")
                 await page.goto(f"{base}/#user")
                 await page.fill("#user-id", A)
-                answers = iter([A[:-1], A])  # first mistyped, then right
+                await page.click("#user-form button[type=submit]")
+                await page.locator("#person-title", has_text="Person ").wait_for()
+                person = await page.locator("#person").get_attribute("data-person")
+                assert person and person.isdigit()
+                answers = iter([person[:-1], person])  # first mistyped, then right
                 page.on("dialog", lambda d: asyncio.ensure_future(d.accept(next(answers))))
                 await page.click("#user-forget")
                 await page.locator("#user-status", has_text="not confirmed").wait_for()

@@ -5,56 +5,31 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from support.browser import needs_chromium, snippet
 from support.fakes import edge_config
 from support.poll import wait_for
 from support.sdk import arrivals, make_edge_certs, site
 
 from broker.app import make_app
 
-CHROMIUM = "/usr/bin/chromium"
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (apt-get install chromium)")
+pytestmark = needs_chromium
 
 @pytest.fixture(scope="module")
 def edge_certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_edge_certs(tmp_path_factory)
 
 
-SNIPPET = """<script>
-!function (w, d, name, src) {
-  if (w[name]) return;
-  var api = w[name] = function () {
-    var args = Array.prototype.slice.call(arguments);
-    return api.doCall ? api.doCall(args) : (api._q.push(args), 0);
-  };
-  api._q = []; api._sv = '4.1.0';
-  var s = d.createElement('script'); s.async = true; s.src = src;
-  (d.head || d.documentElement).appendChild(s);
-}(window, document, 'rstat', '%(edge)s/lib.js');
-rstat('configure', {server: '%(server)s'});
-rstat('page', {section: 'shoes'});
-</script>"""
 
 PAGE = """<!doctype html><html><head><title>Winter sale</title>%(prelude)s%(snippet)s</head>
 <body><p>shop</p><button id=buy onclick="rstat('identify', 'user-42', {tier: 'gold'}); rstat('event', 'signup', {plan: 'pro'})">buy</button>
 <a id=next href="/shop?from=menu">next</a></body></html>"""
 
 
-@pytest.fixture
-async def browser() -> AsyncIterator[Any]:
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as pw:
-        chromium = await pw.chromium.launch(executable_path=CHROMIUM, headless=True)
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
 
 
 async def visit(
@@ -62,7 +37,7 @@ async def visit(
 ) -> tuple[str, list[dict[str, Any]]]:
     """Open the shop page, click, open a second page; the uid /lib.js handed out and the events."""
     server = edge_origin.split("//", 1)[1]
-    html = PAGE % {"prelude": prelude, "snippet": SNIPPET % {"edge": edge_origin, "server": server}}
+    html = PAGE % {"prelude": prelude, "snippet": snippet(edge_origin, "rstat('page', {section: 'shoes'});", server)}
     async with site({"/shop": html}) as origin, arrivals(nc, "in.gen.track.>") as seen:
         url = origin.replace("127.0.0.1", page_host) + site_url
         ctx = await browser.new_context(**context)

@@ -37,6 +37,10 @@ async def show(nc: Callable[[], Client], store: str, which: str) -> dict[str, An
         seen = {str(r["uid"]): r for r in answer["rows"]}
     person["devices"] = [{"uid": u, "first_seen": seen.get(u, {}).get("first_seen"), "last_seen": seen.get(u, {}).get("last_seen"),
                           "events": int(seen.get(u, {}).get("events") or 0)} for u in uids]
+    # 64-bit ids as text, as ClickHouse's JSON gives them: a browser's numbers hold 53 bits,
+    # and a rounded person id would name somebody else (or nobody) in a merge or a forget
+    person["person_id"] = str(person["person_id"])
+    person["uids"] = [str(u) for u in person.get("uids") or []]
     return person
 
 

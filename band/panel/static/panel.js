@@ -344,6 +344,7 @@ function showPerson(person, which) {
   $("#person").classList.toggle("hidden", !person);
   if (!person) return;
   $("#person").dataset.identifier = which;
+  $("#person").dataset.person = person.person_id;
   $("#person-title").textContent = `Person ${person.person_id} · ${person.devices.length} device${person.devices.length === 1 ? "" : "s"}`;
   $("#person-devices tbody").innerHTML = person.devices.map((d) => `<tr class="device-row"><td class="mono"><a class="uid" href="#user/${encodeURIComponent(d.uid)}">${esc(d.uid)}</a></td><td class="mono">${esc(d.first_seen ?? "—")}</td><td class="mono">${esc(d.last_seen ?? "—")}</td><td class="num">${fmtInt(d.events)}</td></tr>`).join("")
     || '<tr><td colspan="4" class="muted">no device yet</td></tr>';
