@@ -291,7 +291,7 @@ def _saved() -> list[tuple[str, str]]:
     return found
 
 
-VALUES: dict[str, Any] = {"since": "2023-01-01", "limit": 5, "uid": 6462464730849083392, "user_id": "u1"}
+VALUES: dict[str, Any] = {"since": "2023-01-01", "limit": 5, "uid": 6462464730849083392, "user_id": "u1", "by": "person"}
 
 
 @pytest.mark.parametrize("title, sql", _saved(), ids=[t for t, _ in _saved()])
