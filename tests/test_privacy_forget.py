@@ -353,6 +353,7 @@ async def test_the_forget_button_in_a_browser(tmp_path: Path, own_nats: NatsServ
                 await page.fill("#user-id", A)
                 await page.click("#user-form button[type=submit]")
                 await page.locator("#person-title", has_text="Person ").wait_for()
+                await page.locator("#user-status", has_text="counted by").wait_for()  # the page done: its history no longer writes the status
                 person = await page.locator("#person").get_attribute("data-person")
                 assert person and person.isdigit()
                 answers = iter([person[:-1], person])  # first mistyped, then right
