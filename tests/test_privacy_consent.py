@@ -185,31 +185,19 @@ async def test_a_websocket_without_consent_gets_no_cookie_and_the_days_uid(nc: A
 
 
 @pytest.mark.slow
-async def test_the_store_keeps_consent_in_its_column(tmp_path: Path) -> None:
+async def test_the_store_keeps_consent_in_its_column(tmp_path: Path, own_nats: NatsServer, store_client: Any) -> None:
     """0 where the edge said so; 1 where it said 1 or nothing (consent implied, or events
     from before the column)."""
-    import nats
-
-    from band import App
-    from band._core.app import reset_current, set_current
-
-    with NatsServer(store_dir=tmp_path / "js") as srv:
-        nc = await nats.connect(srv.url)
-        tester = App("tester")
-        tester.nc = nc
-        token = set_current(tester)
-        proc = start_store(tmp_path, srv.url)
-        try:
-            without, granted, cookieless = event(1), event(2), event(3)
-            granted[wire.CONSENT_FIELD], cookieless[wire.CONSENT_FIELD] = 1, 0
-            await publish(nc, [without, granted, cookieless])
-            await counted(3, proc)
-            rows = await store.query("SELECT id, consent FROM stats.events ORDER BY id")
-            assert [r["consent"] for r in rows] == [1, 1, 0]
-        finally:
-            reset_current(token)
-            await nc.close()
-            assert proc.stop() == 0, proc.text()[-3000:]
+    proc = start_store(tmp_path, own_nats.url)
+    try:
+        without, granted, cookieless = event(1), event(2), event(3)
+        granted[wire.CONSENT_FIELD], cookieless[wire.CONSENT_FIELD] = 1, 0
+        await publish(store_client, [without, granted, cookieless])
+        await counted(3, proc)
+        rows = await store.query("SELECT id, consent FROM stats.events ORDER BY id")
+        assert [r["consent"] for r in rows] == [1, 1, 0]
+    finally:
+        assert proc.stop() == 0, proc.text()[-3000:]
 
 
 @pytest.mark.slow

@@ -103,7 +103,8 @@ async def test_drop_and_hash_on_the_wire(nc: Any, nats_url: str) -> None:
 
 
 @pytest.mark.slow
-async def test_truncate_leaves_no_raw_address_anywhere(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+async def test_truncate_leaves_no_raw_address_anywhere(tmp_path: Path, caplog: pytest.LogCaptureFixture, own_nats: NatsServer,
+                                                       store_client: Any) -> None:
     """The default policy: enrichers (the example geoip, a recording one) see the whole
     address; the stream, every store table, listeners (durable and not), the edge's logs
     at INFO and the store's log see only its /24, and geo is filled all the same."""
@@ -124,50 +125,40 @@ async def test_truncate_leaves_no_raw_address_anywhere(tmp_path: Path, caplog: p
     async def keep(**message: Any) -> None:
         heard.append(wire.encode({k: v for k, v in message.items() if k != "attempt__"}))
 
-    with NatsServer(store_dir=tmp_path / "js") as srv:
-        import nats
-
-        nc = await nats.connect(srv.url)
-        from band._core.app import reset_current, set_current
-
-        tester = App("tester")
-        tester.nc = nc
-        token = set_current(tester)
-        proc = start_store(tmp_path, srv.url)
-        try:
-            async with serve(EXAMPLES / "geoip", srv.url), serve(recorder, srv.url), arrivals(nc, "in.gen.track.>") as seen, \
-                    running_edge(srv.url, enrich_timeout_ms=3000) as (client, edge):
-                await enrichers_seen(edge, "in.gen.track.page", {"geoip", "ipseen"})
-                resp = await client.get("/track/page?x=1", headers={"User-Agent": BROWSER, "X-Real-IP": RAW, "X-Forwarded-For": f"{RAW}, 10.0.0.1"})
-                assert resp.status == 200
-                published = (await seen.take(1))[0]
-                await wait_for(lambda: len(heard) >= 2, timeout=15, what="both listeners")
-                await counted(1, proc)
-                assert enriched == [RAW]  # the enricher inside the pipeline saw the whole address
-                assert published["td"]["ip"] == CUT and published["data"]["geoip"]["country_code"] == "RU"
-                info = await nc.jetstream().stream_info(wire.STREAM)
-                for seq in range(1, info.state.last_seq + 1):  # every message the stream holds
-                    kept = await nc.jetstream().get_msg(wire.STREAM, seq)
-                    assert RAW.encode() not in (kept.data or b""), seq
-                for one in heard:
-                    assert RAW.encode() not in one and CUT.encode() in one
-                row = (await store.query("SELECT td_ip, sxgeo_country_iso, toString(td_fpid) AS fp FROM stats.events"))[0]
-                assert row == {"td_ip": CUT, "sxgeo_country_iso": "RU", "fp": fpid(CUT, BROWSER)}  # geo, from the example enricher
-                assert fpid(RAW, BROWSER) != row["fp"]  # an unkeyed hash of the whole address would give it back
-                tables = await store.query("SELECT name FROM system.tables WHERE database = 'stats'")
-                assert len(tables) >= 5
-                for table in (t["name"] for t in tables):
-                    hits = await store.query(f"SELECT count() AS n FROM stats.`{table}` WHERE position(formatRow('JSONEachRow', *), {{ip:String}}) > 0",
-                                             ip=RAW)
-                    assert hits == [{"n": 0}], table
-                # geo at network level from the truncated address alone (a replay, a later enrichment)
-                other = {**published, "key": "in.gen.other.page", "data": {}}  # a key only geoip enriches
-                again = await nc.request(wire.enrich_subject("in.gen.other.page"), wire.encode(other), timeout=5)
-                assert wire.decode(again.data)["country_code"] == "RU"
-        finally:
-            reset_current(token)
-            await nc.close()
-            assert proc.stop() == 0
+    srv, nc = own_nats, store_client
+    proc = start_store(tmp_path, srv.url)
+    try:
+        async with serve(EXAMPLES / "geoip", srv.url), serve(recorder, srv.url), arrivals(nc, "in.gen.track.>") as seen, \
+                running_edge(srv.url, enrich_timeout_ms=3000) as (client, edge):
+            await enrichers_seen(edge, "in.gen.track.page", {"geoip", "ipseen"})
+            resp = await client.get("/track/page?x=1", headers={"User-Agent": BROWSER, "X-Real-IP": RAW, "X-Forwarded-For": f"{RAW}, 10.0.0.1"})
+            assert resp.status == 200
+            published = (await seen.take(1))[0]
+            await wait_for(lambda: len(heard) >= 2, timeout=15, what="both listeners")
+            await counted(1, proc)
+            assert enriched == [RAW]  # the enricher inside the pipeline saw the whole address
+            assert published["td"]["ip"] == CUT and published["data"]["geoip"]["country_code"] == "RU"
+            info = await nc.jetstream().stream_info(wire.STREAM)
+            for seq in range(1, info.state.last_seq + 1):  # every message the stream holds
+                kept = await nc.jetstream().get_msg(wire.STREAM, seq)
+                assert RAW.encode() not in (kept.data or b""), seq
+            for one in heard:
+                assert RAW.encode() not in one and CUT.encode() in one
+            row = (await store.query("SELECT td_ip, sxgeo_country_iso, toString(td_fpid) AS fp FROM stats.events"))[0]
+            assert row == {"td_ip": CUT, "sxgeo_country_iso": "RU", "fp": fpid(CUT, BROWSER)}  # geo, from the example enricher
+            assert fpid(RAW, BROWSER) != row["fp"]  # an unkeyed hash of the whole address would give it back
+            tables = await store.query("SELECT name FROM system.tables WHERE database = 'stats'")
+            assert len(tables) >= 5
+            for table in (t["name"] for t in tables):
+                hits = await store.query(f"SELECT count() AS n FROM stats.`{table}` WHERE position(formatRow('JSONEachRow', *), {{ip:String}}) > 0",
+                                         ip=RAW)
+                assert hits == [{"n": 0}], table
+            # geo at network level from the truncated address alone (a replay, a later enrichment)
+            other = {**published, "key": "in.gen.other.page", "data": {}}  # a key only geoip enriches
+            again = await nc.request(wire.enrich_subject("in.gen.other.page"), wire.encode(other), timeout=5)
+            assert wire.decode(again.data)["country_code"] == "RU"
+    finally:
+        assert proc.stop() == 0
     assert RAW not in caplog.text and RAW not in proc.text()
     assert not [r for r in caplog.records if r.levelno >= logging.INFO and RAW in r.getMessage()]
 
